@@ -1,0 +1,171 @@
+import json
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from integrations.models import Account, ConversationEvent, InboundWebhook, IntegrationSettings
+from portal.durations import HumanDurationField, format_duration
+from portal.redaction import mask_secret
+
+SECRET_FIELDS = ("test_api_key", "production_api_key", "intercom_access_token")
+
+
+class IntegrationSettingsForm(forms.ModelForm):
+    """Secrets are never sent back to the browser: the field shows the last 4 characters
+    as a placeholder, and leaving it empty keeps the stored value."""
+
+    channel_delay = HumanDurationField(help_text=IntegrationSettings._meta.get_field("channel_delay").help_text)
+    suppression_window = HumanDurationField(
+        help_text=IntegrationSettings._meta.get_field("suppression_window").help_text + " E.g. 7d."
+    )
+
+    class Meta:
+        model = IntegrationSettings
+        fields = [
+            "enabled", "mode", "test_api_key", "production_api_key", "brand", "language",
+            "email_enabled", "chat_enabled", "channel_delay", "suppression_window", "do_not_send_tags",
+            "intercom_access_token",
+        ]  # fmt: skip
+        widgets = {name: forms.PasswordInput(render_value=False) for name in SECRET_FIELDS}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in SECRET_FIELDS:
+            stored = getattr(self.instance, name)
+            field = self.fields[name]
+            field.required = False
+            field.widget.attrs["placeholder"] = f"stored: {mask_secret(stored)}" if stored else "not set"
+            field.widget.attrs["autocomplete"] = "off"
+            field.help_text = "Leave empty to keep the stored value." if stored else ""
+
+    def has_changed(self) -> bool:
+        # An account added with the default settings still gets its settings row.
+        return super().has_changed() or self.instance.pk is None
+
+    def _clean_secret(self, name: str) -> str:
+        return self.cleaned_data.get(name) or getattr(self.instance, name)
+
+    def clean_test_api_key(self) -> str:
+        return self._clean_secret("test_api_key")
+
+    def clean_production_api_key(self) -> str:
+        return self._clean_secret("production_api_key")
+
+    def clean_intercom_access_token(self) -> str:
+        return self._clean_secret("intercom_access_token")
+
+
+class IntegrationSettingsInline(admin.StackedInline):
+    model = IntegrationSettings
+    form = IntegrationSettingsForm
+    can_delete = False
+    min_num = 1
+    max_num = 1
+    fieldsets = [
+        (None, {"fields": ["enabled", "mode"]}),
+        ("Stella Connect", {"fields": ["test_api_key", "production_api_key", "brand", "language"]}),
+        (
+            "Rules",
+            {"fields": ["email_enabled", "chat_enabled", "channel_delay", "suppression_window", "do_not_send_tags"]},
+        ),
+        ("Intercom", {"fields": ["intercom_access_token"]}),
+    ]
+
+
+@admin.register(Account)
+class AccountAdmin(admin.ModelAdmin):
+    list_display = ["name", "intercom_workspace_id", "enabled", "mode", "channels", "delay", "window", "keys"]
+    list_select_related = ["settings"]
+    search_fields = ["name", "intercom_workspace_id"]
+    list_filter = ["settings__enabled", "settings__mode"]
+    inlines = [IntegrationSettingsInline]
+
+    @admin.display(boolean=True, ordering="settings__enabled")
+    def enabled(self, account: Account) -> bool:
+        return account.settings.enabled
+
+    @admin.display(ordering="settings__mode")
+    def mode(self, account: Account) -> str:
+        return account.settings.get_mode_display()
+
+    @admin.display
+    def channels(self, account: Account) -> str:
+        return ", ".join(sorted(channel.label for channel in account.settings.enabled_channels)) or "none"
+
+    @admin.display(description="channel delay")
+    def delay(self, account: Account) -> str:
+        return format_duration(account.settings.channel_delay)
+
+    @admin.display(description="suppression window")
+    def window(self, account: Account) -> str:
+        return format_duration(account.settings.suppression_window)
+
+    @admin.display(description="API keys (test / production)")
+    def keys(self, account: Account) -> str:
+        settings = account.settings
+        return f"{mask_secret(settings.test_api_key) or '—'} / {mask_secret(settings.production_api_key) or '—'}"
+
+
+class ReadOnlyAdminMixin:
+    """Logs are evidence: nobody edits or deletes them from the admin."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(InboundWebhook)
+class InboundWebhookAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["received_at", "topic", "workspace_id", "account", "status", "error", "notification_id"]
+    list_filter = ["status", "topic", "account"]
+    list_select_related = ["account"]
+    search_fields = ["notification_id", "workspace_id", "=id"]
+    date_hierarchy = "received_at"
+    show_full_result_count = False
+    fields = [
+        "received_at",
+        "status",
+        "error",
+        "topic",
+        "account",
+        "workspace_id",
+        "notification_id",
+        "occurred_at",
+        "processed_at",
+        "pretty_headers",
+        "pretty_body",
+    ]
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[InboundWebhook]:
+        return super().get_queryset(request).defer("body", "headers")
+
+    @admin.display(description="headers")
+    def pretty_headers(self, webhook: InboundWebhook) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(webhook.headers, indent=2))
+
+    @admin.display(description="body")
+    def pretty_body(self, webhook: InboundWebhook) -> str:
+        try:
+            text = json.dumps(json.loads(webhook.body), indent=2)
+        except ValueError:
+            text = webhook.body
+        return format_html('<pre style="max-height:40em;overflow:auto">{}</pre>', text)
+
+
+@admin.register(ConversationEvent)
+class ConversationEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["occurred_at", "account", "conversation_id", "kind", "tags"]
+    list_filter = ["kind", "account"]
+    list_select_related = ["account"]
+    search_fields = ["conversation_id"]
+    show_full_result_count = False

@@ -1,0 +1,187 @@
+"""Intercom notifications in the newer (2.x) webhook shape, built for demos and benchmarks.
+
+They follow the real captures in tests/fixtures/intercom/ field for field, with the
+values a scenario needs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+SOURCE_TYPES = {"chat": "conversation", "email": "email"}
+
+
+def _envelope(topic: str, *, app_id: str, at: int, item: dict[str, Any], notification_id: str | None) -> dict[str, Any]:
+    return {
+        "type": "notification_event",
+        "app_id": app_id,
+        "data": {"type": "notification_event_data", "item": item},
+        "links": {},
+        "id": notification_id or f"notif_{uuid.uuid4()}",
+        "topic": topic,
+        "delivery_status": "pending",
+        "delivery_attempts": 1,
+        "delivered_at": 0,
+        "first_sent_at": at,
+        "created_at": at,
+        "self": None,
+    }
+
+
+def _part(
+    part_id: str, part_type: str, *, at: int, author: dict[str, Any], body: str | None = None, tags: list | None = None
+) -> dict[str, Any]:
+    return {
+        "type": "conversation_part",
+        "id": part_id,
+        "part_type": part_type,
+        "body": body,
+        "created_at": at,
+        "updated_at": at,
+        "notified_at": at,
+        "assigned_to": None,
+        "author": author,
+        "attachments": [],
+        "external_id": None,
+        "redacted": False,
+        "metadata": {},
+        "email_message_metadata": None,
+        "state": "closed" if part_type == "close" else "open",
+        "tags": tags or [],
+        "event_details": {},
+        "app_package_code": None,
+    }
+
+
+def conversation_item(
+    *,
+    conversation_id: str,
+    channel: str,
+    customer_id: str,
+    customer_name: str | None,
+    customer_email: str,
+    assignee_id: str | None,
+    tags: tuple[str, ...],
+    parts: list[dict[str, Any]],
+    state: str,
+    started_at: int,
+) -> dict[str, Any]:
+    return {
+        "type": "conversation",
+        "id": conversation_id,
+        "created_at": started_at,
+        "updated_at": parts[-1]["created_at"] if parts else started_at,
+        "waiting_since": None,
+        "snoozed_until": None,
+        "source": {
+            "type": SOURCE_TYPES.get(channel, channel),
+            "id": f"{conversation_id}-source",
+            "delivered_as": "customer_initiated",
+            "subject": "",
+            "body": "<p>Hello, I need a hand with my order.</p>",
+            "author": {"type": "user", "id": customer_id, "name": customer_name, "email": customer_email},
+            "attachments": [],
+            "url": None,
+            "redacted": False,
+        },
+        "contacts": {"type": "contact.list", "contacts": [{"type": "contact", "id": customer_id, "external_id": None}]},
+        "admin_assignee_id": int(assignee_id) if assignee_id else None,
+        "team_assignee_id": None,
+        "open": state != "closed",
+        "state": state,
+        "read": True,
+        "tags": {
+            "type": "tag.list",
+            "tags": [{"type": "tag", "id": str(1000 + i), "name": tag} for i, tag in enumerate(tags)],
+        },
+        "priority": "not_priority",
+        "teammates": {"type": "admin.list", "admins": [{"type": "admin", "id": assignee_id}] if assignee_id else []},
+        "conversation_parts": {
+            "type": "conversation_part.list",
+            "conversation_parts": parts,
+            "total_count": len(parts),
+        },
+    }
+
+
+Person = tuple[str, str | None, str | None]  # id, name, email
+
+CUSTOMER: Person = ("contact-1", "Ada Customer", "ada@customer.example")
+TEAMMATE: Person = ("4100001", "Tess Teammate", "tess@support.example")
+
+
+def closed_conversation(
+    *,
+    app_id: str,
+    conversation_id: str,
+    at: int,
+    channel: str = "chat",
+    customer: Person = CUSTOMER,
+    teammate: Person = TEAMMATE,
+    bot: bool = False,
+    tags: tuple[str, ...] = (),
+    notification_id: str | None = None,
+) -> dict[str, Any]:
+    """`conversation.admin.closed`: closed by its assignee (a teammate, or Fin when bot=True)."""
+    author = _author(teammate)
+    if bot:
+        author = {"id": teammate[0], "type": "bot", "name": "Fin", "email": f"operator+{app_id}@intercom.io"}
+    return _conversation_event(
+        "conversation.admin.closed", "close", app_id=app_id, conversation_id=conversation_id, at=at,
+        channel=channel, customer=customer, assignee_id=teammate[0], author=author, tags=tags,
+        notification_id=notification_id,
+    )  # fmt: skip
+
+
+def reopened_conversation(
+    *,
+    app_id: str,
+    conversation_id: str,
+    at: int,
+    channel: str = "chat",
+    customer: Person = CUSTOMER,
+    teammate: Person = TEAMMATE,
+    notification_id: str | None = None,
+) -> dict[str, Any]:
+    """`conversation.admin.opened`: a teammate reopened it."""
+    return _conversation_event(
+        "conversation.admin.opened", "open", app_id=app_id, conversation_id=conversation_id, at=at,
+        channel=channel, customer=customer, assignee_id=teammate[0], author=_author(teammate), tags=(),
+        notification_id=notification_id,
+    )  # fmt: skip
+
+
+def _author(teammate: Person) -> dict[str, Any]:
+    teammate_id, name, email = teammate
+    return {"id": teammate_id, "type": "admin", "name": name, **({"email": email} if email else {})}
+
+
+def _conversation_event(
+    topic: str,
+    part_type: str,
+    *,
+    app_id: str,
+    conversation_id: str,
+    at: int,
+    channel: str,
+    customer: Person,
+    assignee_id: str,
+    author: dict[str, Any],
+    tags: tuple[str, ...],
+    notification_id: str | None,
+) -> dict[str, Any]:
+    customer_id, customer_name, customer_email = customer
+    item = conversation_item(
+        conversation_id=conversation_id,
+        channel=channel,
+        customer_id=customer_id,
+        customer_name=customer_name,
+        customer_email=customer_email or "",
+        assignee_id=assignee_id,
+        tags=tags,
+        parts=[_part(f"{conversation_id}-{part_type}-{at}", part_type, at=at, author=author)],
+        state="closed" if part_type == "close" else "open",
+        started_at=at - 600,
+    )
+    return _envelope(topic, app_id=app_id, at=at, item=item, notification_id=notification_id)

@@ -1,0 +1,154 @@
+from datetime import timedelta
+
+from django.db import models
+
+from integrations.intercom.payloads import Channel
+
+DEFAULT_DO_NOT_SEND_TAGS = "fraud, dupe, do_not_send_stella"
+
+
+class Account(models.Model):
+    """A Stella Connect customer company, known to Intercom by its workspace id."""
+
+    name = models.CharField(max_length=200)
+    intercom_workspace_id = models.CharField(
+        "Intercom workspace id",
+        max_length=64,
+        unique=True,
+        help_text="The app_id Intercom puts on every webhook (Settings → Workspace data in Intercom).",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class IntegrationSettings(models.Model):
+    """What a CSM configures for an account; keys are read only through `api_key_for` and `intercom_token`."""
+
+    class Mode(models.TextChoices):
+        TEST = "test", "Test"
+        LIVE = "live", "Live"
+
+    account = models.OneToOneField(Account, on_delete=models.CASCADE, related_name="settings")
+    enabled = models.BooleanField(default=True, help_text="Off: webhooks are recorded and ignored.")
+    mode = models.CharField(
+        max_length=8,
+        choices=Mode.choices,
+        default=Mode.TEST,
+        help_text="Test sends with the test key (surveys go to the test address); live with the production key.",
+    )
+    test_api_key = models.CharField("test API key", max_length=200, blank=True)
+    production_api_key = models.CharField("production API key", max_length=200, blank=True)
+    email_enabled = models.BooleanField("email channel", default=True)
+    chat_enabled = models.BooleanField("chat channel", default=True)
+    channel_delay = models.DurationField(
+        default=timedelta(0),
+        help_text="Wait this long after a close before sending; a reopen in the meantime cancels.",
+    )
+    suppression_window = models.DurationField(
+        default=timedelta(0),
+        help_text="Don't survey the same customer again within this time. 0 turns it off.",
+    )
+    do_not_send_tags = models.CharField(
+        max_length=500,
+        default=DEFAULT_DO_NOT_SEND_TAGS,
+        blank=True,
+        help_text="Comma-separated. A first message tagged with one is sent flagged do not send.",
+    )
+    brand = models.CharField(max_length=100, blank=True, help_text="Only for multi-brand Stella companies.")
+    language = models.CharField(max_length=16, blank=True, help_text="ISO 639-1, e.g. en or en-US.")
+    intercom_access_token = models.CharField(max_length=300, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "integration settings"
+        verbose_name_plural = "integration settings"
+
+    def __str__(self) -> str:
+        return f"Settings for {self.account}"
+
+    @property
+    def enabled_channels(self) -> frozenset[Channel]:
+        return frozenset(
+            channel
+            for channel, enabled in ((Channel.EMAIL, self.email_enabled), (Channel.CHAT, self.chat_enabled))
+            if enabled
+        )
+
+    @property
+    def do_not_send_tag_names(self) -> frozenset[str]:
+        return frozenset(tag.strip().casefold() for tag in self.do_not_send_tags.split(",") if tag.strip())
+
+    # The only readers of stored secrets: encryption at rest would go here.
+    def api_key_for(self, mode: str) -> str:
+        return self.production_api_key if mode == self.Mode.LIVE else self.test_api_key
+
+    @property
+    def active_api_key(self) -> str:
+        return self.api_key_for(self.mode)
+
+    @property
+    def intercom_token(self) -> str:
+        return self.intercom_access_token
+
+
+class InboundWebhook(models.Model):
+    """A webhook exactly as it arrived, stored before anything acts on it."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "Received"
+        PROCESSED = "processed", "Processed"
+        IGNORED = "ignored", "Ignored"
+        INVALID = "invalid", "Invalid"
+        FAILED = "failed", "Failed"
+
+    account = models.ForeignKey(Account, null=True, blank=True, on_delete=models.CASCADE)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    headers = models.JSONField(default=dict)
+    body = models.TextField()
+    # Set only once the signature holds, so a forged copy can't block the real delivery.
+    notification_id = models.CharField(max_length=100, unique=True, null=True, blank=True)
+    topic = models.CharField(max_length=100, blank=True)
+    workspace_id = models.CharField(max_length=64, blank=True)
+    occurred_at = models.DateTimeField(null=True, blank=True, help_text="The notification's created_at.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
+    error = models.TextField(blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        indexes = [models.Index(fields=["status", "occurred_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.topic or 'webhook'} {self.notification_id or self.pk}"
+
+
+class ConversationEvent(models.Model):
+    """Something that happened to a conversation after a close: it may cancel or change a pending survey."""
+
+    class Kind(models.TextChoices):
+        REOPENED = "reopened", "Reopened"
+        CUSTOMER_REPLIED = "customer_replied", "Customer replied"
+        SNOOZED = "snoozed", "Snoozed"
+        DELETED = "deleted", "Deleted"
+        TAGGED = "tagged", "First message tagged"
+
+    CANCELLING = (Kind.REOPENED, Kind.CUSTOMER_REPLIED, Kind.SNOOZED, Kind.DELETED)
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE)
+    conversation_id = models.CharField(max_length=64)
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    occurred_at = models.DateTimeField(help_text="The notification's created_at: events are ordered by it.")
+    tags = models.JSONField(default=list, blank=True)
+    inbound_webhook = models.ForeignKey(InboundWebhook, null=True, blank=True, on_delete=models.SET_NULL)
+
+    class Meta:
+        ordering = ["occurred_at"]
+        indexes = [models.Index(fields=["account", "conversation_id", "occurred_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.conversation_id}"

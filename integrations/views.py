@@ -1,0 +1,41 @@
+import logging
+
+from django.conf import settings
+from django.db import DatabaseError
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from integrations.intercom.payloads import PayloadError
+from integrations.services import DuplicateNotification, InvalidSignature, intercom_webhook_receive
+
+logger = logging.getLogger(__name__)
+
+
+@csrf_exempt
+@require_http_methods(["POST", "HEAD"])
+def intercom_webhook(request: HttpRequest) -> JsonResponse:
+    """One endpoint for every workspace; Intercom checks the URL with HEAD."""
+    if request.method == "HEAD":
+        return JsonResponse({})
+    if int(request.META.get("CONTENT_LENGTH") or 0) > settings.INTERCOM_WEBHOOK_MAX_BYTES:
+        return _error(413, f"body is larger than {settings.INTERCOM_WEBHOOK_MAX_BYTES} bytes")
+    signature = request.headers.get("X-Hub-Signature")
+    if not signature:
+        return _error(400, "X-Hub-Signature header is missing")
+    try:
+        webhook = intercom_webhook_receive(headers=request.headers, body=request.body, signature=signature)
+    except InvalidSignature:
+        return _error(401, "X-Hub-Signature does not match the body")
+    except PayloadError as exc:
+        return _error(400, str(exc))
+    except DuplicateNotification:
+        return JsonResponse({"status": "duplicate"})
+    except DatabaseError:
+        logger.exception("intercom.webhook.database_error")
+        return _error(503, "could not store the webhook; please retry")
+    return JsonResponse({"status": webhook.status})
+
+
+def _error(status: int, message: str) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status)

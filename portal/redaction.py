@@ -1,0 +1,18 @@
+"""Secrets appear masked everywhere a person or a log can see them."""
+
+from collections.abc import Mapping
+
+SECRET_HEADERS = {"authorization", "x-api-key", "cookie", "proxy-authorization"}
+
+
+def mask_secret(value: str | None) -> str:
+    """Show only the last 4 characters, and nothing of a short secret."""
+    if not value:
+        return ""
+    if len(value) <= 8:
+        return "••••"
+    return "••••" + value[-4:]
+
+
+def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {name: mask_secret(value) if name.lower() in SECRET_HEADERS else value for name, value in headers.items()}

@@ -1,0 +1,167 @@
+"""Portal settings: one file, every value from the environment (see .env.example).
+
+The defaults make a working local portal: SQLite, django-q2's ORM broker and the
+built-in sandbox standing in for Stella Connect and Intercom. A deployment sets
+DEBUG=false, which makes the unsafe local defaults refuse to start.
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env")
+
+LOCAL_SECRET_KEY = "local-only-insecure-secret-key"
+LOCAL_INTERCOM_CLIENT_SECRET = "sandbox-client-secret"
+
+DEBUG = env.bool("DEBUG", default=True)
+SECRET_KEY = env("SECRET_KEY", default=LOCAL_SECRET_KEY)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# The built-in stand-ins for Stella Connect and Intercom (make run, tests, demos).
+SANDBOX = env.bool("SANDBOX", default=DEBUG)
+PORT = env.int("PORT", default=8000)
+# Where this portal can reach itself: the sandbox lives under /sandbox/ on it.
+PORTAL_URL = env("PORTAL_URL", default=f"http://127.0.0.1:{PORT}")
+
+INTERCOM_CLIENT_SECRET = env("INTERCOM_CLIENT_SECRET", default=LOCAL_INTERCOM_CLIENT_SECRET)
+# Links to conversations in the Intercom inbox (EU: https://app.eu.intercom.com).
+INTERCOM_APP_URL = env("INTERCOM_APP_URL", default="https://app.intercom.com")
+INTERCOM_WEBHOOK_MAX_BYTES = env.int("INTERCOM_WEBHOOK_MAX_BYTES", default=1024 * 1024)
+
+if not DEBUG:
+    if SANDBOX:
+        raise ImproperlyConfigured("SANDBOX=true is for local use only; unset it when DEBUG=false.")
+    if SECRET_KEY == LOCAL_SECRET_KEY:
+        raise ImproperlyConfigured("Set SECRET_KEY: the local default is public.")
+    if INTERCOM_CLIENT_SECRET == LOCAL_INTERCOM_CLIENT_SECRET:
+        raise ImproperlyConfigured("Set INTERCOM_CLIENT_SECRET to your Intercom app's client secret.")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_q",
+    "portal",
+    "integrations",
+    "surveys",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    # Deployed (DEBUG=false), whitenoise serves the collected static files; locally runserver does.
+    *([] if DEBUG else ["whitenoise.middleware.WhiteNoiseMiddleware"]),
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "portal.urls"
+WSGI_APPLICATION = "portal.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "portal.context_processors.sandbox",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {
+        # Concurrent writers (web workers, the cluster) queue for the write lock
+        # instead of failing with "database is locked" half-way through a transaction.
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # Tests use a file too, so locking behaves as it does when the portal runs.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".test-db.sqlite3")}
+# Keep connections between requests: opening one (and, for SQLite, its PRAGMAs) costs more than a query.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=600)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+LOGIN_URL = "/admin/login/"
+
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
+
+# django-q2. The ORM broker keeps tasks in the database; Q_REDIS_URL switches to Redis.
+Q_CLUSTER = {
+    "name": "portal",
+    "workers": env.int("Q_WORKERS", default=4),
+    # A task that runs longer is killed; a task not acknowledged within `retry`
+    # seconds is delivered again, so timeout must stay below retry.
+    "timeout": env.int("Q_TIMEOUT", default=60),
+    "retry": env.int("Q_RETRY", default=90),
+    "max_attempts": env.int("Q_MAX_ATTEMPTS", default=3),
+    "ack_failures": True,
+    "catch_up": False,
+    "save_limit": 1000,
+    "poll": 0.5,
+    "label": "Task queue",
+}
+if Q_REDIS_URL := env("Q_REDIS_URL", default=""):
+    Q_CLUSTER["redis"] = Q_REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="portal@localhost")
+
+LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"()": "portal.logging.ContextFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django_q": {"level": env("Q_LOG_LEVEL", default="WARNING")}},
+}

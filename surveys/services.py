@@ -1,0 +1,193 @@
+"""Everything a survey request can do. Grep `survey_request_` to see it all."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from integrations.intercom.payloads import Conversation, IntercomNotification
+from integrations.models import Account, ConversationEvent, InboundWebhook, IntegrationSettings
+from surveys.models import TRANSITIONS, SurveyRequest
+from surveys.selectors import ConversationHistory, conversation_history, survey_candidate
+from surveys.suppression import Decision, decide, evaluate_rules
+
+logger = logging.getLogger(__name__)
+
+STATUS_FOR_DECISION = {
+    Decision.SEND: SurveyRequest.Status.SCHEDULED,
+    Decision.DO_NOT_SEND: SurveyRequest.Status.SCHEDULED,
+    Decision.SUPPRESSED: SurveyRequest.Status.SUPPRESSED,
+    Decision.INVALID: SurveyRequest.Status.INVALID,
+}
+CANCEL_DETAILS = {
+    ConversationEvent.Kind.REOPENED: "Reopened during the channel delay",
+    ConversationEvent.Kind.CUSTOMER_REPLIED: "Customer replied during the channel delay",
+    ConversationEvent.Kind.SNOOZED: "Snoozed during the channel delay",
+    ConversationEvent.Kind.DELETED: "Conversation deleted during the channel delay",
+}
+SUPERSEDED = "Closed again later: the newer close is the one surveyed"
+
+
+class InvalidTransition(Exception):
+    pass
+
+
+def survey_request_transition(survey_request: SurveyRequest, *, to: str, **fields: Any) -> SurveyRequest:
+    """Move a request to another status, if it still is where we last saw it.
+
+    The conditional update is also the claim: of two workers moving the same request,
+    exactly one changes a row; the other gets InvalidTransition.
+    """
+    current = survey_request.status
+    if to not in TRANSITIONS[current]:
+        raise InvalidTransition(f"{current} → {to} is not allowed")
+    fields = {"status": to, "updated_at": timezone.now(), **fields}
+    changed = SurveyRequest.objects.filter(pk=survey_request.pk, status=current).update(**fields)
+    if not changed:
+        raise InvalidTransition(f"survey request {survey_request.pk} is no longer {current}")
+    for name, value in fields.items():
+        setattr(survey_request, name, value)
+    return survey_request
+
+
+def survey_request_schedule(
+    *, account: Account, notification: IntercomNotification, webhook: InboundWebhook | None
+) -> SurveyRequest:
+    """Record a closed conversation with every rule's verdict; if it is to be sent, it is due at close + channel delay.
+
+    One close per conversation waits at a time: a newer close cancels an older one still waiting,
+    and an older close arriving late is recorded as cancelled.
+    """
+    conversation = notification.conversation
+    assert conversation is not None, "a closed-conversation notification carries its conversation"
+    settings = account.settings
+    closed_at = notification.created_at
+    history = conversation_history(account=account, conversation_id=conversation.id)
+    closure_id = conversation.closure.part_id if conversation.closure else f"notification:{notification.id}"
+    if recorded := next((other for other in history.survey_requests if other.closure_id == closure_id), None):
+        logger.info("survey_request.closure_duplicate", extra={"conversation_id": conversation.id})
+        return recorded
+    survey_request = _survey_request_from(conversation, account=account, webhook=webhook, closed_at=closed_at)
+    survey_request.closure_id = closure_id
+    survey_request.mode = settings.mode
+    survey_request.send_after = closed_at + settings.channel_delay
+    survey_request.tags = list(
+        dict.fromkeys(list(conversation.do_not_send_tag_candidates) + list(history.first_message_tags))
+    )
+
+    for older in history.survey_requests:
+        if older.status == SurveyRequest.Status.SCHEDULED and older.closed_at < closed_at:
+            survey_request_transition(older, to=SurveyRequest.Status.CANCELLED, status_detail=SUPERSEDED)
+    _survey_request_decide(survey_request, settings=account.settings, history=history)
+    survey_request.status = STATUS_FOR_DECISION[Decision(survey_request.decision)]
+
+    newer_close = any(
+        other.closed_at > closed_at and other.status != SurveyRequest.Status.CANCELLED
+        for other in history.survey_requests
+    )
+    cancelling = history.cancelling_event(after=closed_at, before=survey_request.send_after)
+    if survey_request.status == SurveyRequest.Status.SCHEDULED and (newer_close or cancelling):
+        survey_request.status = SurveyRequest.Status.CANCELLED
+        survey_request.status_detail = CANCEL_DETAILS[cancelling.kind] if cancelling else SUPERSEDED
+
+    try:
+        with transaction.atomic():
+            survey_request.save()
+    except IntegrityError:
+        # The same closure recorded meanwhile by a concurrent worker: the first record stands.
+        logger.info(
+            "survey_request.closure_duplicate",
+            extra={"conversation_id": conversation.id, "closure_id": survey_request.closure_id},
+        )
+        return SurveyRequest.objects.get(
+            account=account, conversation_id=conversation.id, closure_id=survey_request.closure_id
+        )
+    logger.info(
+        "survey_request.recorded",
+        extra={"survey_request": survey_request.pk, "status": survey_request.status, "reason": survey_request.reason},
+    )
+    return survey_request
+
+
+def survey_requests_apply_event(event: ConversationEvent) -> int:
+    """A reopen, reply, snooze or deletion cancels a close still waiting out its delay;
+    a first-message tag is added to it and the rules decide again. Returns how many changed."""
+    waiting = SurveyRequest.objects.filter(
+        account=event.account,
+        conversation_id=event.conversation_id,
+        status=SurveyRequest.Status.SCHEDULED,
+        closed_at__lte=event.occurred_at,
+    )
+    changed = 0
+    if event.kind in ConversationEvent.CANCELLING:
+        for survey_request in waiting.filter(send_after__gt=event.occurred_at):
+            survey_request_transition(
+                survey_request, to=SurveyRequest.Status.CANCELLED, status_detail=CANCEL_DETAILS[event.kind]
+            )
+            changed += 1
+    elif event.kind == ConversationEvent.Kind.TAGGED:
+        history = conversation_history(account=event.account, conversation_id=event.conversation_id)
+        for survey_request in waiting.select_related("account__settings"):
+            survey_request.tags = list(dict.fromkeys(survey_request.tags + event.tags))
+            _survey_request_decide(survey_request, settings=survey_request.account.settings, history=history)
+            survey_request_transition(
+                survey_request,
+                to=STATUS_FOR_DECISION[Decision(survey_request.decision)],
+                tags=survey_request.tags,
+                decision=survey_request.decision,
+                reason=survey_request.reason,
+                verdicts=survey_request.verdicts,
+                status_detail=survey_request.status_detail,
+            )
+            changed += 1
+    return changed
+
+
+def _survey_request_decide(
+    survey_request: SurveyRequest, *, settings: IntegrationSettings, history: ConversationHistory
+) -> None:
+    verdicts = evaluate_rules(survey_candidate(survey_request, settings=settings, history=history))
+    verdict = decide(verdicts)
+    survey_request.verdicts = {rule: reason.value if reason else None for rule, reason in verdicts.items()}
+    survey_request.decision = verdict.decision
+    survey_request.reason = verdict.reason.value if verdict.reason else ""
+    survey_request.status_detail = verdict.error_message
+
+
+def _survey_request_from(
+    conversation: Conversation, *, account: Account, webhook: InboundWebhook | None, closed_at: datetime
+) -> SurveyRequest:
+    customer = conversation.customer
+    assignee = conversation.assignee
+    return _clipped(
+        SurveyRequest(
+            account=account,
+            inbound_webhook=webhook,
+            conversation_id=conversation.id,
+            conversation_url=conversation.url,
+            closed_at=closed_at,
+            channel=conversation.channel or "",
+            channel_source=conversation.channel_source,
+            assignee_kind=assignee.kind,
+            teammate_id=assignee.id or "",
+            teammate_name=assignee.name or "",
+            teammate_email=(assignee.email or "").strip().lower(),
+            customer_id=(customer.id or "") if customer else "",
+            customer_role=customer.role if customer else "",
+            customer_name=(customer.name or "") if customer else "",
+            customer_email=((customer.email or "").strip().lower()) if customer else "",
+        )
+    )
+
+
+def _clipped(survey_request: SurveyRequest) -> SurveyRequest:
+    """Intercom sets no length on names; cut what would not fit its column rather than lose the closure."""
+    for field in SurveyRequest._meta.concrete_fields:
+        value = getattr(survey_request, field.attname)
+        if field.max_length and isinstance(value, str) and len(value) > field.max_length:
+            setattr(survey_request, field.attname, value[: field.max_length])
+    return survey_request

@@ -1,0 +1,15 @@
+import pytest
+
+from integrations.models import Account
+from tests.factories import AccountFactory
+from tests.helpers import WORKSPACE_ID
+
+
+@pytest.fixture
+def account(db) -> Account:
+    return AccountFactory(intercom_workspace_id=WORKSPACE_ID)
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,62 @@
+from datetime import UTC, datetime, timedelta
+
+import factory
+
+from integrations.intercom.payloads import AssigneeKind, Channel
+from integrations.models import Account, IntegrationSettings
+from surveys.models import SurveyRequest
+from surveys.suppression import Decision
+from tests.helpers import WORKSPACE_ID
+
+NOW = datetime(2025, 11, 28, 10, 0, tzinfo=UTC)
+
+
+class AccountFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Account
+        skip_postgeneration_save = True
+
+    name = factory.Sequence(lambda n: f"Company {n}")
+    intercom_workspace_id = factory.Sequence(lambda n: f"ws{n}")
+    settings = factory.RelatedFactory("tests.factories.IntegrationSettingsFactory", factory_related_name="account")
+
+
+class IntegrationSettingsFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = IntegrationSettings
+        django_get_or_create = ["account"]
+
+    account = factory.SubFactory(AccountFactory, settings=None)
+    test_api_key = "test-key-0000-1111-2222-abcd"
+    production_api_key = "live-key-9999-8888-7777-wxyz"
+    intercom_access_token = "intercom-token-5555-6666-tokn"
+
+
+class SurveyRequestFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = SurveyRequest
+
+    class Params:
+        sent = factory.Trait(status=SurveyRequest.Status.SENT, sent_at=factory.SelfAttribute("send_after"))
+
+    account = factory.SubFactory(AccountFactory, intercom_workspace_id=WORKSPACE_ID)
+    conversation_id = factory.Sequence(lambda n: f"9{n:08d}")
+    conversation_url = factory.LazyAttribute(
+        lambda o: f"https://app.intercom.com/a/apps/{WORKSPACE_ID}/conversations/{o.conversation_id}"
+    )
+    closure_id = factory.Sequence(lambda n: f"close-{n}")
+    closed_at = NOW - timedelta(hours=1)
+    channel = Channel.CHAT
+    channel_source = "conversation"
+    assignee_kind = AssigneeKind.ADMIN
+    teammate_id = "4100001"
+    teammate_name = "Tess Teammate"
+    teammate_email = "tess@support.example"
+    customer_id = factory.Sequence(lambda n: f"contact-{n}")
+    customer_role = "user"
+    customer_name = "Ada Customer"
+    customer_email = "ada@customer.example"
+    status = SurveyRequest.Status.SCHEDULED
+    decision = Decision.SEND
+    mode = IntegrationSettings.Mode.TEST
+    send_after = factory.SelfAttribute("closed_at")

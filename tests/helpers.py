@@ -1,0 +1,52 @@
+"""Building and sending Intercom webhooks in tests."""
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.test import Client
+
+from integrations.intercom.signature import signature_for
+from integrations.tasks import process_inbound_webhooks
+
+FIXTURES = Path(__file__).parent / "fixtures" / "intercom"
+SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "intercom"
+WORKSPACE_ID = "ws1test"
+
+
+def load_fixture(name: str) -> dict[str, Any]:
+    return json.loads((FIXTURES / f"{name}.json").read_text())
+
+
+def sign(body: bytes, secret: str | None = None) -> str:
+    return signature_for(body, secret or settings.INTERCOM_CLIENT_SECRET)
+
+
+def notification(name: str, **envelope: Any) -> dict[str, Any]:
+    """A fixture with envelope fields replaced, e.g. id=… or created_at=…."""
+    payload = copy.deepcopy(load_fixture(name))
+    payload.update(envelope)
+    return payload
+
+
+def post_webhook(
+    client: Client,
+    payload: dict[str, Any] | bytes,
+    *,
+    signature: str | None = None,
+    process: bool = True,
+    **headers: Any,
+):
+    """POST a signed webhook, then (unless process=False) run the task that acts on stored webhooks."""
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    response = client.post(
+        "/webhooks/intercom/",
+        data=body,
+        content_type="application/json",
+        headers={"X-Hub-Signature": signature if signature is not None else sign(body), **headers},
+    )
+    if process:
+        process_inbound_webhooks()
+    return response

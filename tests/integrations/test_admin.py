@@ -1,0 +1,156 @@
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+
+from integrations.models import Account, IntegrationSettings
+from surveys.models import SurveyRequest
+from tests.factories import SurveyRequestFactory
+from tests.helpers import load_fixture, post_webhook
+
+pytestmark = pytest.mark.django_db
+
+TEST_KEY = "test-key-0000-1111-2222-abcd"
+LIVE_KEY = "live-key-9999-8888-7777-wxyz"
+TOKEN = "intercom-token-5555-6666-tokn"
+
+
+def account_form(account: Account | None = None, **overrides) -> dict:
+    data = {
+        "name": account.name if account else "Acme",
+        "intercom_workspace_id": account.intercom_workspace_id if account else "acme01",
+        "settings-TOTAL_FORMS": "1",
+        "settings-INITIAL_FORMS": "1" if account else "0",
+        "settings-MIN_NUM_FORMS": "1",
+        "settings-MAX_NUM_FORMS": "1",
+        "settings-0-enabled": "on",
+        "settings-0-mode": "test",
+        "settings-0-email_enabled": "on",
+        "settings-0-chat_enabled": "on",
+        "settings-0-channel_delay": "0",
+        "settings-0-suppression_window": "0",
+        "settings-0-do_not_send_tags": "fraud, dupe, do_not_send_stella",
+        "settings-0-test_api_key": "",
+        "settings-0-production_api_key": "",
+        "settings-0-intercom_access_token": "",
+        "settings-0-brand": "",
+        "settings-0-language": "",
+    }
+    if account:
+        data["settings-0-id"] = str(account.settings.pk)
+        data["settings-0-account"] = str(account.pk)
+    data.update(overrides)
+    return data
+
+
+def test_csm_adds_an_account_and_gets_default_settings(admin_client):
+    response = admin_client.post(reverse("admin:integrations_account_add"), account_form())
+    assert response.status_code == 302, response.content
+    settings = Account.objects.get(intercom_workspace_id="acme01").settings
+    assert settings.enabled and settings.mode == "test"
+    assert settings.enabled_channels == {"email", "chat"}
+    assert settings.channel_delay == timedelta(0)
+    assert settings.do_not_send_tag_names == {"fraud", "dupe", "do_not_send_stella"}
+
+
+def test_keys_never_appear_in_full_on_account_pages(admin_client, account):
+    for url in (
+        reverse("admin:integrations_account_changelist"),
+        reverse("admin:integrations_account_change", args=[account.pk]),
+    ):
+        page = admin_client.get(url).content.decode()
+        for secret in (TEST_KEY, LIVE_KEY, TOKEN):
+            assert secret not in page
+            assert secret[:-4] not in page
+    change_page = admin_client.get(reverse("admin:integrations_account_change", args=[account.pk])).content.decode()
+    assert "stored: ••••abcd" in change_page
+    assert "stored: ••••wxyz" in change_page
+
+
+def test_saving_with_empty_key_fields_keeps_the_stored_keys(admin_client, account):
+    form = account_form(
+        account, **{"settings-0-channel_delay": "10m", "settings-0-suppression_window": "7d", "settings-0-mode": "live"}
+    )
+    response = admin_client.post(reverse("admin:integrations_account_change", args=[account.pk]), form)
+    assert response.status_code == 302, response.content
+    settings = IntegrationSettings.objects.get(account=account)
+    assert (settings.test_api_key, settings.production_api_key, settings.intercom_token) == (TEST_KEY, LIVE_KEY, TOKEN)
+    assert (settings.channel_delay, settings.suppression_window) == (timedelta(minutes=10), timedelta(days=7))
+    assert settings.active_api_key == LIVE_KEY
+
+
+def test_typing_a_new_key_replaces_it(admin_client, account):
+    form = account_form(account, **{"settings-0-production_api_key": "brand-new-production-key-1234"})
+    admin_client.post(reverse("admin:integrations_account_change", args=[account.pk]), form)
+    assert IntegrationSettings.objects.get(account=account).api_key_for("live") == "brand-new-production-key-1234"
+
+
+def test_a_duration_csms_can_read_is_required(admin_client, account):
+    form = account_form(account, **{"settings-0-channel_delay": "ten minutes"})
+    response = admin_client.post(reverse("admin:integrations_account_change", args=[account.pk]), form)
+    assert response.status_code == 200
+    assert "is not a duration; write e.g. 30m, 2h, 7d or 1h30m" in response.content.decode()
+
+
+def test_survey_requests_list_filters_and_searches(admin_client, account):
+    SurveyRequestFactory(
+        account=account,
+        customer_email="findme@customer.example",
+        status=SurveyRequest.Status.INVALID,
+        reason="invalid_customer",
+    )
+    SurveyRequestFactory(account=account, customer_email="other@customer.example")
+    url = reverse("admin:surveys_surveyrequest_changelist")
+    page = admin_client.get(url, {"q": "findme@customer.example"}).content.decode()
+    assert "findme@customer.example" in page and "other@customer.example" not in page
+    page = admin_client.get(
+        url,
+        {
+            "status__exact": "invalid",
+            "reason__exact": "invalid_customer",
+            "channel__exact": "chat",
+            "mode__exact": "test",
+            "account__id__exact": account.pk,
+        },
+    ).content.decode()
+    assert "findme@customer.example" in page and "other@customer.example" not in page
+
+
+def test_webhook_and_its_survey_request_show_in_the_admin(admin_client, account):
+    post_webhook(admin_client, load_fixture("conversation_admin_closed_bot_v2"))
+    survey_request = SurveyRequest.objects.get()
+    page = admin_client.get(reverse("admin:surveys_surveyrequest_change", args=[survey_request.pk])).content.decode()
+    assert "Assigned to a bot" in page
+    assert "Send flagged do not send" in page
+    assert "215000000000401" in page
+    webhook_page = admin_client.get(
+        reverse("admin:integrations_inboundwebhook_change", args=[survey_request.inbound_webhook_id])
+    ).content.decode()
+    assert "conversation.admin.closed" in webhook_page
+    assert "operator+ws1test@intercom.io" in webhook_page  # the raw body
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "integrations_account",
+        "integrations_inboundwebhook",
+        "integrations_conversationevent",
+        "surveys_surveyrequest",
+        "surveys_apirequest",
+    ],
+)
+def test_every_admin_list_opens(admin_client, account, name):
+    assert admin_client.get(reverse(f"admin:{name}_changelist")).status_code == 200
+
+
+def test_logs_are_read_only(admin_client, account):
+    post_webhook(admin_client, load_fixture("conversation_admin_closed"))
+    survey_request = SurveyRequest.objects.get()
+    assert admin_client.get(reverse("admin:surveys_surveyrequest_add")).status_code == 403
+    assert (
+        admin_client.get(
+            reverse("admin:integrations_inboundwebhook_delete", args=[survey_request.inbound_webhook_id])
+        ).status_code
+        == 403
+    )

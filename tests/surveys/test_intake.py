@@ -1,0 +1,343 @@
+"""What the intake decides for each closed conversation, end to end through the webhook."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from integrations.models import ConversationEvent, InboundWebhook
+from surveys.models import SurveyRequest
+from surveys.suppression import Decision, SuppressionReason
+from tests.factories import AccountFactory, SurveyRequestFactory
+from tests.helpers import load_fixture, notification, post_webhook
+
+pytestmark = pytest.mark.django_db
+
+CLOSED_AT = datetime(2025, 11, 28, 10, 0, 1, tzinfo=UTC)  # the closed fixtures' created_at
+S = SurveyRequest.Status
+
+
+def close(client, name="conversation_admin_closed", **item_fields) -> SurveyRequest:
+    payload = load_fixture(name)
+    payload["data"]["item"].update(item_fields)
+    assert post_webhook(client, payload).status_code == 200
+    return SurveyRequest.objects.get(inbound_webhook__notification_id=payload["id"])
+
+
+def event(client, name, *, at: datetime, **envelope) -> None:
+    payload = notification(name, created_at=int(at.timestamp()), **envelope)
+    assert post_webhook(client, payload).status_code == 200
+
+
+def close_again(client, *, after: timedelta, part_id: str) -> SurveyRequest:
+    """The same conversation closed again `after` the first close, as its own closure."""
+    payload = notification(
+        "conversation_admin_closed", id=f"notif_close_{part_id}", created_at=int((CLOSED_AT + after).timestamp())
+    )
+    payload["data"]["item"]["conversation_parts"]["conversation_parts"][0]["id"] = part_id
+    assert post_webhook(client, payload).status_code == 200
+    return SurveyRequest.objects.get(closure_id=part_id)
+
+
+def configure(account, **fields) -> None:
+    for field, value in fields.items():
+        setattr(account.settings, field, value)
+    account.settings.save()
+
+
+def test_older_shape_closure_records_everything_the_sender_needs(client, account):
+    survey_request = close(client)
+    assert survey_request.account == account
+    assert (survey_request.status, survey_request.decision, survey_request.reason) == (S.SCHEDULED, Decision.SEND, "")
+    assert survey_request.conversation_id == "30100000001"
+    assert survey_request.conversation_url == "https://app.intercom.com/a/apps/ws1test/conversations/30100000001"
+    assert survey_request.closure_id == "7100000001"
+    assert survey_request.closed_at == CLOSED_AT
+    assert survey_request.send_after == CLOSED_AT
+    assert survey_request.channel == ""  # the older shape doesn't say: looked up before sending
+    assert survey_request.needs_lookup
+    assert (survey_request.customer_name, survey_request.customer_email, survey_request.customer_role) == (
+        "Ada Customer",
+        "ada@customer.example",
+        "user",
+    )
+    assert (survey_request.teammate_id, survey_request.teammate_name, survey_request.teammate_email) == (
+        "4100001",
+        "Tess Teammate",
+        "tess@support.example",
+    )
+    assert survey_request.mode == "test"
+    assert set(survey_request.verdicts.values()) == {None}
+
+
+def test_newer_shape_chat_closure(client, account):
+    survey_request = close(client, "conversation_admin_closed_v2")
+    assert (survey_request.channel, survey_request.channel_source) == ("chat", "conversation")
+    assert survey_request.status == S.SCHEDULED
+    assert not survey_request.needs_lookup
+
+
+def test_email_closure_keeps_the_teammate_email_to_be_looked_up(client, account):
+    survey_request = close(client, "conversation_admin_closed_email_v2")
+    assert survey_request.channel == "email"
+    assert (survey_request.teammate_id, survey_request.teammate_name, survey_request.teammate_email) == (
+        "4100003",
+        "Ines Inbox",
+        "",
+    )
+    assert survey_request.needs_lookup
+    assert survey_request.status == S.SCHEDULED
+
+
+def test_bot_closure_is_sent_flagged_do_not_send(client, account):
+    survey_request = close(client, "conversation_admin_closed_bot_v2")
+    assert (survey_request.status, survey_request.decision, survey_request.reason) == (
+        S.SCHEDULED,
+        Decision.DO_NOT_SEND,
+        SuppressionReason.BOT_ASSIGNEE,
+    )
+    assert survey_request.do_not_send
+    assert survey_request.verdicts["assignee_is_bot"] == "bot_assignee"
+
+
+def test_channel_delay_sets_send_after(client, account):
+    configure(account, channel_delay=timedelta(minutes=10))
+    assert close(client).send_after == CLOSED_AT + timedelta(minutes=10)
+
+
+@pytest.mark.parametrize(
+    ("account_settings", "item", "reason", "message"),
+    [
+        ({"chat_enabled": False}, {}, SuppressionReason.CHANNEL_DISABLED, "Channel not enabled for company"),
+        (
+            {},
+            {"source": {**load_fixture("conversation_admin_closed_v2")["data"]["item"]["source"], "type": "whatsapp"}},
+            SuppressionReason.CHANNEL_UNSUPPORTED,
+            "Channel not enabled for company",
+        ),
+        ({}, {"admin_assignee_id": None}, SuppressionReason.EMPLOYEE_NOT_FOUND, "Employee not found"),
+        (
+            {},
+            {
+                "source": {
+                    **load_fixture("conversation_admin_closed_v2")["data"]["item"]["source"],
+                    "author": {"type": "lead", "id": "6a1f0c2e9b3d4e0012ab0201", "name": None, "email": "bea@"},
+                }
+            },
+            SuppressionReason.INVALID_CUSTOMER,
+            "Invalid customer",
+        ),
+    ],
+)
+def test_invalid_closures_are_recorded_in_stellas_words(client, account, account_settings, item, reason, message):
+    configure(account, **account_settings)
+    survey_request = close(client, "conversation_admin_closed_v2", **item)
+    assert (survey_request.status, survey_request.decision, survey_request.reason, survey_request.status_detail) == (
+        S.INVALID,
+        Decision.INVALID,
+        reason,
+        message,
+    )
+
+
+def test_customer_nobody_can_look_up_is_invalid(client, account):
+    user = {**load_fixture("conversation_admin_closed")["data"]["item"]["user"], "email": "", "id": None}
+    survey_request = close(client, user=user)
+    assert (survey_request.status, survey_request.status_detail) == (S.INVALID, "Invalid customer")
+
+
+def test_customer_without_email_in_the_payload_is_looked_up_before_deciding(client, account):
+    user = {**load_fixture("conversation_admin_closed")["data"]["item"]["user"], "email": ""}
+    survey_request = close(client, user=user)
+    assert survey_request.status == S.SCHEDULED
+    assert survey_request.verdicts["customer_email_missing"] is None
+    assert survey_request.needs_lookup
+
+
+def test_conversation_tag_on_close_is_do_not_send(client, account):
+    survey_request = close(client, tags={"type": "tag.list", "tags": [{"type": "tag", "id": "1", "name": "Dupe"}]})
+    assert (survey_request.decision, survey_request.reason) == (Decision.DO_NOT_SEND, SuppressionReason.SUPPRESSED_TAG)
+    assert survey_request.tags == ["Dupe"]
+
+
+def test_account_chooses_its_own_do_not_send_tags(client, account):
+    configure(account, do_not_send_tags="spam, test-conversation")
+    tags = {"type": "tag.list", "tags": [{"type": "tag", "id": "1", "name": "fraud"}]}
+    assert close(client, tags=tags).decision == Decision.SEND
+
+
+def test_customer_surveyed_within_the_window_is_suppressed(client, account):
+    configure(account, suppression_window=timedelta(days=7))
+    SurveyRequestFactory(account=account, sent=True, closed_at=CLOSED_AT - timedelta(days=2))
+    survey_request = close(client)
+    assert (survey_request.status, survey_request.reason) == (S.SUPPRESSED, SuppressionReason.SUPPRESSION_WINDOW)
+
+
+@pytest.mark.parametrize(
+    "earlier",
+    [
+        {"sent": True, "closed_at": CLOSED_AT - timedelta(days=2)},  # outside a 1-day window
+        {"status": S.CANCELLED, "closed_at": CLOSED_AT - timedelta(hours=1)},
+        {"sent": True, "decision": Decision.DO_NOT_SEND, "closed_at": CLOSED_AT - timedelta(hours=1)},
+        {"sent": True, "customer_email": "someone@else.example", "closed_at": CLOSED_AT - timedelta(hours=1)},
+    ],
+)
+def test_only_a_real_recent_survey_of_the_same_customer_suppresses(client, account, earlier):
+    configure(account, suppression_window=timedelta(days=1))
+    SurveyRequestFactory(account=account, **earlier)
+    assert close(client).status == S.SCHEDULED
+
+
+def test_survey_in_another_account_does_not_suppress(client, account):
+    configure(account, suppression_window=timedelta(days=7))
+    SurveyRequestFactory(account=AccountFactory(), sent=True, closed_at=CLOSED_AT - timedelta(hours=1))
+    assert close(client).status == S.SCHEDULED
+
+
+def test_conversation_already_surveyed_is_not_surveyed_again(client, account):
+    SurveyRequestFactory(
+        account=account, conversation_id="30100000001", sent=True, closed_at=CLOSED_AT - timedelta(days=1)
+    )
+    survey_request = close(client)
+    assert (survey_request.status, survey_request.reason) == (S.SUPPRESSED, SuppressionReason.ALREADY_SURVEYED)
+
+
+@pytest.mark.parametrize(
+    ("name", "detail"),
+    [
+        ("conversation_admin_opened", "Reopened during the channel delay"),
+        ("conversation_user_replied", "Customer replied during the channel delay"),
+        ("conversation_admin_snoozed", "Snoozed during the channel delay"),
+    ],
+)
+def test_event_during_the_delay_cancels_the_waiting_send(client, account, name, detail):
+    configure(account, channel_delay=timedelta(minutes=10))
+    survey_request = close(client)
+    event(client, name, at=CLOSED_AT + timedelta(minutes=3))
+    survey_request.refresh_from_db()
+    assert (survey_request.status, survey_request.status_detail) == (S.CANCELLED, detail)
+    assert ConversationEvent.objects.get().conversation_id == "30100000001"
+
+
+def test_deletion_during_the_delay_cancels(client, account):
+    configure(account, channel_delay=timedelta(minutes=10))
+    survey_request = close(client, "conversation_admin_closed_v2")
+    event(client, "conversation_deleted", at=CLOSED_AT + timedelta(minutes=3))
+    survey_request.refresh_from_db()
+    assert (survey_request.status, survey_request.status_detail) == (
+        S.CANCELLED,
+        "Conversation deleted during the channel delay",
+    )
+
+
+def test_reopen_after_the_delay_does_not_cancel(client, account):
+    configure(account, channel_delay=timedelta(minutes=2))
+    survey_request = close(client)
+    event(client, "conversation_admin_opened", at=CLOSED_AT + timedelta(minutes=5))
+    survey_request.refresh_from_db()
+    assert survey_request.status == S.SCHEDULED
+
+
+def test_reopen_that_arrives_before_its_close_still_cancels(client, account):
+    """Intercom doesn't promise order: the envelope's created_at does."""
+    configure(account, channel_delay=timedelta(minutes=10))
+    event(client, "conversation_admin_opened", at=CLOSED_AT + timedelta(minutes=3))
+    survey_request = close(client)
+    assert (survey_request.status, survey_request.status_detail) == (S.CANCELLED, "Reopened during the channel delay")
+
+
+def test_reopen_from_before_the_close_does_not_cancel(client, account):
+    configure(account, channel_delay=timedelta(minutes=10))
+    event(client, "conversation_admin_opened", at=CLOSED_AT - timedelta(minutes=3))
+    assert close(client).status == S.SCHEDULED
+
+
+def test_close_reopen_close_within_the_delay_leaves_one_waiting_send(client, account):
+    configure(account, channel_delay=timedelta(minutes=10))
+    first = close(client)
+    event(client, "conversation_admin_opened", at=CLOSED_AT + timedelta(minutes=3))
+    second = close_again(client, after=timedelta(minutes=6), part_id="7100000009")
+    first.refresh_from_db()
+    assert first.status == S.CANCELLED
+    assert (second.status, second.send_after) == (S.SCHEDULED, CLOSED_AT + timedelta(minutes=16))
+    assert SurveyRequest.objects.filter(status=S.SCHEDULED).count() == 1
+
+
+def test_newer_close_cancels_an_older_one_still_waiting(client, account):
+    configure(account, channel_delay=timedelta(minutes=10))
+    first = close(client)
+    close_again(client, after=timedelta(minutes=4), part_id="7100000010")
+    first.refresh_from_db()
+    assert (first.status, first.status_detail) == (
+        S.CANCELLED,
+        "Closed again later: the newer close is the one surveyed",
+    )
+
+
+def test_older_close_arriving_late_is_recorded_cancelled(client, account):
+    configure(account, channel_delay=timedelta(minutes=10))
+    later = close_again(client, after=timedelta(minutes=4), part_id="7100000010")
+    first = close(client)
+    later.refresh_from_db()
+    assert first.status == S.CANCELLED
+    assert later.status == S.SCHEDULED
+
+
+def test_first_message_tagged_during_the_delay_turns_into_do_not_send(client, account):
+    configure(account, channel_delay=timedelta(minutes=10))
+    survey_request = close(client)
+    event(client, "conversation_part_tag_created", at=CLOSED_AT + timedelta(minutes=1))
+    survey_request.refresh_from_db()
+    assert (survey_request.status, survey_request.decision, survey_request.reason) == (
+        S.SCHEDULED,
+        Decision.DO_NOT_SEND,
+        SuppressionReason.SUPPRESSED_TAG,
+    )
+    assert survey_request.tags == ["fraud"]
+
+
+def test_first_message_tagged_before_the_close_counts_at_the_close(client, account):
+    event(client, "conversation_part_tag_created", at=CLOSED_AT - timedelta(minutes=1))
+    assert close(client).decision == Decision.DO_NOT_SEND
+
+
+def test_tag_on_another_part_is_ignored(client, account):
+    payload = load_fixture("conversation_part_tag_created")
+    payload["data"]["item"]["conversation_parts"]["conversation_parts"][0]["id"] = "7199999999"
+    post_webhook(client, payload)
+    webhook = InboundWebhook.objects.get()
+    assert (webhook.status, webhook.error) == (InboundWebhook.Status.IGNORED, "Tag is not on the first message")
+    assert not ConversationEvent.objects.exists()
+
+
+def test_same_closure_under_another_notification_id_is_recorded_once(client, account):
+    close(client)
+    replay = notification("conversation_admin_closed", id="notif_replayed")
+    assert post_webhook(client, replay).status_code == 200
+    assert SurveyRequest.objects.count() == 1
+    assert InboundWebhook.objects.get(notification_id="notif_replayed").status == InboundWebhook.Status.PROCESSED
+
+
+def test_each_workspace_goes_to_its_own_account(client, account):
+    other = AccountFactory(intercom_workspace_id="ws2other")
+    close(client)
+    payload = notification("conversation_admin_closed", app_id="ws2other", id="notif_other")
+    post_webhook(client, payload)
+    assert SurveyRequest.objects.get(inbound_webhook__notification_id="notif_other").account == other
+    assert SurveyRequest.objects.filter(account=account).count() == 1
+
+
+def test_overlong_names_are_cut_to_fit_not_lost(client, account):
+    user = {**load_fixture("conversation_admin_closed")["data"]["item"]["user"], "name": "Ada " * 100}
+    survey_request = close(client, user=user)
+    assert survey_request.customer_name == ("Ada " * 100)[:200]
+    assert survey_request.status == S.SCHEDULED
+
+
+def test_same_closure_delivered_later_again_does_not_cancel_itself(client, account):
+    configure(account, channel_delay=timedelta(minutes=10))
+    first = close(client)
+    again = notification("conversation_admin_closed", id="notif_again", created_at=int(CLOSED_AT.timestamp()) + 30)
+    post_webhook(client, again)
+    first.refresh_from_db()
+    assert first.status == S.SCHEDULED
+    assert SurveyRequest.objects.count() == 1
