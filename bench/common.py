@@ -1,0 +1,166 @@
+"""Shared pieces of the benchmarks: a throwaway portal under gunicorn on 127.0.0.1, and a load generator.
+
+Everything here talks to 127.0.0.1 only, is bounded in requests and seconds, and stops by itself.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+CLIENT_SECRET = "bench-client-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Portal:
+    url: str
+    port: int
+    env: dict[str, str]
+    workdir: Path
+
+    def manage(self, *args: str, stdin: str | None = None) -> str:
+        result = subprocess.run(
+            [PYTHON, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return result.stdout
+
+    def query(self, code: str) -> object:
+        """Run Python against the portal's database and return what it prints as JSON."""
+        return json.loads(self.manage("shell", "-c", code).strip().splitlines()[-1])
+
+
+@contextmanager
+def portal(*, workers: int = 2, extra_env: dict[str, str] | None = None) -> Iterator[Portal]:
+    """A portal on a fresh SQLite file under gunicorn, deployed settings (DEBUG=false), torn down after."""
+    workdir = Path(tempfile.mkdtemp(prefix="portal-bench-"))
+    port = free_port()
+    env = {
+        **os.environ,
+        "DEBUG": "false",
+        "SANDBOX": "false",
+        "SECRET_KEY": "bench-secret-key",
+        "INTERCOM_CLIENT_SECRET": CLIENT_SECRET,
+        "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "LOG_LEVEL": "WARNING",
+        "PORT": str(port),
+        "PORTAL_URL": f"http://127.0.0.1:{port}",
+        **(extra_env or {}),
+    }
+    handle = Portal(url=f"http://127.0.0.1:{port}", port=port, env=env, workdir=workdir)
+    handle.manage("migrate", "--noinput")
+    handle.manage("collectstatic", "--noinput")
+    server = subprocess.Popen(
+        [
+            PYTHON,
+            "-m",
+            "gunicorn",
+            "portal.wsgi",
+            "--workers",
+            str(workers),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            "--backlog",
+            "2048",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        wait_until_up(port)
+        yield handle
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def wait_until_up(port: int, *, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            status, _ = request(port, "GET", "/healthz")
+            if status == 200:
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"portal did not start on port {port} within {seconds}s")
+
+
+def request(
+    port: int, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def _fire(job: tuple[int, list[tuple[str, str, bytes | None, dict[str, str]]]]) -> tuple[int, list[int]]:
+    port, requests_ = job
+    statuses = [request(port, method, path, body, headers)[0] for method, path, body, headers in requests_]
+    return len(statuses), statuses
+
+
+@dataclass
+class LoadResult:
+    requests: int
+    seconds: float
+    statuses: dict[int, int]
+
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def non_2xx(self) -> int:
+        return sum(count for status, count in self.statuses.items() if not 200 <= status < 300)
+
+
+def load(port: int, requests_: list[tuple[str, str, bytes | None, dict[str, str]]], *, clients: int) -> LoadResult:
+    """Send the requests from `clients` processes at once; time from the first to the last answer."""
+    chunks = [requests_[index::clients] for index in range(clients)]
+    with ProcessPoolExecutor(max_workers=clients) as pool:
+        list(pool.map(_fire, [(port, [("GET", "/healthz", None, {})]) for _ in range(clients)]))  # warm the pool
+        started = time.perf_counter()
+        results = list(pool.map(_fire, [(port, chunk) for chunk in chunks]))
+        seconds = time.perf_counter() - started
+    statuses: dict[int, int] = {}
+    for _, chunk_statuses in results:
+        for status in chunk_statuses:
+            statuses[status] = statuses.get(status, 0) + 1
+    return LoadResult(requests=len(requests_), seconds=seconds, statuses=statuses)

@@ -1,0 +1,91 @@
+"""Webhook intake throughput against a no-op view, side by side in one run.
+
+The portal runs under gunicorn with 2 workers on SQLite (deployed settings). Each
+round sends the same number of requests to /healthz (no-op, no database) and to
+/webhooks/intercom/ (unique signed closures), alternating, and the ratio of the
+best rounds is reported. Afterwards every acknowledged notification must be stored.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import CLIENT_SECRET, load, portal  # noqa: E402
+from integrations.intercom.samples import closed_conversation  # noqa: E402
+from integrations.intercom.signature import signature_for  # noqa: E402
+
+TARGET = 0.3
+ROUNDS = 3
+PER_ROUND = 1500
+CLIENTS = 4
+WORKSPACE = "bench01"
+
+
+def signed_closures(count: int, *, offset: int) -> list[tuple[str, str, bytes, dict[str, str]]]:
+    now = int(time.time())
+    requests_ = []
+    for index in range(offset, offset + count):
+        payload = closed_conversation(
+            app_id=WORKSPACE,
+            conversation_id=f"7{index:012d}",
+            at=now,
+            customer=(f"contact-{index}", "Bench Customer", f"customer{index}@bench.example"),
+            notification_id=f"notif_bench_{index}",
+        )
+        body = json.dumps(payload).encode()
+        headers = {"Content-Type": "application/json", "X-Hub-Signature": signature_for(body, CLIENT_SECRET)}
+        requests_.append(("POST", "/webhooks/intercom/", body, headers))
+    return requests_
+
+
+def main() -> dict[str, object]:
+    with portal(workers=2) as running:
+        running.manage("account_upsert", WORKSPACE, "--name", "Bench", "--suppression-window", "7d")
+        noop_rounds, webhook_rounds = [], []
+        acknowledged = non_2xx = 0
+        for round_ in range(ROUNDS):
+            noop = load(running.port, [("GET", "/healthz", None, {})] * PER_ROUND, clients=CLIENTS)
+            webhook = load(running.port, signed_closures(PER_ROUND, offset=round_ * PER_ROUND), clients=CLIENTS)
+            noop_rounds.append(noop.per_second)
+            webhook_rounds.append(webhook.per_second)
+            non_2xx += noop.non_2xx + webhook.non_2xx
+            acknowledged += sum(count for status, count in webhook.statuses.items() if 200 <= status < 300)
+        stored = running.query(
+            "import json; from integrations.models import InboundWebhook as W; print(json.dumps(W.objects.count()))"
+        )
+        # Then what the cluster would do: act on every stored webhook, timed.
+        processed = running.query(
+            "import json, time; from integrations.tasks import process_inbound_webhooks\n"
+            "from surveys.models import SurveyRequest\n"
+            "t = time.perf_counter(); n = 0\n"
+            "while (batch := process_inbound_webhooks()): n += batch\n"
+            "print(json.dumps([n, time.perf_counter() - t, SurveyRequest.objects.count()]))"
+        )
+    noop_rps, webhook_rps = max(noop_rounds), max(webhook_rounds)
+    ratio = webhook_rps / noop_rps
+    return {
+        "bench": "webhook_intake",
+        "workers": 2,
+        "database": "sqlite",
+        "requests_per_round": PER_ROUND,
+        "rounds": ROUNDS,
+        "noop_rps": round(noop_rps, 1),
+        "webhook_rps": round(webhook_rps, 1),
+        "ratio": round(ratio, 3),
+        "target_ratio": TARGET,
+        "non_2xx": non_2xx,
+        "acknowledged": acknowledged,
+        "stored_webhooks": stored,
+        "survey_requests": processed[2],
+        "processed_per_second_one_task": round(processed[0] / processed[1], 1),
+        "ok": ratio >= TARGET and non_2xx == 0 and stored == acknowledged == processed[2],
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(main()))
