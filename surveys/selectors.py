@@ -38,9 +38,11 @@ class ConversationHistory:
         )
 
 
-def conversation_history(*, account: Account, conversation_id: str) -> ConversationHistory:
+def conversation_history(*, account: Account, conversation_id: str, with_events: bool = True) -> ConversationHistory:
+    """`with_events=False` skips the events, for a caller that knows none can matter."""
+    events = ConversationEvent.objects.filter(account=account, conversation_id=conversation_id)
     return ConversationHistory(
-        events=list(ConversationEvent.objects.filter(account=account, conversation_id=conversation_id)),
+        events=list(events) if with_events else [],
         survey_requests=list(
             SurveyRequest.objects.filter(account=account, conversation_id=conversation_id).only(
                 "closure_id", "status", "decision", "closed_at", "send_after"
@@ -74,7 +76,11 @@ def customer_surveyed_within_window(survey_request: SurveyRequest, *, settings: 
 
 
 def survey_candidate(
-    survey_request: SurveyRequest, *, settings: IntegrationSettings, history: ConversationHistory
+    survey_request: SurveyRequest,
+    *,
+    settings: IntegrationSettings,
+    history: ConversationHistory,
+    looked_up: bool = False,
 ) -> SurveyCandidate:
     conversation_surveyed = any(
         other.decision == Decision.SEND
@@ -86,7 +92,7 @@ def survey_candidate(
         channel=Channel(survey_request.channel) if survey_request.channel else None,
         assignee_kind=AssigneeKind(survey_request.assignee_kind),
         customer_email=survey_request.customer_email or None,
-        customer_email_pending=not survey_request.customer_email and bool(survey_request.customer_id),
+        customer_email_pending=not looked_up and not survey_request.customer_email and bool(survey_request.customer_id),
         tags=tuple(survey_request.tags),
         enabled_channels=settings.enabled_channels,
         do_not_send_tags=settings.do_not_send_tag_names,

@@ -8,14 +8,23 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django_q.models import Schedule
 
 from integrations.intercom.payloads import Conversation, IntercomNotification
-from integrations.models import Account, ConversationEvent, InboundWebhook, IntegrationSettings
-from surveys.models import TRANSITIONS, SurveyRequest
+from integrations.models import Account, ConversationEvent, InboundWebhook, IntegrationSettings, Teammate
+from portal.queue import enqueue
+from surveys.models import TRANSITIONS, ApiRequest, SurveyRequest
 from surveys.selectors import ConversationHistory, conversation_history, survey_candidate
+from surveys.stella import request_body
 from surveys.suppression import Decision, decide, evaluate_rules
 
 logger = logging.getLogger(__name__)
+
+SEND_TASK = "surveys.tasks.send_survey_request"
+SWEEP_TASK = "surveys.tasks.send_due_survey_requests"
+# A one-off schedule, moved to the next send-after time, so a delayed request goes out on time
+# (django-q2's scheduler looks every 30 s) without a schedule row per request.
+WAKE_SCHEDULE = "Send survey requests coming due"
 
 STATUS_FOR_DECISION = {
     Decision.SEND: SurveyRequest.Status.SCHEDULED,
@@ -71,6 +80,7 @@ def survey_request_schedule(
     if recorded := next((other for other in history.survey_requests if other.closure_id == closure_id), None):
         logger.info("survey_request.closure_duplicate", extra={"conversation_id": conversation.id})
         return recorded
+    now = timezone.now()
     survey_request = _survey_request_from(conversation, account=account, webhook=webhook, closed_at=closed_at)
     survey_request.closure_id = closure_id
     survey_request.mode = settings.mode
@@ -82,7 +92,7 @@ def survey_request_schedule(
     for older in history.survey_requests:
         if older.status == SurveyRequest.Status.SCHEDULED and older.closed_at < closed_at:
             survey_request_transition(older, to=SurveyRequest.Status.CANCELLED, status_detail=SUPERSEDED)
-    _survey_request_decide(survey_request, settings=account.settings, history=history)
+    survey_request_decide(survey_request, settings=account.settings, history=history)
     survey_request.status = STATUS_FOR_DECISION[Decision(survey_request.decision)]
 
     newer_close = any(
@@ -93,6 +103,9 @@ def survey_request_schedule(
     if survey_request.status == SurveyRequest.Status.SCHEDULED and (newer_close or cancelling):
         survey_request.status = SurveyRequest.Status.CANCELLED
         survey_request.status_detail = CANCEL_DETAILS[cancelling.kind] if cancelling else SUPERSEDED
+    due_now = survey_request.status == SurveyRequest.Status.SCHEDULED and survey_request.send_after <= now
+    if due_now:
+        survey_request.queued_at = now
 
     try:
         with transaction.atomic():
@@ -110,7 +123,52 @@ def survey_request_schedule(
         "survey_request.recorded",
         extra={"survey_request": survey_request.pk, "status": survey_request.status, "reason": survey_request.reason},
     )
+    if survey_request.status == SurveyRequest.Status.INVALID:
+        survey_request_reject_locally(survey_request, settings=settings)
+    elif due_now:
+        transaction.on_commit(lambda: survey_requests_queue([survey_request.pk]))
+    elif survey_request.status == SurveyRequest.Status.SCHEDULED:
+        survey_requests_wake_at(survey_request.send_after)
     return survey_request
+
+
+def survey_request_reject_locally(survey_request: SurveyRequest, *, settings: IntegrationSettings) -> ApiRequest:
+    """Log a request the rules found invalid as Stella would, in Stella's words, without calling Stella."""
+    custom_id = (
+        Teammate.objects.filter(account_id=survey_request.account_id, intercom_id=survey_request.teammate_id)
+        .values_list("stella_custom_id", flat=True)
+        .first()
+    )
+    return ApiRequest.objects.create(
+        survey_request=survey_request,
+        account_id=survey_request.account_id,
+        mode=survey_request.mode,
+        request_body=request_body(
+            survey_request, employee_custom_id=custom_id or "", brand=settings.brand, language=settings.language
+        ),
+        outcome=ApiRequest.Outcome.INVALID,
+        error_message=survey_request.status_detail,
+        finished_at=timezone.now(),
+    )
+
+
+def survey_requests_queue(survey_request_ids: list[int]) -> None:
+    """Hand requests to the task queue. Call it once they are committed (on_commit), with queued_at set."""
+    for pk in survey_request_ids:
+        enqueue(SEND_TASK, pk, name=f"send survey request {pk}")
+
+
+def survey_requests_wake_at(when: datetime) -> None:
+    """Make sure the due-request sweep runs at `when`, unless it is already set to run earlier."""
+    with transaction.atomic():
+        wake = Schedule.objects.select_for_update().filter(name=WAKE_SCHEDULE).first()
+        if wake is None:
+            Schedule.objects.create(
+                name=WAKE_SCHEDULE, func=SWEEP_TASK, schedule_type=Schedule.ONCE, next_run=when, repeats=1
+            )
+        elif wake.repeats == 0 or wake.next_run > when:
+            wake.next_run, wake.repeats = when, 1
+            wake.save(update_fields=["next_run", "repeats"])
 
 
 def survey_requests_apply_event(event: ConversationEvent) -> int:
@@ -133,7 +191,7 @@ def survey_requests_apply_event(event: ConversationEvent) -> int:
         history = conversation_history(account=event.account, conversation_id=event.conversation_id)
         for survey_request in waiting.select_related("account__settings"):
             survey_request.tags = list(dict.fromkeys(survey_request.tags + event.tags))
-            _survey_request_decide(survey_request, settings=survey_request.account.settings, history=history)
+            survey_request_decide(survey_request, settings=survey_request.account.settings, history=history)
             survey_request_transition(
                 survey_request,
                 to=STATUS_FOR_DECISION[Decision(survey_request.decision)],
@@ -147,10 +205,16 @@ def survey_requests_apply_event(event: ConversationEvent) -> int:
     return changed
 
 
-def _survey_request_decide(
-    survey_request: SurveyRequest, *, settings: IntegrationSettings, history: ConversationHistory
+def survey_request_decide(
+    survey_request: SurveyRequest,
+    *,
+    settings: IntegrationSettings,
+    history: ConversationHistory,
+    looked_up: bool = False,
 ) -> None:
-    verdicts = evaluate_rules(survey_candidate(survey_request, settings=settings, history=history))
+    """Run every rule on what is known now; `looked_up`: Intercom has been asked, nothing is pending."""
+    candidate = survey_candidate(survey_request, settings=settings, history=history, looked_up=looked_up)
+    verdicts = evaluate_rules(candidate)
     verdict = decide(verdicts)
     survey_request.verdicts = {rule: reason.value if reason else None for rule, reason in verdicts.items()}
     survey_request.decision = verdict.decision

@@ -1,6 +1,7 @@
 import pytest
 
 from integrations.models import Account
+from surveys.stella import close_connections
 from tests.factories import AccountFactory
 from tests.helpers import WORKSPACE_ID
 
@@ -13,3 +14,10 @@ def account(db) -> Account:
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def no_kept_alive_connections():
+    """A kept-alive connection holds the live server's request thread, and its database session, open."""
+    yield
+    close_connections()

@@ -45,8 +45,8 @@ def test_deployed_settings_refuse_local_defaults(override, message):
 
 
 def test_env_example_lists_every_setting_the_portal_reads():
-    used = set(re.findall(r'env(?:\.\w+)?\("([A-Z_]+)"', (ROOT / "portal" / "settings.py").read_text()))
-    listed = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
+    used = set(re.findall(r'env(?:\.\w+)?\(\s*"([A-Z_]+)"', (ROOT / "portal" / "settings.py").read_text()))
+    listed = set(re.findall(r"^(?:# )?([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
     assert used == listed
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -102,6 +102,12 @@ class Conversation:
     def do_not_send_tag_candidates(self) -> tuple[str, ...]:
         """Tags to test against the account's do-not-send list: first-message tags, else the conversation's."""
         return tuple(dict.fromkeys(self.first_message_tags + self.tags))
+
+    @classmethod
+    def from_rest(cls, data: dict[str, Any], *, url: str) -> Conversation:
+        """A conversation from Intercom's REST API (GET /conversations/{id}): the 2.x webhook item's shape."""
+        conversation = _conversation(_Obj(data, ""), app_id="", app_url="")
+        return replace(conversation, url=url)
 
 
 @dataclass(frozen=True)

@@ -185,3 +185,67 @@ def _conversation_event(
         started_at=at - 600,
     )
     return _envelope(topic, app_id=app_id, at=at, item=item, notification_id=notification_id)
+
+
+def closed_conversation_v1(
+    *,
+    app_id: str,
+    conversation_id: str,
+    at: int,
+    customer: Person = CUSTOMER,
+    teammate: Person = TEAMMATE,
+    notification_id: str | None = None,
+) -> dict[str, Any]:
+    """`conversation.admin.closed` in the older (1.x) shape: full user and assignee, but no channel."""
+    customer_id, customer_name, customer_email = customer
+    teammate_id, teammate_name, teammate_email = teammate
+    close = _part(
+        f"{conversation_id}-close-{at}",
+        "close",
+        at=at,
+        author={"type": "admin", "id": teammate_id, "name": teammate_name},
+    )
+    for newer_only in (
+        "redacted",
+        "metadata",
+        "email_message_metadata",
+        "state",
+        "tags",
+        "event_details",
+        "app_package_code",
+    ):
+        del close[newer_only]
+    item = {
+        "type": "conversation",
+        "id": conversation_id,
+        "created_at": at - 600,
+        "updated_at": at,
+        "user": {
+            "type": "user",
+            "id": customer_id,
+            "user_id": None,
+            "name": customer_name,
+            "email": customer_email or "",
+            "do_not_track": None,
+        },
+        "assignee": {"type": "admin", "id": teammate_id, "name": teammate_name, "email": teammate_email},
+        "conversation_message": {
+            "type": "conversation_message",
+            "id": f"{conversation_id}-message",
+            "url": None,
+            "subject": "",
+            "body": "<p>Hello, I need a hand with my order.</p>",
+            "author": {"type": "user", "id": customer_id},
+            "attachments": [],
+        },
+        "conversation_parts": {"type": "conversation_part.list", "conversation_parts": [close], "total_count": 1},
+        "open": False,
+        "state": "closed",
+        "snoozed_until": None,
+        "read": True,
+        "metadata": {},
+        "tags": {"type": "tag.list", "tags": []},
+        "tags_added": {"type": "tag.list", "tags": []},
+        "links": {"conversation_web": f"https://app.intercom.com/a/apps/{app_id}/conversations/{conversation_id}"},
+    }
+    return _envelope("conversation.admin.closed", app_id=app_id, at=at, item=item, notification_id=notification_id)

@@ -79,10 +79,12 @@ def test_account_upsert_refuses_a_duration_it_cannot_read():
         run("account_upsert", "acme01", "--channel-delay", "soon")
 
 
-def test_demo_setup_creates_the_demo_account_and_admin_once():
+def test_demo_setup_creates_the_demo_accounts_and_admin_once():
     first = run("portal_setup_demo")
     second = run("portal_setup_demo")
-    assert "Created the demo account" in first and "Created the demo account" not in second
-    assert Account.objects.filter(intercom_workspace_id="demo").count() == 1
+    assert "Created the local admin user" in first and "Created the local admin user" not in second
+    assert sorted(Account.objects.values_list("intercom_workspace_id", flat=True)) == ["demo", "demo-delayed"]
+    delayed = Account.objects.get(intercom_workspace_id="demo-delayed").settings
+    assert delayed.channel_delay == timedelta(minutes=1)
     assert User.objects.get(username="admin").is_superuser
     assert "user 'admin', password 'admin'" in second

@@ -227,3 +227,15 @@ def test_webhook_calls_nothing_outside_the_portal(client, account):
             assert post_webhook(client, load_fixture(name)).status_code == 200
         assert len(outbound.calls) == 0
     assert SurveyRequest.objects.count() == 3
+
+
+def test_a_burst_of_webhooks_queues_one_processing_task(client, account, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        for name in ("conversation_admin_closed", "conversation_admin_closed_v2", "conversation_admin_closed_email_v2"):
+            post_webhook(client, load_fixture(name), process=False)
+    assert OrmQ.objects.count() == 1  # the task drains all three
+    assert process_inbound_webhooks() == 3
+    OrmQ.objects.all().delete()
+    with django_capture_on_commit_callbacks(execute=True):
+        post_webhook(client, load_fixture("conversation_admin_closed_bot_v2"), process=False)
+    assert OrmQ.objects.count() == 1  # nothing waiting before it: it queues its own

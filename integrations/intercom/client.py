@@ -1,0 +1,125 @@
+"""Intercom's REST API, for what a webhook leaves out. With stella.py, the only code that imports requests."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import requests
+from django.conf import settings
+
+from integrations.intercom.payloads import OPERATOR_EMAIL, Conversation, PayloadError
+
+logger = logging.getLogger(__name__)
+
+TIMEOUT = (3.05, 8)
+
+
+class IntercomError(Exception):
+    """Intercom didn't give us what we asked for; the message says why in plain words."""
+
+
+class IntercomTokenRejected(IntercomError):
+    pass
+
+
+class IntercomNotFound(IntercomError):
+    pass
+
+
+class IntercomRateLimited(IntercomError):
+    def __init__(self, reset_at: datetime) -> None:
+        super().__init__(f"Intercom rate limit reached until {reset_at:%H:%M:%S} UTC")
+        self.reset_at = reset_at
+
+
+class IntercomUnavailable(IntercomError):
+    """A network error, a timeout or a 5xx: worth asking again later."""
+
+
+@dataclass(frozen=True)
+class IntercomContact:
+    id: str
+    role: str
+    name: str | None
+    email: str | None
+
+
+@dataclass(frozen=True)
+class IntercomAdmin:
+    id: str
+    name: str
+    email: str | None
+
+    @property
+    def is_bot(self) -> bool:
+        return bool(self.email and OPERATOR_EMAIL.match(self.email))
+
+
+class IntercomClient:
+    def __init__(self, token: str, *, base_url: str | None = None, session: requests.Session | None = None) -> None:
+        self.base_url = (base_url or settings.INTERCOM_API_URL).rstrip("/")
+        self.session = session or requests.Session()
+        self.session.headers.update(
+            {
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/json",
+                "Intercom-Version": settings.INTERCOM_API_VERSION,
+            }
+        )
+
+    def conversation(self, conversation_id: str, *, url: str) -> Conversation:
+        data = self._get(f"/conversations/{conversation_id}", what="conversation")
+        try:
+            return Conversation.from_rest(data, url=url)
+        except PayloadError as exc:
+            raise IntercomError(f"Intercom's conversation {conversation_id} is not readable: {exc}") from None
+
+    def contact(self, contact_id: str) -> IntercomContact:
+        data = self._get(f"/contacts/{contact_id}", what="contact")
+        return IntercomContact(
+            id=str(data.get("id") or contact_id),
+            role=str(data.get("role") or "contact"),
+            name=data.get("name") or None,
+            email=data.get("email") or None,
+        )
+
+    def admin(self, admin_id: str) -> IntercomAdmin:
+        data = self._get(f"/admins/{admin_id}", what="teammate")
+        return IntercomAdmin(
+            id=str(data.get("id") or admin_id), name=data.get("name") or "", email=data.get("email") or None
+        )
+
+    def _get(self, path: str, *, what: str) -> dict[str, Any]:
+        try:
+            response = self.session.get(self.base_url + path, timeout=TIMEOUT)
+        except requests.RequestException as exc:
+            raise IntercomUnavailable(f"Intercom could not be reached: {type(exc).__name__}") from None
+        logger.info("intercom.api.call", extra={"path": path, "status": response.status_code})
+        if response.status_code == 401:
+            raise IntercomTokenRejected("Intercom access token rejected")
+        if response.status_code == 404:
+            raise IntercomNotFound(f"Intercom has no such {what}")
+        if response.status_code == 429:
+            raise IntercomRateLimited(_reset_at(response))
+        if response.status_code >= 500:
+            raise IntercomUnavailable(f"Intercom answered {response.status_code}")
+        if response.status_code != 200:
+            raise IntercomError(f"Intercom answered {response.status_code} for the {what}")
+        try:
+            data = response.json()
+        except ValueError:
+            raise IntercomError(f"Intercom's {what} is not JSON") from None
+        if not isinstance(data, dict):
+            raise IntercomError(f"Intercom's {what} is not a JSON object")
+        return data
+
+
+def _reset_at(response: requests.Response) -> datetime:
+    """X-RateLimit-Reset is a unix time; without it, wait out Intercom's 10-second window."""
+    try:
+        return datetime.fromtimestamp(int(response.headers["X-RateLimit-Reset"]), tz=UTC)
+    except (KeyError, ValueError):
+        return datetime.now(tz=UTC) + timedelta(seconds=10)

@@ -1,0 +1,72 @@
+"""A real HTTP server on 127.0.0.1 that answers from a script: for Stella's failure modes."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Answer:
+    status: int
+    body: dict | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: dict
+
+
+class ScriptedServer:
+    def __init__(self, answers: list[Answer]) -> None:
+        self.answers = list(answers)
+        self.received: list[Received] = []
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                with server.lock:
+                    server.received.append(Received(self.path, dict(self.headers), body))
+                    answer = server.answers.pop(0) if len(server.answers) > 1 else server.answers[0]
+                time.sleep(answer.delay)
+                payload = json.dumps(answer.body if answer.body is not None else body).encode()
+                try:
+                    self.send_response(answer.status)
+                    for name, value in {"Content-Type": "application/json", **answer.headers}.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up waiting, as a timeout test wants
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+
+@contextmanager
+def scripted_stella(*answers: Answer) -> Iterator[ScriptedServer]:
+    server = ScriptedServer(list(answers))
+    thread = threading.Thread(target=server.httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()

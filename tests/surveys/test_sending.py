@@ -1,0 +1,291 @@
+"""The sender's parts: queueing, the sweep and its wake-up, recovery after a crash, and how Stella's
+answers and failures map to outcomes (faults mocked at the HTTP layer with responses)."""
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import requests
+import responses
+import yaml
+from django.core.checks import run_checks
+from django.utils import timezone
+from django_q.models import OrmQ, Schedule
+from jsonschema import Draft7Validator
+
+from integrations.models import Teammate
+from surveys.models import ApiRequest, SurveyRequest
+from surveys.sending import survey_request_send, survey_requests_recover_stale, survey_requests_send_due
+from surveys.services import WAKE_SCHEDULE, survey_requests_wake_at
+from surveys.stella import RESULT_FIELDS, StellaClient, request_body
+from surveys.suppression import Decision
+from tests.factories import AccountFactory, SurveyRequestFactory
+from tests.helpers import load_fixture, notification, post_webhook
+
+pytestmark = pytest.mark.django_db
+
+S = SurveyRequest.Status
+O = ApiRequest.Outcome  # noqa: E741
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+REFERENCE_SCHEMA = Path(__file__).resolve().parents[3] / "shared" / "reference" / "stellaconnect-requests-openapi.yml"
+
+
+def wake() -> Schedule:
+    return Schedule.objects.get(name=WAKE_SCHEDULE)
+
+
+def test_closure_due_now_is_queued_when_committed(client, account, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        post_webhook(client, load_fixture("conversation_admin_closed_v2"))
+    survey_request = SurveyRequest.objects.get()
+    assert survey_request.queued_at is not None
+    assert OrmQ.objects.count() == 2  # the processing task, then the send
+
+
+def test_delayed_closure_moves_the_wake_up_to_its_send_time(client, account):
+    account.settings.channel_delay = timedelta(minutes=10)
+    account.settings.save()
+    post_webhook(client, notification("conversation_admin_closed_v2", created_at=int(time.time())))
+    survey_request = SurveyRequest.objects.get()
+    assert survey_request.queued_at is None
+    assert (wake().next_run, wake().repeats) == (survey_request.send_after, 1)
+
+
+def test_wake_up_only_moves_earlier_and_rearms_once_it_ran(db):
+    survey_requests_wake_at(NOW + timedelta(minutes=5))
+    survey_requests_wake_at(NOW + timedelta(minutes=9))
+    assert wake().next_run == NOW + timedelta(minutes=5)
+    Schedule.objects.filter(name=WAKE_SCHEDULE).update(repeats=0)  # what django-q2 does once it ran
+    survey_requests_wake_at(NOW + timedelta(minutes=9))
+    assert (wake().next_run, wake().repeats) == (NOW + timedelta(minutes=9), 1)
+    assert Schedule.objects.filter(name=WAKE_SCHEDULE).count() == 1
+
+
+def test_sweep_queues_what_is_due_and_unqueued_and_wakes_for_the_next(account):
+    due = SurveyRequestFactory(account=account, send_after=NOW - timedelta(minutes=1))
+    queued_long_ago = SurveyRequestFactory(
+        account=account, send_after=NOW - timedelta(hours=1), queued_at=NOW - timedelta(hours=1)
+    )
+    SurveyRequestFactory(account=account, send_after=NOW - timedelta(minutes=1), queued_at=NOW - timedelta(seconds=10))
+    SurveyRequestFactory(account=account, send_after=NOW - timedelta(minutes=1), status=S.CANCELLED)
+    later = SurveyRequestFactory(account=account, send_after=NOW + timedelta(minutes=7))
+    paused = AccountFactory(settings__sending_paused_at=NOW)
+    SurveyRequestFactory(account=paused, send_after=NOW - timedelta(minutes=1))
+
+    assert survey_requests_send_due(now=NOW) == 2
+    assert set(SurveyRequest.objects.filter(queued_at=NOW).values_list("pk", flat=True)) == {due.pk, queued_long_ago.pk}
+    assert wake().next_run == later.send_after
+
+
+def test_sweep_queues_them_once(account, django_capture_on_commit_callbacks):
+    SurveyRequestFactory(account=account, send_after=NOW - timedelta(minutes=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        survey_requests_send_due(now=NOW)
+        survey_requests_send_due(now=NOW + timedelta(seconds=30))
+    assert OrmQ.objects.count() == 1
+
+
+def test_sender_ignores_a_request_not_yet_due_or_already_taken(account):
+    not_due = SurveyRequestFactory(account=account, send_after=NOW + timedelta(minutes=1))
+    taken = SurveyRequestFactory(account=account, send_after=NOW, status=S.SENDING)
+    with responses.RequestsMock():  # any call out would fail the test
+        assert survey_request_send(not_due.pk, now=NOW).status == S.SCHEDULED
+        assert survey_request_send(taken.pk, now=NOW).status == S.SENDING
+
+
+def test_crashed_sender_before_its_call_is_sent_again(account):
+    survey_request = SurveyRequestFactory(
+        account=account, status=S.SENDING, claimed_at=NOW - timedelta(minutes=5), queued_at=NOW
+    )
+    assert survey_requests_recover_stale(now=NOW) == 1
+    survey_request.refresh_from_db()
+    assert (survey_request.status, survey_request.queued_at, survey_request.claimed_at) == (S.SCHEDULED, None, None)
+
+
+def test_crashed_sender_during_its_call_leaves_it_ambiguous(account):
+    survey_request = SurveyRequestFactory(account=account, status=S.SENDING, claimed_at=NOW - timedelta(minutes=5))
+    api_request = ApiRequest.objects.create(
+        survey_request=survey_request, account=account, mode="test", url="https://x/v1/requests"
+    )
+    survey_requests_recover_stale(now=NOW)
+    survey_request.refresh_from_db()
+    api_request.refresh_from_db()
+    assert survey_request.status == S.AMBIGUOUS
+    assert api_request.outcome == O.AMBIGUOUS
+    assert "may have accepted it" in survey_request.status_detail
+
+
+def test_a_sender_still_within_its_timeout_is_left_alone(account):
+    SurveyRequestFactory(account=account, status=S.SENDING, claimed_at=NOW - timedelta(seconds=30))
+    assert survey_requests_recover_stale(now=NOW) == 0
+
+
+@responses.activate
+def test_intercom_rate_limit_waits_until_the_reset(account):
+    reset = int((timezone.now() + timedelta(minutes=2)).timestamp())
+    responses.get(f"https://api.intercom.test/conversations/{9}", status=429, headers={"X-RateLimit-Reset": str(reset)})
+    account.settings.intercom_access_token = "token-123456789"
+    account.settings.save()
+    survey_request = SurveyRequestFactory(account=account, conversation_id="9", channel="", send_after=NOW)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("django.conf.settings.INTERCOM_API_URL", "https://api.intercom.test")
+        result = survey_request_send(survey_request.pk, now=NOW)
+    assert (result.status, result.send_after, result.attempts) == (
+        S.SCHEDULED,
+        datetime.fromtimestamp(reset, tz=UTC),
+        0,
+    )
+    assert responses.calls[0].request.headers["Authorization"] == "Bearer token-123456789"
+    assert responses.calls[0].request.headers["Intercom-Version"] == "2.14"
+
+
+@pytest.mark.parametrize(
+    ("answer", "outcome", "status_code", "message", "retry_after"),
+    [
+        ({"status": 200, "json": {"channel": "chat"}}, O.SENT, 200, "", None),
+        ({"status": 201, "json": {}}, O.SENT, 201, "", None),
+        ({"status": 400, "json": {"message": "Invalid customer"}}, O.INVALID, 400, "Invalid customer", None),
+        ({"status": 400, "body": "Brand signifier not provided"}, O.INVALID, 400, "Brand signifier not provided", None),
+        (
+            {"status": 400, "json": {"errors": ["Language not specified"]}},
+            O.INVALID,
+            400,
+            '["Language not specified"]',
+            None,
+        ),
+        ({"status": 403, "json": {"message": "Forbidden"}}, O.INVALID, 403, "API key rejected", None),
+        ({"status": 429, "headers": {"Retry-After": "30"}}, O.RETRY, 429, "Stella answered 429", 30.0),
+        ({"status": 503}, O.RETRY, 503, "Stella answered 503", None),
+        ({"status": 404}, O.FAILED, 404, "Stella answered 404", None),
+        (
+            {"body": requests.ConnectTimeout("connect timed out")},
+            O.RETRY,
+            None,
+            "Could not connect to Stella (ConnectTimeout)",
+            None,
+        ),
+        (
+            {"body": requests.ReadTimeout("read timed out")},
+            O.AMBIGUOUS,
+            None,
+            "No answer within 10 s: Stella may have accepted it",
+            None,
+        ),
+        (
+            {"body": requests.ConnectionError("Connection aborted: RemoteDisconnected")},
+            O.AMBIGUOUS,
+            None,
+            "The connection broke after the request went out (ConnectionError): Stella may have accepted it",
+            None,
+        ),
+    ],
+)
+def test_stella_answers_map_to_outcomes(account, answer, outcome, status_code, message, retry_after):
+    survey_request = SurveyRequestFactory(account=account)
+    client = StellaClient(base_url="https://stella.test")
+    api_request = client.new_api_request(
+        survey_request=survey_request, mode="test", api_key="secret-key-abcd", body={"channel": "chat"}
+    )
+    api_request.save()
+    with responses.RequestsMock() as stella:
+        stella.post("https://stella.test/v1/requests", **answer)
+        result = client.create_request(api_request, api_key="secret-key-abcd")
+        assert stella.calls[0].request.headers["x-api-key"] == "secret-key-abcd"
+    api_request.save(update_fields=RESULT_FIELDS)
+    api_request.refresh_from_db()
+    assert (result.outcome, result.status_code, result.error_message, result.retry_after) == (
+        outcome,
+        status_code,
+        message,
+        retry_after,
+    )
+    assert (api_request.outcome, api_request.status_code, api_request.error_message) == (outcome, status_code, message)
+    assert api_request.duration_ms is not None and api_request.finished_at is not None
+    assert api_request.request_headers["x-api-key"] == "••••abcd"
+
+
+def test_long_responses_are_capped(account):
+    survey_request = SurveyRequestFactory(account=account)
+    client = StellaClient(base_url="https://stella.test")
+    api_request = client.new_api_request(survey_request=survey_request, mode="test", api_key="k" * 12, body={})
+    with responses.RequestsMock() as stella:
+        stella.post("https://stella.test/v1/requests", status=500, body="x" * 100_000)
+        client.create_request(api_request, api_key="k" * 12)
+    assert len(api_request.response_body) == 4000
+
+
+def test_connection_refused_never_reached_stella(account):
+    survey_request = SurveyRequestFactory(account=account)
+    client = StellaClient(base_url="http://127.0.0.1:9")  # discard port: nothing listens
+    api_request = client.new_api_request(survey_request=survey_request, mode="test", api_key="k" * 12, body={})
+    assert client.create_request(api_request, api_key="k" * 12).outcome == O.RETRY
+
+
+def bodies(account) -> list[dict]:
+    plain = SurveyRequestFactory(account=account, tags=["billing"])
+    flagged = SurveyRequestFactory(account=account, decision=Decision.DO_NOT_SEND, customer_name="", channel="email")
+    Teammate.objects.create(account=account, intercom_id="777", stella_custom_id="emp-777")
+    return [
+        request_body(plain),
+        request_body(flagged, employee_custom_id="emp-777", brand="acme", language="en-US"),
+        request_body(SurveyRequestFactory(account=account, tags=[f"t{i}" for i in range(30)])),
+    ]
+
+
+def test_request_body_follows_stellas_contract(account):
+    plain, flagged, many_tags = bodies(account)
+    assert set(plain) == {"channel", "employee", "customer", "ext_interaction_id", "external_url", "tags"}
+    assert flagged["do_not_send"] is True and "do_not_send" not in plain
+    assert flagged["employee"] == {"custom_id": "emp-777"}
+    assert flagged["customer"] == {"email": "ada@customer.example"}  # no empty name
+    assert (flagged["brand"], flagged["language"]) == ("acme", "en-US")
+    assert len(many_tags["tags"]) == 20  # Stella takes up to 20
+
+
+@pytest.mark.skipif(not REFERENCE_SCHEMA.exists(), reason=f"Stella's Requests API schema is not at {REFERENCE_SCHEMA}")
+def test_request_body_validates_against_the_requests_api_schema(account):
+    spec = yaml.safe_load(REFERENCE_SCHEMA.read_text())
+    schema = {**spec["components"]["schemas"]["FeedbackRequestModel"], "components": spec["components"]}
+    validator = Draft7Validator(schema)
+    for body in bodies(account):
+        assert list(validator.iter_errors(body)) == []
+    assert list(validator.iter_errors({"channel": "chat", "surprise": 1}))  # the schema does bite
+
+
+@pytest.mark.parametrize(
+    ("cluster", "ids"),
+    [
+        ({"timeout": 60, "retry": 90, "max_attempts": 3}, []),
+        ({"timeout": 90, "retry": 90, "max_attempts": 3}, ["portal.E001"]),
+        ({"timeout": None, "retry": 90, "max_attempts": 3}, ["portal.E001"]),
+        ({"timeout": 60, "retry": 90, "max_attempts": 0}, ["portal.E002"]),
+    ],
+)
+def test_queue_settings_check(settings, cluster, ids):
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, **cluster}
+    assert [message.id for message in run_checks(tags=["portal"])] == ids
+
+
+@pytest.mark.django_db(transaction=True)
+def test_delayed_request_goes_out_through_django_q2s_scheduler(settings):
+    """The chain a delayed request takes: the wake-up schedule comes due, django-q2's scheduler (which
+    looks every 30 s while the cluster runs) queues the sweep, the sweep queues the send."""
+    from django_q.scheduler import scheduler
+
+    from tests.helpers import run_queued_tasks
+
+    Schedule.objects.exclude(name=WAKE_SCHEDULE).delete()  # only the wake-up in play
+    account = AccountFactory(settings__test_api_key="test-key-0000-1111-2222-abcd")
+    survey_request = SurveyRequestFactory(account=account, send_after=timezone.now() + timedelta(seconds=1))
+    survey_requests_wake_at(survey_request.send_after)
+    scheduler()
+    assert OrmQ.objects.count() == 0  # not due yet
+    time.sleep(1.1)
+    scheduler()
+    with responses.RequestsMock() as stella:
+        stella.post(f"{settings.STELLA_API_URL}/v1/requests", json={})
+        assert run_queued_tasks() == ["surveys.tasks.send_due_survey_requests", "surveys.tasks.send_survey_request"]
+        assert len(stella.calls) == 1
+    survey_request.refresh_from_db()
+    assert survey_request.status == S.SENT
