@@ -55,12 +55,9 @@ class Portal:
         return json.loads(self.manage("shell", "-c", code).strip().splitlines()[-1])
 
 
-@contextmanager
-def portal(*, workers: int = 2, extra_env: dict[str, str] | None = None) -> Iterator[Portal]:
-    """A portal on a fresh SQLite file under gunicorn, deployed settings (DEBUG=false), torn down after."""
-    workdir = Path(tempfile.mkdtemp(prefix="portal-bench-"))
-    port = free_port()
-    env = {
+def portal_env(workdir: Path, port: int, **overrides: str) -> dict[str, str]:
+    """A deployed portal's settings (DEBUG=false) on a fresh SQLite file in `workdir`."""
+    return {
         **os.environ,
         "DEBUG": "false",
         "SANDBOX": "false",
@@ -71,29 +68,34 @@ def portal(*, workers: int = 2, extra_env: dict[str, str] | None = None) -> Iter
         "LOG_LEVEL": "WARNING",
         "PORT": str(port),
         "PORTAL_URL": f"http://127.0.0.1:{port}",
-        **(extra_env or {}),
+        **overrides,
     }
-    handle = Portal(url=f"http://127.0.0.1:{port}", port=port, env=env, workdir=workdir)
+
+
+@contextmanager
+def workdir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="portal-bench-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def serve(env: dict[str, str], *, workers: int = 2, gunicorn_args: tuple[str, ...] = ()) -> Iterator[Portal]:
+    """The portal under gunicorn on 127.0.0.1 with `env` (migrated first), stopped afterwards."""
+    port = int(env["PORT"])
+    handle = Portal(url=f"http://127.0.0.1:{port}", port=port, env=env, workdir=Path(tempfile.gettempdir()))
     handle.manage("migrate", "--noinput")
     handle.manage("collectstatic", "--noinput")
     server = subprocess.Popen(
         [
-            PYTHON,
-            "-m",
-            "gunicorn",
-            "portal.wsgi",
-            "--workers",
-            str(workers),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "warning",
-            "--backlog",
-            "2048",
+            PYTHON, "-m", "gunicorn", "portal.wsgi", "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
+            "--log-level", "warning", "--backlog", "2048", *gunicorn_args,
         ],
         cwd=ROOT,
         env=env,
-    )
+    )  # fmt: skip
     try:
         wait_until_up(port)
         yield handle
@@ -103,7 +105,16 @@ def portal(*, workers: int = 2, extra_env: dict[str, str] | None = None) -> Iter
             server.wait(timeout=15)
         except subprocess.TimeoutExpired:
             server.kill()
-        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextmanager
+def portal(*, workers: int = 2, extra_env: dict[str, str] | None = None) -> Iterator[Portal]:
+    """A deployed portal on a fresh SQLite file under gunicorn, torn down after."""
+    with workdir() as path:
+        port = free_port()
+        with serve(portal_env(path, port, **(extra_env or {})), workers=workers) as running:
+            running.workdir = path
+            yield running
 
 
 def wait_until_up(port: int, *, seconds: float = 30) -> None:
