@@ -2,15 +2,22 @@ import json
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from integrations.models import Account, ConversationEvent, InboundWebhook, IntegrationSettings, Teammate
+from integrations.models import Account, ConversationEvent, InboundWebhook, IntegrationSettings
+from integrations.oauth import intercom_authorize_url
+from integrations.services import REPLAYABLE, inbound_webhook_replay
 from portal.durations import HumanDurationField, format_duration
 from portal.redaction import mask_secret
+from surveys.selectors import account_test_week
 
 SECRET_FIELDS = ("test_api_key", "production_api_key", "intercom_access_token")
 
@@ -35,7 +42,7 @@ class IntegrationSettingsForm(forms.ModelForm):
         fields = [
             "enabled", "mode", "test_api_key", "production_api_key", "stella_api_url", "brand", "language",
             "email_enabled", "chat_enabled", "channel_delay", "suppression_window", "do_not_send_tags",
-            "intercom_access_token",
+            "intercom_access_token", "alert_recipients",
         ]  # fmt: skip
         widgets = {name: forms.PasswordInput(render_value=False) for name in SECRET_FIELDS}
 
@@ -81,6 +88,7 @@ class IntegrationSettingsInline(admin.StackedInline):
             {"fields": ["email_enabled", "chat_enabled", "channel_delay", "suppression_window", "do_not_send_tags"]},
         ),
         ("Intercom", {"fields": ["intercom_access_token"]}),
+        ("Error-rate alert", {"fields": ["alert_recipients"]}),
     ]
 
     @admin.display(description="needs attention")
@@ -99,13 +107,20 @@ def attention(settings: IntegrationSettings) -> list[str]:
     if settings.intercom_token_rejected_at:
         problems.append(
             f"Intercom rejected the access token on {settings.intercom_token_rejected_at:%Y-%m-%d %H:%M} UTC. "
-            "Enter a new token."
+            "Connect with Intercom again, or enter a new token."
+        )
+    if settings.error_alert_since:
+        problems.append(
+            f"Over 5% of the last hour's requests were invalid or failed ({settings.error_alert_rate:.0f}%, "
+            f"since {settings.error_alert_since:%H:%M} UTC): see Invalid requests."
         )
     return problems
 
 
 @admin.register(Account)
 class AccountAdmin(admin.ModelAdmin):
+    filter_horizontal = ["support_users"]
+    change_form_template = "admin/integrations/account/change_form.html"
     list_display = [
         "name",
         "intercom_workspace_id",
@@ -151,17 +166,55 @@ class AccountAdmin(admin.ModelAdmin):
     def problems(self, account: Account) -> str:
         return format_html_join(mark_safe("<br>"), "⚠ {}", ((problem,) for problem in attention(account.settings)))
 
+    def get_urls(self) -> list[URLPattern]:
+        urls = [
+            path(
+                "<int:account_id>/go-live/",
+                self.admin_site.admin_view(self.go_live_view),
+                name="integrations_account_go_live",
+            ),
+            path(
+                "<int:account_id>/connect-intercom/",
+                self.admin_site.admin_view(self.connect_intercom_view),
+                name="integrations_account_connect_intercom",
+            ),
+        ]
+        return urls + super().get_urls()
 
-@admin.register(Teammate)
-class TeammateAdmin(admin.ModelAdmin):
-    """Who Stella should credit for an Intercom teammate, when not their email (or for a bot)."""
+    def go_live_view(self, request: HttpRequest, account_id: int) -> HttpResponse:
+        """Switch from the test key to the production key, after a look at how testing went."""
+        account = get_object_or_404(Account.objects.select_related("settings"), pk=account_id)
+        if not self.has_change_permission(request, account):
+            raise PermissionDenied
+        settings = account.settings
+        back = redirect("admin:integrations_account_change", account.pk)
+        if settings.mode == IntegrationSettings.Mode.LIVE:
+            self.message_user(request, f"{account} is already live.", messages.INFO)
+            return back
+        if request.method == "POST":
+            if not settings.production_api_key:
+                self.message_user(request, "Enter the production API key first.", messages.ERROR)
+                return back
+            settings.mode = IntegrationSettings.Mode.LIVE
+            settings.save()
+            self.message_user(request, f"{account} is live: surveys now go to customers with the production key.")
+            return back
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Switch {account} to live?",
+            "account": account,
+            "opts": self.model._meta,
+            "original": account,
+            "week": account_test_week(account),
+            "has_production_key": bool(settings.production_api_key),
+        }
+        return TemplateResponse(request, "admin/integrations/account/go_live.html", context)
 
-    list_display = ["name", "email", "intercom_id", "account", "is_bot", "stella_custom_id", "fetched_at"]
-    list_editable = ["stella_custom_id"]
-    list_filter = ["account", "is_bot"]
-    list_select_related = ["account"]
-    search_fields = ["name", "email", "=intercom_id", "stella_custom_id"]
-    readonly_fields = ["fetched_at"]
+    def connect_intercom_view(self, request: HttpRequest, account_id: int) -> HttpResponse:
+        account = get_object_or_404(Account, pk=account_id)
+        if not self.has_change_permission(request, account):
+            raise PermissionDenied
+        return redirect(intercom_authorize_url(request, account))
 
 
 class ReadOnlyAdminMixin:
@@ -179,6 +232,7 @@ class ReadOnlyAdminMixin:
 
 @admin.register(InboundWebhook)
 class InboundWebhookAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    actions = ["replay"]
     list_display = ["received_at", "topic", "workspace_id", "account", "status", "error", "notification_id"]
     list_filter = ["status", "topic", "account"]
     list_select_related = ["account"]
@@ -206,6 +260,22 @@ class InboundWebhookAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="headers")
     def pretty_headers(self, webhook: InboundWebhook) -> str:
         return format_html("<pre>{}</pre>", json.dumps(webhook.headers, indent=2))
+
+    @admin.action(description="Replay the selected webhooks (processed, ignored or failed)")
+    def replay(self, request: HttpRequest, queryset: QuerySet[InboundWebhook]) -> None:
+        outcomes = []
+        for webhook in queryset.filter(status__in=REPLAYABLE).order_by("occurred_at"):
+            webhook = inbound_webhook_replay(webhook)
+            outcomes.append(
+                f"{webhook}: {webhook.get_status_display().lower()}{f' ({webhook.error})' if webhook.error else ''}"
+            )
+        skipped = queryset.exclude(status__in=REPLAYABLE).count()
+        if outcomes:
+            self.message_user(request, "Replayed: " + "; ".join(outcomes), messages.SUCCESS)
+        if skipped:
+            self.message_user(
+                request, f"{skipped} invalid webhook(s) left alone: they never passed verification.", messages.WARNING
+            )
 
     @admin.display(description="body")
     def pretty_body(self, webhook: InboundWebhook) -> str:

@@ -20,6 +20,12 @@ class Account(models.Model):
         help_text="The app_id Intercom puts on every webhook (Settings → Workspace data in Intercom).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    support_users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="support_accounts",
+        help_text="People of this company who may see its status page and API (they need no admin access).",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -74,6 +80,15 @@ class IntegrationSettings(models.Model):
     sending_paused_reason = models.CharField(max_length=200, blank=True)
     # Set when Intercom refuses the access token (401); cleared when a new token is stored.
     intercom_token_rejected_at = models.DateTimeField(null=True, blank=True)
+    alert_recipients = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Comma-separated emails told when over 5% of the last hour's requests are invalid or failed.",
+    )
+    # The error-rate alert, kept up to date every minute: shown as a banner while it lasts.
+    error_alert_since = models.DateTimeField(null=True, blank=True)
+    error_alert_rate = models.FloatField(null=True, blank=True)
+    error_alert_emailed_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -112,6 +127,10 @@ class IntegrationSettings(models.Model):
             for channel, enabled in ((Channel.EMAIL, self.email_enabled), (Channel.CHAT, self.chat_enabled))
             if enabled
         )
+
+    @property
+    def alert_recipient_list(self) -> list[str]:
+        return [email.strip() for email in self.alert_recipients.split(",") if email.strip()]
 
     @property
     def do_not_send_tag_names(self) -> frozenset[str]:

@@ -128,17 +128,35 @@ def inbound_webhooks_process_pending(*, limit: int = 1000) -> int:
             )
             if webhook is None:
                 break
-            try:
-                with transaction.atomic():
-                    inbound_webhook_process(webhook)
-            except OperationalError:
-                raise  # the database is unreachable or locked: leave it received for the next run
-            except Exception as exc:
-                logger.exception("intercom.webhook.failed", extra={"webhook": webhook.pk})
-                failure = f"{type(exc).__name__}: {exc}"[:2000]
-                _finish(webhook, InboundWebhook.Status.FAILED, failure)
+            _process_or_fail(webhook)
         done += 1
     return done
+
+
+REPLAYABLE = (InboundWebhook.Status.PROCESSED, InboundWebhook.Status.IGNORED, InboundWebhook.Status.FAILED)
+
+
+def inbound_webhook_replay(webhook: InboundWebhook) -> InboundWebhook:
+    """Act on a stored webhook again, now: after a fix, or an account created for its workspace.
+    A closure already recorded is not recorded twice; a webhook that failed verification never replays."""
+    if webhook.status not in REPLAYABLE:
+        raise ValueError(f"A webhook that is {webhook.get_status_display().lower()} can't be replayed.")
+    with transaction.atomic():
+        webhook.status, webhook.error, webhook.processed_at = InboundWebhook.Status.RECEIVED, "", None
+        webhook.save(update_fields=["status", "error", "processed_at"])
+        _process_or_fail(webhook)
+    return webhook
+
+
+def _process_or_fail(webhook: InboundWebhook) -> None:
+    try:
+        with transaction.atomic():
+            inbound_webhook_process(webhook)
+    except OperationalError:
+        raise  # the database is unreachable or locked: leave it received for the next run
+    except Exception as exc:
+        logger.exception("intercom.webhook.failed", extra={"webhook": webhook.pk})
+        _finish(webhook, InboundWebhook.Status.FAILED, f"{type(exc).__name__}: {exc}"[:2000])
 
 
 def inbound_webhook_process(webhook: InboundWebhook) -> None:

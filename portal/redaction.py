@@ -16,3 +16,11 @@ def mask_secret(value: str | None) -> str:
 
 def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {name: mask_secret(value) if name.lower() in SECRET_HEADERS else value for name, value in headers.items()}
+
+
+def mask_email(email: str) -> str:
+    """ada.lovelace@example.com → a•••@example.com: enough to recognise, not to copy."""
+    local, at, domain = email.partition("@")
+    if not at:
+        return mask_secret(email)
+    return f"{local[:1]}•••@{domain}"

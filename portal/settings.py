@@ -38,6 +38,12 @@ INTERCOM_API_URL = env(
     "INTERCOM_API_URL", default=f"{PORTAL_URL}/sandbox/intercom" if SANDBOX else "https://api.intercom.io"
 )
 INTERCOM_API_VERSION = env("INTERCOM_API_VERSION", default="2.14")
+# "Connect with Intercom" (OAuth): your Intercom app's client id, and where Intercom asks for consent.
+INTERCOM_CLIENT_ID = env("INTERCOM_CLIENT_ID", default="sandbox-client-id")
+INTERCOM_OAUTH_URL = env(
+    "INTERCOM_OAUTH_URL",
+    default=f"{PORTAL_URL}/sandbox/intercom/oauth" if SANDBOX else "https://app.intercom.com/oauth",
+)
 # How long a looked-up teammate is trusted before it is fetched again.
 INTERCOM_TEAMMATE_TTL = env.int("INTERCOM_TEAMMATE_TTL", default=24 * 3600)
 
@@ -69,6 +75,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
     "django_q",
     "portal",
     "integrations",
@@ -136,6 +144,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -145,7 +154,9 @@ STORAGES = {
     },
 }
 
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/status/"
+LOGOUT_REDIRECT_URL = "/login/"
 
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
@@ -172,6 +183,21 @@ if Q_REDIS_URL := env("Q_REDIS_URL", default=""):
     Q_CLUSTER["redis"] = Q_REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Stella Connect for Intercom: API Request Status",
+    "DESCRIPTION": "Read-only. Token authentication (`Authorization: Token <key>`); you see your own accounts only.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="portal@localhost")

@@ -1,14 +1,33 @@
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework.routers import DefaultRouter
 
+from integrations.oauth import intercom_oauth_callback
 from integrations.views import intercom_webhook
 from portal.views import healthz
+from surveys.api import ApiRequestViewSet, SurveyRequestViewSet
+from surveys.views import StatusExportView, StatusPageView
+
+api = DefaultRouter()
+api.register("survey-requests", SurveyRequestViewSet, basename="survey-request")
+api.register("api-requests", ApiRequestViewSet, basename="api-request")
 
 urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="status")),
     path("admin/", admin.site.urls),
     path("webhooks/intercom/", intercom_webhook, name="intercom_webhook"),
+    path("intercom/oauth/callback/", intercom_oauth_callback, name="intercom_oauth_callback"),
     path("healthz", healthz, name="healthz"),
+    path("status/", StatusPageView.as_view(), name="status"),
+    path("status/export.csv", StatusExportView.as_view(), name="status_export"),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/", include(api.urls)),
 ]
 
 if settings.SANDBOX:

@@ -7,12 +7,15 @@ Intercom's answers from IntercomRecord rows for any token starting with `sandbox
 
 import json
 import time
+from urllib.parse import urlencode
 
 from django.conf import settings
+from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db.models import Q
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -84,3 +87,53 @@ def intercom_record(request: HttpRequest, kind: str, intercom_id: str) -> JsonRe
         error = {"code": "not_found", "message": f"Resource Not Found: {kind} {intercom_id}"}
         return JsonResponse({"type": "error.list", "errors": [error]}, status=404)
     return JsonResponse(record.data)
+
+
+# Intercom's OAuth install flow: a consent page, the token endpoint, and GET /me.
+CODE_SALT, TOKEN_SALT = "sandbox-intercom-code", "sandbox-intercom-token"
+
+
+def intercom_oauth(request: HttpRequest) -> HttpResponse:
+    """Intercom's consent page: a person picks the workspace and allows, or denies."""
+    params = request.GET if request.method == "GET" else request.POST
+    redirect_uri, state = params.get("redirect_uri", ""), params.get("state", "")
+    if params.get("client_id") != settings.INTERCOM_CLIENT_ID or not redirect_uri:
+        return HttpResponse("Unknown app or missing redirect_uri", status=400, content_type="text/plain")
+    if request.method == "POST":
+        if "allow" in request.POST:
+            code = signing.dumps({"workspace": request.POST.get("workspace", "")}, salt=CODE_SALT)
+            return redirect(f"{redirect_uri}?{urlencode({'code': code, 'state': state})}")
+        return redirect(f"{redirect_uri}?{urlencode({'error': 'access_denied', 'state': state})}")
+    return render(request, "sandbox/intercom_oauth.html", {"params": params, "workspace": "demo"})
+
+
+@csrf_exempt
+@require_POST
+def intercom_token(request: HttpRequest) -> JsonResponse:
+    refused = JsonResponse(
+        {"type": "error.list", "errors": [{"code": "unauthorized", "message": "Unauthorized Code"}]}, status=401
+    )
+    if (
+        request.POST.get("client_id") != settings.INTERCOM_CLIENT_ID
+        or request.POST.get("client_secret") != settings.INTERCOM_CLIENT_SECRET
+    ):
+        return refused
+    try:
+        workspace = signing.loads(request.POST.get("code", ""), salt=CODE_SALT, max_age=600)["workspace"]
+    except signing.BadSignature:
+        return refused
+    token = "sandbox-" + signing.dumps({"workspace": workspace}, salt=TOKEN_SALT)
+    return JsonResponse({"token_type": "Bearer", "token": token, "access_token": token})
+
+
+@require_GET
+def intercom_me(request: HttpRequest) -> JsonResponse:
+    token = request.headers.get("Authorization", "").removeprefix("Bearer ").removeprefix("sandbox-")
+    try:
+        workspace = signing.loads(token, salt=TOKEN_SALT)["workspace"]
+    except signing.BadSignature:
+        error = {"code": "unauthorized", "message": "Access Token Invalid"}
+        return JsonResponse({"type": "error.list", "errors": [error]}, status=401)
+    return JsonResponse(
+        {"type": "admin", "app": {"type": "app", "id_code": workspace, "name": f"Workspace {workspace}"}}
+    )

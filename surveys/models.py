@@ -65,6 +65,7 @@ class SurveyRequest(models.Model):
             models.Index(fields=["account", "conversation_id"]),
             models.Index(fields=["account", "customer_email", "closed_at"]),
             models.Index(fields=["account", "-closed_at"]),
+            models.Index(fields=["account", "status", "-closed_at"]),
         ]
 
     def __str__(self) -> str:
@@ -145,11 +146,81 @@ class ApiRequest(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name = "request"
+        verbose_name_plural = "requests"
         indexes = [
             models.Index(fields=["account", "-created_at"]),
             models.Index(fields=["outcome", "-created_at"]),
             models.Index(fields=["mode", "-created_at"]),
+            models.Index(fields=["account", "outcome", "-created_at"]),
+            models.Index(fields=["account", "mode", "-created_at"]),
         ]
 
     def __str__(self) -> str:
         return f"{self.method} {self.url or '(not sent)'} → {self.get_outcome_display()}"
+
+    @property
+    def rejected_locally(self) -> bool:
+        return not self.url
+
+
+class TestApiRequestManager(models.Manager["TestApiRequest"]):
+    def get_queryset(self) -> models.QuerySet["TestApiRequest"]:
+        return super().get_queryset().filter(mode=IntegrationSettings.Mode.TEST).exclude(url="")
+
+
+class TestApiRequest(ApiRequest):
+    """Stella's Test Requests tab: every request made to Stella with a test key."""
+
+    objects = TestApiRequestManager()
+
+    class Meta:
+        proxy = True
+        verbose_name = "test request"
+        verbose_name_plural = "test requests"
+
+
+class InvalidApiRequestManager(models.Manager["InvalidApiRequest"]):
+    def get_queryset(self) -> models.QuerySet["InvalidApiRequest"]:
+        return super().get_queryset().filter(outcome=ApiRequest.Outcome.INVALID)
+
+
+class InvalidApiRequest(ApiRequest):
+    """Stella's Invalid Requests tab: every request rejected, by Stella or before it, from either key."""
+
+    objects = InvalidApiRequestManager()
+
+    class Meta:
+        proxy = True
+        verbose_name = "invalid request"
+        verbose_name_plural = "invalid requests"
+
+
+class DailyCount(models.Model):
+    """What the status page counts and charts, kept current as requests change state, so that page
+    never scans the log: per account and day, how many survey requests closed that day stand in
+    each state, and how many test and invalid calls were made that day."""
+
+    class Kind(models.TextChoices):
+        WAITING = "waiting", "Waiting"
+        SENT = "sent", "Sent"
+        DO_NOT_SEND = "do_not_send", "Do not send"
+        SUPPRESSED = "suppressed", "Suppressed"
+        CANCELLED = "cancelled", "Cancelled"
+        INVALID = "invalid", "Invalid"
+        FAILED = "failed", "Failed or ambiguous"
+        TEST_CALLS = "test_calls", "Test requests"
+        INVALID_CALLS = "invalid_calls", "Invalid requests"
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="daily_counts")
+    day = models.DateField()
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    count = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "day", "kind"], name="one_count_per_account_day_kind")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.day} {self.kind}: {self.count}"

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
 
 from integrations.intercom.payloads import AssigneeKind, Channel
 from integrations.models import Account, ConversationEvent, IntegrationSettings
-from surveys.models import SurveyRequest
+from surveys.models import ApiRequest, SurveyRequest
 from surveys.suppression import Decision, SurveyCandidate
 
 SURVEYING = (SurveyRequest.Status.SCHEDULED, SurveyRequest.Status.SENDING, SurveyRequest.Status.SENT)
@@ -45,7 +46,7 @@ def conversation_history(*, account: Account, conversation_id: str, with_events:
         events=list(events) if with_events else [],
         survey_requests=list(
             SurveyRequest.objects.filter(account=account, conversation_id=conversation_id).only(
-                "closure_id", "status", "decision", "closed_at", "send_after"
+                "account", "closure_id", "status", "decision", "closed_at", "send_after"
             )
         ),
     )
@@ -104,4 +105,15 @@ def survey_candidate(
 def survey_requests_due(*, now: datetime) -> QuerySet[SurveyRequest]:
     return SurveyRequest.objects.filter(status=SurveyRequest.Status.SCHEDULED, send_after__lte=now).order_by(
         "send_after"
+    )
+
+
+def account_test_week(account: Account) -> dict[str, int]:
+    """How the last 7 days of testing went: what a CSM looks at before switching an account to live."""
+    since = timezone.now() - timedelta(days=7)
+    calls = ApiRequest.objects.filter(account=account, mode=IntegrationSettings.Mode.TEST, created_at__gte=since)
+    return calls.aggregate(
+        succeeded=Count("pk", filter=Q(outcome=ApiRequest.Outcome.SENT)),
+        invalid=Count("pk", filter=Q(outcome=ApiRequest.Outcome.INVALID)),
+        other=Count("pk", filter=~Q(outcome__in=[ApiRequest.Outcome.SENT, ApiRequest.Outcome.INVALID])),
     )

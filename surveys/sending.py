@@ -26,6 +26,7 @@ from integrations.intercom.client import (
 )
 from integrations.intercom.payloads import AssigneeKind, Channel
 from integrations.models import IntegrationSettings, Teammate
+from surveys.counts import count_api_request
 from surveys.models import ApiRequest, SurveyRequest
 from surveys.selectors import conversation_history, survey_requests_due
 from surveys.services import (
@@ -146,6 +147,7 @@ def _send(survey_request: SurveyRequest, *, settings: IntegrationSettings, now: 
         elif changed:
             survey_request.save(update_fields=list(changed))
         api_request.save()
+        count_api_request(api_request)
     result = client.create_request(api_request, api_key=api_key)
     logger.info(
         "stella.request.sent",
@@ -153,6 +155,8 @@ def _send(survey_request: SurveyRequest, *, settings: IntegrationSettings, now: 
     )
     with transaction.atomic():
         api_request.save(update_fields=RESULT_FIELDS)
+        if api_request.outcome == ApiRequest.Outcome.INVALID:
+            count_api_request(api_request)
         return _apply(survey_request, result, settings=settings, now=now)
 
 

@@ -13,6 +13,7 @@ from django_q.models import Schedule
 from integrations.intercom.payloads import Conversation, IntercomNotification
 from integrations.models import Account, ConversationEvent, InboundWebhook, IntegrationSettings, Teammate
 from portal.queue import enqueue
+from surveys.counts import count_api_request, count_survey_request_transition, daily_count_add, day_of, survey_bucket
 from surveys.models import TRANSITIONS, ApiRequest, SurveyRequest
 from surveys.selectors import ConversationHistory, conversation_history, survey_candidate
 from surveys.stella import request_body
@@ -49,17 +50,20 @@ def survey_request_transition(survey_request: SurveyRequest, *, to: str, **field
     """Move a request to another status, if it still is where we last saw it.
 
     The conditional update is also the claim: of two workers moving the same request,
-    exactly one changes a row; the other gets InvalidTransition.
+    exactly one changes a row; the other gets InvalidTransition. The status page's
+    counts move in the same transaction.
     """
-    current = survey_request.status
+    current, decision = survey_request.status, survey_request.decision
     if to not in TRANSITIONS[current]:
         raise InvalidTransition(f"{current} → {to} is not allowed")
     fields = {"status": to, "updated_at": timezone.now(), **fields}
-    changed = SurveyRequest.objects.filter(pk=survey_request.pk, status=current).update(**fields)
-    if not changed:
-        raise InvalidTransition(f"survey request {survey_request.pk} is no longer {current}")
-    for name, value in fields.items():
-        setattr(survey_request, name, value)
+    with transaction.atomic():
+        changed = SurveyRequest.objects.filter(pk=survey_request.pk, status=current).update(**fields)
+        if not changed:
+            raise InvalidTransition(f"survey request {survey_request.pk} is no longer {current}")
+        for name, value in fields.items():
+            setattr(survey_request, name, value)
+        count_survey_request_transition(survey_request, old_status=current, old_decision=decision)
     return survey_request
 
 
@@ -119,6 +123,11 @@ def survey_request_schedule(
         return SurveyRequest.objects.get(
             account=account, conversation_id=conversation.id, closure_id=survey_request.closure_id
         )
+    daily_count_add(
+        account_id=account.pk,
+        day=day_of(closed_at),
+        kind=survey_bucket(survey_request.status, survey_request.decision),
+    )
     logger.info(
         "survey_request.recorded",
         extra={"survey_request": survey_request.pk, "status": survey_request.status, "reason": survey_request.reason},
@@ -139,7 +148,7 @@ def survey_request_reject_locally(survey_request: SurveyRequest, *, settings: In
         .values_list("stella_custom_id", flat=True)
         .first()
     )
-    return ApiRequest.objects.create(
+    api_request = ApiRequest.objects.create(
         survey_request=survey_request,
         account_id=survey_request.account_id,
         mode=survey_request.mode,
@@ -150,6 +159,8 @@ def survey_request_reject_locally(survey_request: SurveyRequest, *, settings: In
         error_message=survey_request.status_detail,
         finished_at=timezone.now(),
     )
+    count_api_request(api_request)
+    return api_request
 
 
 def survey_requests_queue(survey_request_ids: list[int]) -> None:
@@ -255,3 +266,34 @@ def _clipped(survey_request: SurveyRequest) -> SurveyRequest:
         if field.max_length and isinstance(value, str) and len(value) > field.max_length:
             setattr(survey_request, field.attname, value[: field.max_length])
     return survey_request
+
+
+RESENDABLE = (SurveyRequest.Status.INVALID, SurveyRequest.Status.FAILED, SurveyRequest.Status.AMBIGUOUS)
+
+
+def survey_requests_resend(survey_requests: list[SurveyRequest], *, by: str) -> list[SurveyRequest]:
+    """Send invalid, failed or ambiguous requests again, once the cause is fixed: each goes through
+    the rules again and, if it passes, makes a new call (a new row in the log). Ambiguous ones may
+    already have reached the customer: callers ask a person to confirm first."""
+    resent = []
+    now = timezone.now()
+    for survey_request in survey_requests:
+        if survey_request.status not in RESENDABLE:
+            continue
+        try:
+            survey_request_transition(
+                survey_request,
+                to=SurveyRequest.Status.SCHEDULED,
+                send_after=now,
+                queued_at=now,
+                claimed_at=None,
+                attempts=0,
+                status_detail=f"Resent by {by}",
+            )
+        except InvalidTransition:
+            continue
+        resent.append(survey_request)
+    ids = [survey_request.pk for survey_request in resent]
+    transaction.on_commit(lambda: survey_requests_queue(ids))
+    logger.info("survey_requests.resent", extra={"count": len(ids), "by": by})
+    return resent

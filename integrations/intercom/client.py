@@ -92,6 +92,13 @@ class IntercomClient:
             id=str(data.get("id") or admin_id), name=data.get("name") or "", email=data.get("email") or None
         )
 
+    def workspace_id(self) -> str:
+        """The workspace this token belongs to: GET /me → app.id_code (the app_id on its webhooks)."""
+        app = self._get("/me", what="workspace").get("app") or {}
+        if not app.get("id_code"):
+            raise IntercomError("Intercom didn't say which workspace the token belongs to")
+        return str(app["id_code"])
+
     def _get(self, path: str, *, what: str) -> dict[str, Any]:
         try:
             response = self.session.get(self.base_url + path, timeout=TIMEOUT)
@@ -123,3 +130,29 @@ def _reset_at(response: requests.Response) -> datetime:
         return datetime.fromtimestamp(int(response.headers["X-RateLimit-Reset"]), tz=UTC)
     except (KeyError, ValueError):
         return datetime.now(tz=UTC) + timedelta(seconds=10)
+
+
+def intercom_token_for_code(code: str, *, base_url: str | None = None) -> str:
+    """The access token for an OAuth code (POST /auth/eagle/token); IntercomError if Intercom refuses."""
+    try:
+        response = requests.post(
+            f"{(base_url or settings.INTERCOM_API_URL).rstrip('/')}/auth/eagle/token",
+            data={
+                "code": code,
+                "client_id": settings.INTERCOM_CLIENT_ID,
+                "client_secret": settings.INTERCOM_CLIENT_SECRET,
+            },
+            headers={"Accept": "application/json"},
+            timeout=TIMEOUT,
+        )
+    except requests.RequestException as exc:
+        raise IntercomUnavailable(f"Intercom could not be reached: {type(exc).__name__}") from None
+    if response.status_code != 200:
+        raise IntercomError(f"Intercom refused the authorisation code ({response.status_code})")
+    try:
+        token = response.json().get("access_token") or response.json().get("token")
+    except ValueError:
+        token = None
+    if not token:
+        raise IntercomError("Intercom's answer held no access token")
+    return str(token)

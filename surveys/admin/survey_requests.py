@@ -1,68 +1,95 @@
-from django.contrib import admin
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from integrations.admin import ReadOnlyAdminMixin
-from surveys.models import SurveyRequest
+from surveys.models import ApiRequest, SurveyRequest
+from surveys.services import RESENDABLE, survey_requests_resend
 from surveys.suppression import RULES, SuppressionReason
+
+
+def resend_with_confirmation(
+    model_admin: admin.ModelAdmin, request: HttpRequest, survey_requests: QuerySet[SurveyRequest], *, selected: QuerySet
+) -> TemplateResponse | None:
+    """The resend action of both admins: ambiguous requests may already have reached the customer,
+    so resending one takes a confirmation first."""
+    survey_requests = list(survey_requests.select_related("account"))
+    ambiguous = [s for s in survey_requests if s.status == SurveyRequest.Status.AMBIGUOUS]
+    if ambiguous and request.POST.get("confirmed") != "yes":
+        return TemplateResponse(
+            request,
+            "admin/surveys/confirm_resend.html",
+            {
+                **model_admin.admin_site.each_context(request),
+                "title": "Resend requests that may already have reached the customer?",
+                "ambiguous": ambiguous,
+                "others": [s for s in survey_requests if s.status != SurveyRequest.Status.AMBIGUOUS],
+                "selected": [str(pk) for pk in selected.values_list("pk", flat=True)],
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                "opts": model_admin.model._meta,
+            },
+        )
+    resent = survey_requests_resend(survey_requests, by=request.user.get_username())
+    skipped = selected.count() - len(resent)
+    model_admin.message_user(
+        request,
+        f"Resending {len(resent)} survey request(s): each goes through the rules again and, if they pass, "
+        "to Stella as a new request."
+        + (f" {skipped} selected weren't invalid, failed or ambiguous and were left alone." if skipped else ""),
+        messages.SUCCESS if resent else messages.WARNING,
+    )
+    return None
+
+
+class ApiRequestInline(admin.TabularInline):
+    model = ApiRequest
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "link", "mode", "status_code", "outcome", "error_message", "duration_ms"]
+    readonly_fields = fields
+    ordering = ["-created_at"]
+    verbose_name_plural = "requests to Stella"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ApiRequest]:
+        return super().get_queryset(request).defer("request_body", "response_body", "request_headers")
+
+    @admin.display(description="request")
+    def link(self, api_request: ApiRequest) -> str:
+        return format_html(
+            '<a href="{}">{}</a>', reverse("admin:surveys_apirequest_change", args=[api_request.pk]), api_request.pk
+        )
 
 
 @admin.register(SurveyRequest)
 class SurveyRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
-        "closed_at",
-        "account",
-        "conversation",
-        "channel",
-        "customer_email",
-        "teammate",
-        "status",
-        "decision",
-        "reason",
-        "status_detail",
-        "mode",
-        "send_after",
-    ]
+        "closed_at", "account", "conversation", "channel", "customer_email", "teammate",
+        "status", "decision", "reason", "status_detail", "mode", "send_after",
+    ]  # fmt: skip
     list_filter = ["account", "status", "decision", "reason", "channel", "mode"]
     list_select_related = ["account"]
     search_fields = ["=conversation_id", "customer_email"]
     date_hierarchy = "closed_at"
     show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    actions = ["resend"]
+    inlines = [ApiRequestInline]
     fieldsets = [
-        (
-            None,
-            {
-                "fields": [
-                    "account",
-                    "conversation",
-                    "closed_at",
-                    "status",
-                    "status_detail",
-                    "send_after",
-                    "sent_at",
-                    "attempts",
-                ]
-            },
-        ),
+        (None, {"fields": ["account", "conversation", "closed_at", "status", "status_detail", "send_after", "sent_at", "attempts"]}),
         ("Decision", {"fields": ["decision", "reason", "rule_verdicts", "mode"]}),
-        (
-            "Conversation",
-            {
-                "fields": [
-                    "channel",
-                    "channel_source",
-                    "tags",
-                    "customer_name",
-                    "customer_email",
-                    "customer_role",
-                    "customer_id",
-                ]
-            },
-        ),
+        ("Conversation", {"fields": ["channel", "channel_source", "tags", "customer_name", "customer_email", "customer_role", "customer_id"]}),
         ("Teammate", {"fields": ["assignee_kind", "teammate_name", "teammate_email", "teammate_id"]}),
         ("Source", {"fields": ["inbound_webhook", "closure_id", "created_at", "updated_at"]}),
-    ]
+    ]  # fmt: skip
     readonly_fields = [field for _, options in fieldsets for field in options["fields"]]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[SurveyRequest]:
@@ -94,3 +121,7 @@ class SurveyRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             if rule.__name__ in verdicts
         )
         return format_html("<table>{}</table>", format_html_join("", "<tr><td>{}</td><td>{}</td></tr>", rows))
+
+    @admin.action(description="Resend the selected (invalid, failed or ambiguous) once the cause is fixed")
+    def resend(self, request: HttpRequest, queryset: QuerySet[SurveyRequest]) -> TemplateResponse | None:
+        return resend_with_confirmation(self, request, queryset.filter(status__in=RESENDABLE), selected=queryset)

@@ -87,4 +87,7 @@ def test_demo_setup_creates_the_demo_accounts_and_admin_once():
     delayed = Account.objects.get(intercom_workspace_id="demo-delayed").settings
     assert delayed.channel_delay == timedelta(minutes=1)
     assert User.objects.get(username="admin").is_superuser
+    support = User.objects.get(username="support")
+    assert not support.is_staff
+    assert list(support.support_accounts.values_list("intercom_workspace_id", flat=True)) == ["demo"]
     assert "user 'admin', password 'admin'" in second

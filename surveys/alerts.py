@@ -1,0 +1,70 @@
+"""The error-rate alert: catch a broken integration within the hour, without paging anyone over
+one bad request in three."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings as django_settings
+from django.core.mail import send_mail
+from django.db.models import Count, Q
+
+from integrations.models import IntegrationSettings
+from surveys.models import ApiRequest
+
+logger = logging.getLogger(__name__)
+
+THRESHOLD = 0.05  # more than 5% invalid or failed...
+MINIMUM_VOLUME = 20  # ...of at least this many requests in the last hour
+EMAIL_EVERY = timedelta(hours=1)
+BAD = [ApiRequest.Outcome.INVALID, ApiRequest.Outcome.FAILED, ApiRequest.Outcome.AMBIGUOUS, ApiRequest.Outcome.RETRY]
+
+
+def accounts_check_error_rates(*, now: datetime) -> list[IntegrationSettings]:
+    """Raise or lower each account's alert from the last hour of requests; email its recipients at most
+    once an hour while the alert stands. Returns the accounts alerting now."""
+    hour = (
+        ApiRequest.objects.filter(created_at__gte=now - timedelta(hours=1))
+        .exclude(outcome=ApiRequest.Outcome.PENDING)
+        .values("account_id")
+        .annotate(total=Count("pk"), bad=Count("pk", filter=Q(outcome__in=BAD)))
+    )
+    rates = {row["account_id"]: row["bad"] / row["total"] for row in hour if row["total"] >= MINIMUM_VOLUME}
+    alerting = []
+    for settings in IntegrationSettings.objects.select_related("account").filter(
+        Q(account_id__in=[account_id for account_id, rate in rates.items() if rate > THRESHOLD])
+        | Q(error_alert_since__isnull=False)
+    ):
+        rate = rates.get(settings.account_id, 0.0)
+        if rate <= THRESHOLD:
+            settings.error_alert_since = settings.error_alert_rate = None
+            settings.save(update_fields=["error_alert_since", "error_alert_rate"])
+            logger.info("alert.cleared", extra={"account": settings.account_id})
+            continue
+        settings.error_alert_since = settings.error_alert_since or now
+        settings.error_alert_rate = round(rate * 100, 1)
+        if settings.alert_recipient_list and (
+            settings.error_alert_emailed_at is None or settings.error_alert_emailed_at <= now - EMAIL_EVERY
+        ):
+            _email(settings)
+            settings.error_alert_emailed_at = now
+        settings.save(update_fields=["error_alert_since", "error_alert_rate", "error_alert_emailed_at"])
+        alerting.append(settings)
+    return alerting
+
+
+def _email(settings: IntegrationSettings) -> None:
+    account = settings.account
+    send_mail(
+        subject=f"Stella Connect for Intercom: {settings.error_alert_rate:.0f}% of {account}'s requests are failing",
+        message=(
+            f"In the last hour, {settings.error_alert_rate:.0f}% of {account}'s requests to Stella Connect were "
+            f"invalid or failed (the alert starts above {THRESHOLD:.0%}).\n\n"
+            f"See why: {django_settings.PORTAL_URL}/status/?tab=invalid&account={account.pk}\n\n"
+            "You get this at most once an hour while it lasts."
+        ),
+        from_email=None,
+        recipient_list=settings.alert_recipient_list,
+    )
+    logger.warning("alert.emailed", extra={"account": account.pk, "rate": settings.error_alert_rate})

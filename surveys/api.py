@@ -1,0 +1,138 @@
+"""The read-only JSON API: the status page's rows, filters and scoping, for scripts and dashboards."""
+
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import serializers, viewsets
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import CursorPagination
+
+from integrations.selectors import accounts_visible_to
+from portal.redaction import mask_email
+from surveys.models import ApiRequest, SurveyRequest
+from surveys.reasons import REASON_EXPLANATIONS, explain
+from surveys.status import (
+    EVERY_API_REQUEST,
+    EVERY_SURVEY_REQUEST,
+    TABS,
+    TABS_BY_KEY,
+    StatusFilter,
+    StatusFilterForm,
+    Tab,
+    status_rows,
+)
+
+
+class MaskedEmailField(serializers.CharField):
+    def to_representation(self, value: str) -> str:
+        return mask_email(value) if value else ""
+
+
+class SurveyRequestSerializer(serializers.ModelSerializer):
+    account = serializers.CharField(source="account.name")
+    customer_email = MaskedEmailField()
+    reason_text = serializers.SerializerMethodField(help_text="The reason, in plain words.")
+
+    class Meta:
+        model = SurveyRequest
+        fields = [
+            "id", "account", "conversation_id", "conversation_url", "closed_at", "channel", "customer_name",
+            "customer_email", "teammate_name", "teammate_email", "status", "decision", "reason", "reason_text",
+            "status_detail", "mode", "send_after", "sent_at", "attempts",
+        ]  # fmt: skip
+
+    def get_reason_text(self, survey_request: SurveyRequest) -> str:
+        return REASON_EXPLANATIONS.get(survey_request.reason, "") if survey_request.reason else ""
+
+
+class ApiRequestSerializer(serializers.ModelSerializer):
+    account = serializers.CharField(source="account.name")
+    conversation_id = serializers.CharField(source="survey_request.conversation_id")
+    conversation_url = serializers.CharField(source="survey_request.conversation_url")
+    channel = serializers.CharField(source="survey_request.channel")
+    customer_email = MaskedEmailField(source="survey_request.customer_email")
+    teammate = serializers.CharField(source="survey_request.teammate_name")
+    explanation = serializers.SerializerMethodField(help_text="The error message, in plain words.")
+
+    class Meta:
+        model = ApiRequest
+        fields = [
+            "id", "survey_request", "account", "created_at", "mode", "conversation_id", "conversation_url", "channel",
+            "customer_email", "teammate", "outcome", "status_code", "error_message", "explanation", "duration_ms",
+            "rejected_locally",
+        ]  # fmt: skip
+
+    def get_explanation(self, api_request: ApiRequest) -> str:
+        return explain(api_request.error_message) if api_request.error_message else ""
+
+
+class NewestFirst(CursorPagination):
+    """Pages by position in the log, never by counting it."""
+
+    page_size = 50
+    max_page_size = 500
+    page_size_query_param = "page_size"
+
+
+FILTERS = [
+    OpenApiParameter("account", int, description="One of your accounts (default: all of them)."),
+    OpenApiParameter("date_from", str, description="YYYY-MM-DD (default: 30 days before date_to)."),
+    OpenApiParameter("date_to", str, description="YYYY-MM-DD (default: today)."),
+    OpenApiParameter("channel", str, enum=["email", "chat", "unsupported"]),
+    OpenApiParameter("reason", str, description="A Stella error message, or a suppression reason code."),
+    OpenApiParameter("q", str, description="A conversation id."),
+]
+
+
+class StatusViewSet(viewsets.ReadOnlyModelViewSet):
+    """Rows of the status page, as JSON: only your accounts, with the page's filters."""
+
+    of = ""
+    every: Tab
+    pagination_class = NewestFirst
+
+    def get_queryset(self) -> QuerySet[Any]:
+        accounts = accounts_visible_to(self.request.user)
+        if self.action != "list":
+            return self.every_row(accounts)
+        form = StatusFilterForm(self.request.query_params, accounts=accounts)
+        if not form.is_valid():
+            raise ValidationError(form.errors)
+        tab = form.cleaned_data.get("tab")
+        if tab and TABS_BY_KEY[tab].of != self.of:
+            raise ValidationError({"tab": [f"Tab {tab} lists {TABS_BY_KEY[tab].of} requests, not these."]})
+        return status_rows(StatusFilter.from_form(form, accounts=accounts, default_tab=self.every)).order_by()
+
+    def every_row(self, accounts: QuerySet[Any]) -> QuerySet[Any]:
+        raise NotImplementedError
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[OpenApiParameter("tab", str, enum=[t.key for t in TABS if t.of == "survey"]), *FILTERS]
+    )
+)
+class SurveyRequestViewSet(StatusViewSet):
+    """Survey requests: one per closed conversation, with what was decided and why."""
+
+    serializer_class = SurveyRequestSerializer
+    of, every = "survey", EVERY_SURVEY_REQUEST
+    pagination_class = type("ByClosure", (NewestFirst,), {"ordering": ("-closed_at", "-id")})
+
+    def every_row(self, accounts: QuerySet[Any]) -> QuerySet[SurveyRequest]:
+        return SurveyRequest.objects.select_related("account").filter(account__in=accounts)
+
+
+@extend_schema_view(
+    list=extend_schema(parameters=[OpenApiParameter("tab", str, enum=[t.key for t in TABS if t.of == "api"]), *FILTERS])
+)
+class ApiRequestViewSet(StatusViewSet):
+    """The log of requests to Stella (and of those rejected before reaching it), with their outcomes."""
+
+    serializer_class = ApiRequestSerializer
+    of, every = "api", EVERY_API_REQUEST
+    pagination_class = type("ByCall", (NewestFirst,), {"ordering": ("-created_at", "-id")})
+
+    def every_row(self, accounts: QuerySet[Any]) -> QuerySet[ApiRequest]:
+        return ApiRequest.objects.select_related("account", "survey_request").filter(account__in=accounts)

@@ -1,0 +1,158 @@
+"""The API Request Status page for support teams: read-only, behind login, their accounts only."""
+
+import csv
+from collections.abc import Iterator
+from typing import Any
+
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.utils.http import urlencode
+from django.views import View
+from django.views.generic import TemplateView
+
+from integrations.selectors import accounts_visible_to
+from portal.redaction import mask_email
+from surveys.models import ApiRequest, SurveyRequest
+from surveys.reasons import REASON_EXPLANATIONS, explain
+from surveys.status import (
+    CHART_KINDS,
+    TABS,
+    StatusFilter,
+    StatusFilterForm,
+    alerting_accounts,
+    status_chart,
+    status_counts,
+    status_page,
+    status_rows,
+)
+
+CHART_COLOURS = {
+    "sent": "#2e7d32",
+    "do_not_send": "#81c784",
+    "suppressed": "#9e9e9e",
+    "cancelled": "#bdbdbd",
+    "invalid": "#e65100",
+    "failed": "#c62828",
+    "waiting": "#1565c0",
+}
+
+
+class StatusPageView(LoginRequiredMixin, TemplateView):
+    template_name = "surveys/status.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        accounts = accounts_visible_to(self.request.user).select_related("settings")
+        form = StatusFilterForm(self.request.GET, accounts=accounts)
+        context = super().get_context_data(form=form, accounts=accounts, **kwargs)
+        if not form.is_valid():
+            return context
+        status_filter = StatusFilter.from_form(form, accounts=accounts)
+        rows, older = status_page(status_filter)
+        counts = status_counts(status_filter)
+        query = {key: value for key, value in self.request.GET.items() if key not in ("before", "tab") and value}
+        context.update(
+            status_filter=status_filter,
+            tab=status_filter.tab,
+            tabs=[(tab, counts.per_kind.get(tab.count, 0), _url(query, tab=tab.key)) for tab in TABS],
+            rows=[_row(row, tab=status_filter.tab.of) for row in rows],
+            older_url=_url(query, tab=status_filter.tab.key, before=older) if older else "",
+            newest_url=_url(query, tab=status_filter.tab.key) if status_filter.before else "",
+            export_url="export.csv?" + urlencode({**query, "tab": status_filter.tab.key}),
+            chart=(chart := status_chart(counts, status_filter)),
+            chart_top=max((bar.total for bar in chart), default=0),
+            legend=[(kind.label, CHART_COLOURS[kind]) for kind in CHART_KINDS],
+            colours=CHART_COLOURS,
+            alerts=alerting_accounts(accounts),
+        )
+        return context
+
+
+class StatusExportView(LoginRequiredMixin, View):
+    """The current tab and filter as CSV: every matching row, streamed, customer emails masked."""
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        accounts = accounts_visible_to(request.user)
+        form = StatusFilterForm(request.GET, accounts=accounts)
+        if not form.is_valid():
+            return HttpResponse(form.errors.as_text(), status=400, content_type="text/plain")
+        status_filter = StatusFilter.from_form(form, accounts=accounts)
+        rows = status_rows(status_filter).iterator(chunk_size=2000)
+        filename = f"{status_filter.tab.key}-{status_filter.date_from}-{status_filter.date_to}.csv"
+        response = StreamingHttpResponse(_csv(rows, tab=status_filter.tab.of), content_type="text/csv")
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+
+
+COLUMNS = [
+    "time",
+    "account",
+    "conversation",
+    "conversation_url",
+    "channel",
+    "customer",
+    "teammate",
+    "mode",
+    "outcome",
+    "reason",
+]
+
+
+def _csv(rows: Iterator, *, tab: str) -> Iterator[str]:
+    class Line:
+        def write(self, value: str) -> str:
+            return value
+
+    writer = csv.writer(Line())
+    yield writer.writerow(COLUMNS)
+    for row in rows:
+        shown = _row(row, tab=tab)
+        yield writer.writerow(
+            [
+                shown["time"].isoformat(),
+                shown["account"],
+                shown["conversation_id"],
+                shown["conversation_url"],
+                shown["channel"],
+                shown["customer"],
+                shown["teammate"],
+                shown["mode"],
+                shown["outcome"],
+                shown["reason"],
+            ]
+        )
+
+
+def _row(row: ApiRequest | SurveyRequest, *, tab: str) -> dict[str, Any]:
+    """One line of the page or the export, in plain words."""
+    survey_request = row.survey_request if isinstance(row, ApiRequest) else row
+    if isinstance(row, ApiRequest):
+        outcome = row.get_outcome_display()
+        reason = row.error_message
+        explanation = explain(row.error_message) if row.error_message else ""
+        time_ = row.created_at
+    else:
+        outcome = (
+            "Do not send" if (row.status == SurveyRequest.Status.SENT and row.do_not_send) else row.get_status_display()
+        )
+        reason = row.get_reason_display() if row.reason else row.status_detail
+        explanation = REASON_EXPLANATIONS.get(row.reason, "") if row.reason else ""
+        if row.status_detail and row.status_detail != reason:
+            explanation = f"{explanation} {row.status_detail}".strip()
+        time_ = row.closed_at
+    return {
+        "time": time_,
+        "account": row.account.name,
+        "conversation_id": survey_request.conversation_id,
+        "conversation_url": survey_request.conversation_url,
+        "channel": survey_request.get_channel_display() or "to be looked up",
+        "customer": mask_email(survey_request.customer_email) if survey_request.customer_email else "",
+        "teammate": survey_request.teammate_name or survey_request.teammate_email,
+        "mode": row.get_mode_display(),
+        "outcome": outcome,
+        "reason": reason,
+        "explanation": explanation,
+    }
+
+
+def _url(query: dict[str, str], **extra: str) -> str:
+    return "?" + urlencode({**query, **extra})

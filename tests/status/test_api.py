@@ -1,0 +1,83 @@
+import pytest
+from django.contrib.auth.models import User
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from surveys.models import ApiRequest, SurveyRequest
+from tests.factories import SurveyRequestFactory
+
+pytestmark = pytest.mark.django_db
+S = SurveyRequest.Status
+
+
+@pytest.fixture
+def api(account):
+    user = User.objects.create_user("helpdesk")
+    account.support_users.add(user)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+def test_api_needs_a_token(account):
+    assert APIClient().get("/api/survey-requests/").status_code == 401
+
+
+def test_survey_requests_are_listed_newest_first_with_masked_emails(api, account):
+    now = timezone.now()
+    SurveyRequestFactory(
+        account=account,
+        status=S.SENT,
+        conversation_id="older",
+        closed_at=now.replace(microsecond=0) - timezone.timedelta(hours=1),
+    )
+    SurveyRequestFactory(
+        account=account, status=S.SENT, conversation_id="newer", closed_at=now, customer_email="cai@client.example"
+    )
+    body = api.get("/api/survey-requests/", {"tab": "sent"}).json()
+    assert [row["conversation_id"] for row in body["results"]] == ["newer", "older"]
+    assert body["results"][0]["customer_email"] == "c•••@client.example"
+    assert body["results"][0]["account"] == account.name
+    assert set(body) == {"next", "previous", "results"}  # paged by cursor, never counted
+
+
+def test_api_requests_use_the_page_filters(api, account):
+    survey_request = SurveyRequestFactory(account=account, status=S.INVALID, closed_at=timezone.now())
+    for message in ("Employee not found", "Invalid customer"):
+        ApiRequest.objects.create(
+            survey_request=survey_request,
+            account=account,
+            mode="test",
+            url="https://s/v1/requests",
+            outcome="invalid",
+            error_message=message,
+        )
+    body = api.get("/api/api-requests/", {"tab": "invalid", "reason": "Invalid customer"}).json()
+    assert [(row["error_message"], row["explanation"][:20]) for row in body["results"]] == [
+        ("Invalid customer", "The customer's email")
+    ]
+
+
+def test_cursor_pages_through_everything(api, account):
+    for n in range(7):
+        SurveyRequestFactory(account=account, status=S.SENT, closed_at=timezone.now() - timezone.timedelta(minutes=n))
+    seen, url = [], "/api/survey-requests/?page_size=3"
+    while url:
+        body = api.get(url).json()
+        seen += [row["id"] for row in body["results"]]
+        url = body["next"]
+    assert len(seen) == len(set(seen)) == 7
+
+
+def test_a_tab_of_the_other_list_is_refused(api):
+    response = api.get("/api/survey-requests/", {"tab": "invalid"})
+    assert response.status_code == 400 and "tab" in response.json()
+
+
+def test_openapi_schema_describes_both_lists(api):
+    response = api.get("/api/schema/", HTTP_ACCEPT="application/json")
+    schema = response.json()
+    assert {"/api/survey-requests/", "/api/api-requests/"} <= set(schema["paths"])
+    parameters = {p["name"] for p in schema["paths"]["/api/survey-requests/"]["get"]["parameters"]}
+    assert {"tab", "account", "date_from", "date_to", "channel", "reason", "q", "cursor"} <= parameters

@@ -1,0 +1,156 @@
+"""A support user of account A, against account B's objects, on every URL there is: no row, count,
+filter choice or export of B may leak, and no admin page opens."""
+
+import pytest
+from django.contrib import admin
+from django.contrib.auth.models import User
+from django.db.models import Model
+from django.urls import NoReverseMatch, URLPattern, get_resolver, reverse
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+
+from integrations.models import ConversationEvent, InboundWebhook, Teammate
+from surveys.counts import daily_counts_rebuild
+from surveys.models import ApiRequest, SurveyRequest
+from tests.factories import AccountFactory, SurveyRequestFactory
+
+pytestmark = pytest.mark.django_db
+
+B_MARKERS = [
+    "Beta Secret Corp",
+    "b-secret-conversation",
+    "b-secret-customer",
+    "b-secret-teammate",
+    "Beta secret failure 42",
+]
+STATUS_TABS = ["test", "invalid", "sent", "do_not_send", "suppressed", "cancelled", "failed", "waiting"]
+
+
+@pytest.fixture
+def world(db):
+    a = AccountFactory(name="Alpha Corp", intercom_workspace_id="wsalpha")
+    b = AccountFactory(name="Beta Secret Corp", intercom_workspace_id="wsbeta")
+    now = timezone.now()
+    for account, prefix in ((a, "a"), (b, "b-secret")):
+        for status in (
+            SurveyRequest.Status.SENT,
+            SurveyRequest.Status.INVALID,
+            SurveyRequest.Status.SUPPRESSED,
+            SurveyRequest.Status.SCHEDULED,
+        ):
+            survey_request = SurveyRequestFactory(
+                account=account, status=status, closed_at=now, conversation_id=f"{prefix}-conversation-{status}",
+                customer_email=f"{prefix}-customer@x.example", teammate_name=f"{prefix}-teammate",
+            )  # fmt: skip
+            ApiRequest.objects.create(
+                survey_request=survey_request, account=account, mode="test", url="https://s/v1/requests",
+                outcome="invalid" if status == SurveyRequest.Status.INVALID else "sent",
+                error_message="Beta secret failure 42" if prefix != "a" else "Invalid customer",
+            )  # fmt: skip
+        Teammate.objects.create(account=account, intercom_id=f"{prefix}-7", name=f"{prefix}-teammate")
+        webhook = InboundWebhook.objects.create(body="{}", account=account, workspace_id=account.intercom_workspace_id)
+        ConversationEvent.objects.create(
+            account=account,
+            conversation_id=f"{prefix}-conversation-x",
+            kind="reopened",
+            occurred_at=now,
+            inbound_webhook=webhook,
+        )
+    daily_counts_rebuild()
+    user = User.objects.create_user("alpha-support", password="pw-alpha-123")
+    a.support_users.add(user)
+    return {"a": a, "b": b, "user": user}
+
+
+def assert_no_leak(response) -> None:
+    body = b"".join(response.streaming_content) if response.streaming else response.content
+    for marker in B_MARKERS:
+        assert marker.encode() not in body, f"{marker!r} leaked on {response.request['PATH_INFO']}"
+
+
+def test_status_pages_and_exports_show_nothing_of_another_account(client, world):
+    client.force_login(world["user"])
+    b = world["b"]
+    for tab in STATUS_TABS:
+        for params in ({"tab": tab}, {"tab": tab, "account": b.pk}):
+            page = client.get("/status/", params)
+            assert page.status_code == 200
+            assert_no_leak(page)
+            export = client.get("/status/export.csv", params)
+            assert export.status_code in (200, 400)
+            assert_no_leak(export)
+        # Asking for B's conversation by id finds nothing (the page only echoes the question).
+        probe = {"tab": tab, "q": f"b-secret-conversation-{tab}"}
+        assert client.get("/status/", probe).context["rows"] == []
+        assert_no_leak(client.get("/status/export.csv", probe))
+    page = client.get("/status/", {"tab": "sent"})
+    assert [str(option) for option in page.context["form"].fields["account"].queryset] == ["Alpha Corp"]
+    assert dict((tab.key, n) for tab, n, _ in page.context["tabs"])["sent"] == 1  # A's own, not A's and B's
+
+
+def test_api_shows_nothing_of_another_account(client, world):
+    token = Token.objects.create(user=world["user"]).key
+    headers = {"HTTP_AUTHORIZATION": f"Token {token}"}
+    b = world["b"]
+    for url in ("/api/survey-requests/", "/api/api-requests/"):
+        for params in (
+            {},
+            {"account": b.pk},
+            {"q": "b-secret-conversation-sent"},
+            {"q": "b-secret-conversation-invalid"},
+        ):
+            response = client.get(url, params, **headers)
+            assert response.status_code in (200, 400)
+            assert_no_leak(response)
+    for survey_request in SurveyRequest.objects.filter(account=b):
+        assert client.get(f"/api/survey-requests/{survey_request.pk}/", **headers).status_code == 404
+    for api_request in ApiRequest.objects.filter(account=b):
+        assert client.get(f"/api/api-requests/{api_request.pk}/", **headers).status_code == 404
+
+
+def admin_urls(b_objects: dict[type[Model], Model]) -> list[str]:
+    """Every admin URL: each model admin's own and custom views, with B's object where one is wanted."""
+    urls = [reverse("admin:index")]
+    for model, model_admin in admin.site._registry.items():
+        target = b_objects.get(model) or model._default_manager.first()
+        for pattern in model_admin.get_urls():
+            if not isinstance(pattern, URLPattern) or not pattern.name:
+                continue
+            arguments = list(pattern.pattern.converters)
+            try:
+                urls.append(reverse(f"admin:{pattern.name}", args=[target.pk] * len(arguments) if target else []))
+            except NoReverseMatch:
+                continue
+    return urls
+
+
+def test_support_users_never_reach_an_admin_page(client, world):
+    b = world["b"]
+    b_objects = {
+        type(b): b,
+        type(b.settings): b.settings,
+        SurveyRequest: SurveyRequest.objects.filter(account=b).first(),
+        ApiRequest: ApiRequest.objects.filter(account=b).first(),
+        Teammate: Teammate.objects.get(account=b),
+        InboundWebhook: InboundWebhook.objects.get(account=b),
+        ConversationEvent: ConversationEvent.objects.get(account=b),
+    }
+    urls = admin_urls(b_objects)
+    assert len(urls) > 40
+    assert reverse("admin:integrations_account_go_live", args=[b.pk]) in urls
+    client.force_login(world["user"])
+    for url in urls:
+        for method in (client.get, client.post):
+            response = method(url)
+            assert response.status_code == 302 and response["Location"].startswith("/admin/login/"), url
+            assert_no_leak(response)
+    callback = client.get(reverse("intercom_oauth_callback"), {"state": "x", "code": "y"})
+    assert callback.status_code == 302 and callback["Location"].startswith("/admin/login/")
+
+
+def test_every_url_of_the_portal_is_covered_here():
+    """A new page or API must be added to these tests: the isolation suite knows every route."""
+    known = {"admin/", "webhooks/intercom/", "intercom/oauth/callback/", "healthz", "status/", "status/export.csv",
+             "login/", "logout/", "api/schema/", "api/", "", "sandbox/"}  # fmt: skip
+    top = {str(pattern.pattern) for pattern in get_resolver().url_patterns}
+    assert top <= known, top - known
