@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: setup run test bench lint
+.PHONY: setup run test bench lint screenshots
 
 $(VENV)/.installed: requirements/base.txt requirements/dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/run.py
+
+screenshots: setup
+	SAVE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/browser
 
 lint: setup
 	$(BIN)/ruff check .
