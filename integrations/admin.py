@@ -9,10 +9,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
+from django.views.decorators.debug import sensitive_post_parameters
 
-from integrations.models import Account, ConversationEvent, InboundWebhook, IntegrationSettings
+from integrations.models import Account, ConversationEvent, InboundWebhook, IntegrationSettings, Teammate
 from integrations.oauth import intercom_authorize_url
 from integrations.services import REPLAYABLE, inbound_webhook_replay
 from portal.durations import HumanDurationField, format_duration
@@ -166,6 +168,11 @@ class AccountAdmin(admin.ModelAdmin):
     def problems(self, account: Account) -> str:
         return format_html_join(mark_safe("<br>"), "⚠ {}", ((problem,) for problem in attention(account.settings)))
 
+    @method_decorator(sensitive_post_parameters(*(f"settings-0-{name}" for name in SECRET_FIELDS)))
+    def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """Keys typed into the form stay out of error reports."""
+        return super().changeform_view(request, *args, **kwargs)
+
     def get_urls(self) -> list[URLPattern]:
         urls = [
             path(
@@ -215,6 +222,18 @@ class AccountAdmin(admin.ModelAdmin):
         if not self.has_change_permission(request, account):
             raise PermissionDenied
         return redirect(intercom_authorize_url(request, account))
+
+
+@admin.register(Teammate)
+class TeammateAdmin(admin.ModelAdmin):
+    """Who Stella should credit for an Intercom teammate, when not their email (or for a bot)."""
+
+    list_display = ["name", "email", "intercom_id", "account", "is_bot", "stella_custom_id", "fetched_at"]
+    list_editable = ["stella_custom_id"]
+    list_filter = ["account", "is_bot"]
+    list_select_related = ["account"]
+    search_fields = ["name", "email", "=intercom_id", "stella_custom_id"]
+    readonly_fields = ["fetched_at"]
 
 
 class ReadOnlyAdminMixin:

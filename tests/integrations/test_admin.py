@@ -1,6 +1,7 @@
 from datetime import timedelta
 
 import pytest
+from django.contrib import admin
 from django.urls import reverse
 
 from integrations.models import Account, IntegrationSettings
@@ -130,18 +131,23 @@ def test_webhook_and_its_survey_request_show_in_the_admin(admin_client, account)
     assert "operator+ws1test@intercom.io" in webhook_page  # the raw body
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "integrations_account",
-        "integrations_inboundwebhook",
-        "integrations_conversationevent",
-        "surveys_surveyrequest",
-        "surveys_apirequest",
-    ],
-)
-def test_every_admin_list_opens(admin_client, account, name):
-    assert admin_client.get(reverse(f"admin:{name}_changelist")).status_code == 200
+# The screens CSMs work in: dropping one from the admin must fail a test.
+CSM_SCREENS = {
+    "integrations_account", "integrations_teammate", "integrations_inboundwebhook", "integrations_conversationevent",
+    "surveys_surveyrequest", "surveys_apirequest", "surveys_testapirequest", "surveys_invalidapirequest",
+    "sandbox_stellasandboxrequest", "authtoken_tokenproxy",
+}  # fmt: skip
+
+
+def test_the_admin_has_every_screen_csms_use():
+    registered = {f"{model._meta.app_label}_{model._meta.model_name}" for model in admin.site._registry}
+    assert CSM_SCREENS <= registered, CSM_SCREENS - registered
+
+
+@pytest.mark.parametrize("model", list(admin.site._registry), ids=lambda model: model._meta.label)
+def test_every_admin_list_opens(admin_client, account, model):
+    url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+    assert admin_client.get(url).status_code == 200
 
 
 def test_logs_are_read_only(admin_client, account):
@@ -154,3 +160,21 @@ def test_logs_are_read_only(admin_client, account):
         ).status_code
         == 403
     )
+
+
+def test_csm_maps_a_teammate_to_a_stella_employee_from_the_list(admin_client, account):
+    from integrations.models import Teammate
+
+    teammate = Teammate.objects.create(
+        account=account, intercom_id="4100777", name="Nora New", email="nora@support.example"
+    )
+    response = admin_client.post(
+        reverse("admin:integrations_teammate_changelist"),
+        {
+            "form-TOTAL_FORMS": "1", "form-INITIAL_FORMS": "1", "form-MIN_NUM_FORMS": "0", "form-MAX_NUM_FORMS": "1000",
+            "form-0-id": str(teammate.pk), "form-0-stella_custom_id": "EMP-0042", "_save": "Save",
+        },
+    )  # fmt: skip
+    assert response.status_code == 302
+    teammate.refresh_from_db()
+    assert teammate.stella_custom_id == "EMP-0042"
