@@ -50,7 +50,7 @@ closed = timezone.now() - timedelta(minutes=1)
 SurveyRequest.objects.bulk_create(
     SurveyRequest(
         account=account, conversation_id=str(9000000 + n), conversation_url=f"https://app.intercom.com/c/{n}",
-        closure_id=f"close-{n}", closed_at=closed, send_after=closed, channel="chat", channel_source="conversation",
+        closure_id=f"close-{n}", closed_at=closed, send_after=closed, delay_ends_at=closed, channel="chat", channel_source="conversation",
         assignee_kind="admin", teammate_id="4100001", teammate_name="Tess Teammate",
         teammate_email="tess@support.example", customer_id=f"contact-{n}", customer_role="user",
         customer_name="Bench Customer", customer_email=f"customer{n}@bench.example", status="scheduled",

@@ -36,13 +36,13 @@ PAGES = {
 SURVEY_ROWS = """
 WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < __REQUESTS__ - 1)
 INSERT INTO surveys_surveyrequest (
-    account_id, conversation_id, conversation_url, closure_id, closed_at, send_after, sent_at, channel,
+    account_id, conversation_id, conversation_url, closure_id, closed_at, send_after, delay_ends_at, sent_at, channel,
     channel_source, assignee_kind, teammate_id, teammate_name, teammate_email, customer_id, customer_role,
     customer_name, customer_email, tags, status, decision, reason, verdicts, status_detail, mode, attempts,
     created_at, updated_at)
 SELECT
     CASE WHEN i % 2 = 0 THEN __FIRST__ ELSE __FIRST__ + 1 + (i / 2) % 9 END, i, 'https://app.intercom.com/c/' || i, i,
-    datetime('now', '-' || (abs(random()) % (28 * 86400)) || ' seconds'), datetime('now'), NULL,
+    datetime('now', '-' || (abs(random()) % (28 * 86400)) || ' seconds'), datetime('now'), datetime('now'), NULL,
     CASE WHEN i % 3 = 0 THEN 'email' ELSE 'chat' END, 'conversation', 'admin', '4100001', 'Tess Teammate',
     'tess@support.example', 'contact-' || i, 'user', 'Customer ' || i, 'c' || i || '@customer.example', '[]',
     CASE WHEN (i / 4) % 2 = 0 THEN 'invalid' ELSE 'sent' END, CASE WHEN (i / 4) % 2 = 0 THEN 'invalid' ELSE 'send' END,

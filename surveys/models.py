@@ -47,6 +47,9 @@ class SurveyRequest(models.Model):
     )
     mode = models.CharField(max_length=8, choices=IntegrationSettings.Mode.choices)
     send_after = models.DateTimeField()
+    # The close plus the channel delay, fixed at the close: a reopen, reply, snooze or deletion
+    # before then cancels. Unlike send_after, retries and resends never move it.
+    delay_ends_at = models.DateTimeField()
     # Handed to the task queue (so the sweep doesn't queue it again) and taken by a sender.
     queued_at = models.DateTimeField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)

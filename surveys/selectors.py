@@ -46,7 +46,7 @@ def conversation_history(*, account: Account, conversation_id: str, with_events:
         events=list(events) if with_events else [],
         survey_requests=list(
             SurveyRequest.objects.filter(account=account, conversation_id=conversation_id).only(
-                "account", "closure_id", "status", "decision", "closed_at", "send_after"
+                "account", "closure_id", "status", "decision", "closed_at", "send_after", "updated_at"
             )
         ),
     )

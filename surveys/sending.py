@@ -32,6 +32,7 @@ from surveys.selectors import conversation_history, survey_requests_due
 from surveys.services import (
     CANCEL_DETAILS,
     InvalidTransition,
+    survey_request_clip,
     survey_request_decide,
     survey_request_reject_locally,
     survey_request_transition,
@@ -60,23 +61,24 @@ def survey_request_send(survey_request_id: int, *, now: datetime) -> SurveyReque
     from scheduled to sending, is committed with the row of the call before the call is made.
     """
     mapping = Teammate.objects.filter(account_id=OuterRef("account_id"), intercom_id=OuterRef("teammate_id"))
-    survey_request = (
-        SurveyRequest.objects.select_related("account__settings")
-        .annotate(employee_custom_id=Subquery(mapping.values("stella_custom_id")[:1]))
-        .get(pk=survey_request_id)
+    requests = SurveyRequest.objects.select_related("account__settings").annotate(
+        employee_custom_id=Subquery(mapping.values("stella_custom_id")[:1])
     )
-    settings = survey_request.account.settings
-    if settings.sending_paused_at:
-        # Leave it for the sweep, which queues it again once a CSM has fixed the key.
-        SurveyRequest.objects.filter(pk=survey_request.pk, status=S.SCHEDULED).update(queued_at=None)
-        return survey_request
-    if survey_request.status != S.SCHEDULED or survey_request.send_after > now:
-        return survey_request
-    try:
-        return _send(survey_request, settings=settings, now=now)
-    except InvalidTransition:
-        survey_request.refresh_from_db()  # another sender took it, or a reopen cancelled it just now
-        return survey_request
+    for _ in range(2):  # a change made while we looked (a tag, say) costs one more look
+        survey_request = requests.get(pk=survey_request_id)
+        settings = survey_request.account.settings
+        if settings.sending_paused_at or not settings.enabled:
+            # Leave it for the sweep, which queues it again once a CSM has fixed the key or enabled the account.
+            SurveyRequest.objects.filter(pk=survey_request.pk, status=S.SCHEDULED).update(queued_at=None)
+            return survey_request
+        if survey_request.status != S.SCHEDULED or survey_request.send_after > now:
+            return survey_request
+        try:
+            return _send(survey_request, settings=settings, now=now)
+        except InvalidTransition:
+            continue  # another sender took it, a reopen cancelled it, or a tag changed it: look again
+    survey_request.refresh_from_db()
+    return survey_request
 
 
 def _send(survey_request: SurveyRequest, *, settings: IntegrationSettings, now: datetime) -> SurveyRequest:
@@ -106,13 +108,14 @@ def _send(survey_request: SurveyRequest, *, settings: IntegrationSettings, now: 
         except IntercomError as exc:
             return _retry_later(survey_request, message=str(exc), retry_after=None, now=now)
 
+    survey_request_clip(survey_request)
     history = conversation_history(
         account=survey_request.account,
         conversation_id=survey_request.conversation_id,
         # Without a channel delay nothing can cancel a send, and tags are already on the request.
-        with_events=survey_request.send_after > survey_request.closed_at,
+        with_events=survey_request.delay_ends_at > survey_request.closed_at,
     )
-    cancelled_by = history.cancelling_event(after=survey_request.closed_at, before=survey_request.send_after)
+    cancelled_by = history.cancelling_event(after=survey_request.closed_at, before=survey_request.delay_ends_at)
     if cancelled_by is not None:
         return survey_request_transition(
             survey_request, to=S.CANCELLED, status_detail=CANCEL_DETAILS[cancelled_by.kind]
@@ -144,8 +147,11 @@ def _send(survey_request: SurveyRequest, *, settings: IntegrationSettings, now: 
     with transaction.atomic():
         if survey_request.status == S.SCHEDULED:
             survey_request_transition(survey_request, to=S.SENDING, claimed_at=now, **changed)
-        elif changed:
-            survey_request.save(update_fields=list(changed))
+        elif not SurveyRequest.objects.filter(pk=survey_request.pk, status=S.SENDING, claimed_at=now).update(
+            claimed_at=now, **changed
+        ):
+            # Claimed before the lookups, and no longer ours: the sweep gave up on us. Don't call.
+            raise InvalidTransition(f"survey request {survey_request.pk} is no longer claimed by this sender")
         api_request.save()
         count_api_request(api_request)
     result = client.create_request(api_request, api_key=api_key)
@@ -283,7 +289,7 @@ def survey_requests_send_due(*, now: datetime) -> int:
         due = (
             survey_requests_due(now=now)
             .filter(Q(queued_at__isnull=True) | Q(queued_at__lt=requeue_before))
-            .filter(account__settings__sending_paused_at__isnull=True)
+            .filter(account__settings__sending_paused_at__isnull=True, account__settings__enabled=True)
         )
         ids = list(due.values_list("pk", flat=True)[:SWEEP_BATCH])
         SurveyRequest.objects.filter(pk__in=ids, status=S.SCHEDULED).update(queued_at=now)
@@ -309,13 +315,22 @@ def survey_requests_recover_stale(*, now: datetime) -> int:
     recovered = 0
     for survey_request in SurveyRequest.objects.filter(status=S.SENDING, claimed_at__lt=stale_before):
         in_flight = survey_request.api_requests.filter(outcome=ApiRequest.Outcome.PENDING)
-        message = "The sender stopped while waiting for Stella's answer: Stella may have accepted it"
+        attempts = survey_request.attempts + 1
         try:
-            if in_flight.exists():
-                in_flight.update(outcome=ApiRequest.Outcome.AMBIGUOUS, error_message=message, finished_at=now)
-                survey_request_transition(survey_request, to=S.AMBIGUOUS, status_detail=message)
-            else:
-                survey_request_transition(survey_request, to=S.SCHEDULED, queued_at=None, claimed_at=None)
+            with transaction.atomic():
+                if in_flight.exists():
+                    message = "The sender stopped while waiting for Stella's answer: Stella may have accepted it"
+                    survey_request_transition(survey_request, to=S.AMBIGUOUS, status_detail=message)
+                    in_flight.update(outcome=ApiRequest.Outcome.AMBIGUOUS, error_message=message, finished_at=now)
+                elif attempts >= django_settings.STELLA_MAX_ATTEMPTS:
+                    message = (
+                        f"The sender stopped {attempts} times before calling Stella; see the task queue's failures"
+                    )
+                    survey_request_transition(survey_request, to=S.FAILED, attempts=attempts, status_detail=message)
+                else:  # nothing reached Stella: send it again, and count the try
+                    survey_request_transition(
+                        survey_request, to=S.SCHEDULED, queued_at=None, claimed_at=None, attempts=attempts
+                    )
         except InvalidTransition:
             continue
         recovered += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import suppress
 from datetime import datetime
 from typing import Any
 
@@ -47,10 +48,12 @@ class InvalidTransition(Exception):
 
 
 def survey_request_transition(survey_request: SurveyRequest, *, to: str, **fields: Any) -> SurveyRequest:
-    """Move a request to another status, if it still is where we last saw it.
+    """Move a request to another status, if it still is as we last saw it.
 
     The conditional update is also the claim: of two workers moving the same request,
-    exactly one changes a row; the other gets InvalidTransition. The status page's
+    exactly one changes a row; the other gets InvalidTransition. It matches the status and
+    the last change's time, so a change made meanwhile (a tag turning the request into
+    do-not-send) is never overwritten by a mover that didn't see it. The status page's
     counts move in the same transaction.
     """
     current, decision = survey_request.status, survey_request.decision
@@ -58,7 +61,9 @@ def survey_request_transition(survey_request: SurveyRequest, *, to: str, **field
         raise InvalidTransition(f"{current} → {to} is not allowed")
     fields = {"status": to, "updated_at": timezone.now(), **fields}
     with transaction.atomic():
-        changed = SurveyRequest.objects.filter(pk=survey_request.pk, status=current).update(**fields)
+        changed = SurveyRequest.objects.filter(
+            pk=survey_request.pk, status=current, updated_at=survey_request.updated_at
+        ).update(**fields)
         if not changed:
             raise InvalidTransition(f"survey request {survey_request.pk} is no longer {current}")
         for name, value in fields.items():
@@ -88,14 +93,15 @@ def survey_request_schedule(
     survey_request = _survey_request_from(conversation, account=account, webhook=webhook, closed_at=closed_at)
     survey_request.closure_id = closure_id
     survey_request.mode = settings.mode
-    survey_request.send_after = closed_at + settings.channel_delay
+    survey_request.send_after = survey_request.delay_ends_at = closed_at + settings.channel_delay
     survey_request.tags = list(
         dict.fromkeys(list(conversation.do_not_send_tag_candidates) + list(history.first_message_tags))
     )
 
     for older in history.survey_requests:
         if older.status == SurveyRequest.Status.SCHEDULED and older.closed_at < closed_at:
-            survey_request_transition(older, to=SurveyRequest.Status.CANCELLED, status_detail=SUPERSEDED)
+            with suppress(InvalidTransition):  # a sender took it a moment ago: too late to supersede
+                survey_request_transition(older, to=SurveyRequest.Status.CANCELLED, status_detail=SUPERSEDED)
     survey_request_decide(survey_request, settings=account.settings, history=history)
     survey_request.status = STATUS_FOR_DECISION[Decision(survey_request.decision)]
 
@@ -103,7 +109,7 @@ def survey_request_schedule(
         other.closed_at > closed_at and other.status != SurveyRequest.Status.CANCELLED
         for other in history.survey_requests
     )
-    cancelling = history.cancelling_event(after=closed_at, before=survey_request.send_after)
+    cancelling = history.cancelling_event(after=closed_at, before=survey_request.delay_ends_at)
     if survey_request.status == SurveyRequest.Status.SCHEDULED and (newer_close or cancelling):
         survey_request.status = SurveyRequest.Status.CANCELLED
         survey_request.status_detail = CANCEL_DETAILS[cancelling.kind] if cancelling else SUPERSEDED
@@ -193,26 +199,31 @@ def survey_requests_apply_event(event: ConversationEvent) -> int:
     )
     changed = 0
     if event.kind in ConversationEvent.CANCELLING:
-        for survey_request in waiting.filter(send_after__gt=event.occurred_at):
-            survey_request_transition(
-                survey_request, to=SurveyRequest.Status.CANCELLED, status_detail=CANCEL_DETAILS[event.kind]
-            )
-            changed += 1
+        for survey_request in waiting.filter(delay_ends_at__gt=event.occurred_at):
+            with suppress(InvalidTransition):  # a sender took it a moment ago: the event came too late
+                survey_request_transition(
+                    survey_request, to=SurveyRequest.Status.CANCELLED, status_detail=CANCEL_DETAILS[event.kind]
+                )
+                changed += 1
     elif event.kind == ConversationEvent.Kind.TAGGED:
         history = conversation_history(account=event.account, conversation_id=event.conversation_id)
         for survey_request in waiting.select_related("account__settings"):
+            settings = survey_request.account.settings
             survey_request.tags = list(dict.fromkeys(survey_request.tags + event.tags))
-            survey_request_decide(survey_request, settings=survey_request.account.settings, history=history)
-            survey_request_transition(
-                survey_request,
-                to=STATUS_FOR_DECISION[Decision(survey_request.decision)],
-                tags=survey_request.tags,
-                decision=survey_request.decision,
-                reason=survey_request.reason,
-                verdicts=survey_request.verdicts,
-                status_detail=survey_request.status_detail,
-            )
-            changed += 1
+            survey_request_decide(survey_request, settings=settings, history=history)
+            with suppress(InvalidTransition):
+                survey_request_transition(
+                    survey_request,
+                    to=STATUS_FOR_DECISION[Decision(survey_request.decision)],
+                    tags=survey_request.tags,
+                    decision=survey_request.decision,
+                    reason=survey_request.reason,
+                    verdicts=survey_request.verdicts,
+                    status_detail=survey_request.status_detail,
+                )
+                if survey_request.status == SurveyRequest.Status.INVALID:
+                    survey_request_reject_locally(survey_request, settings=settings)
+                changed += 1
     return changed
 
 
@@ -238,7 +249,7 @@ def _survey_request_from(
 ) -> SurveyRequest:
     customer = conversation.customer
     assignee = conversation.assignee
-    return _clipped(
+    return survey_request_clip(
         SurveyRequest(
             account=account,
             inbound_webhook=webhook,
@@ -259,7 +270,7 @@ def _survey_request_from(
     )
 
 
-def _clipped(survey_request: SurveyRequest) -> SurveyRequest:
+def survey_request_clip(survey_request: SurveyRequest) -> SurveyRequest:
     """Intercom sets no length on names; cut what would not fit its column rather than lose the closure."""
     for field in SurveyRequest._meta.concrete_fields:
         value = getattr(survey_request, field.attname)

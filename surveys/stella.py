@@ -111,7 +111,16 @@ def _result_for_response(response: requests.Response) -> StellaResult:
     return StellaResult(ApiRequest.Outcome.FAILED, status, f"Stella answered {status}")
 
 
+# Raised while preparing the request, before a byte is sent: a setting to fix, not a retry.
+NOT_MADE = (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+            requests.exceptions.InvalidSchema)  # fmt: skip
+
+
 def _result_for_exception(exc: requests.RequestException) -> StellaResult:
+    if isinstance(exc, NOT_MADE):
+        # Not the exception's text: for a bad header it quotes the header, which is the API key.
+        message = f"Could not make the request ({type(exc).__name__}): check the account's Stella API URL and keys"
+        return StellaResult(ApiRequest.Outcome.FAILED, None, message)
     if _never_reached_stella(exc):
         return StellaResult(ApiRequest.Outcome.RETRY, None, f"Could not connect to Stella ({type(exc).__name__})")
     if isinstance(exc, requests.ReadTimeout):

@@ -60,3 +60,4 @@ class SurveyRequestFactory(factory.django.DjangoModelFactory):
     decision = Decision.SEND
     mode = IntegrationSettings.Mode.TEST
     send_after = factory.SelfAttribute("closed_at")
+    delay_ends_at = factory.SelfAttribute("closed_at")

@@ -19,7 +19,7 @@ from sandbox.models import StellaSandboxRequest
 from surveys.models import ApiRequest, SurveyRequest
 from surveys.sending import survey_request_send, survey_requests_send_due
 from tests.factories import AccountFactory
-from tests.helpers import run_queued_tasks, sign
+from tests.helpers import load_fixture, run_queued_tasks, sign
 from tests.servers import Answer, scripted_stella
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -341,3 +341,21 @@ def test_intake_invalid_is_logged_in_stellas_words_without_a_call(account):
     assert api_request.error_message == "Channel not enabled for company"
     assert api_request.request_body["channel"] == "chat"
     assert stella_received() == []
+
+
+def test_a_reply_after_a_send_without_delay_doesnt_cancel_its_retry(account):
+    """No channel delay: nothing cancels the send, not even while Stella's 503 makes it wait."""
+    with scripted_stella(Answer(503), Answer(200)) as stella:
+        configure(account, stella_api_url=stella.url)
+        now = int(time.time())
+        deliver(closed(at=now))
+        reply = load_fixture("conversation_user_replied")
+        reply.update(app_id=WS, created_at=now + 5, id="notif_reply_after_close")
+        reply["data"]["item"]["id"] = "1001"
+        deliver(reply)
+        survey_request = SurveyRequest.objects.get()
+        assert survey_request.status == S.SCHEDULED
+        survey_request_send(survey_request.pk, now=survey_request.send_after)
+        assert len(stella.received) == 2
+    survey_request.refresh_from_db()
+    assert survey_request.status == S.SENT

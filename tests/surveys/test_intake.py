@@ -341,3 +341,29 @@ def test_same_closure_delivered_later_again_does_not_cancel_itself(client, accou
     first.refresh_from_db()
     assert first.status == S.SCHEDULED
     assert SurveyRequest.objects.count() == 1
+
+
+def test_a_reply_after_the_delay_doesnt_cancel_a_retry_or_a_resend(client, account):
+    """Retries and resends move send_after; the window for cancelling stays close + channel delay."""
+    configure(account, channel_delay=timedelta(minutes=2))
+    survey_request = close(client)
+    SurveyRequest.objects.filter(pk=survey_request.pk).update(send_after=CLOSED_AT + timedelta(days=2))
+    event(client, "conversation_user_replied", at=CLOSED_AT + timedelta(days=1))
+    survey_request.refresh_from_db()
+    assert survey_request.status == S.SCHEDULED
+
+
+def test_a_tag_that_makes_a_waiting_request_invalid_logs_it_as_invalid(client, account):
+    from surveys.models import ApiRequest
+
+    configure(account, channel_delay=timedelta(minutes=10))
+    survey_request = close(client, "conversation_admin_closed_v2")
+    configure(account, chat_enabled=False)
+    tag = load_fixture("conversation_admin_closed_v2")
+    tag.update(topic="conversation_part.tag.created", id="notif_tag_v2", created_at=tag["created_at"] + 60)
+    part = tag["data"]["item"]["conversation_parts"]["conversation_parts"][0]
+    part.update(id="3400000201", part_type="comment", tags=[{"type": "tag", "id": "1", "name": "dupe"}])
+    post_webhook(client, tag)
+    survey_request.refresh_from_db()
+    assert survey_request.status == S.INVALID
+    assert ApiRequest.objects.get(survey_request=survey_request).error_message == "Channel not enabled for company"

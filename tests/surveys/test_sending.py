@@ -289,3 +289,112 @@ def test_delayed_request_goes_out_through_django_q2s_scheduler(settings):
         assert len(stella.calls) == 1
     survey_request.refresh_from_db()
     assert survey_request.status == S.SENT
+
+
+def test_a_change_made_meanwhile_makes_a_stale_move_fail(account):
+    """A sender that read the request before a tag turned it into do-not-send must not claim it as it was."""
+    from surveys.services import InvalidTransition, survey_request_transition
+
+    seen_by_sender = SurveyRequestFactory(account=account, send_after=NOW)
+    current = SurveyRequest.objects.get(pk=seen_by_sender.pk)
+    survey_request_transition(current, to=S.SCHEDULED, decision=Decision.DO_NOT_SEND)  # what a tag does
+    with pytest.raises(InvalidTransition):
+        survey_request_transition(seen_by_sender, to=S.SENDING, claimed_at=NOW)
+    assert SurveyRequest.objects.get(pk=seen_by_sender.pk).decision == Decision.DO_NOT_SEND
+
+
+def test_an_event_losing_the_race_to_a_sender_is_still_recorded(client, account, monkeypatch):
+    from integrations.models import ConversationEvent, InboundWebhook
+    from surveys import services
+
+    account.settings.channel_delay = timedelta(minutes=10)
+    account.settings.save()
+    post_webhook(client, load_fixture("conversation_admin_closed"))
+
+    def taken_meanwhile(*args, **kwargs):
+        raise services.InvalidTransition("a sender took it")
+
+    monkeypatch.setattr(services, "survey_request_transition", taken_meanwhile)
+    reopened = notification(
+        "conversation_admin_opened", created_at=load_fixture("conversation_admin_closed")["created_at"] + 60
+    )
+    post_webhook(client, reopened)
+    assert InboundWebhook.objects.get(topic="conversation.admin.opened").status == InboundWebhook.Status.PROCESSED
+    assert ConversationEvent.objects.filter(kind="reopened").count() == 1
+
+
+@responses.activate
+def test_a_sender_whose_claim_was_taken_during_its_lookups_makes_no_call(account, settings):
+    """If the sweep gives up on a slow sender and another takes the request, the first must not call Stella."""
+    settings.INTERCOM_API_URL = "https://api.intercom.test"
+    survey_request = SurveyRequestFactory(account=account, send_after=NOW, customer_email="", customer_id="contact-9")
+
+    def contact(request):
+        SurveyRequest.objects.filter(pk=survey_request.pk).update(
+            claimed_at=NOW + timedelta(minutes=5)
+        )  # another sender's claim
+        return 200, {}, '{"type": "contact", "id": "contact-9", "role": "user", "email": "nine@customer.example"}'
+
+    responses.add_callback(responses.GET, "https://api.intercom.test/contacts/contact-9", callback=contact)
+    survey_request_send(survey_request.pk, now=NOW)
+    assert [call.request.url for call in responses.calls] == ["https://api.intercom.test/contacts/contact-9"]
+    assert not ApiRequest.objects.exists()
+
+
+def test_a_sender_that_keeps_dying_before_its_call_ends_failed(account, settings):
+    settings.STELLA_MAX_ATTEMPTS = 3
+    survey_request = SurveyRequestFactory(
+        account=account, status=S.SENDING, attempts=1, claimed_at=NOW - timedelta(minutes=5)
+    )
+    survey_requests_recover_stale(now=NOW)
+    survey_request.refresh_from_db()
+    assert (survey_request.status, survey_request.attempts) == (S.SCHEDULED, 2)
+    SurveyRequest.objects.filter(pk=survey_request.pk).update(status=S.SENDING, claimed_at=NOW - timedelta(minutes=5))
+    survey_request.refresh_from_db()
+    survey_requests_recover_stale(now=NOW)
+    survey_request.refresh_from_db()
+    assert (survey_request.status, survey_request.attempts) == (S.FAILED, 3)
+    assert "stopped 3 times before calling Stella" in survey_request.status_detail
+
+
+def test_a_disabled_account_sends_nothing_until_enabled(account):
+    survey_request = SurveyRequestFactory(account=account, send_after=NOW - timedelta(minutes=1))
+    account.settings.enabled = False
+    account.settings.save()
+    assert survey_requests_send_due(now=NOW) == 0
+    with responses.RequestsMock():  # any call out would fail the test
+        assert survey_request_send(survey_request.pk, now=NOW).status == S.SCHEDULED
+    account.settings.enabled = True
+    account.settings.save()
+    assert survey_requests_send_due(now=NOW) == 1
+
+
+@responses.activate
+def test_looked_up_names_are_cut_to_fit(account, settings):
+    settings.INTERCOM_API_URL = "https://api.intercom.test"
+    survey_request = SurveyRequestFactory(
+        account=account, send_after=NOW, customer_email="", customer_name="", customer_id="c-long"
+    )
+    responses.get(
+        "https://api.intercom.test/contacts/c-long",
+        json={"id": "c-long", "role": "user", "name": "N" * 500, "email": "long@customer.example"},
+    )
+    responses.post(f"{settings.STELLA_API_URL}/v1/requests", json={})
+    assert survey_request_send(survey_request.pk, now=NOW).status == S.SENT
+    assert SurveyRequest.objects.get(pk=survey_request.pk).customer_name == "N" * 200
+
+
+@pytest.mark.parametrize(
+    ("base_url", "key"),
+    [("https://stella.test", "key with\nnewline-1234"), ("stella.test/no-scheme", "good-key-12345")],
+)
+def test_a_request_that_cannot_be_made_is_failed_not_ambiguous(account, base_url, key):
+    """A bad header or URL fails before a byte is sent: a person must fix it, but nothing may have reached Stella."""
+    survey_request = SurveyRequestFactory(account=account)
+    client = StellaClient(base_url=base_url)
+    api_request = client.new_api_request(survey_request=survey_request, mode="test", api_key=key, body={})
+    with responses.RequestsMock(assert_all_requests_are_fired=False):
+        result = client.create_request(api_request, api_key=key)
+    assert result.outcome == O.FAILED
+    assert result.error_message.startswith("Could not make the request")
+    assert "1234" not in result.error_message  # never the key
