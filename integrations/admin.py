@@ -280,7 +280,10 @@ class InboundWebhookAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def pretty_headers(self, webhook: InboundWebhook) -> str:
         return format_html("<pre>{}</pre>", json.dumps(webhook.headers, indent=2))
 
-    @admin.action(description="Replay the selected webhooks (processed, ignored or failed)")
+    def has_replay_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("integrations.change_inboundwebhook")
+
+    @admin.action(description="Replay the selected webhooks (processed, ignored or failed)", permissions=["replay"])
     def replay(self, request: HttpRequest, queryset: QuerySet[InboundWebhook]) -> None:
         outcomes = []
         for webhook in queryset.filter(status__in=REPLAYABLE).order_by("occurred_at"):

@@ -141,10 +141,6 @@ class IntegrationSettings(models.Model):
         return self.production_api_key if mode == self.Mode.LIVE else self.test_api_key
 
     @property
-    def active_api_key(self) -> str:
-        return self.api_key_for(self.mode)
-
-    @property
     def intercom_token(self) -> str:
         return self.intercom_access_token
 

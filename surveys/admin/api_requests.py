@@ -132,7 +132,12 @@ class ApiRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def explanation(self, api_request: ApiRequest) -> str:
         return explain(api_request.error_message) if api_request.error_message else ""
 
-    @admin.action(description="Resend the selected requests' surveys (invalid, failed or ambiguous)")
+    def has_resend_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("surveys.change_surveyrequest")
+
+    @admin.action(
+        description="Resend the selected requests' surveys (invalid, failed or ambiguous)", permissions=["resend"]
+    )
     def resend(self, request: HttpRequest, queryset: QuerySet[ApiRequest]) -> Any:
         from surveys.admin.survey_requests import resend_with_confirmation
 

@@ -122,6 +122,11 @@ class SurveyRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         )
         return format_html("<table>{}</table>", format_html_join("", "<tr><td>{}</td><td>{}</td></tr>", rows))
 
-    @admin.action(description="Resend the selected (invalid, failed or ambiguous) once the cause is fixed")
+    def has_resend_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("surveys.change_surveyrequest")
+
+    @admin.action(
+        description="Resend the selected (invalid, failed or ambiguous) once the cause is fixed", permissions=["resend"]
+    )
     def resend(self, request: HttpRequest, queryset: QuerySet[SurveyRequest]) -> TemplateResponse | None:
         return resend_with_confirmation(self, request, queryset.filter(status__in=RESENDABLE), selected=queryset)

@@ -77,7 +77,7 @@ def test_saving_with_empty_key_fields_keeps_the_stored_keys(admin_client, accoun
     settings = IntegrationSettings.objects.get(account=account)
     assert (settings.test_api_key, settings.production_api_key, settings.intercom_token) == (TEST_KEY, LIVE_KEY, TOKEN)
     assert (settings.channel_delay, settings.suppression_window) == (timedelta(minutes=10), timedelta(days=7))
-    assert settings.active_api_key == LIVE_KEY
+    assert settings.api_key_for(settings.mode) == LIVE_KEY
 
 
 def test_typing_a_new_key_replaces_it(admin_client, account):
@@ -135,7 +135,7 @@ def test_webhook_and_its_survey_request_show_in_the_admin(admin_client, account)
 CSM_SCREENS = {
     "integrations_account", "integrations_teammate", "integrations_inboundwebhook", "integrations_conversationevent",
     "surveys_surveyrequest", "surveys_apirequest", "surveys_testapirequest", "surveys_invalidapirequest",
-    "sandbox_stellasandboxrequest", "authtoken_tokenproxy",
+    "sandbox_stellasandboxrequest", "portal_apitoken",
 }  # fmt: skip
 
 
@@ -178,3 +178,22 @@ def test_csm_maps_a_teammate_to_a_stella_employee_from_the_list(admin_client, ac
     assert response.status_code == 302
     teammate.refresh_from_db()
     assert teammate.stella_custom_id == "EMP-0042"
+
+
+def test_api_tokens_are_shown_in_full_once_when_made_then_masked(admin_client, django_user_model):
+    from django.contrib.admin.models import LogEntry
+    from rest_framework.authtoken.models import Token
+
+    support = django_user_model.objects.create_user("helpdesk")
+    made = admin_client.post(reverse("admin:portal_apitoken_add"), {"user": support.pk}, follow=True)
+    key = Token.objects.get(user=support).key
+    assert key in made.content.decode()  # the one time: the "copy it now" message
+    for url in (
+        reverse("admin:portal_apitoken_changelist"),
+        reverse("admin:portal_apitoken_change", args=[support.pk]),
+        reverse("admin:index"),
+    ):
+        page = admin_client.get(url).content.decode()
+        assert key not in page and key[:-4] not in page, url
+        assert key[-4:] in page or url == reverse("admin:portal_apitoken_change", args=[support.pk])
+    assert key not in LogEntry.objects.get().object_repr

@@ -44,6 +44,11 @@ def test_account_upsert_creates_an_account_with_its_settings():
     assert "acme-test-key-123456" not in output
 
 
+def test_account_upsert_strips_pasted_keys():
+    run("account_upsert", "acme01", "--test-api-key", "  acme-test-key-123456\n")
+    assert Account.objects.get(intercom_workspace_id="acme01").settings.api_key_for("test") == "acme-test-key-123456"
+
+
 def test_account_upsert_changes_only_what_it_is_given():
     run(
         "account_upsert",
@@ -58,7 +63,7 @@ def test_account_upsert_changes_only_what_it_is_given():
     output = run("account_upsert", "acme01", "--mode", "live", "--disable")
     settings = Account.objects.get(intercom_workspace_id="acme01").settings
     assert (settings.mode, settings.enabled, settings.channel_delay) == ("live", False, timedelta(hours=2))
-    assert settings.active_api_key == "acme-live-key-abcdef"
+    assert settings.api_key_for(settings.mode) == "acme-live-key-abcdef"
     assert output.startswith("Updated Acme")
 
 

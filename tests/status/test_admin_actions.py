@@ -174,8 +174,39 @@ def test_old_test_calls_dont_count_towards_going_live(admin_client, account, log
     assert "leap of faith" in page.content.decode()
 
 
-def test_replay_uses_the_current_rules(client, admin_client, account):
-    account.settings.chat_enabled = False
-    account.settings.save()
+def test_replaying_a_failed_webhook_once_the_bug_is_fixed_processes_it(client, admin_client, account, monkeypatch):
+    from integrations import services
+
+    def broken(*args):
+        raise KeyError("assignee")
+
+    monkeypatch.setitem(services.HANDLERS, "conversation.admin.closed", broken)
     post_webhook(client, notification("conversation_admin_closed_v2"))
-    assert SurveyRequest.objects.get().status == S.INVALID
+    webhook = InboundWebhook.objects.get()
+    assert webhook.status == InboundWebhook.Status.FAILED
+    monkeypatch.undo()  # the fix is deployed
+    admin_client.post(
+        reverse("admin:integrations_inboundwebhook_changelist"),
+        {"action": "replay", ACTION_CHECKBOX_NAME: [webhook.pk]},
+    )
+    webhook.refresh_from_db()
+    assert (webhook.status, webhook.error) == (InboundWebhook.Status.PROCESSED, "")
+    assert SurveyRequest.objects.get().conversation_id == "215000000000201"
+
+
+def test_staff_who_may_only_look_cannot_resend_or_replay(client, log, django_user_model):
+    from django.contrib.auth.models import Permission
+
+    viewer = django_user_model.objects.create_user("viewer", password="pw-viewer-123", is_staff=True)
+    viewer.user_permissions.set(
+        Permission.objects.filter(
+            codename__in=["view_surveyrequest", "view_apirequest", "view_invalidapirequest", "view_inboundwebhook"]
+        )
+    )
+    client.force_login(viewer)
+    invalid = log["test_invalid"]
+    page = client.get(reverse("admin:surveys_invalidapirequest_changelist"))
+    assert page.status_code == 200 and "resend" not in page.content.decode()
+    resend(client, "invalidapirequest", [invalid.pk])
+    invalid.survey_request.refresh_from_db()
+    assert invalid.survey_request.status == S.INVALID

@@ -58,6 +58,8 @@ class Command(BaseCommand):
             )
             if options[name] is not None
         }
+        # A key pasted with a stray space or newline would be refused by Stella, or break the header.
+        fields = {name: value.strip() if isinstance(value, str) else value for name, value in fields.items()}
         if options["channels"] is not None:
             channels = {channel.strip() for channel in options["channels"].split(",") if channel.strip()}
             if unknown := channels - {"email", "chat"}:
