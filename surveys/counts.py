@@ -5,8 +5,9 @@ are exact without reading the log."""
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Count, F, Q, When
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -79,31 +80,41 @@ def count_api_request(api_request: ApiRequest) -> None:
 
 
 @transaction.atomic
-def daily_counts_rebuild() -> int:
-    """Count everything again from the log: for repair, and for data that predates the counts."""
-    DailyCount.objects.all().delete()
+def daily_counts_rebuild(*, models: tuple[Any, Any, Any] | None = None) -> int:
+    """Count everything again from the log: for repair, and for data that predates the counts.
+
+    Writers wait while it runs (SQLite's write lock; on PostgreSQL, a table lock), so no
+    change lands between reading the log and writing the counts. `models` lets a migration
+    pass its historical SurveyRequest, ApiRequest and DailyCount.
+    """
+    survey_requests, api_requests, daily_counts = models or (SurveyRequest, ApiRequest, DailyCount)
+    if connection.vendor == "postgresql":
+        tables = ", ".join(model._meta.db_table for model in (survey_requests, api_requests, daily_counts))
+        with connection.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {tables} IN SHARE ROW EXCLUSIVE MODE")
+    daily_counts.objects.all().delete()
     rows: dict[tuple[int, date, str], int] = {}
-    survey_days = (
-        SurveyRequest.objects.annotate(day=TruncDate("closed_at"))
+    per_day = (
+        survey_requests.objects.annotate(day=TruncDate("closed_at"))
         .values("account_id", "day", "status", "decision")
         .annotate(n=Count("pk"))
     )
-    for row in survey_days:
+    for row in per_day:
         key = (row["account_id"], row["day"], survey_bucket(row["status"], row["decision"]))
         rows[key] = rows.get(key, 0) + row["n"]
-    call_days = (
-        ApiRequest.objects.annotate(day=TruncDate("created_at"))
+    calls_per_day = (
+        api_requests.objects.annotate(day=TruncDate("created_at"))
         .values("account_id", "day")
         .annotate(
             tests=Count("pk", filter=Q(mode="test") & ~Q(url="")),
             invalid=Count("pk", filter=Q(outcome=ApiRequest.Outcome.INVALID)),
         )
     )
-    for row in call_days:
+    for row in calls_per_day:
         for kind, n in ((K.TEST_CALLS, row["tests"]), (K.INVALID_CALLS, row["invalid"])):
             if n:
                 rows[(row["account_id"], row["day"], kind)] = n
-    DailyCount.objects.bulk_create(
-        DailyCount(account_id=account_id, day=day, kind=kind, count=n) for (account_id, day, kind), n in rows.items()
+    daily_counts.objects.bulk_create(
+        daily_counts(account_id=account_id, day=day, kind=kind, count=n) for (account_id, day, kind), n in rows.items()
     )
     return len(rows)

@@ -178,7 +178,7 @@ def decode_cursor(value: str) -> tuple[datetime | None, int]:
     try:
         seconds, pk = value.split("_")
         return datetime.fromtimestamp(float(seconds), tz=timezone.get_current_timezone()), int(pk)
-    except ValueError:
+    except (ValueError, OverflowError, OSError):  # not a cursor we made: start from the newest
         return None, 0
 
 

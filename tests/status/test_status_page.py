@@ -186,3 +186,9 @@ def test_csm_sees_every_account(client, admin_user, account):
     client.force_login(admin_user)
     rows = client.get("/status/", {"tab": "sent"}).context["rows"]
     assert [row["conversation_id"] for row in rows] == ["other-1"]
+
+
+@pytest.mark.parametrize("before", ["1e20_1", "nan_1", "12_x", "garbage"])
+def test_a_cursor_we_didnt_make_starts_from_the_newest(account, page, before):
+    SurveyRequestFactory(account=account, status=S.SENT, closed_at=timezone.now(), conversation_id="newest")
+    assert [row["conversation_id"] for row in page(tab="sent", before=before).context["rows"]] == ["newest"]

@@ -1,0 +1,89 @@
+"""The status page's daily counts, kept as things change, against the same counts rebuilt from the log,
+after every path that moves a request or records a call."""
+
+import time
+from datetime import timedelta
+
+import pytest
+import requests
+import responses
+from django.utils import timezone
+
+from integrations.intercom.samples import closed_conversation, reopened_conversation
+from surveys.counts import daily_counts_rebuild
+from surveys.models import ApiRequest, DailyCount, SurveyRequest
+from surveys.sending import survey_request_send, survey_requests_recover_stale
+from surveys.services import survey_requests_resend
+from tests.helpers import WORKSPACE_ID, post_webhook
+
+pytestmark = pytest.mark.django_db
+S = SurveyRequest.Status
+
+
+def kept() -> list[tuple]:
+    return sorted(DailyCount.objects.filter(count__gt=0).values_list("account_id", "day", "kind", "count"))
+
+
+def close(client, conversation_id: str, **kwargs) -> SurveyRequest:
+    at = kwargs.pop("at", int(time.time()))
+    post_webhook(client, closed_conversation(app_id=WORKSPACE_ID, conversation_id=conversation_id, at=at, **kwargs))
+    return SurveyRequest.objects.get(conversation_id=conversation_id)
+
+
+def send(survey_request: SurveyRequest) -> SurveyRequest:
+    survey_request.refresh_from_db()
+    return survey_request_send(survey_request.pk, now=max(survey_request.send_after, timezone.now()))
+
+
+@responses.activate
+def test_counts_kept_as_requests_move_equal_counts_rebuilt_from_the_log(client, account, settings):
+    stella = f"{settings.STELLA_API_URL}/v1/requests"
+    # In order: sent; flagged; 503 then sent; 400 then resent and sent; a timeout (ambiguous), resent.
+    for answer in (
+        {"json": {}}, {"json": {}}, {"status": 503}, {"json": {}}, {"status": 400, "json": {"message": "Employee not found"}},
+        {"json": {}}, {"body": requests.ReadTimeout()}, {"json": {}},
+    ):  # fmt: skip
+        responses.post(stella, **answer)
+
+    send(close(client, "c1"))
+    send(close(client, "c2", bot=True))
+    retried = close(client, "c3")
+    send(retried)
+    assert SurveyRequest.objects.get(pk=retried.pk).status == S.SCHEDULED
+    send(retried)
+    refused = close(client, "c4")
+    send(refused)
+    survey_requests_resend([SurveyRequest.objects.get(pk=refused.pk)], by="csm")
+    send(refused)
+    lost = close(client, "c5")
+    send(lost)
+    assert SurveyRequest.objects.get(pk=lost.pk).status == S.AMBIGUOUS
+    survey_requests_resend([SurveyRequest.objects.get(pk=lost.pk)], by="csm")
+    send(lost)
+
+    account.settings.chat_enabled = False
+    account.settings.save()
+    close(client, "c6")  # invalid at intake
+    account.settings.chat_enabled = True
+    account.settings.channel_delay = timedelta(minutes=10)
+    account.settings.suppression_window = timedelta(days=7)
+    account.settings.save()
+    now = int(time.time())
+    close(client, "c7", at=now, customer=("k7", "Kay", "kay@customer.example"))
+    post_webhook(client, reopened_conversation(app_id=WORKSPACE_ID, conversation_id="c7", at=now + 5))  # cancelled
+    close(client, "c8", at=now, customer=("k8", "Lee", "lee@customer.example"))  # waiting out the delay
+    close(client, "c9", at=now, customer=("k8", "Lee", "lee@customer.example"))  # suppressed by the window
+    dying = close(client, "c10", at=now - 900, customer=("k10", "Max", "max@customer.example"))
+    # A sender died holding it (sending counts as waiting too), and the sweep takes it back.
+    SurveyRequest.objects.filter(pk=dying.pk).update(status=S.SENDING, claimed_at=timezone.now() - timedelta(hours=1))
+    survey_requests_recover_stale(now=timezone.now())
+
+    statuses = dict(SurveyRequest.objects.values_list("conversation_id", "status"))
+    assert statuses == {
+        "c1": S.SENT, "c2": S.SENT, "c3": S.SENT, "c4": S.SENT, "c5": S.SENT, "c6": S.INVALID,
+        "c7": S.CANCELLED, "c8": S.SCHEDULED, "c9": S.SUPPRESSED, "c10": S.SCHEDULED,
+    }  # fmt: skip
+    assert ApiRequest.objects.filter(outcome="invalid").count() == 2  # c4's 400, c6 at intake
+    before = kept()
+    daily_counts_rebuild()
+    assert before == kept()
