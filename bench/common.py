@@ -36,7 +36,6 @@ class Portal:
     url: str
     port: int
     env: dict[str, str]
-    workdir: Path
 
     def manage(self, *args: str, stdin: str | None = None) -> str:
         result = subprocess.run(
@@ -85,7 +84,7 @@ def workdir() -> Iterator[Path]:
 def serve(env: dict[str, str], *, workers: int = 2, gunicorn_args: tuple[str, ...] = ()) -> Iterator[Portal]:
     """The portal under gunicorn on 127.0.0.1 with `env` (migrated first), stopped afterwards."""
     port = int(env["PORT"])
-    handle = Portal(url=f"http://127.0.0.1:{port}", port=port, env=env, workdir=Path(tempfile.gettempdir()))
+    handle = Portal(url=f"http://127.0.0.1:{port}", port=port, env=env)
     handle.manage("migrate", "--noinput")
     handle.manage("collectstatic", "--noinput")
     server = subprocess.Popen(
@@ -113,7 +112,6 @@ def portal(*, workers: int = 2, extra_env: dict[str, str] | None = None) -> Iter
     with workdir() as path:
         port = free_port()
         with serve(portal_env(path, port, **(extra_env or {})), workers=workers) as running:
-            running.workdir = path
             yield running
 
 

@@ -54,7 +54,7 @@ class StatusPageView(LoginRequiredMixin, TemplateView):
             status_filter=status_filter,
             tab=status_filter.tab,
             tabs=[(tab, counts.per_kind.get(tab.count, 0), _url(query, tab=tab.key)) for tab in TABS],
-            rows=[_row(row, tab=status_filter.tab.of) for row in rows],
+            rows=[_row(row) for row in rows],
             older_url=_url(query, tab=status_filter.tab.key, before=older) if older else "",
             newest_url=_url(query, tab=status_filter.tab.key) if status_filter.before else "",
             export_url="export.csv?" + urlencode({**query, "tab": status_filter.tab.key}),
@@ -78,7 +78,7 @@ class StatusExportView(LoginRequiredMixin, View):
         status_filter = StatusFilter.from_form(form, accounts=accounts)
         rows = status_rows(status_filter).iterator(chunk_size=2000)
         filename = f"{status_filter.tab.key}-{status_filter.date_from}-{status_filter.date_to}.csv"
-        response = StreamingHttpResponse(_csv(rows, tab=status_filter.tab.of), content_type="text/csv")
+        response = StreamingHttpResponse(_csv(rows), content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
 
@@ -97,7 +97,7 @@ COLUMNS = [
 ]
 
 
-def _csv(rows: Iterator, *, tab: str) -> Iterator[str]:
+def _csv(rows: Iterator) -> Iterator[str]:
     class Line:
         def write(self, value: str) -> str:
             return value
@@ -105,7 +105,7 @@ def _csv(rows: Iterator, *, tab: str) -> Iterator[str]:
     writer = csv.writer(Line())
     yield writer.writerow(COLUMNS)
     for row in rows:
-        shown = _row(row, tab=tab)
+        shown = _row(row)
         yield writer.writerow(
             [
                 shown["time"].isoformat(),
@@ -122,7 +122,7 @@ def _csv(rows: Iterator, *, tab: str) -> Iterator[str]:
         )
 
 
-def _row(row: ApiRequest | SurveyRequest, *, tab: str) -> dict[str, Any]:
+def _row(row: ApiRequest | SurveyRequest) -> dict[str, Any]:
     """One line of the page or the export, in plain words."""
     survey_request = row.survey_request if isinstance(row, ApiRequest) else row
     if isinstance(row, ApiRequest):
