@@ -41,7 +41,7 @@ sandbox_people_create()
 SEED = """
 from datetime import timedelta
 from django.utils import timezone
-from integrations.services import account_upsert
+from surveys.accounts import account_upsert
 from surveys.models import SurveyRequest
 from surveys.sending import survey_requests_send_due
 

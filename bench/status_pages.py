@@ -65,7 +65,7 @@ FILL = """
 import sys
 from django.contrib.auth.models import User
 from django.db import connection
-from integrations.services import account_upsert
+from surveys.accounts import account_upsert
 from surveys.counts import daily_counts_rebuild
 from surveys.models import ApiRequest
 

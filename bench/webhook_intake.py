@@ -18,8 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import CLIENT_SECRET, load, portal  # noqa: E402
-from integrations.intercom.samples import closed_conversation  # noqa: E402
 from integrations.intercom.signature import signature_for  # noqa: E402
+from sandbox.samples import closed_conversation  # noqa: E402
 
 TARGET = 0.3
 ROUNDS = 5
@@ -62,7 +62,7 @@ def main() -> dict[str, object]:
         )
         # Then what the cluster would do: act on every stored webhook, timed.
         processed = running.query(
-            "import json, time; from integrations.tasks import process_inbound_webhooks\n"
+            "import json, time; from surveys.tasks import process_inbound_webhooks\n"
             "from surveys.models import SurveyRequest\n"
             "t = time.perf_counter(); n = 0\n"
             "while (batch := process_inbound_webhooks()): n += batch\n"

@@ -7,7 +7,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from integrations.intercom.payloads import PayloadError
-from integrations.services import DuplicateNotification, InvalidSignature, intercom_webhook_receive
+from integrations.webhooks import DuplicateNotification, InvalidSignature, intercom_webhook_receive
 
 logger = logging.getLogger(__name__)
 

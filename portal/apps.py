@@ -1,4 +1,7 @@
+from typing import Any
+
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class PortalConfig(AppConfig):
@@ -7,3 +10,11 @@ class PortalConfig(AppConfig):
 
     def ready(self) -> None:
         from portal import checks  # noqa: F401  (registers the system checks)
+
+        post_migrate.connect(_ensure_schedules, sender=self)
+
+
+def _ensure_schedules(sender: AppConfig, *, using: str = "default", **kwargs: Any) -> None:
+    from portal.schedules import schedules_ensure
+
+    schedules_ensure()

@@ -6,10 +6,10 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import DefaultRouter
 
-from integrations.oauth import intercom_oauth_callback
 from integrations.views import intercom_webhook
 from portal.views import healthz
 from surveys.api import ApiRequestViewSet, SurveyRequestViewSet
+from surveys.oauth import intercom_oauth_callback
 from surveys.views import StatusExportView, StatusPageView
 
 api = DefaultRouter()

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from integrations.admin import ReadOnlyAdminMixin
+from portal.admin_helpers import ReadOnlyAdminMixin
 from sandbox.models import IntercomRecord, StellaEmployee, StellaSandboxRequest
 
 

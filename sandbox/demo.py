@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from integrations.intercom.samples import Person, conversation_item
-from integrations.models import Account, Teammate
-from integrations.services import account_upsert
 from sandbox.models import IntercomRecord, StellaEmployee
+from sandbox.samples import Person, conversation_item
+from surveys.accounts import account_upsert
+from surveys.models import Account, Teammate
 
 WORKSPACE = "demo"
 DELAYED_WORKSPACE = "demo-delayed"

@@ -8,15 +8,18 @@ from rest_framework import serializers, viewsets
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
 
-from integrations.selectors import accounts_visible_to
 from portal.redaction import mask_email
 from surveys.models import ApiRequest, SurveyRequest
-from surveys.reasons import REASON_EXPLANATIONS, explain
+from surveys.presenters import api_request_reason, survey_request_reason
+from surveys.selectors import accounts_visible_to
 from surveys.status import (
+    API_REQUESTS,
     EVERY_API_REQUEST,
     EVERY_SURVEY_REQUEST,
+    SURVEY_REQUESTS,
     TABS,
     TABS_BY_KEY,
+    Listing,
     StatusFilter,
     StatusFilterForm,
     Tab,
@@ -43,7 +46,7 @@ class SurveyRequestSerializer(serializers.ModelSerializer):
         ]  # fmt: skip
 
     def get_reason_text(self, survey_request: SurveyRequest) -> str:
-        return REASON_EXPLANATIONS.get(survey_request.reason, "") if survey_request.reason else ""
+        return survey_request_reason(survey_request)[1]
 
 
 class ApiRequestSerializer(serializers.ModelSerializer):
@@ -64,7 +67,7 @@ class ApiRequestSerializer(serializers.ModelSerializer):
         ]  # fmt: skip
 
     def get_explanation(self, api_request: ApiRequest) -> str:
-        return explain(api_request.error_message) if api_request.error_message else ""
+        return api_request_reason(api_request)[1]
 
 
 class NewestFirst(CursorPagination):
@@ -88,7 +91,7 @@ FILTERS = [
 class StatusViewSet(viewsets.ReadOnlyModelViewSet):
     """Rows of the status page, as JSON: only your accounts, with the page's filters."""
 
-    of = ""
+    listing: Listing
     every: Tab
     pagination_class = NewestFirst
 
@@ -100,8 +103,9 @@ class StatusViewSet(viewsets.ReadOnlyModelViewSet):
         if not form.is_valid():
             raise ValidationError(form.errors)
         tab = form.cleaned_data.get("tab")
-        if tab and TABS_BY_KEY[tab].of != self.of:
-            raise ValidationError({"tab": [f"Tab {tab} lists {TABS_BY_KEY[tab].of} requests, not these."]})
+        if tab and TABS_BY_KEY[tab].listing is not self.listing:
+            others = "API requests" if TABS_BY_KEY[tab].listing is API_REQUESTS else "survey requests"
+            raise ValidationError({"tab": [f"Tab {tab} lists {others}, not these."]})
         return status_rows(StatusFilter.from_form(form, accounts=accounts, default_tab=self.every)).order_by()
 
     def every_row(self, accounts: QuerySet[Any]) -> QuerySet[Any]:
@@ -110,14 +114,14 @@ class StatusViewSet(viewsets.ReadOnlyModelViewSet):
 
 @extend_schema_view(
     list=extend_schema(
-        parameters=[OpenApiParameter("tab", str, enum=[t.key for t in TABS if t.of == "survey"]), *FILTERS]
+        parameters=[OpenApiParameter("tab", str, enum=[t.key for t in TABS if t.listing is SURVEY_REQUESTS]), *FILTERS]
     )
 )
 class SurveyRequestViewSet(StatusViewSet):
     """Survey requests: one per closed conversation, with what was decided and why."""
 
     serializer_class = SurveyRequestSerializer
-    of, every = "survey", EVERY_SURVEY_REQUEST
+    listing, every = SURVEY_REQUESTS, EVERY_SURVEY_REQUEST
     pagination_class = type("ByClosure", (NewestFirst,), {"ordering": ("-closed_at", "-id")})
 
     def every_row(self, accounts: QuerySet[Any]) -> QuerySet[SurveyRequest]:
@@ -125,13 +129,15 @@ class SurveyRequestViewSet(StatusViewSet):
 
 
 @extend_schema_view(
-    list=extend_schema(parameters=[OpenApiParameter("tab", str, enum=[t.key for t in TABS if t.of == "api"]), *FILTERS])
+    list=extend_schema(
+        parameters=[OpenApiParameter("tab", str, enum=[t.key for t in TABS if t.listing is API_REQUESTS]), *FILTERS]
+    )
 )
 class ApiRequestViewSet(StatusViewSet):
     """The log of requests to Stella (and of those rejected before reaching it), with their outcomes."""
 
     serializer_class = ApiRequestSerializer
-    of, every = "api", EVERY_API_REQUEST
+    listing, every = API_REQUESTS, EVERY_API_REQUEST
     pagination_class = type("ByCall", (NewestFirst,), {"ordering": ("-created_at", "-id")})
 
     def every_row(self, accounts: QuerySet[Any]) -> QuerySet[ApiRequest]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from integrations.intercom.payloads import AssigneeKind, Channel
-from integrations.models import Account, ConversationEvent, IntegrationSettings
-from surveys.models import ApiRequest, SurveyRequest
-from surveys.suppression import Decision, SurveyCandidate
+from integrations.vocabulary import AssigneeKind, Channel
+from surveys.models import Account, ApiRequest, ConversationEvent, IntegrationSettings, SurveyRequest, Teammate
+from surveys.rules import Decision, SurveyCandidate
 
 SURVEYING = (SurveyRequest.Status.SCHEDULED, SurveyRequest.Status.SENDING, SurveyRequest.Status.SENT)
 
@@ -26,6 +26,10 @@ class ConversationHistory:
     @property
     def first_message_tags(self) -> tuple[str, ...]:
         return tuple(tag for event in self.events if event.kind == ConversationEvent.Kind.TAGGED for tag in event.tags)
+
+    def survey_request_for(self, closure_id: str) -> SurveyRequest | None:
+        """The closure's record, if it was recorded before (Intercom retried, or the webhook was replayed)."""
+        return next((other for other in self.survey_requests if other.closure_id == closure_id), None)
 
     def cancelling_event(self, *, after: datetime, before: datetime) -> ConversationEvent | None:
         """The first reopen, reply, snooze or deletion while a close waits out its delay."""
@@ -52,9 +56,9 @@ def conversation_history(*, account: Account, conversation_id: str, with_events:
     )
 
 
-def customer_surveyed_within_window(survey_request: SurveyRequest, *, settings: IntegrationSettings) -> bool:
+def customer_surveyed_within_window(survey_request: SurveyRequest, *, integration: IntegrationSettings) -> bool:
     """Another survey for this customer, sent or on its way, closed within the window either side of this one."""
-    window = settings.suppression_window
+    window = integration.suppression_window
     if not window or not (survey_request.customer_email or survey_request.customer_id):
         return False
     same_customer = (
@@ -79,7 +83,7 @@ def customer_surveyed_within_window(survey_request: SurveyRequest, *, settings: 
 def survey_candidate(
     survey_request: SurveyRequest,
     *,
-    settings: IntegrationSettings,
+    integration: IntegrationSettings,
     history: ConversationHistory,
     looked_up: bool = False,
 ) -> SurveyCandidate:
@@ -95,22 +99,38 @@ def survey_candidate(
         customer_email=survey_request.customer_email or None,
         customer_email_pending=not looked_up and not survey_request.customer_email and bool(survey_request.customer_id),
         tags=tuple(survey_request.tags),
-        enabled_channels=settings.enabled_channels,
-        do_not_send_tags=settings.do_not_send_tag_names,
-        customer_surveyed_within_window=customer_surveyed_within_window(survey_request, settings=settings),
+        enabled_channels=integration.enabled_channels,
+        do_not_send_tags=integration.do_not_send_tag_names,
+        customer_surveyed_within_window=customer_surveyed_within_window(survey_request, integration=integration),
         conversation_already_surveyed=conversation_surveyed,
     )
 
 
-def survey_requests_due(*, now: datetime) -> QuerySet[SurveyRequest]:
-    return SurveyRequest.objects.filter(status=SurveyRequest.Status.SCHEDULED, send_after__lte=now).order_by(
-        "send_after"
+def teammate_custom_id(*, account_id: int, intercom_id: str) -> str:
+    """The Stella custom id a CSM gave the teammate, or "" (Stella then knows them by email)."""
+    if not intercom_id:
+        return ""
+    return (
+        Teammate.objects.filter(account_id=account_id, intercom_id=intercom_id)
+        .values_list("stella_custom_id", flat=True)
+        .first()
+        or ""
     )
+
+
+def accounts_visible_to(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Account]:
+    """CSMs (staff who may view survey requests) see every account; support users see theirs."""
+    if not user.is_authenticated or not user.is_active:
+        return Account.objects.none()
+    if user.is_staff and user.has_perm("surveys.view_surveyrequest"):
+        return Account.objects.all()
+    return Account.objects.filter(support_users=user)
 
 
 def account_test_week(account: Account) -> dict[str, int]:
     """How the last 7 days of testing went: what a CSM looks at before switching an account to live."""
     since = timezone.now() - timedelta(days=7)
+    # Every request in test mode, those rejected here before any call included.
     calls = ApiRequest.objects.filter(account=account, mode=IntegrationSettings.Mode.TEST, created_at__gte=since)
     return calls.aggregate(
         succeeded=Count("pk", filter=Q(outcome=ApiRequest.Outcome.SENT)),

@@ -24,32 +24,36 @@ from integrations.intercom.client import (
     IntercomRateLimited,
     IntercomTokenRejected,
 )
-from integrations.intercom.payloads import AssigneeKind, Channel
-from integrations.models import IntegrationSettings, Teammate
-from surveys.counts import count_api_request
-from surveys.models import ApiRequest, SurveyRequest
-from surveys.selectors import conversation_history, survey_requests_due
+from integrations.stella.client import StellaClient, StellaResult
+from integrations.vocabulary import AssigneeKind, Channel
+from surveys.accounts import integration_pause, intercom_token_reject
+from surveys.counts import count_api_request_finished, count_api_request_recorded
+from surveys.models import ApiRequest, IntegrationSettings, SurveyRequest, Teammate
+from surveys.rules import STELLA_MESSAGES, Decision, InvalidReason
+from surveys.selectors import conversation_history
 from surveys.services import (
     CANCEL_DETAILS,
     InvalidTransition,
     survey_request_clip,
     survey_request_decide,
+    survey_request_feedback_request,
     survey_request_reject_locally,
     survey_request_transition,
     survey_requests_queue,
     survey_requests_wake_at,
 )
-from surveys.stella import RESULT_FIELDS, StellaClient, StellaResult, request_body
-from surveys.suppression import STELLA_MESSAGES, Decision, SuppressionReason
+from surveys.teammates import teammate_look_up
 
 logger = logging.getLogger(__name__)
 
-S = SurveyRequest.Status
+Status = SurveyRequest.Status
 # What the send path may have learnt or decided: saved while the request is claimed.
 DECIDED_FIELDS = [
     "channel", "channel_source", "assignee_kind", "teammate_name", "teammate_email", "customer_id",
     "customer_role", "customer_name", "customer_email", "tags", "decision", "reason", "verdicts", "mode",
 ]  # fmt: skip
+# What a finished call fills in on its ApiRequest row.
+RESULT_FIELDS = ["status_code", "response_body", "duration_ms", "outcome", "error_message", "finished_at"]
 SWEEP_BATCH = 5000
 
 
@@ -61,53 +65,75 @@ def survey_request_send(survey_request_id: int, *, now: datetime) -> SurveyReque
     from scheduled to sending, is committed with the row of the call before the call is made.
     """
     mapping = Teammate.objects.filter(account_id=OuterRef("account_id"), intercom_id=OuterRef("teammate_id"))
-    requests = SurveyRequest.objects.select_related("account__settings").annotate(
+    requests = SurveyRequest.objects.select_related("account__integration", "account__health").annotate(
         employee_custom_id=Subquery(mapping.values("stella_custom_id")[:1])
     )
     for _ in range(2):  # a change made while we looked (a tag, say) costs one more look
         survey_request = requests.get(pk=survey_request_id)
-        settings = survey_request.account.settings
-        if settings.sending_paused_at or not settings.enabled:
+        account = survey_request.account
+        if account.health.sending_paused_at or not account.integration.enabled:
             # Leave it for the sweep, which queues it again once a CSM has fixed the key or enabled the account.
-            SurveyRequest.objects.filter(pk=survey_request.pk, status=S.SCHEDULED).update(queued_at=None)
+            SurveyRequest.objects.filter(pk=survey_request.pk, status=Status.SCHEDULED).update(queued_at=None)
             return survey_request
-        if survey_request.status != S.SCHEDULED or survey_request.send_after > now:
+        if survey_request.status != Status.SCHEDULED or survey_request.send_after > now:
             return survey_request
         try:
-            return _send(survey_request, settings=settings, now=now)
+            return _send(survey_request, integration=account.integration, now=now)
         except InvalidTransition:
             continue  # another sender took it, a reopen cancelled it, or a tag changed it: look again
     survey_request.refresh_from_db()
     return survey_request
 
 
-def _send(survey_request: SurveyRequest, *, settings: IntegrationSettings, now: datetime) -> SurveyRequest:
+def _send(survey_request: SurveyRequest, *, integration: IntegrationSettings, now: datetime) -> SurveyRequest:
+    """Look up, check, decide again, then call: each step may end the send with the request's new state."""
     before = {field: getattr(survey_request, field) for field in DECIDED_FIELDS}
-    teammate = None
+    custom_id = getattr(survey_request, "employee_custom_id", None) or ""
     if survey_request.needs_lookup:
         # Looking up costs Intercom calls and time: take the request first.
-        survey_request_transition(survey_request, to=S.SENDING, claimed_at=now)
-        try:
-            teammate = _survey_request_look_up(survey_request, settings=settings, now=now)
-        except IntercomRateLimited as exc:
-            survey_requests_wake_at(exc.reset_at)
-            return survey_request_transition(
-                survey_request,
-                to=S.SCHEDULED,
-                send_after=exc.reset_at,
-                queued_at=None,
-                claimed_at=None,
-                status_detail=str(exc),
-            )
-        except IntercomTokenRejected as exc:
-            IntegrationSettings.objects.filter(pk=settings.pk).update(intercom_token_rejected_at=now)
-            logger.warning("intercom.token_rejected", extra={"account": survey_request.account_id})
-            return _reject(survey_request, settings=settings, message=str(exc))
-        except IntercomNotFound as exc:
-            return _reject(survey_request, settings=settings, message=str(exc))
-        except IntercomError as exc:
-            return _retry_later(survey_request, message=str(exc), retry_after=None, now=now)
+        survey_request_transition(survey_request, to=Status.SENDING, claimed_at=now)
+        looked_up = _look_up(survey_request, integration=integration, now=now)
+        if isinstance(looked_up, SurveyRequest):
+            return looked_up  # the look-up itself decided where the request stands
+        custom_id = looked_up.stella_custom_id if looked_up else custom_id
+    if finished := _cancel_or_decide(survey_request, integration=integration):
+        return finished
+    changed = {field: value for field in DECIDED_FIELDS if (value := getattr(survey_request, field)) != before[field]}
+    if survey_request.decision == Decision.INVALID:
+        return _reject(survey_request, integration=integration, message=survey_request.status_detail, **changed)
+    if survey_request.decision == Decision.SUPPRESSED:
+        return survey_request_transition(survey_request, to=Status.SUPPRESSED, **changed)
+    return _call_stella(survey_request, integration=integration, custom_id=custom_id, changed=changed, now=now)
 
+
+def _look_up(
+    survey_request: SurveyRequest, *, integration: IntegrationSettings, now: datetime
+) -> Teammate | SurveyRequest | None:
+    """What Intercom says, or the request's new state if Intercom's answer ends this send."""
+    try:
+        return survey_request_look_up(survey_request, integration=integration, now=now)
+    except IntercomRateLimited as exc:
+        survey_requests_wake_at(exc.reset_at)
+        return survey_request_transition(
+            survey_request,
+            to=Status.SCHEDULED,
+            send_after=exc.reset_at,
+            queued_at=None,
+            claimed_at=None,
+            status_detail=str(exc),
+        )
+    except IntercomTokenRejected as exc:
+        intercom_token_reject(survey_request.account_id, now=now)
+        return _reject(survey_request, integration=integration, message=str(exc))
+    except IntercomNotFound as exc:
+        return _reject(survey_request, integration=integration, message=str(exc))
+    except IntercomError as exc:
+        return _retry_later(survey_request, message=str(exc), retry_after=None, now=now)
+
+
+def _cancel_or_decide(survey_request: SurveyRequest, *, integration: IntegrationSettings) -> SurveyRequest | None:
+    """Cancel the request if the conversation came back during its delay; otherwise the rules decide
+    again with all that is known now. Returns the request only if it was cancelled."""
     survey_request_clip(survey_request)
     history = conversation_history(
         account=survey_request.account,
@@ -117,75 +143,84 @@ def _send(survey_request: SurveyRequest, *, settings: IntegrationSettings, now: 
     )
     cancelled_by = history.cancelling_event(after=survey_request.closed_at, before=survey_request.delay_ends_at)
     if cancelled_by is not None:
-        return survey_request_transition(
-            survey_request, to=S.CANCELLED, status_detail=CANCEL_DETAILS[cancelled_by.kind]
-        )
-    survey_request_decide(survey_request, settings=settings, history=history, looked_up=True)
-    survey_request.mode = settings.mode
-    changed = {
-        field: getattr(survey_request, field)
-        for field in DECIDED_FIELDS
-        if getattr(survey_request, field) != before[field]
-    }
-    if survey_request.decision == Decision.INVALID:
-        return _reject(survey_request, settings=settings, message=survey_request.status_detail, **changed)
-    if survey_request.decision == Decision.SUPPRESSED:
-        return survey_request_transition(survey_request, to=S.SUPPRESSED, **changed)
+        detail = CANCEL_DETAILS[cancelled_by.kind]
+        return survey_request_transition(survey_request, to=Status.CANCELLED, status_detail=detail)
+    survey_request_decide(survey_request, integration=integration, history=history, looked_up=True)
+    survey_request.mode = integration.mode
+    return None
 
-    client = StellaClient(base_url=settings.stella_base_url)
-    body = request_body(
-        survey_request,
-        employee_custom_id=teammate.stella_custom_id if teammate else survey_request.employee_custom_id or "",
-        brand=settings.brand,
-        language=settings.language,
+
+def _call_stella(
+    survey_request: SurveyRequest,
+    *,
+    integration: IntegrationSettings,
+    custom_id: str,
+    changed: dict[str, Any],
+    now: datetime,
+) -> SurveyRequest:
+    """Exactly one call: its row is committed with the claim before it goes out, its outcome after."""
+    client = StellaClient(base_url=integration.stella_base_url)
+    api_key = integration.api_key_for(survey_request.mode)
+    feedback_request = survey_request_feedback_request(
+        survey_request, integration=integration, employee_custom_id=custom_id
     )
-    api_key = settings.api_key_for(survey_request.mode)
-    api_request = client.new_api_request(
-        survey_request=survey_request, mode=survey_request.mode, api_key=api_key, body=body
+    api_request = ApiRequest(
+        survey_request=survey_request,
+        account_id=survey_request.account_id,
+        mode=survey_request.mode,
+        url=client.requests_url,
+        request_headers=client.logged_headers(api_key),
+        request_body=feedback_request.as_json(),
+        outcome=ApiRequest.Outcome.PENDING,
     )
     # Short transactions around the call, none during it: nothing waits on the database while Stella thinks.
     with transaction.atomic():
-        if survey_request.status == S.SCHEDULED:
-            survey_request_transition(survey_request, to=S.SENDING, claimed_at=now, **changed)
-        elif not SurveyRequest.objects.filter(pk=survey_request.pk, status=S.SENDING, claimed_at=now).update(
-            claimed_at=now, **changed
-        ):
-            # Claimed before the lookups, and no longer ours: the sweep gave up on us. Don't call.
-            raise InvalidTransition(f"survey request {survey_request.pk} is no longer claimed by this sender")
+        if survey_request.status == Status.SCHEDULED:
+            survey_request_transition(survey_request, to=Status.SENDING, claimed_at=now, **changed)
+        else:  # claimed before the look-ups: still ours only if nobody took it since (the sweep gives up on us)
+            survey_request_transition(survey_request, to=Status.SENDING, expected={"claimed_at": now}, **changed)
         api_request.save()
-        count_api_request(api_request)
-    result = client.create_request(api_request, api_key=api_key)
+        count_api_request_recorded(api_request)
+    result = client.create_request(api_request.request_body, api_key=api_key)
     logger.info(
         "stella.request.sent",
         extra={"survey_request": survey_request.pk, "outcome": result.outcome, "status": result.status_code},
     )
     with transaction.atomic():
-        api_request.save(update_fields=RESULT_FIELDS)
-        if api_request.outcome == ApiRequest.Outcome.INVALID:
-            count_api_request(api_request)
-        return _apply(survey_request, result, settings=settings, now=now)
+        api_request_finish(api_request, result)
+        return _apply(survey_request, result, integration=integration, now=now)
+
+
+def api_request_finish(api_request: ApiRequest, result: StellaResult) -> ApiRequest:
+    """Record on the call's row what came of it."""
+    api_request.status_code = result.status_code
+    api_request.response_body = result.response_text
+    api_request.duration_ms = result.duration_ms
+    api_request.outcome = result.outcome
+    api_request.error_message = result.error_message
+    api_request.finished_at = result.finished_at
+    api_request.save(update_fields=RESULT_FIELDS)
+    count_api_request_finished(api_request)
+    return api_request
 
 
 def _apply(
-    survey_request: SurveyRequest, result: StellaResult, *, settings: IntegrationSettings, now: datetime
+    survey_request: SurveyRequest, result: StellaResult, *, integration: IntegrationSettings, now: datetime
 ) -> SurveyRequest:
     attempts = survey_request.attempts + 1
     if result.outcome == ApiRequest.Outcome.SENT:
         return survey_request_transition(
-            survey_request, to=S.SENT, sent_at=timezone.now(), attempts=attempts, status_detail=""
+            survey_request, to=Status.SENT, sent_at=timezone.now(), attempts=attempts, status_detail=""
         )
     if result.outcome == ApiRequest.Outcome.RETRY:
         return _retry_later(survey_request, message=result.error_message, retry_after=result.retry_after, now=now)
     if result.outcome == ApiRequest.Outcome.INVALID and result.status_code in (401, 403):
         # Every other call with this key would fail the same way: stop until a CSM changes it.
-        IntegrationSettings.objects.filter(pk=settings.pk, sending_paused_at__isnull=True).update(
-            sending_paused_at=now, sending_paused_reason=f"Stella rejected the {survey_request.mode} API key"
+        integration_pause(
+            survey_request.account_id, reason=f"Stella rejected the {survey_request.mode} API key", now=now
         )
-        logger.warning(
-            "stella.api_key_rejected", extra={"account": survey_request.account_id, "mode": survey_request.mode}
-        )
-    status = {ApiRequest.Outcome.INVALID: S.INVALID, ApiRequest.Outcome.AMBIGUOUS: S.AMBIGUOUS}.get(
-        result.outcome, S.FAILED
+    status = {ApiRequest.Outcome.INVALID: Status.INVALID, ApiRequest.Outcome.AMBIGUOUS: Status.AMBIGUOUS}.get(
+        result.outcome, Status.FAILED
     )
     return survey_request_transition(survey_request, to=status, attempts=attempts, status_detail=result.error_message)
 
@@ -198,7 +233,7 @@ def _retry_later(
     if attempts >= django_settings.STELLA_MAX_ATTEMPTS:
         return survey_request_transition(
             survey_request,
-            to=S.FAILED,
+            to=Status.FAILED,
             attempts=attempts,
             status_detail=f"Gave up after {attempts} attempts: {message}",
         )
@@ -207,7 +242,7 @@ def _retry_later(
     survey_requests_wake_at(send_after)
     return survey_request_transition(
         survey_request,
-        to=S.SCHEDULED,
+        to=Status.SCHEDULED,
         attempts=attempts,
         send_after=send_after,
         queued_at=None,
@@ -217,41 +252,24 @@ def _retry_later(
 
 
 def _reject(
-    survey_request: SurveyRequest, *, settings: IntegrationSettings, message: str, **fields: Any
+    survey_request: SurveyRequest, *, integration: IntegrationSettings, message: str, **fields: Any
 ) -> SurveyRequest:
     with transaction.atomic():
-        survey_request = survey_request_transition(survey_request, to=S.INVALID, status_detail=message, **fields)
-        survey_request_reject_locally(survey_request, settings=settings)
+        survey_request = survey_request_transition(survey_request, to=Status.INVALID, status_detail=message, **fields)
+        survey_request_reject_locally(survey_request, integration=integration)
     return survey_request
 
 
-def _survey_request_look_up(
-    survey_request: SurveyRequest, *, settings: IntegrationSettings, now: datetime
+def survey_request_look_up(
+    survey_request: SurveyRequest, *, integration: IntegrationSettings, now: datetime
 ) -> Teammate | None:
-    """Fill in from Intercom's REST API what the webhook left out: channel, customer, teammate."""
-    client = IntercomClient(settings.intercom_token)
+    """Fill in from Intercom's REST API what the webhook left out: channel, customer, teammate.
+    Returns the teammate when it was looked up."""
+    client = IntercomClient(integration.intercom_token)
     if not survey_request.channel:
-        try:
-            conversation = client.conversation(survey_request.conversation_id, url=survey_request.conversation_url)
-        except IntercomNotFound:
-            raise IntercomNotFound("Conversation not found in Intercom") from None
-        survey_request.channel = conversation.channel or Channel.UNSUPPORTED
-        survey_request.channel_source = conversation.channel_source or "unknown"
-        customer = conversation.customer
-        if customer and not survey_request.customer_id:
-            survey_request.customer_id, survey_request.customer_role = customer.id or "", customer.role
-        if customer and customer.email and not survey_request.customer_email:
-            survey_request.customer_email, survey_request.customer_name = customer.email.lower(), customer.name or ""
-        if conversation.assignee.kind == AssigneeKind.BOT and conversation.assignee.id == survey_request.teammate_id:
-            survey_request.assignee_kind = AssigneeKind.BOT
+        _look_up_conversation(survey_request, client=client)
     if not survey_request.customer_email and survey_request.customer_id:
-        try:
-            contact = client.contact(survey_request.customer_id)
-        except IntercomNotFound:
-            raise IntercomNotFound(STELLA_MESSAGES[SuppressionReason.INVALID_CUSTOMER]) from None
-        survey_request.customer_email = (contact.email or "").lower()
-        survey_request.customer_name = survey_request.customer_name or contact.name or ""
-        survey_request.customer_role = contact.role
+        _look_up_customer(survey_request, client=client)
     if survey_request.teammate_id and not survey_request.teammate_email:
         teammate = teammate_look_up(survey_request.account_id, survey_request.teammate_id, client=client, now=now)
         survey_request.teammate_email = teammate.email
@@ -262,22 +280,30 @@ def _survey_request_look_up(
     return None
 
 
-def teammate_look_up(account_id: int, intercom_id: str, *, client: IntercomClient, now: datetime) -> Teammate:
-    """A teammate from the cache, fetched from Intercom when unknown or older than INTERCOM_TEAMMATE_TTL."""
-    teammate = Teammate.objects.filter(account_id=account_id, intercom_id=intercom_id).first()
-    fresh_since = now - timedelta(seconds=django_settings.INTERCOM_TEAMMATE_TTL)
-    if teammate and teammate.email and teammate.fetched_at and teammate.fetched_at > fresh_since:
-        return teammate
+def _look_up_conversation(survey_request: SurveyRequest, *, client: IntercomClient) -> None:
     try:
-        admin = client.admin(intercom_id)
+        conversation = client.conversation(survey_request.conversation_id, url=survey_request.conversation_url)
     except IntercomNotFound:
-        raise IntercomNotFound(STELLA_MESSAGES[SuppressionReason.EMPLOYEE_NOT_FOUND]) from None
-    teammate, _ = Teammate.objects.update_or_create(
-        account_id=account_id,
-        intercom_id=intercom_id,
-        defaults={"name": admin.name, "email": (admin.email or "").lower(), "is_bot": admin.is_bot, "fetched_at": now},
-    )
-    return teammate
+        raise IntercomNotFound("Conversation not found in Intercom") from None
+    survey_request.channel = conversation.channel or Channel.UNSUPPORTED
+    survey_request.channel_source = conversation.channel_source or "unknown"
+    customer = conversation.customer
+    if customer and not survey_request.customer_id:
+        survey_request.customer_id, survey_request.customer_role = customer.id or "", customer.role
+    if customer and customer.email and not survey_request.customer_email:
+        survey_request.customer_email, survey_request.customer_name = customer.email.lower(), customer.name or ""
+    if conversation.assignee.kind == AssigneeKind.BOT and conversation.assignee.id == survey_request.teammate_id:
+        survey_request.assignee_kind = AssigneeKind.BOT
+
+
+def _look_up_customer(survey_request: SurveyRequest, *, client: IntercomClient) -> None:
+    try:
+        contact = client.contact(survey_request.customer_id)
+    except IntercomNotFound:
+        raise IntercomNotFound(STELLA_MESSAGES[InvalidReason.INVALID_CUSTOMER]) from None
+    survey_request.customer_email = (contact.email or "").lower()
+    survey_request.customer_name = survey_request.customer_name or contact.name or ""
+    survey_request.customer_role = contact.role
 
 
 def survey_requests_send_due(*, now: datetime) -> int:
@@ -287,16 +313,16 @@ def survey_requests_send_due(*, now: datetime) -> int:
     requeue_before = now - timedelta(seconds=2 * django_settings.Q_CLUSTER["retry"])
     with transaction.atomic():
         due = (
-            survey_requests_due(now=now)
+            SurveyRequest.objects.due(now=now)
             .filter(Q(queued_at__isnull=True) | Q(queued_at__lt=requeue_before))
-            .filter(account__settings__sending_paused_at__isnull=True, account__settings__enabled=True)
+            .filter(account__health__sending_paused_at__isnull=True, account__integration__enabled=True)
         )
         ids = list(due.values_list("pk", flat=True)[:SWEEP_BATCH])
-        SurveyRequest.objects.filter(pk__in=ids, status=S.SCHEDULED).update(queued_at=now)
+        SurveyRequest.objects.filter(pk__in=ids, status=Status.SCHEDULED).update(queued_at=now)
         transaction.on_commit(lambda: survey_requests_queue(ids))
-    next_due = SurveyRequest.objects.filter(status=S.SCHEDULED, send_after__gt=now).aggregate(at=Min("send_after"))[
-        "at"
-    ]
+    next_due = SurveyRequest.objects.filter(status=Status.SCHEDULED, send_after__gt=now).aggregate(
+        at=Min("send_after")
+    )["at"]
     if next_due is not None:
         survey_requests_wake_at(next_due)
     if ids:
@@ -313,23 +339,25 @@ def survey_requests_recover_stale(*, now: datetime) -> int:
     timeout = django_settings.Q_CLUSTER["timeout"]
     stale_before = now - timedelta(seconds=timeout + max(5, timeout // 2))
     recovered = 0
-    for survey_request in SurveyRequest.objects.filter(status=S.SENDING, claimed_at__lt=stale_before):
+    for survey_request in SurveyRequest.objects.filter(status=Status.SENDING, claimed_at__lt=stale_before):
         in_flight = survey_request.api_requests.filter(outcome=ApiRequest.Outcome.PENDING)
         attempts = survey_request.attempts + 1
         try:
             with transaction.atomic():
                 if in_flight.exists():
                     message = "The sender stopped while waiting for Stella's answer: Stella may have accepted it"
-                    survey_request_transition(survey_request, to=S.AMBIGUOUS, status_detail=message)
+                    survey_request_transition(survey_request, to=Status.AMBIGUOUS, status_detail=message)
                     in_flight.update(outcome=ApiRequest.Outcome.AMBIGUOUS, error_message=message, finished_at=now)
                 elif attempts >= django_settings.STELLA_MAX_ATTEMPTS:
                     message = (
                         f"The sender stopped {attempts} times before calling Stella; see the task queue's failures"
                     )
-                    survey_request_transition(survey_request, to=S.FAILED, attempts=attempts, status_detail=message)
+                    survey_request_transition(
+                        survey_request, to=Status.FAILED, attempts=attempts, status_detail=message
+                    )
                 else:  # nothing reached Stella: send it again, and count the try
                     survey_request_transition(
-                        survey_request, to=S.SCHEDULED, queued_at=None, claimed_at=None, attempts=attempts
+                        survey_request, to=Status.SCHEDULED, queued_at=None, claimed_at=None, attempts=attempts
                     )
         except InvalidTransition:
             continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from contextlib import suppress
 from datetime import datetime
 from typing import Any
@@ -12,27 +13,23 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from integrations.intercom.payloads import Conversation, IntercomNotification
-from integrations.models import Account, ConversationEvent, InboundWebhook, IntegrationSettings, Teammate
+from integrations.models import InboundWebhook
+from integrations.stella.client import FeedbackRequest
 from portal.queue import enqueue
-from surveys.counts import count_api_request, count_survey_request_transition, daily_count_add, day_of, survey_bucket
-from surveys.models import TRANSITIONS, ApiRequest, SurveyRequest
-from surveys.selectors import ConversationHistory, conversation_history, survey_candidate
-from surveys.stella import request_body
-from surveys.suppression import Decision, decide, evaluate_rules
+from portal.schedules import SEND_DUE_TASK, SEND_TASK, WAKE_SCHEDULE
+from surveys.counts import count_api_request_recorded, count_survey_request_recorded, count_survey_request_transition
+from surveys.models import TRANSITIONS, Account, ApiRequest, ConversationEvent, IntegrationSettings, SurveyRequest
+from surveys.rules import Decision, decide, evaluate_rules
+from surveys.selectors import ConversationHistory, conversation_history, survey_candidate, teammate_custom_id
 
 logger = logging.getLogger(__name__)
 
-SEND_TASK = "surveys.tasks.send_survey_request"
-SWEEP_TASK = "surveys.tasks.send_due_survey_requests"
-# A one-off schedule, moved to the next send-after time, so a delayed request goes out on time
-# (django-q2's scheduler looks every 30 s) without a schedule row per request.
-WAKE_SCHEDULE = "Send survey requests coming due"
-
+Status = SurveyRequest.Status
 STATUS_FOR_DECISION = {
-    Decision.SEND: SurveyRequest.Status.SCHEDULED,
-    Decision.DO_NOT_SEND: SurveyRequest.Status.SCHEDULED,
-    Decision.SUPPRESSED: SurveyRequest.Status.SUPPRESSED,
-    Decision.INVALID: SurveyRequest.Status.INVALID,
+    Decision.SEND: Status.SCHEDULED,
+    Decision.DO_NOT_SEND: Status.SCHEDULED,
+    Decision.SUPPRESSED: Status.SUPPRESSED,
+    Decision.INVALID: Status.INVALID,
 }
 CANCEL_DETAILS = {
     ConversationEvent.Kind.REOPENED: "Reopened during the channel delay",
@@ -41,14 +38,17 @@ CANCEL_DETAILS = {
     ConversationEvent.Kind.DELETED: "Conversation deleted during the channel delay",
 }
 SUPERSEDED = "Closed again later: the newer close is the one surveyed"
+RESENDABLE = (Status.INVALID, Status.FAILED, Status.AMBIGUOUS)
 
 
 class InvalidTransition(Exception):
     pass
 
 
-def survey_request_transition(survey_request: SurveyRequest, *, to: str, **fields: Any) -> SurveyRequest:
-    """Move a request to another status, if it still is as we last saw it.
+def survey_request_transition(
+    survey_request: SurveyRequest, *, to: str, expected: Mapping[str, Any] | None = None, **fields: Any
+) -> SurveyRequest:
+    """Move a request to another status, if it still is as we last saw it (and as `expected` says).
 
     The conditional update is also the claim: of two workers moving the same request,
     exactly one changes a row; the other gets InvalidTransition. It matches the status and
@@ -62,7 +62,7 @@ def survey_request_transition(survey_request: SurveyRequest, *, to: str, **field
     fields = {"status": to, "updated_at": timezone.now(), **fields}
     with transaction.atomic():
         changed = SurveyRequest.objects.filter(
-            pk=survey_request.pk, status=current, updated_at=survey_request.updated_at
+            pk=survey_request.pk, status=current, updated_at=survey_request.updated_at, **(expected or {})
         ).update(**fields)
         if not changed:
             raise InvalidTransition(f"survey request {survey_request.pk} is no longer {current}")
@@ -82,90 +82,154 @@ def survey_request_schedule(
     """
     conversation = notification.conversation
     assert conversation is not None, "a closed-conversation notification carries its conversation"
-    settings = account.settings
-    closed_at = notification.created_at
+    integration = account.integration
     history = conversation_history(account=account, conversation_id=conversation.id)
     closure_id = conversation.closure.part_id if conversation.closure else f"notification:{notification.id}"
-    if recorded := next((other for other in history.survey_requests if other.closure_id == closure_id), None):
+    if recorded := history.survey_request_for(closure_id):
         logger.info("survey_request.closure_duplicate", extra={"conversation_id": conversation.id})
         return recorded
-    now = timezone.now()
-    survey_request = _survey_request_from(conversation, account=account, webhook=webhook, closed_at=closed_at)
-    survey_request.closure_id = closure_id
-    survey_request.mode = settings.mode
-    survey_request.send_after = survey_request.delay_ends_at = closed_at + settings.channel_delay
-    survey_request.tags = list(
-        dict.fromkeys(list(conversation.do_not_send_tag_candidates) + list(history.first_message_tags))
+    survey_request = survey_request_build(
+        conversation,
+        account=account,
+        webhook=webhook,
+        closed_at=notification.created_at,
+        closure_id=closure_id,
+        earlier_tags=history.first_message_tags,
     )
-
-    for older in history.survey_requests:
-        if older.status == SurveyRequest.Status.SCHEDULED and older.closed_at < closed_at:
-            with suppress(InvalidTransition):  # a sender took it a moment ago: too late to supersede
-                survey_request_transition(older, to=SurveyRequest.Status.CANCELLED, status_detail=SUPERSEDED)
-    survey_request_decide(survey_request, settings=account.settings, history=history)
+    survey_request_supersede_older(history, closed_at=survey_request.closed_at)
+    survey_request_decide(survey_request, integration=integration, history=history)
     survey_request.status = STATUS_FOR_DECISION[Decision(survey_request.decision)]
-
-    newer_close = any(
-        other.closed_at > closed_at and other.status != SurveyRequest.Status.CANCELLED
-        for other in history.survey_requests
-    )
-    cancelling = history.cancelling_event(after=closed_at, before=survey_request.delay_ends_at)
-    if survey_request.status == SurveyRequest.Status.SCHEDULED and (newer_close or cancelling):
-        survey_request.status = SurveyRequest.Status.CANCELLED
-        survey_request.status_detail = CANCEL_DETAILS[cancelling.kind] if cancelling else SUPERSEDED
-    due_now = survey_request.status == SurveyRequest.Status.SCHEDULED and survey_request.send_after <= now
+    survey_request_cancel_if_overtaken(survey_request, history=history)
+    now = timezone.now()
+    due_now = survey_request.status == Status.SCHEDULED and survey_request.send_after <= now
     if due_now:
         survey_request.queued_at = now
-
     try:
         with transaction.atomic():
             survey_request.save()
     except IntegrityError:
         # The same closure recorded meanwhile by a concurrent worker: the first record stands.
-        logger.info(
-            "survey_request.closure_duplicate",
-            extra={"conversation_id": conversation.id, "closure_id": survey_request.closure_id},
-        )
-        return SurveyRequest.objects.get(
-            account=account, conversation_id=conversation.id, closure_id=survey_request.closure_id
-        )
-    daily_count_add(
-        account_id=account.pk,
-        day=day_of(closed_at),
-        kind=survey_bucket(survey_request.status, survey_request.decision),
-    )
+        logger.info("survey_request.closure_duplicate", extra={"conversation_id": conversation.id})
+        return SurveyRequest.objects.get(account=account, conversation_id=conversation.id, closure_id=closure_id)
+    count_survey_request_recorded(survey_request)
     logger.info(
         "survey_request.recorded",
         extra={"survey_request": survey_request.pk, "status": survey_request.status, "reason": survey_request.reason},
     )
-    if survey_request.status == SurveyRequest.Status.INVALID:
-        survey_request_reject_locally(survey_request, settings=settings)
-    elif due_now:
-        transaction.on_commit(lambda: survey_requests_queue([survey_request.pk]))
-    elif survey_request.status == SurveyRequest.Status.SCHEDULED:
-        survey_requests_wake_at(survey_request.send_after)
+    survey_request_dispatch(survey_request, integration=integration, due_now=due_now)
     return survey_request
 
 
-def survey_request_reject_locally(survey_request: SurveyRequest, *, settings: IntegrationSettings) -> ApiRequest:
+def survey_request_build(
+    conversation: Conversation,
+    *,
+    account: Account,
+    webhook: InboundWebhook | None,
+    closed_at: datetime,
+    closure_id: str,
+    earlier_tags: tuple[str, ...] = (),
+) -> SurveyRequest:
+    """The unsaved record of one closure, as the webhook describes it, due at close + channel delay.
+    `earlier_tags`: first-message tags that arrived in tag events before the close."""
+    integration = account.integration
+    customer = conversation.customer
+    assignee = conversation.assignee
+    delay_ends_at = closed_at + integration.channel_delay
+    survey_request = SurveyRequest(
+        account=account,
+        inbound_webhook=webhook,
+        conversation_id=conversation.id,
+        conversation_url=conversation.url,
+        closure_id=closure_id,
+        closed_at=closed_at,
+        channel=conversation.channel or "",
+        channel_source=conversation.channel_source,
+        assignee_kind=assignee.kind,
+        teammate_id=assignee.id or "",
+        teammate_name=assignee.name or "",
+        teammate_email=(assignee.email or "").strip().lower(),
+        customer_id=(customer.id or "") if customer else "",
+        customer_role=customer.role if customer else "",
+        customer_name=(customer.name or "") if customer else "",
+        customer_email=((customer.email or "").strip().lower()) if customer else "",
+        mode=integration.mode,
+        send_after=delay_ends_at,
+        delay_ends_at=delay_ends_at,
+        tags=list(dict.fromkeys(conversation.do_not_send_tag_candidates + earlier_tags)),
+    )
+    return survey_request_clip(survey_request)
+
+
+def survey_request_supersede_older(history: ConversationHistory, *, closed_at: datetime) -> None:
+    """A newer close is the one surveyed: cancel the conversation's older closes still waiting."""
+    for older in history.survey_requests:
+        if older.status == Status.SCHEDULED and older.closed_at < closed_at:
+            with suppress(InvalidTransition):  # a sender took it a moment ago: too late to supersede
+                survey_request_transition(older, to=Status.CANCELLED, status_detail=SUPERSEDED)
+
+
+def survey_request_cancel_if_overtaken(survey_request: SurveyRequest, *, history: ConversationHistory) -> None:
+    """A new record that would wait is cancelled if a newer close, or a reopen, reply, snooze or
+    deletion during its delay, is already known (webhooks arrive out of order)."""
+    if survey_request.status != Status.SCHEDULED:
+        return
+    newer_close = any(
+        other.closed_at > survey_request.closed_at and other.status != Status.CANCELLED
+        for other in history.survey_requests
+    )
+    cancelling = history.cancelling_event(after=survey_request.closed_at, before=survey_request.delay_ends_at)
+    if newer_close or cancelling:
+        survey_request.status = Status.CANCELLED
+        survey_request.status_detail = (
+            CANCEL_DETAILS[ConversationEvent.Kind(cancelling.kind)] if cancelling else SUPERSEDED
+        )
+
+
+def survey_request_dispatch(survey_request: SurveyRequest, *, integration: IntegrationSettings, due_now: bool) -> None:
+    """What a newly recorded request needs next: its invalid call logged, a sender, or a wake-up at its time."""
+    if survey_request.status == Status.INVALID:
+        survey_request_reject_locally(survey_request, integration=integration)
+    elif due_now:
+        transaction.on_commit(lambda: survey_requests_queue([survey_request.pk]))
+    elif survey_request.status == Status.SCHEDULED:
+        survey_requests_wake_at(survey_request.send_after)
+
+
+def survey_request_feedback_request(
+    survey_request: SurveyRequest, *, integration: IntegrationSettings, employee_custom_id: str = ""
+) -> FeedbackRequest:
+    """The request as Stella takes it."""
+    return FeedbackRequest(
+        channel=survey_request.channel,
+        conversation_id=survey_request.conversation_id,
+        conversation_url=survey_request.conversation_url,
+        customer_name=survey_request.customer_name,
+        customer_email=survey_request.customer_email,
+        employee_email=survey_request.teammate_email,
+        employee_custom_id=employee_custom_id,
+        tags=tuple(survey_request.tags),
+        do_not_send=survey_request.do_not_send,
+        brand=integration.brand,
+        language=integration.language,
+    )
+
+
+def survey_request_reject_locally(survey_request: SurveyRequest, *, integration: IntegrationSettings) -> ApiRequest:
     """Log a request the rules found invalid as Stella would, in Stella's words, without calling Stella."""
-    custom_id = (
-        Teammate.objects.filter(account_id=survey_request.account_id, intercom_id=survey_request.teammate_id)
-        .values_list("stella_custom_id", flat=True)
-        .first()
+    custom_id = teammate_custom_id(account_id=survey_request.account_id, intercom_id=survey_request.teammate_id)
+    feedback_request = survey_request_feedback_request(
+        survey_request, integration=integration, employee_custom_id=custom_id
     )
     api_request = ApiRequest.objects.create(
         survey_request=survey_request,
         account_id=survey_request.account_id,
         mode=survey_request.mode,
-        request_body=request_body(
-            survey_request, employee_custom_id=custom_id or "", brand=settings.brand, language=settings.language
-        ),
+        request_body=feedback_request.as_json(),
         outcome=ApiRequest.Outcome.INVALID,
         error_message=survey_request.status_detail,
         finished_at=timezone.now(),
     )
-    count_api_request(api_request)
+    count_api_request_recorded(api_request)
     return api_request
 
 
@@ -181,7 +245,7 @@ def survey_requests_wake_at(when: datetime) -> None:
         wake = Schedule.objects.select_for_update().filter(name=WAKE_SCHEDULE).first()
         if wake is None:
             Schedule.objects.create(
-                name=WAKE_SCHEDULE, func=SWEEP_TASK, schedule_type=Schedule.ONCE, next_run=when, repeats=1
+                name=WAKE_SCHEDULE, func=SEND_DUE_TASK, schedule_type=Schedule.ONCE, next_run=when, repeats=1
             )
         elif wake.repeats == 0 or wake.next_run > when:
             wake.next_run, wake.repeats = when, 1
@@ -191,51 +255,67 @@ def survey_requests_wake_at(when: datetime) -> None:
 def survey_requests_apply_event(event: ConversationEvent) -> int:
     """A reopen, reply, snooze or deletion cancels a close still waiting out its delay;
     a first-message tag is added to it and the rules decide again. Returns how many changed."""
-    waiting = SurveyRequest.objects.filter(
+    if event.kind in ConversationEvent.CANCELLING:
+        return survey_requests_cancel_for(event)
+    if event.kind == ConversationEvent.Kind.TAGGED:
+        return survey_requests_retag(event)
+    return 0
+
+
+def _waiting_before(event: ConversationEvent) -> Any:
+    return SurveyRequest.objects.filter(
         account=event.account,
         conversation_id=event.conversation_id,
-        status=SurveyRequest.Status.SCHEDULED,
+        status=Status.SCHEDULED,
         closed_at__lte=event.occurred_at,
     )
+
+
+def survey_requests_cancel_for(event: ConversationEvent) -> int:
+    """Cancel the conversation's closes whose channel delay the event fell in."""
+    cancelled = 0
+    for survey_request in _waiting_before(event).filter(delay_ends_at__gt=event.occurred_at):
+        with suppress(InvalidTransition):  # a sender took it a moment ago: the event came too late
+            survey_request_transition(
+                survey_request, to=Status.CANCELLED, status_detail=CANCEL_DETAILS[ConversationEvent.Kind(event.kind)]
+            )
+            cancelled += 1
+    return cancelled
+
+
+def survey_requests_retag(event: ConversationEvent) -> int:
+    """Add first-message tags to the conversation's waiting closes and let the rules decide again."""
+    history = conversation_history(account=event.account, conversation_id=event.conversation_id)
     changed = 0
-    if event.kind in ConversationEvent.CANCELLING:
-        for survey_request in waiting.filter(delay_ends_at__gt=event.occurred_at):
-            with suppress(InvalidTransition):  # a sender took it a moment ago: the event came too late
-                survey_request_transition(
-                    survey_request, to=SurveyRequest.Status.CANCELLED, status_detail=CANCEL_DETAILS[event.kind]
-                )
-                changed += 1
-    elif event.kind == ConversationEvent.Kind.TAGGED:
-        history = conversation_history(account=event.account, conversation_id=event.conversation_id)
-        for survey_request in waiting.select_related("account__settings"):
-            settings = survey_request.account.settings
-            survey_request.tags = list(dict.fromkeys(survey_request.tags + event.tags))
-            survey_request_decide(survey_request, settings=settings, history=history)
-            with suppress(InvalidTransition):
-                survey_request_transition(
-                    survey_request,
-                    to=STATUS_FOR_DECISION[Decision(survey_request.decision)],
-                    tags=survey_request.tags,
-                    decision=survey_request.decision,
-                    reason=survey_request.reason,
-                    verdicts=survey_request.verdicts,
-                    status_detail=survey_request.status_detail,
-                )
-                if survey_request.status == SurveyRequest.Status.INVALID:
-                    survey_request_reject_locally(survey_request, settings=settings)
-                changed += 1
+    for survey_request in _waiting_before(event).select_related("account__integration"):
+        integration = survey_request.account.integration
+        survey_request.tags = list(dict.fromkeys(survey_request.tags + event.tags))
+        survey_request_decide(survey_request, integration=integration, history=history)
+        with suppress(InvalidTransition):
+            survey_request_transition(
+                survey_request,
+                to=STATUS_FOR_DECISION[Decision(survey_request.decision)],
+                tags=survey_request.tags,
+                decision=survey_request.decision,
+                reason=survey_request.reason,
+                verdicts=survey_request.verdicts,
+                status_detail=survey_request.status_detail,
+            )
+            if survey_request.status == Status.INVALID:
+                survey_request_reject_locally(survey_request, integration=integration)
+            changed += 1
     return changed
 
 
 def survey_request_decide(
     survey_request: SurveyRequest,
     *,
-    settings: IntegrationSettings,
+    integration: IntegrationSettings,
     history: ConversationHistory,
     looked_up: bool = False,
 ) -> None:
     """Run every rule on what is known now; `looked_up`: Intercom has been asked, nothing is pending."""
-    candidate = survey_candidate(survey_request, settings=settings, history=history, looked_up=looked_up)
+    candidate = survey_candidate(survey_request, integration=integration, history=history, looked_up=looked_up)
     verdicts = evaluate_rules(candidate)
     verdict = decide(verdicts)
     survey_request.verdicts = {rule: reason.value if reason else None for rule, reason in verdicts.items()}
@@ -244,42 +324,13 @@ def survey_request_decide(
     survey_request.status_detail = verdict.error_message
 
 
-def _survey_request_from(
-    conversation: Conversation, *, account: Account, webhook: InboundWebhook | None, closed_at: datetime
-) -> SurveyRequest:
-    customer = conversation.customer
-    assignee = conversation.assignee
-    return survey_request_clip(
-        SurveyRequest(
-            account=account,
-            inbound_webhook=webhook,
-            conversation_id=conversation.id,
-            conversation_url=conversation.url,
-            closed_at=closed_at,
-            channel=conversation.channel or "",
-            channel_source=conversation.channel_source,
-            assignee_kind=assignee.kind,
-            teammate_id=assignee.id or "",
-            teammate_name=assignee.name or "",
-            teammate_email=(assignee.email or "").strip().lower(),
-            customer_id=(customer.id or "") if customer else "",
-            customer_role=customer.role if customer else "",
-            customer_name=(customer.name or "") if customer else "",
-            customer_email=((customer.email or "").strip().lower()) if customer else "",
-        )
-    )
-
-
 def survey_request_clip(survey_request: SurveyRequest) -> SurveyRequest:
     """Intercom sets no length on names; cut what would not fit its column rather than lose the closure."""
     for field in SurveyRequest._meta.concrete_fields:
         value = getattr(survey_request, field.attname)
-        if field.max_length and isinstance(value, str) and len(value) > field.max_length:
+        if getattr(field, "max_length", None) and isinstance(value, str) and len(value) > field.max_length:
             setattr(survey_request, field.attname, value[: field.max_length])
     return survey_request
-
-
-RESENDABLE = (SurveyRequest.Status.INVALID, SurveyRequest.Status.FAILED, SurveyRequest.Status.AMBIGUOUS)
 
 
 def survey_requests_resend(survey_requests: list[SurveyRequest], *, by: str) -> list[SurveyRequest]:
@@ -294,7 +345,7 @@ def survey_requests_resend(survey_requests: list[SurveyRequest], *, by: str) -> 
         try:
             survey_request_transition(
                 survey_request,
-                to=SurveyRequest.Status.SCHEDULED,
+                to=Status.SCHEDULED,
                 send_after=now,
                 queued_at=now,
                 claimed_at=None,

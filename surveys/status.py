@@ -6,52 +6,143 @@ offsetting through the log; counts and the chart come from DailyCount.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from functools import partial
+from typing import Any
 
 from django import forms
 from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
-from integrations.intercom.payloads import Channel
-from integrations.models import Account
-from surveys.models import ApiRequest, DailyCount, SurveyRequest
-from surveys.reasons import KNOWN_MESSAGES
-from surveys.suppression import Decision, SuppressionReason
+from integrations.vocabulary import Channel
+from surveys.models import (
+    Account,
+    ApiRequest,
+    ApiRequestQuerySet,
+    CallCount,
+    DailyCount,
+    SurveyOutcome,
+    SurveyRequest,
+    SurveyRequestQuerySet,
+)
+from surveys.presenters import KNOWN_MESSAGES
+from surveys.rules import REASON_CHOICES
 
-K = DailyCount.Kind
-S = SurveyRequest.Status
 PAGE_SIZE = 50
 DEFAULT_DAYS = 30
 MAX_CHART_DAYS = 92
+
+
+class Listing:
+    """One kind of row a tab lists, newest first: how to read it, filter it and page through it."""
+
+    time_field: str
+
+    def base(self) -> QuerySet[Any]:
+        raise NotImplementedError
+
+    def filtered(self, rows: QuerySet[Any], status_filter: StatusFilter) -> QuerySet[Any]:
+        raise NotImplementedError
+
+    def rows(self, status_filter: StatusFilter) -> QuerySet[Any]:
+        """The tab's rows in the filter's accounts, dates, channel, reason and conversation."""
+        rows = status_filter.tab.narrow(_of_accounts(self.base(), status_filter))
+        rows = rows.filter(
+            **{f"{self.time_field}__gte": status_filter.starts, f"{self.time_field}__lt": status_filter.ends}
+        )
+        return _older_than(self.filtered(rows, status_filter), status_filter.before, self.time_field)
+
+    def cursor(self, row: Any) -> str:
+        return f"{getattr(row, self.time_field).timestamp():.6f}_{row.pk}"
+
+
+class ApiRequestListing(Listing):
+    """The log of calls to Stella, and of requests rejected before any call."""
+
+    time_field = "created_at"
+
+    def base(self) -> ApiRequestQuerySet:
+        return ApiRequest.objects.select_related("account", "survey_request").defer(
+            "request_headers", "request_body", "response_body", "survey_request__verdicts"
+        )
+
+    def filtered(self, rows: QuerySet[Any], status_filter: StatusFilter) -> QuerySet[Any]:
+        if status_filter.channel:
+            rows = rows.filter(survey_request__channel=status_filter.channel)
+        if status_filter.reason:
+            rows = rows.filter(error_message=status_filter.reason)
+        if status_filter.q:
+            rows = rows.filter(survey_request__conversation_id=status_filter.q)
+        return rows
+
+
+class SurveyRequestListing(Listing):
+    """One row per closed conversation, with what was decided and why."""
+
+    time_field = "closed_at"
+
+    def base(self) -> SurveyRequestQuerySet:
+        return SurveyRequest.objects.select_related("account").defer("verdicts")
+
+    def filtered(self, rows: QuerySet[Any], status_filter: StatusFilter) -> QuerySet[Any]:
+        if status_filter.channel:
+            rows = rows.filter(channel=status_filter.channel)
+        if status_filter.reason:
+            rows = rows.filter(Q(reason=status_filter.reason) | Q(status_detail=status_filter.reason))
+        if status_filter.q:
+            rows = rows.filter(conversation_id=status_filter.q)
+        return rows
+
+
+API_REQUESTS = ApiRequestListing()
+SURVEY_REQUESTS = SurveyRequestListing()
+
+
+def _everything(rows: QuerySet[Any]) -> QuerySet[Any]:
+    return rows
 
 
 @dataclass(frozen=True)
 class Tab:
     key: str
     label: str
-    of: str  # "api": rows of the call log; "survey": survey requests
-    where: Q
+    listing: Listing
+    narrow: Callable[[Any], QuerySet[Any]]  # a queryset method: the tab's rows out of the listing's
     count: str  # the DailyCount kind
 
 
+def _outcome_tab(outcome: SurveyOutcome, label: str) -> Tab:
+    return Tab(
+        outcome.value, label, SURVEY_REQUESTS, partial(SurveyRequestQuerySet.with_outcome, outcome=outcome), outcome
+    )
+
+
 TABS = [
-    Tab("test", "Test Requests", "api", Q(mode="test") & ~Q(url=""), K.TEST_CALLS),
-    Tab("invalid", "Invalid Requests", "api", Q(outcome=ApiRequest.Outcome.INVALID), K.INVALID_CALLS),
-    Tab("sent", "Sent", "survey", Q(status=S.SENT) & ~Q(decision=Decision.DO_NOT_SEND), K.SENT),
-    Tab("do_not_send", "Do not send", "survey", Q(status=S.SENT, decision=Decision.DO_NOT_SEND), K.DO_NOT_SEND),
-    Tab("suppressed", "Suppressed", "survey", Q(status=S.SUPPRESSED), K.SUPPRESSED),
-    Tab("cancelled", "Cancelled", "survey", Q(status=S.CANCELLED), K.CANCELLED),
-    Tab("failed", "Failed", "survey", Q(status__in=[S.FAILED, S.AMBIGUOUS]), K.FAILED),
-    Tab("waiting", "Waiting", "survey", Q(status__in=[S.SCHEDULED, S.SENDING]), K.WAITING),
+    Tab("test", "Test Requests", API_REQUESTS, ApiRequestQuerySet.test_calls, CallCount.TEST_CALLS),
+    Tab("invalid", "Invalid Requests", API_REQUESTS, ApiRequestQuerySet.invalid, CallCount.INVALID_CALLS),
+    _outcome_tab(SurveyOutcome.SENT, "Sent"),
+    _outcome_tab(SurveyOutcome.DO_NOT_SEND, "Do not send"),
+    _outcome_tab(SurveyOutcome.SUPPRESSED, "Suppressed"),
+    _outcome_tab(SurveyOutcome.CANCELLED, "Cancelled"),
+    _outcome_tab(SurveyOutcome.FAILED, "Failed"),
+    _outcome_tab(SurveyOutcome.WAITING, "Waiting"),
 ]
 TABS_BY_KEY = {tab.key: tab for tab in TABS}
 # The JSON API's lists when no tab narrows them.
-EVERY_API_REQUEST = Tab("", "API requests", "api", Q(), "")
-EVERY_SURVEY_REQUEST = Tab("", "Survey requests", "survey", Q(), "")
+EVERY_API_REQUEST = Tab("", "API requests", API_REQUESTS, _everything, "")
+EVERY_SURVEY_REQUEST = Tab("", "Survey requests", SURVEY_REQUESTS, _everything, "")
 # Stacked in the chart, bottom up.
-CHART_KINDS = [K.SENT, K.DO_NOT_SEND, K.SUPPRESSED, K.CANCELLED, K.INVALID, K.FAILED, K.WAITING]
+CHART_KINDS = [
+    SurveyOutcome.SENT,
+    SurveyOutcome.DO_NOT_SEND,
+    SurveyOutcome.SUPPRESSED,
+    SurveyOutcome.CANCELLED,
+    SurveyOutcome.INVALID,
+    SurveyOutcome.FAILED,
+    SurveyOutcome.WAITING,
+]
 
 
 class StatusFilterForm(forms.Form):
@@ -72,7 +163,7 @@ class StatusFilterForm(forms.Form):
         self.fields["reason"].choices = [
             ("", "Any reason"),
             *[(message, message) for message in KNOWN_MESSAGES],
-            *SuppressionReason.choices,
+            *REASON_CHOICES,
         ]
 
     def clean(self) -> dict:
@@ -128,50 +219,24 @@ class StatusFilter:
         return timezone.make_aware(datetime.combine(self.date_to + timedelta(days=1), time.min))
 
 
-def status_rows(status_filter: StatusFilter) -> QuerySet:
+def status_rows(status_filter: StatusFilter) -> QuerySet[Any]:
     """The tab's rows in the filter, newest first: API requests or survey requests."""
-    f = status_filter
-    if f.tab.of == "api":
-        rows = ApiRequest.objects.select_related("account", "survey_request").defer(
-            "request_headers", "request_body", "response_body", "survey_request__verdicts"
-        )
-        rows = _of_accounts(rows, f).filter(f.tab.where, created_at__gte=f.starts, created_at__lt=f.ends)
-        if f.channel:
-            rows = rows.filter(survey_request__channel=f.channel)
-        if f.reason:
-            rows = rows.filter(error_message=f.reason)
-        if f.q:
-            rows = rows.filter(survey_request__conversation_id=f.q)
-        return _older_than(rows, f.before, "created_at")
-    rows = SurveyRequest.objects.select_related("account").defer("verdicts")
-    rows = _of_accounts(rows, f).filter(f.tab.where, closed_at__gte=f.starts, closed_at__lt=f.ends)
-    if f.channel:
-        rows = rows.filter(channel=f.channel)
-    if f.reason:
-        rows = rows.filter(Q(reason=f.reason) | Q(status_detail=f.reason))
-    if f.q:
-        rows = rows.filter(conversation_id=f.q)
-    return _older_than(rows, f.before, "closed_at")
+    return status_filter.tab.listing.rows(status_filter)
 
 
-def _of_accounts(rows: QuerySet, status_filter: StatusFilter) -> QuerySet:
+def _of_accounts(rows: QuerySet[Any], status_filter: StatusFilter) -> QuerySet[Any]:
     ids = status_filter.account_ids
     if ids is None:
         return rows
     return rows.filter(account_id=ids[0]) if len(ids) == 1 else rows.filter(account_id__in=ids)
 
 
-def _older_than(rows: QuerySet, before: str, field: str) -> QuerySet:
+def _older_than(rows: QuerySet[Any], before: str, field: str) -> QuerySet[Any]:
     rows = rows.order_by(f"-{field}", "-pk")
     moment, pk = decode_cursor(before)
     if moment is None:
         return rows
     return rows.filter(Q(**{f"{field}__lt": moment}) | Q(**{field: moment, "pk__lt": pk}))
-
-
-def encode_cursor(row: ApiRequest | SurveyRequest) -> str:
-    moment = row.created_at if isinstance(row, ApiRequest) else row.closed_at
-    return f"{moment.timestamp():.6f}_{row.pk}"
 
 
 def decode_cursor(value: str) -> tuple[datetime | None, int]:
@@ -185,7 +250,7 @@ def decode_cursor(value: str) -> tuple[datetime | None, int]:
 def status_page(status_filter: StatusFilter, *, size: int = PAGE_SIZE) -> tuple[list, str]:
     """One page of rows and the cursor of the next (older) page, if any: one query, no COUNT."""
     rows = list(status_rows(status_filter)[: size + 1])
-    return rows[:size], encode_cursor(rows[size - 1]) if len(rows) > size else ""
+    return rows[:size], status_filter.tab.listing.cursor(rows[size - 1]) if len(rows) > size else ""
 
 
 @dataclass(frozen=True)
@@ -235,7 +300,7 @@ def status_chart(counts: Counts, status_filter: StatusFilter, *, width: int = 72
             if n:
                 h = n / top * height
                 y -= h
-                segments.append((kind, K(kind).label, round(y, 1), round(h, 1), n))
+                segments.append((kind, kind.label, round(y, 1), round(h, 1), n))
         bars.append(
             Bar(day=day, x=round(index * step, 1), width=round(step * 0.8, 1), segments=segments, total=totals[day])
         )
@@ -243,4 +308,4 @@ def status_chart(counts: Counts, status_filter: StatusFilter, *, width: int = 72
 
 
 def alerting_accounts(accounts: Iterable[Account]) -> list[Account]:
-    return [account for account in accounts if account.settings.error_alert_since]
+    return [account for account in accounts if account.health.error_alert_since]

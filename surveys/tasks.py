@@ -1,10 +1,15 @@
-"""django-q2 entry points for sending: a few lines each, no rules. Schedules and queued
-tasks name these by dotted path, so a rename needs a data migration for Schedule.func."""
+"""django-q2 entry points: a few lines each, no rules. Schedules and queued tasks name these by
+dotted path (portal/schedules.py), so a rename strands whatever is queued under the old one."""
 
 from django.utils import timezone
 
 from surveys.alerts import accounts_check_error_rates
+from surveys.intake import inbound_webhooks_process_pending
 from surveys.sending import survey_request_send, survey_requests_send_due
+
+
+def process_inbound_webhooks() -> int:
+    return inbound_webhooks_process_pending()
 
 
 def send_survey_request(survey_request_id: int) -> str:

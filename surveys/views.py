@@ -10,10 +10,8 @@ from django.utils.http import urlencode
 from django.views import View
 from django.views.generic import TemplateView
 
-from integrations.selectors import accounts_visible_to
-from portal.redaction import mask_email
-from surveys.models import ApiRequest, SurveyRequest
-from surveys.reasons import REASON_EXPLANATIONS, explain
+from surveys.presenters import present
+from surveys.selectors import accounts_visible_to
 from surveys.status import (
     CHART_KINDS,
     TABS,
@@ -41,7 +39,7 @@ class StatusPageView(LoginRequiredMixin, TemplateView):
     template_name = "surveys/status.html"
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        accounts = accounts_visible_to(self.request.user).select_related("settings")
+        accounts = accounts_visible_to(self.request.user).select_related("health")
         form = StatusFilterForm(self.request.GET, accounts=accounts)
         context = super().get_context_data(form=form, accounts=accounts, **kwargs)
         if not form.is_valid():
@@ -54,7 +52,7 @@ class StatusPageView(LoginRequiredMixin, TemplateView):
             status_filter=status_filter,
             tab=status_filter.tab,
             tabs=[(tab, counts.per_kind.get(tab.count, 0), _url(query, tab=tab.key)) for tab in TABS],
-            rows=[_row(row) for row in rows],
+            rows=[present(row) for row in rows],
             older_url=_url(query, tab=status_filter.tab.key, before=older) if older else "",
             newest_url=_url(query, tab=status_filter.tab.key) if status_filter.before else "",
             export_url="export.csv?" + urlencode({**query, "tab": status_filter.tab.key}),
@@ -105,53 +103,21 @@ def _csv(rows: Iterator) -> Iterator[str]:
     writer = csv.writer(Line())
     yield writer.writerow(COLUMNS)
     for row in rows:
-        shown = _row(row)
+        shown = present(row)
         yield writer.writerow(
             [
-                shown["time"].isoformat(),
-                shown["account"],
-                shown["conversation_id"],
-                shown["conversation_url"],
-                shown["channel"],
-                shown["customer"],
-                shown["teammate"],
-                shown["mode"],
-                shown["outcome"],
-                shown["reason"],
+                shown.time.isoformat(),
+                shown.account,
+                shown.conversation_id,
+                shown.conversation_url,
+                shown.channel,
+                shown.customer,
+                shown.teammate,
+                shown.mode,
+                shown.outcome,
+                shown.reason,
             ]
         )
-
-
-def _row(row: ApiRequest | SurveyRequest) -> dict[str, Any]:
-    """One line of the page or the export, in plain words."""
-    survey_request = row.survey_request if isinstance(row, ApiRequest) else row
-    if isinstance(row, ApiRequest):
-        outcome = row.get_outcome_display()
-        reason = row.error_message
-        explanation = explain(row.error_message) if row.error_message else ""
-        time_ = row.created_at
-    else:
-        outcome = (
-            "Do not send" if (row.status == SurveyRequest.Status.SENT and row.do_not_send) else row.get_status_display()
-        )
-        reason = row.get_reason_display() if row.reason else row.status_detail
-        explanation = REASON_EXPLANATIONS.get(row.reason, "") if row.reason else ""
-        if row.status_detail and row.status_detail != reason:
-            explanation = f"{explanation} {row.status_detail}".strip()
-        time_ = row.closed_at
-    return {
-        "time": time_,
-        "account": row.account.name,
-        "conversation_id": survey_request.conversation_id,
-        "conversation_url": survey_request.conversation_url,
-        "channel": survey_request.get_channel_display() or "to be looked up",
-        "customer": mask_email(survey_request.customer_email) if survey_request.customer_email else "",
-        "teammate": survey_request.teammate_name or survey_request.teammate_email,
-        "mode": row.get_mode_display(),
-        "outcome": outcome,
-        "reason": reason,
-        "explanation": explanation,
-    }
 
 
 def _url(query: dict[str, str], **extra: str) -> str:

@@ -1,7 +1,7 @@
 import pytest
 
-from integrations.models import Account
-from surveys.stella import close_connections
+from integrations.stella.client import close_connections
+from surveys.models import Account
 from tests.factories import AccountFactory
 from tests.helpers import WORKSPACE_ID
 

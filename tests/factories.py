@@ -2,10 +2,9 @@ from datetime import UTC, datetime, timedelta
 
 import factory
 
-from integrations.intercom.payloads import AssigneeKind, Channel
-from integrations.models import Account, IntegrationSettings
-from surveys.models import SurveyRequest
-from surveys.suppression import Decision
+from integrations.vocabulary import AssigneeKind, Channel
+from surveys.models import Account, IntegrationHealth, IntegrationSettings, SurveyRequest
+from surveys.rules import Decision
 from tests.helpers import WORKSPACE_ID
 
 NOW = datetime(2025, 11, 28, 10, 0, tzinfo=UTC)
@@ -18,7 +17,8 @@ class AccountFactory(factory.django.DjangoModelFactory):
 
     name = factory.Sequence(lambda n: f"Company {n}")
     intercom_workspace_id = factory.Sequence(lambda n: f"ws{n}")
-    settings = factory.RelatedFactory("tests.factories.IntegrationSettingsFactory", factory_related_name="account")
+    integration = factory.RelatedFactory("tests.factories.IntegrationSettingsFactory", factory_related_name="account")
+    health = factory.RelatedFactory("tests.factories.IntegrationHealthFactory", factory_related_name="account")
 
 
 class IntegrationSettingsFactory(factory.django.DjangoModelFactory):
@@ -26,10 +26,18 @@ class IntegrationSettingsFactory(factory.django.DjangoModelFactory):
         model = IntegrationSettings
         django_get_or_create = ["account"]
 
-    account = factory.SubFactory(AccountFactory, settings=None)
+    account = factory.SubFactory(AccountFactory, integration=None)
     test_api_key = "test-key-0000-1111-2222-abcd"
     production_api_key = "live-key-9999-8888-7777-wxyz"
     intercom_access_token = "intercom-token-5555-6666-tokn"
+
+
+class IntegrationHealthFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = IntegrationHealth
+        django_get_or_create = ["account"]
+
+    account = factory.SubFactory(AccountFactory, health=None)
 
 
 class SurveyRequestFactory(factory.django.DjangoModelFactory):

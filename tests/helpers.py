@@ -12,7 +12,7 @@ from django_q.models import OrmQ
 from django_q.signing import SignedPackage
 
 from integrations.intercom.signature import signature_for
-from integrations.tasks import process_inbound_webhooks
+from surveys.tasks import process_inbound_webhooks
 
 FIXTURES = Path(__file__).parent / "fixtures" / "intercom"
 SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "intercom"

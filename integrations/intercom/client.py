@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
 from django.conf import settings
@@ -130,6 +131,12 @@ def _reset_at(response: requests.Response) -> datetime:
         return datetime.fromtimestamp(int(response.headers["X-RateLimit-Reset"]), tz=UTC)
     except (KeyError, ValueError):
         return datetime.now(tz=UTC) + timedelta(seconds=10)
+
+
+def intercom_authorize_url(*, state: str, redirect_uri: str) -> str:
+    """Intercom's consent page for our app; it sends the person back to `redirect_uri` with a code and `state`."""
+    query = {"client_id": settings.INTERCOM_CLIENT_ID, "state": state, "redirect_uri": redirect_uri}
+    return f"{settings.INTERCOM_OAUTH_URL}?{urlencode(query)}"
 
 
 def intercom_token_for_code(code: str, *, base_url: str | None = None) -> str:

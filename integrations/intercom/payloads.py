@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from django.db import models
+from integrations.vocabulary import AssigneeKind, Channel
 
 T = TypeVar("T")
 
@@ -27,19 +27,6 @@ CUSTOMER_ROLES = {"user", "lead", "contact"}
 
 class PayloadError(ValueError):
     """The body is not an Intercom notification we can read; the message names the field."""
-
-
-class Channel(models.TextChoices):
-    EMAIL = "email", "Email"
-    CHAT = "chat", "Chat"
-    UNSUPPORTED = "unsupported", "Unsupported"
-
-
-class AssigneeKind(models.TextChoices):
-    ADMIN = "admin", "Teammate"
-    BOT = "bot", "Bot"
-    TEAM = "team", "Team"
-    NOBODY = "nobody", "Unassigned"
 
 
 # Where a conversation began, by `source.type` (2.x webhooks) or REST `channel.initial`.

@@ -1,44 +1,19 @@
 """The API Status tabs, as on Stella's own page: Requests, Test Requests, Invalid Requests."""
 
-from functools import cached_property
 from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.views.main import PAGE_VAR
-from django.core.paginator import Page, Paginator
+from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from integrations.admin import ReadOnlyAdminMixin
+from portal.admin_helpers import NoCountPaginator, ReadOnlyAdminMixin
 from surveys.models import ApiRequest, InvalidApiRequest, SurveyRequest, TestApiRequest
-from surveys.reasons import KNOWN_MESSAGES, explain
+from surveys.presenters import KNOWN_MESSAGES, api_request_reason
 from surveys.services import RESENDABLE
-
-
-class NoCountPaginator(Paginator):
-    """Pages a large log without COUNT(*): it reads one row past the page to learn whether
-    another page follows, so the first page costs the same on a thousand rows or a million."""
-
-    estimated = True
-
-    def __init__(self, object_list: QuerySet, per_page: int, *, page_number: int = 1, **kwargs: Any) -> None:
-        super().__init__(object_list, per_page, **kwargs)
-        self.page_number = page_number
-        self._rows: list[Any] | None = None
-
-    @cached_property
-    def count(self) -> int:
-        offset = (self.page_number - 1) * self.per_page
-        self._rows = list(self.object_list[offset : offset + self.per_page + 1])
-        return offset + len(self._rows)
-
-    def page(self, number: int | str) -> Page:
-        number = self.validate_number(number)
-        if number == self.page_number and self._rows is not None:
-            return self._get_page(self._rows[: self.per_page], number, self)
-        return super().page(number)
 
 
 class ErrorMessageFilter(admin.SimpleListFilter):
@@ -116,9 +91,8 @@ class ApiRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if not api_request.error_message:
             return ""
         where = "before reaching Stella" if api_request.rejected_locally else "by Stella"
-        return format_html(
-            '<span title="{} ({})">{}</span>', explain(api_request.error_message), where, api_request.error_message
-        )
+        message, explanation = api_request_reason(api_request)
+        return format_html('<span title="{} ({})">{}</span>', explanation, where, message)
 
     @admin.display(description="survey request")
     def survey_request_link(self, api_request: ApiRequest) -> str:
@@ -130,7 +104,7 @@ class ApiRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="in plain words")
     def explanation(self, api_request: ApiRequest) -> str:
-        return explain(api_request.error_message) if api_request.error_message else ""
+        return api_request_reason(api_request)[1]
 
     def has_resend_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("surveys.change_surveyrequest")

@@ -8,10 +8,10 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from integrations.admin import ReadOnlyAdminMixin
+from portal.admin_helpers import ReadOnlyAdminMixin
 from surveys.models import ApiRequest, SurveyRequest
+from surveys.rules import REASONS, RULES
 from surveys.services import RESENDABLE, survey_requests_resend
-from surveys.suppression import RULES, SuppressionReason
 
 
 def resend_with_confirmation(
@@ -115,7 +115,7 @@ class SurveyRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         rows = (
             (
                 rule.__name__.replace("_", " "),
-                SuppressionReason(verdicts[rule.__name__]).label if verdicts[rule.__name__] else "passed",
+                REASONS[verdicts[rule.__name__]].label if verdicts[rule.__name__] else "passed",
             )
             for rule in RULES
             if rule.__name__ in verdicts

@@ -14,7 +14,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from surveys.counts import daily_counts_rebuild
 from surveys.models import ApiRequest, SurveyRequest
-from surveys.suppression import Decision, SuppressionReason
+from surveys.rules import Decision, DoNotSendReason, InvalidReason, SuppressionReason
 from tests.factories import AccountFactory, SurveyRequestFactory
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -66,10 +66,10 @@ def log(db):
     names = ["Ada Lovelace", "Bea Buyer", "Cai Client", "Dee Doe", "Eli Early", "Fay Field"]
     teammates = ["Tess Teammate", "Omar Operator", "Ines Inbox"]
     outcomes = [(S.SENT, Decision.SEND, "")] * 6 + [
-        (S.SENT, Decision.DO_NOT_SEND, SuppressionReason.BOT_ASSIGNEE),
+        (S.SENT, Decision.DO_NOT_SEND, DoNotSendReason.BOT_ASSIGNEE),
         (S.SUPPRESSED, Decision.SUPPRESSED, SuppressionReason.SUPPRESSION_WINDOW),
         (S.CANCELLED, Decision.SEND, ""),
-        (S.INVALID, Decision.INVALID, SuppressionReason.EMPLOYEE_NOT_FOUND),
+        (S.INVALID, Decision.INVALID, InvalidReason.EMPLOYEE_NOT_FOUND),
     ]
     rng = random.Random(7)
     now = timezone.now()

@@ -92,7 +92,7 @@ def test_killed_cluster_loses_nothing_and_surveys_nobody_twice(live_server, sett
     settings.SANDBOX_STELLA_LATENCY_MS = 250
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 2, "retry": 3}
     sandbox_people_create()
-    account = AccountFactory(settings__test_api_key="sandbox-test-key-0001")
+    account = AccountFactory(integration__test_api_key="sandbox-test-key-0001")
     past = timezone.now() - timedelta(minutes=1)
     for _ in range(BATCH):
         SurveyRequestFactory(account=account, closed_at=past, send_after=past, teammate_email="tess@support.example")

@@ -12,11 +12,18 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from integrations.intercom.samples import closed_conversation, closed_conversation_v1, reopened_conversation
-from integrations.models import ConversationEvent, IntegrationSettings, Teammate
 from sandbox.demo import BOT, BOT_EMPLOYEE_ID, CUSTOMERS, TEAMMATES, sandbox_conversation_create, sandbox_people_create
 from sandbox.models import StellaSandboxRequest
-from surveys.models import ApiRequest, SurveyRequest
+from sandbox.samples import closed_conversation, closed_conversation_v1, reopened_conversation
+from surveys.accounts import integration_settings_update
+from surveys.models import (
+    ApiRequest,
+    ConversationEvent,
+    IntegrationHealth,
+    IntegrationSettings,
+    SurveyRequest,
+    Teammate,
+)
 from surveys.sending import survey_request_send, survey_requests_send_due
 from tests.factories import AccountFactory
 from tests.helpers import load_fixture, run_queued_tasks, sign
@@ -39,9 +46,9 @@ def account(live_server, settings):
     sandbox_people_create()
     account = AccountFactory(
         intercom_workspace_id=WS,
-        settings__test_api_key="sandbox-test-key-0001",
-        settings__production_api_key="sandbox-live-key-0002",
-        settings__intercom_access_token="sandbox-token-0003",
+        integration__test_api_key="sandbox-test-key-0001",
+        integration__production_api_key="sandbox-live-key-0002",
+        integration__intercom_access_token="sandbox-token-0003",
     )
     Teammate.objects.create(
         account=account, intercom_id=BOT[0], name="Fin", is_bot=True, stella_custom_id=BOT_EMPLOYEE_ID
@@ -50,10 +57,8 @@ def account(live_server, settings):
 
 
 def configure(account, **fields):
-    settings = IntegrationSettings.objects.get(account=account)
-    for field, value in fields.items():
-        setattr(settings, field, value)
-    settings.save()
+    """What a CSM does in the admin: the settings change through the service."""
+    integration_settings_update(IntegrationSettings.objects.get(account=account), **fields)
 
 
 def deliver(*payloads):
@@ -94,7 +99,7 @@ def test_closed_chat_in_test_mode_is_one_post_with_the_test_key(account):
     assert (survey_request.status, survey_request.mode, survey_request.attempts) == (S.SENT, "test", 1)
     [api_request] = survey_request.api_requests.all()
     assert (api_request.outcome, api_request.status_code, api_request.mode) == (O.SENT, 200, "test")
-    assert api_request.url == f"{account.settings.stella_base_url}/v1/requests"
+    assert api_request.url == f"{account.integration.stella_base_url}/v1/requests"
     assert api_request.request_headers["x-api-key"] == "••••0001"
     assert "sandbox-test-key-0001" not in json.dumps([api_request.request_headers, api_request.request_body])
 
@@ -273,9 +278,9 @@ def test_rejected_api_key_pauses_the_account_until_a_csm_changes_it(account):
     deliver(closed("1001"))
     first = SurveyRequest.objects.get()
     assert (first.status, first.status_detail) == (S.INVALID, "API key rejected")
-    settings = IntegrationSettings.objects.get(account=account)
-    assert settings.sending_paused_at is not None
-    assert settings.sending_paused_reason == "Stella rejected the test API key"
+    health = IntegrationHealth.objects.get(account=account)
+    assert health.sending_paused_at is not None
+    assert health.sending_paused_reason == "Stella rejected the test API key"
 
     deliver(closed("1002"))
     survey_requests_send_due(now=timezone.now())
@@ -284,7 +289,7 @@ def test_rejected_api_key_pauses_the_account_until_a_csm_changes_it(account):
     assert SurveyRequest.objects.get(conversation_id="1002").status == S.SCHEDULED
 
     configure(account, test_api_key="sandbox-test-key-0001")
-    assert IntegrationSettings.objects.get(account=account).sending_paused_at is None
+    assert IntegrationHealth.objects.get(account=account).sending_paused_at is None
     survey_requests_send_due(now=timezone.now())
     run_queued_tasks()
     assert SurveyRequest.objects.get(conversation_id="1002").status == S.SENT
@@ -323,7 +328,7 @@ def test_rejected_intercom_token_is_invalid_and_flags_the_account(account):
         "",
         "Intercom access token rejected",
     )
-    assert IntegrationSettings.objects.get(account=account).intercom_token_rejected_at is not None
+    assert IntegrationHealth.objects.get(account=account).intercom_token_rejected_at is not None
     assert stella_received() == []
 
 

@@ -4,8 +4,7 @@ import pytest
 from django.contrib import admin
 from django.urls import reverse
 
-from integrations.models import Account, IntegrationSettings
-from surveys.models import SurveyRequest
+from surveys.models import Account, IntegrationSettings, SurveyRequest
 from tests.factories import SurveyRequestFactory
 from tests.helpers import load_fixture, post_webhook
 
@@ -20,34 +19,34 @@ def account_form(account: Account | None = None, **overrides) -> dict:
     data = {
         "name": account.name if account else "Acme",
         "intercom_workspace_id": account.intercom_workspace_id if account else "acme01",
-        "settings-TOTAL_FORMS": "1",
-        "settings-INITIAL_FORMS": "1" if account else "0",
-        "settings-MIN_NUM_FORMS": "1",
-        "settings-MAX_NUM_FORMS": "1",
-        "settings-0-enabled": "on",
-        "settings-0-mode": "test",
-        "settings-0-email_enabled": "on",
-        "settings-0-chat_enabled": "on",
-        "settings-0-channel_delay": "0",
-        "settings-0-suppression_window": "0",
-        "settings-0-do_not_send_tags": "fraud, dupe, do_not_send_stella",
-        "settings-0-test_api_key": "",
-        "settings-0-production_api_key": "",
-        "settings-0-intercom_access_token": "",
-        "settings-0-brand": "",
-        "settings-0-language": "",
+        "integration-TOTAL_FORMS": "1",
+        "integration-INITIAL_FORMS": "1" if account else "0",
+        "integration-MIN_NUM_FORMS": "1",
+        "integration-MAX_NUM_FORMS": "1",
+        "integration-0-enabled": "on",
+        "integration-0-mode": "test",
+        "integration-0-email_enabled": "on",
+        "integration-0-chat_enabled": "on",
+        "integration-0-channel_delay": "0",
+        "integration-0-suppression_window": "0",
+        "integration-0-do_not_send_tags": "fraud, dupe, do_not_send_stella",
+        "integration-0-test_api_key": "",
+        "integration-0-production_api_key": "",
+        "integration-0-intercom_access_token": "",
+        "integration-0-brand": "",
+        "integration-0-language": "",
     }
     if account:
-        data["settings-0-id"] = str(account.settings.pk)
-        data["settings-0-account"] = str(account.pk)
+        data["integration-0-id"] = str(account.integration.pk)
+        data["integration-0-account"] = str(account.pk)
     data.update(overrides)
     return data
 
 
 def test_csm_adds_an_account_and_gets_default_settings(admin_client):
-    response = admin_client.post(reverse("admin:integrations_account_add"), account_form())
+    response = admin_client.post(reverse("admin:surveys_account_add"), account_form())
     assert response.status_code == 302, response.content
-    settings = Account.objects.get(intercom_workspace_id="acme01").settings
+    settings = Account.objects.get(intercom_workspace_id="acme01").integration
     assert settings.enabled and settings.mode == "test"
     assert settings.enabled_channels == {"email", "chat"}
     assert settings.channel_delay == timedelta(0)
@@ -56,23 +55,28 @@ def test_csm_adds_an_account_and_gets_default_settings(admin_client):
 
 def test_keys_never_appear_in_full_on_account_pages(admin_client, account):
     for url in (
-        reverse("admin:integrations_account_changelist"),
-        reverse("admin:integrations_account_change", args=[account.pk]),
+        reverse("admin:surveys_account_changelist"),
+        reverse("admin:surveys_account_change", args=[account.pk]),
     ):
         page = admin_client.get(url).content.decode()
         for secret in (TEST_KEY, LIVE_KEY, TOKEN):
             assert secret not in page
             assert secret[:-4] not in page
-    change_page = admin_client.get(reverse("admin:integrations_account_change", args=[account.pk])).content.decode()
+    change_page = admin_client.get(reverse("admin:surveys_account_change", args=[account.pk])).content.decode()
     assert "stored: ••••abcd" in change_page
     assert "stored: ••••wxyz" in change_page
 
 
 def test_saving_with_empty_key_fields_keeps_the_stored_keys(admin_client, account):
     form = account_form(
-        account, **{"settings-0-channel_delay": "10m", "settings-0-suppression_window": "7d", "settings-0-mode": "live"}
+        account,
+        **{
+            "integration-0-channel_delay": "10m",
+            "integration-0-suppression_window": "7d",
+            "integration-0-mode": "live",
+        },
     )
-    response = admin_client.post(reverse("admin:integrations_account_change", args=[account.pk]), form)
+    response = admin_client.post(reverse("admin:surveys_account_change", args=[account.pk]), form)
     assert response.status_code == 302, response.content
     settings = IntegrationSettings.objects.get(account=account)
     assert (settings.test_api_key, settings.production_api_key, settings.intercom_token) == (TEST_KEY, LIVE_KEY, TOKEN)
@@ -81,14 +85,14 @@ def test_saving_with_empty_key_fields_keeps_the_stored_keys(admin_client, accoun
 
 
 def test_typing_a_new_key_replaces_it(admin_client, account):
-    form = account_form(account, **{"settings-0-production_api_key": "brand-new-production-key-1234"})
-    admin_client.post(reverse("admin:integrations_account_change", args=[account.pk]), form)
+    form = account_form(account, **{"integration-0-production_api_key": "brand-new-production-key-1234"})
+    admin_client.post(reverse("admin:surveys_account_change", args=[account.pk]), form)
     assert IntegrationSettings.objects.get(account=account).api_key_for("live") == "brand-new-production-key-1234"
 
 
 def test_a_duration_csms_can_read_is_required(admin_client, account):
-    form = account_form(account, **{"settings-0-channel_delay": "ten minutes"})
-    response = admin_client.post(reverse("admin:integrations_account_change", args=[account.pk]), form)
+    form = account_form(account, **{"integration-0-channel_delay": "ten minutes"})
+    response = admin_client.post(reverse("admin:surveys_account_change", args=[account.pk]), form)
     assert response.status_code == 200
     assert "is not a duration; write e.g. 30m, 2h, 7d or 1h30m" in response.content.decode()
 
@@ -133,7 +137,7 @@ def test_webhook_and_its_survey_request_show_in_the_admin(admin_client, account)
 
 # The screens CSMs work in: dropping one from the admin must fail a test.
 CSM_SCREENS = {
-    "integrations_account", "integrations_teammate", "integrations_inboundwebhook", "integrations_conversationevent",
+    "surveys_account", "surveys_teammate", "integrations_inboundwebhook", "surveys_conversationevent",
     "surveys_surveyrequest", "surveys_apirequest", "surveys_testapirequest", "surveys_invalidapirequest",
     "sandbox_stellasandboxrequest", "portal_apitoken",
 }  # fmt: skip
@@ -163,13 +167,13 @@ def test_logs_are_read_only(admin_client, account):
 
 
 def test_csm_maps_a_teammate_to_a_stella_employee_from_the_list(admin_client, account):
-    from integrations.models import Teammate
+    from surveys.models import Teammate
 
     teammate = Teammate.objects.create(
         account=account, intercom_id="4100777", name="Nora New", email="nora@support.example"
     )
     response = admin_client.post(
-        reverse("admin:integrations_teammate_changelist"),
+        reverse("admin:surveys_teammate_changelist"),
         {
             "form-TOTAL_FORMS": "1", "form-INITIAL_FORMS": "1", "form-MIN_NUM_FORMS": "0", "form-MAX_NUM_FORMS": "1000",
             "form-0-id": str(teammate.pk), "form-0-stella_custom_id": "EMP-0042", "_save": "Save",

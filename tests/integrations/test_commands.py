@@ -5,7 +5,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 
-from integrations.models import Account
+from surveys.models import Account
 
 pytestmark = pytest.mark.django_db
 
@@ -33,7 +33,7 @@ def test_account_upsert_creates_an_account_with_its_settings():
         "--do-not-send-tags",
         "spam,fraud",
     )
-    settings = Account.objects.get(intercom_workspace_id="acme01").settings
+    settings = Account.objects.get(intercom_workspace_id="acme01").integration
     assert settings.account.name == "Acme"
     assert settings.enabled_channels == {"email"}
     assert (settings.channel_delay, settings.suppression_window) == (timedelta(minutes=10), timedelta(days=7))
@@ -46,7 +46,7 @@ def test_account_upsert_creates_an_account_with_its_settings():
 
 def test_account_upsert_strips_pasted_keys():
     run("account_upsert", "acme01", "--test-api-key", "  acme-test-key-123456\n")
-    assert Account.objects.get(intercom_workspace_id="acme01").settings.api_key_for("test") == "acme-test-key-123456"
+    assert Account.objects.get(intercom_workspace_id="acme01").integration.api_key_for("test") == "acme-test-key-123456"
 
 
 def test_account_upsert_changes_only_what_it_is_given():
@@ -61,7 +61,7 @@ def test_account_upsert_changes_only_what_it_is_given():
         "acme-live-key-abcdef",
     )
     output = run("account_upsert", "acme01", "--mode", "live", "--disable")
-    settings = Account.objects.get(intercom_workspace_id="acme01").settings
+    settings = Account.objects.get(intercom_workspace_id="acme01").integration
     assert (settings.mode, settings.enabled, settings.channel_delay) == ("live", False, timedelta(hours=2))
     assert settings.api_key_for(settings.mode) == "acme-live-key-abcdef"
     assert output.startswith("Updated Acme")
@@ -89,7 +89,7 @@ def test_demo_setup_creates_the_demo_accounts_and_admin_once():
     second = run("portal_setup_demo")
     assert "Created the local admin user" in first and "Created the local admin user" not in second
     assert sorted(Account.objects.values_list("intercom_workspace_id", flat=True)) == ["demo", "demo-delayed"]
-    delayed = Account.objects.get(intercom_workspace_id="demo-delayed").settings
+    delayed = Account.objects.get(intercom_workspace_id="demo-delayed").integration
     assert delayed.channel_delay == timedelta(minutes=1)
     assert User.objects.get(username="admin").is_superuser
     support = User.objects.get(username="support")

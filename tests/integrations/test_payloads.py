@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from integrations.intercom.payloads import AssigneeKind, Channel, IntercomNotification, PayloadError
+from integrations.intercom.payloads import IntercomNotification, PayloadError
+from integrations.vocabulary import AssigneeKind, Channel
 from tests.helpers import FIXTURES, SHARED_FIXTURES, load_fixture
 
 
@@ -485,7 +486,7 @@ def test_deleted_conversation_needs_its_id():
 
 
 def test_built_samples_read_like_the_captures():
-    from integrations.intercom.samples import closed_conversation, reopened_conversation
+    from sandbox.samples import closed_conversation, reopened_conversation
 
     closed = parse(closed_conversation(app_id="demo", conversation_id="42", at=1764324001, channel="email"))
     conversation = closed.conversation

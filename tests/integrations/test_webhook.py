@@ -8,10 +8,10 @@ from django.db import connection, transaction
 from django.test import Client
 from django_q.models import OrmQ
 
-from integrations import services
 from integrations.models import InboundWebhook
-from integrations.tasks import process_inbound_webhooks
+from surveys import intake
 from surveys.models import SurveyRequest
+from surveys.tasks import process_inbound_webhooks
 from tests.factories import AccountFactory
 from tests.helpers import load_fixture, notification, post_webhook, sign
 
@@ -107,12 +107,12 @@ def test_unknown_workspace_is_200_and_ignored_with_the_reason(client, db):
 
 
 def test_disabled_integration_is_200_and_ignored(client, account):
-    account.settings.enabled = False
-    account.settings.save()
+    account.integration.enabled = False
+    account.integration.save()
     assert post_webhook(client, load_fixture("conversation_admin_closed")).status_code == 200
     webhook = InboundWebhook.objects.get()
     assert (webhook.status, webhook.error) == (InboundWebhook.Status.IGNORED, "Integration disabled for this account")
-    assert webhook.account == account
+    assert webhook.workspace_id == account.intercom_workspace_id
     assert not SurveyRequest.objects.exists()
 
 
@@ -125,7 +125,7 @@ def test_closed_conversation_is_stored_and_gets_one_survey_request(client, accou
     assert webhook.status == InboundWebhook.Status.PROCESSED
     assert webhook.notification_id == "notif_0a4e8d52-1c3b-4f7a-9a61-5d2b7c9e0201"
     assert webhook.topic == "conversation.admin.closed"
-    assert webhook.account == account
+    assert webhook.workspace_id == account.intercom_workspace_id
     assert webhook.headers["Authorization"] == "••••alue"
     survey_request = SurveyRequest.objects.get()
     assert survey_request.inbound_webhook == webhook
@@ -195,8 +195,8 @@ def test_acknowledged_webhook_waits_as_received_until_processed(client, account,
 
 def test_webhooks_are_processed_in_the_order_intercom_created_them(client, account):
     """A reopen created after the close but delivered first still cancels the waiting send."""
-    account.settings.channel_delay = timedelta(minutes=10)
-    account.settings.save()
+    account.integration.channel_delay = timedelta(minutes=10)
+    account.integration.save()
     closed = load_fixture("conversation_admin_closed")
     reopened = notification("conversation_admin_opened", created_at=closed["created_at"] + 60)
     post_webhook(client, reopened, process=False)
@@ -211,7 +211,7 @@ def test_a_bug_in_processing_keeps_the_webhook_as_failed(client, account, monkey
     def broken_handler(*args):
         raise KeyError("assignee")
 
-    monkeypatch.setitem(services.HANDLERS, "conversation.admin.closed", broken_handler)
+    monkeypatch.setitem(intake.HANDLERS, "conversation.admin.closed", broken_handler)
     assert post_webhook(client, load_fixture("conversation_admin_closed")).status_code == 200
     webhook = InboundWebhook.objects.get()
     assert (webhook.status, webhook.error) == (InboundWebhook.Status.FAILED, "KeyError: 'assignee'")

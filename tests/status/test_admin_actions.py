@@ -7,8 +7,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from integrations.models import InboundWebhook, IntegrationSettings
-from surveys.models import ApiRequest, SurveyRequest
+from integrations.models import InboundWebhook
+from surveys.models import ApiRequest, IntegrationSettings, SurveyRequest
 from tests.factories import AccountFactory, SurveyRequestFactory
 from tests.helpers import load_fixture, notification, post_webhook
 
@@ -150,7 +150,7 @@ def test_webhooks_that_failed_verification_never_replay(client, admin_client, ac
 
 
 def test_going_live_shows_how_testing_went_then_switches(admin_client, account, log):
-    url = reverse("admin:integrations_account_go_live", args=[account.pk])
+    url = reverse("admin:surveys_account_go_live", args=[account.pk])
     page = admin_client.get(url)
     assert (page.context["week"]["succeeded"], page.context["week"]["invalid"]) == (1, 1)
     assert IntegrationSettings.objects.get(account=account).mode == "test"
@@ -159,9 +159,9 @@ def test_going_live_shows_how_testing_went_then_switches(admin_client, account, 
 
 
 def test_going_live_needs_a_production_key(admin_client, account):
-    account.settings.production_api_key = ""
-    account.settings.save()
-    url = reverse("admin:integrations_account_go_live", args=[account.pk])
+    account.integration.production_api_key = ""
+    account.integration.save()
+    url = reverse("admin:surveys_account_go_live", args=[account.pk])
     assert "no production API key yet" in admin_client.get(url).content.decode()
     admin_client.post(url)
     assert IntegrationSettings.objects.get(account=account).mode == "test"
@@ -169,18 +169,18 @@ def test_going_live_needs_a_production_key(admin_client, account):
 
 def test_old_test_calls_dont_count_towards_going_live(admin_client, account, log):
     ApiRequest.objects.filter(pk=log["test_sent"].pk).update(created_at=timezone.now() - timedelta(days=8))
-    page = admin_client.get(reverse("admin:integrations_account_go_live", args=[account.pk]))
+    page = admin_client.get(reverse("admin:surveys_account_go_live", args=[account.pk]))
     assert page.context["week"]["succeeded"] == 0
     assert "leap of faith" in page.content.decode()
 
 
 def test_replaying_a_failed_webhook_once_the_bug_is_fixed_processes_it(client, admin_client, account, monkeypatch):
-    from integrations import services
+    from surveys import intake
 
     def broken(*args):
         raise KeyError("assignee")
 
-    monkeypatch.setitem(services.HANDLERS, "conversation.admin.closed", broken)
+    monkeypatch.setitem(intake.HANDLERS, "conversation.admin.closed", broken)
     post_webhook(client, notification("conversation_admin_closed_v2"))
     webhook = InboundWebhook.objects.get()
     assert webhook.status == InboundWebhook.Status.FAILED

@@ -5,9 +5,8 @@ from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
-from integrations.models import IntegrationSettings
 from surveys.alerts import accounts_check_error_rates
-from surveys.models import ApiRequest
+from surveys.models import ApiRequest, IntegrationHealth
 from tests.factories import SurveyRequestFactory
 
 pytestmark = pytest.mark.django_db
@@ -26,20 +25,20 @@ def calls(account, *, good, bad, ago=timedelta(minutes=5)):
 
 @pytest.fixture
 def watched(account):
-    account.settings.alert_recipients = "csm@stella.example, ops@customer.example"
-    account.settings.save()
+    account.integration.alert_recipients = "csm@stella.example, ops@customer.example"
+    account.integration.save()
     return account
 
 
-def settings_of(account) -> IntegrationSettings:
-    return IntegrationSettings.objects.get(account=account)
+def health_of(account) -> IntegrationHealth:
+    return IntegrationHealth.objects.get(account=account)
 
 
 def test_more_than_five_percent_failing_raises_the_alert_and_emails_once(watched):
     calls(watched, good=90, bad=10)
     now = timezone.now()
     assert [s.account for s in accounts_check_error_rates(now=now)] == [watched]
-    assert (settings_of(watched).error_alert_since, settings_of(watched).error_alert_rate) == (now, 10.0)
+    assert (health_of(watched).error_alert_since, health_of(watched).error_alert_rate) == (now, 10.0)
     assert len(mail.outbox) == 1
     assert mail.outbox[0].to == ["csm@stella.example", "ops@customer.example"]
     assert "10% of" in mail.outbox[0].subject
@@ -49,7 +48,7 @@ def test_more_than_five_percent_failing_raises_the_alert_and_emails_once(watched
     calls(watched, good=90, bad=10, ago=-timedelta(minutes=58))  # still failing an hour later
     accounts_check_error_rates(now=now + timedelta(minutes=61))
     assert len(mail.outbox) == 2
-    assert settings_of(watched).error_alert_since == now  # still the same episode
+    assert health_of(watched).error_alert_since == now  # still the same episode
 
 
 @pytest.mark.parametrize(
@@ -73,17 +72,14 @@ def test_alert_clears_once_the_rate_falls(watched):
     ApiRequest.objects.filter(outcome=O.INVALID).update(created_at=timezone.now() - timedelta(hours=2))
     calls(watched, good=40, bad=0)
     accounts_check_error_rates(now=timezone.now())
-    assert settings_of(watched).error_alert_since is None
+    assert health_of(watched).error_alert_since is None
 
 
 def test_alert_shows_on_the_account_admin(admin_client, watched):
     calls(watched, good=10, bad=10)
     accounts_check_error_rates(now=timezone.now())
+    assert "Over 5% of the last hour" in admin_client.get(reverse("admin:surveys_account_changelist")).content.decode()
     assert (
         "Over 5% of the last hour"
-        in admin_client.get(reverse("admin:integrations_account_changelist")).content.decode()
-    )
-    assert (
-        "Over 5% of the last hour"
-        in admin_client.get(reverse("admin:integrations_account_change", args=[watched.pk])).content.decode()
+        in admin_client.get(reverse("admin:surveys_account_change", args=[watched.pk])).content.decode()
     )

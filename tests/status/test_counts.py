@@ -9,7 +9,7 @@ import requests
 import responses
 from django.utils import timezone
 
-from integrations.intercom.samples import closed_conversation, reopened_conversation
+from sandbox.samples import closed_conversation, reopened_conversation
 from surveys.counts import daily_counts_rebuild
 from surveys.models import ApiRequest, DailyCount, SurveyRequest
 from surveys.sending import survey_request_send, survey_requests_recover_stale
@@ -61,13 +61,13 @@ def test_counts_kept_as_requests_move_equal_counts_rebuilt_from_the_log(client, 
     survey_requests_resend([SurveyRequest.objects.get(pk=lost.pk)], by="csm")
     send(lost)
 
-    account.settings.chat_enabled = False
-    account.settings.save()
+    account.integration.chat_enabled = False
+    account.integration.save()
     close(client, "c6")  # invalid at intake
-    account.settings.chat_enabled = True
-    account.settings.channel_delay = timedelta(minutes=10)
-    account.settings.suppression_window = timedelta(days=7)
-    account.settings.save()
+    account.integration.chat_enabled = True
+    account.integration.channel_delay = timedelta(minutes=10)
+    account.integration.suppression_window = timedelta(days=7)
+    account.integration.save()
     now = int(time.time())
     close(client, "c7", at=now, customer=("k7", "Kay", "kay@customer.example"))
     post_webhook(client, reopened_conversation(app_id=WORKSPACE_ID, conversation_id="c7", at=now + 5))  # cancelled

@@ -9,9 +9,9 @@ from django.urls import NoReverseMatch, URLPattern, get_resolver, reverse
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from integrations.models import ConversationEvent, InboundWebhook, Teammate
+from integrations.models import InboundWebhook
 from surveys.counts import daily_counts_rebuild
-from surveys.models import ApiRequest, SurveyRequest
+from surveys.models import ApiRequest, ConversationEvent, SurveyRequest, Teammate
 from tests.factories import AccountFactory, SurveyRequestFactory
 
 pytestmark = pytest.mark.django_db
@@ -48,7 +48,7 @@ def world(db):
                 error_message="Beta secret failure 42" if prefix != "a" else "Invalid customer",
             )  # fmt: skip
         Teammate.objects.create(account=account, intercom_id=f"{prefix}-7", name=f"{prefix}-teammate")
-        webhook = InboundWebhook.objects.create(body="{}", account=account, workspace_id=account.intercom_workspace_id)
+        webhook = InboundWebhook.objects.create(body="{}", workspace_id=account.intercom_workspace_id)
         ConversationEvent.objects.create(
             account=account,
             conversation_id=f"{prefix}-conversation-x",
@@ -128,16 +128,17 @@ def test_support_users_never_reach_an_admin_page(client, world):
     b = world["b"]
     b_objects = {
         type(b): b,
-        type(b.settings): b.settings,
+        type(b.integration): b.integration,
+        type(b.health): b.health,
         SurveyRequest: SurveyRequest.objects.filter(account=b).first(),
         ApiRequest: ApiRequest.objects.filter(account=b).first(),
         Teammate: Teammate.objects.get(account=b),
-        InboundWebhook: InboundWebhook.objects.get(account=b),
+        InboundWebhook: InboundWebhook.objects.get(workspace_id=b.intercom_workspace_id),
         ConversationEvent: ConversationEvent.objects.get(account=b),
     }
     urls = admin_urls(b_objects)
     assert len(urls) > 40
-    assert reverse("admin:integrations_account_go_live", args=[b.pk]) in urls
+    assert reverse("admin:surveys_account_go_live", args=[b.pk]) in urls
     client.force_login(world["user"])
     for url in urls:
         for method in (client.get, client.post):

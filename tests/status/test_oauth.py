@@ -5,7 +5,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from django.urls import reverse
 
-from integrations.models import Account, IntegrationSettings
+from surveys.models import Account, IntegrationSettings
 from tests.factories import AccountFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -27,7 +27,7 @@ def csm(client, django_user_model):
 
 def start(csm, account):
     """Click "Connect with Intercom": returns the consent page's query."""
-    response = csm.get(reverse("admin:integrations_account_connect_intercom", args=[account.pk]))
+    response = csm.get(reverse("admin:surveys_account_connect_intercom", args=[account.pk]))
     assert response.status_code == 302
     consent = urlparse(response["Location"])
     assert consent.path == "/sandbox/intercom/oauth"
@@ -47,7 +47,7 @@ def consent(csm, query, *, workspace="wsoauth1", allow=True):
 
 
 def test_connect_with_intercom_stores_token_and_workspace(intercom, csm):
-    account = AccountFactory(intercom_workspace_id="placeholder", settings__intercom_access_token="")
+    account = AccountFactory(intercom_workspace_id="placeholder", integration__intercom_access_token="")
     response = consent(csm, start(csm, account))
     assert response.status_code == 302
     account.refresh_from_db()
@@ -59,7 +59,7 @@ def test_connect_with_intercom_stores_token_and_workspace(intercom, csm):
 
 
 def test_a_wrong_state_is_refused_and_stores_nothing(intercom, csm):
-    account = AccountFactory(intercom_workspace_id="placeholder", settings__intercom_access_token="")
+    account = AccountFactory(intercom_workspace_id="placeholder", integration__intercom_access_token="")
     query = start(csm, account)
     response = consent(csm, {**query, "state": "forged-state"})
     assert response.status_code == 400
@@ -69,14 +69,14 @@ def test_a_wrong_state_is_refused_and_stores_nothing(intercom, csm):
 
 
 def test_a_denied_consent_stores_nothing(intercom, csm):
-    account = AccountFactory(intercom_workspace_id="placeholder", settings__intercom_access_token="")
+    account = AccountFactory(intercom_workspace_id="placeholder", integration__intercom_access_token="")
     response = consent(csm, start(csm, account), allow=False)
     assert response.status_code == 400 and "did not authorise" in response.content.decode()
     assert IntegrationSettings.objects.get(account=account).intercom_token == ""
 
 
 def test_a_refused_code_stores_nothing(intercom, csm):
-    account = AccountFactory(intercom_workspace_id="placeholder", settings__intercom_access_token="")
+    account = AccountFactory(intercom_workspace_id="placeholder", integration__intercom_access_token="")
     query = start(csm, account)
     response = csm.get(reverse("intercom_oauth_callback"), {"state": query["state"], "code": "made-up-code"})
     assert response.status_code == 400 and "refused the authorisation code" in response.content.decode()
@@ -85,14 +85,14 @@ def test_a_refused_code_stores_nothing(intercom, csm):
 
 def test_a_workspace_of_another_account_is_refused(intercom, csm):
     AccountFactory(intercom_workspace_id="taken1")
-    account = AccountFactory(intercom_workspace_id="placeholder", settings__intercom_access_token="")
+    account = AccountFactory(intercom_workspace_id="placeholder", integration__intercom_access_token="")
     response = consent(csm, start(csm, account), workspace="taken1")
     assert response.status_code == 400 and "already belongs to another account" in response.content.decode()
     assert IntegrationSettings.objects.get(account=account).intercom_token == ""
 
 
 def test_a_state_is_good_once(intercom, csm):
-    account = AccountFactory(intercom_workspace_id="placeholder", settings__intercom_access_token="")
+    account = AccountFactory(intercom_workspace_id="placeholder", integration__intercom_access_token="")
     query = start(csm, account)
     consent(csm, query)
     assert consent(csm, query).status_code == 400

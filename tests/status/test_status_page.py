@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from surveys.counts import daily_counts_rebuild
 from surveys.models import ApiRequest, DailyCount, SurveyRequest
-from surveys.suppression import Decision, SuppressionReason
+from surveys.rules import Decision, SuppressionReason
 from tests.factories import AccountFactory, SurveyRequestFactory
 from tests.helpers import load_fixture, notification, post_webhook
 
@@ -53,8 +53,8 @@ def test_tabs_count_from_the_daily_counts(client, account, page):
     post_webhook(client, today_closure(), process=True)  # waiting: Stella isn't called in this test
     bot = today_closure("conversation_admin_closed_bot_v2")
     post_webhook(client, bot)
-    account.settings.chat_enabled = False
-    account.settings.save()
+    account.integration.chat_enabled = False
+    account.integration.save()
     post_webhook(client, today_closure("conversation_admin_closed_v2", id="notif_x", data=_other_conversation()))
     tabs = {tab.key: count for tab, count, _ in page().context["tabs"]}
     assert tabs == {
@@ -122,7 +122,7 @@ def test_pages_are_keyset_paged_without_overlap(account, page):
     assert len(first["rows"]) == 50 and first["older_url"]
     second = page(**dict(p.split("=") for p in first["older_url"][1:].split("&"))).context
     third = page(**dict(p.split("=") for p in second["older_url"][1:].split("&"))).context
-    conversations = [row["conversation_id"] for ctx in (first, second, third) for row in ctx["rows"]]
+    conversations = [row.conversation_id for ctx in (first, second, third) for row in ctx["rows"]]
     assert len(conversations) == len(set(conversations)) == 120
     assert third["older_url"] == ""
 
@@ -134,7 +134,7 @@ def test_filters_narrow_the_rows(account, page):
     SurveyRequestFactory(
         account=account, status=S.SENT, channel="chat", conversation_id="old", closed_at=now - timedelta(days=40)
     )
-    ids = lambda response: [row["conversation_id"] for row in response.context["rows"]]  # noqa: E731
+    ids = lambda response: [row.conversation_id for row in response.context["rows"]]  # noqa: E731
     assert sorted(ids(page(tab="sent"))) == ["c1", "e1"]
     assert ids(page(tab="sent", channel="email")) == ["e1"]
     assert ids(page(tab="sent", q="c1")) == ["c1"]
@@ -172,9 +172,9 @@ def test_chart_draws_a_bar_per_day(account, page):
 
 
 def test_alert_banner_shows_while_the_account_alerts(account, page):
-    account.settings.error_alert_since = timezone.now()
-    account.settings.error_alert_rate = 12.4
-    account.settings.save()
+    account.health.error_alert_since = timezone.now()
+    account.health.error_alert_rate = 12.4
+    account.health.save()
     html = page().content.decode()
     assert f"Over 5% of {account.name}'s requests in the last hour were invalid or failed" in html
     assert "(12%, since" in html
@@ -185,10 +185,10 @@ def test_csm_sees_every_account(client, admin_user, account):
     SurveyRequestFactory(account=other, status=S.SENT, closed_at=timezone.now(), conversation_id="other-1")
     client.force_login(admin_user)
     rows = client.get("/status/", {"tab": "sent"}).context["rows"]
-    assert [row["conversation_id"] for row in rows] == ["other-1"]
+    assert [row.conversation_id for row in rows] == ["other-1"]
 
 
 @pytest.mark.parametrize("before", ["1e20_1", "nan_1", "12_x", "garbage"])
 def test_a_cursor_we_didnt_make_starts_from_the_newest(account, page, before):
     SurveyRequestFactory(account=account, status=S.SENT, closed_at=timezone.now(), conversation_id="newest")
-    assert [row["conversation_id"] for row in page(tab="sent", before=before).context["rows"]] == ["newest"]
+    assert [row.conversation_id for row in page(tab="sent", before=before).context["rows"]] == ["newest"]

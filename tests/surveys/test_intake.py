@@ -4,9 +4,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from integrations.models import ConversationEvent, InboundWebhook
-from surveys.models import SurveyRequest
-from surveys.suppression import Decision, SuppressionReason
+from integrations.models import InboundWebhook
+from surveys.models import ConversationEvent, SurveyRequest
+from surveys.rules import Decision, DoNotSendReason, InvalidReason, SuppressionReason
 from tests.factories import AccountFactory, SurveyRequestFactory
 from tests.helpers import load_fixture, notification, post_webhook
 
@@ -40,8 +40,8 @@ def close_again(client, *, after: timedelta, part_id: str) -> SurveyRequest:
 
 def configure(account, **fields) -> None:
     for field, value in fields.items():
-        setattr(account.settings, field, value)
-    account.settings.save()
+        setattr(account.integration, field, value)
+    account.integration.save()
 
 
 def test_older_shape_closure_records_everything_the_sender_needs(client, account):
@@ -93,7 +93,7 @@ def test_bot_closure_is_sent_flagged_do_not_send(client, account):
     assert (survey_request.status, survey_request.decision, survey_request.reason) == (
         S.SCHEDULED,
         Decision.DO_NOT_SEND,
-        SuppressionReason.BOT_ASSIGNEE,
+        DoNotSendReason.BOT_ASSIGNEE,
     )
     assert survey_request.do_not_send
     assert survey_request.verdicts["assignee_is_bot"] == "bot_assignee"
@@ -107,14 +107,14 @@ def test_channel_delay_sets_send_after(client, account):
 @pytest.mark.parametrize(
     ("account_settings", "item", "reason", "message"),
     [
-        ({"chat_enabled": False}, {}, SuppressionReason.CHANNEL_DISABLED, "Channel not enabled for company"),
+        ({"chat_enabled": False}, {}, InvalidReason.CHANNEL_DISABLED, "Channel not enabled for company"),
         (
             {},
             {"source": {**load_fixture("conversation_admin_closed_v2")["data"]["item"]["source"], "type": "whatsapp"}},
-            SuppressionReason.CHANNEL_UNSUPPORTED,
+            InvalidReason.CHANNEL_UNSUPPORTED,
             "Channel not enabled for company",
         ),
-        ({}, {"admin_assignee_id": None}, SuppressionReason.EMPLOYEE_NOT_FOUND, "Employee not found"),
+        ({}, {"admin_assignee_id": None}, InvalidReason.EMPLOYEE_NOT_FOUND, "Employee not found"),
         (
             {},
             {
@@ -123,7 +123,7 @@ def test_channel_delay_sets_send_after(client, account):
                     "author": {"type": "lead", "id": "6a1f0c2e9b3d4e0012ab0201", "name": None, "email": "bea@"},
                 }
             },
-            SuppressionReason.INVALID_CUSTOMER,
+            InvalidReason.INVALID_CUSTOMER,
             "Invalid customer",
         ),
     ],
@@ -155,7 +155,7 @@ def test_customer_without_email_in_the_payload_is_looked_up_before_deciding(clie
 
 def test_conversation_tag_on_close_is_do_not_send(client, account):
     survey_request = close(client, tags={"type": "tag.list", "tags": [{"type": "tag", "id": "1", "name": "Dupe"}]})
-    assert (survey_request.decision, survey_request.reason) == (Decision.DO_NOT_SEND, SuppressionReason.SUPPRESSED_TAG)
+    assert (survey_request.decision, survey_request.reason) == (Decision.DO_NOT_SEND, DoNotSendReason.SUPPRESSED_TAG)
     assert survey_request.tags == ["Dupe"]
 
 
@@ -290,7 +290,7 @@ def test_first_message_tagged_during_the_delay_turns_into_do_not_send(client, ac
     assert (survey_request.status, survey_request.decision, survey_request.reason) == (
         S.SCHEDULED,
         Decision.DO_NOT_SEND,
-        SuppressionReason.SUPPRESSED_TAG,
+        DoNotSendReason.SUPPRESSED_TAG,
     )
     assert survey_request.tags == ["fraud"]
 

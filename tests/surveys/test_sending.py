@@ -2,6 +2,7 @@
 answers and failures map to outcomes (faults mocked at the HTTP layer with responses)."""
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,12 +15,17 @@ from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 from jsonschema import Draft7Validator
 
-from integrations.models import Teammate
-from surveys.models import ApiRequest, SurveyRequest
-from surveys.sending import survey_request_send, survey_requests_recover_stale, survey_requests_send_due
-from surveys.services import WAKE_SCHEDULE, survey_requests_wake_at
-from surveys.stella import RESULT_FIELDS, StellaClient, request_body
-from surveys.suppression import Decision
+from integrations.stella.client import StellaClient
+from portal.schedules import WAKE_SCHEDULE
+from surveys.models import ApiRequest, SurveyRequest, Teammate
+from surveys.rules import Decision
+from surveys.sending import (
+    api_request_finish,
+    survey_request_send,
+    survey_requests_recover_stale,
+    survey_requests_send_due,
+)
+from surveys.services import survey_request_feedback_request, survey_requests_wake_at
 from tests.factories import AccountFactory, SurveyRequestFactory
 from tests.helpers import load_fixture, notification, post_webhook
 
@@ -28,7 +34,7 @@ pytestmark = pytest.mark.django_db
 S = SurveyRequest.Status
 O = ApiRequest.Outcome  # noqa: E741
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-REFERENCE_SCHEMA = Path(__file__).resolve().parents[3] / "shared" / "reference" / "stellaconnect-requests-openapi.yml"
+REFERENCE_SCHEMA = Path(__file__).resolve().parents[1] / "fixtures" / "stella" / "stellaconnect-requests-openapi.yml"
 
 
 def wake() -> Schedule:
@@ -44,8 +50,8 @@ def test_closure_due_now_is_queued_when_committed(client, account, django_captur
 
 
 def test_delayed_closure_moves_the_wake_up_to_its_send_time(client, account):
-    account.settings.channel_delay = timedelta(minutes=10)
-    account.settings.save()
+    account.integration.channel_delay = timedelta(minutes=10)
+    account.integration.save()
     post_webhook(client, notification("conversation_admin_closed_v2", created_at=int(time.time())))
     survey_request = SurveyRequest.objects.get()
     assert survey_request.queued_at is None
@@ -70,7 +76,7 @@ def test_sweep_queues_what_is_due_and_unqueued_and_wakes_for_the_next(account):
     SurveyRequestFactory(account=account, send_after=NOW - timedelta(minutes=1), queued_at=NOW - timedelta(seconds=10))
     SurveyRequestFactory(account=account, send_after=NOW - timedelta(minutes=1), status=S.CANCELLED)
     later = SurveyRequestFactory(account=account, send_after=NOW + timedelta(minutes=7))
-    paused = AccountFactory(settings__sending_paused_at=NOW)
+    paused = AccountFactory(health__sending_paused_at=NOW)
     SurveyRequestFactory(account=paused, send_after=NOW - timedelta(minutes=1))
 
     assert survey_requests_send_due(now=NOW) == 2
@@ -125,8 +131,8 @@ def test_a_sender_still_within_its_timeout_is_left_alone(account):
 def test_intercom_rate_limit_waits_until_the_reset(account):
     reset = int((timezone.now() + timedelta(minutes=2)).timestamp())
     responses.get(f"https://api.intercom.test/conversations/{9}", status=429, headers={"X-RateLimit-Reset": str(reset)})
-    account.settings.intercom_access_token = "token-123456789"
-    account.settings.save()
+    account.integration.intercom_access_token = "token-123456789"
+    account.integration.save()
     survey_request = SurveyRequestFactory(account=account, conversation_id="9", channel="", send_after=NOW)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("django.conf.settings.INTERCOM_API_URL", "https://api.intercom.test")
@@ -184,15 +190,19 @@ def test_intercom_rate_limit_waits_until_the_reset(account):
 def test_stella_answers_map_to_outcomes(account, answer, outcome, status_code, message, retry_after):
     survey_request = SurveyRequestFactory(account=account)
     client = StellaClient(base_url="https://stella.test")
-    api_request = client.new_api_request(
-        survey_request=survey_request, mode="test", api_key="secret-key-abcd", body={"channel": "chat"}
+    api_request = ApiRequest.objects.create(
+        survey_request=survey_request,
+        account=account,
+        mode="test",
+        url=client.requests_url,
+        request_headers=client.logged_headers("secret-key-abcd"),
+        request_body={"channel": "chat"},
     )
-    api_request.save()
     with responses.RequestsMock() as stella:
         stella.post("https://stella.test/v1/requests", **answer)
-        result = client.create_request(api_request, api_key="secret-key-abcd")
+        result = client.create_request(api_request.request_body, api_key="secret-key-abcd")
         assert stella.calls[0].request.headers["x-api-key"] == "secret-key-abcd"
-    api_request.save(update_fields=RESULT_FIELDS)
+    api_request_finish(api_request, result)
     api_request.refresh_from_db()
     assert (result.outcome, result.status_code, result.error_message, result.retry_after) == (
         outcome,
@@ -205,31 +215,31 @@ def test_stella_answers_map_to_outcomes(account, answer, outcome, status_code, m
     assert api_request.request_headers["x-api-key"] == "••••abcd"
 
 
-def test_long_responses_are_capped(account):
-    survey_request = SurveyRequestFactory(account=account)
+def test_long_responses_are_capped():
     client = StellaClient(base_url="https://stella.test")
-    api_request = client.new_api_request(survey_request=survey_request, mode="test", api_key="k" * 12, body={})
     with responses.RequestsMock() as stella:
         stella.post("https://stella.test/v1/requests", status=500, body="x" * 100_000)
-        client.create_request(api_request, api_key="k" * 12)
-    assert len(api_request.response_body) == 4000
+        result = client.create_request({}, api_key="k" * 12)
+    assert len(result.response_text) == 4000
 
 
-def test_connection_refused_never_reached_stella(account):
-    survey_request = SurveyRequestFactory(account=account)
+def test_connection_refused_never_reached_stella():
     client = StellaClient(base_url="http://127.0.0.1:9")  # discard port: nothing listens
-    api_request = client.new_api_request(survey_request=survey_request, mode="test", api_key="k" * 12, body={})
-    assert client.create_request(api_request, api_key="k" * 12).outcome == O.RETRY
+    assert client.create_request({}, api_key="k" * 12).outcome == O.RETRY
 
 
 def bodies(account) -> list[dict]:
     plain = SurveyRequestFactory(account=account, tags=["billing"])
     flagged = SurveyRequestFactory(account=account, decision=Decision.DO_NOT_SEND, customer_name="", channel="email")
     Teammate.objects.create(account=account, intercom_id="777", stella_custom_id="emp-777")
+    integration = account.integration
+    flagged_request = survey_request_feedback_request(flagged, integration=integration, employee_custom_id="emp-777")
     return [
-        request_body(plain),
-        request_body(flagged, employee_custom_id="emp-777", brand="acme", language="en-US"),
-        request_body(SurveyRequestFactory(account=account, tags=[f"t{i}" for i in range(30)])),
+        survey_request_feedback_request(plain, integration=integration).as_json(),
+        replace(flagged_request, brand="acme", language="en-US").as_json(),
+        survey_request_feedback_request(
+            SurveyRequestFactory(account=account, tags=[f"t{i}" for i in range(30)]), integration=integration
+        ).as_json(),
     ]
 
 
@@ -243,7 +253,6 @@ def test_request_body_follows_stellas_contract(account):
     assert len(many_tags["tags"]) == 20  # Stella takes up to 20
 
 
-@pytest.mark.skipif(not REFERENCE_SCHEMA.exists(), reason=f"Stella's Requests API schema is not at {REFERENCE_SCHEMA}")
 def test_request_body_validates_against_the_requests_api_schema(account):
     spec = yaml.safe_load(REFERENCE_SCHEMA.read_text())
     schema = {**spec["components"]["schemas"]["FeedbackRequestModel"], "components": spec["components"]}
@@ -276,7 +285,7 @@ def test_delayed_request_goes_out_through_django_q2s_scheduler(settings):
     from tests.helpers import run_queued_tasks
 
     Schedule.objects.exclude(name=WAKE_SCHEDULE).delete()  # only the wake-up in play
-    account = AccountFactory(settings__test_api_key="test-key-0000-1111-2222-abcd")
+    account = AccountFactory(integration__test_api_key="test-key-0000-1111-2222-abcd")
     survey_request = SurveyRequestFactory(account=account, send_after=timezone.now() + timedelta(seconds=1))
     survey_requests_wake_at(survey_request.send_after)
     scheduler()
@@ -304,11 +313,12 @@ def test_a_change_made_meanwhile_makes_a_stale_move_fail(account):
 
 
 def test_an_event_losing_the_race_to_a_sender_is_still_recorded(client, account, monkeypatch):
-    from integrations.models import ConversationEvent, InboundWebhook
+    from integrations.models import InboundWebhook
     from surveys import services
+    from surveys.models import ConversationEvent
 
-    account.settings.channel_delay = timedelta(minutes=10)
-    account.settings.save()
+    account.integration.channel_delay = timedelta(minutes=10)
+    account.integration.save()
     post_webhook(client, load_fixture("conversation_admin_closed"))
 
     def taken_meanwhile(*args, **kwargs):
@@ -359,13 +369,13 @@ def test_a_sender_that_keeps_dying_before_its_call_ends_failed(account, settings
 
 def test_a_disabled_account_sends_nothing_until_enabled(account):
     survey_request = SurveyRequestFactory(account=account, send_after=NOW - timedelta(minutes=1))
-    account.settings.enabled = False
-    account.settings.save()
+    account.integration.enabled = False
+    account.integration.save()
     assert survey_requests_send_due(now=NOW) == 0
     with responses.RequestsMock():  # any call out would fail the test
         assert survey_request_send(survey_request.pk, now=NOW).status == S.SCHEDULED
-    account.settings.enabled = True
-    account.settings.save()
+    account.integration.enabled = True
+    account.integration.save()
     assert survey_requests_send_due(now=NOW) == 1
 
 
@@ -388,13 +398,11 @@ def test_looked_up_names_are_cut_to_fit(account, settings):
     ("base_url", "key"),
     [("https://stella.test", "key with\nnewline-1234"), ("stella.test/no-scheme", "good-key-12345")],
 )
-def test_a_request_that_cannot_be_made_is_failed_not_ambiguous(account, base_url, key):
+def test_a_request_that_cannot_be_made_is_failed_not_ambiguous(base_url, key):
     """A bad header or URL fails before a byte is sent: a person must fix it, but nothing may have reached Stella."""
-    survey_request = SurveyRequestFactory(account=account)
     client = StellaClient(base_url=base_url)
-    api_request = client.new_api_request(survey_request=survey_request, mode="test", api_key=key, body={})
     with responses.RequestsMock(assert_all_requests_are_fired=False):
-        result = client.create_request(api_request, api_key=key)
+        result = client.create_request({}, api_key=key)
     assert result.outcome == O.FAILED
     assert result.error_message.startswith("Could not make the request")
     assert "1234" not in result.error_message  # never the key

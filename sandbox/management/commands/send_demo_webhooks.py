@@ -8,7 +8,6 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from integrations.intercom.samples import closed_conversation, closed_conversation_v1, reopened_conversation
 from integrations.intercom.signature import signature_for
 from sandbox.demo import (
     BOT,
@@ -19,6 +18,7 @@ from sandbox.demo import (
     sandbox_conversation_create,
     sandbox_people_create,
 )
+from sandbox.samples import closed_conversation, closed_conversation_v1, reopened_conversation
 from surveys.models import SurveyRequest
 
 ADA, BEA, CAI, DEE = CUSTOMERS

@@ -5,10 +5,10 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from integrations.models import IntegrationSettings
-from integrations.services import account_upsert
 from portal.durations import format_duration, parse_duration_text
 from portal.redaction import mask_secret
+from surveys.accounts import account_upsert
+from surveys.models import IntegrationSettings
 
 
 def duration(text: str) -> timedelta:
@@ -72,12 +72,12 @@ class Command(BaseCommand):
             raise CommandError(
                 "; ".join(f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items())
             ) from None
-        settings = account.settings
+        integration = account.integration
         self.stdout.write(
             f"{'Created' if created else 'Updated'} {account.name} (workspace {account.intercom_workspace_id}): "
-            f"{'enabled' if settings.enabled else 'disabled'}, {settings.mode} mode, "
-            f"channels {', '.join(sorted(settings.enabled_channels)) or 'none'}, "
-            f"delay {format_duration(settings.channel_delay)}, window {format_duration(settings.suppression_window)}, "
-            f"test key {mask_secret(settings.test_api_key) or 'not set'}, "
-            f"production key {mask_secret(settings.production_api_key) or 'not set'}"
+            f"{'enabled' if integration.enabled else 'disabled'}, {integration.mode} mode, "
+            f"channels {', '.join(sorted(integration.enabled_channels)) or 'none'}, "
+            f"delay {format_duration(integration.channel_delay)}, window {format_duration(integration.suppression_window)}, "
+            f"test key {mask_secret(integration.test_api_key) or 'not set'}, "
+            f"production key {mask_secret(integration.production_api_key) or 'not set'}"
         )

@@ -1,24 +1,23 @@
-import json
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.forms import BaseInlineFormSet, ModelForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.utils.decorators import method_decorator
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
 from django.views.decorators.debug import sensitive_post_parameters
 
-from integrations.models import Account, ConversationEvent, InboundWebhook, IntegrationSettings, Teammate
-from integrations.oauth import intercom_authorize_url
-from integrations.services import REPLAYABLE, inbound_webhook_replay
 from portal.durations import HumanDurationField, format_duration
 from portal.redaction import mask_secret
+from surveys.accounts import account_attention, integration_health_ensure, integration_settings_update
+from surveys.models import Account, IntegrationSettings, Teammate
+from surveys.oauth import account_authorize_url
 from surveys.selectors import account_test_week
 
 SECRET_FIELDS = ("test_api_key", "production_api_key", "intercom_access_token")
@@ -81,9 +80,8 @@ class IntegrationSettingsInline(admin.StackedInline):
     can_delete = False
     min_num = 1
     max_num = 1
-    readonly_fields = ["attention"]
     fieldsets = [
-        (None, {"fields": ["attention", "enabled", "mode"]}),
+        (None, {"fields": ["enabled", "mode"]}),
         ("Stella Connect", {"fields": ["test_api_key", "production_api_key", "stella_api_url", "brand", "language"]}),
         (
             "Rules",
@@ -93,36 +91,11 @@ class IntegrationSettingsInline(admin.StackedInline):
         ("Error-rate alert", {"fields": ["alert_recipients"]}),
     ]
 
-    @admin.display(description="needs attention")
-    def attention(self, settings: IntegrationSettings) -> str:
-        return format_html_join(mark_safe("<br>"), "⚠ {}", ((problem,) for problem in attention(settings))) or "—"
-
-
-def attention(settings: IntegrationSettings) -> list[str]:
-    """What a CSM has to fix before this account's surveys can flow."""
-    problems = []
-    if settings.sending_paused_at:
-        problems.append(
-            f"Sending paused since {settings.sending_paused_at:%Y-%m-%d %H:%M} UTC: {settings.sending_paused_reason}. "
-            "Enter a new key (or switch mode) to resume."
-        )
-    if settings.intercom_token_rejected_at:
-        problems.append(
-            f"Intercom rejected the access token on {settings.intercom_token_rejected_at:%Y-%m-%d %H:%M} UTC. "
-            "Connect with Intercom again, or enter a new token."
-        )
-    if settings.error_alert_since:
-        problems.append(
-            f"Over 5% of the last hour's requests were invalid or failed ({settings.error_alert_rate:.0f}%, "
-            f"since {settings.error_alert_since:%H:%M} UTC): see Invalid requests."
-        )
-    return problems
-
 
 @admin.register(Account)
 class AccountAdmin(admin.ModelAdmin):
     filter_horizontal = ["support_users"]
-    change_form_template = "admin/integrations/account/change_form.html"
+    change_form_template = "admin/surveys/account/change_form.html"
     list_display = [
         "name",
         "intercom_workspace_id",
@@ -134,76 +107,98 @@ class AccountAdmin(admin.ModelAdmin):
         "keys",
         "problems",
     ]
-    list_select_related = ["settings"]
+    list_select_related = ["integration", "health"]
     search_fields = ["name", "intercom_workspace_id"]
-    list_filter = ["settings__enabled", "settings__mode"]
+    list_filter = ["integration__enabled", "integration__mode"]
+    readonly_fields = ["attention"]
     inlines = [IntegrationSettingsInline]
 
-    @admin.display(boolean=True, ordering="settings__enabled")
-    def enabled(self, account: Account) -> bool:
-        return account.settings.enabled
+    def get_fields(self, request: HttpRequest, obj: Account | None = None) -> list[str]:
+        fields = ["name", "intercom_workspace_id", "support_users"]
+        return ["attention", *fields] if obj is not None else fields
 
-    @admin.display(ordering="settings__mode")
+    @admin.display(boolean=True, ordering="integration__enabled")
+    def enabled(self, account: Account) -> bool:
+        return account.integration.enabled
+
+    @admin.display(ordering="integration__mode")
     def mode(self, account: Account) -> str:
-        return account.settings.get_mode_display()
+        return account.integration.get_mode_display()
 
     @admin.display
     def channels(self, account: Account) -> str:
-        return ", ".join(sorted(channel.label for channel in account.settings.enabled_channels)) or "none"
+        return ", ".join(sorted(channel.label for channel in account.integration.enabled_channels)) or "none"
 
     @admin.display(description="channel delay")
     def delay(self, account: Account) -> str:
-        return format_duration(account.settings.channel_delay)
+        return format_duration(account.integration.channel_delay)
 
     @admin.display(description="suppression window")
     def window(self, account: Account) -> str:
-        return format_duration(account.settings.suppression_window)
+        return format_duration(account.integration.suppression_window)
 
     @admin.display(description="API keys (test / production)")
     def keys(self, account: Account) -> str:
-        settings = account.settings
-        return f"{mask_secret(settings.test_api_key) or '—'} / {mask_secret(settings.production_api_key) or '—'}"
+        integration = account.integration
+        return f"{mask_secret(integration.test_api_key) or '—'} / {mask_secret(integration.production_api_key) or '—'}"
 
     @admin.display(description="needs attention")
     def problems(self, account: Account) -> str:
-        return format_html_join(mark_safe("<br>"), "⚠ {}", ((problem,) for problem in attention(account.settings)))
+        return format_html_join(
+            mark_safe("<br>"), "⚠ {}", ((problem,) for problem in account_attention(account.health))
+        )
 
-    @method_decorator(sensitive_post_parameters(*(f"settings-0-{name}" for name in SECRET_FIELDS)))
+    @admin.display(description="needs attention")
+    def attention(self, account: Account) -> str:
+        return self.problems(account) or "—"
+
+    @method_decorator(sensitive_post_parameters(*(f"integration-0-{name}" for name in SECRET_FIELDS)))
     def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         """Keys typed into the form stay out of error reports."""
         return super().changeform_view(request, *args, **kwargs)
+
+    def save_formset(self, request: HttpRequest, form: ModelForm, formset: BaseInlineFormSet, change: bool) -> None:
+        """Settings are saved through the service, so a changed key visibly lifts a pause."""
+        if formset.model is not IntegrationSettings:
+            super().save_formset(request, form, formset, change)
+            return
+        for integration in formset.save(commit=False):
+            integration_settings_update(integration)
+
+    def save_related(self, request: HttpRequest, form: ModelForm, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        integration_health_ensure(form.instance)
 
     def get_urls(self) -> list[URLPattern]:
         urls = [
             path(
                 "<int:account_id>/go-live/",
                 self.admin_site.admin_view(self.go_live_view),
-                name="integrations_account_go_live",
+                name="surveys_account_go_live",
             ),
             path(
                 "<int:account_id>/connect-intercom/",
                 self.admin_site.admin_view(self.connect_intercom_view),
-                name="integrations_account_connect_intercom",
+                name="surveys_account_connect_intercom",
             ),
         ]
         return urls + super().get_urls()
 
     def go_live_view(self, request: HttpRequest, account_id: int) -> HttpResponse:
         """Switch from the test key to the production key, after a look at how testing went."""
-        account = get_object_or_404(Account.objects.select_related("settings"), pk=account_id)
+        account = get_object_or_404(Account.objects.select_related("integration"), pk=account_id)
         if not self.has_change_permission(request, account):
             raise PermissionDenied
-        settings = account.settings
-        back = redirect("admin:integrations_account_change", account.pk)
-        if settings.mode == IntegrationSettings.Mode.LIVE:
+        integration = account.integration
+        back = redirect("admin:surveys_account_change", account.pk)
+        if integration.mode == IntegrationSettings.Mode.LIVE:
             self.message_user(request, f"{account} is already live.", messages.INFO)
             return back
         if request.method == "POST":
-            if not settings.production_api_key:
+            if not integration.production_api_key:
                 self.message_user(request, "Enter the production API key first.", messages.ERROR)
                 return back
-            settings.mode = IntegrationSettings.Mode.LIVE
-            settings.save()
+            integration_settings_update(integration, mode=IntegrationSettings.Mode.LIVE)
             self.message_user(request, f"{account} is live: surveys now go to customers with the production key.")
             return back
         context = {
@@ -213,15 +208,15 @@ class AccountAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
             "original": account,
             "week": account_test_week(account),
-            "has_production_key": bool(settings.production_api_key),
+            "has_production_key": bool(integration.production_api_key),
         }
-        return TemplateResponse(request, "admin/integrations/account/go_live.html", context)
+        return TemplateResponse(request, "admin/surveys/account/go_live.html", context)
 
     def connect_intercom_view(self, request: HttpRequest, account_id: int) -> HttpResponse:
         account = get_object_or_404(Account, pk=account_id)
         if not self.has_change_permission(request, account):
             raise PermissionDenied
-        return redirect(intercom_authorize_url(request, account))
+        return redirect(account_authorize_url(request, account))
 
 
 @admin.register(Teammate)
@@ -234,84 +229,3 @@ class TeammateAdmin(admin.ModelAdmin):
     list_select_related = ["account"]
     search_fields = ["name", "email", "=intercom_id", "stella_custom_id"]
     readonly_fields = ["fetched_at"]
-
-
-class ReadOnlyAdminMixin:
-    """Logs are evidence: nobody edits or deletes them from the admin."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-@admin.register(InboundWebhook)
-class InboundWebhookAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    actions = ["replay"]
-    list_display = ["received_at", "topic", "workspace_id", "account", "status", "error", "notification_id"]
-    list_filter = ["status", "topic", "account"]
-    list_select_related = ["account"]
-    search_fields = ["notification_id", "workspace_id", "=id"]
-    date_hierarchy = "received_at"
-    show_full_result_count = False
-    fields = [
-        "received_at",
-        "status",
-        "error",
-        "topic",
-        "account",
-        "workspace_id",
-        "notification_id",
-        "occurred_at",
-        "processed_at",
-        "pretty_headers",
-        "pretty_body",
-    ]
-    readonly_fields = fields
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[InboundWebhook]:
-        return super().get_queryset(request).defer("body", "headers")
-
-    @admin.display(description="headers")
-    def pretty_headers(self, webhook: InboundWebhook) -> str:
-        return format_html("<pre>{}</pre>", json.dumps(webhook.headers, indent=2))
-
-    def has_replay_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("integrations.change_inboundwebhook")
-
-    @admin.action(description="Replay the selected webhooks (processed, ignored or failed)", permissions=["replay"])
-    def replay(self, request: HttpRequest, queryset: QuerySet[InboundWebhook]) -> None:
-        outcomes = []
-        for webhook in queryset.filter(status__in=REPLAYABLE).order_by("occurred_at"):
-            webhook = inbound_webhook_replay(webhook)
-            outcomes.append(
-                f"{webhook}: {webhook.get_status_display().lower()}{f' ({webhook.error})' if webhook.error else ''}"
-            )
-        skipped = queryset.exclude(status__in=REPLAYABLE).count()
-        if outcomes:
-            self.message_user(request, "Replayed: " + "; ".join(outcomes), messages.SUCCESS)
-        if skipped:
-            self.message_user(
-                request, f"{skipped} invalid webhook(s) left alone: they never passed verification.", messages.WARNING
-            )
-
-    @admin.display(description="body")
-    def pretty_body(self, webhook: InboundWebhook) -> str:
-        try:
-            text = json.dumps(json.loads(webhook.body), indent=2)
-        except ValueError:
-            text = webhook.body
-        return format_html('<pre style="max-height:40em;overflow:auto">{}</pre>', text)
-
-
-@admin.register(ConversationEvent)
-class ConversationEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["occurred_at", "account", "conversation_id", "kind", "tags"]
-    list_filter = ["kind", "account"]
-    list_select_related = ["account"]
-    search_fields = ["conversation_id"]
-    show_full_result_count = False

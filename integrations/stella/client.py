@@ -1,8 +1,8 @@
 """Stella Connect's Requests API. With intercom/client.py, the only code that imports requests.
 
-Every call has its ApiRequest row, saved (by the caller, with whatever else it writes then)
-before the call goes out and completed after, so a crash mid-call leaves a row that says a
-call may have reached Stella.
+The client knows Stella's contract (the body, the key header, what each answer means) and
+nothing of accounts or survey requests: the caller logs each call, before it goes out and
+after, so a crash mid-call leaves a row that says a call may have reached Stella.
 """
 
 from __future__ import annotations
@@ -10,29 +10,84 @@ from __future__ import annotations
 import functools
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
 from django.conf import settings
+from django.db import models
 from django.utils import timezone
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
+from integrations.vocabulary import Channel
 from portal.redaction import mask_secret
-from surveys.models import ApiRequest
 
 RESPONSE_CAP = 4000
-# What create_request fills in.
-RESULT_FIELDS = ["status_code", "response_body", "duration_ms", "outcome", "error_message", "finished_at"]
+
+
+class Outcome(models.TextChoices):
+    """What came of one call to Stella."""
+
+    PENDING = "pending", "In flight"
+    SENT = "sent", "Accepted"
+    INVALID = "invalid", "Invalid"
+    RETRY = "retry", "Will retry"
+    FAILED = "failed", "Failed"
+    AMBIGUOUS = "ambiguous", "Ambiguous"
+
+
+@dataclass(frozen=True)
+class FeedbackRequest:
+    """One survey request as Stella's Requests API takes it (FeedbackRequestModel in its schema)."""
+
+    channel: Channel | str
+    conversation_id: str
+    conversation_url: str
+    customer_name: str
+    customer_email: str
+    employee_email: str
+    employee_custom_id: str = ""  # when set, Stella is told this instead of the email
+    tags: tuple[str, ...] = ()
+    do_not_send: bool = False
+    brand: str = ""
+    language: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        """The body of POST /v1/requests."""
+        customer = {
+            key: value for key, value in (("name", self.customer_name), ("email", self.customer_email)) if value
+        }
+        employee = {"custom_id": self.employee_custom_id} if self.employee_custom_id else {"email": self.employee_email}
+        body: dict[str, Any] = {
+            "channel": str(self.channel),
+            "employee": employee,
+            "customer": customer,
+            "ext_interaction_id": self.conversation_id,
+            "external_url": self.conversation_url,
+            "tags": [str(tag)[:2000] for tag in self.tags][:20],
+        }
+        if self.do_not_send:
+            body["do_not_send"] = True
+        if self.brand:
+            body["brand"] = self.brand
+        if self.language:
+            body["language"] = self.language
+        return body
 
 
 @dataclass(frozen=True)
 class StellaResult:
-    outcome: str  # an ApiRequest.Outcome
+    """What happened to one call, ready to be logged."""
+
+    outcome: Outcome
     status_code: int | None
     error_message: str
     retry_after: float | None = None  # seconds Stella asked us to wait
+    response_text: str = ""
+    duration_ms: int | None = None
+    finished_at: datetime | None = None
 
 
 @functools.cache
@@ -58,15 +113,19 @@ class StellaClient:
     def requests_url(self) -> str:
         return f"{self.base_url}/v1/requests"
 
-    def create_request(self, api_request: ApiRequest, *, api_key: str) -> StellaResult:
-        """POST the body on the (saved) `api_request` and fill the row in with what happened; the caller
-        saves it, in the same transaction as the outcome, so the database is never held during a call."""
+    def logged_headers(self, api_key: str) -> dict[str, str]:
+        """The headers of a call as its log shows them: the key masked."""
+        return {"x-api-key": mask_secret(api_key), "Content-Type": "application/json"}
+
+    def create_request(self, body: dict[str, Any], *, api_key: str) -> StellaResult:
+        """POST one feedback request and say what came of it. Never raises for what Stella or the
+        network did: every answer, or the lack of one, is an outcome."""
         headers = {"x-api-key": api_key, "Accept": "application/json", "Content-Type": "application/json"}
         started = time.monotonic()
         try:
             response = self.session.post(
                 self.requests_url,
-                data=json.dumps(api_request.request_body),
+                data=json.dumps(body),
                 headers=headers,
                 timeout=(settings.STELLA_CONNECT_TIMEOUT, settings.STELLA_READ_TIMEOUT),
             )
@@ -76,39 +135,27 @@ class StellaClient:
         else:
             result = _result_for_response(response)
             response_text = response.text[:RESPONSE_CAP]
-        api_request.status_code = result.status_code
-        api_request.response_body = response_text
-        api_request.duration_ms = int((time.monotonic() - started) * 1000)
-        api_request.outcome = result.outcome
-        api_request.error_message = result.error_message[:500]
-        api_request.finished_at = timezone.now()
-        return result
-
-    def new_api_request(self, *, survey_request: Any, mode: str, api_key: str, body: dict[str, Any]) -> ApiRequest:
-        """The row for a call about to be made (unsaved): it must be committed before the call is."""
-        return ApiRequest(
-            survey_request=survey_request,
-            account_id=survey_request.account_id,
-            mode=mode,
-            url=self.requests_url,
-            request_headers={"x-api-key": mask_secret(api_key), "Content-Type": "application/json"},
-            request_body=body,
-            outcome=ApiRequest.Outcome.PENDING,
+        return replace(
+            result,
+            error_message=result.error_message[:500],
+            response_text=response_text,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            finished_at=timezone.now(),
         )
 
 
 def _result_for_response(response: requests.Response) -> StellaResult:
     status = response.status_code
     if 200 <= status < 300:
-        return StellaResult(ApiRequest.Outcome.SENT, status, "")
+        return StellaResult(Outcome.SENT, status, "")
     if status == 400:
-        return StellaResult(ApiRequest.Outcome.INVALID, status, _stella_message(response) or "Validation error")
+        return StellaResult(Outcome.INVALID, status, _stella_message(response) or "Validation error")
     if status in (401, 403):
-        return StellaResult(ApiRequest.Outcome.INVALID, status, "API key rejected")
+        return StellaResult(Outcome.INVALID, status, "API key rejected")
     if status == 429 or status >= 500:
-        return StellaResult(ApiRequest.Outcome.RETRY, status, f"Stella answered {status}", _retry_after(response))
+        return StellaResult(Outcome.RETRY, status, f"Stella answered {status}", _retry_after(response))
     # Another 4xx (a wrong URL, say) won't get better by itself: a person has to look.
-    return StellaResult(ApiRequest.Outcome.FAILED, status, f"Stella answered {status}")
+    return StellaResult(Outcome.FAILED, status, f"Stella answered {status}")
 
 
 # Raised while preparing the request, before a byte is sent: a setting to fix, not a retry.
@@ -120,14 +167,14 @@ def _result_for_exception(exc: requests.RequestException) -> StellaResult:
     if isinstance(exc, NOT_MADE):
         # Not the exception's text: for a bad header it quotes the header, which is the API key.
         message = f"Could not make the request ({type(exc).__name__}): check the account's Stella API URL and keys"
-        return StellaResult(ApiRequest.Outcome.FAILED, None, message)
+        return StellaResult(Outcome.FAILED, None, message)
     if _never_reached_stella(exc):
-        return StellaResult(ApiRequest.Outcome.RETRY, None, f"Could not connect to Stella ({type(exc).__name__})")
+        return StellaResult(Outcome.RETRY, None, f"Could not connect to Stella ({type(exc).__name__})")
     if isinstance(exc, requests.ReadTimeout):
         message = f"No answer within {settings.STELLA_READ_TIMEOUT:g} s: Stella may have accepted it"
     else:
         message = f"The connection broke after the request went out ({type(exc).__name__}): Stella may have accepted it"
-    return StellaResult(ApiRequest.Outcome.AMBIGUOUS, None, message)
+    return StellaResult(Outcome.AMBIGUOUS, None, message)
 
 
 def _never_reached_stella(exc: requests.RequestException) -> bool:
@@ -168,30 +215,3 @@ def _retry_after(response: requests.Response) -> float | None:
         return max(0.0, (parsedate_to_datetime(value) - timezone.now()).total_seconds())
     except (TypeError, ValueError):
         return None
-
-
-def request_body(
-    survey_request: Any, *, employee_custom_id: str = "", brand: str = "", language: str = ""
-) -> dict[str, Any]:
-    """The body of POST /v1/requests (FeedbackRequestModel in Stella's Requests API schema)."""
-    customer = {
-        key: value
-        for key, value in (("name", survey_request.customer_name), ("email", survey_request.customer_email))
-        if value
-    }
-    employee = {"custom_id": employee_custom_id} if employee_custom_id else {"email": survey_request.teammate_email}
-    body: dict[str, Any] = {
-        "channel": survey_request.channel,
-        "employee": employee,
-        "customer": customer,
-        "ext_interaction_id": survey_request.conversation_id,
-        "external_url": survey_request.conversation_url,
-        "tags": [str(tag)[:2000] for tag in survey_request.tags][:20],
-    }
-    if survey_request.do_not_send:
-        body["do_not_send"] = True
-    if brand:
-        body["brand"] = brand
-    if language:
-        body["language"] = language
-    return body

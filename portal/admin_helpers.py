@@ -1,0 +1,45 @@
+"""Admin pieces every app's admin shares."""
+
+from functools import cached_property
+from typing import Any
+
+from django.core.paginator import Page, Paginator
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+
+class ReadOnlyAdminMixin:
+    """Logs are evidence: nobody edits or deletes them from the admin."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class NoCountPaginator(Paginator):
+    """Pages a large log without COUNT(*): it reads one row past the page to learn whether
+    another page follows, so the first page costs the same on a thousand rows or a million."""
+
+    estimated = True
+
+    def __init__(self, object_list: QuerySet, per_page: int, *, page_number: int = 1, **kwargs: Any) -> None:
+        super().__init__(object_list, per_page, **kwargs)
+        self.page_number = page_number
+        self._rows: list[Any] | None = None
+
+    @cached_property
+    def count(self) -> int:
+        offset = (self.page_number - 1) * self.per_page
+        self._rows = list(self.object_list[offset : offset + self.per_page + 1])
+        return offset + len(self._rows)
+
+    def page(self, number: int | str) -> Page:
+        number = self.validate_number(number)
+        if number == self.page_number and self._rows is not None:
+            return self._get_page(self._rows[: self.per_page], number, self)
+        return super().page(number)

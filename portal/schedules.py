@@ -1,0 +1,61 @@
+"""Every django-q2 schedule the portal runs, declared once, and the tasks they and the code queue.
+
+`schedules_ensure()` makes the database agree with this list; it runs after every migrate and
+when `make run` starts, so no migration holds a schedule. Tasks are named by dotted path:
+a task already queued or scheduled under an old path fails, so a rename keeps the old name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+from django_q.models import Schedule
+
+PROCESS_WEBHOOKS_TASK = "surveys.tasks.process_inbound_webhooks"
+SEND_TASK = "surveys.tasks.send_survey_request"
+SEND_DUE_TASK = "surveys.tasks.send_due_survey_requests"
+CHECK_ERROR_RATES_TASK = "surveys.tasks.check_error_rates"
+
+
+@dataclass(frozen=True)
+class Every:
+    name: str
+    func: str
+    minutes: int
+
+
+SCHEDULES = (
+    # Each webhook queues its own processing; this catches any a lost queue message left waiting.
+    Every("Process received Intercom webhooks", PROCESS_WEBHOOKS_TASK, minutes=1),
+    # Queue whatever is due and nobody holds, and recover what a dead sender left.
+    Every("Send due survey requests", SEND_DUE_TASK, minutes=1),
+    # Raise or lower each account's error-rate alert.
+    Every("Check error rates", CHECK_ERROR_RATES_TASK, minutes=1),
+)
+# A one-off schedule the code moves to the next send-after time (survey_requests_wake_at), so a
+# delayed request goes out on time without a schedule row per request.
+WAKE_SCHEDULE = "Send survey requests coming due"
+
+
+def schedules_ensure() -> None:
+    """Create or correct every schedule above; leaves run times alone, so it is safe to call at any time."""
+    with transaction.atomic():
+        for every in SCHEDULES:
+            Schedule.objects.update_or_create(
+                name=every.name,
+                defaults={
+                    "func": every.func,
+                    "schedule_type": Schedule.MINUTES,
+                    "minutes": every.minutes,
+                    "repeats": -1,
+                },
+            )
+        wake, created = Schedule.objects.get_or_create(
+            name=WAKE_SCHEDULE,
+            defaults={"func": SEND_DUE_TASK, "schedule_type": Schedule.ONCE, "repeats": 0, "next_run": timezone.now()},
+        )
+        if not created and (wake.func, wake.schedule_type) != (SEND_DUE_TASK, Schedule.ONCE):
+            wake.func, wake.schedule_type = SEND_DUE_TASK, Schedule.ONCE
+            wake.save(update_fields=["func", "schedule_type"])

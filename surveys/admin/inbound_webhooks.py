@@ -1,0 +1,79 @@
+"""The raw webhooks as they arrived, and the conversation events processing recorded from them."""
+
+import json
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from integrations.models import InboundWebhook
+from portal.admin_helpers import ReadOnlyAdminMixin
+from surveys.intake import REPLAYABLE, inbound_webhook_replay
+from surveys.models import ConversationEvent
+
+
+@admin.register(InboundWebhook)
+class InboundWebhookAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    actions = ["replay"]
+    list_display = ["received_at", "topic", "workspace_id", "status", "error", "notification_id"]
+    list_filter = ["status", "topic"]
+    search_fields = ["notification_id", "workspace_id", "=id"]
+    date_hierarchy = "received_at"
+    show_full_result_count = False
+    fields = [
+        "received_at",
+        "status",
+        "error",
+        "topic",
+        "workspace_id",
+        "notification_id",
+        "occurred_at",
+        "processed_at",
+        "pretty_headers",
+        "pretty_body",
+    ]
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[InboundWebhook]:
+        return super().get_queryset(request).defer("body", "headers")
+
+    @admin.display(description="headers")
+    def pretty_headers(self, webhook: InboundWebhook) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(webhook.headers, indent=2))
+
+    def has_replay_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("integrations.change_inboundwebhook")
+
+    @admin.action(description="Replay the selected webhooks (processed, ignored or failed)", permissions=["replay"])
+    def replay(self, request: HttpRequest, queryset: QuerySet[InboundWebhook]) -> None:
+        outcomes = []
+        for webhook in queryset.filter(status__in=REPLAYABLE).order_by("occurred_at"):
+            webhook = inbound_webhook_replay(webhook)
+            outcomes.append(
+                f"{webhook}: {webhook.get_status_display().lower()}{f' ({webhook.error})' if webhook.error else ''}"
+            )
+        skipped = queryset.exclude(status__in=REPLAYABLE).count()
+        if outcomes:
+            self.message_user(request, "Replayed: " + "; ".join(outcomes), messages.SUCCESS)
+        if skipped:
+            self.message_user(
+                request, f"{skipped} invalid webhook(s) left alone: they never passed verification.", messages.WARNING
+            )
+
+    @admin.display(description="body")
+    def pretty_body(self, webhook: InboundWebhook) -> str:
+        try:
+            text = json.dumps(json.loads(webhook.body), indent=2)
+        except ValueError:
+            text = webhook.body
+        return format_html('<pre style="max-height:40em;overflow:auto">{}</pre>', text)
+
+
+@admin.register(ConversationEvent)
+class ConversationEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["occurred_at", "account", "conversation_id", "kind", "tags"]
+    list_filter = ["kind", "account"]
+    list_select_related = ["account"]
+    search_fields = ["conversation_id"]
+    show_full_result_count = False

@@ -1,0 +1,173 @@
+"""Every rule that decides what happens to a closed conversation, and nothing else.
+
+Each rule is a pure function of a `SurveyCandidate` that returns its reason or None.
+`evaluate_rules` runs them all, so every verdict is stored; `decide` turns the
+verdicts into what happens, in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import models
+
+from integrations.vocabulary import AssigneeKind, Channel
+
+
+class InvalidReason(models.TextChoices):
+    """Stella would refuse the request: it is logged as invalid, in Stella's words, without a call."""
+
+    CHANNEL_UNSUPPORTED = "channel_unsupported", "Began in a channel Stella doesn't survey"
+    CHANNEL_DISABLED = "channel_disabled", "Channel turned off for the account"
+    INVALID_CUSTOMER = "invalid_customer", "No valid customer email"
+    EMPLOYEE_NOT_FOUND = "employee_not_found", "No teammate assigned"
+
+
+class DoNotSendReason(models.TextChoices):
+    """Stella records the interaction for reporting, flagged do not send: nobody is surveyed."""
+
+    BOT_ASSIGNEE = "bot_assignee", "Assigned to a bot"
+    SUPPRESSED_TAG = "suppressed_tag", "First message tagged do not send"
+
+
+class SuppressionReason(models.TextChoices):
+    """Kept back: no request is made at all."""
+
+    SUPPRESSION_WINDOW = "suppression_window", "Customer surveyed within the suppression window"
+    ALREADY_SURVEYED = "already_surveyed", "Conversation already surveyed"
+
+
+Reason = InvalidReason | DoNotSendReason | SuppressionReason
+# What a survey request's `reason` column may hold.
+REASON_CHOICES = [*InvalidReason.choices, *DoNotSendReason.choices, *SuppressionReason.choices]
+REASONS: dict[str, Reason] = {
+    reason.value: reason for vocabulary in (InvalidReason, DoNotSendReason, SuppressionReason) for reason in vocabulary
+}
+
+
+class Decision(models.TextChoices):
+    SEND = "send", "Send"
+    DO_NOT_SEND = "do_not_send", "Send flagged do not send"
+    SUPPRESSED = "suppressed", "Suppressed"
+    INVALID = "invalid", "Invalid"
+
+
+# What Stella itself says for the same problem, shown on the Invalid Requests tab.
+STELLA_MESSAGES = {
+    InvalidReason.CHANNEL_UNSUPPORTED: "Channel not enabled for company",
+    InvalidReason.CHANNEL_DISABLED: "Channel not enabled for company",
+    InvalidReason.INVALID_CUSTOMER: "Invalid customer",
+    InvalidReason.EMPLOYEE_NOT_FOUND: "Employee not found",
+}
+
+
+@dataclass(frozen=True)
+class SurveyCandidate:
+    """What the rules need to know about one closure; a selector fills it, rules run no queries."""
+
+    channel: Channel | None  # None: not known yet, looked up before sending
+    assignee_kind: AssigneeKind
+    customer_email: str | None
+    customer_email_pending: bool  # the payload names a contact whose email is looked up before sending
+    tags: tuple[str, ...]
+    enabled_channels: frozenset[Channel]
+    do_not_send_tags: frozenset[str]
+    customer_surveyed_within_window: bool
+    conversation_already_surveyed: bool
+
+
+Rule = Callable[[SurveyCandidate], Reason | None]
+
+
+def assignee_is_bot(candidate: SurveyCandidate) -> Reason | None:
+    return DoNotSendReason.BOT_ASSIGNEE if candidate.assignee_kind == AssigneeKind.BOT else None
+
+
+def first_message_tagged(candidate: SurveyCandidate) -> Reason | None:
+    tagged = any(tag.strip().casefold() in candidate.do_not_send_tags for tag in candidate.tags)
+    return DoNotSendReason.SUPPRESSED_TAG if tagged else None
+
+
+def channel_unsupported(candidate: SurveyCandidate) -> Reason | None:
+    return InvalidReason.CHANNEL_UNSUPPORTED if candidate.channel == Channel.UNSUPPORTED else None
+
+
+def channel_disabled(candidate: SurveyCandidate) -> Reason | None:
+    if candidate.channel in (None, Channel.UNSUPPORTED):
+        return None
+    return None if candidate.channel in candidate.enabled_channels else InvalidReason.CHANNEL_DISABLED
+
+
+def customer_email_missing(candidate: SurveyCandidate) -> Reason | None:
+    if candidate.customer_email_pending:
+        return None
+    return None if is_valid_email(candidate.customer_email) else InvalidReason.INVALID_CUSTOMER
+
+
+def assignee_missing(candidate: SurveyCandidate) -> Reason | None:
+    human_or_bot = (AssigneeKind.ADMIN, AssigneeKind.BOT)
+    return None if candidate.assignee_kind in human_or_bot else InvalidReason.EMPLOYEE_NOT_FOUND
+
+
+def surveyed_within_window(candidate: SurveyCandidate) -> Reason | None:
+    return SuppressionReason.SUPPRESSION_WINDOW if candidate.customer_surveyed_within_window else None
+
+
+def conversation_surveyed(candidate: SurveyCandidate) -> Reason | None:
+    return SuppressionReason.ALREADY_SURVEYED if candidate.conversation_already_surveyed else None
+
+
+RULES: tuple[Rule, ...] = (
+    channel_unsupported,
+    channel_disabled,
+    customer_email_missing,
+    assignee_missing,
+    assignee_is_bot,
+    first_message_tagged,
+    conversation_surveyed,
+    surveyed_within_window,
+)
+
+
+def evaluate_rules(candidate: SurveyCandidate) -> dict[str, Reason | None]:
+    return {rule.__name__: rule(candidate) for rule in RULES}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    decision: Decision
+    reason: Reason | None  # the one that decided; every verdict is kept beside it
+    error_message: str  # Stella's words, for invalid
+
+
+# Invalid beats do-not-send, which beats suppression: a do-not-send request surveys nobody,
+# so a suppression window has nothing to hold back, and Stella still records the interaction.
+PRECEDENCE: tuple[tuple[type[Reason], Decision], ...] = (
+    (InvalidReason, Decision.INVALID),
+    (DoNotSendReason, Decision.DO_NOT_SEND),
+    (SuppressionReason, Decision.SUPPRESSED),
+)
+
+
+def decide(verdicts: dict[str, Reason | None]) -> Verdict:
+    """What happens to the closure, from every rule's verdict: the first reason of the strongest kind decides."""
+    reasons = [reason for reason in verdicts.values() if reason is not None]
+    for vocabulary, decision in PRECEDENCE:
+        reason = next((reason for reason in reasons if isinstance(reason, vocabulary)), None)
+        if reason is not None:
+            message = STELLA_MESSAGES[reason] if isinstance(reason, InvalidReason) else ""
+            return Verdict(decision, reason, message)
+    return Verdict(Decision.SEND, None, "")
+
+
+def is_valid_email(value: str | None) -> bool:
+    if not value:
+        return False
+    try:
+        validate_email(value)
+    except ValidationError:
+        return False
+    return True
