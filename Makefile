@@ -28,6 +28,9 @@ bench: setup
 screenshots: setup
 	SAVE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/browser
 
+# Style and complexity (ruff), types (mypy), and the layers: nothing imports upward (import-linter).
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo

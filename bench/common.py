@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 CLIENT_SECRET = "bench-client-secret"
+
+Call = tuple[str, str, bytes | None, dict[str, str]]  # method, path, body, headers
 
 
 def free_port() -> int:
@@ -52,6 +54,13 @@ class Portal:
     def query(self, code: str) -> object:
         """Run Python against the portal's database and return what it prints as JSON."""
         return json.loads(self.manage("shell", "-c", code).strip().splitlines()[-1])
+
+    def query_numbers(self, code: str) -> list[float]:
+        """Run Python that prints a JSON list of numbers, and return them."""
+        numbers = self.query(code)
+        if not isinstance(numbers, list) or not all(isinstance(n, int | float) for n in numbers):
+            raise RuntimeError(f"expected a JSON list of numbers, got {numbers!r}")
+        return numbers
 
 
 def portal_env(workdir: Path, port: int, **overrides: str) -> dict[str, str]:
@@ -139,7 +148,7 @@ def request(
         connection.close()
 
 
-def _fire(job: tuple[int, list[tuple[str, str, bytes | None, dict[str, str]]]]) -> tuple[int, list[int]]:
+def _fire(job: tuple[int, Sequence[Call]]) -> tuple[int, list[int]]:
     port, requests_ = job
     statuses = [request(port, method, path, body, headers)[0] for method, path, body, headers in requests_]
     return len(statuses), statuses
@@ -160,7 +169,7 @@ class LoadResult:
         return sum(count for status, count in self.statuses.items() if not 200 <= status < 300)
 
 
-def load(port: int, requests_: list[tuple[str, str, bytes | None, dict[str, str]]], *, clients: int) -> LoadResult:
+def load(port: int, requests_: Sequence[Call], *, clients: int) -> LoadResult:
     """Send the requests from `clients` processes at once; time from the first to the last answer."""
     chunks = [requests_[index::clients] for index in range(clients)]
     with ProcessPoolExecutor(max_workers=clients) as pool:

@@ -3,4 +3,4 @@ from django.apps import AppConfig
 
 class IntegrationsConfig(AppConfig):
     name = "integrations"
-    verbose_name = "Accounts and Intercom"
+    verbose_name = "Intercom webhooks"

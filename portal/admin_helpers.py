@@ -41,5 +41,5 @@ class NoCountPaginator(Paginator):
     def page(self, number: int | str) -> Page:
         number = self.validate_number(number)
         if number == self.page_number and self._rows is not None:
-            return self._get_page(self._rows[: self.per_page], number, self)
+            return Page(self._rows[: self.per_page], number, self)
         return super().page(number)

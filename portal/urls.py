@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import DefaultRouter
@@ -18,6 +18,11 @@ api.register("api-requests", ApiRequestViewSet, basename="api-request")
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="status")),
+    # Accounts, teammates and conversation events moved from the integrations app to surveys: old bookmarks still work.
+    re_path(
+        r"^admin/integrations/(?P<rest>(account|teammate|conversationevent)/.*)$",
+        RedirectView.as_view(url="/admin/surveys/%(rest)s", query_string=True, permanent=True),
+    ),
     path("admin/", admin.site.urls),
     path("webhooks/intercom/", intercom_webhook, name="intercom_webhook"),
     path("intercom/oauth/callback/", intercom_oauth_callback, name="intercom_oauth_callback"),

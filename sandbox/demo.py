@@ -19,7 +19,7 @@ TEAMMATES: list[Person] = [
     ("4100002", "Omar Operator", "omar@support.example"),
     ("4100003", "Ines Inbox", "ines@support.example"),
 ]
-BOT: Person = ("4109999", "Fin", f"operator+{WORKSPACE}@intercom.io")
+BOT: tuple[str, str, str] = ("4109999", "Fin", f"operator+{WORKSPACE}@intercom.io")
 # Stella needs an employee even for a do-not-send request: the bot is mapped to one by custom id.
 BOT_EMPLOYEE_ID = "fin-bot"
 CUSTOMERS: list[Person] = [

@@ -78,6 +78,14 @@ class NewestFirst(CursorPagination):
     page_size_query_param = "page_size"
 
 
+class ByClosure(NewestFirst):
+    ordering = ("-closed_at", "-id")
+
+
+class ByCall(NewestFirst):
+    ordering = ("-created_at", "-id")
+
+
 FILTERS = [
     OpenApiParameter("account", int, description="One of your accounts (default: all of them)."),
     OpenApiParameter("date_from", str, description="YYYY-MM-DD (default: 30 days before date_to)."),
@@ -101,7 +109,9 @@ class StatusViewSet(viewsets.ReadOnlyModelViewSet):
             return self.every_row(accounts)
         form = StatusFilterForm(self.request.query_params, accounts=accounts)
         if not form.is_valid():
-            raise ValidationError(form.errors)
+            raise ValidationError(
+                {field: [error["message"] for error in errors.get_json_data()] for field, errors in form.errors.items()}
+            )
         tab = form.cleaned_data.get("tab")
         if tab and TABS_BY_KEY[tab].listing is not self.listing:
             others = "API requests" if TABS_BY_KEY[tab].listing is API_REQUESTS else "survey requests"
@@ -122,7 +132,7 @@ class SurveyRequestViewSet(StatusViewSet):
 
     serializer_class = SurveyRequestSerializer
     listing, every = SURVEY_REQUESTS, EVERY_SURVEY_REQUEST
-    pagination_class = type("ByClosure", (NewestFirst,), {"ordering": ("-closed_at", "-id")})
+    pagination_class = ByClosure
 
     def every_row(self, accounts: QuerySet[Any]) -> QuerySet[SurveyRequest]:
         return SurveyRequest.objects.select_related("account").filter(account__in=accounts)
@@ -138,7 +148,7 @@ class ApiRequestViewSet(StatusViewSet):
 
     serializer_class = ApiRequestSerializer
     listing, every = API_REQUESTS, EVERY_API_REQUEST
-    pagination_class = type("ByCall", (NewestFirst,), {"ordering": ("-created_at", "-id")})
+    pagination_class = ByCall
 
     def every_row(self, accounts: QuerySet[Any]) -> QuerySet[ApiRequest]:
         return ApiRequest.objects.select_related("account", "survey_request").filter(account__in=accounts)

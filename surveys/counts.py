@@ -97,8 +97,9 @@ def daily_counts_rebuild() -> int:
         (CallCount.TEST_CALLS, ApiRequest.objects.test_calls()),
         (CallCount.INVALID_CALLS, ApiRequest.objects.invalid()),
     ):
-        for row in calls.annotate(day=TruncDate("created_at")).values("account_id", "day").annotate(n=Count("pk")):
-            rows[(row["account_id"], row["day"], kind)] = row["n"]
+        per_call_day = calls.annotate(day=TruncDate("created_at")).values("account_id", "day").annotate(n=Count("pk"))
+        for call_row in per_call_day:
+            rows[(call_row["account_id"], call_row["day"], kind)] = call_row["n"]
     DailyCount.objects.bulk_create(
         DailyCount(account_id=account_id, day=day, kind=kind, count=n) for (account_id, day, kind), n in rows.items()
     )

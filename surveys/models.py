@@ -4,6 +4,7 @@ the survey requests the rules decided on, and every call made to Stella for them
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import ClassVar
 
 from django.conf import settings
 from django.db import models
@@ -454,13 +455,15 @@ class ApiRequest(models.Model):
 
 class TestApiRequestManager(models.Manager["TestApiRequest"]):
     def get_queryset(self) -> models.QuerySet[TestApiRequest]:
+        # Typed for ApiRequest, but built on the proxy model it yields proxy rows.
         return ApiRequestQuerySet(self.model, using=self._db).test_calls()  # type: ignore[return-value]
 
 
 class TestApiRequest(ApiRequest):
     """Stella's Test Requests tab: every request made to Stella with a test key."""
 
-    objects = TestApiRequestManager()  # type: ignore[assignment]
+    # Narrows ApiRequest's manager to this proxy's rows; the stubs only accept the parent's manager type.
+    objects: ClassVar[TestApiRequestManager] = TestApiRequestManager()  # type: ignore[assignment]
 
     class Meta:
         proxy = True
@@ -470,13 +473,15 @@ class TestApiRequest(ApiRequest):
 
 class InvalidApiRequestManager(models.Manager["InvalidApiRequest"]):
     def get_queryset(self) -> models.QuerySet[InvalidApiRequest]:
+        # Typed for ApiRequest, but built on the proxy model it yields proxy rows.
         return ApiRequestQuerySet(self.model, using=self._db).invalid()  # type: ignore[return-value]
 
 
 class InvalidApiRequest(ApiRequest):
     """Stella's Invalid Requests tab: every request rejected, by Stella or before it, from either key."""
 
-    objects = InvalidApiRequestManager()  # type: ignore[assignment]
+    # Narrows ApiRequest's manager to this proxy's rows; the stubs only accept the parent's manager type.
+    objects: ClassVar[InvalidApiRequestManager] = InvalidApiRequestManager()  # type: ignore[assignment]
 
     class Meta:
         proxy = True

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
@@ -119,8 +119,9 @@ def teammate_custom_id(*, account_id: int, intercom_id: str) -> str:
 
 
 def accounts_visible_to(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Account]:
-    """CSMs (staff who may view survey requests) see every account; support users see theirs."""
-    if not user.is_authenticated or not user.is_active:
+    """CSMs (staff who may view survey requests) see every account; support users see theirs;
+    anonymous and inactive users see none."""
+    if not isinstance(user, User) or not user.is_active:
         return Account.objects.none()
     if user.is_staff and user.has_perm("surveys.view_surveyrequest"):
         return Account.objects.all()

@@ -31,7 +31,7 @@ STATUS_FOR_DECISION = {
     Decision.SUPPRESSED: Status.SUPPRESSED,
     Decision.INVALID: Status.INVALID,
 }
-CANCEL_DETAILS = {
+CANCEL_DETAILS: dict[str, str] = {
     ConversationEvent.Kind.REOPENED: "Reopened during the channel delay",
     ConversationEvent.Kind.CUSTOMER_REPLIED: "Customer replied during the channel delay",
     ConversationEvent.Kind.SNOOZED: "Snoozed during the channel delay",
@@ -328,8 +328,9 @@ def survey_request_clip(survey_request: SurveyRequest) -> SurveyRequest:
     """Intercom sets no length on names; cut what would not fit its column rather than lose the closure."""
     for field in SurveyRequest._meta.concrete_fields:
         value = getattr(survey_request, field.attname)
-        if getattr(field, "max_length", None) and isinstance(value, str) and len(value) > field.max_length:
-            setattr(survey_request, field.attname, value[: field.max_length])
+        max_length = field.max_length
+        if max_length and isinstance(value, str) and len(value) > max_length:
+            setattr(survey_request, field.attname, value[:max_length])
     return survey_request
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.db.models import Q, QuerySet, Sum
@@ -153,21 +153,20 @@ class StatusFilterForm(forms.Form):
     date_from = forms.DateField(required=False, label="From")
     date_to = forms.DateField(required=False, label="To")
     channel = forms.ChoiceField(choices=[("", "Any channel"), *Channel.choices], required=False)
-    reason = forms.ChoiceField(required=False)
+    reason = forms.ChoiceField(
+        choices=[("", "Any reason"), *[(message, message) for message in KNOWN_MESSAGES], *REASON_CHOICES],
+        required=False,
+    )
     q = forms.CharField(required=False, max_length=254, label="Conversation id")
     before = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
 
     def __init__(self, data: dict, *, accounts: QuerySet[Account]) -> None:
         super().__init__(data)
-        self.fields["account"].queryset = accounts
-        self.fields["reason"].choices = [
-            ("", "Any reason"),
-            *[(message, message) for message in KNOWN_MESSAGES],
-            *REASON_CHOICES,
-        ]
+        cast("forms.ModelChoiceField[Account]", self.fields["account"]).queryset = accounts
 
-    def clean(self) -> dict:
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         today = timezone.localdate()
         data["date_to"] = data.get("date_to") or today
         data["date_from"] = data.get("date_from") or data["date_to"] - timedelta(days=DEFAULT_DAYS - 1)
@@ -281,7 +280,7 @@ class Bar:
     day: date
     x: float
     width: float
-    segments: list[tuple[str, str, float, float, int]]  # kind, label, y, height, count
+    segments: list[tuple[SurveyOutcome, str, float, float, int]]  # kind, label, y, height, count
     total: int
 
 

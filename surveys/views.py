@@ -47,7 +47,7 @@ class StatusPageView(LoginRequiredMixin, TemplateView):
         status_filter = StatusFilter.from_form(form, accounts=accounts)
         rows, older = status_page(status_filter)
         counts = status_counts(status_filter)
-        query = {key: value for key, value in self.request.GET.items() if key not in ("before", "tab") and value}
+        query = {key: value for key, value in self.request.GET.dict().items() if key not in ("before", "tab") and value}
         context.update(
             status_filter=status_filter,
             tab=status_filter.tab,
@@ -68,7 +68,7 @@ class StatusPageView(LoginRequiredMixin, TemplateView):
 class StatusExportView(LoginRequiredMixin, View):
     """The current tab and filter as CSV: every matching row, streamed, customer emails masked."""
 
-    def get(self, request: HttpRequest) -> HttpResponse:
+    def get(self, request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
         accounts = accounts_visible_to(request.user)
         form = StatusFilterForm(request.GET, accounts=accounts)
         if not form.is_valid():

@@ -15,7 +15,8 @@ from integrations.intercom.signature import signature_for
 from surveys.tasks import process_inbound_webhooks
 
 FIXTURES = Path(__file__).parent / "fixtures" / "intercom"
-SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "intercom"
+# Real captured Intercom webhooks, copied with their sources (captured/SOURCES.md) so a clean clone tests them.
+CAPTURED_FIXTURES = FIXTURES / "captured"
 WORKSPACE_ID = "ws1test"
 
 

@@ -163,8 +163,9 @@ def _conversation(item: _Obj, *, app_id: str, app_url: str) -> Conversation:
     elif message is not None:
         first_message_id = message.optional_id("id")
     initial = item.optional_object("channel")
-    if initial is not None and initial.optional("initial", str):
-        channel_source = initial.require("initial", str)
+    initial_source = initial.optional("initial", str) if initial is not None else None
+    if initial_source:
+        channel_source = initial_source
     if channel_source:
         channel = SOURCE_CHANNELS.get(channel_source, Channel.UNSUPPORTED)
 

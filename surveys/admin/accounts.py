@@ -113,9 +113,9 @@ class AccountAdmin(admin.ModelAdmin):
     readonly_fields = ["attention"]
     inlines = [IntegrationSettingsInline]
 
-    def get_fields(self, request: HttpRequest, obj: Account | None = None) -> list[str]:
-        fields = ["name", "intercom_workspace_id", "support_users"]
-        return ["attention", *fields] if obj is not None else fields
+    def get_fields(self, request: HttpRequest, obj: Account | None = None) -> tuple[str, ...]:
+        fields = ("name", "intercom_workspace_id", "support_users")
+        return ("attention", *fields) if obj is not None else fields
 
     @admin.display(boolean=True, ordering="integration__enabled")
     def enabled(self, account: Account) -> bool:

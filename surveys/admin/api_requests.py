@@ -3,6 +3,7 @@
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.utils import flatten
 from django.contrib.admin.views.main import PAGE_VAR
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
@@ -46,7 +47,7 @@ class ApiRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "created_at", "account", "survey_request_link", "mode", "method", "url", "request_headers", "request_body",
         "status_code", "response_body", "duration_ms", "outcome", "error_message", "explanation", "finished_at",
     ]  # fmt: skip
-    readonly_fields = fields
+    readonly_fields = flatten(fields)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ApiRequest]:
         return (
@@ -56,12 +57,21 @@ class ApiRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             .order_by("-created_at", "-pk")
         )
 
-    def get_paginator(self, request: HttpRequest, queryset: QuerySet, per_page: int, **kwargs: Any) -> Paginator:
+    def get_paginator(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet,
+        per_page: int,
+        orphans: int = 0,
+        allow_empty_first_page: bool = True,
+    ) -> Paginator:
         try:
             page_number = max(1, int(request.GET.get(PAGE_VAR, 1)))
         except ValueError:
             page_number = 1
-        return NoCountPaginator(queryset, per_page, page_number=page_number, **kwargs)
+        return NoCountPaginator(
+            queryset, per_page, page_number=page_number, orphans=orphans, allow_empty_first_page=allow_empty_first_page
+        )
 
     @admin.display(description="conversation", ordering="survey_request__conversation_id")
     def conversation(self, api_request: ApiRequest) -> str:

@@ -3,6 +3,7 @@
 import json
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import flatten
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
@@ -33,7 +34,7 @@ class InboundWebhookAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "pretty_headers",
         "pretty_body",
     ]
-    readonly_fields = fields
+    readonly_fields = flatten(fields)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[InboundWebhook]:
         return super().get_queryset(request).defer("body", "headers")

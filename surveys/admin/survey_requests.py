@@ -2,6 +2,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.utils import flatten, flatten_fieldsets
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -19,8 +20,8 @@ def resend_with_confirmation(
 ) -> TemplateResponse | None:
     """The resend action of both admins: ambiguous requests may already have reached the customer,
     so resending one takes a confirmation first."""
-    survey_requests = list(survey_requests.select_related("account"))
-    ambiguous = [s for s in survey_requests if s.status == SurveyRequest.Status.AMBIGUOUS]
+    resendable = list(survey_requests.select_related("account"))
+    ambiguous = [s for s in resendable if s.status == SurveyRequest.Status.AMBIGUOUS]
     if ambiguous and request.POST.get("confirmed") != "yes":
         return TemplateResponse(
             request,
@@ -29,13 +30,13 @@ def resend_with_confirmation(
                 **model_admin.admin_site.each_context(request),
                 "title": "Resend requests that may already have reached the customer?",
                 "ambiguous": ambiguous,
-                "others": [s for s in survey_requests if s.status != SurveyRequest.Status.AMBIGUOUS],
+                "others": [s for s in resendable if s.status != SurveyRequest.Status.AMBIGUOUS],
                 "selected": [str(pk) for pk in selected.values_list("pk", flat=True)],
                 "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
                 "opts": model_admin.model._meta,
             },
         )
-    resent = survey_requests_resend(survey_requests, by=request.user.get_username())
+    resent = survey_requests_resend(resendable, by=request.user.get_username())
     skipped = selected.count() - len(resent)
     model_admin.message_user(
         request,
@@ -52,7 +53,7 @@ class ApiRequestInline(admin.TabularInline):
     extra = 0
     can_delete = False
     fields = ["created_at", "link", "mode", "status_code", "outcome", "error_message", "duration_ms"]
-    readonly_fields = fields
+    readonly_fields = flatten(fields)
     ordering = ["-created_at"]
     verbose_name_plural = "requests to Stella"
 
@@ -90,7 +91,7 @@ class SurveyRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         ("Teammate", {"fields": ["assignee_kind", "teammate_name", "teammate_email", "teammate_id"]}),
         ("Source", {"fields": ["inbound_webhook", "closure_id", "created_at", "updated_at"]}),
     ]  # fmt: skip
-    readonly_fields = [field for _, options in fieldsets for field in options["fields"]]
+    readonly_fields = flatten_fieldsets(fieldsets)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[SurveyRequest]:
         return super().get_queryset(request).defer("verdicts")

@@ -11,6 +11,7 @@ import requests
 import responses
 import yaml
 from django.core.checks import run_checks
+from django.db.models import F
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 from jsonschema import Draft7Validator
@@ -215,19 +216,6 @@ def test_stella_answers_map_to_outcomes(account, answer, outcome, status_code, m
     assert api_request.request_headers["x-api-key"] == "••••abcd"
 
 
-def test_long_responses_are_capped():
-    client = StellaClient(base_url="https://stella.test")
-    with responses.RequestsMock() as stella:
-        stella.post("https://stella.test/v1/requests", status=500, body="x" * 100_000)
-        result = client.create_request({}, api_key="k" * 12)
-    assert len(result.response_text) == 4000
-
-
-def test_connection_refused_never_reached_stella():
-    client = StellaClient(base_url="http://127.0.0.1:9")  # discard port: nothing listens
-    assert client.create_request({}, api_key="k" * 12).outcome == O.RETRY
-
-
 def bodies(account) -> list[dict]:
     plain = SurveyRequestFactory(account=account, tags=["billing"])
     flagged = SurveyRequestFactory(account=account, decision=Decision.DO_NOT_SEND, customer_name="", channel="email")
@@ -290,7 +278,9 @@ def test_delayed_request_goes_out_through_django_q2s_scheduler(settings):
     survey_requests_wake_at(survey_request.send_after)
     scheduler()
     assert OrmQ.objects.count() == 0  # not due yet
-    time.sleep(1.1)
+    # Two seconds pass: everything that tells time moves back, rather than the test waiting on the clock.
+    SurveyRequest.objects.filter(pk=survey_request.pk).update(send_after=F("send_after") - timedelta(seconds=2))
+    Schedule.objects.filter(name=WAKE_SCHEDULE).update(next_run=F("next_run") - timedelta(seconds=2))
     scheduler()
     with responses.RequestsMock() as stella:
         stella.post(f"{settings.STELLA_API_URL}/v1/requests", json={})
@@ -392,17 +382,3 @@ def test_looked_up_names_are_cut_to_fit(account, settings):
     responses.post(f"{settings.STELLA_API_URL}/v1/requests", json={})
     assert survey_request_send(survey_request.pk, now=NOW).status == S.SENT
     assert SurveyRequest.objects.get(pk=survey_request.pk).customer_name == "N" * 200
-
-
-@pytest.mark.parametrize(
-    ("base_url", "key"),
-    [("https://stella.test", "key with\nnewline-1234"), ("stella.test/no-scheme", "good-key-12345")],
-)
-def test_a_request_that_cannot_be_made_is_failed_not_ambiguous(base_url, key):
-    """A bad header or URL fails before a byte is sent: a person must fix it, but nothing may have reached Stella."""
-    client = StellaClient(base_url=base_url)
-    with responses.RequestsMock(assert_all_requests_are_fired=False):
-        result = client.create_request({}, api_key=key)
-    assert result.outcome == O.FAILED
-    assert result.error_message.startswith("Could not make the request")
-    assert "1234" not in result.error_message  # never the key

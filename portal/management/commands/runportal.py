@@ -8,6 +8,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from portal.schedules import schedules_ensure
+
 
 class Command(BaseCommand):
     help = "Run the web server and the django-q2 cluster together; Ctrl-C stops both."
@@ -16,6 +18,7 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=settings.PORT)
 
     def handle(self, *args: Any, **options: Any) -> None:
+        schedules_ensure()  # the cluster's schedules, as portal/schedules.py declares them
         manage = [sys.executable, "manage.py"]
         # Each in its own process group: Ctrl-C reaches only us, we stop them in order, and a
         # last-resort kill takes everything a child started.

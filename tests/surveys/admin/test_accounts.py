@@ -201,3 +201,9 @@ def test_api_tokens_are_shown_in_full_once_when_made_then_masked(admin_client, d
         assert key not in page and key[:-4] not in page, url
         assert key[-4:] in page or url == reverse("admin:portal_apitoken_change", args=[support.pk])
     assert key not in LogEntry.objects.get().object_repr
+
+
+def test_bookmarks_to_the_accounts_old_admin_address_still_arrive(admin_client, account):
+    response = admin_client.get(f"/admin/integrations/account/{account.pk}/change/?x=1")
+    assert (response.status_code, response["Location"]) == (301, f"/admin/surveys/account/{account.pk}/change/?x=1")
+    assert admin_client.get(response["Location"]).status_code == 200

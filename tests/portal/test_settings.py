@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOYED = {"DEBUG": "false", "SECRET_KEY": "a-real-secret", "INTERCOM_CLIENT_SECRET": "app-client-secret"}
 
 

@@ -1,12 +1,11 @@
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
 from integrations.intercom.payloads import IntercomNotification, PayloadError
 from integrations.vocabulary import AssigneeKind, Channel
-from tests.helpers import FIXTURES, SHARED_FIXTURES, load_fixture
+from tests.helpers import CAPTURED_FIXTURES, FIXTURES, load_fixture
 
 
 def parse(payload: dict) -> IntercomNotification:
@@ -15,7 +14,7 @@ def parse(payload: dict) -> IntercomNotification:
 
 # What each real sample must read as: topic, conversation id, channel, assignee kind,
 # customer email, first-message tags, conversation tags, close part id.
-SHARED_EXPECTATIONS = {
+CAPTURED_EXPECTATIONS = {
     "hull__webhook-conversation-admin-assigned-to-unknown.json": (
         "conversation.admin.assigned",
         "137324500000000",
@@ -284,16 +283,18 @@ def test_every_own_fixture_has_an_expectation():
     assert sorted(path.name for path in FIXTURES.glob("*.json")) == sorted(OWN_EXPECTATIONS)
 
 
-def shared_samples() -> list[str]:
-    return sorted(path.name for path in SHARED_FIXTURES.glob("*.json")) if SHARED_FIXTURES.exists() else []
+def captured_samples() -> list[str]:
+    return sorted(path.name for path in CAPTURED_FIXTURES.glob("*.json"))
 
 
-@pytest.mark.skipif(not SHARED_FIXTURES.exists(), reason=f"no real captured samples at {SHARED_FIXTURES}")
-@pytest.mark.parametrize("name", shared_samples())
+def test_every_captured_sample_is_here_and_has_an_expectation():
+    assert captured_samples() == sorted(CAPTURED_EXPECTATIONS)
+
+
+@pytest.mark.parametrize("name", captured_samples())
 def test_real_sample_parses_as_expected(name):
-    assert name in SHARED_EXPECTATIONS, f"new sample {name}: add what it must parse as"
-    body = Path(SHARED_FIXTURES / name).read_bytes()
-    assert summary(IntercomNotification.from_json(body)) == SHARED_EXPECTATIONS[name]
+    body = (CAPTURED_FIXTURES / name).read_bytes()
+    assert summary(IntercomNotification.from_json(body)) == CAPTURED_EXPECTATIONS[name]
 
 
 def test_envelope_fields_are_typed():
