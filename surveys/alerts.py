@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from django.conf import settings as django_settings
+from django.conf import settings
 from django.core.mail import send_mail
 from django.db.models import Count, Q
 
@@ -68,7 +68,7 @@ def _email(health: IntegrationHealth, *, recipients: list[str]) -> None:
         message=(
             f"In the last hour, {health.error_alert_rate:.0f}% of {account}'s requests to Stella Connect were "
             f"invalid or failed (the alert starts above {THRESHOLD:.0%}).\n\n"
-            f"See why: {django_settings.PORTAL_URL}/status/?tab=invalid&account={account.pk}\n\n"
+            f"See why: {settings.PORTAL_URL}/status/?tab=invalid&account={account.pk}\n\n"
             "You get this at most once an hour while it lasts."
         ),
         from_email=None,

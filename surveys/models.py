@@ -359,36 +359,35 @@ class SurveyRequest(models.Model):
         )
 
 
-_S = SurveyRequest.Status
 # Every allowed move; survey_request_transition is the only code that changes a status.
 TRANSITIONS: dict[str, frozenset[str]] = {
-    _S.SCHEDULED: frozenset(
+    SurveyRequest.Status.SCHEDULED: frozenset(
         {
-            _S.SENDING,
-            _S.CANCELLED,
-            _S.SUPPRESSED,
-            _S.INVALID,
-            _S.SCHEDULED,  # re-decided (a tag arrived) or rescheduled
+            SurveyRequest.Status.SENDING,
+            SurveyRequest.Status.CANCELLED,
+            SurveyRequest.Status.SUPPRESSED,
+            SurveyRequest.Status.INVALID,
+            SurveyRequest.Status.SCHEDULED,  # re-decided (a tag arrived) or rescheduled
         }
     ),
-    _S.SENDING: frozenset(
+    SurveyRequest.Status.SENDING: frozenset(
         {
-            _S.SENT,
-            _S.INVALID,
-            _S.FAILED,
-            _S.AMBIGUOUS,
-            _S.SENDING,  # still ours: what the look-ups learnt is saved as the call is logged
-            _S.SCHEDULED,  # a retryable error: try again later
-            _S.CANCELLED,  # the last check before sending found a reopen
-            _S.SUPPRESSED,  # the rules, with what Intercom told us, say so
+            SurveyRequest.Status.SENT,
+            SurveyRequest.Status.INVALID,
+            SurveyRequest.Status.FAILED,
+            SurveyRequest.Status.AMBIGUOUS,
+            SurveyRequest.Status.SENDING,  # still ours: what the look-ups learnt is saved as the call is logged
+            SurveyRequest.Status.SCHEDULED,  # a retryable error: try again later
+            SurveyRequest.Status.CANCELLED,  # the last check before sending found a reopen
+            SurveyRequest.Status.SUPPRESSED,  # the rules, with what Intercom told us, say so
         }
     ),
-    _S.FAILED: frozenset({_S.SCHEDULED}),  # resent
-    _S.INVALID: frozenset({_S.SCHEDULED}),  # resent
-    _S.AMBIGUOUS: frozenset({_S.SCHEDULED}),  # resent, after a person confirmed
-    _S.SENT: frozenset(),
-    _S.SUPPRESSED: frozenset(),
-    _S.CANCELLED: frozenset(),
+    SurveyRequest.Status.FAILED: frozenset({SurveyRequest.Status.SCHEDULED}),  # resent
+    SurveyRequest.Status.INVALID: frozenset({SurveyRequest.Status.SCHEDULED}),  # resent
+    SurveyRequest.Status.AMBIGUOUS: frozenset({SurveyRequest.Status.SCHEDULED}),  # resent, after a person confirmed
+    SurveyRequest.Status.SENT: frozenset(),
+    SurveyRequest.Status.SUPPRESSED: frozenset(),
+    SurveyRequest.Status.CANCELLED: frozenset(),
 }
 
 

@@ -12,7 +12,7 @@ import random
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings as django_settings
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Min, OuterRef, Q, Subquery
 from django.utils import timezone
@@ -230,14 +230,14 @@ def _retry_later(
 ) -> SurveyRequest:
     """Exponential backoff with jitter, at least what Stella asked for, a bounded number of times."""
     attempts = survey_request.attempts + 1
-    if attempts >= django_settings.STELLA_MAX_ATTEMPTS:
+    if attempts >= settings.STELLA_MAX_ATTEMPTS:
         return survey_request_transition(
             survey_request,
             to=Status.FAILED,
             attempts=attempts,
             status_detail=f"Gave up after {attempts} attempts: {message}",
         )
-    backoff = django_settings.STELLA_RETRY_BASE_SECONDS * 2 ** (attempts - 1) * random.uniform(0.5, 1.5)
+    backoff = settings.STELLA_RETRY_BASE_SECONDS * 2 ** (attempts - 1) * random.uniform(0.5, 1.5)
     send_after = now + timedelta(seconds=min(max(backoff, retry_after or 0), 3600))
     survey_requests_wake_at(send_after)
     return survey_request_transition(
@@ -310,7 +310,7 @@ def survey_requests_send_due(*, now: datetime) -> int:
     """The sweep: queue every due request nobody holds, recover any a dead sender left behind,
     and wake up again for the next one coming due. Returns how many it queued."""
     survey_requests_recover_stale(now=now)
-    requeue_before = now - timedelta(seconds=2 * django_settings.Q_CLUSTER["retry"])
+    requeue_before = now - timedelta(seconds=2 * settings.Q_CLUSTER["retry"])
     with transaction.atomic():
         due = (
             SurveyRequest.objects.due(now=now)
@@ -336,7 +336,7 @@ def survey_requests_recover_stale(*, now: datetime) -> int:
     If it had started its call to Stella, the call may have gone through: ambiguous,
     for a person to decide. Otherwise nothing reached Stella and it is sent again.
     """
-    timeout = django_settings.Q_CLUSTER["timeout"]
+    timeout = settings.Q_CLUSTER["timeout"]
     stale_before = now - timedelta(seconds=timeout + max(5, timeout // 2))
     recovered = 0
     for survey_request in SurveyRequest.objects.filter(status=Status.SENDING, claimed_at__lt=stale_before):
@@ -348,7 +348,7 @@ def survey_requests_recover_stale(*, now: datetime) -> int:
                     message = "The sender stopped while waiting for Stella's answer: Stella may have accepted it"
                     survey_request_transition(survey_request, to=Status.AMBIGUOUS, status_detail=message)
                     in_flight.update(outcome=ApiRequest.Outcome.AMBIGUOUS, error_message=message, finished_at=now)
-                elif attempts >= django_settings.STELLA_MAX_ATTEMPTS:
+                elif attempts >= settings.STELLA_MAX_ATTEMPTS:
                     message = (
                         f"The sender stopped {attempts} times before calling Stella; see the task queue's failures"
                     )

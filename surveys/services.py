@@ -18,7 +18,15 @@ from integrations.stella.client import FeedbackRequest
 from portal.queue import enqueue
 from portal.schedules import SEND_DUE_TASK, SEND_TASK, WAKE_SCHEDULE
 from surveys.counts import count_api_request_recorded, count_survey_request_recorded, count_survey_request_transition
-from surveys.models import TRANSITIONS, Account, ApiRequest, ConversationEvent, IntegrationSettings, SurveyRequest
+from surveys.models import (
+    TRANSITIONS,
+    Account,
+    ApiRequest,
+    ConversationEvent,
+    IntegrationSettings,
+    SurveyRequest,
+    SurveyRequestQuerySet,
+)
 from surveys.rules import Decision, decide, evaluate_rules
 from surveys.selectors import ConversationHistory, conversation_history, survey_candidate, teammate_custom_id
 
@@ -262,7 +270,8 @@ def survey_requests_apply_event(event: ConversationEvent) -> int:
     return 0
 
 
-def _waiting_before(event: ConversationEvent) -> Any:
+def _waiting_before(event: ConversationEvent) -> SurveyRequestQuerySet:
+    """The conversation's closes still waiting that the event came after."""
     return SurveyRequest.objects.filter(
         account=event.account,
         conversation_id=event.conversation_id,

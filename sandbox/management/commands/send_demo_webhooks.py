@@ -20,6 +20,7 @@ from sandbox.demo import (
 )
 from sandbox.samples import closed_conversation, closed_conversation_v1, reopened_conversation
 from surveys.models import SurveyRequest
+from surveys.presenters import survey_request_outcome
 
 ADA, BEA, CAI, DEE = CUSTOMERS
 TESS, OMAR, INES = TEAMMATES
@@ -90,7 +91,7 @@ class Command(BaseCommand):
             ),
             Scenario(
                 "Closed by the Fin bot",
-                "sent flagged do_not_send",
+                "do not send (sent to Stella flagged do_not_send)",
                 ids[3],
                 [
                     closed_conversation(
@@ -98,7 +99,12 @@ class Command(BaseCommand):
                     )
                 ],
             ),
-            Scenario("First message tagged do_not_send_stella", "sent flagged do_not_send", ids[4], [tagged]),
+            Scenario(
+                "First message tagged do_not_send_stella",
+                "do not send (sent to Stella flagged do_not_send)",
+                ids[4],
+                [tagged],
+            ),
             Scenario(
                 "Closed, then reopened within the 1-minute channel delay",
                 "cancelled",
@@ -161,9 +167,7 @@ class Command(BaseCommand):
 
     @staticmethod
     def describe(request: SurveyRequest) -> str:
-        text = request.get_status_display().lower()
-        if request.do_not_send and request.status == SurveyRequest.Status.SENT:
-            text += " flagged do_not_send"
+        text = survey_request_outcome(request).lower()
         if request.status == SurveyRequest.Status.SCHEDULED:
             text += f" for {request.send_after:%H:%M:%S} UTC"
         if request.status_detail:
