@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
+# Unset, the portal runs as deployed (DEBUG=false) and refuses local defaults: these targets ask for local mode.
+LOCAL := DEBUG=true
 
-.PHONY: setup run test bench lint screenshots
+.PHONY: setup run demo test bench lint screenshots
 
 $(VENV)/.installed: requirements/base.txt requirements/dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,23 +16,27 @@ $(VENV)/.installed: requirements/base.txt requirements/dev.txt
 setup: $(VENV)/.installed
 
 run: setup
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py portal_setup_demo
-	PORT=$(PORT) $(BIN)/python manage.py runportal --port $(PORT)
+	$(LOCAL) $(BIN)/python manage.py migrate --noinput
+	$(LOCAL) $(BIN)/python manage.py portal_setup_demo
+	$(LOCAL) PORT=$(PORT) $(BIN)/python manage.py runportal --port $(PORT)
+
+# With make run going in another terminal: post the demo's signed webhooks to it.
+demo: setup
+	$(LOCAL) PORT=$(PORT) $(BIN)/python manage.py send_demo_webhooks
 
 test: setup
-	$(BIN)/python manage.py makemigrations --check --dry-run >/dev/null || (echo "Models changed without a migration: run $(BIN)/python manage.py makemigrations" && exit 1)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(LOCAL) $(BIN)/python manage.py makemigrations --check --dry-run >/dev/null || (echo "Models changed without a migration: run $(LOCAL) $(BIN)/python manage.py makemigrations" && exit 1)
+	$(LOCAL) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python bench/run.py
 
 screenshots: setup
-	SAVE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/browser
+	$(LOCAL) SAVE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/browser
 
 # Style and complexity (ruff), types (mypy), and the layers: nothing imports upward (import-linter).
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy
+	$(LOCAL) $(BIN)/mypy
 	$(BIN)/lint-imports --no-logo

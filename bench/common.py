@@ -69,7 +69,9 @@ def portal_env(workdir: Path, port: int, **overrides: str) -> dict[str, str]:
         **os.environ,
         "DEBUG": "false",
         "SANDBOX": "false",
-        "SECRET_KEY": "bench-secret-key",
+        "SECRET_KEY": "bench-secret-key-" + "x" * 50,
+        # Plain HTTP on loopback, as behind a TLS proxy.
+        "SECURE_SSL_REDIRECT": "false",
         "INTERCOM_CLIENT_SECRET": CLIENT_SECRET,
         "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
         "ALLOWED_HOSTS": "127.0.0.1",

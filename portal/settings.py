@@ -1,8 +1,8 @@
 """Portal settings: one file, every value from the environment (see .env.example).
 
-The defaults make a working local portal: SQLite, django-q2's ORM broker and the
-built-in sandbox standing in for Stella Connect and Intercom. A deployment sets
-DEBUG=false, which makes the unsafe local defaults refuse to start.
+The defaults are the deployed behaviour (DEBUG=false), which refuses to start without real
+secrets. `make run`, `make test` and `make demo` set DEBUG=true: a local portal on SQLite,
+django-q2's ORM broker and the built-in sandbox standing in for Stella Connect and Intercom.
 """
 
 from pathlib import Path
@@ -17,9 +17,11 @@ environ.Env.read_env(BASE_DIR / ".env")
 
 LOCAL_SECRET_KEY = "local-only-insecure-secret-key"
 LOCAL_INTERCOM_CLIENT_SECRET = "sandbox-client-secret"
+MIN_SECRET_KEY_LENGTH = 50
 
-DEBUG = env.bool("DEBUG", default=True)
-SECRET_KEY = env("SECRET_KEY", default=LOCAL_SECRET_KEY)
+# Deployed behaviour unless local mode is asked for: make run, make test and make demo set DEBUG=true.
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = env("SECRET_KEY", default=LOCAL_SECRET_KEY if DEBUG else "")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -29,7 +31,7 @@ PORT = env.int("PORT", default=8000)
 # Where this portal can reach itself: the sandbox lives under /sandbox/ on it.
 PORTAL_URL = env("PORTAL_URL", default=f"http://127.0.0.1:{PORT}")
 
-INTERCOM_CLIENT_SECRET = env("INTERCOM_CLIENT_SECRET", default=LOCAL_INTERCOM_CLIENT_SECRET)
+INTERCOM_CLIENT_SECRET = env("INTERCOM_CLIENT_SECRET", default=LOCAL_INTERCOM_CLIENT_SECRET if DEBUG else "")
 # Links to conversations in the Intercom inbox (EU: https://app.eu.intercom.com).
 INTERCOM_APP_URL = env("INTERCOM_APP_URL", default="https://app.intercom.com")
 INTERCOM_WEBHOOK_MAX_BYTES = env.int("INTERCOM_WEBHOOK_MAX_BYTES", default=1024 * 1024)
@@ -59,13 +61,29 @@ STELLA_RETRY_BASE_SECONDS = env.int("STELLA_RETRY_BASE_SECONDS", default=30)
 # The sandbox's Stella answers after this many milliseconds (benchmarks).
 SANDBOX_STELLA_LATENCY_MS = env.int("SANDBOX_STELLA_LATENCY_MS", default=0)
 
-if not DEBUG:
+
+def _deployed_problems() -> list[str]:
+    """What makes a deployed portal unsafe: each names the variable to set."""
+    problems = []
     if SANDBOX:
-        raise ImproperlyConfigured("SANDBOX=true is for local use only; unset it when DEBUG=false.")
-    if SECRET_KEY == LOCAL_SECRET_KEY:
-        raise ImproperlyConfigured("Set SECRET_KEY: the local default is public.")
-    if INTERCOM_CLIENT_SECRET == LOCAL_INTERCOM_CLIENT_SECRET:
-        raise ImproperlyConfigured("Set INTERCOM_CLIENT_SECRET to your Intercom app's client secret.")
+        problems.append("SANDBOX=true is for local use only; unset it when DEBUG=false.")
+    if len(SECRET_KEY) < MIN_SECRET_KEY_LENGTH or SECRET_KEY == LOCAL_SECRET_KEY:
+        problems.append(
+            f"Set SECRET_KEY to a random string of at least {MIN_SECRET_KEY_LENGTH} characters, e.g. the output of "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(64))'."
+        )
+    if INTERCOM_CLIENT_SECRET in ("", LOCAL_INTERCOM_CLIENT_SECRET):
+        problems.append(
+            "Set INTERCOM_CLIENT_SECRET to your Intercom app's client secret (Developer Hub, Basic information): "
+            "without it anyone could sign webhooks for every workspace."
+        )
+    return problems
+
+
+if not DEBUG and (_problems := _deployed_problems()):
+    raise ImproperlyConfigured(
+        " ".join(_problems) + " (For a local portal, set DEBUG=true: make run and make test do.)"
+    )
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -161,6 +179,15 @@ LOGOUT_REDIRECT_URL = "/login/"
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
+# Deployed, every page is HTTPS only: plain HTTP is redirected, and browsers are told to remember it (HSTS).
+# Load balancers' health checks may stay on plain HTTP.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+# Preloading binds the whole domain to HTTPS in browsers for months: its owner's decision, so opt-in.
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 
 # django-q2. The ORM broker keeps tasks in the database; Q_REDIS_URL switches to Redis.
 Q_CLUSTER = {

@@ -9,14 +9,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DEPLOYED = {"DEBUG": "false", "SECRET_KEY": "a-real-secret", "INTERCOM_CLIENT_SECRET": "app-client-secret"}
+# The deployed environment the README documents.
+DEPLOYED = {
+    "SECRET_KEY": "k7Qv-" + "a-real-random-secret-of-sixty-characters-or-so-xyz0123456",
+    "INTERCOM_CLIENT_SECRET": "app-client-secret",
+    "ALLOWED_HOSTS": "portal.example.com",
+    "CSRF_TRUSTED_ORIGINS": "https://portal.example.com",
+    "BEHIND_TLS_PROXY": "true",
+}
 
 
 def load_settings(**environment: str) -> subprocess.CompletedProcess:
     env = {
         key: value
         for key, value in os.environ.items()
-        if key not in ("DEBUG", "SANDBOX", "SECRET_KEY", "INTERCOM_CLIENT_SECRET")
+        if key not in ("DEBUG", "SANDBOX", "SECRET_KEY", "INTERCOM_CLIENT_SECRET", "SECURE_SSL_REDIRECT")
     }
     env.update(environment, DJANGO_SETTINGS_MODULE="portal.settings")
     return subprocess.run(
@@ -33,7 +40,10 @@ def test_deployed_settings_load():
     [
         ({"SANDBOX": "true"}, "SANDBOX=true is for local use only"),
         ({"SECRET_KEY": ""}, "Set SECRET_KEY"),
+        ({"SECRET_KEY": "short-but-not-empty"}, "Set SECRET_KEY to a random string of at least 50"),
+        ({"SECRET_KEY": "local-only-insecure-secret-key"}, "Set SECRET_KEY"),
         ({"INTERCOM_CLIENT_SECRET": ""}, "Set INTERCOM_CLIENT_SECRET"),
+        ({"INTERCOM_CLIENT_SECRET": "sandbox-client-secret"}, "Set INTERCOM_CLIENT_SECRET"),
     ],
 )
 def test_deployed_settings_refuse_local_defaults(override, message):
@@ -42,6 +52,26 @@ def test_deployed_settings_refuse_local_defaults(override, message):
     result = load_settings(**environment)
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_nothing_set_means_deployed_and_refuses_to_start():
+    """Safe by default: without DEBUG=true the local secrets are not used, and the error names what to set."""
+    result = load_settings()
+    assert result.returncode != 0
+    assert "Set SECRET_KEY" in result.stderr and "Set INTERCOM_CLIENT_SECRET" in result.stderr
+
+
+def test_check_deploy_is_clean_in_the_documented_deployed_environment():
+    env = {key: value for key, value in os.environ.items() if key not in ("DEBUG", "SANDBOX")}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env={**env, **DEPLOYED},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "System check identified no issues" in result.stdout
 
 
 def test_env_example_lists_every_setting_the_portal_reads():
@@ -56,3 +86,15 @@ def test_env_example_loads_as_a_working_local_configuration(tmp_path):
     )
     environment["DATABASE_URL"] = f"sqlite:///{tmp_path / 'db.sqlite3'}"
     assert load_settings(**environment).returncode == 0
+
+
+def test_behind_a_tls_proxy_pages_send_hsts_and_plain_http_is_redirected(client, settings):
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    settings.SECURE_SSL_REDIRECT = True
+    settings.SECURE_HSTS_SECONDS = 31536000
+    settings.SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    secure = client.get("/login/", headers={"X-Forwarded-Proto": "https"})
+    assert secure.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
+    plain = client.get("/login/")
+    assert (plain.status_code, plain["Location"]) == (301, "https://testserver/login/")
+    assert client.get("/healthz").status_code == 200  # load balancers may check over plain HTTP
