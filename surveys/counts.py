@@ -4,10 +4,11 @@ are exact without reading the log."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime
 
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, Count, F, When
+from django.db import connection, transaction
+from django.db.models import Count
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -19,25 +20,37 @@ def day_of(moment: datetime) -> date:
 
 
 def daily_count_add(*, account_id: int, day: date, kind: str, delta: int = 1) -> None:
-    counts = DailyCount.objects.filter(account_id=account_id, day=day, kind=kind)
-    if counts.update(count=F("count") + delta):
-        return
-    try:
-        with transaction.atomic():
-            DailyCount.objects.create(account_id=account_id, day=day, kind=kind, count=delta)
-    except IntegrityError:  # created meanwhile by a concurrent writer
-        counts.update(count=F("count") + delta)
+    _daily_counts_upsert(account_id=account_id, day=day, deltas={kind: delta})
 
 
 def daily_counts_move(*, account_id: int, day: date, old: str, new: str) -> None:
-    """One request moved from one outcome to another: one statement once both counts exist."""
-    if old == new:
-        return
-    moved = DailyCount.objects.filter(account_id=account_id, day=day, kind__in=[old, new]).update(
-        count=F("count") + Case(When(kind=new, then=1), default=-1)
-    )
-    if moved < 2 and not DailyCount.objects.filter(account_id=account_id, day=day, kind=new).exists():
-        daily_count_add(account_id=account_id, day=day, kind=new)
+    """One request moved from one outcome to another: one statement, whether or not either count exists yet."""
+    if old != new:
+        _daily_counts_upsert(account_id=account_id, day=day, deltas={old: -1, new: 1})
+
+
+def _daily_counts_upsert(*, account_id: int, day: date, deltas: Mapping[str, int]) -> None:
+    """Add each delta to its count of the day, creating the count if it has none, in one statement.
+
+    Raw SQL because the ORM has no increment-on-conflict (bulk_create(update_conflicts=True) sets the
+    column to the inserted value), and any read-then-write pair loses increments to a concurrent
+    writer that creates the row in between. The rows go in a fixed order (by kind), so two moves
+    lock the counts they share in the same order instead of deadlocking each other.
+    """
+    meta = DailyCount._meta
+    quote = connection.ops.quote_name
+    columns = {field.name: quote(field.column) for field in meta.concrete_fields if field.column}
+    table = quote(meta.db_table)
+    account, day_column, kind, count = (columns[name] for name in ("account", "day", "kind", "count"))
+    day_value = meta.get_field("day").get_db_prep_value(day, connection)
+    rows = sorted(deltas.items())
+    values = ", ".join(["(%s, %s, %s, %s)"] * len(rows))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({account}, {day_column}, {kind}, {count}) VALUES {values} "
+            f"ON CONFLICT ({account}, {day_column}, {kind}) DO UPDATE SET {count} = {table}.{count} + EXCLUDED.{count}",
+            [param for row_kind, delta in rows for param in (account_id, day_value, row_kind, delta)],
+        )
 
 
 def count_survey_request_recorded(survey_request: SurveyRequest) -> None:

@@ -2,7 +2,7 @@
 after every path that moves a request or records a call."""
 
 import time
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 import requests
@@ -10,10 +10,11 @@ import responses
 from django.utils import timezone
 
 from sandbox.samples import closed_conversation, reopened_conversation
-from surveys.counts import daily_counts_rebuild
-from surveys.models import ApiRequest, DailyCount, SurveyRequest
+from surveys.counts import daily_count_add, daily_counts_move, daily_counts_rebuild
+from surveys.models import ApiRequest, CallCount, DailyCount, SurveyOutcome, SurveyRequest
 from surveys.sending import survey_request_send, survey_requests_recover_stale
 from surveys.services import survey_requests_resend
+from tests.factories import AccountFactory
 from tests.helpers import WORKSPACE_ID, post_webhook
 
 pytestmark = pytest.mark.django_db
@@ -33,6 +34,39 @@ def close(client, conversation_id: str, **kwargs) -> SurveyRequest:
 def send(survey_request: SurveyRequest) -> SurveyRequest:
     survey_request.refresh_from_db()
     return survey_request_send(survey_request.pk, now=max(survey_request.send_after, timezone.now()))
+
+
+def test_one_statement_creates_adds_to_or_moves_a_count(account, django_assert_num_queries):
+    day, other_account = date(2025, 11, 28), AccountFactory()
+    daily_count_add(account_id=other_account.pk, day=day, kind=SurveyOutcome.WAITING)
+    daily_count_add(account_id=account.pk, day=day + timedelta(days=1), kind=SurveyOutcome.WAITING)
+
+    def add(kind: str, delta: int = 1) -> None:
+        daily_count_add(account_id=account.pk, day=day, kind=kind, delta=delta)
+
+    def move(old: str, new: str) -> None:
+        daily_counts_move(account_id=account.pk, day=day, old=old, new=new)
+
+    for change in (
+        lambda: add(SurveyOutcome.WAITING),  # created
+        lambda: add(SurveyOutcome.WAITING, 2),  # added to
+        lambda: move(SurveyOutcome.WAITING, SurveyOutcome.SENT),  # to a kind with no count yet
+        lambda: move(SurveyOutcome.WAITING, SurveyOutcome.SENT),  # between two counts
+        lambda: move(SurveyOutcome.WAITING, SurveyOutcome.INVALID),
+        lambda: add(CallCount.INVALID_CALLS),
+    ):
+        with django_assert_num_queries(1):
+            change()
+    with django_assert_num_queries(0):
+        move(SurveyOutcome.SENT, SurveyOutcome.SENT)
+
+    assert dict(DailyCount.objects.filter(account=account, day=day).values_list("kind", "count")) == {
+        SurveyOutcome.WAITING: 0, SurveyOutcome.SENT: 2, SurveyOutcome.INVALID: 1, CallCount.INVALID_CALLS: 1,
+    }  # fmt: skip
+    assert sorted(DailyCount.objects.exclude(account=account, day=day).values_list("account_id", "day", "count")) == [
+        (account.pk, day + timedelta(days=1), 1),
+        (other_account.pk, day, 1),
+    ]
 
 
 @responses.activate
