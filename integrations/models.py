@@ -17,7 +17,10 @@ class InboundWebhook(models.Model):
 
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     headers = models.JSONField(default=dict)
+    # As it arrived when verified; for a request that failed verification, its first few KiB.
     body = models.TextField()
+    body_size = models.PositiveIntegerField(null=True, blank=True, help_text="Bytes received.")
+    body_sha256 = models.CharField("body SHA-256", max_length=64, blank=True)
     # Set only once the signature holds, so a forged copy can't block the real delivery.
     notification_id = models.CharField(max_length=100, unique=True, null=True, blank=True)
     topic = models.CharField(max_length=100, blank=True)
@@ -26,10 +29,31 @@ class InboundWebhook(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
     error = models.TextField(blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    # Body and headers erased (personal data): the body then says when and why (surveys/privacy.py).
+    erased_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-received_at"]
-        indexes = [models.Index(fields=["status", "occurred_at"])]
+        indexes = [
+            models.Index(fields=["status", "occurred_at"]),
+            # What the retention job still has to erase, oldest first, without walking what it already did.
+            models.Index(fields=["received_at"], condition=models.Q(erased_at__isnull=True), name="webhook_not_erased"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.topic or 'webhook'} {self.notification_id or self.pk}"
+
+
+class UnverifiedWebhookCount(models.Model):
+    """Requests that failed verification past the rate at which they are stored: only counted, per minute."""
+
+    minute = models.DateTimeField(unique=True)
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-minute"]
+        verbose_name = "unverified webhooks only counted"
+        verbose_name_plural = "unverified webhooks only counted"
+
+    def __str__(self) -> str:
+        return f"{self.count} at {self.minute:%Y-%m-%d %H:%M}"

@@ -18,7 +18,13 @@ def intercom_webhook(request: HttpRequest) -> JsonResponse:
     """One endpoint for every workspace; Intercom checks the URL with HEAD."""
     if request.method == "HEAD":
         return JsonResponse({})
-    if int(request.META.get("CONTENT_LENGTH") or 0) > settings.INTERCOM_WEBHOOK_MAX_BYTES:
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = -1
+    if length < 0:
+        return _error(400, "Content-Length is not a number of bytes")
+    if length > settings.INTERCOM_WEBHOOK_MAX_BYTES:
         return _error(413, f"body is larger than {settings.INTERCOM_WEBHOOK_MAX_BYTES} bytes")
     signature = request.headers.get("X-Hub-Signature")
     if not signature:

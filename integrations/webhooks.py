@@ -6,20 +6,28 @@ processing task by its dotted path, which acts on the stored webhook once commit
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
 
 from integrations.intercom.payloads import IntercomNotification, PayloadError
 from integrations.intercom.signature import signature_is_valid
-from integrations.models import InboundWebhook
+from integrations.models import InboundWebhook, UnverifiedWebhookCount
 from portal.queue import enqueue
 from portal.redaction import redact_headers
 from portal.schedules import PROCESS_WEBHOOKS_TASK
 
 logger = logging.getLogger(__name__)
+
+SIGNATURE_MISMATCH = "Signature mismatch"
+UNVERIFIED_EXCERPT_BYTES = 4096
+UNVERIFIED_PER_MINUTE = 60
 
 
 class InvalidSignature(Exception):
@@ -38,16 +46,17 @@ def intercom_webhook_receive(*, headers: Mapping[str, str], body: bytes, signatu
     answers 5xx and Intercom delivers again.
     """
     if not signature_is_valid(body, signature, settings.INTERCOM_CLIENT_SECRET):
-        inbound_webhook_record(
-            headers=headers, body=body, status=InboundWebhook.Status.INVALID, error="Signature mismatch"
-        )
+        inbound_webhook_record_unverified(headers=headers, body=body)
         raise InvalidSignature
     try:
         notification = IntercomNotification.from_json(body, app_url=settings.INTERCOM_APP_URL)
     except PayloadError as exc:
-        inbound_webhook_record(headers=headers, body=body, status=InboundWebhook.Status.INVALID, error=str(exc))
+        inbound_webhook_record(
+            headers=headers, body=body, text=_readable(body), status=InboundWebhook.Status.INVALID, error=str(exc)
+        )
         raise
-    webhook = inbound_webhook_record(headers=headers, body=body, notification=notification)
+    # The parser accepted it, so it is UTF-8: processing and replay read exactly the bytes the signature covered.
+    webhook = inbound_webhook_record(headers=headers, body=body, text=body.decode("utf-8"), notification=notification)
     transaction.on_commit(lambda: inbound_webhooks_wake(after=webhook))
     return webhook
 
@@ -79,15 +88,18 @@ def inbound_webhook_record(
     *,
     headers: Mapping[str, str],
     body: bytes,
+    text: str,
     notification: IntercomNotification | None = None,
     status: str = InboundWebhook.Status.RECEIVED,
     error: str = "",
 ) -> InboundWebhook:
-    """Store a webhook as it arrived. A notification id seen before raises DuplicateNotification:
-    the unique constraint decides, so two concurrent deliveries can't both pass."""
+    """Store a webhook as it arrived (`text`: the body as stored). A notification id seen before raises
+    DuplicateNotification: the unique constraint decides, so two concurrent deliveries can't both pass."""
     webhook = InboundWebhook(
         headers=redact_headers(headers),
-        body=body.decode("utf-8", errors="replace"),
+        body=text,
+        body_size=len(body),
+        body_sha256=hashlib.sha256(body).hexdigest(),
         status=status,
         error=error,
     )
@@ -105,3 +117,38 @@ def inbound_webhook_record(
             raise DuplicateNotification(notification.id) from None
         raise
     return webhook
+
+
+def inbound_webhook_record_unverified(*, headers: Mapping[str, str], body: bytes) -> InboundWebhook | None:
+    """Keep a bounded trace of a request that failed verification: its headers, size, SHA-256 and
+    first few KiB. Anyone can send these, so past UNVERIFIED_PER_MINUTE a minute they are only counted."""
+    now = timezone.now()
+    recent = InboundWebhook.objects.filter(
+        received_at__gte=now - timedelta(minutes=1), status=InboundWebhook.Status.INVALID, error=SIGNATURE_MISMATCH
+    )
+    if recent.count() >= UNVERIFIED_PER_MINUTE:
+        unverified_webhooks_count(minute=now.replace(second=0, microsecond=0))
+        return None
+    return inbound_webhook_record(
+        headers=headers,
+        body=body,
+        text=_readable(body[:UNVERIFIED_EXCERPT_BYTES]),
+        status=InboundWebhook.Status.INVALID,
+        error=SIGNATURE_MISMATCH,
+    )
+
+
+def unverified_webhooks_count(*, minute: datetime) -> None:
+    counted = UnverifiedWebhookCount.objects.filter(minute=minute)
+    if counted.update(count=F("count") + 1):
+        return
+    try:
+        with transaction.atomic():
+            UnverifiedWebhookCount.objects.create(minute=minute, count=1)
+    except IntegrityError:  # counted meanwhile by another request
+        counted.update(count=F("count") + 1)
+
+
+def _readable(body: bytes) -> str:
+    """A body that may not be UTF-8, as text any database stores: bad bytes and NULs escaped."""
+    return body.decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")

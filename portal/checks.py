@@ -20,6 +20,16 @@ def queue_settings(app_configs: Iterable[Any] | None, **kwargs: Any) -> list[Che
                 id="portal.E001",
             )
         )
+    batch = settings.INTAKE_BATCH_SECONDS
+    if timeout and timeout < 3 * batch:
+        errors.append(
+            Error(
+                f"The task timeout ({timeout} s) is too short: an intake batch works for {batch:g} s and must end "
+                "well inside it, or the task is killed half-way.",
+                hint=f"Set Q_TIMEOUT to at least {3 * batch:g} (or INTAKE_BATCH_SECONDS lower), e.g. Q_TIMEOUT=60.",
+                id="portal.E003",
+            )
+        )
     if not cluster.get("max_attempts"):
         errors.append(
             Error(

@@ -17,6 +17,7 @@ PROCESS_WEBHOOKS_TASK = "surveys.tasks.process_inbound_webhooks"
 SEND_TASK = "surveys.tasks.send_survey_request"
 SEND_DUE_TASK = "surveys.tasks.send_due_survey_requests"
 CHECK_ERROR_RATES_TASK = "surveys.tasks.check_error_rates"
+ERASE_EXPIRED_TASK = "surveys.tasks.erase_expired_personal_data"
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ SCHEDULES = (
     Every("Send due survey requests", SEND_DUE_TASK, minutes=1),
     # Raise or lower each account's error-rate alert.
     Every("Check error rates", CHECK_ERROR_RATES_TASK, minutes=1),
+    # Erase customers' names and emails, and raw webhooks, kept longer than PERSONAL_DATA_RETENTION_DAYS.
+    Every("Erase expired personal data", ERASE_EXPIRED_TASK, minutes=24 * 60),
 )
 # A one-off schedule the code moves to the next send-after time (survey_requests_wake_at), so a
 # delayed request goes out on time without a schedule row per request.

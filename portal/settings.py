@@ -5,6 +5,8 @@ secrets. `make run`, `make test` and `make demo` set DEBUG=true: a local portal 
 django-q2's ORM broker and the built-in sandbox standing in for Stella Connect and Intercom.
 """
 
+import os
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -35,6 +37,8 @@ INTERCOM_CLIENT_SECRET = env("INTERCOM_CLIENT_SECRET", default=LOCAL_INTERCOM_CL
 # Links to conversations in the Intercom inbox (EU: https://app.eu.intercom.com).
 INTERCOM_APP_URL = env("INTERCOM_APP_URL", default="https://app.intercom.com")
 INTERCOM_WEBHOOK_MAX_BYTES = env.int("INTERCOM_WEBHOOK_MAX_BYTES", default=1024 * 1024)
+# A signed notification older than this (or over 10 minutes in the future) is stored and ignored, never acted on.
+INTERCOM_WEBHOOK_MAX_AGE_DAYS = env.int("INTERCOM_WEBHOOK_MAX_AGE_DAYS", default=7)
 # Intercom's REST API, for what a webhook leaves out (EU: https://api.eu.intercom.io).
 INTERCOM_API_URL = env(
     "INTERCOM_API_URL", default=f"{PORTAL_URL}/sandbox/intercom" if SANDBOX else "https://api.intercom.io"
@@ -61,6 +65,26 @@ STELLA_RETRY_BASE_SECONDS = env.int("STELLA_RETRY_BASE_SECONDS", default=30)
 # The sandbox's Stella answers after this many milliseconds (benchmarks).
 SANDBOX_STELLA_LATENCY_MS = env.int("SANDBOX_STELLA_LATENCY_MS", default=0)
 
+# ---- Secrets at rest (portal/crypto.py) ----
+# Stella API keys and Intercom tokens are stored encrypted (Fernet) with these keys: comma-separated, newest
+# first. The newest encrypts, any of them decrypts: to rotate, put a new key in front, run
+# `manage.py rotate_secrets`, then drop the old one. Not SECRET_KEY, so either can change without the other.
+LOCAL_FIELD_ENCRYPTION_KEY = "bG9jYWwtb25seS1pbnNlY3VyZS1maWVsZC1rZXktMDA="  # "local-only-insecure-field-key-00"
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[LOCAL_FIELD_ENCRYPTION_KEY] if DEBUG else [])
+
+
+def _is_fernet_key(key: str) -> bool:
+    import base64
+    import binascii
+
+    try:
+        return len(base64.urlsafe_b64decode(key.encode())) == 32
+    except (binascii.Error, ValueError):
+        return False
+
+
+# ---- end of secrets at rest ----
+
 
 def _deployed_problems() -> list[str]:
     """What makes a deployed portal unsafe: each names the variable to set."""
@@ -77,6 +101,14 @@ def _deployed_problems() -> list[str]:
             "Set INTERCOM_CLIENT_SECRET to your Intercom app's client secret (Developer Hub, Basic information): "
             "without it anyone could sign webhooks for every workspace."
         )
+    if not FIELD_ENCRYPTION_KEYS or LOCAL_FIELD_ENCRYPTION_KEY in FIELD_ENCRYPTION_KEYS:
+        problems.append(
+            "Set FIELD_ENCRYPTION_KEYS to a Fernet key (comma-separated, newest first, to rotate), e.g. the output of "
+            "python3 -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())': "
+            "it encrypts the Stella and Intercom keys stored in the database."
+        )
+    elif not all(map(_is_fernet_key, FIELD_ENCRYPTION_KEYS)):
+        problems.append("FIELD_ENCRYPTION_KEYS holds a value that is not a Fernet key (32 url-safe base64 bytes).")
     return problems
 
 
@@ -92,6 +124,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
@@ -112,6 +145,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: it turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -143,12 +178,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     # Tests use a file too, so locking behaves as it does when the portal runs.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".test-db.sqlite3")}
+    # One file per test run, so runs side by side (two checkouts, an editor's and a terminal's) don't collide.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f".test-db-{os.getpid()}.sqlite3")}
 # Keep connections between requests: opening one (and, for SQLite, its PRAGMAs) costs more than a query.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=600)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# django-axes first: it refuses a locked-out sign-in before the password is checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -176,9 +215,40 @@ LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/status/"
 LOGOUT_REDIRECT_URL = "/login/"
 
+# ---- Brute force (portal/authentication.py) ----
+# Sign-in (/login/ and /admin/login/, django-axes): this many wrong passwords for one username from one address
+# lock that pair out for LOGIN_COOLOFF_MINUTES, counted from the failure that locked it; a successful sign-in
+# clears the count. A CSM unlocks sooner by deleting the row in the admin's "Access attempts".
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# Every failure is also kept in "Access failures" (the last 1,000 per username): attempts go after the cool-off.
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_CLIENT_IP_CALLABLE = "portal.authentication.client_ip"
+AXES_LOCKOUT_CALLABLE = "portal.authentication.login_lockout_response"
+# Failures and lockouts are still logged (as warnings); verbose adds a banner to every manage.py command.
+AXES_VERBOSE = False
+# The JSON API: this many wrong tokens from one address within the window refuse every token from it (429 with
+# Retry-After) until the window ends. Counted in the cache below: with the default (memory of one process), each
+# web worker counts apart; set CACHE_URL to a Redis URL to count once for all of them.
+API_TOKEN_FAILURE_LIMIT = env.int("API_TOKEN_FAILURE_LIMIT", default=20)
+API_TOKEN_FAILURE_WINDOW = timedelta(minutes=env.int("API_TOKEN_FAILURE_WINDOW_MINUTES", default=15))
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+_shortest_wait = min(AXES_COOLOFF_TIME, API_TOKEN_FAILURE_WINDOW)
+if min(AXES_FAILURE_LIMIT, API_TOKEN_FAILURE_LIMIT) < 1 or _shortest_wait < timedelta(minutes=1):
+    raise ImproperlyConfigured(
+        "Set LOGIN_FAILURE_LIMIT, LOGIN_COOLOFF_MINUTES, API_TOKEN_FAILURE_LIMIT and API_TOKEN_FAILURE_WINDOW_MINUTES "
+        "to at least 1 (defaults 5, 15, 20, 15)."
+    )
+# ---- end of brute force ----
+
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
+# Behind the proxy, X-Forwarded-Proto and the last X-Forwarded-For entry (the one the proxy adds) are trusted.
+BEHIND_TLS_PROXY = env.bool("BEHIND_TLS_PROXY", default=False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_TLS_PROXY else None
 # Deployed, every page is HTTPS only: plain HTTP is redirected, and browsers are told to remember it (HSTS).
 # Load balancers' health checks may stay on plain HTTP.
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
@@ -206,6 +276,8 @@ Q_CLUSTER = {
     "poll": 0.5,
     "label": "Task queue",
 }
+# One run of the intake task works this long, then hands over to a fresh one: far inside the timeout.
+INTAKE_BATCH_SECONDS = env.float("INTAKE_BATCH_SECONDS", default=10)
 if Q_REDIS_URL := env("Q_REDIS_URL", default=""):
     Q_CLUSTER["redis"] = Q_REDIS_URL
 else:
@@ -213,9 +285,11 @@ else:
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "portal.authentication.ThrottledTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
+    # The client is the last X-Forwarded-For entry behind the proxy, else the peer: as portal.authentication.client_ip.
+    "NUM_PROXIES": 1 if BEHIND_TLS_PROXY else 0,
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
@@ -225,6 +299,14 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
 }
+
+# ---- Personal data (surveys/privacy.py) ----
+# Customers' names, emails and contact ids, and raw webhook bodies and headers, are erased from stored
+# rows this many days after they were stored, by a daily job; statuses, reasons and counts stay.
+PERSONAL_DATA_RETENTION_DAYS = env.int("PERSONAL_DATA_RETENTION_DAYS", default=90)
+if PERSONAL_DATA_RETENTION_DAYS < 1:
+    raise ImproperlyConfigured("Set PERSONAL_DATA_RETENTION_DAYS to a number of days, at least 1 (default 90).")
+# ---- end of personal data ----
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="portal@localhost")
@@ -238,5 +320,9 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django_q": {"level": env("Q_LOG_LEVEL", default="WARNING")}},
+    "loggers": {
+        "django_q": {"level": env("Q_LOG_LEVEL", default="WARNING")},
+        # django-axes logs every login at INFO; lockouts come as warnings.
+        "axes": {"level": "WARNING"},
+    },
 }

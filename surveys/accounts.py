@@ -12,12 +12,14 @@ from typing import Any
 
 from django.db import transaction
 
+from portal.fields import UNDECRYPTABLE, Ciphertext
 from surveys.models import Account, IntegrationHealth, IntegrationSettings
 
 logger = logging.getLogger(__name__)
 
 # Changing one of these may make a key Stella refused work again: the pause it caused is lifted.
 STELLA_CREDENTIALS = ("mode", "test_api_key", "production_api_key", "stella_api_url")
+SECRETS = ("test_api_key", "production_api_key", "intercom_access_token")
 
 
 def account_upsert(*, workspace_id: str, name: str | None = None, **settings_fields: Any) -> tuple[Account, bool]:
@@ -50,6 +52,7 @@ def integration_settings_update(integration: IntegrationSettings, **changes: Any
             integration_resume(health)
         if stored is not None and stored.intercom_access_token != integration.intercom_access_token:
             intercom_token_accept(health)
+        integrations_resume_decryptable(account_id=integration.account_id)
     return integration
 
 
@@ -84,6 +87,21 @@ def integration_resume(health: IntegrationHealth) -> None:
         logger.info("account.sending_resumed", extra={"account": health.account_id})
     IntegrationHealth.objects.filter(pk=health.pk).update(sending_paused_at=None, sending_paused_reason="")
     health.sending_paused_at, health.sending_paused_reason = None, ""
+
+
+def integrations_resume_decryptable(*, account_id: int | None = None) -> int:
+    """Lift the pauses a secret the portal couldn't decrypt caused, where every secret decrypts again (its key
+    is back in FIELD_ENCRYPTION_KEYS, or the secret was entered again). Returns how many accounts resumed."""
+    paused = IntegrationHealth.objects.filter(sending_paused_reason__contains=UNDECRYPTABLE)
+    if account_id is not None:
+        paused = paused.filter(account_id=account_id)
+    resumed = 0
+    for health in paused.select_related("account__integration"):
+        integration = health.account.integration
+        if not any(isinstance(getattr(integration, name), Ciphertext) for name in SECRETS):
+            integration_resume(health)
+            resumed += 1
+    return resumed
 
 
 def intercom_token_reject(account_id: int, *, now: datetime) -> None:

@@ -1,12 +1,15 @@
 """The read-only JSON API: the status page's rows, filters and scoping, for scripts and dashboards."""
 
+from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers, viewsets
-from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import CursorPagination
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.pagination import Cursor, CursorPagination
+from rest_framework.request import Request
 
 from portal.redaction import mask_email
 from surveys.models import ApiRequest, SurveyRequest
@@ -25,6 +28,13 @@ from surveys.status import (
     Tab,
     status_rows,
 )
+
+
+def parse_datetime_safely(value: str) -> datetime | None:
+    try:
+        return parse_datetime(value)
+    except ValueError:  # well formed but impossible, e.g. a 31st of February
+        return None
 
 
 class MaskedEmailField(serializers.CharField):
@@ -76,6 +86,13 @@ class NewestFirst(CursorPagination):
     page_size = 50
     max_page_size = 500
     page_size_query_param = "page_size"
+
+    def decode_cursor(self, request: Request) -> Cursor | None:
+        """A cursor we didn't make (its position is not a time) is refused like any invalid one, never queried."""
+        cursor = super().decode_cursor(request)
+        if cursor is not None and cursor.position is not None and parse_datetime_safely(str(cursor.position)) is None:
+            raise NotFound(self.invalid_cursor_message)
+        return cursor
 
 
 class ByClosure(NewestFirst):

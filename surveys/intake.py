@@ -7,7 +7,9 @@ records events and closures, and lets the rules decide.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import OperationalError, transaction
@@ -18,22 +20,27 @@ from integrations.models import InboundWebhook
 from portal.queue import enqueue
 from portal.schedules import PROCESS_WEBHOOKS_TASK
 from surveys.models import Account, ConversationEvent
+from surveys.privacy import contact_erase
 from surveys.services import survey_request_schedule, survey_requests_apply_event
 
 logger = logging.getLogger(__name__)
 
+MAX_CLOCK_SKEW = timedelta(minutes=10)
 
-def inbound_webhooks_process_pending(*, limit: int = 1000) -> int:
+
+def inbound_webhooks_process_pending(*, seconds: float | None = None) -> int:
     """Act on received webhooks until none is left, oldest notification first: Intercom
     doesn't promise order, its created_at does.
 
     Each webhook is processed in its own transaction; one that fails is marked failed with
-    its error (replayable from the admin) and doesn't hold up the others. Past `limit`,
-    a fresh task takes over, so one run stays well inside the task timeout.
+    its error (replayable from the admin) and doesn't hold up the others. After `seconds`
+    (INTAKE_BATCH_SECONDS) a fresh task takes over, so one run stays well inside the task
+    timeout however slow the database is.
     """
+    deadline = time.monotonic() + (settings.INTAKE_BATCH_SECONDS if seconds is None else seconds)
     done = 0
     while True:
-        if done == limit:
+        if time.monotonic() >= deadline:
             enqueue(PROCESS_WEBHOOKS_TASK)
             break
         with transaction.atomic():
@@ -58,6 +65,8 @@ def inbound_webhook_replay(webhook: InboundWebhook) -> InboundWebhook:
     A closure already recorded is not recorded twice; a webhook that failed verification never replays."""
     if webhook.status not in REPLAYABLE:
         raise ValueError(f"A webhook that is {webhook.get_status_display().lower()} can't be replayed.")
+    if webhook.erased_at:
+        raise ValueError("Its body was erased (personal data): it can't be replayed.")
     with transaction.atomic():
         webhook.status, webhook.error, webhook.processed_at = InboundWebhook.Status.RECEIVED, "", None
         webhook.save(update_fields=["status", "error", "processed_at"])
@@ -79,6 +88,9 @@ def _process_or_fail(webhook: InboundWebhook) -> None:
 def inbound_webhook_process(webhook: InboundWebhook) -> None:
     """Hand a stored notification to its topic's handler and record what came of it."""
     notification = IntercomNotification.from_json(webhook.body, app_url=settings.INTERCOM_APP_URL)
+    if too_old_or_early := _outside_replay_window(notification, now=timezone.now()):
+        _finish(webhook, InboundWebhook.Status.IGNORED, too_old_or_early)
+        return
     handler = HANDLERS.get(notification.topic)
     if handler is None:
         _finish(webhook, InboundWebhook.Status.IGNORED, f"Topic {notification.topic} is not acted on")
@@ -95,6 +107,17 @@ def inbound_webhook_process(webhook: InboundWebhook) -> None:
         _finish(webhook, InboundWebhook.Status.IGNORED, ignored_because)
     else:
         _finish(webhook, InboundWebhook.Status.PROCESSED, "")
+
+
+def _outside_replay_window(notification: IntercomNotification, *, now: datetime) -> str:
+    """A signed notification is still never acted on long after it was made (a replayed capture,
+    a stale retry) or from the future (a forged clock)."""
+    max_age = timedelta(days=settings.INTERCOM_WEBHOOK_MAX_AGE_DAYS)
+    if notification.created_at < now - max_age:
+        return f"Created more than {settings.INTERCOM_WEBHOOK_MAX_AGE_DAYS} days ago: too old to act on"
+    if notification.created_at > now + MAX_CLOCK_SKEW:
+        return "Created more than 10 minutes in the future: not acted on"
+    return ""
 
 
 def _finish(webhook: InboundWebhook, status: str, error: str) -> None:
@@ -132,6 +155,12 @@ def _event(kind: ConversationEvent.Kind) -> Callable[[Account, IntercomNotificat
     return record
 
 
+def _contact_deleted(account: Account, notification: IntercomNotification, webhook: InboundWebhook) -> str:
+    assert notification.contact_id is not None, "the parser requires a contact.deleted item's id"
+    contact_erase(account=account, contact_id=notification.contact_id, webhook=webhook, now=timezone.now())
+    return ""
+
+
 HANDLERS: dict[str, Callable[[Account, IntercomNotification, InboundWebhook], str]] = {
     "conversation.admin.closed": _closed,
     "conversation.admin.opened": _event(ConversationEvent.Kind.REOPENED),
@@ -139,4 +168,5 @@ HANDLERS: dict[str, Callable[[Account, IntercomNotification, InboundWebhook], st
     "conversation.admin.snoozed": _event(ConversationEvent.Kind.SNOOZED),
     "conversation.deleted": _event(ConversationEvent.Kind.DELETED),
     "conversation_part.tag.created": _event(ConversationEvent.Kind.TAGGED),
+    "contact.deleted": _contact_deleted,
 }

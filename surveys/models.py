@@ -12,6 +12,7 @@ from django.db import models
 from integrations.models import InboundWebhook
 from integrations.stella.client import Outcome as CallOutcome
 from integrations.vocabulary import AssigneeKind, Channel
+from portal.fields import EncryptedTextField, secret_plaintext
 from surveys.rules import REASON_CHOICES, Decision
 
 DEFAULT_DO_NOT_SEND_TAGS = "fraud, dupe, do_not_send_stella"
@@ -68,8 +69,8 @@ class IntegrationSettings(models.Model):
         default=Mode.TEST,
         help_text="Test sends with the test key (surveys go to the test address); live with the production key.",
     )
-    test_api_key = models.CharField("test API key", max_length=200, blank=True)
-    production_api_key = models.CharField("production API key", max_length=200, blank=True)
+    test_api_key = EncryptedTextField("test API key", blank=True)
+    production_api_key = EncryptedTextField("production API key", blank=True)
     email_enabled = models.BooleanField("email channel", default=True)
     chat_enabled = models.BooleanField("chat channel", default=True)
     channel_delay = models.DurationField(
@@ -88,7 +89,7 @@ class IntegrationSettings(models.Model):
     )
     brand = models.CharField(max_length=100, blank=True, help_text="Only for multi-brand Stella companies.")
     language = models.CharField(max_length=16, blank=True, help_text="ISO 639-1, e.g. en or en-US.")
-    intercom_access_token = models.CharField(max_length=300, blank=True)
+    intercom_access_token = EncryptedTextField("Intercom access token", blank=True)
     stella_api_url = models.URLField(
         "Stella API URL",
         blank=True,
@@ -128,13 +129,13 @@ class IntegrationSettings(models.Model):
     def do_not_send_tag_names(self) -> frozenset[str]:
         return frozenset(tag.strip().casefold() for tag in self.do_not_send_tags.split(",") if tag.strip())
 
-    # The only readers of stored secrets: encryption at rest would go here.
+    # The only readers of stored secrets for the vendors' clients: the plaintext, or SecretUndecryptable.
     def api_key_for(self, mode: str) -> str:
-        return self.production_api_key if mode == self.Mode.LIVE else self.test_api_key
+        return secret_plaintext(self, "production_api_key" if mode == self.Mode.LIVE else "test_api_key")
 
     @property
     def intercom_token(self) -> str:
-        return self.intercom_access_token
+        return secret_plaintext(self, "intercom_access_token")
 
 
 class IntegrationHealth(models.Model):
@@ -306,6 +307,8 @@ class SurveyRequest(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # The customer's name, email and contact id erased (surveys/privacy.py); status and reasons stay.
+    erased_at = models.DateTimeField(null=True, blank=True)
 
     objects = SurveyRequestQuerySet.as_manager()
 
@@ -320,6 +323,11 @@ class SurveyRequest(models.Model):
             models.Index(fields=["account", "customer_email", "closed_at"]),
             models.Index(fields=["account", "-closed_at"]),
             models.Index(fields=["account", "status", "-closed_at"]),
+            # Finding a deleted Intercom contact's requests; what the retention job still has to erase.
+            models.Index(fields=["account", "customer_id"]),
+            models.Index(
+                fields=["created_at"], condition=models.Q(erased_at__isnull=True), name="survey_request_not_erased"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -26,6 +26,7 @@ from integrations.intercom.client import (
 )
 from integrations.stella.client import StellaClient, StellaResult
 from integrations.vocabulary import AssigneeKind, Channel
+from portal.crypto import SecretUndecryptable
 from surveys.accounts import integration_pause, intercom_token_reject
 from surveys.counts import count_api_request_finished, count_api_request_recorded
 from surveys.models import ApiRequest, IntegrationSettings, SurveyRequest, Teammate
@@ -81,8 +82,25 @@ def survey_request_send(survey_request_id: int, *, now: datetime) -> SurveyReque
             return _send(survey_request, integration=account.integration, now=now)
         except InvalidTransition:
             continue  # another sender took it, a reopen cancelled it, or a tag changed it: look again
+        except SecretUndecryptable as exc:
+            return _pause_for_secret(survey_request, reason=str(exc), now=now)
     survey_request.refresh_from_db()
     return survey_request
+
+
+def _pause_for_secret(survey_request: SurveyRequest, *, reason: str, now: datetime) -> SurveyRequest:
+    """A key or token the portal can't decrypt fails every send of the account alike: pause it, and leave the
+    request unsent for the sweep to queue again once the account resumes."""
+    integration_pause(survey_request.account_id, reason=reason, now=now)
+    if survey_request.status != Status.SENDING:
+        SurveyRequest.objects.filter(pk=survey_request.pk, status=Status.SCHEDULED).update(queued_at=None)
+        return survey_request
+    try:  # claimed for the look-ups: give it back
+        return survey_request_transition(
+            survey_request, to=Status.SCHEDULED, queued_at=None, claimed_at=None, status_detail=reason
+        )
+    except InvalidTransition:  # taken meanwhile: its new holder finds the account paused
+        return survey_request
 
 
 def _send(survey_request: SurveyRequest, *, integration: IntegrationSettings, now: datetime) -> SurveyRequest:

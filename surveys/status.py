@@ -164,15 +164,33 @@ class StatusFilterForm(forms.Form):
         super().__init__(data)
         cast("forms.ModelChoiceField[Account]", self.fields["account"]).queryset = accounts
 
+    def clean_date_from(self) -> date | None:
+        return _within_range(self.cleaned_data.get("date_from"))
+
+    def clean_date_to(self) -> date | None:
+        return _within_range(self.cleaned_data.get("date_to"))
+
     def clean(self) -> dict[str, Any]:
         super().clean()
         data = self.cleaned_data
+        if self.errors:
+            return data
         today = timezone.localdate()
         data["date_to"] = data.get("date_to") or today
         data["date_from"] = data.get("date_from") or data["date_to"] - timedelta(days=DEFAULT_DAYS - 1)
         if data["date_from"] > data["date_to"]:
             raise forms.ValidationError("“From” is after “To”.")
         return data
+
+
+EARLIEST_DATE = date(2011, 1, 1)
+LATEST_DATE = date(2099, 12, 31)
+
+
+def _within_range(day: date | None) -> date | None:
+    if day is not None and not EARLIEST_DATE <= day <= LATEST_DATE:
+        raise forms.ValidationError(f"Choose a date between {EARLIEST_DATE} and {LATEST_DATE}.")
+    return day
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from django.utils import timezone
 
 from surveys.alerts import accounts_check_error_rates
 from surveys.intake import inbound_webhooks_process_pending
+from surveys.privacy import personal_data_erase_expired
 from surveys.sending import survey_request_send, survey_requests_send_due
 
 
@@ -22,3 +23,7 @@ def send_due_survey_requests() -> int:
 
 def check_error_rates() -> int:
     return len(accounts_check_error_rates(now=timezone.now()))
+
+
+def erase_expired_personal_data() -> int:
+    return personal_data_erase_expired(now=timezone.now()).total

@@ -102,7 +102,8 @@ class IntercomClient:
 
     def _get(self, path: str, *, what: str) -> dict[str, Any]:
         try:
-            response = self.session.get(self.base_url + path, timeout=TIMEOUT)
+            # Never follow a redirect: it would carry the access token wherever it points.
+            response = self.session.get(self.base_url + path, timeout=TIMEOUT, allow_redirects=False)
         except requests.RequestException as exc:
             raise IntercomUnavailable(f"Intercom could not be reached: {type(exc).__name__}") from None
         logger.info("intercom.api.call", extra={"path": path, "status": response.status_code})
@@ -114,6 +115,11 @@ class IntercomClient:
             raise IntercomRateLimited(_reset_at(response))
         if response.status_code >= 500:
             raise IntercomUnavailable(f"Intercom answered {response.status_code}")
+        if 300 <= response.status_code < 400:
+            location = response.headers.get("Location", "nowhere")[:200]
+            raise IntercomError(
+                f"Intercom answered {response.status_code}, redirecting to {location}: check INTERCOM_API_URL"
+            )
         if response.status_code != 200:
             raise IntercomError(f"Intercom answered {response.status_code} for the {what}")
         try:
@@ -151,6 +157,7 @@ def intercom_token_for_code(code: str, *, base_url: str | None = None) -> str:
             },
             headers={"Accept": "application/json"},
             timeout=TIMEOUT,
+            allow_redirects=False,  # the client secret goes nowhere else
         )
     except requests.RequestException as exc:
         raise IntercomUnavailable(f"Intercom could not be reached: {type(exc).__name__}") from None

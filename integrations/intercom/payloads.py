@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
+from urllib.parse import quote, urlsplit
 
 from integrations.vocabulary import AssigneeKind, Channel
 
@@ -107,24 +109,27 @@ class IntercomNotification:
     # Every conversation topic names its conversation; `conversation.deleted` names nothing else.
     conversation_id: str | None
     conversation: Conversation | None
+    # `contact.deleted` names only its contact: Intercom's *.deleted topics send identifying fields only.
+    contact_id: str | None = None
 
     @classmethod
     def from_json(cls, body: bytes | str, *, app_url: str = "https://app.intercom.com") -> IntercomNotification:
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise PayloadError(f"body is not JSON: {exc}") from None
+        """Read a notification, or raise PayloadError naming what is wrong. Whatever this accepts
+        can be stored and acted on: text is UTF-8, times are plausible, ids fit their columns."""
+        data = _load(body)
         if not isinstance(data, dict):
             raise PayloadError("body is not a JSON object")
         envelope = _Obj(data, "")
         if envelope.optional("type", str) != "notification_event":
             raise PayloadError("type is not notification_event")
-        topic = envelope.require("topic", str)
-        app_id = envelope.require("app_id", str)
+        topic = envelope.require_id_text("topic", max_length=MAX_TOPIC_LENGTH)
+        app_id = envelope.require_id_text("app_id", max_length=MAX_ID_LENGTH)
         item = envelope.object("data").object("item")
         notification_id = envelope.optional("id", str)
         if notification_id is None and topic != "ping":
             raise PayloadError("id is missing")
+        if notification_id is not None:
+            notification_id = envelope.require_id_text("id", max_length=MAX_NOTIFICATION_ID_LENGTH)
 
         conversation_id = None
         conversation = None
@@ -136,6 +141,7 @@ class IntercomNotification:
             else:
                 conversation = _conversation(item, app_id=app_id, app_url=app_url)
                 conversation_id = conversation.id
+        contact_id = item.require_id("id") if topic == "contact.deleted" else None
 
         return cls(
             id=notification_id,
@@ -145,6 +151,7 @@ class IntercomNotification:
             delivery_attempts=envelope.optional("delivery_attempts", int) or 1,
             conversation_id=conversation_id,
             conversation=conversation,
+            contact_id=contact_id,
         )
 
 
@@ -183,10 +190,12 @@ def _conversation(item: _Obj, *, app_id: str, app_url: str) -> Conversation:
 
     links = item.optional_object("links")
     url = links.optional("conversation_web", str) if links else None
+    if url is not None and not is_intercom_url(url, app_url=app_url):
+        url = None  # only Intercom's own pages are linked to; otherwise the link is built from the ids
 
     return Conversation(
         id=conversation_id,
-        url=url or f"{app_url}/a/apps/{app_id}/conversations/{conversation_id}",
+        url=url or f"{app_url}/a/apps/{quote(app_id, safe='')}/conversations/{quote(conversation_id, safe='')}",
         first_message_id=first_message_id,
         channel=channel,
         channel_source=channel_source,
@@ -209,7 +218,7 @@ def _assignee(item: _Obj, parts: list[_Part]) -> Assignee:
     if older is not None:
         kind = older.optional("type", str) or "nobody_admin"
         assignee_id = older.optional_id("id")
-        name, email = older.optional("name", str), older.optional("email", str) or None
+        name, email = older.optional_text("name"), older.optional_text("email") or None
     else:
         kind = "admin"
         assignee_id = item.optional_id("admin_assignee_id")
@@ -243,8 +252,8 @@ def _customer(item: _Obj, source: _Obj | None) -> Customer | None:
         return Customer(
             id=user.optional_id("id"),
             role=user.optional("type", str) or "user",
-            name=user.optional("name", str) or None,
-            email=user.optional("email", str) or None,
+            name=user.optional_text("name") or None,
+            email=user.optional_text("email") or None,
         )
     contacts = item.object_or_empty("contacts").objects("contacts")
     contact_id = contacts[0].optional_id("id") if contacts else None
@@ -255,8 +264,8 @@ def _customer(item: _Obj, source: _Obj | None) -> Customer | None:
             return Customer(
                 id=author_id,
                 role=author.require("type", str),
-                name=author.optional("name", str) or None,
-                email=author.optional("email", str) or None,
+                name=author.optional_text("name") or None,
+                email=author.optional_text("email") or None,
             )
     if contact_id is None:
         return None
@@ -266,7 +275,7 @@ def _customer(item: _Obj, source: _Obj | None) -> Customer | None:
 def _tag_names(tag_list: _Obj | None) -> tuple[str, ...]:
     if tag_list is None:
         return ()
-    return tuple(tag.require("name", str) for tag in tag_list.objects("tags"))
+    return tuple(_storable(tag.require("name", str)) for tag in tag_list.objects("tags"))
 
 
 class _Part:
@@ -279,8 +288,8 @@ class _Part:
             Author(
                 type=author.optional("type", str) or "",
                 id=author.optional_id("id"),
-                name=author.optional("name", str),
-                email=author.optional("email", str) or None,
+                name=author.optional_text("name"),
+                email=author.optional_text("email") or None,
             )
             if author is not None
             else None
@@ -289,7 +298,7 @@ class _Part:
         self.assigned_to_type = assigned_to.optional("type", str) if assigned_to else None
         self.assigned_to_id = assigned_to.optional_id("id") if assigned_to else None
         # Newer shape only: tags on the part itself, a list of tag objects.
-        self.tags = tuple(tag.require("name", str) for tag in part.objects("tags"))
+        self.tags = tuple(_storable(tag.require("name", str)) for tag in part.objects("tags"))
 
 
 class _Obj:
@@ -323,7 +332,19 @@ class _Obj:
             return None
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise PayloadError(f"{self._at(key)} is not an id")
-        return str(value)
+        return _checked_id(str(value), self._at(key), max_length=MAX_ID_LENGTH)
+
+    def require_id_text(self, key: str, *, max_length: int) -> str:
+        """A string that names something (a topic, a workspace, a notification): non-empty and storable."""
+        value = self.require(key, str)
+        if value == "":
+            raise PayloadError(f"{self._at(key)} is empty")
+        return _checked_id(value, self._at(key), max_length=max_length)
+
+    def optional_text(self, key: str) -> str | None:
+        """Free text (a name, an email, a tag): what can't be stored (NUL, half a surrogate pair) becomes U+FFFD."""
+        value = self.optional(key, str)
+        return _storable(value) if value is not None else None
 
     def require_id(self, key: str) -> str:
         value = self.optional_id(key)
@@ -333,6 +354,9 @@ class _Obj:
 
     def require_time(self, key: str) -> datetime:
         seconds = self.require(key, int)
+        latest = time.time() + MAX_CLOCK_AHEAD.total_seconds()
+        if not EARLIEST_TIME.timestamp() <= seconds <= latest:
+            raise PayloadError(f"{self._at(key)} is not a time between 2011 and tomorrow")
         return datetime.fromtimestamp(seconds, tz=UTC)
 
     def optional_object(self, key: str) -> _Obj | None:
@@ -356,3 +380,61 @@ class _Obj:
 
 
 _KIND_NAMES = {str: "a string", int: "a number", dict: "an object", list: "a list"}
+
+
+# Intercom began in 2011; a notification from later than tomorrow is a forgery or a broken clock.
+EARLIEST_TIME = datetime(2011, 1, 1, tzinfo=UTC)
+MAX_CLOCK_AHEAD = timedelta(days=1)
+# Ids are stored in columns of these sizes.
+MAX_ID_LENGTH = 64
+MAX_NOTIFICATION_ID_LENGTH = 100
+MAX_TOPIC_LENGTH = 100
+MAX_URL_LENGTH = 300
+# Intercom's payloads nest a handful of levels; far deeper is an attack on the parser.
+MAX_DEPTH = 64
+INTERCOM_HOSTS = {"app.intercom.com", "app.intercom.io", "app.eu.intercom.com", "app.au.intercom.com"}
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def _load(body: bytes | str) -> Any:
+    """JSON from UTF-8 text without a byte order mark, nested at most MAX_DEPTH deep."""
+    if isinstance(body, bytes):
+        if body.startswith(b"\xef\xbb\xbf"):
+            raise PayloadError("body starts with a byte order mark: send UTF-8 JSON without one")
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise PayloadError("body is not UTF-8") from None
+    else:
+        text = body
+    depth = deepest = 0
+    for bracket in _BRACKET.findall(_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    if deepest > MAX_DEPTH:
+        raise PayloadError(f"body nests deeper than {MAX_DEPTH} levels")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise PayloadError(f"body is not JSON: {str(exc)[:200]}") from None
+
+
+def _checked_id(value: str, path: str, *, max_length: int) -> str:
+    if len(value) > max_length:
+        raise PayloadError(f"{path} is longer than {max_length} characters")
+    if _UNSTORABLE.search(value):
+        raise PayloadError(f"{path} holds a NUL or half a surrogate pair")
+    return value
+
+
+def _storable(text: str) -> str:
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
+def is_intercom_url(url: str, *, app_url: str) -> bool:
+    """An https link to Intercom's own app (any region's, or the configured one)."""
+    parts = urlsplit(url)
+    known_host = parts.hostname in INTERCOM_HOSTS | {urlsplit(app_url).hostname}
+    return parts.scheme == "https" and known_host and len(url) <= MAX_URL_LENGTH

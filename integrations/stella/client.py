@@ -128,6 +128,8 @@ class StellaClient:
                 data=json.dumps(body),
                 headers=headers,
                 timeout=(settings.STELLA_CONNECT_TIMEOUT, settings.STELLA_READ_TIMEOUT),
+                # A redirect would turn the POST into a GET, or carry the key to another host.
+                allow_redirects=False,
             )
         except requests.RequestException as exc:
             result = _result_for_exception(exc)
@@ -148,6 +150,10 @@ def _result_for_response(response: requests.Response) -> StellaResult:
     status = response.status_code
     if 200 <= status < 300:
         return StellaResult(Outcome.SENT, status, "")
+    if 300 <= status < 400:
+        location = response.headers.get("Location", "nowhere")[:200]
+        message = f"Stella answered {status}, redirecting to {location}: check the account's Stella API URL"
+        return StellaResult(Outcome.FAILED, status, message)
     if status == 400:
         return StellaResult(Outcome.INVALID, status, _stella_message(response) or "Validation error")
     if status in (401, 403):

@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from integrations.models import InboundWebhook
+from integrations.models import InboundWebhook, UnverifiedWebhookCount
 from portal.admin_helpers import ReadOnlyAdminMixin
 from surveys.intake import REPLAYABLE, inbound_webhook_replay
 from surveys.models import ConversationEvent
@@ -29,6 +29,8 @@ class InboundWebhookAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "topic",
         "workspace_id",
         "notification_id",
+        "body_size",
+        "body_sha256",
         "occurred_at",
         "processed_at",
         "pretty_headers",
@@ -49,12 +51,17 @@ class InboundWebhookAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.action(description="Replay the selected webhooks (processed, ignored or failed)", permissions=["replay"])
     def replay(self, request: HttpRequest, queryset: QuerySet[InboundWebhook]) -> None:
         outcomes = []
-        for webhook in queryset.filter(status__in=REPLAYABLE).order_by("occurred_at"):
+        for webhook in queryset.filter(status__in=REPLAYABLE, erased_at__isnull=True).order_by("occurred_at"):
             webhook = inbound_webhook_replay(webhook)
             outcomes.append(
                 f"{webhook}: {webhook.get_status_display().lower()}{f' ({webhook.error})' if webhook.error else ''}"
             )
-        skipped = queryset.exclude(status__in=REPLAYABLE).count()
+        erased = queryset.filter(erased_at__isnull=False).count()
+        if erased:
+            self.message_user(
+                request, f"{erased} webhook(s) left alone: their bodies were erased (personal data).", messages.WARNING
+            )
+        skipped = queryset.exclude(status__in=REPLAYABLE).filter(erased_at__isnull=True).count()
         if outcomes:
             self.message_user(request, "Replayed: " + "; ".join(outcomes), messages.SUCCESS)
         if skipped:
@@ -64,11 +71,15 @@ class InboundWebhookAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="body")
     def pretty_body(self, webhook: InboundWebhook) -> str:
-        try:
-            text = json.dumps(json.loads(webhook.body), indent=2)
-        except ValueError:
-            text = webhook.body
-        return format_html('<pre style="max-height:40em;overflow:auto">{}</pre>', text)
+        """Escaped text. Only a body the parser accepted (so shallow, valid JSON) is laid out; anything
+        that failed verification or parsing is shown exactly as stored, never parsed here."""
+        text = webhook.body
+        if webhook.status != InboundWebhook.Status.INVALID:
+            try:
+                text = json.dumps(json.loads(webhook.body), indent=2)
+            except (ValueError, RecursionError):
+                pass
+        return format_html('<pre style="max-height:40em;overflow:auto;white-space:pre-wrap">{}</pre>', text)
 
 
 @admin.register(ConversationEvent)
@@ -78,3 +89,11 @@ class ConversationEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ["account"]
     search_fields = ["conversation_id"]
     show_full_result_count = False
+
+
+@admin.register(UnverifiedWebhookCount)
+class UnverifiedWebhookCountAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Requests that failed verification beyond the rate at which they are stored, per minute."""
+
+    list_display = ["minute", "count"]
+    date_hierarchy = "minute"

@@ -30,7 +30,7 @@ FINAL = {
     SurveyRequest.Status.INVALID,
     SurveyRequest.Status.FAILED,
 }
-CLUSTER = {"Q_WORKERS": "4", "Q_TIMEOUT": "2", "Q_RETRY": "3", "Q_MAX_ATTEMPTS": "3"}
+CLUSTER = {"Q_WORKERS": "4", "Q_TIMEOUT": "2", "Q_RETRY": "3", "Q_MAX_ATTEMPTS": "3", "INTAKE_BATCH_SECONDS": "0.5"}
 
 
 def database_url() -> str:

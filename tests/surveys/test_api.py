@@ -1,9 +1,9 @@
 import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from portal.models import ApiToken
 from surveys.models import ApiRequest, SurveyRequest
 from tests.factories import SurveyRequestFactory
 
@@ -16,7 +16,7 @@ def api(account):
     user = User.objects.create_user("helpdesk")
     account.support_users.add(user)
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {ApiToken.objects.create(user=user).key}")
     return client
 
 

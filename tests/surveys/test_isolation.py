@@ -7,9 +7,9 @@ from django.contrib.auth.models import User
 from django.db.models import Model
 from django.urls import NoReverseMatch, URLPattern, get_resolver, reverse
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from integrations.models import InboundWebhook
+from portal.models import ApiToken
 from surveys.counts import daily_counts_rebuild
 from surveys.models import ApiRequest, ConversationEvent, SurveyRequest, Teammate
 from tests.factories import AccountFactory, SurveyRequestFactory
@@ -89,7 +89,7 @@ def test_status_pages_and_exports_show_nothing_of_another_account(client, world)
 
 
 def test_api_shows_nothing_of_another_account(client, world):
-    token = Token.objects.create(user=world["user"]).key
+    token = ApiToken.objects.create(user=world["user"]).key
     headers = {"HTTP_AUTHORIZATION": f"Token {token}"}
     b = world["b"]
     for url in ("/api/survey-requests/", "/api/api-requests/"):

@@ -257,6 +257,7 @@ def test_request_body_validates_against_the_requests_api_schema(account):
         ({"timeout": 90, "retry": 90, "max_attempts": 3}, ["portal.E001"]),
         ({"timeout": None, "retry": 90, "max_attempts": 3}, ["portal.E001"]),
         ({"timeout": 60, "retry": 90, "max_attempts": 0}, ["portal.E002"]),
+        ({"timeout": 20, "retry": 90, "max_attempts": 3}, ["portal.E003"]),
     ],
 )
 def test_queue_settings_check(settings, cluster, ids):

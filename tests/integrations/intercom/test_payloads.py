@@ -254,6 +254,7 @@ OWN_EXPECTATIONS = {
         None,
     ),
     "conversation_deleted.json": ("conversation.deleted", "215000000000201", None, None, None, (), (), None),
+    "contact_deleted.json": ("contact.deleted", None, None, None, None, (), (), None),
     "ping.json": ("ping", None, None, None, None, (), (), None),
 }
 

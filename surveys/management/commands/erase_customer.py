@@ -1,0 +1,45 @@
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+
+from surveys.privacy import customer_erase
+
+
+class Command(BaseCommand):
+    help = (
+        "Erase one customer's personal data everywhere, in every account: the name, email and Intercom "
+        "contact id on their survey requests (waiting ones are cancelled), the customer in the calls logged "
+        "for them and Stella's answers, and the raw webhooks of their conversations. Statuses, reasons and "
+        "counts stay."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--email", required=True, help="The customer's email address, in any case.")
+        parser.add_argument(
+            "--linked-only",
+            action="store_true",
+            help=(
+                "Erase only the webhooks of their conversations, found through the rows those made; skip reading "
+                "every stored webhook not yet erased for the email (ignored topics, unknown workspaces)."
+            ),
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        email = options["email"].strip()
+        try:
+            erased = customer_erase(email=email, now=timezone.now(), search_bodies=not options["linked_only"])
+        except ValueError as exc:
+            raise CommandError(f"{exc}: give the customer's email, e.g. --email someone@example.com") from None
+        self.stdout.write(
+            f"Erased {email}: {erased.survey_requests} survey request(s) "
+            f"({erased.cancelled} waiting one(s) cancelled), {erased.api_requests} logged call(s), "
+            f"{erased.webhooks} webhook(s)."
+        )
+        if erased.in_flight:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"{erased.in_flight} request(s) were being sent to Stella meanwhile: run this again in a "
+                    "minute to erase what that send records."
+                )
+            )

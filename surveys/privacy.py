@@ -1,0 +1,285 @@
+"""Personal data: how long customers' names and emails, and the raw webhooks that carry them, are kept,
+and erasing one person on request or when Intercom deletes the contact.
+
+Erased: a survey request's customer name, email and Intercom contact id; the customer in each logged
+call's body, and Stella's answer (it echoes the request); a stored webhook's body and headers; the email
+or name wherever a message quoted it. Kept: statuses, decisions, reasons, verdicts, outcomes and the
+daily counts, so no number on the status page moves. An erased row says so: `erased_at` on survey
+requests and webhooks, and a note where the data was ("(erased 2025-11-28: personal data is kept
+90 days)") in the webhook body and the call's body.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import suppress
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+from axes.models import AccessFailureLog, AccessLog
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max, Min, Q, QuerySet
+
+from integrations.models import InboundWebhook
+from portal.queue import enqueue
+from portal.schedules import ERASE_EXPIRED_TASK
+from surveys.models import Account, ApiRequest, ConversationEvent, SurveyRequest
+from surveys.services import InvalidTransition, survey_request_transition
+
+logger = logging.getLogger(__name__)
+
+Status = SurveyRequest.Status
+# Rows changed per statement, and how long one run of the retention job works before a fresh task takes over.
+BATCH = 1000
+RUN_SECONDS = 10
+# Webhook ids whose bodies one statement of the body search reads.
+SEARCH_CHUNK = 5000
+# Still being decided or sent: the retention job leaves them until they are done.
+IN_FLIGHT = (Status.SCHEDULED, Status.SENDING)
+ERASED = "[erased]"
+ON_REQUEST = "the customer's personal data was erased on request"
+CONTACT_DELETED = "the contact was deleted in Intercom"
+CANCELLED_DETAIL = "The customer's personal data was erased before it was sent"
+
+
+@dataclass
+class Erased:
+    """How many rows an erasure changed; `in_flight`: requests being sent meanwhile, worth erasing again."""
+
+    survey_requests: int = 0
+    api_requests: int = 0
+    webhooks: int = 0
+    cancelled: int = 0
+    in_flight: int = 0
+
+    def __iadd__(self, other: Erased) -> Erased:
+        for field in fields(self):
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+        return self
+
+    @property
+    def total(self) -> int:
+        return self.survey_requests + self.api_requests + self.webhooks
+
+
+class _Person(NamedTuple):
+    """One survey request of the person being erased: what finds the rest of them."""
+
+    pk: int
+    account_id: int
+    conversation_id: str
+    customer_id: str
+    customer_email: str
+
+
+def erasure_note(why: str, *, now: datetime) -> str:
+    """What an erased body says instead, so support sees why it is empty."""
+    return f"(erased {now:%Y-%m-%d}: {why})"
+
+
+def survey_requests_expired(*, cutoff: datetime) -> QuerySet[SurveyRequest]:
+    """Survey requests stored before `cutoff` still holding a customer, oldest first; not those still in flight."""
+    return (
+        SurveyRequest.objects.filter(erased_at__isnull=True, created_at__lt=cutoff)
+        .exclude(status__in=IN_FLIGHT)
+        .order_by("created_at")
+    )
+
+
+def inbound_webhooks_expired(*, cutoff: datetime) -> QuerySet[InboundWebhook]:
+    """Webhooks received before `cutoff` and not erased, oldest first; not those still waiting to be processed."""
+    return (
+        InboundWebhook.objects.filter(erased_at__isnull=True, received_at__lt=cutoff)
+        .exclude(status=InboundWebhook.Status.RECEIVED)
+        .order_by("received_at")
+    )
+
+
+def personal_data_erase_expired(*, now: datetime, seconds: float = RUN_SECONDS) -> Erased:
+    """Erase what has been kept longer than PERSONAL_DATA_RETENTION_DAYS: customers on survey requests
+    and their calls, and raw webhooks. A request still waiting or being sent keeps its customer until it
+    is done. BATCH rows per transaction, for at most `seconds`; a fresh task takes over what is left."""
+    days = settings.PERSONAL_DATA_RETENTION_DAYS
+    cutoff = now - timedelta(days=days)
+    note = erasure_note(f"personal data is kept {days} days", now=now)
+    deadline = time.monotonic() + seconds
+    erased = Erased()
+    survey_requests = survey_requests_expired(cutoff=cutoff)
+    webhooks = inbound_webhooks_expired(cutoff=cutoff)
+    for pending, erase in ((survey_requests, _survey_requests_erase), (webhooks, _inbound_webhooks_erase)):
+        while ids := list(pending.values_list("pk", flat=True)[:BATCH]):
+            if time.monotonic() >= deadline:
+                enqueue(ERASE_EXPIRED_TASK)
+                logger.info("privacy.expired_erased", extra={**asdict(erased), "finished": False})
+                return erased
+            with transaction.atomic():
+                erased += erase(ids, note=note, now=now, retention=True)
+    # The login logs name people and addresses too: they go by the same rule.
+    AccessLog.objects.filter(attempt_time__lt=cutoff).delete()
+    AccessFailureLog.objects.filter(attempt_time__lt=cutoff).delete()
+    logger.info("privacy.expired_erased", extra={**asdict(erased), "finished": True})
+    return erased
+
+
+def customer_erase(*, email: str, now: datetime, search_bodies: bool = True) -> Erased:
+    """Erase one person everywhere, in every account: their survey requests (by email in any case, and by
+    the Intercom contact ids those hold), the calls logged for them, and the webhooks of their conversations.
+    With `search_bodies`, also every stored webhook not yet erased whose body mentions one of their emails
+    (an ignored topic, an unknown workspace), read a chunk of ids at a time."""
+    email = email.strip()
+    if "@" not in email:
+        raise ValueError(f"{email!r} is not an email address")
+    note = erasure_note(ON_REQUEST, now=now)
+    people = _people(Q(customer_email__iexact=email), account=None)
+    erased = _people_erase(people, note=note, now=now)
+    if search_bodies:
+        emails = {email.lower(), *(person.customer_email for person in people if person.customer_email)}
+        for ids in _inbound_webhooks_mentioning(emails):
+            with transaction.atomic():
+                erased += _inbound_webhooks_erase(ids, note=note, now=now)
+    logger.info("privacy.customer_erased", extra=asdict(erased))
+    return erased
+
+
+def contact_erase(*, account: Account, contact_id: str, webhook: InboundWebhook | None, now: datetime) -> Erased:
+    """Intercom deleted a contact: erase them in this account as `customer_erase` would, found by their
+    contact id and the emails their requests hold, then the deletion notification itself (it names them)."""
+    note = erasure_note(CONTACT_DELETED, now=now)
+    erased = _people_erase(_people(Q(account=account, customer_id=contact_id), account=account), note=note, now=now)
+    if webhook is not None:
+        erased += _inbound_webhooks_erase([webhook.pk], note=note, now=now)
+        webhook.body, webhook.headers, webhook.erased_at = note, {}, now
+    logger.info("privacy.contact_erased", extra={"account": account.pk, **asdict(erased)})
+    return erased
+
+
+def _people(first: Q, *, account: Account | None) -> list[_Person]:
+    """The survey requests `first` finds, and those with the same emails (within `account`, if given)
+    or the same contact ids (always within their account: Intercom ids are per workspace)."""
+    columns = ("pk", "account_id", "conversation_id", "customer_id", "customer_email")
+    found = [_Person(*row) for row in SurveyRequest.objects.filter(first).values_list(*columns)]
+    same = Q()
+    emails = {person.customer_email for person in found if person.customer_email}
+    if emails:
+        same |= Q(customer_email__in=emails, **({"account": account} if account else {}))
+    contacts: dict[int, set[str]] = defaultdict(set)
+    for person in found:
+        if person.customer_id:
+            contacts[person.account_id].add(person.customer_id)
+    for account_id, contact_ids in contacts.items():
+        same |= Q(account_id=account_id, customer_id__in=contact_ids)
+    if not same:
+        return found
+    return [_Person(*row) for row in SurveyRequest.objects.filter(first | same).values_list(*columns)]
+
+
+def _people_erase(people: Sequence[_Person], *, note: str, now: datetime) -> Erased:
+    """Cancel what still waits to be sent to them, then erase them and their conversations' webhooks."""
+    ids = [person.pk for person in people]
+    erased = Erased()
+    for survey_request in SurveyRequest.objects.filter(pk__in=ids, status=Status.SCHEDULED):
+        with suppress(InvalidTransition):  # a sender took it a moment ago: counted as in flight below
+            survey_request_transition(survey_request, to=Status.CANCELLED, status_detail=CANCELLED_DETAIL)
+            erased.cancelled += 1
+    erased.in_flight = SurveyRequest.objects.filter(pk__in=ids, status=Status.SENDING).count()
+    for chunk in _chunks(ids):
+        with transaction.atomic():
+            erased += _survey_requests_erase(chunk, note=note, now=now)
+    for chunk in _chunks(_conversation_webhooks(people)):
+        with transaction.atomic():
+            erased += _inbound_webhooks_erase(chunk, note=note, now=now)
+    return erased
+
+
+def _conversation_webhooks(people: Sequence[_Person]) -> list[int]:
+    """The webhooks of these people's conversations not yet erased: every close recorded (theirs or
+    not) and every event (reopen, reply, tag…). Found through the rows they made, not their bodies."""
+    conversations: dict[int, set[str]] = defaultdict(set)
+    for person in people:
+        conversations[person.account_id].add(person.conversation_id)
+    if not conversations:
+        return []
+    same_conversation = Q()
+    for account_id, conversation_ids in conversations.items():
+        same_conversation |= Q(account_id=account_id, conversation_id__in=conversation_ids)
+    webhook_ids = {
+        *SurveyRequest.objects.filter(same_conversation).values_list("inbound_webhook_id", flat=True),
+        *ConversationEvent.objects.filter(same_conversation).values_list("inbound_webhook_id", flat=True),
+    }
+    return list(
+        InboundWebhook.objects.filter(pk__in=webhook_ids - {None}, erased_at__isnull=True).values_list("pk", flat=True)
+    )
+
+
+def _inbound_webhooks_mentioning(emails: set[str]) -> Iterator[list[int]]:
+    """Ids of webhooks not yet erased whose body holds one of `emails` (any case), SEARCH_CHUNK ids per statement."""
+    pending = InboundWebhook.objects.filter(erased_at__isnull=True)
+    bounds = pending.aggregate(low=Min("pk"), high=Max("pk"))
+    if bounds["low"] is None:
+        return
+    mentions = Q()
+    for email in emails:
+        mentions |= Q(body__icontains=email)
+    for start in range(bounds["low"], bounds["high"] + 1, SEARCH_CHUNK):
+        chunk = pending.filter(mentions, pk__gte=start, pk__lt=start + SEARCH_CHUNK)
+        if ids := list(chunk.values_list("pk", flat=True)):
+            yield ids
+
+
+def _survey_requests_erase(ids: list[int], *, note: str, now: datetime, retention: bool = False) -> Erased:
+    """Erase the customer on these survey requests and on every call logged for them; `retention`
+    leaves alone any that went back in flight since they were chosen."""
+    requests = SurveyRequest.objects.filter(pk__in=ids)
+    if retention:
+        requests = requests.exclude(status__in=IN_FLIGHT)
+    people: dict[int, tuple[str, str]] = {}
+    quoted = []
+    for pk, email, name, detail in requests.values_list("pk", "customer_email", "customer_name", "status_detail"):
+        people[pk] = (email, name)
+        if (scrubbed := _scrub(detail, email, name)) != detail:
+            quoted.append(SurveyRequest(pk=pk, status_detail=scrubbed))
+    SurveyRequest.objects.bulk_update(quoted, ["status_detail"], batch_size=BATCH)
+    ids = list(people)
+    calls = list(
+        ApiRequest.objects.filter(survey_request_id__in=ids).only(
+            "pk", "survey_request_id", "request_body", "error_message"
+        )
+    )
+    for call in calls:
+        if isinstance(call.request_body, dict) and "customer" in call.request_body:
+            call.request_body = {**call.request_body, "customer": {"erased": note}}
+        call.error_message = _scrub(call.error_message, *people[call.survey_request_id])
+    ApiRequest.objects.bulk_update(calls, ["request_body", "error_message"], batch_size=BATCH)
+    # Stella's answer to a request echoes it, customer and all.
+    ApiRequest.objects.filter(survey_request_id__in=ids).exclude(response_body="").update(response_body=note)
+    # updated_at stays: a sender holding one of these still completes its conditional update.
+    count = requests.update(customer_email="", customer_name="", customer_id="", erased_at=now)
+    return Erased(survey_requests=count, api_requests=len(calls))
+
+
+def _inbound_webhooks_erase(ids: list[int], *, note: str, now: datetime, retention: bool = False) -> Erased:
+    """Replace these webhooks' bodies with `note` and drop their headers; status, topic and ids stay.
+    `retention` leaves alone any put back to be processed (replayed) since they were chosen."""
+    webhooks = InboundWebhook.objects.filter(pk__in=ids)
+    if retention:
+        webhooks = webhooks.exclude(status=InboundWebhook.Status.RECEIVED)
+    return Erased(webhooks=webhooks.update(body=note, headers={}, erased_at=now))
+
+
+def _scrub(text: str, email: str, name: str) -> str:
+    """`text` without the email or the name (a whole word, any case): a vendor's message may quote them."""
+    for value in (email, name):
+        if len(value) >= 2 and value.casefold() in text.casefold():
+            text = re.sub(rf"(?<!\w){re.escape(value)}(?!\w)", ERASED, text, flags=re.IGNORECASE)
+    return text
+
+
+def _chunks(ids: list[int]) -> Iterator[list[int]]:
+    for start in range(0, len(ids), BATCH):
+        yield ids[start : start + BATCH]
