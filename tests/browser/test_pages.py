@@ -150,3 +150,26 @@ def test_csm_resends_an_invalid_request_from_the_admin(live_server, page, log):
     expect(page.locator(".messagelist .success")).to_contain_text("Resending 1 survey request(s)")
     invalid.survey_request.refresh_from_db()
     assert invalid.survey_request.status == S.SCHEDULED
+
+
+def test_a_support_user_who_keeps_mistyping_sees_when_to_try_again(live_server, browser, log):
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    page = context.new_page()
+    for _ in range(6):
+        log_in(page, f"{live_server.url}/login/", "acme-support", "not-the-password")
+    expect(page.get_by_role("heading", name="Logging in is paused")).to_be_visible()
+    expect(page.locator("body")).to_contain_text("Try again in 15 minutes")
+    log_in(page, f"{live_server.url}/login/", "acme-support", "acme-support-pw-1")
+    expect(page.get_by_role("heading", name="Logging in is paused")).to_be_visible()  # even the right one
+    context.close()
+
+
+def test_a_date_out_of_range_keeps_what_was_typed_with_the_reason(live_server, browser, log):
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    page = context.new_page()
+    log_in(page, f"{live_server.url}/status/", "acme-support", "acme-support-pw-1")
+    page.wait_for_url("**/status/")
+    page.goto(f"{live_server.url}/status/?date_to=9999-12-31")
+    expect(page.locator(".error")).to_contain_text("Choose a date between 2011-01-01 and 2099-12-31.")
+    expect(page.locator("input[name=date_to]")).to_have_value("9999-12-31")
+    context.close()
