@@ -23,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 CLIENT_SECRET = "bench-client-secret"
+BENCH_FIELD_KEY = "YmVuY2gtb25seS1maWVsZC1lbmNyeXB0aW9uLWtleTA="  # a Fernet key: base64 of 32 bytes
 
 Call = tuple[str, str, bytes | None, dict[str, str]]  # method, path, body, headers
 
@@ -72,6 +73,7 @@ def portal_env(workdir: Path, port: int, **overrides: str) -> dict[str, str]:
         "SECRET_KEY": "bench-secret-key-" + "x" * 50,
         # Plain HTTP on loopback, as behind a TLS proxy.
         "SECURE_SSL_REDIRECT": "false",
+        "FIELD_ENCRYPTION_KEYS": BENCH_FIELD_KEY,
         "INTERCOM_CLIENT_SECRET": CLIENT_SECRET,
         "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
         "ALLOWED_HOSTS": "127.0.0.1",
