@@ -88,12 +88,13 @@ import json, statistics, time
 from django.db import connection, reset_queries
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.contrib.auth.models import User
 
 pages = {pages}
 clients = {{}}
-for who, password in (("support", "support-pw-1"), ("csm", "csm-pw-1")):
+for who in ("support", "csm"):
     clients[who] = Client()
-    assert clients[who].login(username=who, password=password)
+    clients[who].force_login(User.objects.get(username=who))  # signing in is not what is measured
 results = {{}}
 for name, (who, url) in pages.items():
     client = clients[who]
