@@ -230,3 +230,12 @@ def test_a_tampered_api_cursor_is_404_invalid_cursor(admin_client, cursor):
 def test_created_at_is_read_as_a_utc_time(client, account):
     post_webhook(client, closed(created_at=1764324000))
     assert InboundWebhook.objects.get().occurred_at == datetime(2025, 11, 28, 10, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("status", [InboundWebhook.Status.INVALID, InboundWebhook.Status.PROCESSED])
+def test_a_stored_body_nested_five_thousand_deep_shows_in_the_admin_as_text(admin_client, status):
+    body = '{"a":' * 5000 + "1" + "}" * 5000
+    webhook = InboundWebhook.objects.create(body=body, status=status)
+    page = admin_client.get(f"/admin/integrations/inboundwebhook/{webhook.pk}/change/")
+    assert page.status_code == 200
+    assert "{&quot;a&quot;:{&quot;a&quot;:" in page.content.decode()
