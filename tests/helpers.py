@@ -1,4 +1,4 @@
-"""Building and sending Intercom webhooks in tests."""
+"""Building and sending Intercom webhooks in tests, and walking every admin page."""
 
 import copy
 import json
@@ -6,7 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.contrib import admin
+from django.db.models import Model
 from django.test import Client
+from django.urls import NoReverseMatch, URLPattern, reverse
 from django.utils.module_loading import import_string
 from django_q.models import OrmQ
 from django_q.signing import SignedPackage
@@ -69,3 +72,19 @@ def run_queued_tasks(*, rounds: int = 10) -> list[str]:
             import_string(task["func"])(*task["args"], **task["kwargs"])
             ran.append(task["func"])
     return ran
+
+
+def admin_urls(objects: dict[type[Model], Model]) -> list[str]:
+    """Every admin URL: each model admin's own and custom views, on the given objects where one is wanted."""
+    urls = [reverse("admin:index")]
+    for model, model_admin in admin.site._registry.items():
+        target = objects.get(model) or model._default_manager.first()
+        for pattern in model_admin.get_urls():
+            if not isinstance(pattern, URLPattern) or not pattern.name:
+                continue
+            arguments = list(pattern.pattern.converters)
+            try:
+                urls.append(reverse(f"admin:{pattern.name}", args=[target.pk] * len(arguments) if target else []))
+            except NoReverseMatch:
+                continue
+    return urls

@@ -2,10 +2,8 @@
 filter choice or export of B may leak, and no admin page opens."""
 
 import pytest
-from django.contrib import admin
 from django.contrib.auth.models import User
-from django.db.models import Model
-from django.urls import NoReverseMatch, URLPattern, get_resolver, reverse
+from django.urls import get_resolver, reverse
 from django.utils import timezone
 
 from integrations.models import InboundWebhook
@@ -13,6 +11,7 @@ from portal.models import ApiToken
 from surveys.counts import daily_counts_rebuild
 from surveys.models import ApiRequest, ConversationEvent, SurveyRequest, Teammate
 from tests.factories import AccountFactory, SurveyRequestFactory
+from tests.helpers import admin_urls
 
 pytestmark = pytest.mark.django_db
 
@@ -106,22 +105,6 @@ def test_api_shows_nothing_of_another_account(client, world):
         assert client.get(f"/api/survey-requests/{survey_request.pk}/", **headers).status_code == 404
     for api_request in ApiRequest.objects.filter(account=b):
         assert client.get(f"/api/api-requests/{api_request.pk}/", **headers).status_code == 404
-
-
-def admin_urls(b_objects: dict[type[Model], Model]) -> list[str]:
-    """Every admin URL: each model admin's own and custom views, with B's object where one is wanted."""
-    urls = [reverse("admin:index")]
-    for model, model_admin in admin.site._registry.items():
-        target = b_objects.get(model) or model._default_manager.first()
-        for pattern in model_admin.get_urls():
-            if not isinstance(pattern, URLPattern) or not pattern.name:
-                continue
-            arguments = list(pattern.pattern.converters)
-            try:
-                urls.append(reverse(f"admin:{pattern.name}", args=[target.pk] * len(arguments) if target else []))
-            except NoReverseMatch:
-                continue
-    return urls
 
 
 def test_support_users_never_reach_an_admin_page(client, world):

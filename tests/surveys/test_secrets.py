@@ -11,12 +11,11 @@ from io import StringIO
 import pytest
 import responses
 from cryptography.fernet import Fernet
-from django.contrib import admin
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
-from django.urls import NoReverseMatch, URLPattern, reverse
+from django.urls import reverse
 
 from portal.crypto import secret_decrypt
 from portal.logging import ContextFormatter
@@ -24,6 +23,7 @@ from surveys.accounts import integration_settings_update
 from surveys.models import ApiRequest, IntegrationHealth, IntegrationSettings, SurveyRequest
 from surveys.sending import survey_request_send, survey_requests_send_due
 from tests.factories import AccountFactory, SurveyRequestFactory
+from tests.helpers import admin_urls
 from tests.surveys.admin.test_accounts import account_form
 
 S = SurveyRequest.Status
@@ -221,17 +221,7 @@ def every_page(client, account) -> dict[str, bytes]:
         SurveyRequest: SurveyRequest.objects.filter(account=account).first(),
         ApiRequest: ApiRequest.objects.filter(account=account).first(),
     }
-    urls = [reverse("admin:index"), "/status/", "/status/export.csv", "/api/survey-requests/", "/api/api-requests/"]
-    for model, model_admin in admin.site._registry.items():
-        target = objects.get(model) or model._default_manager.first()
-        for pattern in model_admin.get_urls():
-            if not isinstance(pattern, URLPattern) or not pattern.name:
-                continue
-            arguments = len(pattern.pattern.converters)
-            try:
-                urls.append(reverse(f"admin:{pattern.name}", args=[target.pk] * arguments if target else []))
-            except NoReverseMatch:
-                continue
+    urls = [*admin_urls(objects), "/status/", "/status/export.csv", "/api/survey-requests/", "/api/api-requests/"]
     pages = {}
     for url in urls:
         response = client.get(url)
