@@ -16,6 +16,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from portal.durations import HumanDurationField, format_duration
 from portal.redaction import mask_secret
 from surveys.accounts import account_attention, integration_health_ensure, integration_settings_update
+from surveys.admin import dry_run, onboarding
 from surveys.models import Account, IntegrationSettings, Teammate
 from surveys.oauth import account_authorize_url
 from surveys.selectors import account_test_week
@@ -181,6 +182,8 @@ class AccountAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(self.connect_intercom_view),
                 name="surveys_account_connect_intercom",
             ),
+            *dry_run.urls(self),
+            *onboarding.urls(self),
         ]
         return urls + super().get_urls()
 
