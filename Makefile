@@ -20,7 +20,8 @@ run: setup
 	$(LOCAL) $(BIN)/python manage.py portal_setup_demo
 	$(LOCAL) PORT=$(PORT) $(BIN)/python manage.py runportal --port $(PORT)
 
-# With make run going in another terminal: post the demo's signed webhooks to it.
+# With make run going in another terminal: post the demo's signed webhooks to it, at http://127.0.0.1:$(PORT)
+# (give both the same PORT: make run PORT=8010, then make demo PORT=8010).
 demo: setup
 	$(LOCAL) PORT=$(PORT) $(BIN)/python manage.py send_demo_webhooks
 
@@ -30,6 +31,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/lateness.py
 
 screenshots: setup
 	$(LOCAL) SAVE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/browser

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.utils import timezone
 from django_q.models import Schedule
 
 PROCESS_WEBHOOKS_TASK = "surveys.tasks.process_inbound_webhooks"
@@ -37,13 +36,14 @@ SCHEDULES = (
     # Erase customers' names and emails, and raw webhooks, kept longer than PERSONAL_DATA_RETENTION_DAYS.
     Every("Erase expired personal data", ERASE_EXPIRED_TASK, minutes=24 * 60),
 )
-# A one-off schedule the code moves to the next send-after time (survey_requests_wake_at), so a
-# delayed request goes out on time without a schedule row per request.
-WAKE_SCHEDULE = "Send survey requests coming due"
+# Schedules no longer declared, deleted where an older version left them. Delayed sends and retries
+# are queued on time by `manage.py runcluster`'s poller now, not by a one-off schedule moved to each.
+RETIRED_SCHEDULES = ("Send survey requests coming due",)
 
 
 def schedules_ensure() -> None:
-    """Create or correct every schedule above; leaves run times alone, so it is safe to call at any time."""
+    """Create or correct every schedule above, and delete retired ones; leaves run times alone, so it is
+    safe to call at any time."""
     with transaction.atomic():
         for every in SCHEDULES:
             Schedule.objects.update_or_create(
@@ -55,10 +55,4 @@ def schedules_ensure() -> None:
                     "repeats": -1,
                 },
             )
-        wake, created = Schedule.objects.get_or_create(
-            name=WAKE_SCHEDULE,
-            defaults={"func": SEND_DUE_TASK, "schedule_type": Schedule.ONCE, "repeats": 0, "next_run": timezone.now()},
-        )
-        if not created and (wake.func, wake.schedule_type) != (SEND_DUE_TASK, Schedule.ONCE):
-            wake.func, wake.schedule_type = SEND_DUE_TASK, Schedule.ONCE
-            wake.save(update_fields=["func", "schedule_type"])
+        Schedule.objects.filter(name__in=RETIRED_SCHEDULES).delete()

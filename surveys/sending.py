@@ -14,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Min, OuterRef, Q, Subquery
+from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from integrations.intercom.client import (
@@ -41,7 +41,6 @@ from surveys.services import (
     survey_request_reject_locally,
     survey_request_transition,
     survey_requests_queue,
-    survey_requests_wake_at,
 )
 from surveys.teammates import teammate_look_up
 
@@ -131,7 +130,6 @@ def _look_up(
     try:
         return survey_request_look_up(survey_request, integration=integration, now=now)
     except IntercomRateLimited as exc:
-        survey_requests_wake_at(exc.reset_at)
         return survey_request_transition(
             survey_request,
             to=Status.SCHEDULED,
@@ -257,8 +255,7 @@ def _retry_later(
         )
     backoff = settings.STELLA_RETRY_BASE_SECONDS * 2 ** (attempts - 1) * random.uniform(0.5, 1.5)
     send_after = now + timedelta(seconds=min(max(backoff, retry_after or 0), 3600))
-    survey_requests_wake_at(send_after)
-    return survey_request_transition(
+    return survey_request_transition(  # the cluster's poller queues it again at send_after (surveys/on_time.py)
         survey_request,
         to=Status.SCHEDULED,
         attempts=attempts,
@@ -325,8 +322,10 @@ def _look_up_customer(survey_request: SurveyRequest, *, client: IntercomClient) 
 
 
 def survey_requests_send_due(*, now: datetime) -> int:
-    """The sweep: queue every due request nobody holds, recover any a dead sender left behind,
-    and wake up again for the next one coming due. Returns how many it queued."""
+    """The sweep, every minute: queue every due request nobody holds, and recover any a dead sender left
+    behind. The safety net: the cluster's poller queues requests the moment they come due (surveys/on_time.py),
+    this finds what it missed (it was down, the account was paused, a queue message was lost). Returns how
+    many it queued."""
     survey_requests_recover_stale(now=now)
     requeue_before = now - timedelta(seconds=2 * settings.Q_CLUSTER["retry"])
     with transaction.atomic():
@@ -338,11 +337,6 @@ def survey_requests_send_due(*, now: datetime) -> int:
         ids = list(due.values_list("pk", flat=True)[:SWEEP_BATCH])
         SurveyRequest.objects.filter(pk__in=ids, status=Status.SCHEDULED).update(queued_at=now)
         transaction.on_commit(lambda: survey_requests_queue(ids))
-    next_due = SurveyRequest.objects.filter(status=Status.SCHEDULED, send_after__gt=now).aggregate(
-        at=Min("send_after")
-    )["at"]
-    if next_due is not None:
-        survey_requests_wake_at(next_due)
     if ids:
         logger.info("survey_requests.queued", extra={"count": len(ids)})
     return len(ids)

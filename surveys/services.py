@@ -10,13 +10,12 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from django_q.models import Schedule
 
 from integrations.intercom.payloads import Conversation, IntercomNotification
 from integrations.models import InboundWebhook
 from integrations.stella.client import FeedbackRequest
 from portal.queue import enqueue
-from portal.schedules import SEND_DUE_TASK, SEND_TASK, WAKE_SCHEDULE
+from portal.schedules import SEND_TASK
 from surveys.counts import count_api_request_recorded, count_survey_request_recorded, count_survey_request_transition
 from surveys.models import (
     TRANSITIONS,
@@ -194,13 +193,12 @@ def survey_request_cancel_if_overtaken(survey_request: SurveyRequest, *, history
 
 
 def survey_request_dispatch(survey_request: SurveyRequest, *, integration: IntegrationSettings, due_now: bool) -> None:
-    """What a newly recorded request needs next: its invalid call logged, a sender, or a wake-up at its time."""
+    """What a newly recorded request needs next: its invalid call logged, or a sender if it is due now.
+    One that waits is queued when it comes due by the cluster's poller (surveys/on_time.py)."""
     if survey_request.status == Status.INVALID:
         survey_request_reject_locally(survey_request, integration=integration)
     elif due_now:
         transaction.on_commit(lambda: survey_requests_queue([survey_request.pk]))
-    elif survey_request.status == Status.SCHEDULED:
-        survey_requests_wake_at(survey_request.send_after)
 
 
 def survey_request_feedback_request(
@@ -245,19 +243,6 @@ def survey_requests_queue(survey_request_ids: list[int]) -> None:
     """Hand requests to the task queue. Call it once they are committed (on_commit), with queued_at set."""
     for pk in survey_request_ids:
         enqueue(SEND_TASK, pk, name=f"send survey request {pk}")
-
-
-def survey_requests_wake_at(when: datetime) -> None:
-    """Make sure the due-request sweep runs at `when`, unless it is already set to run earlier."""
-    with transaction.atomic():
-        wake = Schedule.objects.select_for_update().filter(name=WAKE_SCHEDULE).first()
-        if wake is None:
-            Schedule.objects.create(
-                name=WAKE_SCHEDULE, func=SEND_DUE_TASK, schedule_type=Schedule.ONCE, next_run=when, repeats=1
-            )
-        elif wake.repeats == 0 or wake.next_run > when:
-            wake.next_run, wake.repeats = when, 1
-            wake.save(update_fields=["next_run", "repeats"])
 
 
 def survey_requests_apply_event(event: ConversationEvent) -> int:

@@ -1,7 +1,6 @@
-"""The sender's parts: queueing, the sweep and its wake-up, recovery after a crash, and how Stella's
+"""The sender's parts: queueing, the sweep, recovery after a crash, and how Stella's
 answers and failures map to outcomes (faults mocked at the HTTP layer with responses)."""
 
-import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,13 +10,11 @@ import requests
 import responses
 import yaml
 from django.core.checks import run_checks
-from django.db.models import F
 from django.utils import timezone
-from django_q.models import OrmQ, Schedule
+from django_q.models import OrmQ
 from jsonschema import Draft7Validator
 
 from integrations.stella.client import StellaClient
-from portal.schedules import WAKE_SCHEDULE
 from surveys.models import ApiRequest, SurveyRequest, Teammate
 from surveys.rules import Decision
 from surveys.sending import (
@@ -26,7 +23,7 @@ from surveys.sending import (
     survey_requests_recover_stale,
     survey_requests_send_due,
 )
-from surveys.services import survey_request_feedback_request, survey_requests_wake_at
+from surveys.services import survey_request_feedback_request
 from tests.factories import AccountFactory, SurveyRequestFactory
 from tests.helpers import load_fixture, notification, post_webhook
 
@@ -38,10 +35,6 @@ NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 REFERENCE_SCHEMA = Path(__file__).resolve().parents[1] / "fixtures" / "stella" / "stellaconnect-requests-openapi.yml"
 
 
-def wake() -> Schedule:
-    return Schedule.objects.get(name=WAKE_SCHEDULE)
-
-
 def test_closure_due_now_is_queued_when_committed(client, account, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         post_webhook(client, load_fixture("conversation_admin_closed_v2"))
@@ -50,39 +43,19 @@ def test_closure_due_now_is_queued_when_committed(client, account, django_captur
     assert OrmQ.objects.count() == 2  # the processing task, then the send
 
 
-def test_delayed_closure_moves_the_wake_up_to_its_send_time(client, account):
-    account.integration.channel_delay = timedelta(minutes=10)
-    account.integration.save()
-    post_webhook(client, notification("conversation_admin_closed_v2", created_at=int(time.time())))
-    survey_request = SurveyRequest.objects.get()
-    assert survey_request.queued_at is None
-    assert (wake().next_run, wake().repeats) == (survey_request.send_after, 1)
-
-
-def test_wake_up_only_moves_earlier_and_rearms_once_it_ran(db):
-    survey_requests_wake_at(NOW + timedelta(minutes=5))
-    survey_requests_wake_at(NOW + timedelta(minutes=9))
-    assert wake().next_run == NOW + timedelta(minutes=5)
-    Schedule.objects.filter(name=WAKE_SCHEDULE).update(repeats=0)  # what django-q2 does once it ran
-    survey_requests_wake_at(NOW + timedelta(minutes=9))
-    assert (wake().next_run, wake().repeats) == (NOW + timedelta(minutes=9), 1)
-    assert Schedule.objects.filter(name=WAKE_SCHEDULE).count() == 1
-
-
-def test_sweep_queues_what_is_due_and_unqueued_and_wakes_for_the_next(account):
+def test_sweep_queues_what_is_due_and_unqueued(account):
     due = SurveyRequestFactory(account=account, send_after=NOW - timedelta(minutes=1))
     queued_long_ago = SurveyRequestFactory(
         account=account, send_after=NOW - timedelta(hours=1), queued_at=NOW - timedelta(hours=1)
     )
     SurveyRequestFactory(account=account, send_after=NOW - timedelta(minutes=1), queued_at=NOW - timedelta(seconds=10))
     SurveyRequestFactory(account=account, send_after=NOW - timedelta(minutes=1), status=S.CANCELLED)
-    later = SurveyRequestFactory(account=account, send_after=NOW + timedelta(minutes=7))
+    SurveyRequestFactory(account=account, send_after=NOW + timedelta(minutes=7))
     paused = AccountFactory(health__sending_paused_at=NOW)
     SurveyRequestFactory(account=paused, send_after=NOW - timedelta(minutes=1))
 
     assert survey_requests_send_due(now=NOW) == 2
     assert set(SurveyRequest.objects.filter(queued_at=NOW).values_list("pk", flat=True)) == {due.pk, queued_long_ago.pk}
-    assert wake().next_run == later.send_after
 
 
 def test_sweep_queues_them_once(account, django_capture_on_commit_callbacks):
@@ -263,32 +236,6 @@ def test_request_body_validates_against_the_requests_api_schema(account):
 def test_queue_settings_check(settings, cluster, ids):
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, **cluster}
     assert [message.id for message in run_checks(tags=["portal"])] == ids
-
-
-@pytest.mark.django_db(transaction=True)
-def test_delayed_request_goes_out_through_django_q2s_scheduler(settings):
-    """The chain a delayed request takes: the wake-up schedule comes due, django-q2's scheduler (which
-    looks every 30 s while the cluster runs) queues the sweep, the sweep queues the send."""
-    from django_q.scheduler import scheduler
-
-    from tests.helpers import run_queued_tasks
-
-    Schedule.objects.exclude(name=WAKE_SCHEDULE).delete()  # only the wake-up in play
-    account = AccountFactory(integration__test_api_key="test-key-0000-1111-2222-abcd")
-    survey_request = SurveyRequestFactory(account=account, send_after=timezone.now() + timedelta(seconds=1))
-    survey_requests_wake_at(survey_request.send_after)
-    scheduler()
-    assert OrmQ.objects.count() == 0  # not due yet
-    # Two seconds pass: everything that tells time moves back, rather than the test waiting on the clock.
-    SurveyRequest.objects.filter(pk=survey_request.pk).update(send_after=F("send_after") - timedelta(seconds=2))
-    Schedule.objects.filter(name=WAKE_SCHEDULE).update(next_run=F("next_run") - timedelta(seconds=2))
-    scheduler()
-    with responses.RequestsMock() as stella:
-        stella.post(f"{settings.STELLA_API_URL}/v1/requests", json={})
-        assert run_queued_tasks() == ["surveys.tasks.send_due_survey_requests", "surveys.tasks.send_survey_request"]
-        assert len(stella.calls) == 1
-    survey_request.refresh_from_db()
-    assert survey_request.status == S.SENT
 
 
 def test_a_change_made_meanwhile_makes_a_stale_move_fail(account):

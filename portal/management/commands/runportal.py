@@ -23,7 +23,8 @@ class Command(BaseCommand):
         # Each in its own process group: Ctrl-C reaches only us, we stop them in order, and a
         # last-resort kill takes everything a child started.
         children = [
-            subprocess.Popen([*manage, "qcluster"], start_new_session=True),
+            # The task cluster as deployed: django-q2's, with the poller that sends delayed requests on time.
+            subprocess.Popen([*manage, "runcluster"], start_new_session=True),
             subprocess.Popen(
                 [*manage, "runserver", "--noreload", f"127.0.0.1:{options['port']}"], start_new_session=True
             ),

@@ -1,0 +1,40 @@
+import signal
+import time
+from types import FrameType
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django_q.cluster import Cluster
+
+from surveys.on_time import DuePoller
+
+
+class Command(BaseCommand):
+    help = (
+        "The django-q2 task cluster, as `qcluster` runs it, with the poller that queues delayed sends and "
+        "retries as they come due (surveys/on_time.py). SIGTERM or Ctrl-C stops both."
+    )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        settings.SECRET_KEY  # noqa: B018  (as qcluster: signing needs it, so fail now rather than in a worker)
+        cluster = Cluster()  # installs its own SIGTERM/SIGINT handlers: ours stop the poller first, then call it
+        poller = DuePoller(interval=settings.SEND_POLL_SECONDS) if settings.SEND_POLL_SECONDS > 0 else None
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            if poller is not None:
+                poller.stop_soon()
+            cluster.sig_handler(signum, frame)  # waits for the workers to finish their tasks
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        cluster.start()
+        # Started only now, in this process, after the cluster's processes were forked: none inherits the thread.
+        if poller is not None:
+            poller.start()
+        try:
+            while cluster.sentinel.is_alive():
+                time.sleep(0.2)
+        finally:
+            if poller is not None:
+                poller.stop()
