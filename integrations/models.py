@@ -38,6 +38,8 @@ class InboundWebhook(models.Model):
             models.Index(fields=["status", "occurred_at"]),
             # What the retention job still has to erase, oldest first, without walking what it already did.
             models.Index(fields=["received_at"], condition=models.Q(erased_at__isnull=True), name="webhook_not_erased"),
+            # A workspace's last webhook: the onboarding checklist and the admin's "no webhook in 24 h".
+            models.Index(fields=["workspace_id", "-received_at"], name="webhook_workspace_latest"),
         ]
 
     def __str__(self) -> str:

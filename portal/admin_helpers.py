@@ -6,6 +6,8 @@ from typing import Any
 from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 
 class ReadOnlyAdminMixin:
@@ -43,3 +45,8 @@ class NoCountPaginator(Paginator):
         if number == self.page_number and self._rows is not None:
             return Page(self._rows[: self.per_page], number, self)
         return super().page(number)
+
+
+def shortened(text: str, *, title: str = "", narrow: bool = False) -> SafeString:
+    """Text cut to its column's width in a list, whole when hovered (and on the detail page)."""
+    return format_html('<span class="short{}" title="{}">{}</span>', " narrow" if narrow else "", title or text, text)

@@ -24,3 +24,8 @@ def mask_email(email: str) -> str:
     if not at:
         return mask_secret(email)
     return f"{local[:1]}•••@{domain}"
+
+
+def mask_name(name: str) -> str:
+    """Ada Lovelace → A••• L•••: each word's initial, as an email keeps its first letter."""
+    return " ".join(f"{word[:1]}•••" for word in name.split())

@@ -150,6 +150,11 @@ class IntegrationHealth(models.Model):
     sending_paused_reason = models.CharField(max_length=200, blank=True)
     # Intercom refused the access token (401); cleared when a new token is stored.
     intercom_token_rejected_at = models.DateTimeField(null=True, blank=True)
+    # What Intercom last said of the stored token (Check now, or connecting): when, and which workspace it is
+    # for. Cleared when a new token is stored.
+    intercom_token_checked_at = models.DateTimeField(null=True, blank=True)
+    intercom_token_workspace_id = models.CharField(max_length=64, blank=True)
+    intercom_token_workspace_name = models.CharField(max_length=200, blank=True)
     # The error-rate alert, kept up to date every minute: shown as a banner while it lasts.
     error_alert_since = models.DateTimeField(null=True, blank=True)
     error_alert_rate = models.FloatField(null=True, blank=True)
@@ -219,7 +224,7 @@ class SurveyOutcome(models.TextChoices):
 
     WAITING = "waiting", "Waiting"
     SENT = "sent", "Sent"
-    DO_NOT_SEND = "do_not_send", "Do not send"
+    DO_NOT_SEND = "do_not_send", "Sent, flagged do not send"
     SUPPRESSED = "suppressed", "Suppressed"
     CANCELLED = "cancelled", "Cancelled"
     INVALID = "invalid", "Invalid"
@@ -331,7 +336,7 @@ class SurveyRequest(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Conversation {self.conversation_id} ({self.get_status_display()})"
+        return f"Conversation {self.conversation_id} ({self.outcome.label})"
 
     @classmethod
     def outcome_of(cls, status: str, decision: str) -> SurveyOutcome:
@@ -408,6 +413,11 @@ class ApiRequestQuerySet(models.QuerySet["ApiRequest"]):
         """Stella's Invalid Requests: rejected by Stella, or here before reaching it (see ApiRequest.is_invalid)."""
         return self.filter(outcome=CallOutcome.INVALID)
 
+    def unresolved(self) -> ApiRequestQuerySet:
+        """Failed calls whose survey request never went out since: a resend that Stella accepted resolves
+        every earlier invalid or failed call of the same request (see ApiRequest.is_resolved)."""
+        return self.filter(ApiRequest.unresolved_condition())
+
 
 class ApiRequest(models.Model):
     """One call to Stella's Requests API (or a request rejected before any call), with its outcome."""
@@ -458,6 +468,16 @@ class ApiRequest(models.Model):
     @property
     def is_invalid(self) -> bool:
         return self.outcome == CallOutcome.INVALID
+
+    @staticmethod
+    def unresolved_condition() -> models.Q:
+        """The calls `is_resolved` is false for, among failed ones, as a query condition."""
+        return ~models.Q(survey_request__status=SurveyRequest.Status.SENT)
+
+    @property
+    def is_resolved(self) -> bool:
+        """A call that failed, but whose survey request was sent since (by a resend): nothing left to fix."""
+        return self.outcome != CallOutcome.SENT and self.survey_request.status == SurveyRequest.Status.SENT
 
 
 class TestApiRequestManager(models.Manager["TestApiRequest"]):

@@ -6,9 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from portal.redaction import mask_email
+from django.utils import timezone
+
+from integrations.intercom.client import TOKEN_MISSING
+from portal.redaction import mask_email, mask_name
 from surveys.models import ApiRequest, SurveyOutcome, SurveyRequest
-from surveys.rules import STELLA_MESSAGES, DoNotSendReason, SuppressionReason
+from surveys.rules import REASONS, RULES, DoNotSendReason, InvalidReason, SuppressionReason
 
 # Stella's own messages (its API Status page) and ours, explained.
 EXPLANATIONS = {
@@ -17,8 +20,7 @@ EXPLANATIONS = {
     "Employee profile not complete": "The teammate's Stella profile is incomplete or not yet approved.",
     "Deactivated employee": "The teammate is deactivated in Stella; reactivate them to survey on their behalf.",
     "Invalid customer": "The customer's email is missing or malformed, so there is nobody to send the survey to.",
-    "Channel not enabled for company": "The conversation began in a channel Stella doesn't survey for this company "
-    "(or the account has it turned off).",
+    "Channel not enabled for company": "Stella doesn't survey this channel for the company: turn it on in Stella.",
     "Channel is in manual mode": "The channel is still in manual mode in Stella; switch it to integrated to go live.",
     "Brand signifier not provided": "The company has several brands in Stella: set the account's brand.",
     "Invalid/inactive brand signifier": "The account's brand matches no active brand in Stella.",
@@ -26,7 +28,10 @@ EXPLANATIONS = {
     "API key rejected": "Stella refused the API key. Check the account's test or production key; sending is "
     "paused until it changes.",
     "Intercom access token rejected": "Intercom refused the account's access token: connect with Intercom again.",
-    "Conversation not found in Intercom": "The conversation was deleted in Intercom before it could be looked up.",
+    TOKEN_MISSING: "The account has no Intercom access token, so the conversation couldn't be looked up in Intercom; "
+    "nothing was sent to Intercom or Stella.",
+    "Conversation not found in Intercom": "Intercom answered that it has no such conversation (404) when the "
+    "portal looked it up, so there was nobody to survey.",
 }
 KNOWN_MESSAGES = list(EXPLANATIONS)
 
@@ -35,8 +40,67 @@ REASON_EXPLANATIONS: dict[str, str] = {
     DoNotSendReason.SUPPRESSED_TAG: "The first message carries a do-not-send tag (fraud, dupe, do_not_send_stella…).",
     SuppressionReason.SUPPRESSION_WINDOW: "This customer was surveyed recently, within the account's suppression window.",
     SuppressionReason.ALREADY_SURVEYED: "This conversation was already surveyed after an earlier close.",
-    **{reason: EXPLANATIONS[message] for reason, message in STELLA_MESSAGES.items()},
+    # Decided here, before any call: said as what the portal saw, in place of a guess at Stella's reasons.
+    InvalidReason.CHANNEL_UNSUPPORTED: "The conversation began in a channel Stella doesn't survey (neither email "
+    "nor chat), so Stella was not called.",
+    InvalidReason.CHANNEL_DISABLED: "The account has this channel turned off, so Stella was not called. Turn it on "
+    "under the account's Rules to survey it.",
+    InvalidReason.INVALID_CUSTOMER: "The customer's email is missing or malformed, so there is nobody to send the "
+    "survey to; Stella was not called.",
+    InvalidReason.EMPLOYEE_NOT_FOUND: "No teammate was assigned when the conversation closed, so there is nobody "
+    "for Stella to credit; Stella was not called.",
 }
+
+
+# What a call's outcome means when there is no error message to explain.
+CALL_EXPLANATIONS: dict[str, str] = {
+    ApiRequest.Outcome.PENDING: "The call to Stella is under way.",
+    ApiRequest.Outcome.SENT: "Stella accepted the request: it sends the customer the survey.",
+    ApiRequest.Outcome.RETRY: "Stella could not take the request just now; the portal tries again shortly.",
+    ApiRequest.Outcome.AMBIGUOUS: "No answer came back, so the request may have reached Stella. Check Stella "
+    "before resending: a resend may survey the customer twice.",
+}
+DO_NOT_SEND_EXPLANATION = "Stella recorded it for reporting, flagged do not send: no survey goes to the customer."
+
+# What a CSM does about each message on the Invalid Requests tab; the admin links each to the place to do it.
+FIXES = {
+    "Employee not found": "Map the teammate to their Stella custom id, or add them in Stella.",
+    "Employee profile not complete": "Complete or approve the teammate's profile in Stella.",
+    "Deactivated employee": "Reactivate the teammate in Stella, or leave them out.",
+    "Invalid customer": "Nothing to fix here: the conversation had no valid customer email.",
+    "Channel not enabled for company": "Turn the channel on for the account, or in Stella.",
+    "Channel is in manual mode": "Switch the channel to integrated in Stella.",
+    "Brand signifier not provided": "Set the account's brand.",
+    "Invalid/inactive brand signifier": "Correct the account's brand.",
+    "Language not specified": "Set the account's language.",
+    "API key rejected": "Enter the right test or production key on the account.",
+    "Intercom access token rejected": "Connect the account with Intercom again.",
+    TOKEN_MISSING: "Connect the account with Intercom.",
+    "Conversation not found in Intercom": "Nothing to fix: the conversation no longer exists in Intercom.",
+}
+
+# Every rule, asked as a question; its verdict reads "no" or the reason it found.
+RULE_QUESTIONS = {
+    "channel_unsupported": "Began in a channel Stella doesn't survey?",
+    "channel_disabled": "Channel turned off for the account?",
+    "customer_email_missing": "Customer email missing or malformed?",
+    "assignee_missing": "No teammate assigned?",
+    "assignee_is_bot": "Assigned to a bot?",
+    "first_message_tagged": "First message tagged do not send?",
+    "conversation_surveyed": "Conversation already surveyed?",
+    "surveyed_within_window": "Customer surveyed within the suppression window?",
+}
+
+
+def rule_verdicts(verdicts: dict[str, str | None]) -> list[tuple[str, str]]:
+    """Each rule that ran, in the order they run, as (question, answer) in plain words."""
+    answers = []
+    for rule in RULES:
+        if rule.__name__ not in verdicts:
+            continue
+        reason = verdicts[rule.__name__]
+        answers.append((RULE_QUESTIONS[rule.__name__], f"Yes: {REASONS[reason].label}" if reason else "No"))
+    return answers
 
 
 def explain(message: str) -> str:
@@ -57,7 +121,8 @@ class Presented:
     conversation_id: str
     conversation_url: str
     channel: str
-    customer: str  # masked
+    customer: str  # the email, masked
+    customer_name: str  # masked
     teammate: str
     mode: str
     outcome: str
@@ -72,6 +137,23 @@ def survey_request_outcome(survey_request: SurveyRequest) -> str:
     return survey_request.get_status_display()
 
 
+def api_request_outcome(api_request: ApiRequest) -> str:
+    """A call's outcome in the same words as its survey request's: an accepted do-not-send call is
+    "Sent, flagged do not send", and an old failure a resend has since fixed says so."""
+    if api_request.outcome == ApiRequest.Outcome.SENT and api_request.survey_request.do_not_send:
+        return SurveyOutcome.DO_NOT_SEND.label
+    if api_request.is_resolved:
+        return f"{api_request.get_outcome_display()}, resolved by a resend"
+    return api_request.get_outcome_display()
+
+
+def channel_label(survey_request: SurveyRequest) -> str:
+    """The channel, or why there is none: still to be looked up only while the request waits."""
+    if survey_request.channel:
+        return survey_request.get_channel_display()
+    return "To be looked up" if survey_request.outcome == SurveyOutcome.WAITING else "Not known"
+
+
 def survey_request_reason(survey_request: SurveyRequest) -> tuple[str, str]:
     """The reason, and what it means: the rule that decided, else what happened since (Stella's message, a reopen)."""
     reason = survey_request.get_reason_display() if survey_request.reason else survey_request.status_detail
@@ -82,15 +164,29 @@ def survey_request_reason(survey_request: SurveyRequest) -> tuple[str, str]:
 
 
 def api_request_reason(api_request: ApiRequest) -> tuple[str, str]:
+    """The error message (empty when there is none) and what the call's outcome means, in plain words."""
     message = api_request.error_message
-    return message, explain(message) if message else ""
+    survey_request = api_request.survey_request
+    if message and api_request.rejected_locally and survey_request.reason in REASON_EXPLANATIONS:
+        explanation = REASON_EXPLANATIONS[survey_request.reason]
+    elif message:
+        explanation = explain(message)
+    elif api_request.outcome == ApiRequest.Outcome.SENT and api_request.survey_request.do_not_send:
+        explanation = DO_NOT_SEND_EXPLANATION
+    else:
+        explanation = CALL_EXPLANATIONS.get(api_request.outcome, "")
+    if api_request.is_resolved:
+        sent_at = api_request.survey_request.sent_at
+        when = f" on {timezone.localtime(sent_at):%Y-%m-%d %H:%M %Z}" if sent_at else ""
+        explanation = f"Resolved: resent and accepted by Stella{when}. {explanation}".strip()
+    return message, explanation
 
 
 def present(row: ApiRequest | SurveyRequest) -> Presented:
     """One call or one survey request, as every screen shows it."""
     if isinstance(row, ApiRequest):
         survey_request = row.survey_request
-        outcome, time = row.get_outcome_display(), row.created_at
+        outcome, time = api_request_outcome(row), row.created_at
         reason, explanation = api_request_reason(row)
     else:
         survey_request = row
@@ -101,8 +197,9 @@ def present(row: ApiRequest | SurveyRequest) -> Presented:
         account=row.account.name,
         conversation_id=survey_request.conversation_id,
         conversation_url=survey_request.conversation_url,
-        channel=survey_request.get_channel_display() or "to be looked up",
+        channel=channel_label(survey_request),
         customer=mask_email(survey_request.customer_email) if survey_request.customer_email else "",
+        customer_name=mask_name(survey_request.customer_name),
         teammate=survey_request.teammate_name or survey_request.teammate_email,
         mode=row.get_mode_display(),
         outcome=outcome,

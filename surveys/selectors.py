@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 
+from integrations.models import InboundWebhook
 from integrations.vocabulary import AssigneeKind, Channel
-from surveys.models import Account, ApiRequest, ConversationEvent, IntegrationSettings, SurveyRequest, Teammate
-from surveys.rules import Decision, SurveyCandidate
+from surveys.accounts import account_attention
+from surveys.models import (
+    Account,
+    ApiRequest,
+    ConversationEvent,
+    DailyCount,
+    IntegrationSettings,
+    SurveyRequest,
+    Teammate,
+)
+from surveys.rules import Decision, SurveyCandidate, customer_identity, during_delay, suppression_window_bounds
 
+# A survey of the customer on its way or sent (for the suppression window)...
 SURVEYING = (SurveyRequest.Status.SCHEDULED, SurveyRequest.Status.SENDING, SurveyRequest.Status.SENT)
+# ...and a conversation's survey gone out (a later close of it is "already surveyed").
+SURVEYED = (SurveyRequest.Status.SENDING, SurveyRequest.Status.SENT)
 
 
 @dataclass(frozen=True)
@@ -37,7 +50,8 @@ class ConversationHistory:
             (
                 event
                 for event in self.events
-                if event.kind in ConversationEvent.CANCELLING and after <= event.occurred_at < before
+                if event.kind in ConversationEvent.CANCELLING
+                and during_delay(event.occurred_at, closed_at=after, delay_ends_at=before)
             ),
             None,
         )
@@ -58,22 +72,19 @@ def conversation_history(*, account: Account, conversation_id: str, with_events:
 
 def customer_surveyed_within_window(survey_request: SurveyRequest, *, integration: IntegrationSettings) -> bool:
     """Another survey for this customer, sent or on its way, closed within the window either side of this one."""
-    window = integration.suppression_window
-    if not window or not (survey_request.customer_email or survey_request.customer_id):
+    bounds = suppression_window_bounds(survey_request.closed_at, integration.suppression_window)
+    customer = customer_identity(survey_request.customer_email, survey_request.customer_id)
+    if bounds is None or customer is None:
         return False
-    same_customer = (
-        {"customer_email": survey_request.customer_email}
-        if survey_request.customer_email
-        else {"customer_id": survey_request.customer_id}
-    )
+    field, value = customer
     return (
         SurveyRequest.objects.filter(
             account_id=survey_request.account_id,
             decision=Decision.SEND,
             status__in=SURVEYING,
-            closed_at__gt=survey_request.closed_at - window,
-            closed_at__lt=survey_request.closed_at + window,
-            **same_customer,
+            closed_at__gt=bounds[0],
+            closed_at__lt=bounds[1],
+            **{field: value},
         )
         .exclude(pk=survey_request.pk)
         .exists()
@@ -88,9 +99,7 @@ def survey_candidate(
     looked_up: bool = False,
 ) -> SurveyCandidate:
     conversation_surveyed = any(
-        other.decision == Decision.SEND
-        and other.status in (SurveyRequest.Status.SENDING, SurveyRequest.Status.SENT)
-        and other.pk != survey_request.pk
+        other.decision == Decision.SEND and other.status in SURVEYED and other.pk != survey_request.pk
         for other in history.survey_requests
     )
     return SurveyCandidate(
@@ -133,8 +142,66 @@ def account_test_week(account: Account) -> dict[str, int]:
     since = timezone.now() - timedelta(days=7)
     # Every request in test mode, those rejected here before any call included.
     calls = ApiRequest.objects.filter(account=account, mode=IntegrationSettings.Mode.TEST, created_at__gte=since)
+    # A failure a resend has since fixed (its survey request was sent) is nothing to worry about.
+    unresolved = ApiRequest.unresolved_condition()
     return calls.aggregate(
         succeeded=Count("pk", filter=Q(outcome=ApiRequest.Outcome.SENT)),
-        invalid=Count("pk", filter=Q(outcome=ApiRequest.Outcome.INVALID)),
-        other=Count("pk", filter=~Q(outcome__in=[ApiRequest.Outcome.SENT, ApiRequest.Outcome.INVALID])),
+        invalid=Count("pk", filter=Q(outcome=ApiRequest.Outcome.INVALID) & unresolved),
+        other=Count("pk", filter=~Q(outcome__in=[ApiRequest.Outcome.SENT, ApiRequest.Outcome.INVALID]) & unresolved),
     )
+
+
+# An enabled account that hears nothing from Intercom for this long has lost its webhook, or never had one.
+WEBHOOK_SILENCE = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class AccountAttention:
+    account: Account
+    problems: list[str]
+
+
+def accounts_with_last_webhook(accounts: QuerySet[Account]) -> QuerySet[Account]:
+    """The accounts, each with `last_webhook_at` (its workspace's last webhook, read off an index) and
+    its settings and health: what `account_problems` needs, in one query."""
+    last_webhook = (
+        InboundWebhook.objects.filter(workspace_id=OuterRef("intercom_workspace_id"))
+        .order_by("-received_at")
+        .values("received_at")[:1]
+    )
+    return accounts.select_related("integration", "health").annotate(last_webhook_at=Subquery(last_webhook))
+
+
+def account_problems(account: Account, *, now: datetime) -> list[str]:
+    """What a CSM has to fix on an account from `accounts_with_last_webhook`: its health, and an enabled
+    account that never heard from Intercom or stopped hearing."""
+    problems = account_attention(account.health) if hasattr(account, "health") else []
+    last_webhook_at = getattr(account, "last_webhook_at", None)
+    if not account.integration.enabled:
+        return problems
+    if last_webhook_at is None:
+        problems.append("No webhook received yet: paste the webhook URL into Intercom (see the onboarding checklist).")
+    elif last_webhook_at < now - WEBHOOK_SILENCE:
+        problems.append(
+            f"No webhook from Intercom since {timezone.localtime(last_webhook_at):%Y-%m-%d %H:%M %Z}: "
+            "check the webhook in Intercom's Developer Hub."
+        )
+    return problems
+
+
+def accounts_needing_attention(accounts: QuerySet[Account], *, now: datetime) -> list[AccountAttention]:
+    """Every account with something to fix, most problems first: what the admin's front page starts with."""
+    attention = []
+    for account in accounts_with_last_webhook(accounts).order_by("name"):
+        if problems := account_problems(account, now=now):
+            attention.append(AccountAttention(account, problems))
+    return sorted(attention, key=lambda item: -len(item.problems))
+
+
+def daily_count_totals(accounts: QuerySet[Account], *, day: date | None = None) -> dict[str, int]:
+    """How many survey requests closed (on `day`, or ever) have each outcome, and how many test and
+    invalid calls were made: per DailyCount kind, one query over the counts, never over the log."""
+    rows = DailyCount.objects.filter(account__in=accounts)
+    if day is not None:
+        rows = rows.filter(day=day)
+    return dict(rows.values_list("kind").annotate(total=Sum("count")).order_by())

@@ -30,12 +30,12 @@ RESPONSE_CAP = 4000
 class Outcome(models.TextChoices):
     """What came of one call to Stella."""
 
-    PENDING = "pending", "In flight"
-    SENT = "sent", "Accepted"
+    PENDING = "pending", "Sending"
+    SENT = "sent", "Sent"
     INVALID = "invalid", "Invalid"
-    RETRY = "retry", "Will retry"
+    RETRY = "retry", "Failed, will retry"
     FAILED = "failed", "Failed"
-    AMBIGUOUS = "ambiguous", "Ambiguous"
+    AMBIGUOUS = "ambiguous", "Ambiguous: may have reached Stella"
 
 
 @dataclass(frozen=True)

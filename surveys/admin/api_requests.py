@@ -1,19 +1,25 @@
 """The API Status tabs, as on Stella's own page: Requests, Test Requests, Invalid Requests."""
 
+import json
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.utils import flatten
 from django.contrib.admin.views.main import PAGE_VAR
 from django.core.paginator import Paginator
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.http import urlencode
+from django.utils.safestring import mark_safe
 
-from portal.admin_helpers import NoCountPaginator, ReadOnlyAdminMixin
+from integrations.intercom.client import TOKEN_MISSING
+from portal.admin_helpers import NoCountPaginator, ReadOnlyAdminMixin, shortened
+from surveys.admin.tabs import admin_tabs
 from surveys.models import ApiRequest, InvalidApiRequest, SurveyRequest, TestApiRequest
-from surveys.presenters import KNOWN_MESSAGES, api_request_reason
+from surveys.presenters import FIXES, KNOWN_MESSAGES, api_request_outcome, api_request_reason, channel_label
 from surveys.services import RESENDABLE
 
 
@@ -30,13 +36,30 @@ class ErrorMessageFilter(admin.SimpleListFilter):
         return queryset.filter(error_message=self.value()) if self.value() else queryset
 
 
+class ResolvedFilter(admin.SimpleListFilter):
+    """A failure a resend has since fixed needs nothing more: working through the list, hide those."""
+
+    title = "resolved"
+    parameter_name = "resolved"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("no", "Still to fix"), ("yes", "Sent since")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "no":
+            return queryset.filter(ApiRequest.unresolved_condition())
+        if self.value() == "yes":
+            return queryset.exclude(ApiRequest.unresolved_condition())
+        return queryset
+
+
 @admin.register(ApiRequest)
 class ApiRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = [
-        "created_at", "account", "conversation", "channel", "customer_email", "teammate", "mode", "outcome",
-        "error",
-    ]  # fmt: skip
+    # What happened and why first; the rest fits a 1366 px screen, the full text is on the request's page.
+    list_display = ["created_at", "call_outcome", "error", "conversation", "account_name", "mode", "teammate"]  # fmt: skip
     list_filter = ["account", ("created_at", admin.DateFieldListFilter), "mode", ErrorMessageFilter]
+    change_list_template = "admin/surveys/change_list_tabs.html"
+    tab = "requests"
     list_select_related = ["account", "survey_request"]
     list_max_show_all = 0  # "show all" on a million rows would be no kindness
     show_facets = admin.ShowFacets.NEVER  # facet counts would count the log
@@ -44,8 +67,9 @@ class ApiRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     show_full_result_count = False
     actions = ["resend"]
     fields = [
-        "created_at", "account", "survey_request_link", "mode", "method", "url", "request_headers", "request_body",
-        "status_code", "response_body", "duration_ms", "outcome", "error_message", "explanation", "finished_at",
+        "created_at", "account", "survey_request_link", "mode", "call_outcome", "error_message", "explanation", "method",
+        "url", "request_headers_shown", "request_body_shown", "status_code", "response_body_shown", "duration_ms",
+        "finished_at",
     ]  # fmt: skip
     readonly_fields = flatten(fields)
 
@@ -83,9 +107,17 @@ class ApiRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             survey_request.conversation_url,
         )
 
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        tabs = admin_tabs(request, self.tab, family="call")
+        return super().changelist_view(request, {**(extra_context or {}), "admin_tabs": tabs})
+
+    @admin.display(description="outcome", ordering="outcome")
+    def call_outcome(self, api_request: ApiRequest) -> str:
+        return api_request_outcome(api_request)
+
     @admin.display(description="channel")
     def channel(self, api_request: ApiRequest) -> str:
-        return api_request.survey_request.get_channel_display()
+        return channel_label(api_request.survey_request)
 
     @admin.display(description="customer email")
     def customer_email(self, api_request: ApiRequest) -> str:
@@ -94,7 +126,11 @@ class ApiRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="teammate")
     def teammate(self, api_request: ApiRequest) -> str:
         survey_request = api_request.survey_request
-        return survey_request.teammate_name or survey_request.teammate_email
+        return shortened(survey_request.teammate_name or survey_request.teammate_email, narrow=True)
+
+    @admin.display(description="account", ordering="account__name")
+    def account_name(self, api_request: ApiRequest) -> str:
+        return shortened(api_request.account.name, narrow=True)
 
     @admin.display(description="error", ordering="error_message")
     def error(self, api_request: ApiRequest) -> str:
@@ -102,7 +138,27 @@ class ApiRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             return ""
         where = "before reaching Stella" if api_request.rejected_locally else "by Stella"
         message, explanation = api_request_reason(api_request)
-        return format_html('<span title="{} ({})">{}</span>', explanation, where, message)
+        resolved = mark_safe(' <span class="resolved">✓ sent since</span>') if api_request.is_resolved else ""
+        return format_html("{}{}", shortened(message, title=f"{explanation} ({where})"), resolved)
+
+    @admin.display(description="request headers")
+    def request_headers_shown(self, api_request: ApiRequest) -> str:
+        return _json(api_request.request_headers)
+
+    @admin.display(description="request body")
+    def request_body_shown(self, api_request: ApiRequest) -> str:
+        return _json(api_request.request_body)
+
+    @admin.display(description="response body")
+    def response_body_shown(self, api_request: ApiRequest) -> str:
+        try:
+            return _json(json.loads(api_request.response_body))
+        except ValueError:
+            return (
+                format_html('<pre class="json">{}</pre>', api_request.response_body)
+                if api_request.response_body
+                else "—"
+            )
 
     @admin.display(description="survey request")
     def survey_request_link(self, api_request: ApiRequest) -> str:
@@ -114,7 +170,7 @@ class ApiRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="in plain words")
     def explanation(self, api_request: ApiRequest) -> str:
-        return api_request_reason(api_request)[1]
+        return api_request_reason(api_request)[1] or "—"
 
     def has_resend_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("surveys.change_surveyrequest")
@@ -131,15 +187,110 @@ class ApiRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return resend_with_confirmation(self, request, survey_requests, selected=queryset)
 
 
+def _json(value: Any) -> str:
+    """A JSON value as people read it: indented, keys in the order they came."""
+    if value in (None, "", {}, []):
+        return "—"
+    return format_html('<pre class="json">{}</pre>', json.dumps(value, indent=2, ensure_ascii=False))
+
+
+class SubListAdmin(ApiRequestAdmin):
+    """A tab of the log: its own list, reached by the tabs rather than the sidebar."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
 @admin.register(TestApiRequest)
-class TestApiRequestAdmin(ApiRequestAdmin):
+class TestApiRequestAdmin(SubListAdmin):
     """Every request made to Stella with a test key."""
 
-    list_filter = ["account", ("created_at", admin.DateFieldListFilter), "outcome", ErrorMessageFilter]
+    list_filter = ["account", ("created_at", admin.DateFieldListFilter), "outcome", ErrorMessageFilter, ResolvedFilter]
+    tab = "test"
 
 
 @admin.register(InvalidApiRequest)
-class InvalidApiRequestAdmin(ApiRequestAdmin):
-    """Every request rejected, by Stella or before reaching it, from either key, with the reason."""
+class InvalidApiRequestAdmin(SubListAdmin):
+    """Every request rejected, by Stella or before reaching it, from either key, with the reason: grouped
+    by reason above the list, with what fixes each."""
 
-    list_display = ["created_at", "account", "conversation", "channel", "customer_email", "teammate", "mode", "error"]
+    list_display = ["created_at", "error", "conversation", "account_name", "mode", "channel", "teammate"]  # fmt: skip
+    list_filter = ["account", ("created_at", admin.DateFieldListFilter), "mode", ErrorMessageFilter, ResolvedFilter]
+    change_list_template = "admin/surveys/invalid_requests.html"
+    tab = "invalid"
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        context = {"reason_groups": invalid_reason_groups(request), "can_resend": self.has_resend_permission(request)}
+        return super().changelist_view(request, {**(extra_context or {}), **context})
+
+
+@dataclass(frozen=True)
+class ReasonGroup:
+    message: str
+    account: str
+    count: int
+    fix: str
+    fix_url: str
+    rows_url: str
+    teammates: list[tuple[str, int, str]]  # for a teammate's problem: who, how many, where to map them
+
+
+# Problems of one teammate's Stella profile: fixed per teammate, on the Teammates list.
+TEAMMATE_MESSAGES = ("Employee not found", "Employee profile not complete", "Deactivated employee")
+
+
+def invalid_reason_groups(request: HttpRequest) -> list[ReasonGroup]:
+    """Unresolved invalid requests by reason and account, most first, with the fix and where to make it
+    (for a teammate's problem, each teammate involved). Two queries over the invalid rows only."""
+    rows = InvalidApiRequest.objects.filter(ApiRequest.unresolved_condition())
+    account_id = request.GET.get("account__id__exact", "")
+    if account_id.isdigit():
+        rows = rows.filter(account_id=account_id)
+    counted = (
+        rows.values("error_message", "account_id", "account__name")
+        .annotate(count=Count("pk"))
+        .order_by("-count", "error_message")
+    )
+    teammates: dict[tuple[str, int], list[tuple[str, int, str]]] = {}
+    by_teammate = (
+        rows.filter(error_message__in=TEAMMATE_MESSAGES)
+        .values("error_message", "account_id", "survey_request__teammate_name", "survey_request__teammate_email")
+        .annotate(count=Count("pk"))
+        .order_by("-count")
+    )
+    for row in by_teammate:
+        name, email = row["survey_request__teammate_name"], row["survey_request__teammate_email"]
+        url = (
+            reverse("admin:surveys_teammate_changelist")
+            + "?"
+            + urlencode({"account__id__exact": str(row["account_id"]), "q": email or name})
+        )
+        teammates.setdefault((row["error_message"], row["account_id"]), []).append((name or email, row["count"], url))
+    changelist = reverse("admin:surveys_invalidapirequest_changelist")
+    return [
+        ReasonGroup(
+            message=row["error_message"],
+            account=row["account__name"],
+            count=row["count"],
+            fix=FIXES.get(row["error_message"], ""),
+            fix_url=_fix_url(row["error_message"], row["account_id"]),
+            rows_url=changelist
+            + "?"
+            + urlencode(
+                {"error": row["error_message"], "account__id__exact": str(row["account_id"]), "resolved": "no"}
+            ),
+            teammates=teammates.get((row["error_message"], row["account_id"]), []),
+        )
+        for row in counted
+    ]
+
+
+def _fix_url(message: str, account_id: int) -> str:
+    """Where a CSM fixes the cause: the account's teammates, its connection to Intercom, or its settings."""
+    if message in TEAMMATE_MESSAGES:
+        return reverse("admin:surveys_teammate_changelist") + f"?account__id__exact={account_id}"
+    if message in ("Intercom access token rejected", TOKEN_MISSING):
+        return reverse("admin:surveys_account_connect_intercom", args=[account_id])
+    if message.startswith(("Invalid customer", "Conversation not found")):
+        return ""  # nothing of ours to fix
+    return reverse("admin:surveys_account_change", args=[account_id]) + "#integration-group"

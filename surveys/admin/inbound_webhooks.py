@@ -9,7 +9,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from integrations.models import InboundWebhook, UnverifiedWebhookCount
-from portal.admin_helpers import ReadOnlyAdminMixin
+from portal.admin_helpers import ReadOnlyAdminMixin, shortened
 from surveys.intake import REPLAYABLE, inbound_webhook_replay
 from surveys.models import ConversationEvent
 
@@ -17,7 +17,8 @@ from surveys.models import ConversationEvent
 @admin.register(InboundWebhook)
 class InboundWebhookAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     actions = ["replay"]
-    list_display = ["received_at", "topic", "workspace_id", "status", "error", "notification_id"]
+    # What happened and why first; a long error is cut in the list, whole on the webhook's page.
+    list_display = ["received_at", "status", "problem", "topic", "workspace_id", "notification_id"]
     list_filter = ["status", "topic"]
     search_fields = ["notification_id", "workspace_id", "=id"]
     date_hierarchy = "received_at"
@@ -37,6 +38,10 @@ class InboundWebhookAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "pretty_body",
     ]
     readonly_fields = flatten(fields)
+
+    @admin.display(description="error", ordering="error")
+    def problem(self, webhook: InboundWebhook) -> str:
+        return shortened(webhook.error) if webhook.error else ""
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[InboundWebhook]:
         return super().get_queryset(request).defer("body", "headers")

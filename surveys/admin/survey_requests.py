@@ -9,9 +9,16 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from portal.admin_helpers import ReadOnlyAdminMixin
-from surveys.models import ApiRequest, SurveyRequest
-from surveys.rules import REASONS, RULES
+from portal.admin_helpers import ReadOnlyAdminMixin, shortened
+from surveys.admin.tabs import OUTCOME_PARAM, admin_tabs
+from surveys.models import ApiRequest, SurveyOutcome, SurveyRequest
+from surveys.presenters import (
+    api_request_outcome,
+    channel_label,
+    rule_verdicts,
+    survey_request_outcome,
+    survey_request_reason,
+)
 from surveys.services import RESENDABLE, survey_requests_resend
 
 
@@ -48,11 +55,27 @@ def resend_with_confirmation(
     return None
 
 
+class OutcomeFilter(admin.SimpleListFilter):
+    """Where each request stands, in the status page's words: the tabs above the list use it too."""
+
+    title = "outcome"
+    parameter_name = OUTCOME_PARAM
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return list(SurveyOutcome.choices)
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        if value in SurveyOutcome.values:
+            return queryset.filter(SurveyRequest.outcome_condition(SurveyOutcome(value)))
+        return queryset
+
+
 class ApiRequestInline(admin.TabularInline):
     model = ApiRequest
     extra = 0
     can_delete = False
-    fields = ["created_at", "link", "mode", "status_code", "outcome", "error_message", "duration_ms"]
+    fields = ["created_at", "link", "mode", "status_code", "call_outcome", "error_message", "duration_ms"]
     readonly_fields = flatten(fields)
     ordering = ["-created_at"]
     verbose_name_plural = "requests to Stella"
@@ -69,59 +92,80 @@ class ApiRequestInline(admin.TabularInline):
             '<a href="{}">{}</a>', reverse("admin:surveys_apirequest_change", args=[api_request.pk]), api_request.pk
         )
 
+    @admin.display(description="outcome")
+    def call_outcome(self, api_request: ApiRequest) -> str:
+        return api_request_outcome(api_request)
+
 
 @admin.register(SurveyRequest)
 class SurveyRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = [
-        "closed_at", "account", "conversation", "channel", "customer_email", "teammate",
-        "status", "decision", "reason", "status_detail", "mode", "send_after",
-    ]  # fmt: skip
-    list_filter = ["account", "status", "decision", "reason", "channel", "mode"]
+    # What happened and why first; the rest fits a 1366 px screen, the full text is on the request's page.
+    list_display = ["closed_at", "outcome", "why", "conversation", "account_name", "channel_shown", "teammate"]  # fmt: skip
+    list_filter = [OutcomeFilter, "account", "reason", "channel", "mode"]
     list_select_related = ["account"]
     search_fields = ["=conversation_id", "customer_email"]
     date_hierarchy = "closed_at"
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
+    change_list_template = "admin/surveys/change_list_tabs.html"
     actions = ["resend"]
     inlines = [ApiRequestInline]
     fieldsets = [
-        (None, {"fields": ["account", "conversation", "closed_at", "status", "status_detail", "send_after", "sent_at", "attempts"]}),
-        ("Decision", {"fields": ["decision", "reason", "rule_verdicts", "mode"]}),
-        ("Conversation", {"fields": ["channel", "channel_source", "tags", "customer_name", "customer_email", "customer_role", "customer_id"]}),
+        (None, {"fields": ["account", "conversation", "closed_at", "outcome", "why", "explanation", "send_after", "sent_at", "attempts"]}),
+        ("Decision", {"fields": ["decision", "rule_verdicts", "mode"]}),
+        ("Conversation", {"fields": ["channel_shown", "channel_source", "tags", "customer_name", "customer_email", "customer_role", "customer_id"]}),
         ("Teammate", {"fields": ["assignee_kind", "teammate_name", "teammate_email", "teammate_id"]}),
-        ("Source", {"fields": ["inbound_webhook", "closure_id", "created_at", "updated_at"]}),
+        ("Source", {"fields": ["status", "status_detail", "inbound_webhook", "closure_id", "created_at", "updated_at"]}),
     ]  # fmt: skip
     readonly_fields = flatten_fieldsets(fieldsets)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[SurveyRequest]:
         return super().get_queryset(request).defer("verdicts")
 
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        tabs = admin_tabs(request, request.GET.get(OUTCOME_PARAM, ""), family="survey")
+        return super().changelist_view(request, {**(extra_context or {}), "admin_tabs": tabs})
+
+    @admin.display(description="outcome", ordering="status")
+    def outcome(self, survey_request: SurveyRequest) -> str:
+        return survey_request_outcome(survey_request)
+
+    @admin.display(description="reason", ordering="reason")
+    def why(self, survey_request: SurveyRequest) -> str:
+        reason, explanation = survey_request_reason(survey_request)
+        return shortened(reason, title=explanation)
+
+    @admin.display(description="in plain words")
+    def explanation(self, survey_request: SurveyRequest) -> str:
+        return survey_request_reason(survey_request)[1] or "—"
+
+    @admin.display(description="channel", ordering="channel")
+    def channel_shown(self, survey_request: SurveyRequest) -> str:
+        return channel_label(survey_request)
+
     @admin.display(description="conversation", ordering="conversation_id")
     def conversation(self, survey_request: SurveyRequest) -> str:
         return format_html(
-            '<a href="{}" target="_blank" rel="noopener">{}</a>',
+            '<a href="{}" target="_blank" rel="noopener" title="Open in Intercom">{} ↗</a>',
             survey_request.conversation_url,
             survey_request.conversation_id,
         )
 
     @admin.display(description="teammate", ordering="teammate_email")
     def teammate(self, survey_request: SurveyRequest) -> str:
-        return (
-            survey_request.teammate_email or survey_request.teammate_name or survey_request.get_assignee_kind_display()
-        )
+        teammate = survey_request.teammate_name or survey_request.teammate_email
+        return shortened(teammate or survey_request.get_assignee_kind_display(), narrow=True)
+
+    @admin.display(description="account", ordering="account__name")
+    def account_name(self, survey_request: SurveyRequest) -> str:
+        return shortened(survey_request.account.name, narrow=True)
 
     @admin.display(description="every rule's verdict")
     def rule_verdicts(self, survey_request: SurveyRequest) -> str:
-        verdicts = survey_request.verdicts
-        rows = (
-            (
-                rule.__name__.replace("_", " "),
-                REASONS[verdicts[rule.__name__]].label if verdicts[rule.__name__] else "passed",
-            )
-            for rule in RULES
-            if rule.__name__ in verdicts
+        return format_html(
+            "<table>{}</table>",
+            format_html_join("", "<tr><td>{}</td><td>{}</td></tr>", rule_verdicts(survey_request.verdicts)),
         )
-        return format_html("<table>{}</table>", format_html_join("", "<tr><td>{}</td><td>{}</td></tr>", rows))
 
     def has_resend_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("surveys.change_surveyrequest")

@@ -58,7 +58,7 @@ def page(browser):
 
 def screenshot(page, name: str) -> None:
     if os.environ.get("SAVE_SCREENSHOTS"):
-        page.screenshot(path=str(DOCS / name), full_page=True)
+        page.screenshot(path=str(DOCS / name))  # what a 1366x768 screen shows
 
 
 @pytest.fixture
