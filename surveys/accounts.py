@@ -7,11 +7,15 @@ only here, each through a service that says what it does.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from integrations.intercom.client import TOKEN_MISSING
 from portal.fields import UNDECRYPTABLE, Ciphertext
 from surveys.models import Account, IntegrationHealth, IntegrationSettings
 
@@ -22,20 +26,50 @@ STELLA_CREDENTIALS = ("mode", "test_api_key", "production_api_key", "stella_api_
 SECRETS = ("test_api_key", "production_api_key", "intercom_access_token")
 
 
-def account_upsert(*, workspace_id: str, name: str | None = None, **settings_fields: Any) -> tuple[Account, bool]:
-    """Create or update an account and its settings in one go: scripted onboarding without the admin."""
+def account_upsert(
+    *,
+    workspace_id: str,
+    name: str | None = None,
+    new_workspace_id: str | None = None,
+    support_users_add: Iterable[User] = (),
+    support_users_remove: Iterable[User] = (),
+    **settings_fields: Any,
+) -> tuple[Account, bool]:
+    """Create or update an account, its settings and its support users in one go: scripted onboarding
+    without the admin, with everything the admin sets. The settings go through integration_settings_update
+    (a new key lifts a pause). `new_workspace_id` moves the account to another workspace id; run again,
+    it finds the account there. Raises ValidationError, by field, and then changes nothing."""
     with transaction.atomic():
-        account, created = Account.objects.get_or_create(
-            intercom_workspace_id=workspace_id, defaults={"name": name or workspace_id}
-        )
-        if name and account.name != name:
-            account.name = name
-            account.save(update_fields=["name"])
+        account = _account_to_upsert(workspace_id, new_workspace_id=new_workspace_id)
+        created = account is None
+        if account is None:
+            account = Account(intercom_workspace_id=workspace_id, name=name or workspace_id)
+        changed = created or bool(name and account.name != name)
+        account.name = name or account.name
+        if new_workspace_id and account.intercom_workspace_id != new_workspace_id:
+            account.intercom_workspace_id, changed = new_workspace_id, True
+        if changed:
+            account.full_clean()
+            account.save()
         integration = IntegrationSettings.objects.filter(account=account).first() or IntegrationSettings(
             account=account
         )
         integration_settings_update(integration, **settings_fields)
+        account.support_users.add(*support_users_add)
+        account.support_users.remove(*support_users_remove)
     return account, created
+
+
+def _account_to_upsert(workspace_id: str, *, new_workspace_id: str | None) -> Account | None:
+    """The account of `workspace_id`; when it is to move, and an earlier run moved it, the one at its new id."""
+    account = Account.objects.filter(intercom_workspace_id=workspace_id).first()
+    if account is None and new_workspace_id:
+        account = Account.objects.filter(intercom_workspace_id=new_workspace_id).first()
+        if account is None:
+            raise ValidationError(
+                {"intercom_workspace_id": f"No account has workspace id {workspace_id}, to move to {new_workspace_id}."}
+            )
+    return account
 
 
 def integration_settings_update(integration: IntegrationSettings, **changes: Any) -> IntegrationSettings:
@@ -61,13 +95,42 @@ def integration_health_ensure(account: Account) -> IntegrationHealth:
     return health
 
 
-def account_connect_intercom(account: Account, *, workspace_id: str, token: str) -> Account:
+class WorkspaceChangeUnconfirmed(Exception):
+    """The token is for another workspace than the account's own: a person confirms the switch first."""
+
+    def __init__(self, *, current: str, new: str) -> None:
+        super().__init__(f"The account's workspace is {current}, the token's {new}")
+        self.current, self.new = current, new
+
+
+def account_connect_intercom(
+    account: Account,
+    *,
+    workspace_id: str,
+    token: str,
+    now: datetime,
+    workspace_name: str = "",
+    confirmed: bool = False,
+) -> Account:
     """Point the account at the workspace Intercom says the token is for, and keep the token.
-    Raises IntegrityError when another account has that workspace."""
+
+    An account with a workspace id of its own moves to another workspace only when `confirmed`
+    (else WorkspaceChangeUnconfirmed), since that workspace's webhooks then come to it instead.
+    Raises IntegrityError when another account has that workspace.
+    """
+    current = account.intercom_workspace_id
+    if current and current != workspace_id and not confirmed:
+        raise WorkspaceChangeUnconfirmed(current=current, new=workspace_id)
     with transaction.atomic():
         account.intercom_workspace_id = workspace_id
         account.save(update_fields=["intercom_workspace_id"])
         integration_settings_update(account.integration, intercom_access_token=token)
+        # Intercom has just said which workspace the token is for.
+        health = integration_health_ensure(account)
+        intercom_token_accept(health, checked_at=now, workspace_id=workspace_id, workspace_name=workspace_name)
+    logger.info(
+        "account.intercom_connected", extra={"account": account.pk, "workspace_changed": current != workspace_id}
+    )
     return account
 
 
@@ -106,13 +169,29 @@ def integrations_resume_decryptable(*, account_id: int | None = None) -> int:
 
 def intercom_token_reject(account_id: int, *, now: datetime) -> None:
     """Intercom refused the account's token: flag it until a new one is stored."""
-    IntegrationHealth.objects.filter(account_id=account_id).update(intercom_token_rejected_at=now)
+    IntegrationHealth.objects.filter(account_id=account_id).update(
+        intercom_token_rejected_at=now,
+        intercom_token_checked_at=now,
+        intercom_token_workspace_id="",
+        intercom_token_workspace_name="",
+    )
     logger.warning("intercom.token_rejected", extra={"account": account_id})
 
 
-def intercom_token_accept(health: IntegrationHealth) -> None:
-    IntegrationHealth.objects.filter(pk=health.pk).update(intercom_token_rejected_at=None)
-    health.intercom_token_rejected_at = None
+def intercom_token_accept(
+    health: IntegrationHealth, *, checked_at: datetime | None = None, workspace_id: str = "", workspace_name: str = ""
+) -> None:
+    """The token is not (or no longer) known to be rejected. With `checked_at`: Intercom accepted it then, for
+    `workspace_id`; without: a new token, which nobody has asked Intercom about yet."""
+    fields = {
+        "intercom_token_rejected_at": None,
+        "intercom_token_checked_at": checked_at,
+        "intercom_token_workspace_id": workspace_id if checked_at else "",
+        "intercom_token_workspace_name": workspace_name if checked_at else "",
+    }
+    IntegrationHealth.objects.filter(pk=health.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(health, name, value)
 
 
 def account_attention(health: IntegrationHealth) -> list[str]:
@@ -123,14 +202,31 @@ def account_attention(health: IntegrationHealth) -> list[str]:
             f"Sending paused since {health.sending_paused_at:%Y-%m-%d %H:%M} UTC: {health.sending_paused_reason}. "
             "Enter a new key (or switch mode) to resume."
         )
-    if health.intercom_token_rejected_at:
-        problems.append(
-            f"Intercom rejected the access token on {health.intercom_token_rejected_at:%Y-%m-%d %H:%M} UTC. "
-            "Connect with Intercom again, or enter a new token."
-        )
+    problems += intercom_token_problems(health)
     if health.error_alert_since:
         problems.append(
             f"Over 5% of the last hour's requests were invalid or failed ({health.error_alert_rate:.0f}%, "
             f"since {health.error_alert_since:%H:%M} UTC): see Invalid requests."
         )
     return problems
+
+
+def intercom_token_problems(health: IntegrationHealth) -> list[str]:
+    """The account's Intercom token, if something is wrong with it: missing (never sent to Intercom, so never
+    "rejected"), rejected, or for another workspace than the account's."""
+    account = health.account
+    integration = getattr(account, "integration", None)
+    if integration is not None and not integration.intercom_access_token:
+        return [f"{TOKEN_MISSING}."]
+    if health.intercom_token_rejected_at:
+        return [
+            f"Intercom rejected the access token on {health.intercom_token_rejected_at:%Y-%m-%d %H:%M} UTC. "
+            "Connect with Intercom again, or enter a new token."
+        ]
+    token_workspace = health.intercom_token_workspace_id
+    if token_workspace and token_workspace != account.intercom_workspace_id:
+        return [
+            f"The Intercom access token is for workspace {token_workspace}, not this account's "
+            f"({account.intercom_workspace_id or 'none yet'}): connect with Intercom in the account's workspace."
+        ]
+    return []

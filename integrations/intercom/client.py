@@ -30,6 +30,19 @@ class IntercomNotFound(IntercomError):
     pass
 
 
+# An account with no token is not an account whose token Intercom rejected: it reads as its own state.
+TOKEN_MISSING = "No Intercom access token: connect with Intercom"
+
+
+class IntercomTokenMissing(IntercomNotFound):
+    """No token to ask with: nothing is sent to Intercom. Like a missing record, asking again can't help until
+    a CSM connects the account, so callers that give up on a missing record give up on this too, and no token
+    is flagged as rejected."""
+
+    def __init__(self) -> None:
+        super().__init__(TOKEN_MISSING)
+
+
 class IntercomRateLimited(IntercomError):
     def __init__(self, reset_at: datetime) -> None:
         super().__init__(f"Intercom rate limit reached until {reset_at:%H:%M:%S} UTC")
@@ -49,6 +62,14 @@ class IntercomContact:
 
 
 @dataclass(frozen=True)
+class IntercomMe:
+    """Who a token speaks for, as GET /me says: the workspace (app.id_code, the app_id on its webhooks)."""
+
+    workspace_id: str
+    workspace_name: str
+
+
+@dataclass(frozen=True)
 class IntercomAdmin:
     id: str
     name: str
@@ -61,6 +82,8 @@ class IntercomAdmin:
 
 class IntercomClient:
     def __init__(self, token: str, *, base_url: str | None = None, session: requests.Session | None = None) -> None:
+        if not token or not token.strip():
+            raise IntercomTokenMissing  # never "Bearer " with nothing: Intercom would call that a rejected token
         self.base_url = (base_url or settings.INTERCOM_API_URL).rstrip("/")
         self.session = session or requests.Session()
         self.session.headers.update(
@@ -93,12 +116,18 @@ class IntercomClient:
             id=str(data.get("id") or admin_id), name=data.get("name") or "", email=data.get("email") or None
         )
 
-    def workspace_id(self) -> str:
-        """The workspace this token belongs to: GET /me → app.id_code (the app_id on its webhooks)."""
-        app = self._get("/me", what="workspace").get("app") or {}
-        if not app.get("id_code"):
+    def me(self) -> IntercomMe:
+        """The workspace this token belongs to: GET /me → app.id_code and app.name."""
+        app = self._get("/me", what="workspace").get("app")
+        workspace_id = app.get("id_code") if isinstance(app, dict) else None
+        if not isinstance(workspace_id, str) or not 0 < len(workspace_id) <= 64:
             raise IntercomError("Intercom didn't say which workspace the token belongs to")
-        return str(app["id_code"])
+        name = app.get("name") if isinstance(app, dict) else None
+        return IntercomMe(workspace_id=workspace_id, workspace_name=name[:200] if isinstance(name, str) else "")
+
+    def workspace_id(self) -> str:
+        """The workspace this token belongs to (the app_id on its webhooks)."""
+        return self.me().workspace_id
 
     def _get(self, path: str, *, what: str) -> dict[str, Any]:
         try:

@@ -1,13 +1,16 @@
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.forms import BaseInlineFormSet, ModelForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
+from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
@@ -15,11 +18,12 @@ from django.views.decorators.debug import sensitive_post_parameters
 
 from portal.durations import HumanDurationField, format_duration
 from portal.redaction import mask_secret
-from surveys.accounts import account_attention, integration_health_ensure, integration_settings_update
+from surveys.accounts import integration_health_ensure, integration_settings_update
 from surveys.admin import dry_run, onboarding
 from surveys.models import Account, IntegrationSettings, Teammate
 from surveys.oauth import account_authorize_url
-from surveys.selectors import account_test_week
+from surveys.onboarding import SANDBOX_KEY_PREFIXES, sandbox_key_hint
+from surveys.selectors import account_problems, account_test_week, accounts_with_last_webhook
 
 SECRET_FIELDS = ("test_api_key", "production_api_key", "intercom_access_token")
 
@@ -57,6 +61,8 @@ class IntegrationSettingsForm(forms.ModelForm):
             field.widget.attrs["placeholder"] = f"stored: {mask_secret(stored)}" if stored else "not set"
             field.widget.attrs["autocomplete"] = "off"
             field.help_text = "Leave empty to keep the stored value." if stored else ""
+            if settings.SANDBOX and name in SANDBOX_KEY_PREFIXES:
+                field.help_text = f"{field.help_text} {sandbox_key_hint(name)}".strip()
 
     def has_changed(self) -> bool:
         # An account added with the default settings still gets its settings row.
@@ -97,16 +103,17 @@ class IntegrationSettingsInline(admin.StackedInline):
 class AccountAdmin(admin.ModelAdmin):
     filter_horizontal = ["support_users"]
     change_form_template = "admin/surveys/account/change_form.html"
+    # What needs fixing right after the name: on a 1366 px screen nothing that matters is off to the right.
     list_display = [
         "name",
-        "intercom_workspace_id",
+        "problems",
         "enabled",
         "mode",
         "channels",
         "delay",
         "window",
         "keys",
-        "problems",
+        "workspace",
     ]
     list_select_related = ["integration", "health"]
     search_fields = ["name", "intercom_workspace_id"]
@@ -117,6 +124,10 @@ class AccountAdmin(admin.ModelAdmin):
     def get_fields(self, request: HttpRequest, obj: Account | None = None) -> tuple[str, ...]:
         fields = ("name", "intercom_workspace_id", "support_users")
         return ("attention", *fields) if obj is not None else fields
+
+    @admin.display(description="workspace", ordering="intercom_workspace_id")
+    def workspace(self, account: Account) -> str:
+        return account.intercom_workspace_id
 
     @admin.display(boolean=True, ordering="integration__enabled")
     def enabled(self, account: Account) -> bool:
@@ -130,23 +141,27 @@ class AccountAdmin(admin.ModelAdmin):
     def channels(self, account: Account) -> str:
         return ", ".join(sorted(channel.label for channel in account.integration.enabled_channels)) or "none"
 
-    @admin.display(description="channel delay")
+    @admin.display(description="delay")
     def delay(self, account: Account) -> str:
         return format_duration(account.integration.channel_delay)
 
-    @admin.display(description="suppression window")
+    @admin.display(description="suppression")
     def window(self, account: Account) -> str:
         return format_duration(account.integration.suppression_window)
 
-    @admin.display(description="API keys (test / production)")
+    @admin.display(description="keys (test / live)")
     def keys(self, account: Account) -> str:
         integration = account.integration
         return f"{mask_secret(integration.test_api_key) or '—'} / {mask_secret(integration.production_api_key) or '—'}"
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Account]:
+        return accounts_with_last_webhook(super().get_queryset(request))
+
     @admin.display(description="needs attention")
     def problems(self, account: Account) -> str:
-        return format_html_join(
-            mark_safe("<br>"), "⚠ {}", ((problem,) for problem in account_attention(account.health))
+        problems = account_problems(account, now=timezone.now())
+        return format_html_join(mark_safe("<br>"), "⚠ {}", ((problem,) for problem in problems)) or mark_safe(
+            '<span class="ok">✓ Nothing to fix</span>'
         )
 
     @admin.display(description="needs attention")
