@@ -128,6 +128,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    # Swagger UI's files for /api/docs/, served from here: the docs page loads nothing from outside.
+    "drf_spectacular_sidecar",
     "django_q",
     "portal",
     "integrations",
@@ -143,6 +145,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Times in the signed-in user's zone (their preference, else TIME_ZONE), on every page, the admin's too.
+    "portal.middleware.UserTimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes requires: it turns a locked-out sign-in into the lockout page.
@@ -196,6 +200,8 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env("TIME_ZONE", default="UTC")
+# Dates as 2026-11-29 and times as 14:05 CET, the admin's included (portal/formats).
+FORMAT_MODULE_PATH = ["portal.formats"]
 USE_I18N = True
 USE_TZ = True
 
@@ -276,6 +282,9 @@ Q_CLUSTER = {
     "poll": 0.5,
     "label": "Task queue",
 }
+# `manage.py runcluster` queues delayed sends and retries this often as they come due (surveys/on_time.py);
+# 0 turns that off, leaving them to the minute sweep.
+SEND_POLL_SECONDS = env.float("SEND_POLL_SECONDS", default=1.0)
 # One run of the intake task works this long, then hands over to a fresh one: far inside the timeout.
 INTAKE_BATCH_SECONDS = env.float("INTAKE_BATCH_SECONDS", default=10)
 if Q_REDIS_URL := env("Q_REDIS_URL", default=""):
@@ -298,6 +307,13 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Read-only. Token authentication (`Authorization: Token <key>`); you see your own accounts only.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and its docs page (/api/docs/) are for signed-in users, like the API.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # Swagger UI from drf-spectacular-sidecar's files, and no call to an outside validator: nothing leaves the portal.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None, "displayOperationId": False},
 }
 
 # ---- Personal data (surveys/privacy.py) ----

@@ -1,16 +1,17 @@
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from integrations.views import intercom_webhook
 from portal.views import healthz
 from surveys.api import ApiRequestViewSet, SurveyRequestViewSet
 from surveys.oauth import intercom_oauth_callback
-from surveys.views import StatusExportView, StatusPageView
+from surveys.views import StatusExportView, StatusPageView, TimeZoneView
 
 api = DefaultRouter()
 api.register("survey-requests", SurveyRequestViewSet, basename="survey-request")
@@ -29,9 +30,12 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("status/", StatusPageView.as_view(), name="status"),
     path("status/export.csv", StatusExportView.as_view(), name="status_export"),
+    path("status/time-zone/", TimeZoneView.as_view(), name="status_time_zone"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    # Swagger UI from the portal's own static files; signed out, the login page first (as for the status page).
+    path("api/docs/", login_required(SpectacularSwaggerView.as_view(url_name="api-schema")), name="api-docs"),
     path("api/", include(api.urls)),
 ]
 

@@ -1,9 +1,15 @@
-"""The read-only JSON API: the status page's rows, filters and scoping, for scripts and dashboards."""
+"""The read-only JSON API: the status page's rows, filters and scoping, for scripts and dashboards.
+
+Customers, outcomes and reasons come from the presenter, as on the page and in its CSV: masked the same, worded
+the same. Times are ISO 8601 with their offset, in the portal's zone (TIME_ZONE), whoever asks: a script's
+output doesn't follow a person's choice on the page.
+"""
 
 from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers, viewsets
@@ -11,9 +17,8 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
 
-from portal.redaction import mask_email
 from surveys.models import ApiRequest, SurveyRequest
-from surveys.presenters import api_request_reason, survey_request_reason
+from surveys.presenters import Presented, present
 from surveys.selectors import accounts_visible_to
 from surveys.status import (
     API_REQUESTS,
@@ -37,14 +42,27 @@ def parse_datetime_safely(value: str) -> datetime | None:
         return None
 
 
-class MaskedEmailField(serializers.CharField):
-    def to_representation(self, value: str) -> str:
-        return mask_email(value) if value else ""
+class PresentedSerializer(serializers.ModelSerializer):
+    """A row's model fields, and what every screen shows of it (present()): the customer masked, the reason in
+    plain words."""
 
-
-class SurveyRequestSerializer(serializers.ModelSerializer):
+    shown: Presented
     account = serializers.CharField(source="account.name")
-    customer_email = MaskedEmailField()
+    customer_name = serializers.SerializerMethodField(help_text="Masked, as on the status page.")
+    customer_email = serializers.SerializerMethodField(help_text="Masked, as on the status page.")
+
+    def to_representation(self, instance: Any) -> Any:
+        self.shown = present(instance)  # once per row, for the fields below
+        return super().to_representation(instance)
+
+    def get_customer_name(self, row: Any) -> str:
+        return self.shown.customer_name
+
+    def get_customer_email(self, row: Any) -> str:
+        return self.shown.customer
+
+
+class SurveyRequestSerializer(PresentedSerializer):
     reason_text = serializers.SerializerMethodField(help_text="The reason, in plain words.")
 
     class Meta:
@@ -56,15 +74,13 @@ class SurveyRequestSerializer(serializers.ModelSerializer):
         ]  # fmt: skip
 
     def get_reason_text(self, survey_request: SurveyRequest) -> str:
-        return survey_request_reason(survey_request)[1]
+        return self.shown.explanation
 
 
-class ApiRequestSerializer(serializers.ModelSerializer):
-    account = serializers.CharField(source="account.name")
+class ApiRequestSerializer(PresentedSerializer):
     conversation_id = serializers.CharField(source="survey_request.conversation_id")
     conversation_url = serializers.CharField(source="survey_request.conversation_url")
     channel = serializers.CharField(source="survey_request.channel")
-    customer_email = MaskedEmailField(source="survey_request.customer_email")
     teammate = serializers.CharField(source="survey_request.teammate_name")
     explanation = serializers.SerializerMethodField(help_text="The error message, in plain words.")
 
@@ -72,12 +88,12 @@ class ApiRequestSerializer(serializers.ModelSerializer):
         model = ApiRequest
         fields = [
             "id", "survey_request", "account", "created_at", "mode", "conversation_id", "conversation_url", "channel",
-            "customer_email", "teammate", "outcome", "status_code", "error_message", "explanation", "duration_ms",
-            "rejected_locally",
+            "customer_name", "customer_email", "teammate", "outcome", "status_code", "error_message", "explanation",
+            "duration_ms", "rejected_locally",
         ]  # fmt: skip
 
     def get_explanation(self, api_request: ApiRequest) -> str:
-        return api_request_reason(api_request)[1]
+        return self.shown.explanation
 
 
 class NewestFirst(CursorPagination):
@@ -105,8 +121,10 @@ class ByCall(NewestFirst):
 
 FILTERS = [
     OpenApiParameter("account", int, description="One of your accounts (default: all of them)."),
-    OpenApiParameter("date_from", str, description="YYYY-MM-DD (default: 30 days before date_to)."),
-    OpenApiParameter("date_to", str, description="YYYY-MM-DD (default: today)."),
+    OpenApiParameter(
+        "date_from", str, description="YYYY-MM-DD, a day in the portal's time zone (default: 30 days before date_to)."
+    ),
+    OpenApiParameter("date_to", str, description="YYYY-MM-DD, a day in the portal's time zone (default: today)."),
     OpenApiParameter("channel", str, enum=["email", "chat", "unsupported"]),
     OpenApiParameter("reason", str, description="A Stella error message, or a suppression reason code."),
     OpenApiParameter("q", str, description="A conversation id."),
@@ -119,6 +137,10 @@ class StatusViewSet(viewsets.ReadOnlyModelViewSet):
     listing: Listing
     every: Tab
     pagination_class = NewestFirst
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        timezone.activate(timezone.get_default_timezone())  # the middleware undoes it when the request ends
 
     def get_queryset(self) -> QuerySet[Any]:
         accounts = accounts_visible_to(self.request.user)

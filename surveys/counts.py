@@ -16,7 +16,8 @@ from surveys.models import ApiRequest, CallCount, DailyCount, SurveyRequest
 
 
 def day_of(moment: datetime) -> date:
-    return timezone.localdate(moment)
+    """The day a moment counts on: in the portal's TIME_ZONE, whoever's request moved it (never the user's zone)."""
+    return timezone.localdate(moment, timezone=timezone.get_default_timezone())
 
 
 def daily_count_add(*, account_id: int, day: date, kind: str, delta: int = 1) -> None:
@@ -99,7 +100,7 @@ def daily_counts_rebuild() -> int:
     DailyCount.objects.all().delete()
     rows: dict[tuple[int, date, str], int] = {}
     per_day = (
-        SurveyRequest.objects.annotate(day=TruncDate("closed_at"))
+        SurveyRequest.objects.annotate(day=TruncDate("closed_at", tzinfo=timezone.get_default_timezone()))
         .values("account_id", "day", "status", "decision")
         .annotate(n=Count("pk"))
     )
@@ -110,7 +111,11 @@ def daily_counts_rebuild() -> int:
         (CallCount.TEST_CALLS, ApiRequest.objects.test_calls()),
         (CallCount.INVALID_CALLS, ApiRequest.objects.invalid()),
     ):
-        per_call_day = calls.annotate(day=TruncDate("created_at")).values("account_id", "day").annotate(n=Count("pk"))
+        per_call_day = (
+            calls.annotate(day=TruncDate("created_at", tzinfo=timezone.get_default_timezone()))
+            .values("account_id", "day")
+            .annotate(n=Count("pk"))
+        )
         for call_row in per_call_day:
             rows[(call_row["account_id"], call_row["day"], kind)] = call_row["n"]
     DailyCount.objects.bulk_create(

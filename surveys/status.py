@@ -2,30 +2,39 @@
 
 Lists are paged by keyset (newest first, "older than this row"), never by counting or
 offsetting through the log; counts and the chart come from DailyCount.
+
+Days (the date filter, the counts, the chart) are the portal's days, in settings.TIME_ZONE, as the counts
+are kept; the times shown in them are in the user's zone (portal.middleware).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import partial
+from string import capwords
 from typing import Any, cast
 
 from django import forms
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
 from integrations.vocabulary import Channel
+from portal.models import time_zones
 from surveys.models import (
     Account,
     ApiRequest,
     ApiRequestQuerySet,
     CallCount,
     DailyCount,
+    InvalidApiRequest,
     SurveyOutcome,
     SurveyRequest,
     SurveyRequestQuerySet,
+    TestApiRequest,
 )
 from surveys.presenters import KNOWN_MESSAGES
 from surveys.rules import REASON_CHOICES
@@ -39,6 +48,7 @@ class Listing:
     """One kind of row a tab lists, newest first: how to read it, filter it and page through it."""
 
     time_field: str
+    time_label: str  # the heading of the time column
 
     def base(self) -> QuerySet[Any]:
         raise NotImplementedError
@@ -62,6 +72,7 @@ class ApiRequestListing(Listing):
     """The log of calls to Stella, and of requests rejected before any call."""
 
     time_field = "created_at"
+    time_label = "Time"
 
     def base(self) -> ApiRequestQuerySet:
         return ApiRequest.objects.select_related("account", "survey_request").defer(
@@ -82,6 +93,7 @@ class SurveyRequestListing(Listing):
     """One row per closed conversation, with what was decided and why."""
 
     time_field = "closed_at"
+    time_label = "Closed"
 
     def base(self) -> SurveyRequestQuerySet:
         return SurveyRequest.objects.select_related("account").defer("verdicts")
@@ -110,24 +122,32 @@ class Tab:
     label: str
     listing: Listing
     narrow: Callable[[Any], QuerySet[Any]]  # a queryset method: the tab's rows out of the listing's
-    count: str  # the DailyCount kind
+    count: str  # the DailyCount kind; empty: the tab counts nothing of its own (Requests: every call)
 
 
-def _outcome_tab(outcome: SurveyOutcome, label: str) -> Tab:
-    return Tab(
-        outcome.value, label, SURVEY_REQUESTS, partial(SurveyRequestQuerySet.with_outcome, outcome=outcome), outcome
-    )
+def _call_tab(key: str, model: type[ApiRequest], narrow: Callable[[Any], QuerySet[Any]], count: str) -> Tab:
+    """A tab of calls, named as the admin's tab of them is and as Stella's API Status page words it ("Test Requests")."""
+    return Tab(key, capwords(str(model._meta.verbose_name_plural)), API_REQUESTS, narrow, count)
 
 
+def _outcome_tab(outcome: SurveyOutcome) -> Tab:
+    """A tab of survey requests, named by its outcome, in the words the rows' outcome column uses."""
+    narrow = partial(SurveyRequestQuerySet.with_outcome, outcome=outcome)
+    return Tab(outcome.value, outcome.label, SURVEY_REQUESTS, narrow, outcome)
+
+
+# As on Stella's API Status page (and the admin's tabs): Requests | Test Requests | Invalid Requests, then the
+# survey requests by outcome.
 TABS = [
-    Tab("test", "Test Requests", API_REQUESTS, ApiRequestQuerySet.test_calls, CallCount.TEST_CALLS),
-    Tab("invalid", "Invalid Requests", API_REQUESTS, ApiRequestQuerySet.invalid, CallCount.INVALID_CALLS),
-    _outcome_tab(SurveyOutcome.SENT, "Sent"),
-    _outcome_tab(SurveyOutcome.DO_NOT_SEND, "Do not send"),
-    _outcome_tab(SurveyOutcome.SUPPRESSED, "Suppressed"),
-    _outcome_tab(SurveyOutcome.CANCELLED, "Cancelled"),
-    _outcome_tab(SurveyOutcome.FAILED, "Failed"),
-    _outcome_tab(SurveyOutcome.WAITING, "Waiting"),
+    _call_tab("requests", ApiRequest, _everything, ""),
+    _call_tab("test", TestApiRequest, ApiRequestQuerySet.test_calls, CallCount.TEST_CALLS),
+    _call_tab("invalid", InvalidApiRequest, ApiRequestQuerySet.invalid, CallCount.INVALID_CALLS),
+    _outcome_tab(SurveyOutcome.SENT),
+    _outcome_tab(SurveyOutcome.DO_NOT_SEND),
+    _outcome_tab(SurveyOutcome.SUPPRESSED),
+    _outcome_tab(SurveyOutcome.CANCELLED),
+    _outcome_tab(SurveyOutcome.FAILED),
+    _outcome_tab(SurveyOutcome.WAITING),
 ]
 TABS_BY_KEY = {tab.key: tab for tab in TABS}
 # The JSON API's lists when no tab narrows them.
@@ -148,20 +168,35 @@ CHART_KINDS = [
 class StatusFilterForm(forms.Form):
     """The filter of the page, the export and the API alike; only the user's accounts can be chosen."""
 
-    tab = forms.ChoiceField(choices=[(tab.key, tab.label) for tab in TABS], required=False)
-    account = forms.ModelChoiceField(queryset=Account.objects.none(), required=False, empty_label="All my accounts")
+    tab = forms.ChoiceField(
+        choices=[(tab.key, tab.label) for tab in TABS],
+        required=False,
+        error_messages={"invalid_choice": "No tab “%(value)s”."},
+    )
+    account = forms.ModelChoiceField(
+        queryset=Account.objects.none(),
+        required=False,
+        empty_label="All my accounts",
+        error_messages={"invalid_choice": "Not one of your accounts."},
+    )
     date_from = forms.DateField(required=False, label="From")
     date_to = forms.DateField(required=False, label="To")
-    channel = forms.ChoiceField(choices=[("", "Any channel"), *Channel.choices], required=False)
+    channel = forms.ChoiceField(
+        choices=[("", "Any channel"), *Channel.choices],
+        required=False,
+        error_messages={"invalid_choice": "No channel “%(value)s”: choose one from the list."},
+    )
     reason = forms.ChoiceField(
         choices=[("", "Any reason"), *[(message, message) for message in KNOWN_MESSAGES], *REASON_CHOICES],
         required=False,
+        error_messages={"invalid_choice": "No reason “%(value)s”: choose one from the list."},
     )
     q = forms.CharField(required=False, max_length=254, label="Conversation id")
     before = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
 
     def __init__(self, data: dict, *, accounts: QuerySet[Account]) -> None:
         super().__init__(data)
+        self.accounts = accounts
         cast("forms.ModelChoiceField[Account]", self.fields["account"]).queryset = accounts
 
     def clean_date_from(self) -> date | None:
@@ -173,14 +208,36 @@ class StatusFilterForm(forms.Form):
     def clean(self) -> dict[str, Any]:
         super().clean()
         data = self.cleaned_data
-        if self.errors:
+        if "date_from" in self.errors or "date_to" in self.errors:
             return data
-        today = timezone.localdate()
+        today = timezone.localdate(timezone=timezone.get_default_timezone())
         data["date_to"] = data.get("date_to") or today
         data["date_from"] = data.get("date_from") or data["date_to"] - timedelta(days=DEFAULT_DAYS - 1)
         if data["date_from"] > data["date_to"]:
             raise forms.ValidationError("“From” is after “To”.")
         return data
+
+    def wrong_fields(self) -> list[str]:
+        """The fields the errors are about; a wrong date, or a range that runs backwards, is about both dates."""
+        wrong = set(self.errors)
+        if wrong & {NON_FIELD_ERRORS, "date_from", "date_to"}:
+            wrong |= {"date_from", "date_to"}
+        return [name for name in self.fields if name in wrong]
+
+    def without_mistakes(self) -> StatusFilterForm:
+        """The same filter less what is wrong in it (the defaults instead): what the page shows meanwhile, so a
+        mistake keeps the page, with what was typed and why it is wrong beside it."""
+        form = self
+        for _ in self.fields:  # each round leaves out at least one field
+            if form.is_valid():
+                return form
+            wrong = form.wrong_fields()
+            form = StatusFilterForm(
+                {name: value for name, value in form.data.items() if name not in wrong}, accounts=self.accounts
+            )
+        form = StatusFilterForm({}, accounts=self.accounts)
+        form.full_clean()
+        return form
 
 
 EARLIEST_DATE = date(2011, 1, 1)
@@ -229,11 +286,14 @@ class StatusFilter:
 
     @property
     def starts(self) -> datetime:
-        return timezone.make_aware(datetime.combine(self.date_from, time.min))
+        """The first day's midnight, in the portal's zone: the days the counts are kept in."""
+        return timezone.make_aware(datetime.combine(self.date_from, time.min), timezone.get_default_timezone())
 
     @property
     def ends(self) -> datetime:
-        return timezone.make_aware(datetime.combine(self.date_to + timedelta(days=1), time.min))
+        return timezone.make_aware(
+            datetime.combine(self.date_to + timedelta(days=1), time.min), timezone.get_default_timezone()
+        )
 
 
 def status_rows(status_filter: StatusFilter) -> QuerySet[Any]:
@@ -302,13 +362,45 @@ class Bar:
     total: int
 
 
-def status_chart(counts: Counts, status_filter: StatusFilter, *, width: int = 720, height: int = 160) -> list[Bar]:
-    """Stacked bars of survey requests per closure day by outcome, laid out for an inline SVG."""
+@dataclass(frozen=True)
+class Tick:
+    """One mark of the y-axis: its number, where its grid line runs (in the SVG's units) and where its label sits
+    (percent of the plot's height, from the bottom)."""
+
+    value: int
+    y: float
+    bottom: float
+
+
+@dataclass(frozen=True)
+class Chart:
+    bars: list[Bar]
+    ticks: list[Tick]
+    busiest: int  # the most survey requests on one day
+
+
+def axis_step(busiest: int, *, ticks: int = 4) -> int:
+    """A round step (1, 2 or 5 times a power of ten) that takes about `ticks` steps to pass the busiest day."""
+    rough = busiest / ticks
+    if rough <= 1:
+        return 1
+    power = 10 ** math.floor(math.log10(rough))
+    return next(power * m for m in (1, 2, 5, 10) if power * m >= rough)
+
+
+def status_chart(counts: Counts, status_filter: StatusFilter, *, width: int = 720, height: int = 160) -> Chart:
+    """Stacked bars of survey requests per closure day by outcome, on a y-axis of round numbers, for an inline SVG."""
     span = (status_filter.date_to - status_filter.date_from).days + 1
     days = [status_filter.date_to - timedelta(days=n) for n in reversed(range(min(span, MAX_CHART_DAYS)))]
     totals = {day: sum(counts.per_day.get(day, {}).get(kind, 0) for kind in CHART_KINDS) for day in days}
-    top = max(totals.values(), default=0) or 1
-    step = width / len(days)
+    busiest = max(totals.values(), default=0)
+    step = axis_step(busiest)
+    top = max(1, math.ceil(busiest / step)) * step
+    ticks = [
+        Tick(value=value, y=round(height - value / top * height, 1), bottom=round(value / top * 100, 2))
+        for value in range(0, top + 1, step)
+    ]
+    column = width / len(days)
     bars = []
     for index, day in enumerate(days):
         y, segments = float(height), []
@@ -319,9 +411,23 @@ def status_chart(counts: Counts, status_filter: StatusFilter, *, width: int = 72
                 y -= h
                 segments.append((kind, kind.label, round(y, 1), round(h, 1), n))
         bars.append(
-            Bar(day=day, x=round(index * step, 1), width=round(step * 0.8, 1), segments=segments, total=totals[day])
+            Bar(day=day, x=round(index * column, 1), width=round(column * 0.8, 1), segments=segments, total=totals[day])
         )
-    return bars
+    return Chart(bars=bars, ticks=ticks, busiest=busiest)
+
+
+class TimeZoneForm(forms.Form):
+    """The zone a user reads times in: the common ones first, then every zone of the zone database."""
+
+    time_zone = forms.ChoiceField(label="Times in")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        common, others = time_zones()
+        cast("forms.ChoiceField", self.fields["time_zone"]).choices = [
+            ("Common", [(name, name) for name in common]),
+            ("Every zone", [(name, name) for name in others]),
+        ]
 
 
 def alerting_accounts(accounts: Iterable[Account]) -> list[Account]:

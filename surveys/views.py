@@ -2,21 +2,31 @@
 
 import csv
 from collections.abc import Iterator
+from datetime import tzinfo
 from typing import Any
 
 from django.contrib.auth.mixins import LoginRequiredMixin
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.utils.http import urlencode
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views import View
 from django.views.generic import TemplateView
 
+from portal.middleware import user_time_zone_save
+from portal.models import time_zones
 from surveys.presenters import present
 from surveys.selectors import accounts_visible_to
 from surveys.status import (
     CHART_KINDS,
+    DEFAULT_DAYS,
     TABS,
+    TABS_BY_KEY,
+    Counts,
     StatusFilter,
     StatusFilterForm,
+    Tab,
+    TimeZoneForm,
     alerting_accounts,
     status_chart,
     status_counts,
@@ -34,6 +44,16 @@ CHART_COLOURS = {
     "waiting": "#1565c0",
 }
 
+# What the page shows instead of a field the user got wrong, until it is fixed.
+DEFAULTS_SHOWN = {
+    "date_from": f"the last {DEFAULT_DAYS} days",
+    "account": "all your accounts",
+    "channel": "any channel",
+    "reason": "any reason",
+    "q": "every conversation",
+    "tab": f"the {TABS[0].label} tab",
+}
+
 
 class StatusPageView(LoginRequiredMixin, TemplateView):
     template_name = "surveys/status.html"
@@ -41,42 +61,78 @@ class StatusPageView(LoginRequiredMixin, TemplateView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         accounts = accounts_visible_to(self.request.user).select_related("health")
         form = StatusFilterForm(self.request.GET, accounts=accounts)
-        context = super().get_context_data(form=form, accounts=accounts, **kwargs)
-        if not form.is_valid():
-            return context
-        status_filter = StatusFilter.from_form(form, accounts=accounts)
+        # A mistake in the filter keeps the page: what was typed stays in the fields with the reason beside it,
+        # and the rest of the page shows the filter less the mistake (the defaults in its place) and says so.
+        shown = form if form.is_valid() else form.without_mistakes()
+        status_filter = StatusFilter.from_form(shown, accounts=accounts)
         rows, older = status_page(status_filter)
         counts = status_counts(status_filter)
-        query = {key: value for key, value in self.request.GET.dict().items() if key not in ("before", "tab") and value}
-        context.update(
+        query = {key: value for key, value in shown.data.items() if key not in ("before", "tab") and value}
+        return super().get_context_data(
+            form=form,
+            accounts=accounts,
+            instead=_defaults_shown(form) if shown is not form else "",
             status_filter=status_filter,
             tab=status_filter.tab,
-            tabs=[(tab, counts.per_kind.get(tab.count, 0), _url(query, tab=tab.key)) for tab in TABS],
+            tabs=[(tab, _count(counts, tab), _url(query, tab=tab.key)) for tab in TABS],
             rows=[present(row) for row in rows],
             older_url=_url(query, tab=status_filter.tab.key, before=older) if older else "",
             newest_url=_url(query, tab=status_filter.tab.key) if status_filter.before else "",
-            export_url="export.csv?" + urlencode({**query, "tab": status_filter.tab.key}),
-            chart=(chart := status_chart(counts, status_filter)),
-            chart_top=max((bar.total for bar in chart), default=0),
+            export_url=reverse("status_export") + _url(query, tab=status_filter.tab.key),
+            chart=status_chart(counts, status_filter),
             legend=[(kind.label, CHART_COLOURS[kind]) for kind in CHART_KINDS],
             colours=CHART_COLOURS,
             alerts=alerting_accounts(accounts),
+            time_zone=timezone.get_current_timezone_name(),
+            days_zone=timezone.get_default_timezone_name(),
+            time_zones_grouped=list(zip(("Common", "Every zone"), time_zones(), strict=True)),
+            invalid_tab=TABS_BY_KEY["invalid"],
+            **kwargs,
         )
-        return context
+
+
+def _count(counts: Counts, tab: Tab) -> int | None:
+    """The tab's count in the filter's accounts and dates; None for a tab that counts nothing of its own."""
+    return counts.per_kind.get(tab.count, 0) if tab.count else None
+
+
+def _defaults_shown(form: StatusFilterForm) -> str:
+    """What the page shows in place of the wrong fields, in words: "the last 30 days and any channel"."""
+    shown = [DEFAULTS_SHOWN[name] for name in form.wrong_fields() if name in DEFAULTS_SHOWN]
+    return " and ".join([", ".join(shown[:-1]), shown[-1]] if len(shown) > 1 else shown)
+
+
+class TimeZoneView(LoginRequiredMixin, View):
+    """The zone the user reads times in, chosen from the status page's header; back to the page they were on."""
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        form = TimeZoneForm(request.POST)
+        if form.is_valid():
+            user_time_zone_save(request, form.cleaned_data["time_zone"])
+        back = request.POST.get("next", "")
+        if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+            back = reverse("status")
+        return HttpResponseRedirect(back)
 
 
 class StatusExportView(LoginRequiredMixin, View):
-    """The current tab and filter as CSV: every matching row, streamed, customer emails masked."""
+    """The current tab and filter as CSV: every matching row, streamed, customers masked as on the page.
+
+    UTF-8 with a byte order mark, so that Excel reads the masked names and the dashes right; times in ISO 8601
+    with their offset, in the user's zone."""
 
     def get(self, request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
         accounts = accounts_visible_to(request.user)
         form = StatusFilterForm(request.GET, accounts=accounts)
         if not form.is_valid():
-            return HttpResponse(form.errors.as_text(), status=400, content_type="text/plain")
+            return HttpResponse(form.errors.as_text(), status=400, content_type="text/plain; charset=utf-8")
         status_filter = StatusFilter.from_form(form, accounts=accounts)
         rows = status_rows(status_filter).iterator(chunk_size=2000)
         filename = f"{status_filter.tab.key}-{status_filter.date_from}-{status_filter.date_to}.csv"
-        response = StreamingHttpResponse(_csv(rows), content_type="text/csv")
+        # Streamed after this view returns, when the user's zone is no longer active: the rows take it along.
+        response = StreamingHttpResponse(
+            _csv(rows, timezone.get_current_timezone()), content_type="text/csv; charset=utf-8"
+        )
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
 
@@ -87,35 +143,41 @@ COLUMNS = [
     "conversation",
     "conversation_url",
     "channel",
-    "customer",
+    "customer_name",
+    "customer_email",
     "teammate",
     "mode",
     "outcome",
     "reason",
+    "explanation",
 ]
+BOM = "\ufeff"
 
 
-def _csv(rows: Iterator) -> Iterator[str]:
+def _csv(rows: Iterator, zone: tzinfo) -> Iterator[str]:
     class Line:
         def write(self, value: str) -> str:
             return value
 
     writer = csv.writer(Line())
-    yield writer.writerow(COLUMNS)
+    yield BOM + writer.writerow(COLUMNS)
     for row in rows:
-        shown = present(row)
+        with timezone.override(zone):  # for the times in the words too ("resent … on 2026-11-29 10:14 CET")
+            shown = present(row)
         yield writer.writerow(
             [
-                shown.time.isoformat(),
+                shown.time.astimezone(zone).isoformat(),
                 shown.account,
                 shown.conversation_id,
                 shown.conversation_url,
                 shown.channel,
+                shown.customer_name,
                 shown.customer,
                 shown.teammate,
                 shown.mode,
                 shown.outcome,
                 shown.reason,
+                shown.explanation,
             ]
         )
 

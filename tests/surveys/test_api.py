@@ -1,10 +1,13 @@
+from datetime import UTC, datetime
+
 import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from portal.models import ApiToken
+from portal.models import ApiToken, UserPreference
 from surveys.models import ApiRequest, SurveyRequest
+from surveys.presenters import present
 from tests.factories import SurveyRequestFactory
 
 pytestmark = pytest.mark.django_db
@@ -81,3 +84,45 @@ def test_openapi_schema_describes_both_lists(api):
     assert {"/api/survey-requests/", "/api/api-requests/"} <= set(schema["paths"])
     parameters = {p["name"] for p in schema["paths"]["/api/survey-requests/"]["get"]["parameters"]}
     assert {"tab", "account", "date_from", "date_to", "channel", "reason", "q", "cursor"} <= parameters
+
+
+def test_api_masks_the_customer_as_the_page_does(api, account):
+    SurveyRequestFactory(
+        account=account, status=S.INVALID, closed_at=timezone.now(), customer_name="Ada Lovelace",
+        customer_email="ada.lovelace@customer.example",
+    )  # fmt: skip
+    ApiRequest.objects.create(
+        survey_request=SurveyRequest.objects.get(), account=account, mode="test", url="https://s/v1/requests",
+        outcome="invalid", error_message="Employee not found",
+    )  # fmt: skip
+    for url in ("/api/survey-requests/", "/api/api-requests/"):
+        row = api.get(url).json()["results"][0]
+        shown = present(SurveyRequest.objects.get() if "survey" in url else ApiRequest.objects.get())
+        assert (row["customer_name"], row["customer_email"]) == (shown.customer_name, shown.customer)
+        assert "Lovelace" not in str(row) and "ada.lovelace" not in str(row)
+
+
+def test_api_times_are_iso_8601_with_an_offset_in_the_portals_zone_whoever_asks(api, account):
+    UserPreference.objects.create(user=User.objects.get(username="helpdesk"), time_zone="Europe/Amsterdam")
+    SurveyRequestFactory(account=account, status=S.SENT, closed_at=datetime(2026, 7, 1, 8, 30, tzinfo=UTC))
+    query = {"date_from": "2026-07-01", "date_to": "2026-07-01"}
+    assert api.get("/api/survey-requests/", query).json()["results"][0]["closed_at"] == "2026-07-01T08:30:00Z"
+    session = APIClient()
+    session.force_login(User.objects.get(username="helpdesk"))  # the middleware activates the user's zone
+    assert session.get("/api/survey-requests/", query).json()["results"][0]["closed_at"] == "2026-07-01T08:30:00Z"
+
+
+def test_the_api_docs_page_is_behind_login(client):
+    response = client.get("/api/docs/")
+    assert (response.status_code, response["Location"]) == (302, "/login/?next=/api/docs/")
+    assert client.get("/api/schema/").status_code in (401, 403)
+
+
+def test_the_api_docs_page_loads_swagger_ui_from_the_portal(client, account):
+    user = User.objects.create_user("reader")
+    account.support_users.add(user)
+    client.force_login(user)
+    html = client.get("/api/docs/").content.decode()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in html
+    assert "/api/schema/" in html
+    assert "http://" not in html.replace("http://testserver", "") and "https://" not in html

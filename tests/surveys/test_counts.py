@@ -121,3 +121,15 @@ def test_counts_kept_as_requests_move_equal_counts_rebuilt_from_the_log(client, 
     before = kept()
     daily_counts_rebuild()
     assert before == kept()
+
+
+def test_a_moment_counts_on_the_portals_day_whatever_zone_the_user_reads_in():
+    from datetime import UTC, date, datetime
+
+    from django.utils import timezone
+
+    from surveys.counts import day_of
+
+    evening = datetime(2026, 11, 29, 20, 0, tzinfo=UTC)  # already the 30th in Auckland
+    with timezone.override("Pacific/Auckland"):
+        assert day_of(evening) == date(2026, 11, 29)

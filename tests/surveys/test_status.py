@@ -1,14 +1,20 @@
 import csv
 import io
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from portal.middleware import SESSION_KEY
+from portal.models import UserPreference, time_zones
 from surveys.counts import daily_counts_rebuild
-from surveys.models import ApiRequest, DailyCount, SurveyRequest
-from surveys.rules import Decision, SuppressionReason
+from surveys.models import ApiRequest, DailyCount, SurveyOutcome, SurveyRequest
+from surveys.rules import Decision, DoNotSendReason, SuppressionReason
+from surveys.status import axis_step
+from surveys.views import COLUMNS
 from tests.factories import AccountFactory, SurveyRequestFactory
 from tests.helpers import load_fixture, notification, post_webhook
 
@@ -58,7 +64,7 @@ def test_tabs_count_from_the_daily_counts(client, account, page):
     post_webhook(client, today_closure("conversation_admin_closed_v2", id="notif_x", data=_other_conversation()))
     tabs = {tab.key: count for tab, count, _ in page().context["tabs"]}
     assert tabs == {
-        "test": 0, "invalid": 1, "sent": 0, "do_not_send": 0, "suppressed": 0, "cancelled": 0, "failed": 0, "waiting": 2,
+        "requests": None, "test": 0, "invalid": 1, "sent": 0, "do_not_send": 0, "suppressed": 0, "cancelled": 0, "failed": 0, "waiting": 2,
     }  # fmt: skip
 
 
@@ -155,18 +161,17 @@ def test_csv_export_is_what_the_filter_shows_with_emails_masked(client, account,
     SurveyRequestFactory(account=account, status=S.SENT, channel="chat", conversation_id="c1", closed_at=now)
     client.force_login(support)
     response = client.get("/status/export.csv", {"tab": "sent", "channel": "email"})
-    assert response["Content-Type"] == "text/csv"
-    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
-    assert rows[0][:3] == ["time", "account", "conversation"]
-    assert [(row[2], row[5]) for row in rows[1:]] == [("e1", "b•••@customer.example")]
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode("utf-8-sig"))))
+    assert [(row["conversation"], row["customer_email"]) for row in rows] == [("e1", "b•••@customer.example")]
 
 
 def test_chart_draws_a_bar_per_day(account, page):
     SurveyRequestFactory(account=account, status=S.SENT, closed_at=timezone.now())
     daily_counts_rebuild()
     context = page().context
-    assert len(context["chart"]) == 30
-    today = context["chart"][-1]
+    assert len(context["chart"].bars) == 30
+    today = context["chart"].bars[-1]
     assert today.total == 1 and today.segments[0][0] == "sent"
     assert '<rect class="k-sent"' in page().content.decode()
 
@@ -192,3 +197,242 @@ def test_csm_sees_every_account(client, admin_user, account):
 def test_a_cursor_we_didnt_make_starts_from_the_newest(account, page, before):
     SurveyRequestFactory(account=account, status=S.SENT, closed_at=timezone.now(), conversation_id="newest")
     assert [row.conversation_id for row in page(tab="sent", before=before).context["rows"]] == ["newest"]
+
+
+def test_csv_starts_with_a_bom_and_gives_the_reason_in_plain_words_beside_the_short_one(client, account, support):
+    SurveyRequestFactory(
+        account=account,
+        status=S.SUPPRESSED,
+        decision=Decision.SUPPRESSED,
+        reason=SuppressionReason.SUPPRESSION_WINDOW,
+        closed_at=timezone.now(),
+    )
+    client.force_login(support)
+    body = b"".join(client.get("/status/export.csv", {"tab": "suppressed"}).streaming_content)
+    assert body.startswith("\ufeff".encode())  # Excel reads it as UTF-8: the masks' dots and the dashes survive
+    rows = list(csv.reader(io.StringIO(body.decode("utf-8-sig"))))
+    assert rows[0] == COLUMNS
+    assert rows[0][-2:] == ["reason", "explanation"]
+    assert rows[1][-2:] == [
+        "Customer surveyed within the suppression window",
+        "This customer was surveyed recently, within the account's suppression window.",
+    ]
+
+
+def test_csv_times_are_iso_8601_with_the_users_offset(client, account, support):
+    closed = datetime(2026, 7, 1, 8, 30, tzinfo=UTC)
+    SurveyRequestFactory(account=account, status=S.SENT, closed_at=closed)
+    UserPreference.objects.create(user=support, time_zone="Europe/Amsterdam")
+    client.force_login(support)
+    body = b"".join(
+        client.get(
+            "/status/export.csv", {"tab": "sent", "date_from": "2026-07-01", "date_to": "2026-07-01"}
+        ).streaming_content
+    )
+    row = next(csv.DictReader(io.StringIO(body.decode("utf-8-sig"))))
+    assert row["time"] == "2026-07-01T10:30:00+02:00"
+    assert datetime.fromisoformat(row["time"]) == closed
+
+
+# ---- Tabs ----
+
+
+def test_tabs_are_named_in_the_outcomes_words_and_stellas(page):
+    labels = [tab.label for tab, _, _ in page().context["tabs"]]
+    assert labels[:3] == ["Requests", "Test Requests", "Invalid Requests"]  # as on Stella's API Status page
+    assert labels[3:] == [outcome.label for outcome in (
+        SurveyOutcome.SENT, SurveyOutcome.DO_NOT_SEND, SurveyOutcome.SUPPRESSED, SurveyOutcome.CANCELLED,
+        SurveyOutcome.FAILED, SurveyOutcome.WAITING,
+    )]  # fmt: skip
+
+
+def test_a_tabs_label_is_the_outcome_its_rows_show(account, page):
+    SurveyRequestFactory(
+        account=account, status=S.SENT, decision=Decision.DO_NOT_SEND, reason=DoNotSendReason.BOT_ASSIGNEE,
+        closed_at=timezone.now(),
+    )  # fmt: skip
+    context = page(tab="do_not_send").context
+    assert [row.outcome for row in context["rows"]] == [context["tab"].label]
+
+
+# ---- The chart's y-axis ----
+
+
+@pytest.mark.parametrize(
+    ("busiest", "step"), [(0, 1), (3, 1), (4, 1), (7, 2), (10, 5), (38, 10), (123, 50), (999, 500), (4000, 1000)]
+)
+def test_the_y_axis_steps_by_round_numbers(busiest, step):
+    assert axis_step(busiest) == step
+
+
+def test_the_y_axis_is_marked_from_zero_past_the_busiest_day(account, page):
+    for _ in range(7):
+        SurveyRequestFactory(account=account, status=S.SENT, closed_at=timezone.now())
+    daily_counts_rebuild()
+    response = page()
+    chart = response.context["chart"]
+    assert [tick.value for tick in chart.ticks] == [0, 2, 4, 6, 8]
+    assert chart.bars[-1].segments[0][3] == 140.0  # 7 of 8: the bar stops below the top line
+    html = response.content.decode()
+    assert 'class="y-axis"' in html and '<span style="bottom: 75.0%">6</span>' in html
+
+
+def test_an_empty_range_still_has_an_axis(page):
+    assert [tick.value for tick in page().context["chart"].ticks] == [0, 1]
+
+
+# ---- A mistake in the filter keeps the page ----
+
+
+def test_a_date_out_of_range_keeps_the_tabs_the_chart_and_what_was_typed(account, page):
+    SurveyRequestFactory(account=account, status=S.SENT, closed_at=timezone.now(), conversation_id="recent")
+    daily_counts_rebuild()
+    response = page(tab="sent", date_to="9999-12-31", channel="chat")
+    context, html = response.context, response.content.decode()
+    assert [tab.key for tab, _, _ in context["tabs"]][:4] == ["requests", "test", "invalid", "sent"]
+    assert context["tab"].key == "sent" and [row.conversation_id for row in context["rows"]] == ["recent"]
+    assert len(context["chart"].bars) == 30
+    assert 'value="9999-12-31"' in html
+    assert '<span class="error" id="id_date_to_error">Choose a date between 2011-01-01 and 2099-12-31.</span>' in html
+    assert 'aria-invalid="true" aria-describedby="id_date_to_error"' in html
+    assert "Until it's fixed, the page shows the last 30 days" in html
+    assert "<th>Closed</th>" in html
+    # The tabs, the older page and the export lead to what is shown, the channel kept and the wrong date left out.
+    assert all("channel=chat" in url and "9999" not in url for _, _, url in context["tabs"])
+    assert "9999" not in context["export_url"]
+
+
+def test_from_after_to_is_said_beside_the_dates_and_both_stay_as_typed(page):
+    html = page(date_from="2026-05-10", date_to="2026-05-01").content.decode()
+    assert 'value="2026-05-10"' in html and 'value="2026-05-01"' in html
+    assert '<span class="error" id="id_date_to_error">“From” is after “To”.</span>' in html
+    assert 'class="tabs"' in html and 'class="rows"' in html
+
+
+def test_a_channel_we_dont_know_shows_any_channel_and_says_so(account, page):
+    SurveyRequestFactory(account=account, status=S.SENT, closed_at=timezone.now(), conversation_id="any")
+    response = page(tab="sent", channel="fax")
+    html = response.content.decode()
+    assert [row.conversation_id for row in response.context["rows"]] == ["any"]
+    assert 'id="id_channel_error"' in html and "No channel “fax”: choose one from the list." in html
+    assert 'aria-invalid="true"' in html
+    assert "the page shows any channel" in html
+
+
+def test_every_mistake_is_told_at_once(page):
+    response = page(tab="sent", date_from="2026-05-10", date_to="2026-05-01", channel="fax")
+    html = response.content.decode()
+    assert 'id="id_channel_error"' in html and "“From” is after “To”." in html
+    assert response.context["instead"] == "the last 30 days and any channel"
+
+
+def test_an_account_not_yours_shows_all_yours(account, page):
+    other = AccountFactory()
+    response = page(account=other.pk)
+    assert response.context["instead"] == "all your accounts"
+    assert response.context["status_filter"].account_ids == [account.pk]
+
+
+def test_the_table_heads_its_time_column_for_what_it_lists(page):
+    assert "<th>Time</th>" in page(tab="invalid").content.decode()
+    assert "<th>Closed</th>" in page(tab="sent").content.decode()
+
+
+# ---- Times in the user's zone ----
+
+
+def test_times_are_shown_in_utc_with_their_zone_until_the_user_chooses(account, page):
+    SurveyRequestFactory(account=account, status=S.SENT, closed_at=datetime(2026, 1, 15, 9, 14, tzinfo=UTC))
+    html = page(tab="sent", date_from="2026-01-15", date_to="2026-01-15").content.decode()
+    assert "2026-01-15 09:14 UTC" in html
+
+
+def test_a_user_reads_times_in_the_zone_they_choose_on_every_page(client, account, support, page):
+    SurveyRequestFactory(account=account, status=S.SENT, closed_at=datetime(2026, 1, 15, 9, 14, tzinfo=UTC))
+    response = client.post(
+        "/status/time-zone/", {"time_zone": "Europe/Amsterdam", "next": "/status/?tab=sent&date_from=2026-01-15"}
+    )
+    assert (response.status_code, response["Location"]) == (302, "/status/?tab=sent&date_from=2026-01-15")
+    assert UserPreference.objects.get(user=support).time_zone == "Europe/Amsterdam"
+    html = page(tab="sent", date_from="2026-01-15", date_to="2026-01-15").content.decode()
+    assert "2026-01-15 10:14 CET" in html
+    assert "<option selected>Europe/Amsterdam</option>" in html
+    # Days stay the portal's, as the counts are kept: the chart and the filter say so.
+    assert "days in UTC" in html
+
+
+def test_a_new_session_finds_the_users_zone(client, account, support):
+    UserPreference.objects.create(user=support, time_zone="America/New_York")
+    SurveyRequestFactory(account=account, status=S.SENT, closed_at=datetime(2026, 1, 15, 9, 14, tzinfo=UTC))
+    client.force_login(support)
+    html = client.get("/status/", {"tab": "sent", "date_from": "2026-01-15", "date_to": "2026-01-15"}).content
+    assert "2026-01-15 04:14 EST" in html.decode()
+
+
+def test_the_zone_is_read_once_a_session(client, support):
+    UserPreference.objects.create(user=support, time_zone="Asia/Tokyo")
+    client.force_login(support)
+    client.get("/status/")
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get("/status/")
+    assert response.context["time_zone"] == "Asia/Tokyo"
+    assert not any(UserPreference._meta.db_table in query["sql"] for query in queries.captured_queries)
+
+
+def test_a_zone_that_isnt_one_changes_nothing(client, support):
+    client.force_login(support)
+    assert client.post("/status/time-zone/", {"time_zone": "Mars/Olympus_Mons"}).status_code == 302
+    assert not UserPreference.objects.exists()
+
+
+def test_going_back_leads_only_to_this_portal(client, support):
+    client.force_login(support)
+    response = client.post("/status/time-zone/", {"time_zone": "UTC", "next": "https://elsewhere.example/"})
+    assert response["Location"] == "/status/"
+
+
+def test_the_admin_shows_times_in_the_users_zone(client, account, admin_user):
+    survey_request = SurveyRequestFactory(
+        account=account, status=S.SENT, closed_at=datetime(2026, 1, 15, 9, 14, tzinfo=UTC)
+    )
+    UserPreference.objects.create(user=admin_user, time_zone="Asia/Kolkata")
+    client.force_login(admin_user)
+    response = client.get(f"/admin/surveys/surveyrequest/{survey_request.pk}/change/")
+    html = response.content.decode()
+    assert "14:44" in html and "9:14" not in html  # 09:14 UTC is 14:44 in India
+    assert response.wsgi_request.session[SESSION_KEY] == "Asia/Kolkata"
+    assert timezone.get_current_timezone_name() == "UTC"  # for that request only
+
+
+def test_the_zone_picker_lists_the_common_zones_first_then_every_zone():
+    common, others = time_zones()
+    assert common[0] == "UTC" and "Europe/Amsterdam" in common
+    assert "Pacific/Chatham" in others and not set(common) & set(others)
+    assert others == sorted(others)
+
+
+# ---- Masked the same everywhere ----
+
+
+def test_no_customers_name_or_email_appears_on_the_page_in_the_csv_or_the_api(client, account, support):
+    SurveyRequestFactory(
+        account=account, status=S.INVALID, closed_at=timezone.now(), customer_name="Ada Lovelace",
+        customer_email="ada.lovelace@customer.example",
+    )  # fmt: skip
+    survey_request = SurveyRequest.objects.get()
+    ApiRequest.objects.create(
+        survey_request=survey_request, account=account, mode="test", url="https://s/v1/requests", status_code=400,
+        outcome="invalid", error_message="Employee not found",
+    )  # fmt: skip
+    SurveyRequest.objects.filter(pk=survey_request.pk).update(status=S.SENT)
+    client.force_login(support)
+    outputs = {}
+    for tab in ("invalid", "sent"):
+        outputs[f"page {tab}"] = client.get("/status/", {"tab": tab}).content.decode()
+        outputs[f"csv {tab}"] = b"".join(client.get("/status/export.csv", {"tab": tab}).streaming_content).decode()
+    for url in ("/api/survey-requests/", "/api/api-requests/", f"/api/survey-requests/{survey_request.pk}/"):
+        outputs[url] = client.get(url, HTTP_ACCEPT="application/json").content.decode()
+    for where, output in outputs.items():
+        assert "a•••@customer.example" in output, where
+        for secret in ("Lovelace", "ada.lovelace", "Ada L"):
+            assert secret not in output, (where, secret)
