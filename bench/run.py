@@ -6,9 +6,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import sender, status_pages, webhook_intake  # noqa: E402
+from bench import dry_run, sender, status_pages, webhook_intake  # noqa: E402
 
-BENCHMARKS = [webhook_intake, sender, status_pages]
+BENCHMARKS = [webhook_intake, sender, status_pages, dry_run]
 
 
 def main() -> int:

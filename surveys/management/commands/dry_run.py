@@ -1,0 +1,132 @@
+from argparse import ArgumentParser
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.urls import reverse
+from django.utils import timezone
+
+from surveys.dryrun import DEFAULT_DAYS, DryRunResult, dry_run, proposed_settings, signed
+from surveys.management.commands.account_upsert import duration
+from surveys.models import Account
+
+CHANGED_PRINTED = 20
+
+
+def find_account(key: str) -> Account:
+    """By Intercom workspace id, else by the account's id in the portal."""
+    accounts = Account.objects.select_related("integration")
+    account = accounts.filter(intercom_workspace_id=key).first()
+    if account is None and key.isdigit():
+        account = accounts.filter(pk=int(key)).first()
+    if account is None:
+        raise CommandError(f"No account with workspace id or id {key!r}")
+    return account
+
+
+def channel_fields(text: str) -> dict[str, bool]:
+    channels = {channel.strip() for channel in text.split(",") if channel.strip()}
+    if unknown := channels - {"email", "chat"}:
+        raise CommandError(f"Unknown channel(s): {', '.join(sorted(unknown))}; use email and/or chat")
+    return {"email_enabled": "email" in channels, "chat_enabled": "chat" in channels}
+
+
+def table(headers: list[str], rows: list[list[str]], *, right: int) -> list[str]:
+    """Columns padded to their widest cell; the last `right` columns aligned right."""
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
+    first_right = len(headers) - right
+    return [
+        "  ".join(
+            cell.rjust(width) if index >= first_right else cell.ljust(width)
+            for index, (cell, width) in enumerate(zip(line, widths, strict=True))
+        ).rstrip()
+        for line in [headers, *rows]
+    ]
+
+
+def report(result: DryRunResult, account: Account, *, changed_printed: int = CHANGED_PRINTED) -> list[str]:
+    when = f"{timezone.localtime(result.since):%Y-%m-%d %H:%M} to {timezone.localtime(result.until):%Y-%m-%d %H:%M %Z}"
+    lines = [
+        f"Dry run for {account} (workspace {account.intercom_workspace_id}): {result.closures} closures from {when}.",
+        "Nothing was sent or changed.",
+        "",
+        *table(
+            ["Setting", "Current", "Proposed"],
+            [[name, value, result.proposed_settings[name]] for name, value in result.current_settings.items()],
+            right=0,
+        ),
+        "",
+        *table(
+            ["Decision", "Reason", "Current", "Proposed", "Change"],
+            [
+                [row.outcome.label, row.outcome.reason_label or "—", f"{row.current:,}", f"{row.proposed:,}"]
+                + [signed(row.change)]
+                for row in result.rows
+            ],
+            right=3,
+        ),
+        "",
+        f"{result.changed_count} closures would come out differently.",
+    ]
+    if result.channel_unknown:
+        lines.append(
+            f"{result.channel_unknown} closures ended before their channel was looked up in Intercom: "
+            "the channel settings can't change them here."
+        )
+    if result.erased:
+        lines.append(f"{result.erased} closures lost their customer to the retention: the window can't follow them.")
+    if result.baseline_mismatches:
+        lines.append(
+            f"Replayed with the current settings, {result.baseline_mismatches} closures come out otherwise than "
+            "they did: the settings changed during these days, or webhooks arrived out of order."
+        )
+    if result.changed:
+        shown = result.changed[:changed_printed]
+        lines += ["", f"Conversations whose outcome changes (the first {len(shown)} of {result.changed_count}):"]
+        lines += table(
+            ["Closed", "Conversation", "Channel", "What happened", "What would have", "Survey request"],
+            [
+                [
+                    f"{timezone.localtime(closure.closed_at):%Y-%m-%d %H:%M}",
+                    closure.conversation_id,
+                    closure.channel_label,
+                    ": ".join(filter(None, [closure.current.label, closure.current.reason_label])),
+                    ": ".join(filter(None, [closure.proposed.label, closure.proposed.reason_label])),
+                    reverse("admin:surveys_surveyrequest_change", args=[closure.survey_request_id]),
+                ]
+                for closure in shown
+            ],
+            right=0,
+        )
+    lines += ["", f"Replayed in {result.seconds:.2f} s ({result.load_seconds:.2f} s reading)."]
+    return lines
+
+
+class Command(BaseCommand):
+    help = (
+        "What an account's closures of the last days would have come to under other rules, beside what did: "
+        "nothing is sent or changed. E.g. manage.py dry_run acme123 --delay 10m --suppression-window 7d"
+    )
+
+    def add_arguments(self, parser: CommandParser | ArgumentParser) -> None:
+        parser.add_argument("account", help="The account's Intercom workspace id, or its id in the portal.")
+        parser.add_argument("--days", type=int, default=DEFAULT_DAYS, help=f"Default {DEFAULT_DAYS}.")
+        parser.add_argument("--channels", help="Comma-separated: email, chat, or both.")
+        parser.add_argument("--delay", type=duration, help="The channel delay, e.g. 0, 90s, 10m, 2h")
+        parser.add_argument("--suppression-window", type=duration, help="e.g. 0 (off), 12h, 7d")
+        parser.add_argument("--do-not-send-tags", help="Comma-separated tag names.")
+        parser.add_argument("--changed", type=int, default=CHANGED_PRINTED, help="How many changed closures to list.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["days"] < 1:
+            raise CommandError("--days must be at least 1")
+        account = find_account(options["account"])
+        changes: dict[str, Any] = channel_fields(options["channels"]) if options["channels"] is not None else {}
+        for option, name in (
+            ("delay", "channel_delay"),
+            ("suppression_window", "suppression_window"),
+            ("do_not_send_tags", "do_not_send_tags"),
+        ):
+            if options[option] is not None:
+                changes[name] = options[option]
+        result = dry_run(account, proposed_settings(account.integration, **changes), days=options["days"])
+        self.stdout.write("\n".join(report(result, account, changed_printed=options["changed"])))
