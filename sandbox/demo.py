@@ -1,18 +1,46 @@
 """The demo's people and accounts: Stella's employees and Intercom's teammates and contacts in the
-sandbox, and the accounts `make run` creates."""
+sandbox, and the accounts `make run` creates (and `make demo` relies on)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
+from portal.durations import format_duration
 from sandbox.models import IntercomRecord, StellaEmployee
 from sandbox.samples import Person, conversation_item
 from surveys.accounts import account_upsert
-from surveys.models import Account, Teammate
+from surveys.models import Account, IntegrationSettings, Teammate
 
 WORKSPACE = "demo"
 DELAYED_WORKSPACE = "demo-delayed"
 DELAY = timedelta(minutes=1)
+SUPPRESSION_WINDOW = timedelta(days=7)
+
+# Each demo account, and the settings the demo's scenarios rely on: Demo Company surveys chat only
+# (an email closure is invalid) and holds a customer back for 7 days; the delayed one waits a minute.
+DEMO_ACCOUNTS: dict[str, tuple[str, dict[str, Any]]] = {
+    WORKSPACE: (
+        "Demo Company",
+        {
+            "enabled": True,
+            "chat_enabled": True,
+            "email_enabled": False,
+            "channel_delay": timedelta(0),
+            "suppression_window": SUPPRESSION_WINDOW,
+        },
+    ),
+    DELAYED_WORKSPACE: (
+        "Demo Company, delayed",
+        {
+            "enabled": True,
+            "chat_enabled": True,
+            "email_enabled": True,
+            "channel_delay": DELAY,
+            "suppression_window": timedelta(0),
+        },
+    ),
+}
 
 TEAMMATES: list[Person] = [
     ("4100001", "Tess Teammate", "tess@support.example"),
@@ -22,6 +50,8 @@ TEAMMATES: list[Person] = [
 BOT: tuple[str, str, str] = ("4109999", "Fin", f"operator+{WORKSPACE}@intercom.io")
 # Stella needs an employee even for a do-not-send request: the bot is mapped to one by custom id.
 BOT_EMPLOYEE_ID = "fin-bot"
+# A teammate Intercom knows and Stella doesn't (no Stella employee has her email): Stella answers "Employee not found".
+NEWCOMER: Person = ("4100004", "Nia Newhire", "nia@support.example")
 CUSTOMERS: list[Person] = [
     ("contact-ada", "Ada Customer", "ada@customer.example"),
     ("contact-bea", "Bea Buyer", "bea@customer.example"),
@@ -31,21 +61,19 @@ CUSTOMERS: list[Person] = [
 
 
 def demo_accounts_create() -> list[Account]:
-    """Demo Company (no delay) and Demo Company, delayed (a one-minute channel delay), if missing."""
+    """Demo Company (chat only, no delay, a 7-day suppression window) and Demo Company, delayed (a
+    one-minute channel delay), each only if missing."""
     accounts = []
-    for workspace, name, delay in (
-        (WORKSPACE, "Demo Company", timedelta(0)),
-        (DELAYED_WORKSPACE, "Demo Company, delayed", DELAY),
-    ):
+    for workspace, (name, demo_settings) in DEMO_ACCOUNTS.items():
         account = Account.objects.filter(intercom_workspace_id=workspace).first()
         if account is None:
             account, _ = account_upsert(
                 workspace_id=workspace,
                 name=name,
-                channel_delay=delay,
                 test_api_key=f"sandbox-test-key-{workspace}",
                 production_api_key=f"sandbox-live-key-{workspace}",
                 intercom_access_token=f"sandbox-intercom-token-{workspace}",
+                **demo_settings,
             )
             Teammate.objects.get_or_create(
                 account=account,
@@ -56,9 +84,38 @@ def demo_accounts_create() -> list[Account]:
     return accounts
 
 
+def demo_accounts_ensure() -> tuple[list[Account], list[str]]:
+    """The demo accounts, with the settings the demo's scenarios rely on put back if they were changed
+    (in the admin, or by an older `make run`). Returns them, and what was put back, in words."""
+    accounts, put_back = demo_accounts_create(), []
+    for account in accounts:
+        wanted = DEMO_ACCOUNTS[account.intercom_workspace_id][1]
+        integration = IntegrationSettings.objects.filter(account=account).first()
+        changed = {
+            field: value
+            for field, value in wanted.items()
+            if integration is None or getattr(integration, field) != value
+        }
+        if changed:
+            account_upsert(workspace_id=account.intercom_workspace_id, **changed)
+            put_back.append(
+                f"{account.name}: {', '.join(_setting_words(field, value) for field, value in changed.items())}"
+            )
+    return accounts, put_back
+
+
+def _setting_words(field: str, value: Any) -> str:
+    """email_enabled=False → "email channel off"; suppression_window=7 days → "suppression window 7d"."""
+    if isinstance(value, bool):
+        name = field.removesuffix("_enabled")
+        return f"{name} channel {'on' if value else 'off'}" if name != field else ("enabled" if value else "disabled")
+    return f"{field.replace('_', ' ')} {format_duration(value) if isinstance(value, timedelta) else value}"
+
+
 def sandbox_people_create() -> None:
-    """Stella's employees and Intercom's teammates and contacts, as the sandbox serves them."""
-    for teammate_id, name, email in [*TEAMMATES, BOT]:
+    """Stella's employees and Intercom's teammates and contacts, as the sandbox serves them. The newcomer
+    is an Intercom teammate only: Stella has no employee for her."""
+    for teammate_id, name, email in [*TEAMMATES, BOT, NEWCOMER]:
         IntercomRecord.objects.update_or_create(
             kind=IntercomRecord.Kind.ADMIN,
             intercom_id=teammate_id,
@@ -69,12 +126,34 @@ def sandbox_people_create() -> None:
     for _, _, email in TEAMMATES:
         StellaEmployee.objects.get_or_create(email=email)
     StellaEmployee.objects.get_or_create(custom_id=BOT_EMPLOYEE_ID)
-    for contact_id, name, email in CUSTOMERS:
+    sandbox_contacts_create(CUSTOMERS)
+
+
+def sandbox_newcomer_forget() -> bool:
+    """Make the newcomer unknown to Stella again (someone may have added her, to try a resend).
+    Returns whether she was known."""
+    deleted, _ = StellaEmployee.objects.filter(email__iexact=NEWCOMER[2]).delete()
+    return bool(deleted)
+
+
+def sandbox_contacts_create(customers: list[Person]) -> None:
+    for contact_id, name, email in customers:
         IntercomRecord.objects.update_or_create(
             kind=IntercomRecord.Kind.CONTACT,
             intercom_id=contact_id,
             defaults={"data": {"type": "contact", "id": contact_id, "role": "user", "name": name, "email": email}},
         )
+
+
+def demo_customers_create(run: str) -> list[Person]:
+    """The customers of one demo run: the demo's customers with addresses of their own (ada+<run>@…), so
+    Demo Company's suppression window never holds back someone an earlier run surveyed."""
+    customers: list[Person] = []
+    for contact_id, name, email in CUSTOMERS:
+        local, _, domain = (email or "").partition("@")
+        customers.append((f"{contact_id}-{run}", name, f"{local}+{run}@{domain}"))
+    sandbox_contacts_create(customers)
+    return customers
 
 
 def sandbox_conversation_create(

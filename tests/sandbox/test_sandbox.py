@@ -1,15 +1,11 @@
 import importlib
 import json
-from io import StringIO
 
 import pytest
-from django.core.management import call_command
 from django.test import Client
 from django.urls import clear_url_caches
 
 from sandbox.models import IntercomRecord, StellaEmployee, StellaSandboxRequest
-from surveys.models import SurveyRequest
-from tests.helpers import run_queued_tasks
 
 GOOD = {
     "channel": "chat",
@@ -92,28 +88,3 @@ def test_sandbox_urls_exist_only_with_the_sandbox_on(settings):
         settings.SANDBOX = True
         importlib.reload(portal.urls)
         clear_url_caches()
-
-
-@pytest.mark.django_db(transaction=True)
-def test_demo_command_walks_through_every_scenario(live_server, settings):
-    settings.STELLA_API_URL = f"{live_server.url}/sandbox/stella"
-    settings.INTERCOM_API_URL = f"{live_server.url}/sandbox/intercom"
-    call_command("portal_setup_demo", stdout=StringIO())
-    out = StringIO()
-    call_command("send_demo_webhooks", url=f"{live_server.url}/webhooks/intercom/", wait=0, stdout=out)
-    assert "Posted 8 webhooks" in out.getvalue()
-    run_queued_tasks()
-    outcomes = sorted(
-        (request.account.intercom_workspace_id, request.status, request.decision, request.channel)
-        for request in SurveyRequest.objects.select_related("account")
-    )
-    assert outcomes == [
-        ("demo", "sent", "do_not_send", "chat"),
-        ("demo", "sent", "do_not_send", "chat"),
-        ("demo", "sent", "send", "chat"),
-        ("demo", "sent", "send", "chat"),
-        ("demo", "sent", "send", "email"),
-        ("demo-delayed", "cancelled", "send", "chat"),
-        ("demo-delayed", "scheduled", "send", "chat"),
-    ]
-    assert StellaSandboxRequest.objects.filter(status_code=200).count() == 5

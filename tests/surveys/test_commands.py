@@ -4,7 +4,9 @@ from io import StringIO
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
+from surveys.accounts import integration_pause
 from surveys.models import Account
 
 pytestmark = pytest.mark.django_db
@@ -82,6 +84,157 @@ def test_account_upsert_refuses_bad_settings(args, message):
 def test_account_upsert_refuses_a_duration_it_cannot_read():
     with pytest.raises(CommandError, match="is not a duration"):
         run("account_upsert", "acme01", "--channel-delay", "soon")
+
+
+TEST_KEY, LIVE_KEY, TOKEN = "acme-test-key-123456", "acme-live-key-abcdef", "acme-intercom-token-7890"
+
+
+def upsert(*args: str, stdin: str | None = None) -> tuple[str, str]:
+    """account_upsert's output and its notes (stderr), with `stdin` as standard input."""
+    out, err = StringIO(), StringIO()
+    extra = {"stdin": StringIO(stdin)} if stdin is not None else {}
+    call_command("account_upsert", *args, stdout=out, stderr=err, **extra)
+    return out.getvalue(), err.getvalue()
+
+
+def test_account_upsert_sets_everything_the_admin_sets(monkeypatch):
+    monkeypatch.setenv("ACME_TEST_KEY", TEST_KEY)
+    monkeypatch.setenv("ACME_TOKEN", TOKEN)
+    User.objects.create_user("ada.acme")
+    User.objects.create_user("bo.acme")
+    output, notes = upsert(
+        "acme01",
+        "--name", "Acme",
+        "--disable",
+        "--mode", "live",
+        "--test-api-key-env", "ACME_TEST_KEY",
+        "--production-api-key", "-",
+        "--intercom-access-token-env", "ACME_TOKEN",
+        "--stella-api-url", "https://acme.api.stellaconnect.net",
+        "--brand", "Acme Shoes",
+        "--language", "en-US",
+        "--channels", "chat",
+        "--channel-delay", "90s",
+        "--suppression-window", "12h",
+        "--do-not-send-tags", "spam, fraud",
+        "--alert-recipients", "ops@acme.example,cs@acme.example",
+        "--support-user", "ada.acme,bo.acme",
+        stdin=f"{LIVE_KEY}\n",
+    )  # fmt: skip
+    account = Account.objects.get(intercom_workspace_id="acme01")
+    integration = account.integration
+    assert account.name == "Acme"
+    assert (integration.enabled, integration.mode) == (False, "live")
+    assert (integration.api_key_for("test"), integration.api_key_for("live"), integration.intercom_token) == (
+        TEST_KEY,
+        LIVE_KEY,
+        TOKEN,
+    )
+    assert integration.stella_api_url == "https://acme.api.stellaconnect.net"
+    assert (integration.brand, integration.language) == ("Acme Shoes", "en-US")
+    assert integration.enabled_channels == {"chat"}
+    assert (integration.channel_delay, integration.suppression_window) == (timedelta(seconds=90), timedelta(hours=12))
+    assert integration.do_not_send_tag_names == {"spam", "fraud"}
+    assert integration.alert_recipient_list == ["ops@acme.example", "cs@acme.example"]
+    assert sorted(account.support_users.values_list("username", flat=True)) == ["ada.acme", "bo.acme"]
+    assert "test key ••••3456, production key ••••cdef, Intercom token ••••7890" in output
+    assert "brand Acme Shoes, language en-US" in output and "support users ada.acme, bo.acme" in output
+    for secret in (TEST_KEY, LIVE_KEY, TOKEN):
+        assert secret not in output + notes
+    assert notes == ""  # nothing came from the command line
+
+    # Run again, it changes nothing; empty values clear what may be cleared.
+    again, _ = upsert("acme01", "--stella-api-url", "", "--brand", "", "--alert-recipients", "", "--channels", "none")
+    integration.refresh_from_db()
+    assert (integration.stella_api_url, integration.brand, integration.alert_recipients) == ("", "", "")
+    assert integration.enabled_channels == set()
+    assert integration.api_key_for("live") == LIVE_KEY and again.startswith("Updated Acme (workspace acme01)")
+
+
+def test_account_upsert_moves_an_account_to_another_workspace_id_once():
+    upsert("acme-typo", "--name", "Acme")
+    moved, _ = upsert("acme-typo", "--new-workspace-id", "acme01", "--brand", "Acme")
+    assert moved.startswith("Updated Acme (workspace acme01)")
+    again, _ = upsert("acme-typo", "--new-workspace-id", "acme01", "--brand", "Acme")  # the script, run again
+    assert again.startswith("Updated Acme (workspace acme01)")
+    assert list(Account.objects.values_list("intercom_workspace_id", flat=True)) == ["acme01"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["acme01", "--new-workspace-id", "taken"], "intercom_workspace_id: Account with this Intercom workspace id"),
+        (["nobody", "--new-workspace-id", "acme02"], "No account has workspace id nobody, to move to acme02"),
+    ],
+)
+def test_account_upsert_refuses_a_workspace_id_it_cannot_move_to(args, message):
+    upsert("acme01")
+    upsert("taken")
+    with pytest.raises(CommandError, match=message):
+        upsert(*args)
+
+
+def test_account_upsert_says_which_support_user_does_not_exist_and_changes_nothing():
+    User.objects.create_user("ada.acme")
+    with pytest.raises(CommandError) as refused:
+        upsert("acme01", "--name", "Acme", "--support-user", "ada.acme", "--support-user", "zoe.acme")
+    assert "No user named 'zoe.acme'" in str(refused.value) and "--create-support-users" in str(refused.value)
+    assert not Account.objects.exists()
+
+
+def test_account_upsert_creates_support_users_when_asked_and_removes_them():
+    User.objects.create_user("ada.acme")
+    output, _ = upsert("acme01", "--support-user", "ada.acme,zoe.acme", "--create-support-users")
+    zoe = User.objects.get(username="zoe.acme")
+    assert not zoe.has_usable_password() and not zoe.is_staff
+    assert "Created the user 'zoe.acme' without a password" in output and "changepassword zoe.acme" in output
+    account = Account.objects.get(intercom_workspace_id="acme01")
+    assert sorted(account.support_users.values_list("username", flat=True)) == ["ada.acme", "zoe.acme"]
+    upsert("acme01", "--remove-support-user", "ada.acme")
+    assert list(account.support_users.values_list("username", flat=True)) == ["zoe.acme"]
+    assert User.objects.filter(username="ada.acme").exists()
+
+
+def test_account_upsert_undoes_a_created_support_user_when_the_account_is_refused():
+    with pytest.raises(CommandError, match="stella_api_url"):
+        upsert("acme01", "--support-user", "zoe.acme", "--create-support-users", "--stella-api-url", "not a url")
+    assert not User.objects.filter(username="zoe.acme").exists() and not Account.objects.exists()
+
+
+def test_account_upsert_warns_of_a_secret_on_the_command_line_without_echoing_it():
+    output, notes = upsert("acme01", "--intercom-access-token", TOKEN)
+    assert "--intercom-access-token on the command line shows in `ps`" in notes
+    assert "--intercom-access-token-env" in notes
+    assert TOKEN not in output + notes and "Intercom token ••••7890" in output
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (["--test-api-key-env", "ACME_UNSET_KEY"], None, "--test-api-key-env ACME_UNSET_KEY: the variable is not set"),
+        (["--test-api-key", " "], None, "--test-api-key is empty"),
+        (["--test-api-key", "-"], "", "--test-api-key -: nothing on standard input"),
+        (["--test-api-key", "-", "--production-api-key", "-"], "a\nb\n", "Only one secret can come from standard"),
+        (["--test-api-key", TEST_KEY, "--test-api-key-env", "ACME_TEST_KEY"], None, "not both"),
+        (["--alert-recipients", "ops@acme.example, ops"], None, "'ops' is not an email address"),
+        (["--stella-api-url", "acme.api"], None, "stella_api_url: Enter a valid URL"),
+    ],
+)
+def test_account_upsert_refuses_a_secret_or_setting_it_cannot_use(monkeypatch, args, stdin, message):
+    monkeypatch.delenv("ACME_UNSET_KEY", raising=False)
+    with pytest.raises(CommandError, match=message) as refused:
+        upsert("acme01", *args, stdin=stdin)
+    assert TEST_KEY not in str(refused.value)
+    assert not Account.objects.exists()
+
+
+def test_account_upsert_lifts_a_pause_when_it_sets_a_new_key():
+    upsert("acme01", "--test-api-key", "-", stdin="old-key-0000\n")
+    account = Account.objects.get(intercom_workspace_id="acme01")
+    integration_pause(account.pk, reason="API key rejected", now=timezone.now())
+    upsert("acme01", "--test-api-key", "-", stdin=f"{TEST_KEY}\n")
+    account.health.refresh_from_db()
+    assert account.health.sending_paused_at is None
 
 
 def test_demo_setup_creates_the_demo_accounts_and_admin_once():

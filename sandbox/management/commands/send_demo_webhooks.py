@@ -11,19 +11,22 @@ from django.core.management.base import BaseCommand, CommandError
 from integrations.intercom.signature import signature_for
 from sandbox.demo import (
     BOT,
-    CUSTOMERS,
     DELAYED_WORKSPACE,
+    NEWCOMER,
     TEAMMATES,
     WORKSPACE,
+    demo_accounts_ensure,
+    demo_customers_create,
     sandbox_conversation_create,
+    sandbox_newcomer_forget,
     sandbox_people_create,
 )
 from sandbox.samples import closed_conversation, closed_conversation_v1, reopened_conversation
-from surveys.models import SurveyRequest
+from surveys.models import SurveyOutcome, SurveyRequest
 from surveys.presenters import survey_request_outcome
 
-ADA, BEA, CAI, DEE = CUSTOMERS
 TESS, OMAR, INES = TEAMMATES
+WEBHOOK_PATH = "/webhooks/intercom/"
 
 
 @dataclass
@@ -32,103 +35,180 @@ class Scenario:
     expect: str
     conversation_id: str
     webhooks: list[dict[str, Any]]
+    outcome: SurveyOutcome  # where it ends up
+    waits: bool = False  # waits out a channel delay first: still waiting when the report is printed
+    after: str = ""  # a conversation whose closure must be recorded before this one is posted
 
 
 class Command(BaseCommand):
     help = (
-        "Post signed sample Intercom webhooks to the running portal (make run): a closed chat, a closed "
-        "email, an older-shape closure, a bot, a tagged first message, and a reopen within the channel delay."
+        "Post signed sample Intercom webhooks to the portal `make run` started, then say what became of each: "
+        "closures sent, sent flagged do not send, invalid (Employee not found; Channel not enabled for company), "
+        "suppressed, cancelled by a reopen, and one waiting out a channel delay. "
+        "The portal is looked for at http://127.0.0.1:$PORT (PORT from the environment, 8000 if unset): "
+        "run `make demo PORT=…` with the PORT you gave `make run`, or pass --url."
     )
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--url", default=f"{settings.PORTAL_URL}/webhooks/intercom/")
-        parser.add_argument("--wait", type=float, default=15, help="Seconds to wait for the outcomes (0: don't).")
+        parser.add_argument(
+            "--url",
+            default=default_url(),
+            help=(
+                "The portal's Intercom webhook URL. Default: http://127.0.0.1:$PORT/webhooks/intercom/, where "
+                "`make run` listens (PORT from the environment, 8000 if unset; "
+                f"now {settings.PORT})."
+            ),
+        )
+        parser.add_argument(
+            "--wait",
+            type=float,
+            default=15,
+            help="Seconds to wait for the outcomes before reporting them (0: report at once).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not settings.SANDBOX:
             raise CommandError("The demo needs the sandbox (SANDBOX=true): it would otherwise survey real people.")
+        url, wait = options["url"], options["wait"]
+        self.check_portal(url)
         sandbox_people_create()
-        scenarios = self.scenarios(now=int(time.time()))
+        if sandbox_newcomer_forget():
+            self.stdout.write(f"{NEWCOMER[1]} is new to Stella again: removed from the sandbox's Stella employees.")
+        _, put_back = demo_accounts_ensure()
+        for note in put_back:
+            self.stdout.write(f"Put back the demo's settings ({note}): the scenarios rely on them.")
+        # Conversation ids and customers of this run: unique to the millisecond, so runs never meet.
+        scenarios = self.scenarios(now=int(time.time()), run=str(time.time_ns() // 1_000_000))
         for scenario in scenarios:
+            if scenario.after:
+                self.wait_for([scenario.after], seconds=min(wait, 10))
             for webhook in scenario.webhooks:
-                self.post(options["url"], webhook)
-        self.stdout.write(f"Posted {sum(len(s.webhooks) for s in scenarios)} webhooks to {options['url']}")
-        self.report(scenarios, wait=options["wait"])
+                self.post(url, webhook)
+        self.stdout.write(f"Posted {sum(len(s.webhooks) for s in scenarios)} webhooks to {url}")
+        self.report(scenarios, wait=wait, base=portal_base(url))
 
-    def scenarios(self, *, now: int) -> list[Scenario]:
-        ids = [str(now * 10 + n) for n in range(7)]
+    def scenarios(self, *, now: int, run: str) -> list[Scenario]:
+        ids = [f"{run}{n}" for n in range(10)]
+        # Customers of this run only (ada+<run>@…): Demo Company's 7-day suppression window holds back
+        # Ada's second chat below, never a customer an earlier run surveyed.
+        ada, bea, cai, dee = demo_customers_create(run)
         # The older shape has no channel: the sender asks the (sandbox) Intercom API for it.
-        sandbox_conversation_create(ids[2], channel="chat", customer=CAI, teammate=OMAR, started_at=now - 600)
-        tagged = closed_conversation(app_id=WORKSPACE, conversation_id=ids[4], at=now, customer=DEE, teammate=OMAR)
+        sandbox_conversation_create(ids[2], channel="chat", customer=cai, teammate=OMAR, started_at=now - 600)
+        tagged = closed_conversation(app_id=WORKSPACE, conversation_id=ids[4], at=now, customer=dee, teammate=OMAR)
         tagged["data"]["item"]["tags"]["tags"] = [{"type": "tag", "id": "1", "name": "do_not_send_stella"}]
+        demo: dict[str, Any] = {"app_id": WORKSPACE, "at": now}
+        delayed: dict[str, Any] = {"app_id": DELAYED_WORKSPACE, "at": now}
         return [
             Scenario(
                 "Closed chat",
                 "sent",
                 ids[0],
-                [closed_conversation(app_id=WORKSPACE, conversation_id=ids[0], at=now, customer=ADA, teammate=TESS)],
+                [closed_conversation(conversation_id=ids[0], customer=ada, teammate=TESS, **demo)],
+                SurveyOutcome.SENT,
             ),
             Scenario(
-                "Closed email; customer and teammate known only by id",
+                "Closed chat; customer and teammate known only by id",
                 "sent, after looking both up in Intercom",
                 ids[1],
                 [
                     closed_conversation(
-                        app_id=WORKSPACE,
                         conversation_id=ids[1],
-                        at=now,
-                        channel="email",
-                        customer=(BEA[0], None, None),
+                        customer=(bea[0], None, None),
                         teammate=(INES[0], INES[1], None),
+                        **demo,
                     )
                 ],
+                SurveyOutcome.SENT,
             ),  # fmt: skip
             Scenario(
                 "Closed chat, older webhook shape (no channel)",
                 "sent, after looking the channel up in Intercom",
                 ids[2],
-                [closed_conversation_v1(app_id=WORKSPACE, conversation_id=ids[2], at=now, customer=CAI, teammate=OMAR)],
+                [closed_conversation_v1(conversation_id=ids[2], customer=cai, teammate=OMAR, **demo)],
+                SurveyOutcome.SENT,
             ),
             Scenario(
                 "Closed by the Fin bot",
-                "do not send (sent to Stella flagged do_not_send)",
+                "sent, flagged do not send: Stella records it, nobody is surveyed",
                 ids[3],
-                [
-                    closed_conversation(
-                        app_id=WORKSPACE, conversation_id=ids[3], at=now, customer=ADA, teammate=BOT, bot=True
-                    )
-                ],
+                [closed_conversation(conversation_id=ids[3], customer=ada, teammate=BOT, bot=True, **demo)],
+                SurveyOutcome.DO_NOT_SEND,
             ),
             Scenario(
                 "First message tagged do_not_send_stella",
-                "do not send (sent to Stella flagged do_not_send)",
+                "sent, flagged do not send: Stella records it, nobody is surveyed",
                 ids[4],
                 [tagged],
+                SurveyOutcome.DO_NOT_SEND,
+            ),
+            Scenario(
+                f"Closed by {NEWCOMER[1]}, a teammate Stella has no employee for",
+                "invalid: Stella answers Employee not found",
+                ids[5],
+                [closed_conversation(conversation_id=ids[5], customer=dee, teammate=NEWCOMER, **demo)],
+                SurveyOutcome.INVALID,
+            ),
+            Scenario(
+                "Closed email, a channel Demo Company has turned off",
+                "invalid: Channel not enabled for company, decided here without calling Stella",
+                ids[6],
+                [closed_conversation(conversation_id=ids[6], channel="email", customer=bea, teammate=TESS, **demo)],
+                SurveyOutcome.INVALID,
+            ),
+            Scenario(
+                "Ada's second chat, within Demo Company's 7-day suppression window",
+                "suppressed (Ada was surveyed for the first closed chat)",
+                ids[7],
+                [closed_conversation(conversation_id=ids[7], customer=ada, teammate=OMAR, **demo)],
+                SurveyOutcome.SUPPRESSED,
+                after=ids[0],
             ),
             Scenario(
                 "Closed, then reopened within the 1-minute channel delay",
                 "cancelled",
-                ids[5],
+                ids[8],
                 [
-                    closed_conversation(
-                        app_id=DELAYED_WORKSPACE, conversation_id=ids[5], at=now, customer=BEA, teammate=TESS
-                    ),
+                    closed_conversation(conversation_id=ids[8], customer=bea, teammate=TESS, **delayed),
                     reopened_conversation(
-                        app_id=DELAYED_WORKSPACE, conversation_id=ids[5], at=now + 5, customer=BEA, teammate=TESS
+                        app_id=DELAYED_WORKSPACE, conversation_id=ids[8], at=now + 5, customer=bea, teammate=TESS
                     ),
                 ],
+                SurveyOutcome.CANCELLED,
             ),
             Scenario(
-                "Closed, with a 1-minute channel delay",
+                "Closed email, with a 1-minute channel delay",
                 "sent about a minute later",
-                ids[6],
-                [
-                    closed_conversation(
-                        app_id=DELAYED_WORKSPACE, conversation_id=ids[6], at=now, customer=CAI, teammate=INES
-                    )
-                ],
+                ids[9],
+                [closed_conversation(conversation_id=ids[9], channel="email", customer=cai, teammate=INES, **delayed)],
+                SurveyOutcome.SENT,
+                waits=True,
             ),
         ]
+
+    def check_portal(self, url: str) -> None:
+        """Is the portal there? Intercom's URL check (HEAD) answers 200; say plainly what to do when nothing does."""
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=5) as response:
+                status = response.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            tried = f"PORT {settings.PORT}" if url == default_url() else "the --url given"
+            raise CommandError(
+                f"Nothing answers at {url} ({reason}).\n"
+                "Start the portal first (make run, in another terminal), and give the demo the port it uses: "
+                f"this looked at {tried}. If make run has another port (make run PORT=8010, or PORT "
+                "exported in its terminal), run\n"
+                "    make demo PORT=8010\n"
+                "or pass the URL:\n"
+                f"    DEBUG=true .venv/bin/python manage.py send_demo_webhooks --url http://127.0.0.1:8010{WEBHOOK_PATH}"
+            ) from None
+        if status != 200:
+            raise CommandError(
+                f"Something answers at {url}, but not as the portal's webhook URL (HTTP {status} to HEAD). "
+                "Is another program on that port? Give the demo make run's port (make demo PORT=…) or --url."
+            )
 
     def post(self, url: str, webhook: dict[str, Any]) -> None:
         body = json.dumps(webhook).encode()
@@ -139,23 +219,31 @@ class Command(BaseCommand):
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
                 response.read()
-        except urllib.error.URLError as exc:
-            raise CommandError(f"Could not post to {url} ({exc}). Is the portal running (make run)?") from None
+        except urllib.error.HTTPError as exc:
+            hint = " (the portal's INTERCOM_CLIENT_SECRET differs from this one)" if exc.code == 401 else ""
+            raise CommandError(f"The portal at {url} refused a demo webhook: HTTP {exc.code}{hint}.") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise CommandError(
+                f"Could not post to {url} ({getattr(exc, 'reason', exc)}). Did the portal stop?"
+            ) from None
 
-    def report(self, scenarios: list[Scenario], *, wait: float) -> None:
+    @staticmethod
+    def recorded(conversation_ids: list[str]) -> dict[str, SurveyRequest]:
+        return {
+            request.conversation_id: request
+            for request in SurveyRequest.objects.filter(conversation_id__in=conversation_ids)
+        }
+
+    def wait_for(self, conversation_ids: list[str], *, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while len(self.recorded(conversation_ids)) < len(conversation_ids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    def report(self, scenarios: list[Scenario], *, wait: float, base: str) -> None:
         deadline = time.monotonic() + wait
         while True:
-            found = {
-                request.conversation_id: request
-                for request in SurveyRequest.objects.filter(conversation_id__in=[s.conversation_id for s in scenarios])
-            }
-            settled = all(
-                s.conversation_id in found
-                and found[s.conversation_id].status not in (SurveyRequest.Status.SENDING,)
-                and (found[s.conversation_id].status != SurveyRequest.Status.SCHEDULED or "minute" in s.expect)
-                for s in scenarios
-            )
-            if settled or time.monotonic() >= deadline:
+            found = self.recorded([s.conversation_id for s in scenarios])
+            if all(self.settled(s, found.get(s.conversation_id)) for s in scenarios) or time.monotonic() >= deadline:
                 break
             time.sleep(0.5)
         for scenario in scenarios:
@@ -163,13 +251,56 @@ class Command(BaseCommand):
             outcome = "not processed yet" if request is None else self.describe(request)
             self.stdout.write(f"- {scenario.title} (conversation {scenario.conversation_id})")
             self.stdout.write(f"    expected: {scenario.expect}\n    now:      {outcome}")
-        self.stdout.write(f"See them in the admin: {settings.PORTAL_URL}/admin/surveys/surveyrequest/")
+        self.summarize(scenarios, found, base=base, waited=wait > 0)
+
+    @staticmethod
+    def settled(scenario: Scenario, request: SurveyRequest | None) -> bool:
+        if request is None:
+            return False
+        return request.outcome != SurveyOutcome.WAITING or (
+            scenario.waits and request.status == SurveyRequest.Status.SCHEDULED
+        )
+
+    def summarize(self, scenarios: list[Scenario], found: dict[str, SurveyRequest], *, base: str, waited: bool) -> None:
+        as_expected = waiting = 0
+        for scenario in scenarios:
+            request = found.get(scenario.conversation_id)
+            if request is not None and request.outcome == scenario.outcome:
+                as_expected += 1
+            elif request is not None and scenario.waits and self.settled(scenario, request):
+                as_expected, waiting = as_expected + 1, waiting + 1
+        line = f"As expected: {as_expected} of {len(scenarios)}"
+        self.stdout.write(line + (f" ({waiting} still waiting out its channel delay)." if waiting else "."))
+        if waited and not found:
+            self.stdout.write(
+                self.style.WARNING(
+                    "None of them is in this database yet. If the portal is busy, look again in a moment; if it "
+                    "runs from another directory or DATABASE_URL, its own admin shows them."
+                )
+            )
+        self.stdout.write(
+            f"Status page, as support / support (Demo Company): {base}/status/\n"
+            "    Invalid Requests: Employee not found, Channel not enabled for company; Suppressed: Ada's second chat\n"
+            f"Admin, as admin / admin (every account, every rule's verdict): {base}/admin/surveys/surveyrequest/"
+        )
 
     @staticmethod
     def describe(request: SurveyRequest) -> str:
         text = survey_request_outcome(request).lower()
         if request.status == SurveyRequest.Status.SCHEDULED:
             text += f" for {request.send_after:%H:%M:%S} UTC"
-        if request.status_detail:
+        if request.reason and request.outcome != SurveyOutcome.INVALID:
+            text += f" ({request.get_reason_display()})"
+        elif request.status_detail:
             text += f" ({request.status_detail})"
         return text
+
+
+def default_url() -> str:
+    """Where `make run` listens: 127.0.0.1 on PORT (from the environment, 8000 if unset)."""
+    return f"http://127.0.0.1:{settings.PORT}{WEBHOOK_PATH}"
+
+
+def portal_base(url: str) -> str:
+    """http://127.0.0.1:8000/webhooks/intercom/ → http://127.0.0.1:8000"""
+    return url.removesuffix("/").removesuffix(WEBHOOK_PATH.rstrip("/")).rstrip("/")

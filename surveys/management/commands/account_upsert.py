@@ -1,14 +1,39 @@
+import getpass
+import os
+import sys
 from argparse import ArgumentParser, ArgumentTypeError
 from datetime import timedelta
-from typing import Any
+from typing import IO, Any
 
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.core.validators import validate_email
+from django.db import transaction
 
 from portal.durations import format_duration, parse_duration_text
 from portal.redaction import mask_secret
 from surveys.accounts import account_upsert
-from surveys.models import IntegrationSettings
+from surveys.models import Account, IntegrationSettings
+
+# Each secret's option, its field and what to call it; each may come from the command line (shows in `ps`
+# and shell history), an environment variable (--…-env NAME) or standard input (the value -).
+SECRETS = {
+    "test_api_key": "test API key",
+    "production_api_key": "production API key",
+    "intercom_access_token": "Intercom access token",
+}
+# Settings the command passes on as they are given; "" clears a text one.
+PLAIN_SETTINGS = (
+    "enabled",
+    "mode",
+    "stella_api_url",
+    "brand",
+    "language",
+    "channel_delay",
+    "suppression_window",
+    "do_not_send_tags",
+)
 
 
 def duration(text: str) -> timedelta:
@@ -18,66 +43,222 @@ def duration(text: str) -> timedelta:
         raise ArgumentTypeError(str(exc)) from None
 
 
+def names(text: str) -> list[str]:
+    """Comma-separated names, blanks dropped: "a, b," → ["a", "b"]."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def option(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
 class Command(BaseCommand):
     help = (
-        "Create or update an account and its integration settings, for scripted onboarding. "
-        "Only the options given change; e.g. "
-        "manage.py account_upsert acme123 --name Acme --test-api-key KEY --channel-delay 10m --suppression-window 7d"
+        "Create or update an account: its name and workspace id, integration settings and support users, "
+        "everything the admin sets, for scripted onboarding. Only the options given change; running it "
+        "again with the same options changes nothing. Secrets are best given by environment variable "
+        "(--test-api-key-env ACME_TEST_KEY) or on standard input (--test-api-key -): a value on the command "
+        "line shows in `ps` and shell history. E.g. ACME_TEST_KEY=… manage.py account_upsert acme123 --name Acme "
+        "--test-api-key-env ACME_TEST_KEY --channels chat --channel-delay 10m --suppression-window 7d "
+        "--support-user ada.acme"
     )
+    stealth_options = ("stdin",)
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("workspace_id", help="The Intercom workspace id (app_id on webhooks).")
-        parser.add_argument("--name")
-        parser.add_argument("--enable", dest="enabled", action="store_true", default=None)
-        parser.add_argument("--disable", dest="enabled", action="store_false")
-        parser.add_argument("--mode", choices=IntegrationSettings.Mode.values)
-        parser.add_argument("--test-api-key")
-        parser.add_argument("--production-api-key")
-        parser.add_argument("--intercom-access-token")
-        parser.add_argument("--channels", help="Comma-separated: email, chat, or both.")
-        parser.add_argument("--channel-delay", type=duration, help="e.g. 0, 90s, 10m, 2h")
-        parser.add_argument("--suppression-window", type=duration, help="e.g. 0 (off), 12h, 7d")
-        parser.add_argument("--do-not-send-tags", help="Comma-separated tag names.")
-        parser.add_argument("--brand")
-        parser.add_argument("--language")
+        parser.add_argument("workspace_id", help="The Intercom workspace id (app_id on webhooks): finds the account.")
+        parser.add_argument("--name", help="The company's name (a new account is named after its workspace id).")
+        parser.add_argument(
+            "--new-workspace-id",
+            metavar="WORKSPACE_ID",
+            help="Move the account to this workspace id (e.g. it was entered wrong); run again, it is found there.",
+        )
+        parser.add_argument(
+            "--enable", dest="enabled", action="store_true", default=None, help="Act on the account's webhooks."
+        )
+        parser.add_argument(
+            "--disable", dest="enabled", action="store_false", help="Record its webhooks but act on none."
+        )
+        parser.add_argument(
+            "--mode", choices=IntegrationSettings.Mode.values, help="Which Stella key to send with: test or live."
+        )
+        for field, label in SECRETS.items():
+            parser.add_argument(
+                option(field),
+                metavar="VALUE",
+                help=f"The {label}; - reads it from standard input. A value here shows in `ps`: prefer "
+                f"{option(field)}-env.",
+            )
+            parser.add_argument(
+                f"{option(field)}-env", metavar="VARIABLE", help=f"Read the {label} from this environment variable."
+            )
+        parser.add_argument(
+            "--stella-api-url",
+            metavar="URL",
+            help="Only if Stella gave the company its own host; an empty value means Stella's.",
+        )
+        parser.add_argument("--brand", help="Only for multi-brand Stella companies; empty clears it.")
+        parser.add_argument("--language", help="ISO 639-1, e.g. en or en-US; empty clears it.")
+        parser.add_argument(
+            "--channels", metavar="CHANNELS", help="Comma-separated channels to survey: email, chat, both, or none."
+        )
+        parser.add_argument("--channel-delay", type=duration, metavar="DURATION", help="e.g. 0, 90s, 10m, 2h")
+        parser.add_argument("--suppression-window", type=duration, metavar="DURATION", help="e.g. 0 (off), 12h, 7d")
+        parser.add_argument("--do-not-send-tags", metavar="TAGS", help="Comma-separated tag names.")
+        parser.add_argument(
+            "--alert-recipients",
+            metavar="EMAILS",
+            help="Comma-separated emails told of a high error rate; empty clears them.",
+        )
+        parser.add_argument(
+            "--support-user",
+            dest="support_users",
+            action="append",
+            default=[],
+            metavar="USERNAME",
+            help="Let this user see the account's status page and API (repeat it, or separate usernames by "
+            "commas). The user must exist, unless --create-support-users.",
+        )
+        parser.add_argument(
+            "--remove-support-user",
+            dest="removed_support_users",
+            action="append",
+            default=[],
+            metavar="USERNAME",
+            help="Take this user off the account's support users (the user stays).",
+        )
+        parser.add_argument(
+            "--create-support-users",
+            action="store_true",
+            help="Create --support-user users that don't exist yet, without a password (set one with "
+            "manage.py changepassword, or give them an API token with manage.py api_token_create).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        fields = {
-            name: options[name]
-            for name in (
-                "enabled",
-                "mode",
-                "test_api_key",
-                "production_api_key",
-                "intercom_access_token",
-                "channel_delay",
-                "suppression_window",
-                "do_not_send_tags",
-                "brand",
-                "language",
-            )
-            if options[name] is not None
-        }
-        # A key pasted with a stray space or newline would be refused by Stella, or break the header.
+        fields = {name: options[name] for name in PLAIN_SETTINGS if options[name] is not None}
+        fields.update(self.secrets(options))
+        fields.update(self.channels(options["channels"]))
+        if options["alert_recipients"] is not None:
+            fields["alert_recipients"] = self.alert_recipients(options["alert_recipients"])
+        # A value pasted with a stray space or newline would be refused by Stella, or break a header.
         fields = {name: value.strip() if isinstance(value, str) else value for name, value in fields.items()}
-        if options["channels"] is not None:
-            channels = {channel.strip() for channel in options["channels"].split(",") if channel.strip()}
-            if unknown := channels - {"email", "chat"}:
-                raise CommandError(f"Unknown channel(s): {', '.join(sorted(unknown))}; use email and/or chat")
-            fields["email_enabled"] = "email" in channels
-            fields["chat_enabled"] = "chat" in channels
         try:
-            account, created = account_upsert(workspace_id=options["workspace_id"], name=options["name"], **fields)
+            with transaction.atomic():  # a user created for an account that then fails validation is undone
+                added, created_users = self.users(options["support_users"], create=options["create_support_users"])
+                removed, _ = self.users(options["removed_support_users"], create=False)
+                account, created = account_upsert(
+                    workspace_id=options["workspace_id"],
+                    name=options["name"],
+                    new_workspace_id=options["new_workspace_id"],
+                    support_users_add=added,
+                    support_users_remove=removed,
+                    **fields,
+                )
         except ValidationError as exc:
             raise CommandError(
                 "; ".join(f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items())
             ) from None
+        for user in created_users:
+            self.stdout.write(
+                f"Created the user {user.username!r} without a password: set one with "
+                f"`manage.py changepassword {user.username}`, or make an API token with "
+                f"`manage.py api_token_create {user.username}`."
+            )
+        self.summarize(account, created=created)
+
+    def secrets(self, options: dict[str, Any]) -> dict[str, str]:
+        """Each secret given, from the command line, its environment variable or standard input; never empty."""
+        found, from_stdin = {}, [field for field in SECRETS if options[field] == "-"]
+        if len(from_stdin) > 1:
+            raise CommandError(
+                f"Only one secret can come from standard input ({', '.join(map(option, from_stdin))}): "
+                "give the others with their -env option."
+            )
+        for field, label in SECRETS.items():
+            value, variable = options[field], options[f"{field}_env"]
+            if value is not None and variable is not None:
+                raise CommandError(f"Give {option(field)} or {option(field)}-env, not both.")
+            if variable is not None:
+                value = os.environ.get(variable, "")
+                where = f"{option(field)}-env {variable}: the variable is not set or empty"
+            elif value == "-":
+                value = self.read_stdin(f"{label.capitalize()}: ", options.get("stdin"))
+                where = f"{option(field)} -: nothing on standard input"
+            elif value is not None:
+                where = f"{option(field)} is empty (an unset shell variable?)"
+                self.stderr.write(
+                    f"Note: {option(field)} on the command line shows in `ps` and shell history; "
+                    f"{option(field)}-env VARIABLE or {option(field)} - (standard input) keeps it out."
+                )
+            else:
+                continue
+            if not value.strip():
+                raise CommandError(f"{where}. A stored {label} is never cleared here.")
+            found[field] = value
+        return found
+
+    @staticmethod
+    def read_stdin(prompt: str, stdin: IO[str] | None) -> str:
+        stream = stdin or sys.stdin
+        if stdin is None and stream.isatty():
+            return getpass.getpass(prompt)  # typed without echo
+        return stream.readline()
+
+    @staticmethod
+    def channels(text: str | None) -> dict[str, bool]:
+        if text is None:
+            return {}
+        channels = {name.lower() for name in names(text)} - {"none"}
+        if unknown := channels - {"email", "chat"}:
+            raise CommandError(f"Unknown channel(s): {', '.join(sorted(unknown))}; use email and/or chat, or none")
+        return {"email_enabled": "email" in channels, "chat_enabled": "chat" in channels}
+
+    @staticmethod
+    def alert_recipients(text: str) -> str:
+        emails = names(text)
+        for email in emails:
+            try:
+                validate_email(email)
+            except ValidationError:
+                raise CommandError(f"--alert-recipients: {email!r} is not an email address") from None
+        return ", ".join(emails)
+
+    @staticmethod
+    def users(usernames: list[str], *, create: bool) -> tuple[list[User], list[User]]:
+        """The users named (each option may hold several, comma-separated), and those created for it."""
+        wanted = list(dict.fromkeys(name for text in usernames for name in names(text)))
+        found = {user.username: user for user in User.objects.filter(username__in=wanted)}
+        missing = [name for name in wanted if name not in found]
+        if missing and not create:
+            raise CommandError(
+                f"No user named {', '.join(map(repr, missing))}. Support users must exist: create them in the "
+                "admin (Users), or pass --create-support-users to create them here without a password."
+            )
+        created = []
+        for name in missing:
+            user = User(username=name)
+            user.set_unusable_password()
+            try:
+                user.full_clean()
+            except ValidationError as exc:
+                raise CommandError(f"Can't create the user {name!r}: {' '.join(exc.messages)}") from None
+            user.save()
+            created.append(user)
+        return [*found.values(), *created], created
+
+    def summarize(self, account: Account, *, created: bool) -> None:
+        """What the account now is, secrets masked."""
         integration = account.integration
+        masked = {field: mask_secret(getattr(integration, field)) or "not set" for field in SECRETS}
+        support_users = account.support_users.order_by("username").values_list("username", flat=True)
         self.stdout.write(
             f"{'Created' if created else 'Updated'} {account.name} (workspace {account.intercom_workspace_id}): "
             f"{'enabled' if integration.enabled else 'disabled'}, {integration.mode} mode, "
             f"channels {', '.join(sorted(integration.enabled_channels)) or 'none'}, "
             f"delay {format_duration(integration.channel_delay)}, window {format_duration(integration.suppression_window)}, "
-            f"test key {mask_secret(integration.test_api_key) or 'not set'}, "
-            f"production key {mask_secret(integration.production_api_key) or 'not set'}"
+            f"test key {masked['test_api_key']}, production key {masked['production_api_key']}, "
+            f"Intercom token {masked['intercom_access_token']}\n"
+            f"  Stella API URL {integration.stella_api_url or 'Stella’s own'}, brand {integration.brand or 'none'}, "
+            f"language {integration.language or 'none'}, do-not-send tags {integration.do_not_send_tags or 'none'}, "
+            f"alert recipients {integration.alert_recipients or 'none'}, "
+            f"support users {', '.join(support_users) or 'none'}"
         )

@@ -1,0 +1,207 @@
+"""`make demo` against a live portal over real HTTP on 127.0.0.1: every scenario, and what the status
+page then shows a support user of Demo Company."""
+
+import re
+import shutil
+import socket
+import subprocess
+from datetime import timedelta
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import CommandError, call_command
+from django.test import Client
+from django.utils.html import escape
+
+from sandbox.demo import NEWCOMER, WORKSPACE
+from sandbox.management.commands.send_demo_webhooks import Command
+from sandbox.models import StellaEmployee, StellaSandboxRequest
+from surveys.accounts import account_upsert
+from surveys.models import Account, ApiRequest, SurveyRequest
+from surveys.rules import SuppressionReason
+from surveys.services import survey_requests_resend
+from tests.helpers import run_queued_tasks
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def portal(live_server, settings):
+    """The live server plays the portal `make run` starts, its sandbox Stella and Intercom included."""
+    settings.STELLA_API_URL = f"{live_server.url}/sandbox/stella"
+    settings.INTERCOM_API_URL = f"{live_server.url}/sandbox/intercom"
+    call_command("portal_setup_demo", stdout=StringIO())
+    return live_server
+
+
+def demo(url, **options):
+    out = StringIO()
+    call_command("send_demo_webhooks", url=url, wait=0, stdout=out, **options)
+    return out.getvalue()
+
+
+def outcomes(output):
+    """{scenario title: (status, decision, reason, status detail)} of the run whose report is `output`."""
+    titles = dict(re.findall(r"^- (.+) \(conversation (\d+)\)$", output, flags=re.M))
+    requests = SurveyRequest.objects.filter(conversation_id__in=titles.values())
+    by_id = {r.conversation_id: (r.status, r.decision, r.reason, r.status_detail) for r in requests}
+    return {title: by_id.get(conversation_id) for title, conversation_id in titles.items()}
+
+
+EXPECTED = {
+    "Closed chat": ("sent", "send", "", ""),
+    "Closed chat; customer and teammate known only by id": ("sent", "send", "", ""),
+    "Closed chat, older webhook shape (no channel)": ("sent", "send", "", ""),
+    "Closed by the Fin bot": ("sent", "do_not_send", "bot_assignee", ""),
+    "First message tagged do_not_send_stella": ("sent", "do_not_send", "suppressed_tag", ""),
+    f"Closed by {NEWCOMER[1]}, a teammate Stella has no employee for": ("invalid", "send", "", "Employee not found"),
+    "Closed email, a channel Demo Company has turned off": (
+        "invalid",
+        "invalid",
+        "channel_disabled",
+        "Channel not enabled for company",
+    ),
+    "Ada's second chat, within Demo Company's 7-day suppression window": (
+        "suppressed",
+        "suppressed",
+        "suppression_window",
+        "",
+    ),
+    "Closed, then reopened within the 1-minute channel delay": (
+        "cancelled",
+        "send",
+        "",
+        "Reopened during the channel delay",
+    ),
+    "Closed email, with a 1-minute channel delay": ("scheduled", "send", "", ""),
+}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_demo_walks_through_every_scenario_and_the_status_page_shows_them(portal):
+    output = demo(f"{portal.url}/webhooks/intercom/")
+    assert "Posted 11 webhooks" in output
+    run_queued_tasks()
+    assert outcomes(output) == EXPECTED
+    # Stella refused the newcomer; the email closure never reached it.
+    refused = StellaSandboxRequest.objects.get(status_code=400)
+    assert (refused.body["employee"], refused.response) == ({"email": NEWCOMER[2]}, {"message": "Employee not found"})
+    assert StellaSandboxRequest.objects.filter(status_code=200).count() == 5
+    assert sorted(ApiRequest.objects.invalid().values_list("error_message", flat=True)) == [
+        "Channel not enabled for company",
+        "Employee not found",
+    ]
+
+    client = Client()
+    client.force_login(User.objects.get(username="support"))
+    invalid = client.get("/status/", {"tab": "invalid"})
+    assert sorted(row.reason for row in invalid.context["rows"]) == [
+        "Channel not enabled for company",
+        "Employee not found",
+    ]
+    html = invalid.content.decode()
+    for row in invalid.context["rows"]:  # each reason in Stella's words, and what it means
+        assert escape(row.reason) in html and row.explanation and escape(row.explanation) in html
+    suppressed = client.get("/status/", {"tab": "suppressed"}).context["rows"]
+    assert [row.reason for row in suppressed] == [SuppressionReason.SUPPRESSION_WINDOW.label]
+    assert [row.customer for row in suppressed] == ["a•••@customer.example"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_demo_reports_each_scenario_and_sums_up(portal):
+    output = demo(f"{portal.url}/webhooks/intercom/")
+    assert output.count("    expected: ") == output.count("    now:      ") == 10
+    assert "now:      not processed yet" in output  # wait=0: reported at once
+    assert "As expected: 0 of 10." in output
+    assert f"Status page, as support / support (Demo Company): {portal.url}/status/" in output
+    assert "Invalid Requests: Employee not found, Channel not enabled for company; Suppressed: Ada's" in output
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_second_run_comes_to_the_same_outcomes(portal):
+    """Each run has customers of its own: Demo Company's suppression window holds back only Ada's second chat."""
+    first = demo(f"{portal.url}/webhooks/intercom/")
+    run_queued_tasks()
+    second = demo(f"{portal.url}/webhooks/intercom/")
+    run_queued_tasks()
+    assert outcomes(first) == outcomes(second) == EXPECTED
+    assert SurveyRequest.objects.filter(status="suppressed").count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_demo_puts_back_what_its_scenarios_rely_on(portal):
+    account_upsert(workspace_id=WORKSPACE, email_enabled=True, suppression_window=timedelta(0))
+    StellaEmployee.objects.create(email=NEWCOMER[2])  # as if someone had added her, to try a resend
+    output = demo(f"{portal.url}/webhooks/intercom/")
+    assert "Put back the demo's settings (Demo Company: email channel off, suppression window 7d)" in output
+    assert f"{NEWCOMER[1]} is new to Stella again" in output
+    integration = Account.objects.get(intercom_workspace_id=WORKSPACE).integration
+    assert (integration.email_enabled, integration.suppression_window) == (False, timedelta(days=7))
+    assert "Put back" not in demo(f"{portal.url}/webhooks/intercom/")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_newcomer_request_sends_once_stella_knows_her(portal):
+    """As the README suggests: add Nia under Sandbox → Stella employees, then resend her request."""
+    output = demo(f"{portal.url}/webhooks/intercom/")
+    run_queued_tasks()
+    nia = SurveyRequest.objects.get(
+        teammate_email=NEWCOMER[2], conversation_id__in=re.findall(r"\(conversation (\d+)\)", output)
+    )
+    assert nia.status == "invalid"
+    StellaEmployee.objects.create(email=NEWCOMER[2])
+    survey_requests_resend([nia], by="admin")
+    run_queued_tasks()
+    nia.refresh_from_db()
+    assert nia.status == "sent"
+
+
+def unused_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.django_db
+def test_demo_looks_for_the_portal_on_port_and_says_how_to_point_it_elsewhere(settings):
+    settings.PORT = unused_port()
+    with pytest.raises(CommandError) as refused:
+        call_command("send_demo_webhooks", wait=0, stdout=StringIO())
+    message = str(refused.value)
+    assert f"Nothing answers at http://127.0.0.1:{settings.PORT}/webhooks/intercom/" in message
+    assert f"PORT {settings.PORT}" in message and "make demo PORT=" in message and "--url" in message
+    assert not SurveyRequest.objects.exists() and not Account.objects.exists()  # nothing done before the check
+    elsewhere = f"http://127.0.0.1:{unused_port()}/webhooks/intercom/"
+    with pytest.raises(CommandError, match="this looked at the --url given"):
+        call_command("send_demo_webhooks", url=elsewhere, wait=0, stdout=StringIO())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_demo_finds_the_portal_from_port_alone(portal, settings):
+    settings.PORT = portal.thread.port
+    out = StringIO()
+    call_command("send_demo_webhooks", wait=0, stdout=out)
+    assert f"Posted 11 webhooks to http://127.0.0.1:{settings.PORT}/webhooks/intercom/" in out.getvalue()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_demo_says_when_something_else_answers_on_the_port(portal):
+    with pytest.raises(CommandError, match=r"not as the portal's webhook URL \(HTTP 404"):
+        call_command("send_demo_webhooks", url=f"{portal.url}/nowhere/", wait=0, stdout=StringIO())
+
+
+def test_every_demo_option_says_what_it_does():
+    parser = Command().create_parser("manage.py", "send_demo_webhooks")
+    options = {action.dest: action for action in parser._actions}
+    assert "PORT" in options["url"].help and "/webhooks/intercom/" in options["url"].help
+    assert options["wait"].help
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_demo_passes_its_port_to_the_command():
+    dry_run = subprocess.run(
+        ["make", "-n", "demo", "PORT=8731"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert re.search(r"^DEBUG=true PORT=8731 \S+/python manage.py send_demo_webhooks", dry_run, flags=re.M), dry_run
