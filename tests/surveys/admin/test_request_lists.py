@@ -91,7 +91,7 @@ def test_invalid_requests_are_grouped_by_reason_with_the_fix(admin_client, acme,
     call(SurveyRequestFactory(account=globex, status=S.INVALID), outcome=O.INVALID, message="API key rejected")
 
     response, html = html_of(admin_client, "invalidapirequest")
-    groups = {(group.message, group.account): group for group in response.context["reason_groups"]}
+    groups = {(group.message, group.account): group for group in response.context["reason_groups"].groups}
     employee = groups["Employee not found", "Acme"]
     assert employee.count == 2
     assert "Map the teammate" in employee.fix
@@ -118,7 +118,7 @@ def test_a_resend_stella_accepts_resolves_the_earlier_invalid_rows(admin_client,
     call(survey_request)
 
     response, html = html_of(admin_client, "invalidapirequest")
-    assert response.context["reason_groups"] == []  # nothing left to fix
+    assert response.context["reason_groups"].groups == []  # nothing left to fix
     assert "✓ sent since" in html
     detail = admin_client.get(reverse("admin:surveys_apirequest_change", args=[rejected.pk])).content.decode()
     assert "Resolved: resent and accepted by Stella" in detail
@@ -189,3 +189,18 @@ def test_the_front_page_starts_with_what_needs_attention(admin_client, acme, glo
     today = html[html.index('id="today"') :]
     assert ">Sent</a></th><td>1<" in today
     assert quiet.pk
+
+
+def test_the_to_fix_list_counts_the_latest_invalid_requests_only(acme, rf):
+    from surveys.admin.api_requests import invalid_reason_groups
+
+    for message in ("API key rejected", "Employee not found", "Employee not found"):  # the oldest first
+        call(SurveyRequestFactory(account=acme, status=S.INVALID), outcome=O.INVALID, message=message)
+    everything = invalid_reason_groups(rf.get("/"))
+    assert not everything.partial
+    assert {(group.message, group.count) for group in everything.groups} == {
+        ("Employee not found", 2), ("API key rejected", 1)
+    }  # fmt: skip
+    latest = invalid_reason_groups(rf.get("/"), window=2)
+    assert latest.partial  # and the page says the counts leave older ones out
+    assert [(group.message, group.count) for group in latest.groups] == [("Employee not found", 2)]
