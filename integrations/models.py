@@ -25,6 +25,9 @@ class InboundWebhook(models.Model):
     notification_id = models.CharField(max_length=100, unique=True, null=True, blank=True)
     topic = models.CharField(max_length=100, blank=True)
     workspace_id = models.CharField(max_length=64, blank=True)
+    # What must be acted on in order with it: its workspace and conversation (or contact), set on arrival.
+    # Empty (a ping, an unknown topic, a row stored before keys existed): ordered with nothing else.
+    conversation_key = models.CharField(max_length=150, blank=True)
     occurred_at = models.DateTimeField(null=True, blank=True, help_text="The notification's created_at.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
     error = models.TextField(blank=True)
@@ -36,6 +39,14 @@ class InboundWebhook(models.Model):
         ordering = ["-received_at"]
         indexes = [
             models.Index(fields=["status", "occurred_at"]),
+            # The intake's claim: waiting webhooks, oldest notification first, in the claim's exact order...
+            models.Index(fields=["occurred_at", "id"], condition=models.Q(status="received"), name="webhook_waiting"),
+            # ...and the rest of a claimed conversation's waiting webhooks.
+            models.Index(
+                fields=["conversation_key", "occurred_at", "id"],
+                condition=models.Q(status="received"),
+                name="webhook_waiting_conversation",
+            ),
             # What the retention job still has to erase, oldest first, without walking what it already did.
             models.Index(fields=["received_at"], condition=models.Q(erased_at__isnull=True), name="webhook_not_erased"),
             # A workspace's last webhook: the onboarding checklist and the admin's "no webhook in 24 h".

@@ -64,9 +64,10 @@ def intercom_webhook_receive(*, headers: Mapping[str, str], body: bytes, signatu
 def inbound_webhooks_wake(*, after: InboundWebhook) -> None:
     """Queue the processing task, unless an older webhook is still waiting for one.
 
-    The task drains until no webhook is left waiting, so the task that will take the older
-    one sees this one too (this one is committed before we look). In a burst, one task
-    does the work of thousands. Should a task die, the broker delivers it again and a
+    A task drains until no webhook is left waiting, so the task that will take the older
+    one sees this one too (this one is committed before we look). In a burst, the first
+    webhook wakes one task, and tasks that find full batches queue more, up to
+    INTAKE_DRAINS (surveys/intake.py). Should a task die, the broker delivers it again and a
     schedule runs the same task every minute.
     """
     if not _older_webhook_waiting(after.pk):
@@ -108,15 +109,29 @@ def inbound_webhook_record(
         webhook.topic = notification.topic
         webhook.workspace_id = notification.app_id
         webhook.occurred_at = notification.created_at
+        webhook.conversation_key = conversation_key(notification)
     try:
-        with transaction.atomic():
-            webhook.save()
+        if connection.in_atomic_block:
+            with transaction.atomic():  # a savepoint: a duplicate mustn't break the caller's transaction
+                webhook.save()
+        else:
+            webhook.save()  # autocommit: one round trip, where a transaction of its own would add a COMMIT
     except IntegrityError:
         if notification is not None and notification.id:
             logger.info("intercom.webhook.duplicate", extra={"notification_id": notification.id})
             raise DuplicateNotification(notification.id) from None
         raise
     return webhook
+
+
+def conversation_key(notification: IntercomNotification) -> str:
+    """What a notification must be acted on in order with: its conversation, or for contact.deleted its
+    contact, within its workspace. "" for the rest (a ping, a topic not acted on): ordered with nothing."""
+    if notification.conversation_id:
+        return f"{notification.app_id} conversation {notification.conversation_id}"
+    if notification.contact_id:
+        return f"{notification.app_id} contact {notification.contact_id}"
+    return ""
 
 
 def inbound_webhook_record_unverified(*, headers: Mapping[str, str], body: bytes) -> InboundWebhook | None:

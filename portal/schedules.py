@@ -27,7 +27,8 @@ class Every:
 
 
 SCHEDULES = (
-    # Each webhook queues its own processing; this catches any a lost queue message left waiting.
+    # A webhook queues a drain when none has older work, and drains queue more as the backlog needs (surveys/intake.py);
+    # this catches any a lost queue message left waiting.
     Every("Process received Intercom webhooks", PROCESS_WEBHOOKS_TASK, minutes=1),
     # Queue whatever is due and nobody holds, and recover what a dead sender left.
     Every("Send due survey requests", SEND_DUE_TASK, minutes=1),

@@ -139,8 +139,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    # Deployed (DEBUG=false), whitenoise serves the collected static files; locally runserver does.
-    *([] if DEBUG else ["whitenoise.middleware.WhiteNoiseMiddleware"]),
+    # whitenoise serves the static files: collected ones deployed, straight from the apps locally
+    # (WHITENOISE_USE_FINDERS follows DEBUG), so gunicorn in make run-scaled shows a styled admin too.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -267,7 +268,8 @@ SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 
 # django-q2. The ORM broker keeps tasks in the database; Q_REDIS_URL switches to Redis.
 Q_CLUSTER = {
-    "name": "portal",
+    # Processes that share a broker and this name share one queue (it also salts the signed tasks).
+    "name": env("Q_CLUSTER_NAME", default="portal"),
     "workers": env.int("Q_WORKERS", default=4),
     # A task that runs longer is killed; a task not acknowledged within `retry`
     # seconds is delivered again, so timeout must stay below retry.
@@ -287,6 +289,13 @@ Q_CLUSTER = {
 SEND_POLL_SECONDS = env.float("SEND_POLL_SECONDS", default=1.0)
 # One run of the intake task works this long, then hands over to a fresh one: far inside the timeout.
 INTAKE_BATCH_SECONDS = env.float("INTAKE_BATCH_SECONDS", default=10)
+# Each transaction of the intake claims up to INTAKE_BATCH_SIZE waiting webhooks and commits them together, after at
+# most INTAKE_BATCH_TRANSACTION_SECONDS. On SQLite that transaction holds the only write lock, so it stays short:
+# a webhook request waits behind it. On PostgreSQL up to INTAKE_DRAINS tasks drain at once (surveys/intake.py).
+_SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+INTAKE_BATCH_SIZE = env.int("INTAKE_BATCH_SIZE", default=100 if _SQLITE else 200)
+INTAKE_BATCH_TRANSACTION_SECONDS = env.float("INTAKE_BATCH_TRANSACTION_SECONDS", default=0.05 if _SQLITE else 2.0)
+INTAKE_DRAINS = env.int("INTAKE_DRAINS", default=Q_CLUSTER["workers"])
 if Q_REDIS_URL := env("Q_REDIS_URL", default=""):
     Q_CLUSTER["redis"] = Q_REDIS_URL
 else:
@@ -337,7 +346,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
-        "django_q": {"level": env("Q_LOG_LEVEL", default="WARNING")},
+        # django-q2 logs as "django-q" (not its module's name).
+        "django-q": {"level": env("Q_LOG_LEVEL", default="WARNING")},
         # django-axes logs every login at INFO; lockouts come as warnings.
         "axes": {"level": "WARNING"},
     },

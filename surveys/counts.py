@@ -4,7 +4,9 @@ are exact without reading the log."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import date, datetime
 
 from django.db import connection, transaction
@@ -13,6 +15,28 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from surveys.models import ApiRequest, CallCount, DailyCount, SurveyRequest
+
+# Count changes a batch collects instead of writing each at once (daily_counts_deferred), by account, day and kind.
+_deferred: ContextVar[dict[tuple[int, date, str], int] | None] = ContextVar("deferred_daily_counts", default=None)
+
+
+@contextmanager
+def daily_counts_deferred() -> Iterator[dict[tuple[int, date, str], int]]:
+    """Within a batch's transaction: collect its count changes and write them as the block ends, so the batch holds
+    each count's row lock only for its last moment, not its whole length (parallel batches of one account would
+    otherwise queue on it). A caller rolling back part of the batch restores the dict it is given."""
+    pending: dict[tuple[int, date, str], int] = {}
+    token = _deferred.set(pending)
+    try:
+        yield pending
+    finally:
+        _deferred.reset(token)
+    by_account_day: dict[tuple[int, date], dict[str, int]] = {}
+    for (account_id, day, kind), delta in sorted(pending.items()):  # one order for every writer: no deadlock
+        if delta:
+            by_account_day.setdefault((account_id, day), {})[kind] = delta
+    for (account_id, day), deltas in by_account_day.items():
+        _daily_counts_upsert(account_id=account_id, day=day, deltas=deltas)
 
 
 def day_of(moment: datetime) -> date:
@@ -38,6 +62,10 @@ def _daily_counts_upsert(*, account_id: int, day: date, deltas: Mapping[str, int
     writer that creates the row in between. The rows go in a fixed order (by kind), so two moves
     lock the counts they share in the same order instead of deadlocking each other.
     """
+    if (pending := _deferred.get()) is not None:
+        for kind, delta in deltas.items():
+            pending[(account_id, day, kind)] = pending.get((account_id, day, kind), 0) + delta
+        return
     meta = DailyCount._meta
     quote = connection.ops.quote_name
     columns = {field.name: quote(field.column) for field in meta.concrete_fields if field.column}

@@ -1,24 +1,49 @@
-"""Acting on stored Intercom webhooks: each notification to its topic's handler, in created_at order.
+"""Acting on stored Intercom webhooks: each notification to its topic's handler, in created_at order
+within its conversation, and different conversations side by side.
 
-The request only stored them (integrations/webhooks.py); here the domain finds the account,
-records events and closures, and lets the rules decide.
+The request only stored them (integrations/webhooks.py), each with its conversation key (workspace and
+conversation, or contact); here the domain finds the account, records events and closures, and lets the
+rules decide.
+
+How several drains share the work on PostgreSQL, in one transaction per batch:
+
+1. **Claim**: the oldest waiting webhooks, `FOR UPDATE SKIP LOCKED LIMIT INTAKE_BATCH_SIZE`, over a
+   partial index on waiting rows in exactly that order, so drains take different rows.
+2. **Lease**: for each conversation among them, `pg_try_advisory_xact_lock` on its key. Only the
+   holder acts on a conversation, until its transaction ends; a conversation leased by another drain
+   is left to it (its rows we claimed stay waiting, and are only locked until we commit).
+3. **Take the leased conversations whole**: every waiting webhook of them, oldest first, each cut
+   before its first row another drain still has locked from step 1 (that drain commits soon without
+   acting on it: it has no lease), so a newer event is never applied before an older one waiting.
+
+Each webhook is then acted on in a savepoint: one that raises is marked failed with its error, and the
+rest of the batch commits, with the statuses and the status page's counts written once, as it ends (drains
+of one account would otherwise queue on its day's count rows). No drain ever waits on a lock, so drains can't deadlock. A drain whose claims
+fill a batch queues one more, up to INTAKE_DRAINS at once (a session advisory lock per slot).
+
+On SQLite there are no row locks and one writer: one drain, with short batches (INTAKE_BATCH_SIZE, at most
+INTAKE_BATCH_TRANSACTION_SECONDS a transaction) so a webhook request never waits behind it for long.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import OperationalError, transaction
+from django.db import DatabaseError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from integrations.intercom.payloads import IntercomNotification
 from integrations.models import InboundWebhook
-from portal.queue import enqueue
+from portal.queue import enqueue, enqueues_batched
 from portal.schedules import PROCESS_WEBHOOKS_TASK
+from surveys.counts import daily_counts_deferred
 from surveys.models import Account, ConversationEvent
 from surveys.privacy import contact_erase
 from surveys.services import survey_request_schedule, survey_requests_apply_event
@@ -26,37 +51,147 @@ from surveys.services import survey_request_schedule, survey_requests_apply_even
 logger = logging.getLogger(__name__)
 
 MAX_CLOCK_SKEW = timedelta(minutes=10)
+# Advisory lock namespaces (the first of pg_*advisory*_lock's two keys): conversation leases, drain slots.
+LEASE_LOCKS = 0x1A7A
+DRAIN_SLOT_LOCKS = 0x1A7B
+# A drain whose whole claim belonged to conversations other drains hold waits about this long before looking again.
+CONTESTED_PAUSE_SECONDS = 0.02
+SLOT_TRIES = 10
+
+
+@dataclass
+class Claim:
+    """What one drain holds in its transaction: the webhooks it is to act on, oldest first, and how many
+    waiting rows the claim took at all (a full claim means more are waiting)."""
+
+    webhooks: list[InboundWebhook]
+    claimed: int
+    accounts: dict[str, Account | None] = field(default_factory=dict)
 
 
 def inbound_webhooks_process_pending(*, seconds: float | None = None) -> int:
-    """Act on received webhooks until none is left, oldest notification first: Intercom
-    doesn't promise order, its created_at does.
+    """Act on received webhooks until none is left, oldest notification first within each conversation:
+    Intercom doesn't promise order, its created_at does.
 
-    Each webhook is processed in its own transaction; one that fails is marked failed with
-    its error (replayable from the admin) and doesn't hold up the others. After `seconds`
-    (INTAKE_BATCH_SECONDS) a fresh task takes over, so one run stays well inside the task
-    timeout however slow the database is.
+    After `seconds` (INTAKE_BATCH_SECONDS) a fresh task takes over, so one run stays well inside the
+    task timeout however slow the database is. Returns how many webhooks it acted on.
     """
     deadline = time.monotonic() + (settings.INTAKE_BATCH_SECONDS if seconds is None else seconds)
     done = 0
-    while True:
-        if time.monotonic() >= deadline:
-            enqueue(PROCESS_WEBHOOKS_TASK)
-            break
-        with transaction.atomic():
-            webhook = (
-                InboundWebhook.objects.select_for_update(skip_locked=True)
-                .filter(status=InboundWebhook.Status.RECEIVED)
-                .order_by("occurred_at", "pk")
-                .first()
-            )
-            if webhook is None:
+    with _drain_slot() as slot:
+        if not slot:
+            return 0  # as many drains as allowed are at work already
+        helper_queued = False
+        while True:
+            if time.monotonic() >= deadline:
+                enqueue(PROCESS_WEBHOOKS_TASK)
                 break
-            _process_or_fail(webhook)
-        done += 1
+            with enqueues_batched(), transaction.atomic():  # the batch's sends queued in one commit, after its own
+                claim = inbound_webhooks_claim(limit=settings.INTAKE_BATCH_SIZE)
+                if not claim.claimed:
+                    break
+                if claim.claimed >= settings.INTAKE_BATCH_SIZE and not helper_queued and _parallel():
+                    transaction.on_commit(lambda: enqueue(PROCESS_WEBHOOKS_TASK))
+                    helper_queued = True
+                batch_deadline = min(deadline, time.monotonic() + settings.INTAKE_BATCH_TRANSACTION_SECONDS)
+                acted = inbound_webhooks_process_batch(claim, deadline=batch_deadline)
+            done += acted
+            if not acted:
+                time.sleep(CONTESTED_PAUSE_SECONDS * (0.5 + random.random()))  # noqa: S311
     return done
 
 
+def inbound_webhooks_claim(*, limit: int) -> Claim:
+    """Lock the next waiting webhooks this drain may act on (see the module's docstring). Call it in a
+    transaction: what it holds, it holds until that transaction ends."""
+    waiting = InboundWebhook.objects.filter(status=InboundWebhook.Status.RECEIVED).order_by("occurred_at", "pk")
+    if not _parallel():
+        # SQLite: the transaction began IMMEDIATE, holding the only write lock: nobody else can act meanwhile.
+        webhooks = list(waiting[:limit])
+        return Claim(webhooks=webhooks, claimed=len(webhooks))
+    first = list(waiting.select_for_update(skip_locked=True).values_list("pk", "conversation_key")[:limit])
+    mine = {pk for pk, key in first if not key}  # ordered with nothing else: ours alone
+    if leased := _conversations_lease(sorted({key for _, key in first if key})):
+        of_leased = waiting.filter(conversation_key__in=leased)
+        locked = set(of_leased.select_for_update(skip_locked=True).values_list("pk", flat=True))
+        cut: set[str] = set()
+        for pk, key in of_leased.values_list("pk", "conversation_key"):
+            if pk not in locked:
+                cut.add(key)  # another drain claimed it without the lease, and lets go at its commit
+            elif key not in cut:
+                mine.add(pk)
+    webhooks = list(waiting.filter(pk__in=mine)) if mine else []
+    return Claim(webhooks=webhooks, claimed=len(first))
+
+
+def inbound_webhooks_process_batch(claim: Claim, *, deadline: float) -> int:
+    """Act on a claim's webhooks in order, each in a savepoint, until done or `deadline` (monotonic):
+    the rest stay waiting, and as each conversation is cut after its oldest, stay in order."""
+    done: list[InboundWebhook] = []
+    with daily_counts_deferred() as counts:
+        for webhook in claim.webhooks:
+            if done and time.monotonic() >= deadline:
+                break
+            counted_before = dict(counts)
+            if not _process_or_fail(webhook, accounts=claim.accounts):
+                counts.clear()  # its savepoint was rolled back: so are the counts it moved
+                counts.update(counted_before)
+            done.append(webhook)
+    InboundWebhook.objects.bulk_update(done, FINISH_FIELDS)
+    return len(done)
+
+
+def _parallel() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def _drain_slot_take() -> int | None:
+    with connection.cursor() as cursor:
+        for slot in range(max(1, settings.INTAKE_DRAINS)):
+            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [DRAIN_SLOT_LOCKS, slot])
+            if cursor.fetchone()[0]:
+                return slot
+    return None
+
+
+def _conversations_lease(keys: list[str]) -> list[str]:
+    """The keys whose conversations this transaction now holds: none that another drain holds."""
+    if not keys:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT key FROM unnest(%s::text[]) AS key WHERE pg_try_advisory_xact_lock(%s, hashtext(key))",
+            [keys, LEASE_LOCKS],
+        )
+        return [key for (key,) in cursor.fetchall()]
+
+
+@contextmanager
+def _drain_slot() -> Iterator[bool]:
+    """One of INTAKE_DRAINS places for a drain, held for its run (a session advisory lock on PostgreSQL,
+    freed if the process dies); False if all are taken. SQLite runs one drain: there is nothing to share."""
+    if not _parallel():
+        yield True
+        return
+    slot = _drain_slot_take()
+    # A drain that has just found nothing left may not have let go of its place yet: give it a moment.
+    for _ in range(SLOT_TRIES):
+        if slot is not None:
+            break
+        time.sleep(CONTESTED_PAUSE_SECONDS)
+        slot = _drain_slot_take()
+    try:
+        yield slot is not None
+    finally:
+        if slot is not None:
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [DRAIN_SLOT_LOCKS, slot])
+            except DatabaseError:  # the session is gone, and its lock with it
+                logger.warning("intake.drain_slot.unlock_failed", extra={"slot": slot})
+
+
+FINISH_FIELDS = ["status", "error", "processed_at"]
 REPLAYABLE = (InboundWebhook.Status.PROCESSED, InboundWebhook.Status.IGNORED, InboundWebhook.Status.FAILED)
 
 
@@ -68,25 +203,35 @@ def inbound_webhook_replay(webhook: InboundWebhook) -> InboundWebhook:
     if webhook.erased_at:
         raise ValueError("Its body was erased (personal data): it can't be replayed.")
     with transaction.atomic():
+        if _parallel() and webhook.conversation_key:
+            with connection.cursor() as cursor:  # wait for any drain acting on its conversation to commit
+                cursor.execute(
+                    "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [LEASE_LOCKS, webhook.conversation_key]
+                )
         webhook.status, webhook.error, webhook.processed_at = InboundWebhook.Status.RECEIVED, "", None
-        webhook.save(update_fields=["status", "error", "processed_at"])
+        webhook.save(update_fields=FINISH_FIELDS)
         _process_or_fail(webhook)
+        webhook.save(update_fields=FINISH_FIELDS)
     return webhook
 
 
-def _process_or_fail(webhook: InboundWebhook) -> None:
+def _process_or_fail(webhook: InboundWebhook, *, accounts: dict[str, Account | None] | None = None) -> bool:
+    """Act on it in a savepoint; False if that raised, and it is marked failed with the error."""
     try:
         with transaction.atomic():
-            inbound_webhook_process(webhook)
+            inbound_webhook_process(webhook, accounts=accounts)
     except OperationalError:
         raise  # the database is unreachable or locked: leave it received for the next run
     except Exception as exc:
         logger.exception("intercom.webhook.failed", extra={"webhook": webhook.pk})
         _finish(webhook, InboundWebhook.Status.FAILED, f"{type(exc).__name__}: {exc}"[:2000])
+        return False
+    return True
 
 
-def inbound_webhook_process(webhook: InboundWebhook) -> None:
-    """Hand a stored notification to its topic's handler and record what came of it."""
+def inbound_webhook_process(webhook: InboundWebhook, *, accounts: dict[str, Account | None] | None = None) -> None:
+    """Hand a stored notification to its topic's handler and record what came of it.
+    `accounts`: accounts by workspace already read in this batch, and where to keep those read now."""
     notification = IntercomNotification.from_json(webhook.body, app_url=settings.INTERCOM_APP_URL)
     if too_old_or_early := _outside_replay_window(notification, now=timezone.now()):
         _finish(webhook, InboundWebhook.Status.IGNORED, too_old_or_early)
@@ -95,7 +240,7 @@ def inbound_webhook_process(webhook: InboundWebhook) -> None:
     if handler is None:
         _finish(webhook, InboundWebhook.Status.IGNORED, f"Topic {notification.topic} is not acted on")
         return
-    account = Account.objects.select_related("integration").filter(intercom_workspace_id=notification.app_id).first()
+    account = _account(notification.app_id, accounts={} if accounts is None else accounts)
     if account is None:
         _finish(webhook, InboundWebhook.Status.IGNORED, f"No account for workspace {notification.app_id}")
         return
@@ -107,6 +252,14 @@ def inbound_webhook_process(webhook: InboundWebhook) -> None:
         _finish(webhook, InboundWebhook.Status.IGNORED, ignored_because)
     else:
         _finish(webhook, InboundWebhook.Status.PROCESSED, "")
+
+
+def _account(workspace_id: str, *, accounts: dict[str, Account | None]) -> Account | None:
+    if workspace_id not in accounts:
+        accounts[workspace_id] = (
+            Account.objects.select_related("integration").filter(intercom_workspace_id=workspace_id).first()
+        )
+    return accounts[workspace_id]
 
 
 def _outside_replay_window(notification: IntercomNotification, *, now: datetime) -> str:
@@ -121,10 +274,10 @@ def _outside_replay_window(notification: IntercomNotification, *, now: datetime)
 
 
 def _finish(webhook: InboundWebhook, status: str, error: str) -> None:
+    """What came of it, on the object: saved by the caller (a batch saves all its webhooks in one query)."""
     webhook.status = status
     webhook.error = error
     webhook.processed_at = timezone.now()
-    webhook.save(update_fields=["status", "error", "processed_at"])
 
 
 def _closed(account: Account, notification: IntercomNotification, webhook: InboundWebhook) -> str:

@@ -1,14 +1,20 @@
 """What the intake decides for each closed conversation, end to end through the webhook."""
 
+import threading
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection, connections, transaction
 
 from integrations.models import InboundWebhook
-from surveys.models import ConversationEvent, SurveyRequest
+from portal.schedules import PROCESS_WEBHOOKS_TASK
+from surveys import intake
+from surveys.counts import daily_counts_rebuild
+from surveys.models import ConversationEvent, DailyCount, SurveyRequest
 from surveys.rules import Decision, DoNotSendReason, InvalidReason, SuppressionReason
 from tests.factories import AccountFactory, SurveyRequestFactory
-from tests.helpers import load_fixture, notification, post_webhook
+from tests.helpers import load_fixture, notification, post_webhook, queued_tasks, queued_tasks_purge
 
 pytestmark = pytest.mark.django_db
 
@@ -367,3 +373,184 @@ def test_a_tag_that_makes_a_waiting_request_invalid_logs_it_as_invalid(client, a
     survey_request.refresh_from_db()
     assert survey_request.status == S.INVALID
     assert ApiRequest.objects.get(survey_request=survey_request).error_message == "Channel not enabled for company"
+
+
+# Claiming: which waiting webhooks a drain takes, and in what order.
+
+postgres_only = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="row locks and advisory locks: PostgreSQL only (SQLite runs one drain)"
+)
+
+
+def store(client, name, *, id, at: datetime, conversation: str | None = None) -> InboundWebhook:
+    """A webhook stored by the request and left waiting, as if no task had run yet."""
+    payload = notification(name, id=id, created_at=int(at.timestamp()))
+    if conversation is not None:
+        payload["data"]["item"]["id"] = conversation
+    assert post_webhook(client, payload, process=False).status_code == 200
+    return InboundWebhook.objects.get(notification_id=id)
+
+
+@contextmanager
+def held_by_another_drain(hold):
+    """Run `hold()` in another thread (its own database connection), in a transaction kept open until the block ends."""
+    ready, release, failed = threading.Event(), threading.Event(), []
+
+    def run():
+        try:
+            with transaction.atomic():
+                hold()
+                ready.set()
+                release.wait(timeout=30)
+        except Exception as exc:  # pragma: no cover - reported below
+            failed.append(exc)
+            ready.set()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        assert ready.wait(timeout=30)
+        assert not failed, failed
+        yield
+    finally:
+        release.set()
+        thread.join(timeout=30)
+
+
+def claimed(limit: int = 10) -> list[str]:
+    with transaction.atomic():
+        return [webhook.notification_id for webhook in intake.inbound_webhooks_claim(limit=limit).webhooks]
+
+
+def test_a_stored_webhook_knows_its_conversation(client, account):
+    closed = store(client, "conversation_admin_closed", id="c1", at=CLOSED_AT)
+    deleted = store(client, "conversation_deleted", id="d1", at=CLOSED_AT)
+    assert closed.conversation_key == "ws1test conversation 30100000001"
+    assert deleted.conversation_key == "ws1test conversation " + deleted_conversation_id()
+    erased = store(client, "contact_deleted", id="e1", at=CLOSED_AT)
+    assert erased.conversation_key.startswith("ws1test contact ")
+
+
+def deleted_conversation_id() -> str:
+    return load_fixture("conversation_deleted")["data"]["item"]["conversation_id"]
+
+
+def test_a_claim_takes_each_conversation_in_created_at_order(client, account):
+    store(client, "conversation_admin_opened", id="reopen", at=CLOSED_AT + timedelta(seconds=30))
+    store(client, "conversation_admin_closed", id="close", at=CLOSED_AT)
+    store(client, "conversation_admin_closed", id="other", at=CLOSED_AT + timedelta(seconds=10), conversation="999")
+    assert claimed() == ["close", "other", "reopen"]
+
+
+def test_a_failing_webhook_in_a_batch_is_marked_failed_and_the_rest_of_the_batch_is_kept(
+    client, account, monkeypatch, settings
+):
+    settings.INTAKE_BATCH_SIZE, settings.INTAKE_BATCH_TRANSACTION_SECONDS = 10, 60
+    for n in range(3):
+        store(
+            client, "conversation_admin_closed", id=f"n{n}", at=CLOSED_AT + timedelta(seconds=n), conversation=f"c{n}"
+        )
+    schedule = intake.survey_request_schedule
+
+    def fails_for_c1(*, account, notification, webhook):
+        if notification.conversation_id == "c1":
+            schedule(account=account, notification=notification, webhook=webhook)  # its writes are undone
+            raise KeyError("assignee")
+        return schedule(account=account, notification=notification, webhook=webhook)
+
+    monkeypatch.setattr(intake, "survey_request_schedule", fails_for_c1)
+    assert intake.inbound_webhooks_process_pending() == 3
+    outcome = dict(InboundWebhook.objects.values_list("notification_id", "status"))
+    assert outcome == {"n0": "processed", "n1": "failed", "n2": "processed"}
+    assert InboundWebhook.objects.get(notification_id="n1").error == "KeyError: 'assignee'"
+    assert sorted(SurveyRequest.objects.values_list("conversation_id", flat=True)) == ["c0", "c2"]
+    # The batch's counts, written as it ends, leave out what the failed webhook had counted.
+    kept = set(DailyCount.objects.exclude(count=0).values_list("account_id", "day", "kind", "count"))
+    daily_counts_rebuild()
+    assert set(DailyCount.objects.exclude(count=0).values_list("account_id", "day", "kind", "count")) == kept
+
+
+def test_a_batch_cut_short_by_its_time_leaves_the_rest_waiting_in_order(client, account, settings):
+    settings.INTAKE_BATCH_SIZE, settings.INTAKE_BATCH_TRANSACTION_SECONDS = 10, 0
+    store(client, "conversation_admin_closed", id="close", at=CLOSED_AT)
+    store(client, "conversation_admin_opened", id="reopen", at=CLOSED_AT + timedelta(seconds=30))
+    with transaction.atomic():
+        claim = intake.inbound_webhooks_claim(limit=10)
+        assert intake.inbound_webhooks_process_batch(claim, deadline=0) == 1  # at least one, then time is up
+    assert InboundWebhook.objects.get(notification_id="close").status == InboundWebhook.Status.PROCESSED
+    assert InboundWebhook.objects.get(notification_id="reopen").status == InboundWebhook.Status.RECEIVED
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_conversation_one_drain_holds_is_left_to_it(client, account):
+    store(client, "conversation_admin_closed", id="close", at=CLOSED_AT)
+    store(client, "conversation_admin_opened", id="reopen", at=CLOSED_AT + timedelta(seconds=30))
+    store(client, "conversation_admin_closed", id="other", at=CLOSED_AT + timedelta(seconds=10), conversation="999")
+    theirs: list[str] = []
+    with held_by_another_drain(lambda: theirs.extend(claimed(limit=1))):
+        assert theirs == ["close", "reopen"]  # the oldest row brought its whole conversation
+        assert claimed() == ["other"]
+        # A reply arriving now is free to lock, but its conversation is leased: it waits for the holder.
+        store(client, "conversation_user_replied", id="reply", at=CLOSED_AT + timedelta(seconds=40))
+        assert claimed() == ["other"]
+    assert claimed() == ["close", "other", "reopen", "reply"]  # let go without acting: all waiting again
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_drain_never_acts_on_a_newer_event_while_another_holds_an_older_one(client, account):
+    close = store(client, "conversation_admin_closed", id="close", at=CLOSED_AT)
+    store(client, "conversation_admin_opened", id="reopen", at=CLOSED_AT + timedelta(seconds=30))
+    store(client, "conversation_admin_closed", id="other", at=CLOSED_AT + timedelta(seconds=10), conversation="999")
+
+    def lock_without_lease():  # what a drain's first step holds when another drain won the conversation's lease
+        list(InboundWebhook.objects.select_for_update().filter(pk=close.pk))
+
+    with held_by_another_drain(lock_without_lease):
+        assert claimed() == ["other"]  # the reopen waits for the close
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_no_more_drains_run_than_allowed(client, account, settings):
+    settings.INTAKE_DRAINS = 1
+    store(client, "conversation_admin_closed", id="close", at=CLOSED_AT)
+
+    def take_the_only_slot():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, 0)", [intake.DRAIN_SLOT_LOCKS])
+
+    with held_by_another_drain(take_the_only_slot):
+        assert intake.inbound_webhooks_process_pending() == 0
+    assert intake.inbound_webhooks_process_pending() == 1
+
+
+@postgres_only
+def test_a_full_batch_queues_one_more_drain(client, account, settings, django_capture_on_commit_callbacks):
+    settings.INTAKE_BATCH_SIZE = 2
+    for n in range(5):
+        store(
+            client, "conversation_admin_closed", id=f"n{n}", at=CLOSED_AT + timedelta(seconds=n), conversation=f"c{n}"
+        )
+    queued_tasks_purge()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert intake.inbound_webhooks_process_pending() == 5
+    drains = [task for task in queued_tasks() if task["func"] == PROCESS_WEBHOOKS_TASK]
+    assert len(drains) == 1
+
+
+def test_sqlite_runs_one_drain_however_full_its_batches(client, account, settings, django_capture_on_commit_callbacks):
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's single drain")
+    settings.INTAKE_BATCH_SIZE = 2
+    for n in range(5):
+        store(
+            client, "conversation_admin_closed", id=f"n{n}", at=CLOSED_AT + timedelta(seconds=n), conversation=f"c{n}"
+        )
+    queued_tasks_purge()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert intake.inbound_webhooks_process_pending() == 5
+    assert not [task for task in queued_tasks() if task["func"] == PROCESS_WEBHOOKS_TASK]
