@@ -1,6 +1,13 @@
+import os
+import uuid
+
 import pytest
+from django.conf import settings as django_settings
+from django_q.brokers import get_broker
+from django_q.conf import Conf
 
 from integrations.stella.client import close_connections
+from portal import queue as portal_queue
 from surveys.models import Account
 from tests.factories import AccountFactory
 from tests.helpers import WORKSPACE_ID
@@ -27,3 +34,39 @@ def no_kept_alive_connections():
     """A kept-alive connection holds the live server's request thread, and its database session, open."""
     yield
     close_connections()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_redis_queue():
+    """On the Redis broker, this run queues under a name of its own, which the clusters its tests start inherit,
+    so runs sharing one Redis never take each other's tasks; its keys are deleted at the end."""
+    if not django_settings.Q_CLUSTER.get("redis"):
+        yield
+        return
+    name = f"portal-test-{uuid.uuid4().hex[:12]}"
+    before = (Conf.PREFIX, Conf.CLUSTER_NAME, Conf.Q_STAT, os.environ.get("Q_CLUSTER_NAME"))
+    Conf.PREFIX = Conf.CLUSTER_NAME = name
+    Conf.Q_STAT = f"django_q:{name}:cluster"
+    os.environ["Q_CLUSTER_NAME"] = name
+    portal_queue._broker.cache_clear()
+    try:
+        yield
+    finally:
+        connection = get_broker().connection
+        keys = list(connection.scan_iter(match=f"django_q:{name}:*"))
+        if keys:
+            connection.delete(*keys)
+        Conf.PREFIX, Conf.CLUSTER_NAME, Conf.Q_STAT, environ_name = before
+        if environ_name is None:
+            os.environ.pop("Q_CLUSTER_NAME", None)
+        else:
+            os.environ["Q_CLUSTER_NAME"] = environ_name
+        portal_queue._broker.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def no_task_outlives_its_test():
+    """The database's queue table is rolled back or flushed after each test; Redis's list has to be emptied."""
+    yield
+    if django_settings.Q_CLUSTER.get("redis"):
+        get_broker().purge_queue()

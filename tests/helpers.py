@@ -11,6 +11,8 @@ from django.db.models import Model
 from django.test import Client
 from django.urls import NoReverseMatch, URLPattern, reverse
 from django.utils.module_loading import import_string
+from django_q.brokers import get_broker
+from django_q.brokers.redis_broker import Redis
 from django_q.models import OrmQ
 from django_q.signing import SignedPackage
 
@@ -59,16 +61,41 @@ def post_webhook(
     return response
 
 
+def queued_tasks() -> list[dict[str, Any]]:
+    """The tasks waiting on the broker (the database's queue table, or Redis's list), oldest first, left there."""
+    broker = get_broker()
+    if isinstance(broker, Redis):
+        payloads = broker.connection.lrange(broker.list_key, 0, -1)
+    else:
+        payloads = OrmQ.objects.filter(key=broker.list_key).order_by("pk").values_list("payload", flat=True)
+    return [SignedPackage.loads(payload) for payload in payloads]
+
+
+def queued_tasks_purge() -> None:
+    """Drop every task waiting on the broker, as a lost queue message would be."""
+    get_broker().purge_queue()
+
+
+def _queued_task_pop() -> dict[str, Any]:
+    broker = get_broker()
+    if isinstance(broker, Redis):
+        payload = broker.connection.lpop(broker.list_key)
+    else:
+        row = OrmQ.objects.filter(key=broker.list_key).earliest("pk")
+        row.delete()
+        payload = row.payload
+    return SignedPackage.loads(payload)
+
+
 def run_queued_tasks(*, rounds: int = 10) -> list[str]:
-    """Do what the cluster would: run every task waiting on the (ORM) broker, and those they queue."""
+    """Do what the cluster would: run every task waiting on the broker, and those they queue."""
     ran = []
     for _ in range(rounds):
-        queued = list(OrmQ.objects.order_by("pk"))
-        if not queued:
+        waiting = len(queued_tasks())
+        if not waiting:
             break
-        for row in queued:
-            row.delete()
-            task = SignedPackage.loads(row.payload)
+        for _ in range(waiting):
+            task = _queued_task_pop()
             import_string(task["func"])(*task["args"], **task["kwargs"])
             ran.append(task["func"])
     return ran

@@ -166,15 +166,14 @@ def test_a_conversation_link_that_is_not_intercoms_is_built_from_the_ids_instead
 
 
 def test_the_intake_task_hands_over_when_its_time_is_up(client, account):
-    from django_q.models import OrmQ
-
     from surveys.intake import inbound_webhooks_process_pending
+    from tests.helpers import queued_tasks, queued_tasks_purge
 
     for n in range(3):
         post_webhook(client, closed(id=f"n{n}"), process=False)
-    OrmQ.objects.all().delete()
+    queued_tasks_purge()
     assert inbound_webhooks_process_pending(seconds=0) == 0
-    assert OrmQ.objects.count() == 1  # a fresh task takes over
+    assert len(queued_tasks()) == 1  # a fresh task takes over
     assert process_inbound_webhooks() == 3
 
 

@@ -10,15 +10,14 @@ import pytest
 import responses
 from django.db.models import F
 from django.utils import timezone
-from django_q.models import OrmQ, Schedule
-from django_q.signing import SignedPackage
+from django_q.models import Schedule
 
 from portal.schedules import SCHEDULES, SEND_TASK
 from surveys.models import SurveyRequest
 from surveys.on_time import LOOKBACK, DuePoller, survey_requests_queue_coming_due
 from surveys.sending import survey_request_send, survey_requests_send_due
 from tests.factories import AccountFactory, SurveyRequestFactory
-from tests.helpers import notification, post_webhook, run_queued_tasks
+from tests.helpers import notification, post_webhook, queued_tasks, run_queued_tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -28,9 +27,8 @@ SECOND = timedelta(seconds=1)
 
 
 def queued_sends() -> list[int]:
-    """The survey requests waiting on the (ORM) broker for a sender."""
-    tasks = [SignedPackage.loads(row.payload) for row in OrmQ.objects.order_by("pk")]
-    return [task["args"][0] for task in tasks if task["func"] == SEND_TASK]
+    """The survey requests waiting on the broker for a sender."""
+    return [task["args"][0] for task in queued_tasks() if task["func"] == SEND_TASK]
 
 
 def test_a_request_that_just_came_due_is_queued_without_the_scheduler(account, django_capture_on_commit_callbacks):

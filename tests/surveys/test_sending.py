@@ -11,7 +11,6 @@ import responses
 import yaml
 from django.core.checks import run_checks
 from django.utils import timezone
-from django_q.models import OrmQ
 from jsonschema import Draft7Validator
 
 from integrations.stella.client import StellaClient
@@ -25,7 +24,7 @@ from surveys.sending import (
 )
 from surveys.services import survey_request_feedback_request
 from tests.factories import AccountFactory, SurveyRequestFactory
-from tests.helpers import load_fixture, notification, post_webhook
+from tests.helpers import load_fixture, notification, post_webhook, queued_tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -40,7 +39,7 @@ def test_closure_due_now_is_queued_when_committed(client, account, django_captur
         post_webhook(client, load_fixture("conversation_admin_closed_v2"))
     survey_request = SurveyRequest.objects.get()
     assert survey_request.queued_at is not None
-    assert OrmQ.objects.count() == 2  # the processing task, then the send
+    assert len(queued_tasks()) == 2  # the processing task, then the send
 
 
 def test_sweep_queues_what_is_due_and_unqueued(account):
@@ -63,7 +62,7 @@ def test_sweep_queues_them_once(account, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         survey_requests_send_due(now=NOW)
         survey_requests_send_due(now=NOW + timedelta(seconds=30))
-    assert OrmQ.objects.count() == 1
+    assert len(queued_tasks()) == 1
 
 
 def test_sender_ignores_a_request_not_yet_due_or_already_taken(account):
