@@ -6,7 +6,7 @@ PORT ?= 8000
 # Unset, the portal runs as deployed (DEBUG=false) and refuses local defaults: these targets ask for local mode.
 LOCAL := DEBUG=true
 
-.PHONY: setup run demo test bench lint screenshots
+.PHONY: setup run run-scaled demo test bench lint screenshots
 
 $(VENV)/.installed: requirements/base.txt requirements/dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ run: setup
 	$(LOCAL) $(BIN)/python manage.py portal_setup_demo
 	$(LOCAL) PORT=$(PORT) $(BIN)/python manage.py runportal --port $(PORT)
 
+# The portal as deployed over several machines, on this one: 2 web processes (gunicorn, deploy/gunicorn.conf.py, on
+# PORT and PORT+1) and 3 task clusters (manage.py runcluster) over PostgreSQL (DATABASE_URL, default
+# postgres://postgres@127.0.0.1:5432/portal_scaled, created if missing), with the sandbox. Ctrl-C stops them all.
+run-scaled: setup
+	$(LOCAL) PORT=$(PORT) $(BIN)/python deploy/run_scaled.py
+
 # With make run going in another terminal: post the demo's signed webhooks to it, at http://127.0.0.1:$(PORT)
 # (give both the same PORT: make run PORT=8010, then make demo PORT=8010).
 demo: setup
@@ -29,9 +35,15 @@ test: setup
 	$(LOCAL) $(BIN)/python manage.py makemigrations --check --dry-run >/dev/null || (echo "Models changed without a migration: run $(LOCAL) $(BIN)/python manage.py makemigrations" && exit 1)
 	$(LOCAL) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# bench/scale.py needs PostgreSQL (BENCH_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432; it creates and
+# drops its own databases, named BENCH_DATABASE_PREFIX_*) and Redis (BENCH_REDIS_URL, an empty database number).
+# Every benchmark runs even when one misses its target ("ok": false); make bench fails at the end if any did.
 bench: setup
-	$(BIN)/python bench/run.py
-	$(BIN)/python bench/lateness.py
+	@failed=0; \
+	$(BIN)/python bench/run.py || failed=1; \
+	$(BIN)/python bench/lateness.py || failed=1; \
+	$(BIN)/python bench/scale.py || failed=1; \
+	exit $$failed
 
 screenshots: setup
 	$(LOCAL) SAVE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/browser
