@@ -9,14 +9,16 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -186,3 +188,178 @@ def load(port: int, requests_: Sequence[Call], *, clients: int) -> LoadResult:
         for status in chunk_statuses:
             statuses[status] = statuses.get(status, 0) + 1
     return LoadResult(requests=len(requests_), seconds=seconds, statuses=statuses)
+
+
+# What the scaling benchmarks (bench/scale.py) add: PostgreSQL databases of their own, the real task cluster
+# beside gunicorn, the machine's CPU use and the cluster's memory, and an open-loop load generator.
+
+POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
+# The benchmarks' databases are named <prefix>_<what>: set it apart when several people share one server.
+DATABASE_PREFIX = os.environ.get("BENCH_DATABASE_PREFIX", "portal_bench")
+
+
+@contextmanager
+def postgres_database(name: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database `name` (dropped first if a killed run left it), dropped afterwards."""
+    import psycopg
+
+    def run(statement: str) -> None:
+        with psycopg.connect(f"{POSTGRES_URL}/postgres", autocommit=True) as connection:
+            connection.execute(statement)
+
+    run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    run(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{POSTGRES_URL}/{name}"
+    finally:
+        run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def clusters(env: dict[str, str], count: int) -> Iterator[list[subprocess.Popen]]:
+    """`count` task clusters (`manage.py runcluster`) with `env`, each in a session of its own, stopped after:
+    SIGTERM to each (it finishes its tasks), then SIGKILL to whatever of its session is left."""
+    processes = [
+        subprocess.Popen(
+            [PYTHON, "manage.py", "runcluster"],
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(count)
+    ]
+    try:
+        yield processes
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            for pid in session_pids(process.pid):
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def session_pids(session: int) -> list[int]:
+    """The live processes of a session (a cluster started with start_new_session: its main process and children)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":  # after the name: state, ppid, pgrp, session
+            pids.append(int(entry.name))
+    return pids
+
+
+def rss_kib(pids: Sequence[int]) -> int:
+    """The resident memory of these processes together, in KiB (VmRSS from /proc/<pid>/status)."""
+    total = 0
+    for pid in pids:
+        with suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total
+
+
+def cpu_sample() -> tuple[int, int]:
+    """The machine's (busy, total) CPU time so far, in clock ticks over all cores, from /proc/stat."""
+    user, nice, system, idle, iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
+    total = user + nice + system + idle + iowait + irq + softirq + steal
+    return total - idle - iowait, total
+
+
+def cpu_busy(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of the machine's CPU (all cores) busy between two samples, 0 to 1."""
+    busy, total = after[0] - before[0], after[1] - before[1]
+    return busy / total if total else 0.0
+
+
+@dataclass
+class OpenLoopResult:
+    rate: float
+    seconds: float
+    latencies_ms: list[float]  # from each request's scheduled time to its answer, so a late send counts
+    errors: int  # non-2xx answers, requests that failed or timed out, and requests dropped (below)
+    sent_late: int  # requests sent more than 20 ms after their time: the generator itself fell behind
+    dropped: int  # requests not sent at all: their time was more than `grace` seconds past when a sender got to them
+
+    def percentile(self, share: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
+
+
+def _open_loop_sender(
+    job: tuple[int, Callable[[int], Call], list[int], float, float, int, float],
+) -> list[tuple[float | None, bool, bool]]:
+    port, make_call, indices, start_at, rate, threads, grace = job
+    outcomes: list[tuple[float | None, bool, bool]] = []
+    lock = threading.Lock()
+
+    def send(mine: list[int]) -> None:
+        calls = [(index, make_call(index)) for index in mine]  # built before the clock starts
+        for index, (method, path, body, headers) in calls:
+            due = start_at + index / rate
+            if (wait := due - time.time()) > 0:
+                time.sleep(wait)
+            if time.time() - due > grace:  # so a server that can't keep up doesn't keep the run going for ever
+                with lock:
+                    outcomes.append((None, False, True))
+                continue
+            late = time.time() - due > 0.02
+            try:
+                status, _ = request(port, method, path, body, headers)
+                ok = 200 <= status < 300
+            except OSError:
+                ok = False
+            with lock:
+                outcomes.append(((time.time() - due) * 1000, ok, late))
+
+    workers = [threading.Thread(target=send, args=(indices[n::threads],)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return outcomes
+
+
+def open_loop(
+    port: int,
+    make_call: Callable[[int], Call],
+    *,
+    rate: float,
+    seconds: float,
+    processes: int = 4,
+    threads: int = 16,
+    grace: float = 30,
+) -> OpenLoopResult:
+    """Send make_call(0), make_call(1), … at `rate` a second for `seconds`, each at its time whatever the answers
+    before it (open loop), from `processes` × `threads` senders. A request more than `grace` seconds overdue when
+    its sender gets to it is dropped (an error), so the run ends by seconds + grace + a timeout.
+    `make_call` must be picklable (module level)."""
+    count = int(rate * seconds)
+    start_at = time.time() + 3  # the senders build their requests first
+    jobs = [
+        (port, make_call, list(range(n, count, processes)), start_at, rate, threads, grace) for n in range(processes)
+    ]
+    with ProcessPoolExecutor(max_workers=processes) as pool:
+        outcomes = [outcome for chunk in pool.map(_open_loop_sender, jobs) for outcome in chunk]
+    return OpenLoopResult(
+        rate=rate,
+        seconds=seconds,
+        latencies_ms=[latency for latency, _, _ in outcomes if latency is not None],
+        errors=sum(not ok for _, ok, _ in outcomes),
+        sent_late=sum(late for latency, _, late in outcomes if latency is not None),
+        dropped=sum(latency is None for latency, _, _ in outcomes),
+    )
