@@ -139,9 +139,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    # whitenoise serves the static files: collected ones deployed, straight from the apps locally
-    # (WHITENOISE_USE_FINDERS follows DEBUG), so gunicorn in make run-scaled shows a styled admin too.
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Deployed (DEBUG=false), whitenoise serves the collected static files; locally runserver does.
+    *([] if DEBUG else ["whitenoise.middleware.WhiteNoiseMiddleware"]),
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
