@@ -413,11 +413,6 @@ class ApiRequestQuerySet(models.QuerySet["ApiRequest"]):
         """Stella's Invalid Requests: rejected by Stella, or here before reaching it (see ApiRequest.is_invalid)."""
         return self.filter(outcome=CallOutcome.INVALID)
 
-    def unresolved(self) -> ApiRequestQuerySet:
-        """Failed calls whose survey request never went out since: a resend that Stella accepted resolves
-        every earlier invalid or failed call of the same request (see ApiRequest.is_resolved)."""
-        return self.filter(ApiRequest.unresolved_condition())
-
 
 class ApiRequest(models.Model):
     """One call to Stella's Requests API (or a request rejected before any call), with its outcome."""
@@ -471,7 +466,8 @@ class ApiRequest(models.Model):
 
     @staticmethod
     def unresolved_condition() -> models.Q:
-        """The calls `is_resolved` is false for, among failed ones, as a query condition."""
+        """The calls `is_resolved` is false for, among failed ones, as a query condition (the admin's
+        "Still to fix" filter, go-live's counts)."""
         return ~models.Q(survey_request__status=SurveyRequest.Status.SENT)
 
     @property

@@ -42,10 +42,11 @@ def database_url() -> str:
     )
 
 
-def start_cluster(stella_url: str) -> subprocess.Popen:
+def start_cluster(stella_url: str, *, settings: dict[str, str] = CLUSTER) -> subprocess.Popen:
+    """A real `qcluster` on the test's database, with `settings` (the fault tests' CLUSTER unless given)."""
     env = {
         **os.environ,
-        **CLUSTER,
+        **settings,
         "DATABASE_URL": database_url(),
         "STELLA_API_URL": stella_url,
         "LOG_LEVEL": "WARNING",

@@ -21,7 +21,7 @@ from sandbox.demo import sandbox_people_create
 from sandbox.models import StellaSandboxRequest
 from surveys.models import SurveyRequest
 from surveys.sending import survey_requests_send_due
-from tests.e2e.test_cluster_faults import FINAL, ROOT, database_url, stop, wait_for
+from tests.e2e.test_cluster_faults import FINAL, ROOT, database_url, start_cluster, stop, wait_for
 from tests.factories import AccountFactory
 from tests.helpers import notification, post_webhook, sign
 
@@ -44,25 +44,6 @@ while not os.path.exists(sys.argv[1]):
     time.sleep(0.01)
 print(inbound_webhooks_process_pending())
 """
-
-
-def start_cluster(stella_url: str) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        **INTAKE,
-        "Q_WORKERS": "2",
-        "DATABASE_URL": database_url(),
-        "STELLA_API_URL": stella_url,
-        "LOG_LEVEL": "WARNING",
-    }
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "qcluster"],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
 
 
 def closed(conversation: str, *, at: int, notification_id: str, workspace: str, shape: str = "") -> dict:
@@ -161,7 +142,8 @@ def test_two_clusters_taking_webhooks_as_they_arrive_survey_nobody_twice(live_se
     ]
     payloads = [p for pair in zip(close_then_reopen(delayed.intercom_workspace_id), twice, strict=True) for p in pair]
 
-    clusters = [start_cluster(f"{live_server.url}/sandbox/stella") for _ in range(2)]
+    settings = {**INTAKE, "Q_WORKERS": "2"}
+    clusters = [start_cluster(f"{live_server.url}/sandbox/stella", settings=settings) for _ in range(2)]
     try:
         with requests.Session() as session:
             for payload in payloads:
