@@ -6,7 +6,12 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 from django.db import transaction
+from django.utils import timezone
 from django_q.brokers import Broker, get_broker
+from django_q.brokers.orm import ORM
+from django_q.brokers.redis_broker import Redis
+from django_q.conf import Conf
+from django_q.models import OrmQ
 from django_q.tasks import async_task
 
 # Tasks held back by enqueues_batched, queued together as its block ends.
@@ -29,8 +34,7 @@ def enqueue(func: str, *args: object, name: str | None = None) -> None:
 
 @contextmanager
 def enqueues_batched() -> Iterator[None]:
-    """Queue what the block enqueues together as it ends, in one transaction: with the database broker, one
-    commit for a batch's tasks instead of one each."""
+    """Queue what the block enqueues together as it ends, in one statement (see _Collected)."""
     held: list[tuple[str, tuple[object, ...], str | None]] = []
     token = _held.set(held)
     try:
@@ -38,6 +42,34 @@ def enqueues_batched() -> Iterator[None]:
     finally:
         _held.reset(token)
         if held:
+            collected = _Collected(_broker())
+            for func, args, name in held:
+                async_task(func, *args, broker=collected, task_name=name)
+            collected.push()
+
+
+class _Collected:
+    """A broker that keeps what django-q2 packs for it, then pushes it all in one statement: one insert with
+    the database broker, one RPUSH with Redis (each broker's own `enqueue` takes one task at a time)."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.packs: list[str] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.broker, name)
+
+    def enqueue(self, pack: str) -> None:
+        self.packs.append(pack)
+
+    def push(self) -> None:
+        if isinstance(self.broker, ORM):
+            now = timezone.now()
+            key = self.broker.list_key or Conf.CLUSTER_NAME  # as ORM.enqueue has it
+            self.broker.get_connection().bulk_create(OrmQ(key=key, payload=pack, lock=now) for pack in self.packs)
+        elif isinstance(self.broker, Redis):
+            self.broker.connection.rpush(self.broker.list_key, *self.packs)
+        else:
             with transaction.atomic():
-                for func, args, name in held:
-                    async_task(func, *args, broker=_broker(), task_name=name)
+                for pack in self.packs:
+                    self.broker.enqueue(pack)

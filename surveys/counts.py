@@ -82,9 +82,13 @@ def _daily_counts_upsert(*, account_id: int, day: date, deltas: Mapping[str, int
         )
 
 
-def count_survey_request_recorded(survey_request: SurveyRequest) -> None:
+def count_survey_request_recorded(survey_request: SurveyRequest, *, delta: int = 1) -> None:
+    """`delta=-1`: the count of a record that was not saved after all, taken back."""
     daily_count_add(
-        account_id=survey_request.account_id, day=day_of(survey_request.closed_at), kind=survey_request.outcome
+        account_id=survey_request.account_id,
+        day=day_of(survey_request.closed_at),
+        kind=survey_request.outcome,
+        delta=delta,
     )
 
 

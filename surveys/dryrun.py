@@ -400,7 +400,7 @@ class _Replay:
         return verdict.decision.value, verdict.reason.value if verdict.reason else ""
 
     def customer_surveyed(self, closure: _Closure) -> bool:
-        """selectors.customer_surveyed_within_window, over the surveys the replay has made so far."""
+        """The suppression window as selectors.IntakeReads.surveyed asks it, over the surveys replayed so far."""
         bounds = suppression_window_bounds(closure.closed_at, self.window)
         if bounds is None or closure.identity is None:
             return False
@@ -422,7 +422,7 @@ class _Replay:
         )
 
     def conversation_surveyed(self, closure: _Closure) -> bool:
-        """survey_candidate's "already surveyed": another close of the conversation surveyed."""
+        """IntakeReads.surveyed's "already surveyed": another close of the conversation surveyed."""
         if closure.conversation_id in self.loaded.conversations_surveyed_before:
             return True
         return any(

@@ -16,10 +16,13 @@ How several drains share the work on PostgreSQL, in one transaction per batch:
    before its first row another drain still has locked from step 1 (that drain commits soon without
    acting on it: it has no lease), so a newer event is never applied before an older one waiting.
 
-Each webhook is then acted on in a savepoint: one that raises is marked failed with its error, and the
-rest of the batch commits, with the statuses and the status page's counts written once, as it ends (drains
-of one account would otherwise queue on its day's count rows). No drain ever waits on a lock, so drains can't deadlock. A drain whose claims
-fill a batch queues one more, up to INTAKE_DRAINS at once (a session advisory lock per slot).
+The batch is then acted on together (services.ClosureBatch): what its closes need to know (their conversations'
+requests and events, their customers' surveys in the window) is read in three queries and kept current in memory,
+and their records, invalid calls and sends are written in a few statements, the statuses and the status page's
+counts once as it ends (drains of one account would otherwise queue on its day's count rows). If anything in it
+raises, the batch is undone and acted on one webhook at a time, each in a savepoint, so the one that fails is
+marked failed with its error and the rest still commit. No drain ever waits on a lock, so drains can't deadlock.
+A drain whose claims fill a batch queues one more, up to INTAKE_DRAINS at once (a session advisory lock per slot).
 
 On SQLite there are no row locks and one writer: one drain, with short batches (INTAKE_BATCH_SIZE, at most
 INTAKE_BATCH_TRANSACTION_SECONDS a transaction) so a webhook request never waits behind it for long.
@@ -46,11 +49,15 @@ from portal.schedules import PROCESS_WEBHOOKS_TASK
 from surveys.counts import daily_counts_deferred
 from surveys.models import Account, ConversationEvent
 from surveys.privacy import contact_erase
-from surveys.services import survey_request_schedule, survey_requests_apply_event
+from surveys.services import ClosureBatch, closing_of, survey_requests_apply_event
 
 logger = logging.getLogger(__name__)
 
 MAX_CLOCK_SKEW = timedelta(minutes=10)
+CLOSED = "conversation.admin.closed"
+# A topic's handler: what to do with the notification; returns why it was ignored, or "". A close is recorded
+# in the batch's ClosureBatch; anything else acts on the database at once (the batch flushes before it).
+Handler = Callable[[Account, IntercomNotification, InboundWebhook, "ClosureBatch"], str]
 # Advisory lock namespaces (the first of pg_*advisory*_lock's two keys): conversation leases, drain slots.
 LEASE_LOCKS = 0x1A7A
 DRAIN_SLOT_LOCKS = 0x1A7B
@@ -125,8 +132,54 @@ def inbound_webhooks_claim(*, limit: int) -> Claim:
 
 
 def inbound_webhooks_process_batch(claim: Claim, *, deadline: float) -> int:
-    """Act on a claim's webhooks in order, each in a savepoint, until done or `deadline` (monotonic):
-    the rest stay waiting, and as each conversation is cut after its oldest, stay in order."""
+    """Act on a claim's webhooks in order until done or `deadline` (monotonic): the rest stay waiting, and as
+    each conversation is cut after its oldest, stay in order.
+
+    Together first, in a few statements for the whole batch (ClosureBatch). If that raises, it is undone and
+    each webhook is acted on alone in a savepoint, so the one that fails is marked failed with its error and
+    the rest are still acted on."""
+    try:
+        with transaction.atomic(), daily_counts_deferred():
+            done = _process_together(claim, deadline=deadline)
+    except OperationalError:
+        raise  # the database is unreachable or locked: leave them received for the next run
+    except Exception:
+        logger.warning("intake.batch.one_at_a_time", extra={"webhooks": len(claim.webhooks)}, exc_info=True)
+        done = _process_one_at_a_time(claim, deadline=deadline)
+    InboundWebhook.objects.bulk_update(done, FINISH_FIELDS)
+    return len(done)
+
+
+def _process_together(claim: Claim, *, deadline: float) -> list[InboundWebhook]:
+    notifications = [_notification(webhook) for webhook in claim.webhooks]
+    _accounts_read(claim.accounts, {notification.app_id for notification in notifications})
+
+    def closures_from(start: int) -> ClosureBatch:
+        """A batch for the closes from `start` on, reading what they need when the first one comes."""
+        return ClosureBatch(
+            [
+                closing_of(account, notification)
+                for notification in notifications[start:]
+                if notification.topic == CLOSED and (account := claim.accounts.get(notification.app_id))
+            ]
+        )
+
+    closures = closures_from(0)
+    done: list[InboundWebhook] = []
+    for index, (webhook, notification) in enumerate(zip(claim.webhooks, notifications, strict=True)):
+        if done and time.monotonic() >= deadline:
+            break
+        if notification.topic != CLOSED:
+            closures.flush()  # an event reads and writes the database itself: let it find the batch's closes
+        inbound_webhook_process(webhook, notification=notification, accounts=claim.accounts, closures=closures)
+        if notification.topic != CLOSED:
+            closures = closures_from(index + 1)  # what the batch read before the event may have changed
+        done.append(webhook)
+    closures.flush()
+    return done
+
+
+def _process_one_at_a_time(claim: Claim, *, deadline: float) -> list[InboundWebhook]:
     done: list[InboundWebhook] = []
     with daily_counts_deferred() as counts:
         for webhook in claim.webhooks:
@@ -137,8 +190,7 @@ def inbound_webhooks_process_batch(claim: Claim, *, deadline: float) -> int:
                 counts.clear()  # its savepoint was rolled back: so are the counts it moved
                 counts.update(counted_before)
             done.append(webhook)
-    InboundWebhook.objects.bulk_update(done, FINISH_FIELDS)
-    return len(done)
+    return done
 
 
 def _parallel() -> bool:
@@ -216,10 +268,14 @@ def inbound_webhook_replay(webhook: InboundWebhook) -> InboundWebhook:
 
 
 def _process_or_fail(webhook: InboundWebhook, *, accounts: dict[str, Account | None] | None = None) -> bool:
-    """Act on it in a savepoint; False if that raised, and it is marked failed with the error."""
+    """Act on it alone, in a savepoint; False if that raised, and it is marked failed with the error."""
     try:
         with transaction.atomic():
-            inbound_webhook_process(webhook, accounts=accounts)
+            closures = ClosureBatch([])
+            inbound_webhook_process(
+                webhook, notification=_notification(webhook), accounts=accounts or {}, closures=closures
+            )
+            closures.flush()
     except OperationalError:
         raise  # the database is unreachable or locked: leave it received for the next run
     except Exception as exc:
@@ -229,10 +285,20 @@ def _process_or_fail(webhook: InboundWebhook, *, accounts: dict[str, Account | N
     return True
 
 
-def inbound_webhook_process(webhook: InboundWebhook, *, accounts: dict[str, Account | None] | None = None) -> None:
+def _notification(webhook: InboundWebhook) -> IntercomNotification:
+    return IntercomNotification.from_json(webhook.body, app_url=settings.INTERCOM_APP_URL)
+
+
+def inbound_webhook_process(
+    webhook: InboundWebhook,
+    *,
+    notification: IntercomNotification,
+    accounts: dict[str, Account | None],
+    closures: ClosureBatch,
+) -> None:
     """Hand a stored notification to its topic's handler and record what came of it.
-    `accounts`: accounts by workspace already read in this batch, and where to keep those read now."""
-    notification = IntercomNotification.from_json(webhook.body, app_url=settings.INTERCOM_APP_URL)
+    `accounts`: accounts by workspace already read in this batch, and where to keep those read now;
+    `closures`: where a close is recorded (its caller flushes it)."""
     if too_old_or_early := _outside_replay_window(notification, now=timezone.now()):
         _finish(webhook, InboundWebhook.Status.IGNORED, too_old_or_early)
         return
@@ -240,14 +306,14 @@ def inbound_webhook_process(webhook: InboundWebhook, *, accounts: dict[str, Acco
     if handler is None:
         _finish(webhook, InboundWebhook.Status.IGNORED, f"Topic {notification.topic} is not acted on")
         return
-    account = _account(notification.app_id, accounts={} if accounts is None else accounts)
+    account = _account(notification.app_id, accounts=accounts)
     if account is None:
         _finish(webhook, InboundWebhook.Status.IGNORED, f"No account for workspace {notification.app_id}")
         return
     if not account.integration.enabled:
         _finish(webhook, InboundWebhook.Status.IGNORED, "Integration disabled for this account")
         return
-    ignored_because = handler(account, notification, webhook)
+    ignored_because = handler(account, notification, webhook, closures)
     if ignored_because:
         _finish(webhook, InboundWebhook.Status.IGNORED, ignored_because)
     else:
@@ -255,11 +321,16 @@ def inbound_webhook_process(webhook: InboundWebhook, *, accounts: dict[str, Acco
 
 
 def _account(workspace_id: str, *, accounts: dict[str, Account | None]) -> Account | None:
-    if workspace_id not in accounts:
-        accounts[workspace_id] = (
-            Account.objects.select_related("integration").filter(intercom_workspace_id=workspace_id).first()
-        )
+    _accounts_read(accounts, {workspace_id})
     return accounts[workspace_id]
+
+
+def _accounts_read(accounts: dict[str, Account | None], workspace_ids: set[str]) -> None:
+    """Read the accounts of these workspaces not read yet, with their settings, into `accounts` (None: no account)."""
+    if missing := workspace_ids - accounts.keys():
+        found = Account.objects.select_related("integration").filter(intercom_workspace_id__in=missing)
+        accounts.update(dict.fromkeys(missing))
+        accounts.update({account.intercom_workspace_id: account for account in found})
 
 
 def _outside_replay_window(notification: IntercomNotification, *, now: datetime) -> str:
@@ -280,13 +351,17 @@ def _finish(webhook: InboundWebhook, status: str, error: str) -> None:
     webhook.processed_at = timezone.now()
 
 
-def _closed(account: Account, notification: IntercomNotification, webhook: InboundWebhook) -> str:
-    survey_request_schedule(account=account, notification=notification, webhook=webhook)
+def _closed(
+    account: Account, notification: IntercomNotification, webhook: InboundWebhook, closures: ClosureBatch
+) -> str:
+    closures.schedule(account=account, notification=notification, webhook=webhook)
     return ""
 
 
-def _event(kind: ConversationEvent.Kind) -> Callable[[Account, IntercomNotification, InboundWebhook], str]:
-    def record(account: Account, notification: IntercomNotification, webhook: InboundWebhook) -> str:
+def _event(kind: ConversationEvent.Kind) -> Handler:
+    def record(
+        account: Account, notification: IntercomNotification, webhook: InboundWebhook, closures: ClosureBatch
+    ) -> str:
         tags: list[str] = []
         if kind == ConversationEvent.Kind.TAGGED:
             assert notification.conversation is not None
@@ -308,14 +383,16 @@ def _event(kind: ConversationEvent.Kind) -> Callable[[Account, IntercomNotificat
     return record
 
 
-def _contact_deleted(account: Account, notification: IntercomNotification, webhook: InboundWebhook) -> str:
+def _contact_deleted(
+    account: Account, notification: IntercomNotification, webhook: InboundWebhook, closures: ClosureBatch
+) -> str:
     assert notification.contact_id is not None, "the parser requires a contact.deleted item's id"
     contact_erase(account=account, contact_id=notification.contact_id, webhook=webhook, now=timezone.now())
     return ""
 
 
-HANDLERS: dict[str, Callable[[Account, IntercomNotification, InboundWebhook], str]] = {
-    "conversation.admin.closed": _closed,
+HANDLERS: dict[str, Handler] = {
+    CLOSED: _closed,
     "conversation.admin.opened": _event(ConversationEvent.Kind.REOPENED),
     "conversation.user.replied": _event(ConversationEvent.Kind.CUSTOMER_REPLIED),
     "conversation.admin.snoozed": _event(ConversationEvent.Kind.SNOOZED),

@@ -34,7 +34,7 @@ from surveys.counts import count_survey_request_recorded
 from surveys.intake import HANDLERS
 from surveys.models import Account, ApiRequest, IntegrationHealth, IntegrationSettings, SurveyRequest, Teammate
 from surveys.rules import STELLA_MESSAGES, Decision, InvalidReason
-from surveys.selectors import account_test_week, conversation_history
+from surveys.selectors import account_test_week, surveyed_at_send
 from surveys.sending import survey_request_send
 from surveys.services import STATUS_FOR_DECISION, survey_request_decide, survey_request_reject_locally
 
@@ -132,7 +132,7 @@ def account_test_request_send(account: Account, *, by: str, employee_email: str,
         survey_request.save()
         count_survey_request_recorded(survey_request)
         if survey_request.status == SurveyRequest.Status.INVALID:  # the account's own rules refused it
-            survey_request_reject_locally(survey_request, integration=integration)
+            survey_request_reject_locally(survey_request)
     logger.info("onboarding.test_request", extra={"account": account.pk, "survey_request": survey_request.pk, "by": by})
     if survey_request.status == SurveyRequest.Status.SCHEDULED:
         survey_request = survey_request_send(survey_request.pk, now=now)
@@ -183,8 +183,8 @@ def _test_survey_request(account: Account, *, employee_email: str, now: datetime
         delay_ends_at=now,
         queued_at=now,
     )
-    history = conversation_history(account=account, conversation_id=conversation_id, with_events=False)
-    survey_request_decide(survey_request, integration=integration, history=history, looked_up=True)
+    surveyed = surveyed_at_send(survey_request, integration=integration)
+    survey_request_decide(survey_request, integration=integration, surveyed=surveyed, looked_up=True)
     survey_request.status = STATUS_FOR_DECISION[Decision(survey_request.decision)]
     return survey_request
 

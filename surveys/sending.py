@@ -31,7 +31,7 @@ from surveys.accounts import integration_pause, intercom_token_reject
 from surveys.counts import count_api_request_finished, count_api_request_recorded
 from surveys.models import ApiRequest, IntegrationSettings, SurveyRequest, Teammate
 from surveys.rules import STELLA_MESSAGES, Decision, InvalidReason
-from surveys.selectors import conversation_history
+from surveys.selectors import ConversationHistory, conversation_events, surveyed_at_send
 from surveys.services import (
     CANCEL_DETAILS,
     InvalidTransition,
@@ -151,17 +151,15 @@ def _cancel_or_decide(survey_request: SurveyRequest, *, integration: Integration
     """Cancel the request if the conversation came back during its delay; otherwise the rules decide
     again with all that is known now. Returns the request only if it was cancelled."""
     survey_request_clip(survey_request)
-    history = conversation_history(
-        account=survey_request.account,
-        conversation_id=survey_request.conversation_id,
-        # Without a channel delay nothing can cancel a send, and tags are already on the request.
-        with_events=survey_request.delay_ends_at > survey_request.closed_at,
-    )
-    cancelled_by = history.cancelling_event(after=survey_request.closed_at, before=survey_request.delay_ends_at)
-    if cancelled_by is not None:
-        detail = CANCEL_DETAILS[cancelled_by.kind]
-        return survey_request_transition(survey_request, to=Status.CANCELLED, status_detail=detail)
-    survey_request_decide(survey_request, integration=integration, history=history, looked_up=True)
+    # Without a channel delay nothing can cancel a send, and tags are already on the request.
+    if survey_request.delay_ends_at > survey_request.closed_at:
+        events = ConversationHistory(events=conversation_events(survey_request), survey_requests=[])
+        cancelled_by = events.cancelling_event(after=survey_request.closed_at, before=survey_request.delay_ends_at)
+        if cancelled_by is not None:
+            detail = CANCEL_DETAILS[cancelled_by.kind]
+            return survey_request_transition(survey_request, to=Status.CANCELLED, status_detail=detail)
+    surveyed = surveyed_at_send(survey_request, integration=integration)
+    survey_request_decide(survey_request, integration=integration, surveyed=surveyed, looked_up=True)
     survey_request.mode = integration.mode
     return None
 
@@ -271,7 +269,7 @@ def _reject(
 ) -> SurveyRequest:
     with transaction.atomic():
         survey_request = survey_request_transition(survey_request, to=Status.INVALID, status_detail=message, **fields)
-        survey_request_reject_locally(survey_request, integration=integration)
+        survey_request_reject_locally(survey_request)
     return survey_request
 
 

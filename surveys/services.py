@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 from contextlib import suppress
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -27,7 +28,15 @@ from surveys.models import (
     SurveyRequestQuerySet,
 )
 from surveys.rules import Decision, decide, evaluate_rules
-from surveys.selectors import ConversationHistory, conversation_history, survey_candidate, teammate_custom_id
+from surveys.selectors import (
+    Closing,
+    ConversationHistory,
+    IntakeReads,
+    Surveyed,
+    survey_candidate,
+    surveyed_at_send,
+    teammate_custom_ids,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,64 +76,131 @@ def survey_request_transition(
     if to not in TRANSITIONS[current]:
         raise InvalidTransition(f"{current} → {to} is not allowed")
     fields = {"status": to, "updated_at": timezone.now(), **fields}
-    with transaction.atomic():
+    # No savepoint (two statements a move): nothing to undo when the update changes no row, and the
+    # InvalidTransition that says so is raised outside the block, so it never spoils a caller's transaction.
+    with transaction.atomic(savepoint=False):
         changed = SurveyRequest.objects.filter(
             pk=survey_request.pk, status=current, updated_at=survey_request.updated_at, **(expected or {})
         ).update(**fields)
-        if not changed:
-            raise InvalidTransition(f"survey request {survey_request.pk} is no longer {current}")
-        for name, value in fields.items():
-            setattr(survey_request, name, value)
-        count_survey_request_transition(survey_request, old_status=current, old_decision=decision)
+        if changed:
+            for name, value in fields.items():
+                setattr(survey_request, name, value)
+            count_survey_request_transition(survey_request, old_status=current, old_decision=decision)
+    if not changed:
+        raise InvalidTransition(f"survey request {survey_request.pk} is no longer {current}")
     return survey_request
+
+
+class ClosureBatch:
+    """Closed conversations recorded together: with every rule's verdict; if to be sent, due at close + channel
+    delay. What they need to know is read for the whole batch at once (selectors.IntakeReads), and their records,
+    calls logged as invalid and sends queued are written together by `flush()`, in a few statements however many.
+
+    One close per conversation waits at a time: a newer close cancels an older one still waiting,
+    and an older close arriving late is recorded as cancelled. A webhook that is not a close (a reopen, a tag)
+    reads and writes the database itself: flush before acting on one, and start a new batch after it.
+    """
+
+    def __init__(self, closings: list[Closing]) -> None:
+        self.closings = closings
+        self.pending: list[SurveyRequest] = []
+
+    @cached_property
+    def reads(self) -> IntakeReads:
+        return IntakeReads(self.closings)  # when the first close comes: a batch of events never reads
+
+    def schedule(
+        self, *, account: Account, notification: IntercomNotification, webhook: InboundWebhook | None
+    ) -> SurveyRequest:
+        """Record one close (saved by the next flush); the record of it already made, if there is one."""
+        conversation = notification.conversation
+        assert conversation is not None, "a closed-conversation notification carries its conversation"
+        integration = account.integration
+        history = self.reads.history(closing_of(account, notification))
+        closure_id = conversation.closure.part_id if conversation.closure else f"notification:{notification.id}"
+        if recorded := history.survey_request_for(closure_id):
+            logger.info("survey_request.closure_duplicate", extra={"conversation_id": conversation.id})
+            return recorded
+        if any(other.pk is None for other in history.survey_requests):
+            self.flush()  # an older close of the conversation this batch recorded: what follows may change it
+        survey_request = survey_request_build(
+            conversation,
+            account=account,
+            webhook=webhook,
+            closed_at=notification.created_at,
+            closure_id=closure_id,
+            earlier_tags=history.first_message_tags,
+        )
+        survey_request_supersede_older(history, closed_at=survey_request.closed_at)
+        surveyed = self.reads.surveyed(survey_request, integration=integration)
+        survey_request_decide(survey_request, integration=integration, surveyed=surveyed)
+        survey_request.status = STATUS_FOR_DECISION[Decision(survey_request.decision)]
+        survey_request_cancel_if_overtaken(survey_request, history=history)
+        now = timezone.now()
+        if survey_request.status == Status.SCHEDULED and survey_request.send_after <= now:
+            survey_request.queued_at = now  # due now: queued by the flush
+        self.pending.append(survey_request)
+        self.reads.recorded(survey_request)
+        count_survey_request_recorded(survey_request)
+        return survey_request
+
+    def flush(self) -> list[SurveyRequest]:
+        """Save what the batch recorded, log the invalid ones' calls, and queue those due now once committed."""
+        pending, self.pending = self.pending, []
+        if not pending:
+            return []
+        try:
+            with transaction.atomic():
+                SurveyRequest.objects.bulk_create(pending)
+        except IntegrityError:
+            if len(pending) > 1:
+                raise  # the intake acts on the batch's webhooks one at a time instead
+            # The same closure recorded meanwhile by a concurrent worker: the first record stands.
+            logger.info("survey_request.closure_duplicate", extra={"conversation_id": pending[0].conversation_id})
+            count_survey_request_recorded(pending[0], delta=-1)
+            return []
+        for survey_request in pending:
+            logger.info(
+                "survey_request.recorded",
+                extra={
+                    "survey_request": survey_request.pk,
+                    "status": survey_request.status,
+                    "reason": survey_request.reason,
+                },
+            )
+        survey_requests_reject_locally([sr for sr in pending if sr.status == Status.INVALID])
+        due = [survey_request.pk for survey_request in pending if survey_request.queued_at]
+        if due:
+            transaction.on_commit(lambda: survey_requests_queue(due))
+        return pending
 
 
 def survey_request_schedule(
     *, account: Account, notification: IntercomNotification, webhook: InboundWebhook | None
 ) -> SurveyRequest:
-    """Record a closed conversation with every rule's verdict; if it is to be sent, it is due at close + channel delay.
+    """Record one closed conversation on its own: a batch of one (see ClosureBatch)."""
+    batch = ClosureBatch([closing_of(account, notification)])
+    survey_request = batch.schedule(account=account, notification=notification, webhook=webhook)
+    batch.flush()
+    if survey_request.pk is None:  # recorded meanwhile by a concurrent worker
+        survey_request = SurveyRequest.objects.get(
+            account=account, conversation_id=survey_request.conversation_id, closure_id=survey_request.closure_id
+        )
+    return survey_request
 
-    One close per conversation waits at a time: a newer close cancels an older one still waiting,
-    and an older close arriving late is recorded as cancelled.
-    """
+
+def closing_of(account: Account, notification: IntercomNotification) -> Closing:
+    """What IntakeReads needs of a closed-conversation notification."""
     conversation = notification.conversation
     assert conversation is not None, "a closed-conversation notification carries its conversation"
-    integration = account.integration
-    history = conversation_history(account=account, conversation_id=conversation.id)
-    closure_id = conversation.closure.part_id if conversation.closure else f"notification:{notification.id}"
-    if recorded := history.survey_request_for(closure_id):
-        logger.info("survey_request.closure_duplicate", extra={"conversation_id": conversation.id})
-        return recorded
-    survey_request = survey_request_build(
-        conversation,
+    customer = conversation.customer
+    return Closing(
         account=account,
-        webhook=webhook,
+        conversation_id=conversation.id,
+        customer_email=((customer.email or "").strip().lower()) if customer else "",
+        customer_id=(customer.id or "") if customer else "",
         closed_at=notification.created_at,
-        closure_id=closure_id,
-        earlier_tags=history.first_message_tags,
     )
-    survey_request_supersede_older(history, closed_at=survey_request.closed_at)
-    survey_request_decide(survey_request, integration=integration, history=history)
-    survey_request.status = STATUS_FOR_DECISION[Decision(survey_request.decision)]
-    survey_request_cancel_if_overtaken(survey_request, history=history)
-    now = timezone.now()
-    due_now = survey_request.status == Status.SCHEDULED and survey_request.send_after <= now
-    if due_now:
-        survey_request.queued_at = now
-    try:
-        with transaction.atomic():
-            survey_request.save()
-    except IntegrityError:
-        # The same closure recorded meanwhile by a concurrent worker: the first record stands.
-        logger.info("survey_request.closure_duplicate", extra={"conversation_id": conversation.id})
-        return SurveyRequest.objects.get(account=account, conversation_id=conversation.id, closure_id=closure_id)
-    count_survey_request_recorded(survey_request)
-    logger.info(
-        "survey_request.recorded",
-        extra={"survey_request": survey_request.pk, "status": survey_request.status, "reason": survey_request.reason},
-    )
-    survey_request_dispatch(survey_request, integration=integration, due_now=due_now)
-    return survey_request
 
 
 def survey_request_build(
@@ -192,15 +268,6 @@ def survey_request_cancel_if_overtaken(survey_request: SurveyRequest, *, history
         )
 
 
-def survey_request_dispatch(survey_request: SurveyRequest, *, integration: IntegrationSettings, due_now: bool) -> None:
-    """What a newly recorded request needs next: its invalid call logged, or a sender if it is due now.
-    One that waits is queued when it comes due by the cluster's poller (surveys/on_time.py)."""
-    if survey_request.status == Status.INVALID:
-        survey_request_reject_locally(survey_request, integration=integration)
-    elif due_now:
-        transaction.on_commit(lambda: survey_requests_queue([survey_request.pk]))
-
-
 def survey_request_feedback_request(
     survey_request: SurveyRequest, *, integration: IntegrationSettings, employee_custom_id: str = ""
 ) -> FeedbackRequest:
@@ -220,23 +287,36 @@ def survey_request_feedback_request(
     )
 
 
-def survey_request_reject_locally(survey_request: SurveyRequest, *, integration: IntegrationSettings) -> ApiRequest:
+def survey_request_reject_locally(survey_request: SurveyRequest) -> ApiRequest:
     """Log a request the rules found invalid as Stella would, in Stella's words, without calling Stella."""
-    custom_id = teammate_custom_id(account_id=survey_request.account_id, intercom_id=survey_request.teammate_id)
-    feedback_request = survey_request_feedback_request(
-        survey_request, integration=integration, employee_custom_id=custom_id
+    return survey_requests_reject_locally([survey_request])[0]
+
+
+def survey_requests_reject_locally(survey_requests: list[SurveyRequest]) -> list[ApiRequest]:
+    """`survey_request_reject_locally` for several at once, in two statements."""
+    if not survey_requests:
+        return []
+    custom_ids = teammate_custom_ids({(sr.account_id, sr.teammate_id) for sr in survey_requests})
+    now = timezone.now()
+    api_requests = ApiRequest.objects.bulk_create(
+        ApiRequest(
+            survey_request=survey_request,
+            account_id=survey_request.account_id,
+            mode=survey_request.mode,
+            request_body=survey_request_feedback_request(
+                survey_request,
+                integration=survey_request.account.integration,
+                employee_custom_id=custom_ids.get((survey_request.account_id, survey_request.teammate_id), ""),
+            ).as_json(),
+            outcome=ApiRequest.Outcome.INVALID,
+            error_message=survey_request.status_detail,
+            finished_at=now,
+        )
+        for survey_request in survey_requests
     )
-    api_request = ApiRequest.objects.create(
-        survey_request=survey_request,
-        account_id=survey_request.account_id,
-        mode=survey_request.mode,
-        request_body=feedback_request.as_json(),
-        outcome=ApiRequest.Outcome.INVALID,
-        error_message=survey_request.status_detail,
-        finished_at=timezone.now(),
-    )
-    count_api_request_recorded(api_request)
-    return api_request
+    for api_request in api_requests:
+        count_api_request_recorded(api_request)
+    return api_requests
 
 
 def survey_requests_queue(survey_request_ids: list[int]) -> None:
@@ -279,12 +359,12 @@ def survey_requests_cancel_for(event: ConversationEvent) -> int:
 
 def survey_requests_retag(event: ConversationEvent) -> int:
     """Add first-message tags to the conversation's waiting closes and let the rules decide again."""
-    history = conversation_history(account=event.account, conversation_id=event.conversation_id)
     changed = 0
     for survey_request in _waiting_before(event).select_related("account__integration"):
         integration = survey_request.account.integration
         survey_request.tags = list(dict.fromkeys(survey_request.tags + event.tags))
-        survey_request_decide(survey_request, integration=integration, history=history)
+        surveyed = surveyed_at_send(survey_request, integration=integration)
+        survey_request_decide(survey_request, integration=integration, surveyed=surveyed)
         with suppress(InvalidTransition):
             survey_request_transition(
                 survey_request,
@@ -296,7 +376,7 @@ def survey_requests_retag(event: ConversationEvent) -> int:
                 status_detail=survey_request.status_detail,
             )
             if survey_request.status == Status.INVALID:
-                survey_request_reject_locally(survey_request, integration=integration)
+                survey_request_reject_locally(survey_request)
             changed += 1
     return changed
 
@@ -305,11 +385,11 @@ def survey_request_decide(
     survey_request: SurveyRequest,
     *,
     integration: IntegrationSettings,
-    history: ConversationHistory,
+    surveyed: Surveyed,
     looked_up: bool = False,
 ) -> None:
     """Run every rule on what is known now; `looked_up`: Intercom has been asked, nothing is pending."""
-    candidate = survey_candidate(survey_request, integration=integration, history=history, looked_up=looked_up)
+    candidate = survey_candidate(survey_request, integration=integration, surveyed=surveyed, looked_up=looked_up)
     verdicts = evaluate_rules(candidate)
     verdict = decide(verdicts)
     survey_request.verdicts = {rule: reason.value if reason else None for rule, reason in verdicts.items()}

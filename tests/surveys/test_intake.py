@@ -452,15 +452,16 @@ def test_a_failing_webhook_in_a_batch_is_marked_failed_and_the_rest_of_the_batch
         store(
             client, "conversation_admin_closed", id=f"n{n}", at=CLOSED_AT + timedelta(seconds=n), conversation=f"c{n}"
         )
-    schedule = intake.survey_request_schedule
+    closed = intake.HANDLERS["conversation.admin.closed"]
 
-    def fails_for_c1(*, account, notification, webhook):
+    def fails_for_c1(account, notification, webhook, closures):
         if notification.conversation_id == "c1":
-            schedule(account=account, notification=notification, webhook=webhook)  # its writes are undone
+            closed(account, notification, webhook, closures)
+            closures.flush()  # its writes are undone
             raise KeyError("assignee")
-        return schedule(account=account, notification=notification, webhook=webhook)
+        return closed(account, notification, webhook, closures)
 
-    monkeypatch.setattr(intake, "survey_request_schedule", fails_for_c1)
+    monkeypatch.setitem(intake.HANDLERS, "conversation.admin.closed", fails_for_c1)
     assert intake.inbound_webhooks_process_pending() == 3
     outcome = dict(InboundWebhook.objects.values_list("notification_id", "status"))
     assert outcome == {"n0": "processed", "n1": "failed", "n2": "processed"}
@@ -554,3 +555,27 @@ def test_sqlite_runs_one_drain_however_full_its_batches(client, account, setting
     with django_capture_on_commit_callbacks(execute=True):
         assert intake.inbound_webhooks_process_pending() == 5
     assert not [task for task in queued_tasks() if task["func"] == PROCESS_WEBHOOKS_TASK]
+
+
+def test_one_batch_suppresses_the_customers_second_close_as_closes_one_by_one_would(client, account, settings):
+    """A batch reads what it needs once and keeps it current: its own first survey of a customer counts."""
+    configure(account, suppression_window=timedelta(days=7))
+    settings.INTAKE_BATCH_SIZE = 10
+    store(client, "conversation_admin_closed", id="first", at=CLOSED_AT, conversation="c1")
+    store(client, "conversation_admin_closed", id="second", at=CLOSED_AT + timedelta(hours=1), conversation="c2")
+    again = notification(
+        "conversation_admin_closed", id="again", created_at=int((CLOSED_AT + timedelta(hours=2)).timestamp())
+    )
+    again["data"]["item"]["id"] = "c1"
+    again["data"]["item"]["conversation_parts"]["conversation_parts"][0]["id"] = "part-again"  # its own closure
+    assert post_webhook(client, again, process=False).status_code == 200
+    assert intake.inbound_webhooks_process_pending() == 3
+    outcome = {
+        sr.conversation_id + "@" + sr.inbound_webhook.notification_id: (sr.status, sr.reason)
+        for sr in SurveyRequest.objects.select_related("inbound_webhook")
+    }
+    assert outcome == {
+        "c1@first": (S.CANCELLED, ""),  # superseded by the conversation's newer close, in the same batch
+        "c2@second": (S.SUPPRESSED, SuppressionReason.SUPPRESSION_WINDOW),
+        "c1@again": (S.SCHEDULED, ""),
+    }

@@ -329,3 +329,23 @@ def test_looked_up_names_are_cut_to_fit(account, settings):
     responses.post(f"{settings.STELLA_API_URL}/v1/requests", json={})
     assert survey_request_send(survey_request.pk, now=NOW).status == S.SENT
     assert SurveyRequest.objects.get(pk=survey_request.pk).customer_name == "N" * 200
+
+
+@responses.activate
+def test_two_closes_of_one_customer_recorded_side_by_side_survey_them_once_not_never(account, settings):
+    """Parallel drains can each record a close of the same customer, in different conversations, unaware of the
+    other: both wait to be sent. At send, the one that goes first is sent and the other suppressed."""
+    responses.post(f"{settings.STELLA_API_URL}/v1/requests", json={}, status=201)
+    account.integration.suppression_window = timedelta(days=7)
+    account.integration.save()
+    past = timezone.now() - timedelta(minutes=5)
+    first, second = (
+        SurveyRequestFactory(
+            account=account, channel="chat", customer_email="ada@example.com", closed_at=past, send_after=past
+        )
+        for _ in range(2)
+    )
+    # Sent in either order, the customer gets one survey.
+    assert survey_request_send(second.pk, now=timezone.now()).status == S.SUPPRESSED
+    assert survey_request_send(first.pk, now=timezone.now()).status == S.SENT
+    assert len(responses.calls) == 1
