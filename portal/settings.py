@@ -64,6 +64,11 @@ STELLA_MAX_ATTEMPTS = env.int("STELLA_MAX_ATTEMPTS", default=5)
 STELLA_RETRY_BASE_SECONDS = env.int("STELLA_RETRY_BASE_SECONDS", default=30)
 # The sandbox's Stella answers after this many milliseconds (benchmarks).
 SANDBOX_STELLA_LATENCY_MS = env.int("SANDBOX_STELLA_LATENCY_MS", default=0)
+# The sandbox's Stella signs Data Return and User Management with this API secret (what the demo accounts use),
+# and answers this share of the surveys it delivers, this many seconds later, so feedback flows back under make run.
+SANDBOX_STELLA_API_SECRET = env.str("SANDBOX_STELLA_API_SECRET", default="sandbox-api-secret")
+SANDBOX_FEEDBACK_SHARE = env.float("SANDBOX_FEEDBACK_SHARE", default=0.6)
+SANDBOX_FEEDBACK_DELAY_SECONDS = env.int("SANDBOX_FEEDBACK_DELAY_SECONDS", default=20)
 
 # ---- Secrets at rest (portal/crypto.py) ----
 # Stella API keys and Intercom tokens are stored encrypted (Fernet) with these keys: comma-separated, newest

@@ -1,7 +1,13 @@
 from django.contrib import admin
 
 from portal.admin_helpers import ReadOnlyAdminMixin
-from sandbox.models import IntercomRecord, StellaEmployee, StellaSandboxRequest
+from sandbox.models import (
+    IntercomNote,
+    IntercomRecord,
+    StellaEmployee,
+    StellaSandboxFeedback,
+    StellaSandboxRequest,
+)
 
 
 @admin.register(StellaSandboxRequest)
@@ -11,9 +17,26 @@ class StellaSandboxRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     show_full_result_count = False
 
 
+@admin.register(StellaSandboxFeedback)
+class StellaSandboxFeedbackAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = [
+        "sequence_id",
+        "mode",
+        "ext_interaction_id",
+        "channel",
+        "employee_email",
+        "request_delivery_status",
+        "response_received_at",
+        "respond_at",
+    ]
+    list_filter = ["mode", "request_delivery_status", "channel"]
+    search_fields = ["ext_interaction_id", "employee_email", "customer_email"]
+    show_full_result_count = False
+
+
 @admin.register(StellaEmployee)
 class StellaEmployeeAdmin(admin.ModelAdmin):
-    list_display = ["email", "custom_id", "active"]
+    list_display = ["email", "custom_id", "first_name", "last_name", "active"]
 
 
 @admin.register(IntercomRecord)
@@ -21,3 +44,11 @@ class IntercomRecordAdmin(admin.ModelAdmin):
     list_display = ["kind", "intercom_id"]
     list_filter = ["kind"]
     search_fields = ["intercom_id"]
+
+
+@admin.register(IntercomNote)
+class IntercomNoteAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["received_at", "conversation_id", "admin_id", "status_code", "body"]
+    list_filter = ["status_code"]
+    search_fields = ["conversation_id"]
+    show_full_result_count = False

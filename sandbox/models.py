@@ -1,5 +1,7 @@
 """The built-in stand-ins' data. Only served when SANDBOX=true (make run, tests, benchmarks)."""
 
+import uuid
+
 from django.db import models
 
 
@@ -8,6 +10,8 @@ class StellaEmployee(models.Model):
 
     email = models.CharField(max_length=254, blank=True)
     custom_id = models.CharField(max_length=100, blank=True)
+    first_name = models.CharField(max_length=100, blank=True)
+    last_name = models.CharField(max_length=100, blank=True)
     active = models.BooleanField(default=True)
 
     class Meta:
@@ -56,3 +60,78 @@ class IntercomRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.intercom_id}"
+
+
+class StellaSandboxFeedback(models.Model):
+    """One interaction the sandbox's Stella accepted, as its Data Return API (GET /v2/data) serves it.
+
+    Some delivered ones are answered by a made-up customer at `respond_at`: the answer is filled in, and
+    the record re-sequenced, when /v2/data is next served (as Stella re-sequences an edited record)."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    sequence_id = models.BigIntegerField(unique=True)
+    mode = models.CharField(
+        max_length=8, help_text="test or live: the key that made it, and the only key that sees it."
+    )
+    ext_interaction_id = models.CharField(max_length=200, blank=True)
+    channel = models.CharField(max_length=20)
+    employee_email = models.CharField(max_length=254, blank=True)
+    employee_custom_id = models.CharField(max_length=100, blank=True)
+    employee_first_name = models.CharField(max_length=100, blank=True)
+    employee_last_name = models.CharField(max_length=100, blank=True)
+    customer_email = models.CharField(max_length=254, blank=True)
+    customer_name = models.CharField(max_length=200, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    request_created_at = models.DateTimeField()
+    request_sent_at = models.DateTimeField(null=True, blank=True)
+    request_delivery_status = models.CharField(max_length=60)
+    response_received_at = models.DateTimeField(null=True, blank=True)
+    answers = models.JSONField(default=dict, blank=True)
+    respond_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the made-up customer will answer; empty once they have, or if they never will.",
+    )
+
+    class Meta:
+        ordering = ["-sequence_id"]
+        verbose_name = "feedback held by Stella (sandbox)"
+        verbose_name_plural = "feedback held by Stella (sandbox)"
+        indexes = [
+            models.Index(fields=["mode", "sequence_id"], name="sandbox_feedback_cursor"),
+            models.Index(fields=["respond_at"], name="sandbox_feedback_respond_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sequence_id} {self.mode} {self.ext_interaction_id}"
+
+
+class StellaSandboxCounter(models.Model):
+    """A counter row: the sandbox's Stella draws sequence ids from it. Bumped inside the transaction that
+    stores the records, its lock makes records commit in sequence order, so a cursor never skips one."""
+
+    name = models.CharField(max_length=40, primary_key=True)
+    value = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.value}"
+
+
+class IntercomNote(models.Model):
+    """A note posted to the sandbox's Intercom (POST /conversations/{id}/reply), and what it answered:
+    200 when recorded, 429 when the sandbox played Intercom's rate limit."""
+
+    conversation_id = models.CharField(max_length=64)
+    admin_id = models.CharField(max_length=64)
+    body = models.TextField()
+    status_code = models.PositiveSmallIntegerField(default=200)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        verbose_name = "note received by Intercom (sandbox)"
+        verbose_name_plural = "notes received by Intercom (sandbox)"
+        indexes = [models.Index(fields=["conversation_id"], name="sandbox_note_conversation")]
+
+    def __str__(self) -> str:
+        return f"{self.status_code} note on {self.conversation_id}"

@@ -4,8 +4,16 @@ from sandbox import views
 
 urlpatterns = [
     path("stella/v1/requests", views.stella_requests, name="sandbox_stella_requests"),
+    path("stella/v2/data", views.stella_data, name="sandbox_stella_data"),
+    path("stella/v2/employees", views.stella_employees, name="sandbox_stella_employees"),
     path("intercom/oauth", views.intercom_oauth, name="sandbox_intercom_oauth"),
     path("intercom/auth/eagle/token", views.intercom_token, name="sandbox_intercom_token"),
     path("intercom/me", views.intercom_me, name="sandbox_intercom_me"),
+    # Before the catch-all record route below: a note is a POST to a conversation's /reply.
+    path(
+        "intercom/conversations/<str:conversation_id>/reply",
+        views.intercom_conversation_reply,
+        name="sandbox_intercom_conversation_reply",
+    ),
     path("intercom/<str:kind>/<str:intercom_id>", views.intercom_record, name="sandbox_intercom_record"),
 ]

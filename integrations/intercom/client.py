@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import requests
 from django.conf import settings
@@ -129,13 +129,27 @@ class IntercomClient:
         """The workspace this token belongs to (the app_id on its webhooks)."""
         return self.me().workspace_id
 
+    def conversation_note_add(self, conversation_id: str, *, admin_id: str, body: str) -> None:
+        """An internal note on the conversation, written as the teammate `admin_id`: only teammates see it."""
+        self._request(
+            "POST",
+            f"/conversations/{quote(conversation_id, safe='')}/reply",
+            what="conversation",
+            json={"message_type": "note", "type": "admin", "admin_id": admin_id, "body": body},
+        )
+
     def _get(self, path: str, *, what: str) -> dict[str, Any]:
+        return self._request("GET", path, what=what)
+
+    def _request(self, method: str, path: str, *, what: str, json: dict[str, Any] | None = None) -> dict[str, Any]:
         try:
             # Never follow a redirect: it would carry the access token wherever it points.
-            response = self.session.get(self.base_url + path, timeout=TIMEOUT, allow_redirects=False)
+            response = self.session.request(
+                method, self.base_url + path, json=json, timeout=TIMEOUT, allow_redirects=False
+            )
         except requests.RequestException as exc:
             raise IntercomUnavailable(f"Intercom could not be reached: {type(exc).__name__}") from None
-        logger.info("intercom.api.call", extra={"path": path, "status": response.status_code})
+        logger.info("intercom.api.call", extra={"method": method, "path": path, "status": response.status_code})
         if response.status_code == 401:
             raise IntercomTokenRejected("Intercom access token rejected")
         if response.status_code == 404:
