@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import transaction
 from django_q.models import Schedule
 
@@ -17,6 +18,8 @@ SEND_TASK = "surveys.tasks.send_survey_request"
 SEND_DUE_TASK = "surveys.tasks.send_due_survey_requests"
 CHECK_ERROR_RATES_TASK = "surveys.tasks.check_error_rates"
 ERASE_EXPIRED_TASK = "surveys.tasks.erase_expired_personal_data"
+STELLA_SYNC_TASK = "surveys.tasks.sync_with_stella"
+INTERCOM_NOTES_TASK = "surveys.tasks.write_intercom_notes"
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,11 @@ SCHEDULES = (
     Every("Check error rates", CHECK_ERROR_RATES_TASK, minutes=1),
     # Erase customers' names and emails, and raw webhooks, kept longer than PERSONAL_DATA_RETENTION_DAYS.
     Every("Erase expired personal data", ERASE_EXPIRED_TASK, minutes=24 * 60),
+    # Read back from Stella, for accounts with an API secret: employees (hourly), feedback records and what they
+    # say of ambiguous or unreported requests. Every 15 minutes, as Stella advises batch systems (STELLA_SYNC_MINUTES).
+    Every("Read back from Stella: employees and feedback", STELLA_SYNC_TASK, minutes=settings.STELLA_SYNC_MINUTES),
+    # Post internal notes on Intercom conversations, for accounts that turn them on.
+    Every("Write notes back to Intercom", INTERCOM_NOTES_TASK, minutes=1),
 )
 # Schedules no longer declared, deleted where an older version left them. Delayed sends and retries
 # are queued on time by `manage.py runcluster`'s poller now, not by a one-off schedule moved to each.

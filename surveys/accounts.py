@@ -17,7 +17,7 @@ from django.db import transaction
 
 from integrations.intercom.client import TOKEN_MISSING
 from portal.fields import UNDECRYPTABLE, Ciphertext
-from surveys.models import Account, IntegrationHealth, IntegrationSettings
+from surveys.models import Account, IntegrationHealth, IntegrationSettings, StellaSyncState
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +84,11 @@ def integration_settings_update(integration: IntegrationSettings, **changes: Any
         health = integration_health_ensure(integration.account)
         if stored is not None and any(getattr(stored, f) != getattr(integration, f) for f in STELLA_CREDENTIALS):
             integration_resume(health)
+            # Whether another key shares the old one's sequence ids isn't known: read Stella's data from the
+            # start (records are upserted by uuid, and counts move only by differences).
+            StellaSyncState.objects.filter(account_id=integration.account_id).update(
+                feedback_cursor=None, feedback_retry_at=None
+            )
         if stored is not None and stored.intercom_access_token != integration.intercom_access_token:
             intercom_token_accept(health)
         integrations_resume_decryptable(account_id=integration.account_id)

@@ -100,6 +100,39 @@ class IntegrationSettings(models.Model):
         blank=True,
         help_text="Comma-separated emails told when over 5% of the last hour's requests are invalid or failed.",
     )
+    # Closing the loop with Stella: its employees and its feedback records, read back with the key in use.
+    stella_api_secret = EncryptedTextField(
+        "Stella API secret",
+        blank=True,
+        help_text="From Stella's Settings > Integrations, for the key in use; needed for employee sync and "
+        "feedback return.",
+    )
+    employee_sync_enabled = models.BooleanField(
+        "employee sync",
+        default=True,
+        help_text="Every hour, read Stella's employees and mark the teammates Stella won't recognise.",
+    )
+    feedback_return_enabled = models.BooleanField(
+        "feedback return",
+        default=True,
+        help_text="Every 15 minutes, read Stella's feedback records and match them to survey requests.",
+    )
+    intercom_notes_enabled = models.BooleanField(
+        "Intercom notes",
+        default=False,
+        help_text="Post an internal note on the conversation when its survey is decided and when feedback arrives",
+    )
+    intercom_note_author_id = models.CharField(
+        "Intercom note author",
+        max_length=64,
+        blank=True,
+        help_text="The Intercom admin id notes are posted as.",
+    )
+    reconcile_after = models.DurationField(
+        default=timedelta(hours=24),
+        help_text="How long an ambiguous or sent request may stay unreported by Stella before a person is asked "
+        "to look",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -137,6 +170,10 @@ class IntegrationSettings(models.Model):
     def intercom_token(self) -> str:
         return secret_plaintext(self, "intercom_access_token")
 
+    @property
+    def stella_secret(self) -> str:
+        return secret_plaintext(self, "stella_api_secret")
+
 
 class IntegrationHealth(models.Model):
     """What the portal found while working for an account, shown to CSMs as what needs attention.
@@ -171,6 +208,14 @@ class IntegrationHealth(models.Model):
 class Teammate(models.Model):
     """An Intercom teammate as last looked up, and the Stella employee they are, if not by email."""
 
+    class StellaMatch(models.TextChoices):
+        """Whether Stella has an active employee for the teammate, as the last employee sync found."""
+
+        NOT_CHECKED = "", "Not checked yet"
+        EMAIL = "email", "Matched by email"
+        CUSTOM_ID = "custom_id", "Matched by Stella custom id"
+        UNMATCHED = "unmatched", "Stella won't recognise them"
+
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="teammates")
     intercom_id = models.CharField("Intercom admin id", max_length=64)
     name = models.CharField(max_length=200, blank=True)
@@ -183,6 +228,14 @@ class Teammate(models.Model):
         help_text="When set, Stella is told this custom id instead of the teammate's email.",
     )
     fetched_at = models.DateTimeField(null=True, blank=True, help_text="Last looked up in Intercom.")
+    stella_match = models.CharField(
+        "Stella employee",
+        max_length=16,
+        choices=StellaMatch.choices,
+        blank=True,
+        help_text="Whether Stella knows the teammate, as the last employee sync found.",
+    )
+    stella_checked_at = models.DateTimeField("checked against Stella", null=True, blank=True)
 
     class Meta:
         ordering = ["account", "name"]
@@ -261,6 +314,13 @@ class SurveyRequest(models.Model):
         SUPPRESSED = "suppressed", "Suppressed"
         CANCELLED = "cancelled", "Cancelled"
 
+    class ReconcileFlag(models.TextChoices):
+        """Why a person should look at a request Stella's feedback records don't confirm."""
+
+        NONE = "", "—"
+        UNCONFIRMED_AMBIGUOUS = "unconfirmed_ambiguous", "Ambiguous, and Stella hasn't reported it: resend?"
+        UNREPORTED_SENT = "unreported_sent", "Sent, but Stella hasn't reported it"
+
     # Where each status counts; a sent request flagged do not send counts as DO_NOT_SEND.
     OUTCOMES = {
         Status.SCHEDULED: SurveyOutcome.WAITING,
@@ -314,6 +374,14 @@ class SurveyRequest(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     # The customer's name, email and contact id erased (surveys/privacy.py); status and reasons stay.
     erased_at = models.DateTimeField(null=True, blank=True)
+    # What Stella's feedback records say of the request, when they don't say what we thought (surveys/feedback.py).
+    reconcile_flag = models.CharField(
+        max_length=32,
+        choices=ReconcileFlag.choices,
+        blank=True,
+        help_text="Stella hasn't reported the request for longer than the account's reconcile-after time.",
+    )
+    reconciled_at = models.DateTimeField(null=True, blank=True, help_text="When the flag last changed.")
 
     objects = SurveyRequestQuerySet.as_manager()
 
@@ -332,6 +400,12 @@ class SurveyRequest(models.Model):
             models.Index(fields=["account", "customer_id"]),
             models.Index(
                 fields=["created_at"], condition=models.Q(erased_at__isnull=True), name="survey_request_not_erased"
+            ),
+            # The few requests a person should look at, and what the reconcile job clears once Stella reports them.
+            models.Index(
+                fields=["account", "reconcile_flag"],
+                condition=~models.Q(reconcile_flag=""),
+                name="survey_request_flagged",
             ),
         ]
 
@@ -397,7 +471,12 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     ),
     SurveyRequest.Status.FAILED: frozenset({SurveyRequest.Status.SCHEDULED}),  # resent
     SurveyRequest.Status.INVALID: frozenset({SurveyRequest.Status.SCHEDULED}),  # resent
-    SurveyRequest.Status.AMBIGUOUS: frozenset({SurveyRequest.Status.SCHEDULED}),  # resent, after a person confirmed
+    SurveyRequest.Status.AMBIGUOUS: frozenset(
+        {
+            SurveyRequest.Status.SCHEDULED,  # resent, after a person confirmed
+            SurveyRequest.Status.SENT,  # Stella's feedback data shows it arrived (surveys/feedback.py)
+        }
+    ),
     SurveyRequest.Status.SENT: frozenset(),
     SurveyRequest.Status.SUPPRESSED: frozenset(),
     SurveyRequest.Status.CANCELLED: frozenset(),
@@ -534,3 +613,176 @@ class DailyCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id} {self.day} {self.kind}: {self.count}"
+
+
+class StellaSyncState(models.Model):
+    """Where an account's reading back from Stella stands: its employees and its feedback records.
+
+    Runtime state, changed only by the jobs in surveys/feedback.py; created by the first of them to run.
+    """
+
+    account = models.OneToOneField(Account, on_delete=models.CASCADE, related_name="stella_sync")
+    employees_attempted_at = models.DateTimeField(
+        null=True, blank=True, help_text="The last employee sync, successful or not: one an hour."
+    )
+    employees_synced_at = models.DateTimeField(null=True, blank=True, help_text="The last successful employee sync.")
+    employees_error = models.CharField(max_length=500, blank=True, help_text="Why the last employee sync failed.")
+    feedback_cursor = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="The highest sequence id of the feedback records stored: the next read's after.",
+    )
+    feedback_synced_at = models.DateTimeField(null=True, blank=True, help_text="The last successful feedback read.")
+    feedback_error = models.CharField(max_length=500, blank=True, help_text="Why the last feedback read failed.")
+    feedback_retry_at = models.DateTimeField(
+        null=True, blank=True, help_text="Stella asked us to wait (429): no feedback read before then."
+    )
+    feedback_records = models.PositiveIntegerField(default=0, help_text="Feedback records stored.")
+    # Sent requests closed before this were checked for a feedback record: the next check starts here.
+    reconciled_through = models.DateTimeField(null=True, blank=True)
+    # How far the Intercom notes have looked (surveys/notes.py): survey requests decided, feedback received.
+    notes_decided_through = models.DateTimeField(null=True, blank=True)
+    notes_feedback_through = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "Stella sync state"
+        verbose_name_plural = "Stella sync states"
+
+    def __str__(self) -> str:
+        return f"Stella sync of {self.account}"
+
+
+class StellaEmployee(models.Model):
+    """An employee Stella has for an account, as its User Management API last listed them."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="stella_employees")
+    stella_id = models.CharField("Stella id", max_length=64)
+    email = models.CharField(max_length=254, blank=True)
+    custom_id = models.CharField(max_length=100, blank=True)
+    name = models.CharField(max_length=200, blank=True)
+    active = models.BooleanField(default=True, help_text="Stella rejects requests for a deactivated employee.")
+    synced_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["account", "name"]
+        verbose_name = "Stella employee"
+        constraints = [
+            models.UniqueConstraint(fields=["account", "stella_id"], name="one_stella_employee_per_id"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name or self.email or self.custom_id or self.stella_id
+
+
+class Feedback(models.Model):
+    """Stella's record of one interaction (its Data Return API), linked to the survey request that asked for it.
+
+    Stella gives an edited record a new sequence id, so the same uuid comes back: one row per uuid, updated.
+    """
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="feedback")
+    uuid = models.CharField(max_length=64)
+    sequence_id = models.BigIntegerField()
+    ext_interaction_id = models.CharField("conversation id", max_length=255, blank=True)
+    survey_request = models.OneToOneField(
+        SurveyRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="feedback"
+    )
+    # The mode it counts under in TeammateDailyCount: its survey request's, else the account's when first seen.
+    mode = models.CharField(max_length=8, choices=IntegrationSettings.Mode.choices)
+    is_recovery = models.BooleanField(default=False)
+    channel = models.CharField(max_length=32, blank=True)
+    employee_email = models.CharField(max_length=254, blank=True)
+    employee_custom_id = models.CharField(max_length=100, blank=True)
+    employee_name = models.CharField(max_length=200, blank=True)
+    delivery_status = models.CharField(max_length=100, blank=True, help_text="Stella's request_delivery_status.")
+    request_created_at = models.DateTimeField(null=True, blank=True)
+    request_sent_at = models.DateTimeField(null=True, blank=True)
+    response_received_at = models.DateTimeField(null=True, blank=True)
+    star_rating = models.SmallIntegerField(null=True, blank=True)
+    comment = models.TextField(blank=True)
+    raw = models.JSONField(default=dict, help_text="The record as Stella sent it.")
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-request_created_at"]
+        verbose_name = "feedback record"
+        verbose_name_plural = "feedback records"
+        constraints = [models.UniqueConstraint(fields=["account", "uuid"], name="one_feedback_per_uuid")]
+        indexes = [
+            models.Index(fields=["account", "ext_interaction_id"]),
+            models.Index(fields=["account", "request_created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"Feedback {self.uuid} ({self.ext_interaction_id or 'no conversation'})"
+
+
+class TeammateDailyCount(models.Model):
+    """The Teammates view's numbers, kept current as feedback records arrive and change, so it reads a bounded
+    number of rows: per account, day (of the record's request, in the portal's TIME_ZONE), mode, teammate (the
+    employee's email, else custom id) and channel, how many requests Stella recorded, delivered and had answered,
+    and the star ratings' sum and count."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="teammate_daily_counts")
+    day = models.DateField()
+    mode = models.CharField(max_length=8, choices=IntegrationSettings.Mode.choices)
+    teammate = models.CharField(
+        max_length=254, blank=True, help_text="The Stella employee's email, else their custom id; blank: neither."
+    )
+    teammate_name = models.CharField(max_length=200, blank=True)
+    channel = models.CharField(max_length=32, blank=True)
+    requested = models.IntegerField(default=0)
+    delivered = models.IntegerField(default=0)
+    responded = models.IntegerField(default=0)
+    rating_sum = models.IntegerField(default=0)
+    rating_count = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "day", "mode", "teammate", "channel"], name="one_teammate_count_per_day"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.day} {self.teammate} {self.channel}: {self.requested}"
+
+
+class IntercomNote(models.Model):
+    """An internal note the portal posts on an Intercom conversation (when the account turns notes on): one per
+    survey request and event, which the unique constraint holds to whatever runs twice (surveys/notes.py)."""
+
+    class Event(models.TextChoices):
+        DECIDED = "decided", "Survey decided"
+        FEEDBACK = "feedback", "Feedback received"
+
+    class Status(models.TextChoices):
+        WAITING = "waiting", "Waiting"
+        POSTING = "posting", "Posting"
+        POSTED = "posted", "Posted"
+        FAILED = "failed", "Failed"
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="intercom_notes")
+    survey_request = models.ForeignKey(SurveyRequest, on_delete=models.CASCADE, related_name="intercom_notes")
+    event = models.CharField(max_length=16, choices=Event.choices)
+    body = models.TextField(help_text="What the note says, as posted.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.WAITING)
+    post_after = models.DateTimeField(help_text="Not before: Intercom's rate-limit reset, after a 429.")
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    posted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["survey_request", "event"], name="one_intercom_note_per_event"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["account", "post_after"], condition=models.Q(status="waiting"), name="intercom_note_waiting"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_event_display()} note on conversation {self.survey_request_id}"

@@ -29,7 +29,7 @@ from django.db.models import Max, Min, Q, QuerySet
 from integrations.models import InboundWebhook
 from portal.queue import enqueue
 from portal.schedules import ERASE_EXPIRED_TASK
-from surveys.models import Account, ApiRequest, ConversationEvent, SurveyRequest
+from surveys.models import Account, ApiRequest, ConversationEvent, Feedback, SurveyRequest
 from surveys.services import InvalidTransition, survey_request_transition
 
 logger = logging.getLogger(__name__)
@@ -120,6 +120,10 @@ def personal_data_erase_expired(*, now: datetime, seconds: float = RUN_SECONDS) 
                 return erased
             with transaction.atomic():
                 erased += erase(ids, note=note, now=now, retention=True)
+    # Stella's records of conversations the portal has no request for (linked ones went with their request).
+    unlinked = Feedback.objects.filter(survey_request__isnull=True, first_seen_at__lt=cutoff)
+    while ids := list(unlinked.exclude(raw__has_key="erased").values_list("pk", flat=True)[:BATCH]):
+        Feedback.objects.filter(pk__in=ids).update(raw={"erased": note}, comment="")
     # The login logs name people and addresses too: they go by the same rule.
     AccessLog.objects.filter(attempt_time__lt=cutoff).delete()
     AccessFailureLog.objects.filter(attempt_time__lt=cutoff).delete()
@@ -138,6 +142,9 @@ def customer_erase(*, email: str, now: datetime, search_bodies: bool = True) -> 
     note = erasure_note(ON_REQUEST, now=now)
     people = _people(Q(customer_email__iexact=email), account=None)
     erased = _people_erase(people, note=note, now=now)
+    # Stella's records name the customer too, even of a conversation the portal never surveyed.
+    erased_feedback = _feedback_erase(Feedback.objects.filter(raw__customer__email__iexact=email), note=note)
+    logger.info("privacy.feedback_erased", extra={"records": erased_feedback})
     if search_bodies:
         emails = {email.lower(), *(person.customer_email for person in people if person.customer_email)}
         for ids in _inbound_webhooks_mentioning(emails):
@@ -258,9 +265,29 @@ def _survey_requests_erase(ids: list[int], *, note: str, now: datetime, retentio
     ApiRequest.objects.bulk_update(calls, ["request_body", "error_message"], batch_size=BATCH)
     # Stella's answer to a request echoes it, customer and all.
     ApiRequest.objects.filter(survey_request_id__in=ids).exclude(response_body="").update(response_body=note)
+    _feedback_erase(Feedback.objects.filter(survey_request_id__in=ids), note=note)
     # updated_at stays: a sender holding one of these still completes its conditional update.
     count = requests.update(customer_email="", customer_name="", customer_id="", erased_at=now)
     return Erased(survey_requests=count, api_requests=len(calls))
+
+
+def _feedback_erase(records: QuerySet[Feedback], *, note: str) -> int:
+    """Stella's records of the customer: their comment, and the customer and comments in the raw record."""
+    erased = []
+    for record in records.only("pk", "raw"):
+        raw = dict(record.raw) if isinstance(record.raw, dict) else {}
+        if "customer" in raw:
+            raw["customer"] = {"erased": note}
+        answers = raw.get("answers")
+        if isinstance(answers, dict):
+            raw["answers"] = {
+                key: ({**answer, "comment": ERASED} if isinstance(answer, dict) and answer.get("comment") else answer)
+                for key, answer in answers.items()
+            }
+        record.raw, record.comment = raw, ""
+        erased.append(record)
+    Feedback.objects.bulk_update(erased, ["raw", "comment"], batch_size=BATCH)
+    return len(erased)
 
 
 def _inbound_webhooks_erase(ids: list[int], *, note: str, now: datetime, retention: bool = False) -> Erased:

@@ -26,6 +26,7 @@ class InvalidReason(models.TextChoices):
     CHANNEL_DISABLED = "channel_disabled", "Channel turned off for the account"
     INVALID_CUSTOMER = "invalid_customer", "No valid customer email"
     EMPLOYEE_NOT_FOUND = "employee_not_found", "No teammate assigned"
+    EMPLOYEE_UNKNOWN = "employee_unknown", "Teammate unknown to Stella"
 
 
 class DoNotSendReason(models.TextChoices):
@@ -63,6 +64,7 @@ STELLA_MESSAGES = {
     InvalidReason.CHANNEL_DISABLED: "Channel not enabled for company",
     InvalidReason.INVALID_CUSTOMER: "Invalid customer",
     InvalidReason.EMPLOYEE_NOT_FOUND: "Employee not found",
+    InvalidReason.EMPLOYEE_UNKNOWN: "Employee not found",
 }
 
 
@@ -79,9 +81,17 @@ class SurveyCandidate:
     do_not_send_tags: frozenset[str]
     customer_surveyed_within_window: bool
     conversation_already_surveyed: bool
+    # The last sync of Stella's employees found none the request would name: known only at send.
+    employee_unknown_to_stella: bool = False
 
 
 Rule = Callable[[SurveyCandidate], Reason | None]
+
+
+def employee_unknown(candidate: SurveyCandidate) -> Reason | None:
+    if candidate.assignee_kind != AssigneeKind.ADMIN:
+        return None  # a bot is sent flagged do not send, as before; no teammate is its own reason
+    return InvalidReason.EMPLOYEE_UNKNOWN if candidate.employee_unknown_to_stella else None
 
 
 def assignee_is_bot(candidate: SurveyCandidate) -> Reason | None:
@@ -127,6 +137,7 @@ RULES: tuple[Rule, ...] = (
     channel_disabled,
     customer_email_missing,
     assignee_missing,
+    employee_unknown,
     assignee_is_bot,
     first_message_tagged,
     conversation_surveyed,

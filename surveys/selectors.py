@@ -226,6 +226,7 @@ def survey_candidate(
     integration: IntegrationSettings,
     surveyed: Surveyed,
     looked_up: bool = False,
+    employee_unknown: bool = False,
 ) -> SurveyCandidate:
     return SurveyCandidate(
         channel=Channel(survey_request.channel) if survey_request.channel else None,
@@ -237,6 +238,7 @@ def survey_candidate(
         do_not_send_tags=integration.do_not_send_tag_names,
         customer_surveyed_within_window=surveyed.customer_within_window,
         conversation_already_surveyed=surveyed.conversation,
+        employee_unknown_to_stella=employee_unknown,
     )
 
 

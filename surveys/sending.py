@@ -66,7 +66,8 @@ def survey_request_send(survey_request_id: int, *, now: datetime) -> SurveyReque
     """
     mapping = Teammate.objects.filter(account_id=OuterRef("account_id"), intercom_id=OuterRef("teammate_id"))
     requests = SurveyRequest.objects.select_related("account__integration", "account__health").annotate(
-        employee_custom_id=Subquery(mapping.values("stella_custom_id")[:1])
+        employee_custom_id=Subquery(mapping.values("stella_custom_id")[:1]),
+        employee_stella_match=Subquery(mapping.values("stella_match")[:1]),
     )
     for _ in range(2):  # a change made while we looked (a tag, say) costs one more look
         survey_request = requests.get(pk=survey_request_id)
@@ -106,14 +107,18 @@ def _send(survey_request: SurveyRequest, *, integration: IntegrationSettings, no
     """Look up, check, decide again, then call: each step may end the send with the request's new state."""
     before = {field: getattr(survey_request, field) for field in DECIDED_FIELDS}
     custom_id = getattr(survey_request, "employee_custom_id", None) or ""
+    stella_match = getattr(survey_request, "employee_stella_match", None) or ""
     if survey_request.needs_lookup:
         # Looking up costs Intercom calls and time: take the request first.
         survey_request_transition(survey_request, to=Status.SENDING, claimed_at=now)
         looked_up = _look_up(survey_request, integration=integration, now=now)
         if isinstance(looked_up, SurveyRequest):
             return looked_up  # the look-up itself decided where the request stands
-        custom_id = looked_up.stella_custom_id if looked_up else custom_id
-    if finished := _cancel_or_decide(survey_request, integration=integration):
+        if looked_up:
+            custom_id, stella_match = looked_up.stella_custom_id, looked_up.stella_match
+    # The last sync of Stella's employees knows this teammate won't be recognised: no call wasted on it.
+    unknown = integration.employee_sync_enabled and stella_match == Teammate.StellaMatch.UNMATCHED
+    if finished := _cancel_or_decide(survey_request, integration=integration, employee_unknown=unknown):
         return finished
     changed = {field: value for field in DECIDED_FIELDS if (value := getattr(survey_request, field)) != before[field]}
     if survey_request.decision == Decision.INVALID:
@@ -147,7 +152,9 @@ def _look_up(
         return _retry_later(survey_request, message=str(exc), retry_after=None, now=now)
 
 
-def _cancel_or_decide(survey_request: SurveyRequest, *, integration: IntegrationSettings) -> SurveyRequest | None:
+def _cancel_or_decide(
+    survey_request: SurveyRequest, *, integration: IntegrationSettings, employee_unknown: bool
+) -> SurveyRequest | None:
     """Cancel the request if the conversation came back during its delay; otherwise the rules decide
     again with all that is known now. Returns the request only if it was cancelled."""
     survey_request_clip(survey_request)
@@ -159,7 +166,9 @@ def _cancel_or_decide(survey_request: SurveyRequest, *, integration: Integration
             detail = CANCEL_DETAILS[cancelled_by.kind]
             return survey_request_transition(survey_request, to=Status.CANCELLED, status_detail=detail)
     surveyed = surveyed_at_send(survey_request, integration=integration)
-    survey_request_decide(survey_request, integration=integration, surveyed=surveyed, looked_up=True)
+    survey_request_decide(
+        survey_request, integration=integration, surveyed=surveyed, looked_up=True, employee_unknown=employee_unknown
+    )
     survey_request.mode = integration.mode
     return None
 

@@ -26,8 +26,9 @@ from surveys.models import (
     IntegrationSettings,
     SurveyRequest,
     SurveyRequestQuerySet,
+    Teammate,
 )
-from surveys.rules import Decision, decide, evaluate_rules
+from surveys.rules import Decision, InvalidReason, decide, evaluate_rules
 from surveys.selectors import (
     Closing,
     ConversationHistory,
@@ -387,9 +388,17 @@ def survey_request_decide(
     integration: IntegrationSettings,
     surveyed: Surveyed,
     looked_up: bool = False,
+    employee_unknown: bool = False,
 ) -> None:
-    """Run every rule on what is known now; `looked_up`: Intercom has been asked, nothing is pending."""
-    candidate = survey_candidate(survey_request, integration=integration, surveyed=surveyed, looked_up=looked_up)
+    """Run every rule on what is known now; `looked_up`: Intercom has been asked, nothing is pending;
+    `employee_unknown`: Stella's employees, as last synced, don't include the one the request names."""
+    candidate = survey_candidate(
+        survey_request,
+        integration=integration,
+        surveyed=surveyed,
+        looked_up=looked_up,
+        employee_unknown=employee_unknown,
+    )
     verdicts = evaluate_rules(candidate)
     verdict = decide(verdicts)
     survey_request.verdicts = {rule: reason.value if reason else None for rule, reason in verdicts.items()}
@@ -414,6 +423,13 @@ def survey_requests_resend(survey_requests: list[SurveyRequest], *, by: str) -> 
     already have reached the customer: callers ask a person to confirm first."""
     resent = []
     now = timezone.now()
+    # A person resending a request the portal held back as unknown to Stella says the teammate is fixed (mapped,
+    # or added in Stella): Stella answers for them again, until the next employee sync says otherwise.
+    unknown = [sr for sr in survey_requests if sr.status in RESENDABLE and sr.reason == InvalidReason.EMPLOYEE_UNKNOWN]
+    for survey_request in unknown:
+        Teammate.objects.filter(account_id=survey_request.account_id, intercom_id=survey_request.teammate_id).update(
+            stella_match=Teammate.StellaMatch.NOT_CHECKED
+        )
     for survey_request in survey_requests:
         if survey_request.status not in RESENDABLE:
             continue

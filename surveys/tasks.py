@@ -4,7 +4,9 @@ dotted path (portal/schedules.py), so a rename strands whatever is queued under 
 from django.utils import timezone
 
 from surveys.alerts import accounts_check_error_rates
+from surveys.feedback import stella_sync_all
 from surveys.intake import inbound_webhooks_process_pending
+from surveys.notes import intercom_notes_write_all
 from surveys.privacy import personal_data_erase_expired
 from surveys.sending import survey_request_send, survey_requests_send_due
 
@@ -27,3 +29,11 @@ def check_error_rates() -> int:
 
 def erase_expired_personal_data() -> int:
     return personal_data_erase_expired(now=timezone.now()).total
+
+
+def sync_with_stella() -> int:
+    return stella_sync_all(now=timezone.now())
+
+
+def write_intercom_notes() -> int:
+    return intercom_notes_write_all(now=timezone.now())

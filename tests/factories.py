@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 import factory
 
 from integrations.vocabulary import AssigneeKind, Channel
-from surveys.models import Account, IntegrationHealth, IntegrationSettings, SurveyRequest
+from surveys.models import Account, Feedback, IntegrationHealth, IntegrationSettings, SurveyRequest, Teammate
 from surveys.rules import Decision
 from tests.helpers import WORKSPACE_ID
 
@@ -69,3 +69,32 @@ class SurveyRequestFactory(factory.django.DjangoModelFactory):
     mode = IntegrationSettings.Mode.TEST
     send_after = factory.SelfAttribute("closed_at")
     delay_ends_at = factory.SelfAttribute("closed_at")
+
+
+class TeammateFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Teammate
+
+    account = factory.SubFactory(AccountFactory)
+    intercom_id = factory.Sequence(lambda n: f"41{n:05d}")
+    name = factory.Sequence(lambda n: f"Teammate {n}")
+    email = factory.Sequence(lambda n: f"teammate{n}@support.example")
+
+
+class FeedbackFactory(factory.django.DjangoModelFactory):
+    """Stella's record of one interaction, as a feedback pull stores it."""
+
+    class Meta:
+        model = Feedback
+
+    account = factory.SubFactory(AccountFactory)
+    uuid = factory.Sequence(lambda n: f"00000000-0000-4000-8000-{n:012d}")
+    sequence_id = factory.Sequence(lambda n: n + 1)
+    ext_interaction_id = factory.LazyAttribute(lambda o: o.survey_request.conversation_id if o.survey_request else "")
+    survey_request = None
+    mode = IntegrationSettings.Mode.TEST
+    channel = Channel.CHAT
+    employee_email = "tess@support.example"
+    delivery_status = "Delivered"
+    request_created_at = NOW - timedelta(minutes=50)
+    request_sent_at = factory.SelfAttribute("request_created_at")

@@ -1,1 +1,1 @@
-from surveys.admin import accounts, api_requests, inbound_webhooks, survey_requests  # noqa: F401  (registers the admins)
+from surveys.admin import accounts, api_requests, feedback, inbound_webhooks, survey_requests  # noqa: F401  (registers the admins)

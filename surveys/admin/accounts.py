@@ -1,4 +1,5 @@
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.conf import settings
@@ -19,13 +20,18 @@ from django.views.decorators.debug import sensitive_post_parameters
 from portal.durations import HumanDurationField, format_duration
 from portal.redaction import mask_secret
 from surveys.accounts import integration_health_ensure, integration_settings_update
-from surveys.admin import dry_run, onboarding
+from surveys.admin import dry_run, feedback, onboarding
+from surveys.feedback import stella_employees_sync, stella_feedback_pull, teammate_match_refresh
 from surveys.models import Account, IntegrationSettings, Teammate
 from surveys.oauth import account_authorize_url
 from surveys.onboarding import SANDBOX_KEY_PREFIXES, sandbox_key_hint
 from surveys.selectors import account_problems, account_test_week, accounts_with_last_webhook
 
-SECRET_FIELDS = ("test_api_key", "production_api_key", "intercom_access_token")
+if TYPE_CHECKING:
+    from django.contrib.admin.options import _FieldsetSpec
+
+MIN_RECONCILE_AFTER = timedelta(hours=1)
+SECRET_FIELDS = ("test_api_key", "production_api_key", "intercom_access_token", "stella_api_secret")
 
 
 class IntegrationSettingsForm(forms.ModelForm):
@@ -42,13 +48,18 @@ class IntegrationSettingsForm(forms.ModelForm):
     suppression_window = HumanDurationField(
         help_text=IntegrationSettings._meta.get_field("suppression_window").help_text + " E.g. 7d."
     )
+    reconcile_after = HumanDurationField(
+        required=False,
+        help_text=IntegrationSettings._meta.get_field("reconcile_after").help_text + ". E.g. 24h; empty keeps it.",
+    )
 
     class Meta:
         model = IntegrationSettings
         fields = [
             "enabled", "mode", "test_api_key", "production_api_key", "stella_api_url", "brand", "language",
             "email_enabled", "chat_enabled", "channel_delay", "suppression_window", "do_not_send_tags",
-            "intercom_access_token", "alert_recipients",
+            "intercom_access_token", "alert_recipients", "stella_api_secret", "employee_sync_enabled",
+            "feedback_return_enabled", "reconcile_after", "intercom_notes_enabled", "intercom_note_author_id",
         ]  # fmt: skip
         widgets = {name: forms.PasswordInput(render_value=False) for name in SECRET_FIELDS}
 
@@ -63,6 +74,10 @@ class IntegrationSettingsForm(forms.ModelForm):
             field.help_text = "Leave empty to keep the stored value." if stored else ""
             if settings.SANDBOX and name in SANDBOX_KEY_PREFIXES:
                 field.help_text = f"{field.help_text} {sandbox_key_hint(name)}".strip()
+        secret = self.fields["stella_api_secret"]
+        secret.help_text = f"{IntegrationSettings._meta.get_field('stella_api_secret').help_text} {secret.help_text}"
+        if settings.SANDBOX:
+            secret.help_text += " Sandbox: its Stella takes the secret in SANDBOX_STELLA_API_SECRET."
 
     def has_changed(self) -> bool:
         # An account added with the default settings still gets its settings row.
@@ -80,6 +95,18 @@ class IntegrationSettingsForm(forms.ModelForm):
     def clean_intercom_access_token(self) -> str:
         return self._clean_secret("intercom_access_token")
 
+    def clean_stella_api_secret(self) -> str:
+        return self._clean_secret("stella_api_secret")
+
+    def clean_reconcile_after(self) -> timedelta:
+        """Empty (or left out of the form) keeps the stored time: 0 would flag every request at once."""
+        if not str(self.data.get(self.add_prefix("reconcile_after"), "")).strip():
+            return self.instance.reconcile_after
+        value: timedelta = self.cleaned_data["reconcile_after"]
+        if value < MIN_RECONCILE_AFTER:
+            raise forms.ValidationError("At least 1h: Stella takes a while to report a request.")
+        return value
+
 
 class IntegrationSettingsInline(admin.StackedInline):
     model = IntegrationSettings
@@ -94,7 +121,11 @@ class IntegrationSettingsInline(admin.StackedInline):
             "Rules",
             {"fields": ["email_enabled", "chat_enabled", "channel_delay", "suppression_window", "do_not_send_tags"]},
         ),
-        ("Intercom", {"fields": ["intercom_access_token"]}),
+        (
+            "Stella: employees and feedback",
+            {"fields": ["stella_api_secret", "employee_sync_enabled", "feedback_return_enabled", "reconcile_after"]},
+        ),
+        ("Intercom", {"fields": ["intercom_access_token", "intercom_notes_enabled", "intercom_note_author_id"]}),
         ("Error-rate alert", {"fields": ["alert_recipients"]}),
     ]
 
@@ -118,12 +149,19 @@ class AccountAdmin(admin.ModelAdmin):
     list_select_related = ["integration", "health"]
     search_fields = ["name", "intercom_workspace_id"]
     list_filter = ["integration__enabled", "integration__mode"]
-    readonly_fields = ["attention"]
+    readonly_fields = ["attention", "stella_sync_status", "stella_unknown_teammates"]
     inlines = [IntegrationSettingsInline]
+    actions = ["sync_employees_now", "pull_feedback_now"]
 
     def get_fields(self, request: HttpRequest, obj: Account | None = None) -> tuple[str, ...]:
         fields = ("name", "intercom_workspace_id", "support_users")
         return ("attention", *fields) if obj is not None else fields
+
+    def get_fieldsets(self, request: HttpRequest, obj: Account | None = None) -> "_FieldsetSpec":
+        account: _FieldsetSpec = [(None, {"fields": self.get_fields(request, obj)})]
+        if obj is None:
+            return account
+        return [*account, ("Stella sync", {"fields": ["stella_sync_status", "stella_unknown_teammates"]})]
 
     @admin.display(description="workspace", ordering="intercom_workspace_id")
     def workspace(self, account: Account) -> str:
@@ -168,6 +206,14 @@ class AccountAdmin(admin.ModelAdmin):
     def attention(self, account: Account) -> str:
         return self.problems(account) or "—"
 
+    @admin.display(description="reading back from Stella")
+    def stella_sync_status(self, account: Account) -> str:
+        return feedback.stella_sync_block(account)
+
+    @admin.display(description="teammates Stella won't recognise")
+    def stella_unknown_teammates(self, account: Account) -> str:
+        return feedback.unknown_teammates_block(account)
+
     @method_decorator(sensitive_post_parameters(*(f"integration-0-{name}" for name in SECRET_FIELDS)))
     def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         """Keys typed into the form stay out of error reports."""
@@ -199,8 +245,19 @@ class AccountAdmin(admin.ModelAdmin):
             ),
             *dry_run.urls(self),
             *onboarding.urls(self),
+            *feedback.urls(self),
         ]
         return urls + super().get_urls()
+
+    @admin.action(description="Sync employees with Stella now", permissions=["change"])
+    def sync_employees_now(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
+        for account in queryset.select_related("integration"):
+            feedback.stella_sync_message(request, account, stella_employees_sync(account, now=timezone.now()))
+
+    @admin.action(description="Pull feedback from Stella now", permissions=["change"])
+    def pull_feedback_now(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
+        for account in queryset.select_related("integration"):
+            feedback.stella_sync_message(request, account, stella_feedback_pull(account, now=timezone.now()))
 
     def go_live_view(self, request: HttpRequest, account_id: int) -> HttpResponse:
         """Switch from the test key to the production key, after a look at how testing went."""
@@ -241,9 +298,17 @@ class AccountAdmin(admin.ModelAdmin):
 class TeammateAdmin(admin.ModelAdmin):
     """Who Stella should credit for an Intercom teammate, when not their email (or for a bot)."""
 
-    list_display = ["name", "email", "intercom_id", "account", "is_bot", "stella_custom_id", "fetched_at"]
+    list_display = [
+        "name", "email", "intercom_id", "account", "is_bot", "stella_custom_id", "stella_match", "fetched_at",
+    ]  # fmt: skip
     list_editable = ["stella_custom_id"]
-    list_filter = ["account", "is_bot"]
+    list_filter = ["account", "is_bot", "stella_match"]
     list_select_related = ["account"]
     search_fields = ["name", "email", "=intercom_id", "stella_custom_id"]
-    readonly_fields = ["fetched_at"]
+    readonly_fields = ["fetched_at", "stella_match", "stella_checked_at"]
+
+    def save_model(self, request: HttpRequest, obj: Teammate, form: ModelForm, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if {"stella_custom_id", "email", "is_bot"} & set(form.changed_data):
+            # Whether Stella will recognise them now, from the employees last synced: no wait for the next sync.
+            teammate_match_refresh(obj, now=timezone.now())

@@ -249,3 +249,18 @@ def test_demo_setup_creates_the_demo_accounts_and_admin_once():
     assert not support.is_staff
     assert list(support.support_accounts.values_list("intercom_workspace_id", flat=True)) == ["demo"]
     assert "user 'admin', password 'admin'" in second
+
+
+def test_account_upsert_sets_the_read_back_from_stella_and_intercom_notes(monkeypatch):
+    monkeypatch.setenv("ACME_SECRET", "stella-secret-0000-9999")
+    out, _ = upsert(
+        "acme1", "--stella-api-secret-env", "ACME_SECRET", "--no-employee-sync", "--feedback-return",
+        "--reconcile-after", "12h", "--intercom-notes", "--intercom-note-author", "4100099",
+    )  # fmt: skip
+    integration = Account.objects.get(intercom_workspace_id="acme1").integration
+    assert integration.stella_secret == "stella-secret-0000-9999"
+    assert (integration.employee_sync_enabled, integration.feedback_return_enabled) == (False, True)
+    assert integration.reconcile_after == timedelta(hours=12)
+    assert (integration.intercom_notes_enabled, integration.intercom_note_author_id) == (True, "4100099")
+    assert "stella-secret-0000-9999" not in out
+    assert "employee sync off, feedback return on, reconcile after 12h, Intercom notes on, as 4100099" in out

@@ -14,11 +14,11 @@ from integrations.models import InboundWebhook
 from portal.schedules import ERASE_EXPIRED_TASK
 from surveys import privacy
 from surveys.counts import count_survey_request_recorded
-from surveys.models import Account, ApiRequest, ConversationEvent, DailyCount, SurveyRequest
+from surveys.models import Account, ApiRequest, ConversationEvent, DailyCount, Feedback, SurveyRequest
 from surveys.privacy import CANCELLED_DETAIL, personal_data_erase_expired
 from surveys.rules import Decision, InvalidReason
 from surveys.services import survey_request_feedback_request
-from tests.factories import AccountFactory, SurveyRequestFactory
+from tests.factories import AccountFactory, FeedbackFactory, SurveyRequestFactory
 from tests.helpers import load_fixture, post_webhook, run_queued_tasks
 
 pytestmark = pytest.mark.django_db
@@ -276,3 +276,44 @@ def test_an_invalid_request_erased_stays_invalid_when_resent(account):
     run("erase_customer", "--email", ADA)
     invalid.refresh_from_db()
     assert not invalid.needs_lookup
+
+
+# ---- Stella's feedback records ----
+
+
+def feedback_of(account: Account, survey_request: SurveyRequest | None, *, email: str = ADA, days_old: int = 0):
+    raw = {
+        "uuid": f"u-{len(email)}-{days_old}",
+        "customer": {"email": email, "full_name": "Ada Customer"},
+        "answers": {"agent_star_rating": {"comment": f"Thanks! Write to {email}", "selected_options": {}}},
+    }
+    record = FeedbackFactory(
+        account=account, survey_request=survey_request, raw=raw, star_rating=5, comment=f"Thanks! Write to {email}"
+    )
+    Feedback.objects.filter(pk=record.pk).update(first_seen_at=timezone.now() - timedelta(days=days_old))
+    return record
+
+
+def test_erasing_a_customer_erases_stellas_records_of_them_linked_or_not(account):
+    linked = feedback_of(account, sent_request(account))
+    unlinked = feedback_of(account, None)  # a conversation the portal never surveyed
+    someone_else = feedback_of(account, None, email=BEA)
+    privacy.customer_erase(email=ADA.upper(), now=timezone.now())
+    for record in (linked, unlinked):
+        record.refresh_from_db()
+        assert ADA not in json.dumps(record.raw) and record.comment == ""
+        assert record.star_rating == 5  # the rating is no one's personal data: the counts keep it
+    someone_else.refresh_from_db()
+    assert BEA in json.dumps(someone_else.raw)
+
+
+def test_retention_erases_stellas_records_with_their_request_or_when_kept_too_long_unlinked(account):
+    old = feedback_of(account, sent_request(account, days_old=91))
+    old_unlinked = feedback_of(account, None, email=BEA, days_old=91)
+    recent_unlinked = feedback_of(account, None, email=BEA, days_old=10)
+    personal_data_erase_expired(now=timezone.now())
+    for record in (old, old_unlinked):
+        record.refresh_from_db()
+        assert ADA not in json.dumps(record.raw) and BEA not in json.dumps(record.raw) and not record.comment
+    recent_unlinked.refresh_from_db()
+    assert BEA in recent_unlinked.comment

@@ -22,7 +22,7 @@ from surveys.sending import (
     survey_requests_recover_stale,
     survey_requests_send_due,
 )
-from surveys.services import survey_request_feedback_request
+from surveys.services import survey_request_feedback_request, survey_requests_resend
 from tests.factories import AccountFactory, SurveyRequestFactory
 from tests.helpers import load_fixture, notification, post_webhook, queued_tasks
 
@@ -348,4 +348,29 @@ def test_two_closes_of_one_customer_recorded_side_by_side_survey_them_once_not_n
     # Sent in either order, the customer gets one survey.
     assert survey_request_send(second.pk, now=timezone.now()).status == S.SUPPRESSED
     assert survey_request_send(first.pk, now=timezone.now()).status == S.SENT
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_a_teammate_stella_is_known_not_to_recognise_is_invalid_without_a_call(account, settings):
+    """The last employee sync found no Stella employee for the teammate: Stella would answer Employee not found."""
+    responses.post(f"{settings.STELLA_API_URL}/v1/requests", json={}, status=201)
+    Teammate.objects.create(
+        account=account,
+        intercom_id="4100001",
+        email="tess@support.example",
+        stella_match=Teammate.StellaMatch.UNMATCHED,
+    )
+    past = timezone.now() - timedelta(minutes=5)
+    survey_request = SurveyRequestFactory(account=account, teammate_id="4100001", closed_at=past, send_after=past)
+    survey_request = survey_request_send(survey_request.pk, now=timezone.now())
+    assert (survey_request.status, survey_request.reason) == (S.INVALID, "employee_unknown")
+    call = survey_request.api_requests.get()
+    assert (call.outcome, call.error_message, call.url) == (O.INVALID, "Employee not found", "")
+    assert not responses.calls
+    # With employee sync turned off the portal doesn't presume: a resend goes to Stella.
+    account.integration.employee_sync_enabled = False
+    account.integration.save()
+    survey_requests_resend([survey_request], by="csm")
+    assert survey_request_send(survey_request.pk, now=timezone.now()).status == S.SENT
     assert len(responses.calls) == 1

@@ -1,7 +1,7 @@
 import getpass
 import os
 import sys
-from argparse import ArgumentParser, ArgumentTypeError
+from argparse import ArgumentParser, ArgumentTypeError, BooleanOptionalAction
 from datetime import timedelta
 from typing import IO, Any
 
@@ -22,6 +22,7 @@ SECRETS = {
     "test_api_key": "test API key",
     "production_api_key": "production API key",
     "intercom_access_token": "Intercom access token",
+    "stella_api_secret": "Stella API secret",
 }
 # Settings the command passes on as they are given; "" clears a text one.
 PLAIN_SETTINGS = (
@@ -33,6 +34,11 @@ PLAIN_SETTINGS = (
     "channel_delay",
     "suppression_window",
     "do_not_send_tags",
+    "employee_sync_enabled",
+    "feedback_return_enabled",
+    "reconcile_after",
+    "intercom_notes_enabled",
+    "intercom_note_author_id",
 )
 
 
@@ -104,6 +110,34 @@ class Command(BaseCommand):
         parser.add_argument("--channel-delay", type=duration, metavar="DURATION", help="e.g. 0, 90s, 10m, 2h")
         parser.add_argument("--suppression-window", type=duration, metavar="DURATION", help="e.g. 0 (off), 12h, 7d")
         parser.add_argument("--do-not-send-tags", metavar="TAGS", help="Comma-separated tag names.")
+        parser.add_argument(
+            "--employee-sync",
+            dest="employee_sync_enabled",
+            action=BooleanOptionalAction,
+            help="Read Stella's employees hourly and mark the teammates it won't recognise (needs the API secret).",
+        )
+        parser.add_argument(
+            "--feedback-return",
+            dest="feedback_return_enabled",
+            action=BooleanOptionalAction,
+            help="Read Stella's feedback records every 15 minutes (needs the API secret).",
+        )
+        parser.add_argument(
+            "--reconcile-after",
+            type=duration,
+            metavar="DURATION",
+            help="How long a request may stay unreported by Stella before a person is asked to look, e.g. 24h.",
+        )
+        parser.add_argument(
+            "--intercom-notes",
+            dest="intercom_notes_enabled",
+            action=BooleanOptionalAction,
+            help="Post an internal note on the conversation when its survey is decided and when feedback arrives.",
+        )
+        parser.add_argument(
+            "--intercom-note-author", dest="intercom_note_author_id", metavar="ADMIN_ID",
+            help="The Intercom admin id notes are posted as.",
+        )  # fmt: skip
         parser.add_argument(
             "--alert-recipients",
             metavar="EMAILS",
@@ -260,5 +294,10 @@ class Command(BaseCommand):
             f"  Stella API URL {integration.stella_api_url or 'Stella’s own'}, brand {integration.brand or 'none'}, "
             f"language {integration.language or 'none'}, do-not-send tags {integration.do_not_send_tags or 'none'}, "
             f"alert recipients {integration.alert_recipients or 'none'}, "
-            f"support users {', '.join(support_users) or 'none'}"
+            f"support users {', '.join(support_users) or 'none'}\n"
+            f"  Stella API secret {masked['stella_api_secret']}, "
+            f"employee sync {'on' if integration.employee_sync_enabled else 'off'}, "
+            f"feedback return {'on' if integration.feedback_return_enabled else 'off'}, "
+            f"reconcile after {format_duration(integration.reconcile_after)}, "
+            f"Intercom notes {'on, as ' + (integration.intercom_note_author_id or 'nobody') if integration.intercom_notes_enabled else 'off'}"
         )
