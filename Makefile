@@ -42,6 +42,7 @@ bench: setup
 	@failed=0; \
 	$(BIN)/python bench/run.py || failed=1; \
 	$(BIN)/python bench/lateness.py || failed=1; \
+	$(BIN)/python bench/feedback.py || failed=1; \
 	$(BIN)/python bench/scale.py || failed=1; \
 	exit $$failed
 

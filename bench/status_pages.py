@@ -39,7 +39,7 @@ INSERT INTO surveys_surveyrequest (
     account_id, conversation_id, conversation_url, closure_id, closed_at, send_after, delay_ends_at, sent_at, channel,
     channel_source, assignee_kind, teammate_id, teammate_name, teammate_email, customer_id, customer_role,
     customer_name, customer_email, tags, status, decision, reason, verdicts, status_detail, mode, attempts,
-    created_at, updated_at)
+    created_at, updated_at, reconcile_flag)
 SELECT
     CASE WHEN i % 2 = 0 THEN __FIRST__ ELSE __FIRST__ + 1 + (i / 2) % 9 END, i, 'https://app.intercom.com/c/' || i, i,
     datetime('now', '-' || (abs(random()) % (28 * 86400)) || ' seconds'), datetime('now'), datetime('now'), NULL,
@@ -47,7 +47,7 @@ SELECT
     'tess@support.example', 'contact-' || i, 'user', 'Customer ' || i, 'c' || i || '@customer.example', '[]',
     CASE WHEN (i / 4) % 2 = 0 THEN 'invalid' ELSE 'sent' END, CASE WHEN (i / 4) % 2 = 0 THEN 'invalid' ELSE 'send' END,
     '', '{}', CASE WHEN (i / 4) % 2 = 0 THEN 'Employee not found' ELSE '' END,
-    CASE WHEN (i / 8) % 2 = 0 THEN 'test' ELSE 'live' END, 2, datetime('now'), datetime('now')
+    CASE WHEN (i / 8) % 2 = 0 THEN 'test' ELSE 'live' END, 2, datetime('now'), datetime('now'), ''
 FROM n
 """
 CALL_ROWS = """

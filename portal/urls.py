@@ -9,9 +9,9 @@ from rest_framework.routers import DefaultRouter
 
 from integrations.views import intercom_webhook
 from portal.views import healthz
-from surveys.api import ApiRequestViewSet, SurveyRequestViewSet
+from surveys.api import ApiRequestViewSet, SurveyRequestViewSet, TeammatesApiView
 from surveys.oauth import intercom_oauth_callback
-from surveys.views import StatusExportView, StatusPageView, TimeZoneView
+from surveys.views import StatusExportView, StatusPageView, TeammatesExportView, TeammatesView, TimeZoneView
 
 api = DefaultRouter()
 api.register("survey-requests", SurveyRequestViewSet, basename="survey-request")
@@ -30,12 +30,16 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("status/", StatusPageView.as_view(), name="status"),
     path("status/export.csv", StatusExportView.as_view(), name="status_export"),
+    path("status/teammates/", TeammatesView.as_view(), name="status_teammates"),
+    path("status/teammates.csv", TeammatesExportView.as_view(), name="status_teammates_export"),
     path("status/time-zone/", TimeZoneView.as_view(), name="status_time_zone"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # Swagger UI from the portal's own static files; signed out, the login page first (as for the status page).
     path("api/docs/", login_required(SpectacularSwaggerView.as_view(url_name="api-schema")), name="api-docs"),
+    # One answer (the figures and their totals), not a list of rows: beside the router's lists, not in it.
+    path("api/teammates/", TeammatesApiView.as_view(), name="api-teammates"),
     path("api/", include(api.urls)),
 ]
 

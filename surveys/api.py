@@ -11,11 +11,13 @@ from typing import Any
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import serializers, viewsets
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from surveys.models import ApiRequest, SurveyRequest
 from surveys.presenters import Presented, present
@@ -33,6 +35,7 @@ from surveys.status import (
     Tab,
     status_rows,
 )
+from surveys.teammate_stats import TEAMMATE_FILTERS, teammate_stats
 
 
 def parse_datetime_safely(value: str) -> datetime | None:
@@ -64,17 +67,46 @@ class PresentedSerializer(serializers.ModelSerializer):
 
 class SurveyRequestSerializer(PresentedSerializer):
     reason_text = serializers.SerializerMethodField(help_text="The reason, in plain words.")
+    delivery_status = serializers.SerializerMethodField(
+        help_text="Stella's delivery status in its words (“Delivered”, “Not sent: suppression period”, “Hard "
+        "bounce”…), from its feedback record; empty until Stella reports the request."
+    )
+    delivery_explanation = serializers.SerializerMethodField(help_text="The delivery status, in plain words.")
+    star_rating = serializers.SerializerMethodField(help_text="The customer's star rating, 1 to 5; null: none.")
+    comment = serializers.SerializerMethodField(
+        help_text="The customer's comment, email addresses in it masked as the customer's are; empty once erased."
+    )
+    reconcile_text = serializers.SerializerMethodField(
+        help_text="Why a person should look at the request, in plain words (reconcile_flag); empty: no need."
+    )
 
     class Meta:
         model = SurveyRequest
         fields = [
             "id", "account", "conversation_id", "conversation_url", "closed_at", "channel", "customer_name",
             "customer_email", "teammate_name", "teammate_email", "status", "decision", "reason", "reason_text",
-            "status_detail", "mode", "send_after", "sent_at", "attempts",
+            "status_detail", "mode", "send_after", "sent_at", "attempts", "delivery_status", "delivery_explanation",
+            "star_rating", "comment", "reconcile_flag", "reconcile_text",
         ]  # fmt: skip
 
     def get_reason_text(self, survey_request: SurveyRequest) -> str:
         return self.shown.explanation
+
+    def get_delivery_status(self, survey_request: SurveyRequest) -> str:
+        return self.shown.delivery_status
+
+    def get_delivery_explanation(self, survey_request: SurveyRequest) -> str:
+        return self.shown.delivery_explanation
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_star_rating(self, survey_request: SurveyRequest) -> int | None:
+        return self.shown.star_rating
+
+    def get_comment(self, survey_request: SurveyRequest) -> str:
+        return self.shown.comment
+
+    def get_reconcile_text(self, survey_request: SurveyRequest) -> str:
+        return self.shown.reconcile
 
 
 class ApiRequestSerializer(PresentedSerializer):
@@ -131,6 +163,13 @@ FILTERS = [
 ]
 
 
+def raise_form_errors(form: StatusFilterForm) -> None:
+    """A filter that isn't valid answers 400 with the reasons per parameter."""
+    raise ValidationError(
+        {field: [error["message"] for error in errors.get_json_data()] for field, errors in form.errors.items()}
+    )
+
+
 class StatusViewSet(viewsets.ReadOnlyModelViewSet):
     """Rows of the status page, as JSON: only your accounts, with the page's filters."""
 
@@ -148,9 +187,7 @@ class StatusViewSet(viewsets.ReadOnlyModelViewSet):
             return self.every_row(accounts)
         form = StatusFilterForm(self.request.query_params, accounts=accounts)
         if not form.is_valid():
-            raise ValidationError(
-                {field: [error["message"] for error in errors.get_json_data()] for field, errors in form.errors.items()}
-            )
+            raise_form_errors(form)
         tab = form.cleaned_data.get("tab")
         if tab and TABS_BY_KEY[tab].listing is not self.listing:
             others = "API requests" if TABS_BY_KEY[tab].listing is API_REQUESTS else "survey requests"
@@ -174,7 +211,7 @@ class SurveyRequestViewSet(StatusViewSet):
     pagination_class = ByClosure
 
     def every_row(self, accounts: QuerySet[Any]) -> QuerySet[SurveyRequest]:
-        return SurveyRequest.objects.select_related("account").filter(account__in=accounts)
+        return SurveyRequest.objects.select_related("account", "feedback").filter(account__in=accounts)
 
 
 @extend_schema_view(
@@ -191,3 +228,67 @@ class ApiRequestViewSet(StatusViewSet):
 
     def every_row(self, accounts: QuerySet[Any]) -> QuerySet[ApiRequest]:
         return ApiRequest.objects.select_related("account", "survey_request").filter(account__in=accounts)
+
+
+class TeammateCountsSerializer(serializers.Serializer):
+    requests = serializers.IntegerField(source="requested", help_text="Survey requests Stella recorded.")
+    delivered = serializers.IntegerField(help_text="Sent by Stella and not bounced for good.")
+    responded = serializers.IntegerField(help_text="Answered by the customer.")
+    ratings = serializers.IntegerField(source="rating_count", help_text="Answers with a star rating.")
+    response_rate = serializers.FloatField(
+        allow_null=True, help_text="responded / delivered, 0 to 1 (4 decimals); null when none was delivered."
+    )
+    average_rating = serializers.FloatField(
+        allow_null=True, help_text="The mean star rating, to one decimal; null when nobody rated."
+    )
+
+
+class TeammateRowSerializer(TeammateCountsSerializer):
+    teammate = serializers.CharField(
+        help_text="The Stella employee's email, else their custom id; empty when Stella named nobody."
+    )
+    teammate_name = serializers.CharField()
+    channel = serializers.CharField(help_text="In Stella's words: chat, email…")
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        """Who and which channel first, then the counts."""
+        fields = super().get_fields()
+        first = ["teammate", "teammate_name", "channel"]
+        return {name: fields[name] for name in [*first, *(name for name in fields if name not in first)]}
+
+
+class TeammatesSerializer(serializers.Serializer):
+    date_from = serializers.DateField()
+    date_to = serializers.DateField()
+    results = TeammateRowSerializer(many=True, source="rows", help_text="Most requests first.")
+    totals = TeammateCountsSerializer()
+
+
+class TeammatesApiView(APIView):
+    """The status page's Teammates view as JSON: per Stella employee and channel over the chosen days, the
+    requests Stella recorded, delivered and had answered, and the star ratings (from Stella's feedback records,
+    read every 15 minutes); only your accounts."""
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        timezone.activate(timezone.get_default_timezone())
+
+    @extend_schema(
+        parameters=[parameter for parameter in FILTERS if parameter.name in TEAMMATE_FILTERS],
+        responses=TeammatesSerializer,
+    )
+    def get(self, request: Request) -> Response:
+        accounts = accounts_visible_to(request.user)
+        params = {name: request.query_params[name] for name in TEAMMATE_FILTERS if name in request.query_params}
+        form = StatusFilterForm(params, accounts=accounts)
+        if not form.is_valid():
+            raise_form_errors(form)
+        status_filter = StatusFilter.from_form(form, accounts=accounts)
+        stats = teammate_stats(status_filter)
+        data = {
+            "date_from": status_filter.date_from,
+            "date_to": status_filter.date_to,
+            "rows": stats.rows,
+            "totals": stats.totals,
+        }
+        return Response(TeammatesSerializer(data).data)

@@ -3,14 +3,16 @@ page, its CSV, the JSON API and the admin."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.utils import timezone
 
 from integrations.intercom.client import TOKEN_MISSING
+from integrations.vocabulary import Channel
 from portal.redaction import mask_email, mask_name
-from surveys.models import ApiRequest, SurveyOutcome, SurveyRequest
+from surveys.models import ApiRequest, Feedback, SurveyOutcome, SurveyRequest
 from surveys.rules import REASONS, RULES, DoNotSendReason, InvalidReason, SuppressionReason
 
 # Stella's own messages (its API Status page) and ours, explained.
@@ -49,6 +51,9 @@ REASON_EXPLANATIONS: dict[str, str] = {
     "survey to; Stella was not called.",
     InvalidReason.EMPLOYEE_NOT_FOUND: "No teammate was assigned when the conversation closed, so there is nobody "
     "for Stella to credit; Stella was not called.",
+    InvalidReason.EMPLOYEE_UNKNOWN: "Stella's employees, as last synced, include nobody with the teammate's email "
+    "or Stella custom id, so Stella would answer Employee not found; it was not called. Give the teammate their "
+    "custom id under Teammates (or add them in Stella), then resend.",
 }
 
 
@@ -85,6 +90,7 @@ RULE_QUESTIONS = {
     "channel_disabled": "Channel turned off for the account?",
     "customer_email_missing": "Customer email missing or malformed?",
     "assignee_missing": "No teammate assigned?",
+    "employee_unknown": "Teammate unknown to Stella (as its employees were last synced)?",
     "assignee_is_bot": "Assigned to a bot?",
     "first_message_tagged": "First message tagged do not send?",
     "conversation_surveyed": "Conversation already surveyed?",
@@ -128,6 +134,20 @@ class Presented:
     outcome: str
     reason: str
     explanation: str
+    # Stella's side (its feedback record), for a survey request; empty for a call.
+    delivery_status: str = ""  # in Stella's words ("Delivered", "Not sent: suppression period")
+    delivery_explanation: str = ""
+    star_rating: int | None = None
+    comment: str = ""  # emails in it masked, as the customer's are
+    reconcile: str = ""  # the reconcile flag in plain words, if set
+
+    @property
+    def stars(self) -> str:
+        return stars(self.star_rating)
+
+    @property
+    def stars_in_words(self) -> str:
+        return stars_in_words(self.star_rating)
 
 
 def survey_request_outcome(survey_request: SurveyRequest) -> str:
@@ -192,6 +212,7 @@ def present(row: ApiRequest | SurveyRequest) -> Presented:
         survey_request = row
         outcome, time = survey_request_outcome(row), row.closed_at
         reason, explanation = survey_request_reason(row)
+    stella = stella_side(row) if isinstance(row, SurveyRequest) else StellaSide()
     return Presented(
         time=time,
         account=row.account.name,
@@ -205,4 +226,126 @@ def present(row: ApiRequest | SurveyRequest) -> Presented:
         outcome=outcome,
         reason=reason,
         explanation=explanation,
+        delivery_status=stella.delivery_status,
+        delivery_explanation=stella.delivery_explanation,
+        star_rating=stella.star_rating,
+        comment=mask_emails_in(stella.comment),
+        reconcile=stella.reconcile,
     )
+
+
+# ---- Stella's side: its feedback record of a request, and the Teammates view's figures ----
+
+# Stella's request_delivery_status values (its exports and Data Return), explained.
+DELIVERY_EXPLANATIONS = {
+    "Delivered": "Stella sent the customer the survey.",
+    "Not sent: suppression period": "Stella didn't send it: the customer had a survey within Stella's own "
+    "suppression period.",
+    "Not sent: do not send flag": "Stella recorded it for reporting without surveying anyone, as asked.",
+    "Not sent: consumer unsubscribed": "Stella didn't send it: the customer unsubscribed from its surveys.",
+    "Not sent: rejected": "Stella didn't send it: a recent survey to this address bounced.",
+    "Soft bounce": "Stella sent it and it bounced for now; Stella tries again.",
+    "Hard bounce": "Stella sent it and the address bounced for good.",
+}
+EMAIL_IN_TEXT = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+@dataclass(frozen=True)
+class StellaSide:
+    """What Stella's feedback record says of a survey request, and whether a person should look at it."""
+
+    delivery_status: str = ""
+    delivery_explanation: str = ""
+    star_rating: int | None = None
+    comment: str = ""  # whole: the screens support teams read mask the emails in it (mask_emails_in)
+    reconcile: str = ""
+    feedback: Feedback | None = None
+
+
+def survey_request_feedback(survey_request: SurveyRequest) -> Feedback | None:
+    """Stella's record of the request, if a feedback pull linked one (no query when the row was read with
+    select_related("feedback"))."""
+    try:
+        return survey_request.feedback
+    except Feedback.DoesNotExist:
+        return None
+
+
+def stella_side(survey_request: SurveyRequest) -> StellaSide:
+    """Stella's delivery status in its words and in plain words, the customer's star rating and comment
+    (gone once the request's personal data is erased), and the reconcile flag in plain words."""
+    feedback = survey_request_feedback(survey_request)
+    reconcile = survey_request.get_reconcile_flag_display() if survey_request.reconcile_flag else ""
+    if feedback is None:
+        return StellaSide(reconcile=reconcile)
+    status = feedback.delivery_status
+    return StellaSide(
+        delivery_status=status,
+        delivery_explanation=delivery_explanation(status),
+        star_rating=feedback.star_rating,
+        comment="" if survey_request.erased_at else feedback.comment,
+        reconcile=reconcile,
+        feedback=feedback,
+    )
+
+
+def delivery_explanation(status: str) -> str:
+    if status in DELIVERY_EXPLANATIONS:
+        return DELIVERY_EXPLANATIONS[status]
+    folded = status.strip().casefold()
+    return next((text for known, text in DELIVERY_EXPLANATIONS.items() if known.casefold() == folded), "")
+
+
+def mask_emails_in(text: str) -> str:
+    """A customer's free text as support teams read it: any email address in it masked as the customer's is."""
+    return EMAIL_IN_TEXT.sub(lambda match: mask_email(match.group()), text) if "@" in text else text
+
+
+def stars(star_rating: int | None) -> str:
+    """★★★★☆ for 4 (of 5); the number itself if Stella sent one outside 1–5; "" for none."""
+    if star_rating is None:
+        return ""
+    if not 1 <= star_rating <= 5:
+        return str(star_rating)
+    return "★" * star_rating + "☆" * (5 - star_rating)
+
+
+def stars_in_words(star_rating: int | None) -> str:
+    return "" if star_rating is None else f"{star_rating} of 5 stars"
+
+
+def response_rate(responded: int, delivered: int) -> float | None:
+    """Answered surveys out of those Stella delivered, 0 to 1; None when none was delivered."""
+    return round(responded / delivered, 4) if delivered else None
+
+
+def average_rating(rating_sum: int, rating_count: int) -> float | None:
+    """The mean star rating to one decimal; None when nobody rated."""
+    return round(rating_sum / rating_count, 1) if rating_count else None
+
+
+NO_FIGURE = "—"
+
+
+def percent_label(rate: float | None) -> str:
+    return NO_FIGURE if rate is None else f"{rate * 100:.0f}%"
+
+
+def rating_label(rating: float | None) -> str:
+    return NO_FIGURE if rating is None else f"{rating:.1f}"
+
+
+NO_TEAMMATE = "No teammate given"
+
+
+def teammate_label(teammate: str, name: str) -> str:
+    """A Stella employee as the Teammates view names them: their name, else the email or custom id Stella
+    knows them by."""
+    return name or teammate or NO_TEAMMATE
+
+
+def stella_channel_label(channel: str) -> str:
+    """Stella's channel ("chat", "email", "phone"…) in the words the status page uses for ours."""
+    if channel in Channel.values:
+        return str(Channel(channel).label)
+    return channel.capitalize() or NO_FIGURE

@@ -96,7 +96,8 @@ class SurveyRequestListing(Listing):
     time_label = "Closed"
 
     def base(self) -> SurveyRequestQuerySet:
-        return SurveyRequest.objects.select_related("account").defer("verdicts")
+        # Stella's record of each row (its delivery status, rating and comment) in the same query.
+        return SurveyRequest.objects.select_related("account", "feedback").defer("verdicts", "feedback__raw")
 
     def filtered(self, rows: QuerySet[Any], status_filter: StatusFilter) -> QuerySet[Any]:
         if status_filter.channel:

@@ -1,11 +1,12 @@
 """The API Request Status page for support teams: read-only, behind login, their accounts only."""
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import tzinfo
 from typing import Any
 
 from django.contrib.auth.mixins import LoginRequiredMixin
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -15,11 +16,13 @@ from django.views.generic import TemplateView
 
 from portal.middleware import user_time_zone_save
 from portal.models import time_zones
+from surveys.models import Account
 from surveys.presenters import present
 from surveys.selectors import accounts_visible_to
 from surveys.status import (
     CHART_KINDS,
     DEFAULT_DAYS,
+    SURVEY_REQUESTS,
     TABS,
     TABS_BY_KEY,
     Counts,
@@ -33,6 +36,7 @@ from surveys.status import (
     status_page,
     status_rows,
 )
+from surveys.teammate_stats import TEAMMATE_FILTERS, TeammateRow, feedback_freshness, teammate_stats
 
 CHART_COLOURS = {
     "sent": "#2e7d32",
@@ -76,19 +80,107 @@ class StatusPageView(LoginRequiredMixin, TemplateView):
             tab=status_filter.tab,
             tabs=[(tab, _count(counts, tab), _url(query, tab=tab.key)) for tab in TABS],
             rows=[present(row) for row in rows],
+            stella_column=status_filter.tab.listing is SURVEY_REQUESTS,
             older_url=_url(query, tab=status_filter.tab.key, before=older) if older else "",
             newest_url=_url(query, tab=status_filter.tab.key) if status_filter.before else "",
             export_url=reverse("status_export") + _url(query, tab=status_filter.tab.key),
+            teammates_url=reverse("status_teammates") + _url(_teammate_query(query)),
             chart=status_chart(counts, status_filter),
             legend=[(kind.label, CHART_COLOURS[kind]) for kind in CHART_KINDS],
             colours=CHART_COLOURS,
-            alerts=alerting_accounts(accounts),
-            time_zone=timezone.get_current_timezone_name(),
-            days_zone=timezone.get_default_timezone_name(),
-            time_zones_grouped=list(zip(("Common", "Every zone"), time_zones(), strict=True)),
-            invalid_tab=TABS_BY_KEY["invalid"],
+            **_page_head(accounts),
             **kwargs,
         )
+
+
+def _page_head(accounts: QuerySet[Account]) -> dict[str, Any]:
+    """What the head of every status view shows: alerts, and the zone times are shown in."""
+    return {
+        "alerts": alerting_accounts(accounts),
+        "time_zone": timezone.get_current_timezone_name(),
+        "days_zone": timezone.get_default_timezone_name(),
+        "time_zones_grouped": list(zip(("Common", "Every zone"), time_zones(), strict=True)),
+        "invalid_tab": TABS_BY_KEY["invalid"],
+    }
+
+
+def _teammate_query(params: Mapping[str, str]) -> dict[str, str]:
+    """The filters of the status page the Teammates view takes (account and dates), as given."""
+    return {name: params[name] for name in TEAMMATE_FILTERS if params.get(name)}
+
+
+class TeammatesView(LoginRequiredMixin, TemplateView):
+    """Per teammate and channel, over the chosen days: the requests Stella recorded, delivered and had answered,
+    and the star ratings, from Stella's feedback records; the user's accounts only."""
+
+    template_name = "surveys/teammates.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        accounts = accounts_visible_to(self.request.user).select_related("health")
+        form = StatusFilterForm(_teammate_query(self.request.GET), accounts=accounts)
+        shown = form if form.is_valid() else form.without_mistakes()
+        status_filter = StatusFilter.from_form(shown, accounts=accounts)
+        query = _teammate_query(shown.data)
+        return super().get_context_data(
+            form=form,
+            accounts=accounts,
+            instead=_defaults_shown(form) if shown is not form else "",
+            status_filter=status_filter,
+            stats=teammate_stats(status_filter),
+            freshness=feedback_freshness(status_filter),
+            status_url=reverse("status") + _url(query),
+            export_url=reverse("status_teammates_export") + _url(query),
+            **_page_head(accounts),
+            **kwargs,
+        )
+
+
+class TeammatesExportView(LoginRequiredMixin, View):
+    """The Teammates view as CSV: the same rows and figures, then the totals."""
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        accounts = accounts_visible_to(request.user)
+        form = StatusFilterForm(_teammate_query(request.GET), accounts=accounts)
+        if not form.is_valid():
+            return HttpResponse(form.errors.as_text(), status=400, content_type="text/plain; charset=utf-8")
+        status_filter = StatusFilter.from_form(form, accounts=accounts)
+        stats = teammate_stats(status_filter)
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        filename = f"teammates-{status_filter.date_from}-{status_filter.date_to}.csv"
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        response.write(BOM)
+        writer = csv.writer(response)
+        writer.writerow(TEAMMATE_COLUMNS)
+        for row in stats.rows:
+            writer.writerow([row.teammate, row.teammate_name, row.channel, *_figures(row)])
+        writer.writerow(["", TOTAL, "", *_figures(stats.totals)])
+        return response
+
+
+TEAMMATE_COLUMNS = [
+    "teammate",
+    "teammate_name",
+    "channel",
+    "requests",
+    "delivered",
+    "responded",
+    "ratings",
+    "response_rate",
+    "average_rating",
+]
+TOTAL = "Total"
+
+
+def _figures(row: TeammateRow) -> list[int | float | str]:
+    """A row's numbers as the API gives them: the rate from 0 to 1, the rating to one decimal, empty for none."""
+    return [
+        row.requested,
+        row.delivered,
+        row.responded,
+        row.rating_count,
+        "" if row.response_rate is None else row.response_rate,
+        "" if row.average_rating is None else row.average_rating,
+    ]
 
 
 def _count(counts: Counts, tab: Tab) -> int | None:
@@ -150,6 +242,10 @@ COLUMNS = [
     "outcome",
     "reason",
     "explanation",
+    "delivery_status",
+    "star_rating",
+    "comment",
+    "reconcile",
 ]
 BOM = "\ufeff"
 
@@ -178,6 +274,10 @@ def _csv(rows: Iterator, zone: tzinfo) -> Iterator[str]:
                 shown.outcome,
                 shown.reason,
                 shown.explanation,
+                shown.delivery_status,
+                "" if shown.star_rating is None else shown.star_rating,
+                shown.comment,
+                shown.reconcile,
             ]
         )
 

@@ -7,7 +7,10 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
+from django.utils.safestring import SafeString
 
 from portal.admin_helpers import ReadOnlyAdminMixin, shortened
 from surveys.admin.tabs import OUTCOME_PARAM, admin_tabs
@@ -16,6 +19,10 @@ from surveys.presenters import (
     api_request_outcome,
     channel_label,
     rule_verdicts,
+    stars,
+    stars_in_words,
+    stella_side,
+    survey_request_feedback,
     survey_request_outcome,
     survey_request_reason,
 )
@@ -71,6 +78,28 @@ class OutcomeFilter(admin.SimpleListFilter):
         return queryset
 
 
+class StellaFilter(admin.SimpleListFilter):
+    """What Stella's feedback records say: the requests a person should look at (an index holds the few flagged),
+    and those Stella reported or had answered."""
+
+    title = "Stella"
+    parameter_name = "stella"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        flags = [(flag.value, str(flag.label)) for flag in SurveyRequest.ReconcileFlag if flag.value]
+        return [*flags, ("reported", "Reported by Stella"), ("answered", "Answered by the customer")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        if value in SurveyRequest.ReconcileFlag.values and value:
+            return queryset.filter(reconcile_flag=value)
+        if value == "reported":
+            return queryset.filter(feedback__isnull=False)
+        if value == "answered":
+            return queryset.filter(feedback__response_received_at__isnull=False)
+        return queryset
+
+
 class ApiRequestInline(admin.TabularInline):
     model = ApiRequest
     extra = 0
@@ -100,9 +129,9 @@ class ApiRequestInline(admin.TabularInline):
 @admin.register(SurveyRequest)
 class SurveyRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     # What happened and why first; the rest fits a 1366 px screen, the full text is on the request's page.
-    list_display = ["closed_at", "outcome", "why", "conversation", "account_name", "channel_shown", "teammate"]  # fmt: skip
-    list_filter = [OutcomeFilter, "account", "reason", "channel", "mode"]
-    list_select_related = ["account"]
+    list_display = ["closed_at", "outcome", "why", "stella", "conversation", "account_name", "channel_shown", "teammate"]  # fmt: skip
+    list_filter = [OutcomeFilter, StellaFilter, "account", "reason", "channel", "mode"]
+    list_select_related = ["account", "feedback"]
     search_fields = ["=conversation_id", "customer_email"]
     date_hierarchy = "closed_at"
     show_full_result_count = False
@@ -112,6 +141,7 @@ class SurveyRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     inlines = [ApiRequestInline]
     fieldsets = [
         (None, {"fields": ["account", "conversation", "closed_at", "outcome", "why", "explanation", "send_after", "sent_at", "attempts"]}),
+        ("Stella", {"fields": ["reconcile", "delivery_status", "star_rating", "customer_comment", "feedback_record"]}),
         ("Decision", {"fields": ["decision", "rule_verdicts", "mode"]}),
         ("Conversation", {"fields": ["channel_shown", "channel_source", "tags", "customer_name", "customer_email", "customer_role", "customer_id"]}),
         ("Teammate", {"fields": ["assignee_kind", "teammate_name", "teammate_email", "teammate_id"]}),
@@ -120,7 +150,9 @@ class SurveyRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     readonly_fields = flatten_fieldsets(fieldsets)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[SurveyRequest]:
-        return super().get_queryset(request).defer("verdicts")
+        # list_select_related, here: the changelist adds it only to a queryset that selects nothing yet.
+        rows = super().get_queryset(request).select_related(*self.list_select_related)
+        return rows.defer("verdicts", "feedback__raw")
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
         tabs = admin_tabs(request, request.GET.get(OUTCOME_PARAM, ""), family="survey")
@@ -138,6 +170,83 @@ class SurveyRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="in plain words")
     def explanation(self, survey_request: SurveyRequest) -> str:
         return survey_request_reason(survey_request)[1] or "—"
+
+    @admin.display(description="Stella")
+    def stella(self, survey_request: SurveyRequest) -> str:
+        """Stella's delivery status and the stars, or the reconcile flag: cut to the column, whole on hover."""
+        side = stella_side(survey_request)
+        if side.reconcile:
+            return format_html('<span class="short flag" title="{}">⚠ {}</span>', side.reconcile, side.reconcile)
+        if not side.delivery_status:
+            return "—"
+        hover = " · ".join(
+            part for part in (side.delivery_status, stars_in_words(side.star_rating), side.comment) if part
+        )
+        # Answered: the stars say it all (delivered); else Stella's words, cut to the column.
+        return shortened(stars(side.star_rating) or side.delivery_status, title=hover)
+
+    @admin.display(description="look at it?")
+    def reconcile(self, survey_request: SurveyRequest) -> str:
+        """The reconcile flag in plain words; for an ambiguous request, the way to resend it."""
+        if not survey_request.reconcile_flag:
+            return "No"
+        flag = survey_request.get_reconcile_flag_display()
+        since = (
+            f" (since {timezone.localtime(survey_request.reconciled_at):%Y-%m-%d %H:%M %Z})"
+            if survey_request.reconciled_at
+            else ""
+        )
+        if survey_request.status not in RESENDABLE:
+            return f"⚠ {flag}{since}"
+        url = (
+            reverse("admin:surveys_surveyrequest_changelist")
+            + "?"
+            + urlencode({"q": survey_request.conversation_id, "stella": survey_request.reconcile_flag})
+        )
+        return format_html(
+            '⚠ {}{} — <a href="{}">open it in the list</a>, tick it and choose “Resend”.', flag, since, url
+        )
+
+    @admin.display(description="delivery status")
+    def delivery_status(self, survey_request: SurveyRequest) -> str:
+        side = stella_side(survey_request)
+        if not side.delivery_status:
+            return "Not reported by Stella (yet)"
+        if side.delivery_explanation:
+            return format_html('{} <span class="help">{}</span>', side.delivery_status, side.delivery_explanation)
+        return side.delivery_status
+
+    @admin.display(description="star rating")
+    def star_rating(self, survey_request: SurveyRequest) -> str:
+        rating = stella_side(survey_request).star_rating
+        return f"{stars(rating)} {stars_in_words(rating)}" if rating is not None else "—"
+
+    @admin.display(description="customer's comment")
+    def customer_comment(self, survey_request: SurveyRequest) -> str:
+        return stella_side(survey_request).comment or "—"
+
+    @admin.display(description="Stella's record")
+    def feedback_record(self, survey_request: SurveyRequest) -> SafeString | str:
+        feedback = survey_request_feedback(survey_request)
+        if feedback is None:
+            return "None yet"
+        moments = [
+            (label, moment)
+            for label, moment in (
+                ("created", feedback.request_created_at),
+                ("sent", feedback.request_sent_at),
+                ("answered", feedback.response_received_at),
+            )
+            if moment
+        ]
+        return format_html(
+            '<a href="{}">{}</a>{}',
+            reverse("admin:surveys_feedback_change", args=[feedback.pk]),
+            feedback.uuid,
+            format_html_join(
+                "", "; {} {}", ((label, f"{timezone.localtime(moment):%Y-%m-%d %H:%M %Z}") for label, moment in moments)
+            ),
+        )
 
     @admin.display(description="channel", ordering="channel")
     def channel_shown(self, survey_request: SurveyRequest) -> str:

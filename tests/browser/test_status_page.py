@@ -53,7 +53,7 @@ def test_support_user_reads_the_status_page_and_exports_it(live_server, page, lo
         page.get_by_role("link", name="Export CSV").click()
     lines = Path(download.value.path()).read_text(encoding="utf-8-sig").splitlines()
     assert lines[0].startswith("time,account,conversation")
-    assert lines[0].endswith(",reason,explanation")
+    assert lines[0].endswith(",reason,explanation,delivery_status,star_rating,comment,reconcile")
     sent = SurveyRequest.objects.filter(status=S.SENT).exclude(decision=Decision.DO_NOT_SEND).count()
     assert len(lines) == 1 + sent
     assert all("•••@customer.example" in line for line in lines[1:])

@@ -6,7 +6,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from portal.models import ApiToken, UserPreference
-from surveys.models import ApiRequest, SurveyRequest
+from surveys.models import ApiRequest, Feedback, SurveyRequest
 from surveys.presenters import present
 from tests.factories import SurveyRequestFactory
 
@@ -126,3 +126,51 @@ def test_the_api_docs_page_loads_swagger_ui_from_the_portal(client, account):
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in html
     assert "/api/schema/" in html
     assert "http://" not in html.replace("http://testserver", "") and "https://" not in html
+
+
+def test_a_survey_request_carries_stellas_side_as_the_page_shows_it(api, account):
+    survey_request = SurveyRequestFactory(
+        account=account, status=S.SENT, closed_at=timezone.now(),
+        reconcile_flag=SurveyRequest.ReconcileFlag.UNREPORTED_SENT,
+    )  # fmt: skip
+    quiet = SurveyRequestFactory(account=account, status=S.SENT, closed_at=timezone.now() - timezone.timedelta(hours=1))
+    Feedback.objects.create(
+        account=account, uuid="u-1", sequence_id=1, survey_request=survey_request, mode="test", channel="chat",
+        ext_interaction_id=survey_request.conversation_id, delivery_status="Hard bounce",
+        request_created_at=timezone.now(), request_sent_at=timezone.now(), response_received_at=timezone.now(),
+        star_rating=2, comment="Reply to bea.buyer@customer.example, not me",
+    )  # fmt: skip
+    rows = {row["id"]: row for row in api.get("/api/survey-requests/", {"tab": "sent"}).json()["results"]}
+    one = api.get(f"/api/survey-requests/{survey_request.pk}/").json()
+    for row in (rows[survey_request.pk], one):
+        assert {key: row[key] for key in STELLA_FIELDS} == {
+            "delivery_status": "Hard bounce",
+            "delivery_explanation": "Stella sent it and the address bounced for good.",
+            "star_rating": 2,
+            "comment": "Reply to b•••@customer.example, not me",
+            "reconcile_flag": "unreported_sent",
+            "reconcile_text": "Sent, but Stella hasn't reported it",
+        }
+    assert {key: rows[quiet.pk][key] for key in STELLA_FIELDS} == {
+        "delivery_status": "", "delivery_explanation": "", "star_rating": None, "comment": "", "reconcile_flag": "",
+        "reconcile_text": "",
+    }  # fmt: skip
+    shown = present(SurveyRequest.objects.select_related("feedback").get(pk=survey_request.pk))
+    assert (shown.delivery_status, shown.star_rating, shown.comment) == ("Hard bounce", 2, one["comment"])
+
+
+STELLA_FIELDS = [
+    "delivery_status",
+    "delivery_explanation",
+    "star_rating",
+    "comment",
+    "reconcile_flag",
+    "reconcile_text",
+]
+
+
+def test_the_schema_describes_stellas_side_of_a_survey_request(api):
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    fields = schema["components"]["schemas"]["SurveyRequest"]["properties"]
+    assert set(STELLA_FIELDS) <= set(fields)
+    assert fields["star_rating"]["type"] == "integer" and fields["star_rating"]["nullable"] is True

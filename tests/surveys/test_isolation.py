@@ -9,7 +9,7 @@ from django.utils import timezone
 from integrations.models import InboundWebhook
 from portal.models import ApiToken
 from surveys.counts import daily_counts_rebuild
-from surveys.models import ApiRequest, ConversationEvent, SurveyRequest, Teammate
+from surveys.models import ApiRequest, ConversationEvent, Feedback, SurveyRequest, Teammate, TeammateDailyCount
 from tests.factories import AccountFactory, SurveyRequestFactory
 from tests.helpers import admin_urls
 
@@ -21,6 +21,8 @@ B_MARKERS = [
     "b-secret-customer",
     "b-secret-teammate",
     "Beta secret failure 42",
+    "Beta secret comment",
+    "b-secret-employee",
 ]
 STATUS_TABS = ["requests", "test", "invalid", "sent", "do_not_send", "suppressed", "cancelled", "failed", "waiting"]
 
@@ -46,6 +48,20 @@ def world(db):
                 outcome="invalid" if status == SurveyRequest.Status.INVALID else "sent",
                 error_message="Beta secret failure 42" if prefix != "a" else "Invalid customer",
             )  # fmt: skip
+            if status == SurveyRequest.Status.SENT:
+                Feedback.objects.create(
+                    account=account, uuid=f"{prefix}-uuid", sequence_id=1, survey_request=survey_request,
+                    ext_interaction_id=survey_request.conversation_id, mode="test", channel="chat",
+                    employee_email=f"{prefix}-employee@support.example", employee_name=f"{prefix}-employee",
+                    delivery_status="Delivered", request_created_at=now, request_sent_at=now,
+                    response_received_at=now, star_rating=5,
+                    comment="Beta secret comment" if prefix != "a" else "Alpha was helpful",
+                )  # fmt: skip
+        TeammateDailyCount.objects.create(
+            account=account, day=timezone.localdate(now), mode="test", teammate=f"{prefix}-employee@support.example",
+            teammate_name=f"{prefix}-employee", channel="chat", requested=3, delivered=2, responded=1, rating_sum=5,
+            rating_count=1,
+        )  # fmt: skip
         Teammate.objects.create(account=account, intercom_id=f"{prefix}-7", name=f"{prefix}-teammate")
         webhook = InboundWebhook.objects.create(body="{}", workspace_id=account.intercom_workspace_id)
         ConversationEvent.objects.create(
@@ -85,13 +101,30 @@ def test_status_pages_and_exports_show_nothing_of_another_account(client, world)
     page = client.get("/status/", {"tab": "sent"})
     assert [str(option) for option in page.context["form"].fields["account"].queryset] == ["Alpha Corp"]
     assert dict((tab.key, n) for tab, n, _ in page.context["tabs"])["sent"] == 1  # A's own, not A's and B's
+    assert "Alpha was helpful" in page.content.decode()  # the Stella column is there, with A's own comment
+
+
+def test_the_teammates_view_and_its_export_show_nothing_of_another_account(client, world):
+    client.force_login(world["user"])
+    b = world["b"]
+    for params in ({}, {"account": b.pk}, {"account": b.pk, "date_from": "2011-01-01"}):
+        page = client.get("/status/teammates/", params)
+        assert page.status_code == 200
+        assert_no_leak(page)
+        assert [row.teammate_name for row in page.context["stats"].rows] == ["a-employee"]
+        assert page.context["stats"].totals.requested == 3  # A's own, not A's and B's
+        export = client.get("/status/teammates.csv", params)
+        assert export.status_code in (200, 400)
+        assert_no_leak(export)
+    page = client.get("/status/teammates/")
+    assert [str(option) for option in page.context["form"].fields["account"].queryset] == ["Alpha Corp"]
 
 
 def test_api_shows_nothing_of_another_account(client, world):
     token = ApiToken.objects.create(user=world["user"]).key
     headers = {"HTTP_AUTHORIZATION": f"Token {token}"}
     b = world["b"]
-    for url in ("/api/survey-requests/", "/api/api-requests/"):
+    for url in ("/api/survey-requests/", "/api/api-requests/", "/api/teammates/"):
         for params in (
             {},
             {"account": b.pk},
@@ -101,6 +134,9 @@ def test_api_shows_nothing_of_another_account(client, world):
             response = client.get(url, params, **headers)
             assert response.status_code in (200, 400)
             assert_no_leak(response)
+    teammates = client.get("/api/teammates/", **headers).json()
+    assert [row["teammate_name"] for row in teammates["results"]] == ["a-employee"]
+    assert teammates["totals"]["requests"] == 3
     for survey_request in SurveyRequest.objects.filter(account=b):
         assert client.get(f"/api/survey-requests/{survey_request.pk}/", **headers).status_code == 404
     for api_request in ApiRequest.objects.filter(account=b):
@@ -135,7 +171,8 @@ def test_support_users_never_reach_an_admin_page(client, world):
 def test_every_url_of_the_portal_is_covered_here():
     """A new page or API must be added to these tests: the isolation suite knows every route."""
     known = {"admin/", "webhooks/intercom/", "intercom/oauth/callback/", "healthz", "status/", "status/export.csv",
-             "login/", "logout/", "api/schema/", "api/", "", "sandbox/",
+             "status/teammates/", "status/teammates.csv", "login/", "logout/", "api/schema/", "api/teammates/",
+             "api/", "", "sandbox/",
              # Saves only the signed-in user's own time zone; the docs page needs a login and shows only the schema.
              "status/time-zone/", "api/docs/",
              # Only redirects old admin bookmarks to their new address, which the admin tests cover.

@@ -6,12 +6,13 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from django.utils import timezone
 
 from portal.middleware import SESSION_KEY
 from portal.models import UserPreference, time_zones
 from surveys.counts import daily_counts_rebuild
-from surveys.models import ApiRequest, DailyCount, SurveyOutcome, SurveyRequest
+from surveys.models import ApiRequest, DailyCount, Feedback, SurveyOutcome, SurveyRequest
 from surveys.rules import Decision, DoNotSendReason, SuppressionReason
 from surveys.status import axis_step
 from surveys.views import COLUMNS
@@ -212,8 +213,9 @@ def test_csv_starts_with_a_bom_and_gives_the_reason_in_plain_words_beside_the_sh
     assert body.startswith("\ufeff".encode())  # Excel reads it as UTF-8: the masks' dots and the dashes survive
     rows = list(csv.reader(io.StringIO(body.decode("utf-8-sig"))))
     assert rows[0] == COLUMNS
-    assert rows[0][-2:] == ["reason", "explanation"]
-    assert rows[1][-2:] == [
+    reason = rows[0].index("reason")
+    assert rows[0][reason : reason + 2] == ["reason", "explanation"]
+    assert rows[1][reason : reason + 2] == [
         "Customer surveyed within the suppression window",
         "This customer was surveyed recently, within the account's suppression window.",
     ]
@@ -399,7 +401,8 @@ def test_the_admin_shows_times_in_the_users_zone(client, account, admin_user):
     client.force_login(admin_user)
     response = client.get(f"/admin/surveys/surveyrequest/{survey_request.pk}/change/")
     html = response.content.decode()
-    assert "14:44" in html and "9:14" not in html  # 09:14 UTC is 14:44 in India
+    # 09:14 UTC is 14:44 in India (created_at and updated_at, now, show too: match the whole time, not "9:14")
+    assert "2026-01-15 14:44 IST" in html and "2026-01-15 09:14" not in html
     assert response.wsgi_request.session[SESSION_KEY] == "Asia/Kolkata"
     assert timezone.get_current_timezone_name() == "UTC"  # for that request only
 
@@ -436,3 +439,158 @@ def test_no_customers_name_or_email_appears_on_the_page_in_the_csv_or_the_api(cl
         assert "a•••@customer.example" in output, where
         for secret in ("Lovelace", "ada.lovelace", "Ada L"):
             assert secret not in output, (where, secret)
+
+
+# ---- Stella's side of each survey request: the same on the page, its CSV, the API and the admin ----
+
+
+def stella_feedback(survey_request, **fields):
+    """Stella's record of the request, as a feedback pull stores it."""
+    values = {
+        "account": survey_request.account, "uuid": f"uuid-{survey_request.pk}", "sequence_id": survey_request.pk,
+        "ext_interaction_id": survey_request.conversation_id, "survey_request": survey_request, "mode": "test",
+        "channel": "chat", "employee_email": "tess@support.example", "delivery_status": "Delivered",
+        "request_created_at": survey_request.closed_at, "request_sent_at": survey_request.closed_at,
+        **fields,
+    }  # fmt: skip
+    return Feedback.objects.create(**values)
+
+
+def csv_rows(client, **params):
+    body = b"".join(client.get("/status/export.csv", params).streaming_content)
+    return list(csv.DictReader(io.StringIO(body.decode("utf-8-sig"))))
+
+
+@pytest.fixture
+def answered(account):
+    survey_request = SurveyRequestFactory(
+        account=account, status=S.SENT, closed_at=timezone.now(), conversation_id="answered-1"
+    )
+    stella_feedback(
+        survey_request, star_rating=4, response_received_at=timezone.now(),
+        comment="Lovely! Write to me at ada.lovelace@customer.example if anything changes.",
+    )  # fmt: skip
+    return survey_request
+
+
+def test_a_survey_requests_row_shows_stellas_delivery_status_stars_and_comment(client, support, page, answered):
+    html = page(tab="sent").content.decode()
+    cell = html.split('<td class="stella">')[1].split("</td>")[0]
+    assert 'title="Stella sent the customer the survey.">Delivered</span>' in cell
+    assert 'aria-label="4 of 5 stars"' in cell and "★★★★☆" in cell
+    assert "Lovely! Write to me at a•••@customer.example if anything changes." in cell
+    assert "ada.lovelace" not in html  # an email in the comment is masked as the customer's is
+    [row] = csv_rows(client, tab="sent")
+    assert (row["delivery_status"], row["star_rating"], row["comment"], row["reconcile"]) == (
+        "Delivered", "4", "Lovely! Write to me at a•••@customer.example if anything changes.", ""
+    )  # fmt: skip
+
+
+def test_stellas_words_for_a_request_it_didnt_send_are_explained(account, page):
+    survey_request = SurveyRequestFactory(account=account, status=S.SENT, closed_at=timezone.now())
+    stella_feedback(survey_request, delivery_status="Not sent: suppression period", request_sent_at=None)
+    html = page(tab="sent").content.decode()
+    assert "Not sent: suppression period" in html
+    assert "the customer had a survey within Stella&#x27;s own suppression period" in html
+
+
+def test_a_request_stella_hasnt_reported_shows_a_dash_or_its_flag_in_plain_words(client, support, account, page):
+    now = timezone.now()
+    SurveyRequestFactory(account=account, status=S.SENT, closed_at=now, conversation_id="quiet")
+    SurveyRequestFactory(
+        account=account, status=S.SENT, closed_at=now - timedelta(minutes=1), conversation_id="unreported",
+        reconcile_flag=SurveyRequest.ReconcileFlag.UNREPORTED_SENT,
+    )  # fmt: skip
+    SurveyRequestFactory(
+        account=account, status=S.AMBIGUOUS, closed_at=now - timedelta(minutes=2), conversation_id="ambiguous",
+        reconcile_flag=SurveyRequest.ReconcileFlag.UNCONFIRMED_AMBIGUOUS,
+    )  # fmt: skip
+    sent = page(tab="sent").content.decode()
+    assert "⚠ Sent, but Stella hasn&#x27;t reported it" in sent
+    failed = page(tab="failed").content.decode()
+    assert "⚠ Ambiguous, and Stella hasn&#x27;t reported it: resend?" in failed
+    by_conversation = {
+        row["conversation"]: row for row in csv_rows(client, tab="sent") + csv_rows(client, tab="failed")
+    }
+    assert by_conversation["quiet"]["delivery_status"] == by_conversation["quiet"]["reconcile"] == ""
+    assert by_conversation["unreported"]["reconcile"] == "Sent, but Stella hasn't reported it"
+    assert by_conversation["ambiguous"]["reconcile"] == "Ambiguous, and Stella hasn't reported it: resend?"
+
+
+def test_an_erased_requests_comment_is_gone_its_stars_stay(client, support, page, answered):
+    SurveyRequest.objects.filter(pk=answered.pk).update(erased_at=timezone.now())
+    html = page(tab="sent").content.decode()
+    assert "Lovely!" not in html and "★★★★☆" in html
+    assert csv_rows(client, tab="sent")[0]["comment"] == ""
+
+
+def test_the_call_tabs_have_no_stella_column(page, answered):
+    for tab in ("requests", "test", "invalid"):
+        response = page(tab=tab)
+        assert response.context["stella_column"] is False
+        assert "<th>Stella</th>" not in response.content.decode()
+    assert "<th>Stella</th>" in page(tab="sent").content.decode()
+
+
+def test_stellas_side_is_read_with_the_rows_not_per_row(client, support, account, page):
+    def queries_for_page():
+        page(tab="sent")  # the session's first page also reads the user's time zone
+        with CaptureQueriesContext(connection) as queries:
+            page(tab="sent")
+        return len(queries.captured_queries)
+
+    for _ in range(2):
+        stella_feedback(SurveyRequestFactory(account=account, status=S.SENT, closed_at=timezone.now()), star_rating=5)
+    few = queries_for_page()
+    for _ in range(20):
+        stella_feedback(SurveyRequestFactory(account=account, status=S.SENT, closed_at=timezone.now()), star_rating=3)
+    assert queries_for_page() == few
+
+
+def test_the_admin_shows_stellas_side_on_a_requests_page_and_in_the_list(admin_client, answered):
+    page = admin_client.get(reverse("admin:surveys_surveyrequest_change", args=[answered.pk])).content.decode()
+    assert "Delivered" in page and "Stella sent the customer the survey." in page
+    assert "★★★★☆ 4 of 5 stars" in page
+    # CSMs read the customer's words whole in the admin, as they read the customer's email there.
+    assert "Write to me at ada.lovelace@customer.example" in page
+    assert (
+        f"uuid-{answered.pk}" in page and reverse("admin:surveys_feedback_change", args=[answered.feedback.pk]) in page
+    )
+    listing = admin_client.get(reverse("admin:surveys_surveyrequest_changelist")).content.decode()
+    assert "★★★★☆" in listing and "Delivered · 4 of 5 stars · Lovely!" in listing
+
+
+def test_the_admin_says_what_to_do_about_a_flagged_request_and_filters_by_the_flag(admin_client, account):
+    now = timezone.now()
+    ambiguous = SurveyRequestFactory(
+        account=account, status=S.AMBIGUOUS, closed_at=now, conversation_id="amb-1",
+        reconcile_flag=SurveyRequest.ReconcileFlag.UNCONFIRMED_AMBIGUOUS, reconciled_at=now,
+    )  # fmt: skip
+    SurveyRequestFactory(
+        account=account, status=S.SENT, closed_at=now, conversation_id="sent-1",
+        reconcile_flag=SurveyRequest.ReconcileFlag.UNREPORTED_SENT, reconciled_at=now,
+    )  # fmt: skip
+    SurveyRequestFactory(account=account, status=S.SENT, closed_at=now, conversation_id="fine-1")
+    page = admin_client.get(reverse("admin:surveys_surveyrequest_change", args=[ambiguous.pk])).content.decode()
+    assert "⚠ Ambiguous, and Stella hasn&#x27;t reported it: resend?" in page
+    assert "?q=amb-1&amp;stella=unconfirmed_ambiguous" in page  # the list, where the Resend action is
+    changelist = reverse("admin:surveys_surveyrequest_changelist")
+    for flag, expected in (("unconfirmed_ambiguous", ["amb-1"]), ("unreported_sent", ["sent-1"])):
+        response = admin_client.get(changelist, {"stella": flag})
+        assert [row.conversation_id for row in response.context["cl"].result_list] == expected
+    listed = admin_client.get(changelist, {"stella": "unconfirmed_ambiguous", "q": "amb-1"})
+    assert "resend" in [name for name, _ in listed.context["action_form"].fields["action"].choices]
+
+
+def test_the_admin_list_reads_stellas_side_with_the_rows(admin_client, account):
+    def queries_for_list():
+        admin_client.get(reverse("admin:surveys_surveyrequest_changelist"))  # the session's first page reads more
+        with CaptureQueriesContext(connection) as queries:
+            admin_client.get(reverse("admin:surveys_surveyrequest_changelist"))
+        return len(queries.captured_queries)
+
+    stella_feedback(SurveyRequestFactory(account=account, status=S.SENT), star_rating=5)
+    few = queries_for_list()
+    for _ in range(10):
+        stella_feedback(SurveyRequestFactory(account=account, status=S.SENT), star_rating=2, comment="Slow.")
+    assert queries_for_list() == few
