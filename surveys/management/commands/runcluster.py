@@ -1,3 +1,4 @@
+import os
 import signal
 import time
 from types import FrameType
@@ -13,11 +14,15 @@ from surveys.on_time import DuePoller
 class Command(BaseCommand):
     help = (
         "The django-q2 task cluster, as `qcluster` runs it, with the poller that queues delayed sends and "
-        "retries as they come due (surveys/on_time.py). SIGTERM or Ctrl-C stops both."
+        "retries as they come due (surveys/on_time.py), at CLUSTER_NICE niceness. SIGTERM or Ctrl-C stops both."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
         settings.SECRET_KEY  # noqa: B018  (as qcluster: signing needs it, so fail now rather than in a worker)
+        # Background work yields the CPU to web requests on a shared machine: Intercom waits on the webhook's
+        # answer, nobody waits on a drain's next batch. Its workers, forked below, inherit the niceness.
+        if settings.CLUSTER_NICE:
+            os.nice(settings.CLUSTER_NICE)
         cluster = Cluster()  # installs its own SIGTERM/SIGINT handlers: ours stop the poller first, then call it
         poller = DuePoller(interval=settings.SEND_POLL_SECONDS) if settings.SEND_POLL_SECONDS > 0 else None
 
