@@ -62,6 +62,12 @@ STELLA_READ_TIMEOUT = env.float("STELLA_READ_TIMEOUT", default=10.0)
 # Attempts for retryable failures (429, 5xx, connection refused) before a request is failed.
 STELLA_MAX_ATTEMPTS = env.int("STELLA_MAX_ATTEMPTS", default=5)
 STELLA_RETRY_BASE_SECONDS = env.int("STELLA_RETRY_BASE_SECONDS", default=30)
+# Pages of 1,000 feedback records read from Stella's Data Return API per account and run (every 15 minutes):
+# Stella allows 100 calls a minute per key.
+STELLA_FEEDBACK_MAX_PAGES = env.int("STELLA_FEEDBACK_MAX_PAGES", default=50)
+# How often employees (at most hourly) and feedback are read back from Stella: every 15 minutes, as Stella advises
+# batch systems; every minute with the sandbox, so the demo's ratings show soon after its customers answer.
+STELLA_SYNC_MINUTES = env.int("STELLA_SYNC_MINUTES", default=1 if SANDBOX else 15)
 # The sandbox's Stella answers after this many milliseconds (benchmarks).
 SANDBOX_STELLA_LATENCY_MS = env.int("SANDBOX_STELLA_LATENCY_MS", default=0)
 # The sandbox's Stella signs Data Return and User Management with this API secret (what the demo accounts use),
@@ -291,6 +297,9 @@ Q_CLUSTER = {
 # `manage.py runcluster` queues delayed sends and retries this often as they come due (surveys/on_time.py);
 # 0 turns that off, leaving them to the minute sweep.
 SEND_POLL_SECONDS = env.float("SEND_POLL_SECONDS", default=1.0)
+# `manage.py runcluster` lowers its CPU priority by this much (nice), so on a machine it shares with the web
+# process, webhooks are answered first and the backlog takes what is left; 0 leaves it as started.
+CLUSTER_NICE = env.int("CLUSTER_NICE", default=10)
 # One run of the intake task works this long, then hands over to a fresh one: far inside the timeout.
 INTAKE_BATCH_SECONDS = env.float("INTAKE_BATCH_SECONDS", default=10)
 # Each transaction of the intake claims up to INTAKE_BATCH_SIZE waiting webhooks and commits them together, after at

@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
+
 from portal.durations import format_duration
 from sandbox.models import IntercomRecord, StellaEmployee
 from sandbox.samples import Person, conversation_item
@@ -73,6 +75,7 @@ def demo_accounts_create() -> list[Account]:
                 test_api_key=f"sandbox-test-key-{workspace}",
                 production_api_key=f"sandbox-live-key-{workspace}",
                 intercom_access_token=f"sandbox-intercom-token-{workspace}",
+                stella_api_secret=settings.SANDBOX_STELLA_API_SECRET,
                 **demo_settings,
             )
             Teammate.objects.get_or_create(
@@ -96,6 +99,8 @@ def demo_accounts_ensure() -> tuple[list[Account], list[str]]:
             for field, value in wanted.items()
             if integration is None or getattr(integration, field) != value
         }
+        if integration is not None and not integration.stella_api_secret:  # an account from before the read-back
+            changed["stella_api_secret"] = settings.SANDBOX_STELLA_API_SECRET
         if changed:
             account_upsert(workspace_id=account.intercom_workspace_id, **changed)
             put_back.append(
@@ -106,6 +111,8 @@ def demo_accounts_ensure() -> tuple[list[Account], list[str]]:
 
 def _setting_words(field: str, value: Any) -> str:
     """email_enabled=False → "email channel off"; suppression_window=7 days → "suppression window 7d"."""
+    if field == "stella_api_secret":
+        return "the sandbox's Stella API secret"
     if isinstance(value, bool):
         name = field.removesuffix("_enabled")
         return f"{name} channel {'on' if value else 'off'}" if name != field else ("enabled" if value else "disabled")

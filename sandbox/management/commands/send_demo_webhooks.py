@@ -7,6 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
 from integrations.intercom.signature import signature_for
 from sandbox.demo import (
@@ -22,7 +23,8 @@ from sandbox.demo import (
     sandbox_people_create,
 )
 from sandbox.samples import closed_conversation, closed_conversation_v1, reopened_conversation
-from surveys.models import SurveyOutcome, SurveyRequest
+from surveys.feedback import stella_employees_sync, stella_feedback_pull, teammates_unknown_to_stella
+from surveys.models import Account, SurveyOutcome, SurveyRequest
 from surveys.presenters import survey_request_outcome
 
 TESS, OMAR, INES = TEAMMATES
@@ -74,7 +76,7 @@ class Command(BaseCommand):
         sandbox_people_create()
         if sandbox_newcomer_forget():
             self.stdout.write(f"{NEWCOMER[1]} is new to Stella again: removed from the sandbox's Stella employees.")
-        _, put_back = demo_accounts_ensure()
+        accounts, put_back = demo_accounts_ensure()
         for note in put_back:
             self.stdout.write(f"Put back the demo's settings ({note}): the scenarios rely on them.")
         # Conversation ids and customers of this run: unique to the millisecond, so runs never meet.
@@ -86,6 +88,23 @@ class Command(BaseCommand):
                 self.post(url, webhook)
         self.stdout.write(f"Posted {sum(len(s.webhooks) for s in scenarios)} webhooks to {url}")
         self.report(scenarios, wait=wait, base=portal_base(url))
+        self.read_back(accounts, base=portal_base(url))
+
+    def read_back(self, accounts: list[Account], *, base: str) -> None:
+        """Read Stella's employees and feedback now, as the cluster does every STELLA_SYNC_MINUTES: the delivery
+        statuses of what was sent, and who Stella won't recognise."""
+        self.stdout.write("Read back from Stella (the cluster does this every minute with the sandbox):")
+        for account in accounts:
+            now = timezone.now()
+            employees = stella_employees_sync(account, now=now)
+            feedback = stella_feedback_pull(account, now=now)
+            unknown = ", ".join(teammates_unknown_to_stella(account).values_list("name", flat=True)) or "nobody"
+            self.stdout.write(f"- {account.name}: {feedback}\n    {employees}; Stella won't recognise: {unknown}")
+        self.stdout.write(
+            f"The sandbox's customers answer {settings.SANDBOX_FEEDBACK_SHARE:.0%} of the surveys delivered, "
+            f"{settings.SANDBOX_FEEDBACK_DELAY_SECONDS} s later: their ratings show within a couple of minutes on "
+            f"the status page and its Teammates view ({base}/status/)."
+        )
 
     def scenarios(self, *, now: int, run: str) -> list[Scenario]:
         ids = [f"{run}{n}" for n in range(10)]
@@ -143,7 +162,7 @@ class Command(BaseCommand):
             ),
             Scenario(
                 f"Closed by {NEWCOMER[1]}, a teammate Stella has no employee for",
-                "invalid: Stella answers Employee not found",
+                "invalid: Employee not found (Stella's answer; once Stella's employees are synced, decided here)",
                 ids[5],
                 [closed_conversation(conversation_id=ids[5], customer=dee, teammate=NEWCOMER, **demo)],
                 SurveyOutcome.INVALID,
