@@ -91,7 +91,7 @@ def record(i):
     created = created_at(i)
     sent = created if delivery(i) != "Not sent: suppression period" else None
     return StellaSandboxFeedback(
-        sequence_id=i + 1, mode="live", ext_interaction_id=conversation(i), channel=channel(i),
+        sequence_id=i + 1, mode="live", company="__COMPANY__", ext_interaction_id=conversation(i), channel=channel(i),
         employee_email=email, employee_first_name=name.split()[0], employee_last_name=name.split()[1],
         customer_email=f"customer{i}@customer.example", customer_name=f"Customer {i}", request_created_at=created,
         request_sent_at=sent, request_delivery_status=delivery(i),
@@ -219,6 +219,7 @@ def fill(code: str, n: int) -> str:
         code.replace("__N__", str(n))
         .replace("__DAYS__", str(DAYS))
         .replace("__LIVE_KEY__", LIVE_KEY)
+        .replace("__COMPANY__", LIVE_KEY.removeprefix("sandbox-live-"))
         .replace("__API_SECRET__", API_SECRET)
     )
 

@@ -70,8 +70,14 @@ class StellaSandboxFeedback(models.Model):
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     sequence_id = models.BigIntegerField(unique=True)
+    company = models.CharField(
+        max_length=100,
+        blank=True,
+        db_index=True,
+        help_text="The company whose key made it (the key without sandbox-test-/sandbox-live-): only its keys see it.",
+    )
     mode = models.CharField(
-        max_length=8, help_text="test or live: the key that made it, and the only key that sees it."
+        max_length=8, help_text="test or live: the key that made it; only the company's key of that mode sees it."
     )
     ext_interaction_id = models.CharField(max_length=200, blank=True)
     channel = models.CharField(max_length=20)

@@ -71,7 +71,7 @@ def stella_requests(request: HttpRequest) -> JsonResponse:
             api_key=mask_secret(api_key), mode=mode, body=body, status_code=status, response=answer
         )
         if status == 200 and isinstance(body, dict):
-            _feedback_create(body, mode=mode, now=timezone.now())
+            _feedback_create(body, mode=mode, company=_key_company(api_key), now=timezone.now())
     time.sleep(max(0.0, answer_at - time.monotonic()))  # SANDBOX_STELLA_LATENCY_MS, its own work included
     return JsonResponse(answer, status=status)
 
@@ -99,6 +99,12 @@ def _invalid(body: object) -> str:
 
 def _key_mode(api_key: str) -> str:
     return "test" if api_key.startswith("sandbox-test-") else "live" if api_key.startswith("sandbox-live-") else ""
+
+
+def _key_company(api_key: str) -> str:
+    """The company a key belongs to: its test and production keys differ only in their prefix
+    (sandbox-test-key-demo, sandbox-live-key-demo), and Stella's data is the company's own."""
+    return api_key.removeprefix("sandbox-test-").removeprefix("sandbox-live-")[:100]
 
 
 def _object(value: Any) -> dict[str, Any]:
@@ -130,7 +136,7 @@ STAR_COMMENTS = {
 }
 
 
-def _feedback_create(body: dict[str, Any], *, mode: str, now: datetime) -> StellaSandboxFeedback:
+def _feedback_create(body: dict[str, Any], *, mode: str, company: str, now: datetime) -> StellaSandboxFeedback:
     """The interaction Stella records for an accepted request. Call inside the transaction that keeps
     the request, so sequence ids commit in order."""
     employee, customer = _object(body.get("employee")), _object(body.get("customer"))
@@ -142,6 +148,7 @@ def _feedback_create(body: dict[str, Any], *, mode: str, now: datetime) -> Stell
     return StellaSandboxFeedback.objects.create(
         sequence_id=_sequence_ids_take(1),
         mode=mode,
+        company=company,
         ext_interaction_id=ext_interaction_id,
         channel=str(body.get("channel") or ""),
         employee_email=str(employee.get("email") or (known.email if known else "")),
@@ -300,7 +307,7 @@ def _query_int(request: HttpRequest, name: str, *, default: int | None) -> int |
 def stella_data(request: HttpRequest) -> JsonResponse:
     """GET /v2/data: the key's feedback records after sequence id `after` (exclusive), at most `limit`
     (default and most 1000), in sequence order; an empty array past the last. A test key sees the
-    records made with test keys, a live key those made with live keys."""
+    records made with the company's test key, a live key those made with its live key."""
     mode = _stella_data_mode(request)
     if not mode:
         return JsonResponse(UNAUTHORIZED, status=401)
@@ -312,7 +319,8 @@ def stella_data(request: HttpRequest) -> JsonResponse:
     except ValueError:
         return JsonResponse({"message": "Validation error: after and limit must be integers"}, status=400)
     _feedback_answers_arrive(now=timezone.now())
-    records = StellaSandboxFeedback.objects.filter(mode=mode).order_by("sequence_id")
+    company = _key_company(request.headers.get("x-api-key", ""))
+    records = StellaSandboxFeedback.objects.filter(mode=mode, company=company).order_by("sequence_id")
     if after is not None:
         records = records.filter(sequence_id__gt=after)
     page = records[: max(1, min(limit or PAGE_MAX, PAGE_MAX))]

@@ -125,13 +125,16 @@ def test_data_takes_a_jwt_within_its_window(stella, authorization):
     assert data(authorization=authorization).status_code == 200
 
 
-def test_each_key_sees_the_records_its_mode_made(stella):
+def test_each_key_sees_the_records_its_company_made_in_its_mode(stella):
     stella(ext_interaction_id="t-1")
     stella(key=LIVE_KEY, ext_interaction_id="l-1")
     stella(ext_interaction_id="t-2")
+    stella(key="sandbox-test-other-company", ext_interaction_id="o-1")
     assert [r["ext_interaction_id"] for r in data().json()] == ["t-1", "t-2"]
     assert [r["ext_interaction_id"] for r in data(key=LIVE_KEY).json()] == ["l-1"]
-    assert [r["sequence_id"] for r in data(key="sandbox-live-another-key").json()] == [2]
+    # A company's test and live keys differ only in their prefix; another company sees only its own.
+    assert [r["ext_interaction_id"] for r in data(key="sandbox-live-key-1").json()] == []
+    assert [r["ext_interaction_id"] for r in data(key="sandbox-test-other-company").json()] == ["o-1"]
 
 
 def test_pages_follow_the_cursor_to_an_empty_page(stella):
