@@ -37,8 +37,8 @@ class InboundWebhook(models.Model):
 
     class Meta:
         ordering = ["-received_at"]
+        # Every index is written by each webhook request (and each status change): only those a query reads.
         indexes = [
-            models.Index(fields=["status", "occurred_at"]),
             # The intake's claim: waiting webhooks, oldest notification first, in the claim's exact order...
             models.Index(fields=["occurred_at", "id"], condition=models.Q(status="received"), name="webhook_waiting"),
             # ...and the rest of a claimed conversation's waiting webhooks.

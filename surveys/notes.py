@@ -21,6 +21,7 @@ from django.utils import timezone
 from integrations.intercom.client import IntercomClient, IntercomError, IntercomRateLimited
 from portal.crypto import SecretUndecryptable
 from surveys.models import Account, Feedback, IntercomNote, StellaSyncState, SurveyRequest
+from surveys.onboarding import TEST_CLOSURE_ID
 from surveys.presenters import stars_in_words, survey_request_outcome, survey_request_reason
 
 logger = logging.getLogger(__name__)
@@ -59,7 +60,9 @@ def intercom_notes_find(account: Account, *, now: datetime) -> int:
     decided = list(
         SurveyRequest.objects.filter(
             account=account, status__in=DECIDED, updated_at__gt=decided_since, updated_at__lte=settled
-        ).order_by("updated_at")[:BATCH]
+        )
+        .exclude(closure_id=TEST_CLOSURE_ID)  # the onboarding's test requests have no Intercom conversation
+        .order_by("updated_at")[:BATCH]
     )
     answered = list(
         Feedback.objects.filter(
@@ -69,6 +72,7 @@ def intercom_notes_find(account: Account, *, now: datetime) -> int:
             updated_at__gt=feedback_since,
             updated_at__lte=settled,
         )
+        .exclude(survey_request__closure_id=TEST_CLOSURE_ID)
         .select_related("survey_request")
         .order_by("updated_at")[:BATCH]
     )

@@ -9,6 +9,7 @@ from django.utils import timezone
 from sandbox.models import IntercomNote as NoteReceived
 from surveys.models import Feedback, IntercomNote, SurveyRequest
 from surveys.notes import intercom_notes_write_all
+from surveys.onboarding import TEST_CLOSURE_ID
 from surveys.rules import SuppressionReason
 from tests.factories import AccountFactory, FeedbackFactory, SurveyRequestFactory
 
@@ -46,6 +47,7 @@ def test_a_decided_survey_gets_one_note_however_often_the_job_runs(intercom, not
         noting, status=S.SUPPRESSED, decision="suppressed", reason=SuppressionReason.SUPPRESSION_WINDOW
     )
     decided(noting, status=S.SCHEDULED)  # still waiting: nothing to say yet
+    decided(noting, status=S.SENT, closure_id=TEST_CLOSURE_ID)  # the onboarding's test: no conversation to note
     for _ in range(3):
         intercom_notes_write_all(now=timezone.now())
     received = {note.conversation_id: note for note in NoteReceived.objects.all()}
