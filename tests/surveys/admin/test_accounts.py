@@ -3,8 +3,9 @@ from datetime import timedelta
 import pytest
 from django.contrib import admin
 from django.urls import reverse
+from django.utils import timezone
 
-from surveys.models import Account, IntegrationSettings, SurveyRequest
+from surveys.models import Account, IntegrationSettings, StellaEmployee, SurveyRequest, Teammate
 from tests.factories import SurveyRequestFactory
 from tests.helpers import load_fixture, post_webhook
 
@@ -211,3 +212,18 @@ def test_bookmarks_to_the_accounts_old_admin_address_still_arrive(admin_client, 
     response = admin_client.get(f"/admin/integrations/account/{account.pk}/change/?x=1")
     assert (response.status_code, response["Location"]) == (301, f"/admin/surveys/account/{account.pk}/change/?x=1")
     assert admin_client.get(response["Location"]).status_code == 200
+
+
+def test_giving_a_teammate_their_stella_custom_id_checks_them_against_stellas_employees_at_once(admin_client, account):
+    """No wait for the next hourly sync: the teammates Stella won't recognise list is right as soon as it's saved."""
+    StellaEmployee.objects.create(account=account, stella_id="7", custom_id="emp-7", synced_at=timezone.now())
+    teammate = Teammate.objects.create(
+        account=account, intercom_id="4100004", name="Nia", email="nia@support.example", stella_match="unmatched"
+    )
+    url = reverse("admin:surveys_teammate_change", args=[teammate.pk])
+    form = {"account": account.pk, "intercom_id": "4100004", "name": "Nia", "email": "nia@support.example"}
+    response = admin_client.post(url, {**form, "stella_custom_id": "emp-7"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert Teammate.objects.get(pk=teammate.pk).stella_match == Teammate.StellaMatch.CUSTOM_ID
+    admin_client.post(url, {**form, "stella_custom_id": "emp-8"})  # a typo: Stella knows no emp-8
+    assert Teammate.objects.get(pk=teammate.pk).stella_match == Teammate.StellaMatch.UNMATCHED
