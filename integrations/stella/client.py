@@ -91,7 +91,7 @@ class StellaResult:
 
 
 @functools.cache
-def _session() -> requests.Session:
+def stella_session() -> requests.Session:
     # One per process (each cluster worker is one): connections to Stella, and their TLS
     # handshakes, are reused from one send to the next.
     return requests.Session()
@@ -99,15 +99,15 @@ def _session() -> requests.Session:
 
 def close_connections() -> None:
     """Close the connections kept open to Stella (tests: so no server thread outlives its test)."""
-    if _session.cache_info().currsize:
-        _session().close()
-        _session.cache_clear()
+    if stella_session.cache_info().currsize:
+        stella_session().close()
+        stella_session.cache_clear()
 
 
 class StellaClient:
     def __init__(self, *, base_url: str, session: requests.Session | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        self.session = session or _session()
+        self.session = session or stella_session()
 
     @property
     def requests_url(self) -> str:
@@ -155,11 +155,11 @@ def _result_for_response(response: requests.Response) -> StellaResult:
         message = f"Stella answered {status}, redirecting to {location}: check the account's Stella API URL"
         return StellaResult(Outcome.FAILED, status, message)
     if status == 400:
-        return StellaResult(Outcome.INVALID, status, _stella_message(response) or "Validation error")
+        return StellaResult(Outcome.INVALID, status, stella_message(response) or "Validation error")
     if status in (401, 403):
         return StellaResult(Outcome.INVALID, status, "API key rejected")
     if status == 429 or status >= 500:
-        return StellaResult(Outcome.RETRY, status, f"Stella answered {status}", _retry_after(response))
+        return StellaResult(Outcome.RETRY, status, f"Stella answered {status}", retry_after_seconds(response))
     # Another 4xx (a wrong URL, say) won't get better by itself: a person has to look.
     return StellaResult(Outcome.FAILED, status, f"Stella answered {status}")
 
@@ -195,7 +195,7 @@ def _never_reached_stella(exc: requests.RequestException) -> bool:
     return False
 
 
-def _stella_message(response: requests.Response) -> str:
+def stella_message(response: requests.Response) -> str:
     """Stella's error bodies are undocumented: take a message field if there is one, else the text."""
     try:
         data = response.json()
@@ -209,7 +209,7 @@ def _stella_message(response: requests.Response) -> str:
     return json.dumps(data)[:500]
 
 
-def _retry_after(response: requests.Response) -> float | None:
+def retry_after_seconds(response: requests.Response) -> float | None:
     value = response.headers.get("Retry-After")
     if not value:
         return None

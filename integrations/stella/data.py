@@ -26,7 +26,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from jwt.warnings import InsecureKeyLengthWarning
 
-from integrations.stella.client import NOT_MADE, _retry_after, _session, _stella_message
+from integrations.stella.client import NOT_MADE, retry_after_seconds, stella_message, stella_session
 from portal.redaction import mask_secret
 
 logger = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ class StellaDataClient:
         self._api_key = api_key
         self._api_secret = api_secret
         # client.py's per-process session: its connections are reused, and closed with close_connections().
-        self.session = session or _session()
+        self.session = session or stella_session()
 
     def __repr__(self) -> str:
         return f"StellaDataClient(base_url={self.base_url!r}, api_key={mask_secret(self._api_key)!r})"
@@ -224,7 +224,7 @@ def _raise_for_status(response: requests.Response, *, what: str, secrets: tuple[
             status_code=status,
         )
     if status == 429:
-        retry_after = _retry_after(response)
+        retry_after = retry_after_seconds(response)
         raise StellaRateLimited(DEFAULT_RETRY_AFTER if retry_after is None else retry_after)
     if 300 <= status < 400:
         location = _scrubbed(response.headers.get("Location", "nowhere"), secrets)[:200]
@@ -234,7 +234,7 @@ def _raise_for_status(response: requests.Response, *, what: str, secrets: tuple[
         )
     if status >= 500:
         raise StellaDataError(f"Stella answered {status}", status_code=status)
-    message = _scrubbed(_stella_message(response), secrets)[:200]
+    message = _scrubbed(stella_message(response), secrets)[:200]
     raise StellaDataError(
         f"Stella answered {status} for the {what}" + (f": {message}" if message else ""), status_code=status
     )
