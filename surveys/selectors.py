@@ -45,16 +45,20 @@ class ConversationHistory:
         return next((other for other in self.survey_requests if other.closure_id == closure_id), None)
 
     def cancelling_event(self, *, after: datetime, before: datetime) -> ConversationEvent | None:
-        """The first reopen, reply, snooze or deletion while a close waits out its delay."""
-        return next(
-            (
-                event
-                for event in self.events
-                if event.kind in ConversationEvent.CANCELLING
-                and during_delay(event.occurred_at, closed_at=after, delay_ends_at=before)
-            ),
-            None,
-        )
+        return cancelling_event(self.events, after=after, before=before)
+
+
+def cancelling_event(events: list[ConversationEvent], *, after: datetime, before: datetime) -> ConversationEvent | None:
+    """The first reopen, reply, snooze or deletion while a close waits out its delay."""
+    return next(
+        (
+            event
+            for event in events
+            if event.kind in ConversationEvent.CANCELLING
+            and during_delay(event.occurred_at, closed_at=after, delay_ends_at=before)
+        ),
+        None,
+    )
 
 
 HISTORY_FIELDS = (

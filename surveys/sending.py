@@ -31,7 +31,7 @@ from surveys.accounts import integration_pause, intercom_token_reject
 from surveys.counts import count_api_request_finished, count_api_request_recorded
 from surveys.models import ApiRequest, IntegrationSettings, SurveyRequest, Teammate
 from surveys.rules import STELLA_MESSAGES, Decision, InvalidReason
-from surveys.selectors import ConversationHistory, conversation_events, surveyed_at_send
+from surveys.selectors import cancelling_event, conversation_events, surveyed_at_send
 from surveys.services import (
     CANCEL_DETAILS,
     InvalidTransition,
@@ -160,8 +160,9 @@ def _cancel_or_decide(
     survey_request_clip(survey_request)
     # Without a channel delay nothing can cancel a send, and tags are already on the request.
     if survey_request.delay_ends_at > survey_request.closed_at:
-        events = ConversationHistory(events=conversation_events(survey_request), survey_requests=[])
-        cancelled_by = events.cancelling_event(after=survey_request.closed_at, before=survey_request.delay_ends_at)
+        cancelled_by = cancelling_event(
+            conversation_events(survey_request), after=survey_request.closed_at, before=survey_request.delay_ends_at
+        )
         if cancelled_by is not None:
             detail = CANCEL_DETAILS[cancelled_by.kind]
             return survey_request_transition(survey_request, to=Status.CANCELLED, status_detail=detail)

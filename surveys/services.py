@@ -176,20 +176,6 @@ class ClosureBatch:
         return pending
 
 
-def survey_request_schedule(
-    *, account: Account, notification: IntercomNotification, webhook: InboundWebhook | None
-) -> SurveyRequest:
-    """Record one closed conversation on its own: a batch of one (see ClosureBatch)."""
-    batch = ClosureBatch([closing_of(account, notification)])
-    survey_request = batch.schedule(account=account, notification=notification, webhook=webhook)
-    batch.flush()
-    if survey_request.pk is None:  # recorded meanwhile by a concurrent worker
-        survey_request = SurveyRequest.objects.get(
-            account=account, conversation_id=survey_request.conversation_id, closure_id=survey_request.closure_id
-        )
-    return survey_request
-
-
 def closing_of(account: Account, notification: IntercomNotification) -> Closing:
     """What IntakeReads needs of a closed-conversation notification."""
     conversation = notification.conversation
