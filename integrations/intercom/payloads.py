@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 from integrations.vocabulary import AssigneeKind, Channel
+from portal.text import is_storable, storable
 
 T = TypeVar("T")
 
@@ -275,7 +276,7 @@ def _customer(item: _Obj, source: _Obj | None) -> Customer | None:
 def _tag_names(tag_list: _Obj | None) -> tuple[str, ...]:
     if tag_list is None:
         return ()
-    return tuple(_storable(tag.require("name", str)) for tag in tag_list.objects("tags"))
+    return tuple(storable(tag.require("name", str)) for tag in tag_list.objects("tags"))
 
 
 class _Part:
@@ -298,7 +299,7 @@ class _Part:
         self.assigned_to_type = assigned_to.optional("type", str) if assigned_to else None
         self.assigned_to_id = assigned_to.optional_id("id") if assigned_to else None
         # Newer shape only: tags on the part itself, a list of tag objects.
-        self.tags = tuple(_storable(tag.require("name", str)) for tag in part.objects("tags"))
+        self.tags = tuple(storable(tag.require("name", str)) for tag in part.objects("tags"))
 
 
 class _Obj:
@@ -344,7 +345,7 @@ class _Obj:
     def optional_text(self, key: str) -> str | None:
         """Free text (a name, an email, a tag): what can't be stored (NUL, half a surrogate pair) becomes U+FFFD."""
         value = self.optional(key, str)
-        return _storable(value) if value is not None else None
+        return storable(value) if value is not None else None
 
     def require_id(self, key: str) -> str:
         value = self.optional_id(key)
@@ -393,7 +394,6 @@ MAX_URL_LENGTH = 300
 # Intercom's payloads nest a handful of levels; far deeper is an attack on the parser.
 MAX_DEPTH = 64
 INTERCOM_HOSTS = {"app.intercom.com", "app.intercom.io", "app.eu.intercom.com", "app.au.intercom.com"}
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _BRACKET = re.compile(r"[\[\]{}]")
 
@@ -424,13 +424,9 @@ def _load(body: bytes | str) -> Any:
 def _checked_id(value: str, path: str, *, max_length: int) -> str:
     if len(value) > max_length:
         raise PayloadError(f"{path} is longer than {max_length} characters")
-    if _UNSTORABLE.search(value):
+    if not is_storable(value):
         raise PayloadError(f"{path} holds a NUL or half a surrogate pair")
     return value
-
-
-def _storable(text: str) -> str:
-    return _UNSTORABLE.sub("\ufffd", text)
 
 
 def is_intercom_url(url: str, *, app_url: str) -> bool:
