@@ -20,8 +20,9 @@ The batch is then acted on together (services.ClosureBatch): what its closes nee
 requests and events, their customers' surveys in the window) is read in three queries and kept current in memory,
 and their records, invalid calls and sends are written in a few statements, the statuses and the status page's
 counts once as it ends (drains of one account would otherwise queue on its day's count rows). If anything in it
-raises, the batch is undone and acted on one webhook at a time, each in a savepoint, so the one that fails is
-marked failed with its error and the rest still commit. No drain ever waits on a lock, so drains can't deadlock.
+raises, the batch is undone and acted on one webhook at a time, read again from the stored rows (never from objects
+the undone attempt changed), each in a savepoint, so the one that fails is marked failed with its error and
+traceback and the rest still commit. No drain ever waits on a lock, so drains can't deadlock.
 A drain whose claims fill a batch queues one more, up to INTAKE_DRAINS at once (a session advisory lock per slot).
 
 On SQLite there are no row locks and one writer: one drain, with short batches (INTAKE_BATCH_SIZE, at most
@@ -180,13 +181,19 @@ def _process_together(claim: Claim, *, deadline: float) -> list[InboundWebhook]:
 
 
 def _process_one_at_a_time(claim: Claim, *, deadline: float) -> list[InboundWebhook]:
+    """Start again from what is stored: the attempt together was undone in the database, not in the objects it
+    changed (a contact.deleted replaces its webhook's body with the erasure note, a handler may leave what it read
+    on an account). So the webhooks are read again, in one query, and the accounts afresh; counts start empty."""
+    stored = InboundWebhook.objects.in_bulk([webhook.pk for webhook in claim.webhooks])
+    webhooks = [stored[webhook.pk] for webhook in claim.webhooks if webhook.pk in stored]
+    accounts: dict[str, Account | None] = {}
     done: list[InboundWebhook] = []
     with daily_counts_deferred() as counts:
-        for webhook in claim.webhooks:
+        for webhook in webhooks:
             if done and time.monotonic() >= deadline:
                 break
             counted_before = dict(counts)
-            if not _process_or_fail(webhook, accounts=claim.accounts):
+            if not _process_or_fail(webhook, accounts=accounts):
                 counts.clear()  # its savepoint was rolled back: so are the counts it moved
                 counts.update(counted_before)
             done.append(webhook)
