@@ -45,6 +45,7 @@ from django.utils import timezone
 
 from integrations.intercom.payloads import IntercomNotification
 from integrations.models import InboundWebhook
+from portal.errors import exception_summary, exception_traceback
 from portal.queue import enqueue, enqueues_batched
 from portal.schedules import PROCESS_WEBHOOKS_TASK
 from surveys.counts import daily_counts_deferred
@@ -250,7 +251,7 @@ def _drain_slot() -> Iterator[bool]:
                 logger.warning("intake.drain_slot.unlock_failed", extra={"slot": slot})
 
 
-FINISH_FIELDS = ["status", "error", "processed_at"]
+FINISH_FIELDS = ["status", "error", "traceback", "processed_at"]
 REPLAYABLE = (InboundWebhook.Status.PROCESSED, InboundWebhook.Status.IGNORED, InboundWebhook.Status.FAILED)
 
 
@@ -267,7 +268,8 @@ def inbound_webhook_replay(webhook: InboundWebhook) -> InboundWebhook:
                 cursor.execute(
                     "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [LEASE_LOCKS, webhook.conversation_key]
                 )
-        webhook.status, webhook.error, webhook.processed_at = InboundWebhook.Status.RECEIVED, "", None
+        webhook.status, webhook.error, webhook.traceback = InboundWebhook.Status.RECEIVED, "", ""
+        webhook.processed_at = None
         webhook.save(update_fields=FINISH_FIELDS)
         _process_or_fail(webhook)
         webhook.save(update_fields=FINISH_FIELDS)
@@ -275,7 +277,7 @@ def inbound_webhook_replay(webhook: InboundWebhook) -> InboundWebhook:
 
 
 def _process_or_fail(webhook: InboundWebhook, *, accounts: dict[str, Account | None] | None = None) -> bool:
-    """Act on it alone, in a savepoint; False if that raised, and it is marked failed with the error."""
+    """Act on it alone, in a savepoint; False if that raised, and it is marked failed with the error and traceback."""
     try:
         with transaction.atomic():
             closures = ClosureBatch([])
@@ -287,7 +289,7 @@ def _process_or_fail(webhook: InboundWebhook, *, accounts: dict[str, Account | N
         raise  # the database is unreachable or locked: leave it received for the next run
     except Exception as exc:
         logger.exception("intercom.webhook.failed", extra={"webhook": webhook.pk})
-        _finish(webhook, InboundWebhook.Status.FAILED, f"{type(exc).__name__}: {exc}"[:2000])
+        _finish(webhook, InboundWebhook.Status.FAILED, exception_summary(exc), traceback=exception_traceback(exc))
         return False
     return True
 
@@ -351,10 +353,11 @@ def _outside_replay_window(notification: IntercomNotification, *, now: datetime)
     return ""
 
 
-def _finish(webhook: InboundWebhook, status: str, error: str) -> None:
+def _finish(webhook: InboundWebhook, status: str, error: str, *, traceback: str = "") -> None:
     """What came of it, on the object: saved by the caller (a batch saves all its webhooks in one query)."""
     webhook.status = status
     webhook.error = error
+    webhook.traceback = traceback
     webhook.processed_at = timezone.now()
 
 
