@@ -19,7 +19,12 @@ def exception_summary(exc: BaseException) -> str:
 
 def exception_traceback(exc: BaseException) -> str:
     """The whole traceback as Python prints it, chained exceptions included, cut in the middle past TRACEBACK_LENGTH."""
-    text = storable("".join(traceback.format_exception(exc)))
+    return traceback_bounded("".join(traceback.format_exception(exc)))
+
+
+def traceback_bounded(text: str) -> str:
+    """A traceback already printed (one django-q2 kept of a failed task, say), storable and cut as above."""
+    text = storable(text)
     if len(text) <= TRACEBACK_LENGTH:
         return text
     cut = len(text) - TRACEBACK_LENGTH
