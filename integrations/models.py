@@ -31,6 +31,8 @@ class InboundWebhook(models.Model):
     occurred_at = models.DateTimeField(null=True, blank=True, help_text="The notification's created_at.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
     error = models.TextField(blank=True)
+    # A failure's traceback, for whoever fixes the cause (bounded: portal/errors.py); `error` is its last line.
+    traceback = models.TextField(blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
     # Body and headers erased (personal data): the body then says when and why (surveys/privacy.py).
     erased_at = models.DateTimeField(null=True, blank=True)

@@ -22,6 +22,11 @@ STELLA_SYNC_TASK = "surveys.tasks.sync_with_stella"
 INTERCOM_NOTES_TASK = "surveys.tasks.write_intercom_notes"
 
 
+def send_task_name(survey_request_id: int) -> str:
+    """What a survey request's send task is queued under: django-q2 keeps a failed one, traceback and all, by it."""
+    return f"send survey request {survey_request_id}"
+
+
 @dataclass(frozen=True)
 class Every:
     name: str

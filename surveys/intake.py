@@ -20,8 +20,9 @@ The batch is then acted on together (services.ClosureBatch): what its closes nee
 requests and events, their customers' surveys in the window) is read in three queries and kept current in memory,
 and their records, invalid calls and sends are written in a few statements, the statuses and the status page's
 counts once as it ends (drains of one account would otherwise queue on its day's count rows). If anything in it
-raises, the batch is undone and acted on one webhook at a time, each in a savepoint, so the one that fails is
-marked failed with its error and the rest still commit. No drain ever waits on a lock, so drains can't deadlock.
+raises, the batch is undone and acted on one webhook at a time, read again from the stored rows (never from objects
+the undone attempt changed), each in a savepoint, so the one that fails is marked failed with its error and
+traceback and the rest still commit. No drain ever waits on a lock, so drains can't deadlock.
 A drain whose claims fill a batch queues one more, up to INTAKE_DRAINS at once (a session advisory lock per slot).
 
 On SQLite there are no row locks and one writer: one drain, with short batches (INTAKE_BATCH_SIZE, at most
@@ -44,6 +45,7 @@ from django.utils import timezone
 
 from integrations.intercom.payloads import IntercomNotification
 from integrations.models import InboundWebhook
+from portal.errors import exception_summary, exception_traceback
 from portal.queue import enqueue, enqueues_batched
 from portal.schedules import PROCESS_WEBHOOKS_TASK
 from surveys.counts import daily_counts_deferred
@@ -180,13 +182,19 @@ def _process_together(claim: Claim, *, deadline: float) -> list[InboundWebhook]:
 
 
 def _process_one_at_a_time(claim: Claim, *, deadline: float) -> list[InboundWebhook]:
+    """Start again from what is stored: the attempt together was undone in the database, not in the objects it
+    changed (a contact.deleted replaces its webhook's body with the erasure note, a handler may leave what it read
+    on an account). So the webhooks are read again, in one query, and the accounts afresh; counts start empty."""
+    stored = InboundWebhook.objects.in_bulk([webhook.pk for webhook in claim.webhooks])
+    webhooks = [stored[webhook.pk] for webhook in claim.webhooks if webhook.pk in stored]
+    accounts: dict[str, Account | None] = {}
     done: list[InboundWebhook] = []
     with daily_counts_deferred() as counts:
-        for webhook in claim.webhooks:
+        for webhook in webhooks:
             if done and time.monotonic() >= deadline:
                 break
             counted_before = dict(counts)
-            if not _process_or_fail(webhook, accounts=claim.accounts):
+            if not _process_or_fail(webhook, accounts=accounts):
                 counts.clear()  # its savepoint was rolled back: so are the counts it moved
                 counts.update(counted_before)
             done.append(webhook)
@@ -243,7 +251,7 @@ def _drain_slot() -> Iterator[bool]:
                 logger.warning("intake.drain_slot.unlock_failed", extra={"slot": slot})
 
 
-FINISH_FIELDS = ["status", "error", "processed_at"]
+FINISH_FIELDS = ["status", "error", "traceback", "processed_at"]
 REPLAYABLE = (InboundWebhook.Status.PROCESSED, InboundWebhook.Status.IGNORED, InboundWebhook.Status.FAILED)
 
 
@@ -260,7 +268,8 @@ def inbound_webhook_replay(webhook: InboundWebhook) -> InboundWebhook:
                 cursor.execute(
                     "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [LEASE_LOCKS, webhook.conversation_key]
                 )
-        webhook.status, webhook.error, webhook.processed_at = InboundWebhook.Status.RECEIVED, "", None
+        webhook.status, webhook.error, webhook.traceback = InboundWebhook.Status.RECEIVED, "", ""
+        webhook.processed_at = None
         webhook.save(update_fields=FINISH_FIELDS)
         _process_or_fail(webhook)
         webhook.save(update_fields=FINISH_FIELDS)
@@ -268,7 +277,7 @@ def inbound_webhook_replay(webhook: InboundWebhook) -> InboundWebhook:
 
 
 def _process_or_fail(webhook: InboundWebhook, *, accounts: dict[str, Account | None] | None = None) -> bool:
-    """Act on it alone, in a savepoint; False if that raised, and it is marked failed with the error."""
+    """Act on it alone, in a savepoint; False if that raised, and it is marked failed with the error and traceback."""
     try:
         with transaction.atomic():
             closures = ClosureBatch([])
@@ -280,7 +289,7 @@ def _process_or_fail(webhook: InboundWebhook, *, accounts: dict[str, Account | N
         raise  # the database is unreachable or locked: leave it received for the next run
     except Exception as exc:
         logger.exception("intercom.webhook.failed", extra={"webhook": webhook.pk})
-        _finish(webhook, InboundWebhook.Status.FAILED, f"{type(exc).__name__}: {exc}"[:2000])
+        _finish(webhook, InboundWebhook.Status.FAILED, exception_summary(exc), traceback=exception_traceback(exc))
         return False
     return True
 
@@ -344,10 +353,11 @@ def _outside_replay_window(notification: IntercomNotification, *, now: datetime)
     return ""
 
 
-def _finish(webhook: InboundWebhook, status: str, error: str) -> None:
+def _finish(webhook: InboundWebhook, status: str, error: str, *, traceback: str = "") -> None:
     """What came of it, on the object: saved by the caller (a batch saves all its webhooks in one query)."""
     webhook.status = status
     webhook.error = error
+    webhook.traceback = traceback
     webhook.processed_at = timezone.now()
 
 

@@ -62,6 +62,7 @@ def intercom_notes_find(account: Account, *, now: datetime) -> int:
             account=account, status__in=DECIDED, updated_at__gt=decided_since, updated_at__lte=settled
         )
         .exclude(closure_id=TEST_CLOSURE_ID)  # the onboarding's test requests have no Intercom conversation
+        .filter(erased_at__isnull=True)  # nothing more is written of a customer once erased (surveys/privacy.py)
         .order_by("updated_at")[:BATCH]
     )
     answered = list(
@@ -73,6 +74,7 @@ def intercom_notes_find(account: Account, *, now: datetime) -> int:
             updated_at__lte=settled,
         )
         .exclude(survey_request__closure_id=TEST_CLOSURE_ID)
+        .filter(survey_request__erased_at__isnull=True)
         .select_related("survey_request")
         .order_by("updated_at")[:BATCH]
     )
@@ -163,4 +165,10 @@ def intercom_notes_post(account: Account, *, now: datetime) -> int:
 
 
 def _waiting(account: Account, *, now: datetime) -> QuerySet[IntercomNote]:
-    return IntercomNote.objects.filter(account=account, status=IntercomNote.Status.WAITING, post_after__lte=now)
+    # One written as its customer was being erased waits for the retention job, which erases it unposted.
+    return IntercomNote.objects.filter(
+        account=account,
+        status=IntercomNote.Status.WAITING,
+        post_after__lte=now,
+        survey_request__erased_at__isnull=True,
+    )

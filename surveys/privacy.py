@@ -1,12 +1,11 @@
 """Personal data: how long customers' names and emails, and the raw webhooks that carry them, are kept,
 and erasing one person on request or when Intercom deletes the contact.
 
-Erased: a survey request's customer name, email and Intercom contact id; the customer in each logged
-call's body, and Stella's answer (it echoes the request); a stored webhook's body and headers; the email
-or name wherever a message quoted it. Kept: statuses, decisions, reasons, verdicts, outcomes and the
-daily counts, so no number on the status page moves. An erased row says so: `erased_at` on survey
-requests and webhooks, and a note where the data was ("(erased 2025-11-28: personal data is kept
-90 days)") in the webhook body and the call's body.
+What is erased, column by column, is declared once: PERSONAL_TEXT below (a test fails on any text column of any
+model that is neither there nor listed as holding no customer text). Kept: statuses, decisions, reasons, verdicts,
+outcomes, ratings and the daily counts, so no number on the status page moves. An erased row says so: `erased_at`
+on survey requests, webhooks and Intercom notes, and a note where the data was ("(erased 2025-11-28: personal data
+is kept 90 days)") in the webhook's body, the note's body and the call's body.
 """
 
 from __future__ import annotations
@@ -24,12 +23,13 @@ from typing import NamedTuple
 from axes.models import AccessFailureLog, AccessLog
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max, Min, Q, QuerySet
+from django.db.models import Max, Min, Model, Q, QuerySet
+from django_q.models import Failure, Task
 
 from integrations.models import InboundWebhook
 from portal.queue import enqueue
-from portal.schedules import ERASE_EXPIRED_TASK
-from surveys.models import Account, ApiRequest, ConversationEvent, Feedback, SurveyRequest
+from portal.schedules import ERASE_EXPIRED_TASK, send_task_name
+from surveys.models import Account, ApiRequest, ConversationEvent, Feedback, IntercomNote, SurveyRequest
 from surveys.services import InvalidTransition, survey_request_transition
 
 logger = logging.getLogger(__name__)
@@ -46,6 +46,44 @@ ERASED = "[erased]"
 ON_REQUEST = "the customer's personal data was erased on request"
 CONTACT_DELETED = "the contact was deleted in Intercom"
 CANCELLED_DETAIL = "The customer's personal data was erased before it was sent"
+NOT_POSTED = "Not posted: the customer's personal data was erased first"
+AFTER_ERASURE = "written after the customer's personal data was erased"
+
+# Every column that holds a customer's personal text, and what erasure leaves in it. Erasing on request
+# (customer_erase), on Intercom's contact.deleted (contact_erase) and after the retention period
+# (personal_data_erase_expired) each reach every one of them; tests/surveys/test_privacy_coverage.py plants a
+# person in each and checks, and fails on any text column of any model that is neither here nor in its list of
+# columns that hold no customer text.
+PERSONAL_TEXT: dict[type[Model], dict[str, str]] = {
+    SurveyRequest: {
+        "customer_name": "emptied",
+        "customer_email": "emptied",
+        "customer_id": "emptied, so nothing can look the person up in Intercom again",
+        "status_detail": "their email, name and contact id cut out (a vendor's message may quote them)",
+    },
+    ApiRequest: {
+        "request_body": "its customer replaced by the erasure note",
+        "response_body": "replaced by the erasure note (Stella's answer echoes the request)",
+        "error_message": "their email, name and contact id cut out",
+    },
+    Feedback: {
+        "comment": "emptied",
+        "raw": "its customer, and every answer's comment, replaced",
+    },
+    IntercomNote: {
+        "body": "replaced by the erasure note (a feedback note quotes the comment); one still waiting is never posted",
+    },
+    InboundWebhook: {
+        "body": "replaced by the erasure note",
+        "conversation_key": "emptied (a contact.deleted's key holds the contact id)",
+        "error": "a failure's message replaced by the erasure note after its exception type (it may quote the body)",
+        "traceback": "emptied (its messages may quote the body)",
+    },
+    Task: {
+        "result": "a failed send's traceback: their email, name and contact id cut out; every task kept by "
+        "django-q2 is deleted after the retention period",
+    },
+}
 
 
 @dataclass
@@ -55,6 +93,7 @@ class Erased:
     survey_requests: int = 0
     api_requests: int = 0
     webhooks: int = 0
+    intercom_notes: int = 0
     cancelled: int = 0
     in_flight: int = 0
 
@@ -65,7 +104,7 @@ class Erased:
 
     @property
     def total(self) -> int:
-        return self.survey_requests + self.api_requests + self.webhooks
+        return self.survey_requests + self.api_requests + self.webhooks + self.intercom_notes
 
 
 class _Person(NamedTuple):
@@ -103,8 +142,9 @@ def inbound_webhooks_expired(*, cutoff: datetime) -> QuerySet[InboundWebhook]:
 
 def personal_data_erase_expired(*, now: datetime, seconds: float = RUN_SECONDS) -> Erased:
     """Erase what has been kept longer than PERSONAL_DATA_RETENTION_DAYS: customers on survey requests
-    and their calls, and raw webhooks. A request still waiting or being sent keeps its customer until it
-    is done. BATCH rows per transaction, for at most `seconds`; a fresh task takes over what is left."""
+    and all that was written of them (PERSONAL_TEXT), and raw webhooks. A request still waiting or being sent
+    keeps its customer until it is done. BATCH rows per transaction, for at most `seconds`; a fresh task takes
+    over what is left."""
     days = settings.PERSONAL_DATA_RETENTION_DAYS
     cutoff = now - timedelta(days=days)
     note = erasure_note(f"personal data is kept {days} days", now=now)
@@ -124,6 +164,9 @@ def personal_data_erase_expired(*, now: datetime, seconds: float = RUN_SECONDS) 
     unlinked = Feedback.objects.filter(survey_request__isnull=True, first_seen_at__lt=cutoff)
     while ids := list(unlinked.exclude(raw__has_key="erased").values_list("pk", flat=True)[:BATCH]):
         Feedback.objects.filter(pk__in=ids).update(raw={"erased": note}, comment="")
+    erased += _written_after_erasure(now=now)
+    # django-q2 keeps failed tasks, tracebacks and all: they go by the same rule.
+    Task.objects.filter(stopped__lt=cutoff).delete()
     # The login logs name people and addresses too: they go by the same rule.
     AccessLog.objects.filter(attempt_time__lt=cutoff).delete()
     AccessFailureLog.objects.filter(attempt_time__lt=cutoff).delete()
@@ -134,8 +177,8 @@ def personal_data_erase_expired(*, now: datetime, seconds: float = RUN_SECONDS) 
 def customer_erase(*, email: str, now: datetime, search_bodies: bool = True) -> Erased:
     """Erase one person everywhere, in every account: their survey requests (by email in any case, and by
     the Intercom contact ids those hold), the calls logged for them, and the webhooks of their conversations.
-    With `search_bodies`, also every stored webhook not yet erased whose body mentions one of their emails
-    (an ignored topic, an unknown workspace), read a chunk of ids at a time."""
+    With `search_bodies`, also every stored webhook not yet erased whose body mentions one of their emails or
+    contact ids (an ignored topic, an unknown workspace), read a chunk of ids at a time."""
     email = email.strip()
     if "@" not in email:
         raise ValueError(f"{email!r} is not an email address")
@@ -147,7 +190,8 @@ def customer_erase(*, email: str, now: datetime, search_bodies: bool = True) -> 
     logger.info("privacy.feedback_erased", extra={"records": erased_feedback})
     if search_bodies:
         emails = {email.lower(), *(person.customer_email for person in people if person.customer_email)}
-        for ids in _inbound_webhooks_mentioning(emails):
+        contact_ids = {person.customer_id for person in people if person.customer_id}
+        for ids in _inbound_webhooks_mentioning(emails | contact_ids):
             with transaction.atomic():
                 erased += _inbound_webhooks_erase(ids, note=note, now=now)
     logger.info("privacy.customer_erased", extra=asdict(erased))
@@ -161,7 +205,7 @@ def contact_erase(*, account: Account, contact_id: str, webhook: InboundWebhook 
     erased = _people_erase(_people(Q(account=account, customer_id=contact_id), account=account), note=note, now=now)
     if webhook is not None:
         erased += _inbound_webhooks_erase([webhook.pk], note=note, now=now)
-        webhook.body, webhook.headers, webhook.erased_at = note, {}, now
+        webhook.body, webhook.headers, webhook.conversation_key, webhook.erased_at = note, {}, "", now
     logger.info("privacy.contact_erased", extra={"account": account.pk, **asdict(erased)})
     return erased
 
@@ -224,15 +268,15 @@ def _conversation_webhooks(people: Sequence[_Person]) -> list[int]:
     )
 
 
-def _inbound_webhooks_mentioning(emails: set[str]) -> Iterator[list[int]]:
-    """Ids of webhooks not yet erased whose body holds one of `emails` (any case), SEARCH_CHUNK ids per statement."""
+def _inbound_webhooks_mentioning(words: set[str]) -> Iterator[list[int]]:
+    """Ids of webhooks not yet erased whose body holds one of `words` (any case), SEARCH_CHUNK ids per statement."""
     pending = InboundWebhook.objects.filter(erased_at__isnull=True)
     bounds = pending.aggregate(low=Min("pk"), high=Max("pk"))
     if bounds["low"] is None:
         return
     mentions = Q()
-    for email in emails:
-        mentions |= Q(body__icontains=email)
+    for word in words:
+        mentions |= Q(body__icontains=word)
     for start in range(bounds["low"], bounds["high"] + 1, SEARCH_CHUNK):
         chunk = pending.filter(mentions, pk__gte=start, pk__lt=start + SEARCH_CHUNK)
         if ids := list(chunk.values_list("pk", flat=True)):
@@ -240,16 +284,18 @@ def _inbound_webhooks_mentioning(emails: set[str]) -> Iterator[list[int]]:
 
 
 def _survey_requests_erase(ids: list[int], *, note: str, now: datetime, retention: bool = False) -> Erased:
-    """Erase the customer on these survey requests and on every call logged for them; `retention`
-    leaves alone any that went back in flight since they were chosen."""
+    """Erase the customer on these survey requests and on all that was written of them: the calls logged, Stella's
+    records, the Intercom notes, the failed send tasks. `retention` leaves alone any that went back in flight
+    since they were chosen."""
     requests = SurveyRequest.objects.filter(pk__in=ids)
     if retention:
         requests = requests.exclude(status__in=IN_FLIGHT)
-    people: dict[int, tuple[str, str]] = {}
+    people: dict[int, tuple[str, str, str]] = {}
     quoted = []
-    for pk, email, name, detail in requests.values_list("pk", "customer_email", "customer_name", "status_detail"):
-        people[pk] = (email, name)
-        if (scrubbed := _scrub(detail, email, name)) != detail:
+    columns = ("pk", "customer_email", "customer_name", "customer_id", "status_detail")
+    for pk, email, name, contact_id, detail in requests.values_list(*columns):
+        people[pk] = (email, name, contact_id)
+        if (scrubbed := _scrub(detail, *people[pk])) != detail:
             quoted.append(SurveyRequest(pk=pk, status_detail=scrubbed))
     SurveyRequest.objects.bulk_update(quoted, ["status_detail"], batch_size=BATCH)
     ids = list(people)
@@ -266,9 +312,44 @@ def _survey_requests_erase(ids: list[int], *, note: str, now: datetime, retentio
     # Stella's answer to a request echoes it, customer and all.
     ApiRequest.objects.filter(survey_request_id__in=ids).exclude(response_body="").update(response_body=note)
     _feedback_erase(Feedback.objects.filter(survey_request_id__in=ids), note=note)
+    notes = _intercom_notes_erase(IntercomNote.objects.filter(survey_request_id__in=ids), note=note, now=now)
+    _send_failures_scrub(people)
     # updated_at stays: a sender holding one of these still completes its conditional update.
     count = requests.update(customer_email="", customer_name="", customer_id="", erased_at=now)
-    return Erased(survey_requests=count, api_requests=len(calls))
+    return Erased(survey_requests=count, api_requests=len(calls), intercom_notes=notes)
+
+
+def _intercom_notes_erase(notes: QuerySet[IntercomNote], *, note: str, now: datetime) -> int:
+    """A note quotes the customer's comment (and a message may quote them): its body becomes `note`. One still
+    waiting is never posted, or Intercom would get the erasure note; one being posted this moment goes as it was."""
+    notes = notes.filter(erased_at__isnull=True)
+    notes.filter(status=IntercomNote.Status.WAITING).update(status=IntercomNote.Status.FAILED, error=NOT_POSTED)
+    return notes.update(body=note, erased_at=now)
+
+
+def _send_failures_scrub(people: dict[int, tuple[str, str, str]]) -> None:
+    """The tracebacks django-q2 kept of these requests' failed sends: an exception's message may quote the customer."""
+    by_name = {send_task_name(pk): values for pk, values in people.items()}
+    for failure in Failure.objects.filter(name__in=by_name).only("id", "name", "result"):
+        if (scrubbed := _scrub(str(failure.result), *by_name[failure.name])) != failure.result:
+            failure.result = scrubbed
+            failure.save(update_fields=["result"])
+
+
+def _written_after_erasure(*, now: datetime) -> Erased:
+    """What was written of a customer after their request was erased: a note the notes job had in hand as the
+    erasure ran, a record Stella sent again (an edited answer). Erased in turn, BATCH at a time."""
+    note = erasure_note(AFTER_ERASURE, now=now)
+    notes = IntercomNote.objects.filter(erased_at__isnull=True, survey_request__erased_at__isnull=False)
+    erased = Erased()
+    while ids := list(notes.values_list("pk", flat=True)[:BATCH]):
+        erased.intercom_notes += _intercom_notes_erase(IntercomNote.objects.filter(pk__in=ids), note=note, now=now)
+    refilled = Feedback.objects.filter(survey_request__erased_at__isnull=False).filter(
+        ~Q(comment="") | (Q(raw__has_key="customer") & ~Q(raw__customer__has_key="erased"))
+    )
+    while ids := list(refilled.values_list("pk", flat=True)[:BATCH]):
+        _feedback_erase(Feedback.objects.filter(pk__in=ids), note=note)
+    return erased
 
 
 def _feedback_erase(records: QuerySet[Feedback], *, note: str) -> int:
@@ -291,17 +372,25 @@ def _feedback_erase(records: QuerySet[Feedback], *, note: str) -> int:
 
 
 def _inbound_webhooks_erase(ids: list[int], *, note: str, now: datetime, retention: bool = False) -> Erased:
-    """Replace these webhooks' bodies with `note` and drop their headers; status, topic and ids stay.
+    """Replace these webhooks' bodies with `note` and drop their headers, tracebacks and contact keys; a failure's
+    message, which may quote the body, becomes `note` after its exception type. Status, topic and ids stay.
     `retention` leaves alone any put back to be processed (replayed) since they were chosen."""
     webhooks = InboundWebhook.objects.filter(pk__in=ids)
     if retention:
         webhooks = webhooks.exclude(status=InboundWebhook.Status.RECEIVED)
-    return Erased(webhooks=webhooks.update(body=note, headers={}, erased_at=now))
+    failures = []
+    for pk, error in webhooks.filter(status=InboundWebhook.Status.FAILED).values_list("pk", "error"):
+        kind, separator, _ = error.partition(":")
+        failures.append(InboundWebhook(pk=pk, error=f"{kind}: {note}" if separator else note))
+    InboundWebhook.objects.bulk_update(failures, ["error"], batch_size=BATCH)
+    erased = webhooks.update(body=note, headers={}, traceback="", conversation_key="", erased_at=now)
+    return Erased(webhooks=erased)
 
 
-def _scrub(text: str, email: str, name: str) -> str:
-    """`text` without the email or the name (a whole word, any case): a vendor's message may quote them."""
-    for value in (email, name):
+def _scrub(text: str, *values: str) -> str:
+    """`text` without each of `values` (an email, a name, a contact id: a whole word, any case): a vendor's message
+    may quote them."""
+    for value in values:
         if len(value) >= 2 and value.casefold() in text.casefold():
             text = re.sub(rf"(?<!\w){re.escape(value)}(?!\w)", ERASED, text, flags=re.IGNORECASE)
     return text

@@ -8,9 +8,11 @@ from datetime import date, datetime, timedelta
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
+from django_q.models import Failure
 
 from integrations.models import InboundWebhook
 from integrations.vocabulary import AssigneeKind, Channel
+from portal.schedules import send_task_name
 from surveys.accounts import account_attention
 from surveys.models import (
     Account,
@@ -244,6 +246,12 @@ def survey_candidate(
         conversation_already_surveyed=surveyed.conversation,
         employee_unknown_to_stella=employee_unknown,
     )
+
+
+def survey_request_send_failures(survey_request_id: int) -> QuerySet[Failure]:
+    """Its send tasks that raised, newest first, traceback and all. django-q2's monitor saves a failed task in the
+    database (save_task) whichever broker carried it, the database's queue table or Redis."""
+    return Failure.objects.filter(name=send_task_name(survey_request_id)).order_by("-stopped")
 
 
 def teammate_custom_ids(pairs: set[tuple[int, str]]) -> dict[tuple[int, str], str]:

@@ -370,7 +370,8 @@ def survey_requests_recover_stale(*, now: datetime) -> int:
                     in_flight.update(outcome=ApiRequest.Outcome.AMBIGUOUS, error_message=message, finished_at=now)
                 elif attempts >= settings.STELLA_MAX_ATTEMPTS:
                     message = (
-                        f"The sender stopped {attempts} times before calling Stella; see the task queue's failures"
+                        f"The sender stopped {attempts} times before calling Stella; "
+                        "the request's admin page lists what it raised"
                     )
                     survey_request_transition(
                         survey_request, to=Status.FAILED, attempts=attempts, status_detail=message

@@ -2,6 +2,7 @@
 
 import copy
 import json
+from multiprocessing import Queue, Value
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,11 @@ from django.urls import NoReverseMatch, URLPattern, reverse
 from django.utils.module_loading import import_string
 from django_q.brokers import get_broker
 from django_q.brokers.redis_broker import Redis
+from django_q.conf import Conf
 from django_q.models import OrmQ
+from django_q.monitor import monitor
 from django_q.signing import SignedPackage
+from django_q.worker import worker
 
 from integrations.intercom.signature import signature_for
 from surveys.tasks import process_inbound_webhooks
@@ -98,6 +102,29 @@ def run_queued_tasks(*, rounds: int = 10) -> list[str]:
             task = _queued_task_pop()
             import_string(task["func"])(*task["args"], **task["kwargs"])
             ran.append(task["func"])
+    return ran
+
+
+def run_queued_tasks_through_django_q() -> int:
+    """Run every task waiting on the broker through django-q2's own worker and monitor, in this process, as a
+    cluster would: a task that raises is caught and saved as a failure by django-q2 itself. Returns how many ran.
+    (Conf.SYNC keeps the test's database connection open: the worker closes old connections otherwise.)"""
+    tasks: Queue = Queue()
+    results: Queue = Queue()
+    ran = len(queued_tasks())
+    for _ in range(ran):
+        tasks.put(_queued_task_pop())
+    tasks.put("STOP")
+    sync_before, Conf.SYNC = Conf.SYNC, True
+    try:
+        worker(tasks, results, Value("f", -1))
+        results.put("STOP")
+        monitor(results, get_broker())
+    finally:
+        Conf.SYNC = sync_before
+        for queue in (tasks, results):
+            queue.close()
+            queue.join_thread()
     return ran
 
 

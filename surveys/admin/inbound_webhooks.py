@@ -27,6 +27,7 @@ class InboundWebhookAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "received_at",
         "status",
         "error",
+        "error_traceback",
         "topic",
         "workspace_id",
         "notification_id",
@@ -44,7 +45,14 @@ class InboundWebhookAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return shortened(webhook.error) if webhook.error else ""
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[InboundWebhook]:
-        return super().get_queryset(request).defer("body", "headers")
+        return super().get_queryset(request).defer("body", "headers", "traceback")
+
+    @admin.display(description="traceback")
+    def error_traceback(self, webhook: InboundWebhook) -> str:
+        """Where it failed, for whoever fixes the cause: escaped, exactly as Python printed it."""
+        if not webhook.traceback:
+            return "—"
+        return format_html('<pre class="traceback">{}</pre>', webhook.traceback)
 
     @admin.display(description="headers")
     def pretty_headers(self, webhook: InboundWebhook) -> str:

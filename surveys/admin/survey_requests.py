@@ -13,6 +13,7 @@ from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 
 from portal.admin_helpers import ReadOnlyAdminMixin, shortened
+from portal.errors import traceback_bounded
 from surveys.admin.tabs import OUTCOME_PARAM, admin_tabs
 from surveys.models import ApiRequest, SurveyOutcome, SurveyRequest
 from surveys.presenters import (
@@ -26,7 +27,11 @@ from surveys.presenters import (
     survey_request_outcome,
     survey_request_reason,
 )
+from surveys.selectors import survey_request_send_failures
 from surveys.services import RESENDABLE, survey_requests_resend
+
+# A request whose sender keeps failing may have many failed tasks: its page shows the newest, and links to the rest.
+FAILURES_SHOWN = 3
 
 
 def resend_with_confirmation(
@@ -145,7 +150,7 @@ class SurveyRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         ("Decision", {"fields": ["decision", "rule_verdicts", "mode"]}),
         ("Conversation", {"fields": ["channel_shown", "channel_source", "tags", "customer_name", "customer_email", "customer_role", "customer_id"]}),
         ("Teammate", {"fields": ["assignee_kind", "teammate_name", "teammate_email", "teammate_id"]}),
-        ("Source", {"fields": ["status", "status_detail", "inbound_webhook", "closure_id", "created_at", "updated_at"]}),
+        ("Source", {"fields": ["status", "status_detail", "send_failures", "inbound_webhook", "closure_id", "created_at", "updated_at"]}),
     ]  # fmt: skip
     readonly_fields = flatten_fieldsets(fieldsets)
 
@@ -274,6 +279,34 @@ class SurveyRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return format_html(
             "<table>{}</table>",
             format_html_join("", "<tr><td>{}</td><td>{}</td></tr>", rule_verdicts(survey_request.verdicts)),
+        )
+
+    @admin.display(description="sender failures")
+    def send_failures(self, survey_request: SurveyRequest) -> SafeString | str:
+        """Its send tasks that raised (an error the sender didn't expect), with their tracebacks, escaped."""
+        failed = survey_request_send_failures(survey_request.pk)
+        shown = list(failed[:FAILURES_SHOWN])
+        if not shown:
+            return "None"
+        total = failed.count() if len(shown) == FAILURES_SHOWN else len(shown)
+        everything = reverse("admin:django_q_failure_changelist") + "?" + urlencode({"q": shown[0].name})
+        return format_html(
+            '<p>{} failed send task(s), newest first; all are in the task queue\'s <a href="{}">failed tasks</a>.</p>{}',
+            total,
+            everything,
+            format_html_join(
+                "",
+                '<p><a href="{}">{}</a>, attempt {}</p><pre class="traceback">{}</pre>',
+                (
+                    (
+                        reverse("admin:django_q_failure_change", args=[failure.pk]),
+                        f"{timezone.localtime(failure.stopped):%Y-%m-%d %H:%M:%S %Z}",
+                        failure.attempt_count,
+                        traceback_bounded(str(failure.result)),
+                    )
+                    for failure in shown
+                ),
+            ),
         )
 
     def has_resend_permission(self, request: HttpRequest) -> bool:

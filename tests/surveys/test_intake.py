@@ -13,6 +13,7 @@ from surveys import intake
 from surveys.counts import daily_counts_rebuild
 from surveys.models import ConversationEvent, DailyCount, SurveyRequest
 from surveys.rules import Decision, DoNotSendReason, InvalidReason, SuppressionReason
+from surveys.tasks import process_inbound_webhooks
 from tests.factories import AccountFactory, SurveyRequestFactory
 from tests.helpers import load_fixture, notification, post_webhook, queued_tasks, queued_tasks_purge
 
@@ -471,6 +472,36 @@ def test_a_failing_webhook_in_a_batch_is_marked_failed_and_the_rest_of_the_batch
     kept = set(DailyCount.objects.exclude(count=0).values_list("account_id", "day", "kind", "count"))
     daily_counts_rebuild()
     assert set(DailyCount.objects.exclude(count=0).values_list("account_id", "day", "kind", "count")) == kept
+
+
+def test_an_erasure_sharing_a_batch_with_a_failing_webhook_still_erases(client, account, monkeypatch, settings):
+    """The batch is tried together first: the contact.deleted in it erases (and changes its webhook in memory),
+    then a later webhook raises and all is undone. Acted on one at a time, the erasure starts from what is stored."""
+    settings.INTAKE_BATCH_SIZE, settings.INTAKE_BATCH_TRANSACTION_SECONDS = 10, 60
+    bea = close(client, "conversation_admin_closed_v2")
+    assert bea.customer_email == "bea@customer.example"
+    store(client, "contact_deleted", id="erase", at=CLOSED_AT + timedelta(hours=1))
+    store(client, "conversation_admin_closed", id="boom", at=CLOSED_AT + timedelta(hours=2), conversation="c-boom")
+    closed = intake.HANDLERS["conversation.admin.closed"]
+
+    def fails_for_c_boom(account, notification, webhook, closures):
+        if notification.conversation_id == "c-boom":
+            raise KeyError("assignee")
+        return closed(account, notification, webhook, closures)
+
+    monkeypatch.setitem(intake.HANDLERS, "conversation.admin.closed", fails_for_c_boom)
+    process_inbound_webhooks()
+
+    erasure = InboundWebhook.objects.get(notification_id="erase")
+    assert (erasure.status, erasure.error) == (InboundWebhook.Status.PROCESSED, "")
+    assert erasure.erased_at is not None
+    bea.refresh_from_db()
+    assert (bea.customer_email, bea.customer_name, bea.customer_id, bea.status) == ("", "", "", S.CANCELLED)
+    assert not SurveyRequest.objects.filter(customer_email__icontains="bea@").exists()
+    assert not InboundWebhook.objects.filter(body__icontains="bea@customer.example").exists()
+    failed = InboundWebhook.objects.get(notification_id="boom")
+    assert (failed.status, failed.error) == (InboundWebhook.Status.FAILED, "KeyError: 'assignee'")
+    assert not SurveyRequest.objects.filter(conversation_id="c-boom").exists()
 
 
 def test_a_batch_cut_short_by_its_time_leaves_the_rest_waiting_in_order(client, account, settings):

@@ -14,7 +14,8 @@ from integrations.models import InboundWebhook
 from portal.schedules import ERASE_EXPIRED_TASK
 from surveys import privacy
 from surveys.counts import count_survey_request_recorded
-from surveys.models import Account, ApiRequest, ConversationEvent, DailyCount, Feedback, SurveyRequest
+from surveys.models import Account, ApiRequest, ConversationEvent, DailyCount, Feedback, IntercomNote, SurveyRequest
+from surveys.notes import intercom_notes_find
 from surveys.privacy import CANCELLED_DETAIL, personal_data_erase_expired
 from surveys.rules import Decision, InvalidReason
 from surveys.services import survey_request_feedback_request
@@ -175,7 +176,7 @@ def test_erase_customer_erases_one_person_everywhere_and_says_how_much(account):
 
     assert output == (
         "Erased Ada@Customer.EXAMPLE: 4 survey request(s) (1 waiting one(s) cancelled), 3 logged call(s), "
-        "6 webhook(s).\n"
+        "0 Intercom note(s), 6 webhook(s).\n"
     )
     for erased in (sent, same_contact, waiting, elsewhere):
         erased.refresh_from_db()
@@ -317,3 +318,29 @@ def test_retention_erases_stellas_records_with_their_request_or_when_kept_too_lo
         assert ADA not in json.dumps(record.raw) and BEA not in json.dumps(record.raw) and not record.comment
     recent_unlinked.refresh_from_db()
     assert BEA in recent_unlinked.comment
+
+
+# ---- Intercom notes ----
+
+
+@pytest.mark.parametrize("erasure", ["on request", "contact.deleted", "retention"])
+def test_erasure_removes_the_comment_an_intercom_note_quotes(client, account, erasure):
+    assert post_webhook(client, load_fixture("conversation_admin_closed_v2")).status_code == 200
+    survey_request = SurveyRequest.objects.get(customer_id=BEA_CONTACT)
+    SurveyRequest.objects.filter(pk=survey_request.pk).update(status=S.SENT, sent_at=timezone.now())
+    comment = "Bea here: the courier left my parcel in the rain"
+    FeedbackFactory(
+        account=account, survey_request=survey_request, comment=comment, response_received_at=timezone.now()
+    )
+    assert intercom_notes_find(account, now=timezone.now() + timedelta(minutes=2)) == 2
+    assert IntercomNote.objects.filter(body__contains="the courier left my parcel").count() == 1
+
+    if erasure == "on request":
+        privacy.customer_erase(email=BEA, now=timezone.now())
+    elif erasure == "contact.deleted":
+        assert post_webhook(client, load_fixture("contact_deleted")).status_code == 200
+    else:
+        personal_data_erase_expired(now=timezone.now() + timedelta(days=91))
+
+    assert not IntercomNote.objects.filter(body__contains="courier").exists()
+    assert not IntercomNote.objects.filter(status=IntercomNote.Status.WAITING).exists()  # never posted now

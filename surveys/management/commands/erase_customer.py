@@ -10,8 +10,8 @@ class Command(BaseCommand):
     help = (
         "Erase one customer's personal data everywhere, in every account: the name, email and Intercom "
         "contact id on their survey requests (waiting ones are cancelled), the customer in the calls logged "
-        "for them and Stella's answers, and the raw webhooks of their conversations. Statuses, reasons and "
-        "counts stay."
+        "for them and Stella's answers and records, the Intercom notes about them, and the raw webhooks of "
+        "their conversations. Statuses, reasons, ratings and counts stay."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -34,7 +34,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Erased {email}: {erased.survey_requests} survey request(s) "
             f"({erased.cancelled} waiting one(s) cancelled), {erased.api_requests} logged call(s), "
-            f"{erased.webhooks} webhook(s)."
+            f"{erased.intercom_notes} Intercom note(s), {erased.webhooks} webhook(s)."
         )
         if erased.in_flight:
             self.stdout.write(

@@ -190,8 +190,32 @@ def test_replaying_a_failed_webhook_once_the_bug_is_fixed_processes_it(client, a
         {"action": "replay", ACTION_CHECKBOX_NAME: [webhook.pk]},
     )
     webhook.refresh_from_db()
-    assert (webhook.status, webhook.error) == (InboundWebhook.Status.PROCESSED, "")
+    assert (webhook.status, webhook.error, webhook.traceback) == (InboundWebhook.Status.PROCESSED, "", "")
     assert SurveyRequest.objects.get().conversation_id == "215000000000201"
+
+
+def test_a_failed_webhook_keeps_its_traceback_shown_escaped_on_its_page(client, admin_client, account, monkeypatch):
+    from surveys import intake
+
+    def assignee_of(conversation_id):
+        raise ValueError(f"<script>alert('{conversation_id}')</script> has no <b>assignee</b>")
+
+    def broken(account, notification, webhook, closures):
+        return assignee_of(notification.conversation_id)
+
+    monkeypatch.setitem(intake.HANDLERS, "conversation.admin.closed", broken)
+    post_webhook(client, notification("conversation_admin_closed_v2"))
+
+    webhook = InboundWebhook.objects.get()
+    assert webhook.status == InboundWebhook.Status.FAILED
+    assert webhook.error == "ValueError: <script>alert('215000000000201')</script> has no <b>assignee</b>"
+    assert webhook.traceback.startswith("Traceback (most recent call last):")
+    assert "in broken" in webhook.traceback and "in assignee_of" in webhook.traceback
+    assert webhook.traceback.rstrip().endswith(webhook.error)
+    page = admin_client.get(reverse("admin:integrations_inboundwebhook_change", args=[webhook.pk])).content.decode()
+    assert '<pre class="traceback">Traceback (most recent call last):' in page
+    assert "&lt;script&gt;alert(&#x27;215000000000201&#x27;)&lt;/script&gt; has no &lt;b&gt;assignee&lt;/b&gt;" in page
+    assert "<script>alert" not in page and "<b>assignee" not in page
 
 
 def test_staff_who_may_only_look_cannot_resend_or_replay(client, log, django_user_model):
