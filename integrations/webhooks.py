@@ -22,6 +22,7 @@ from integrations.models import InboundWebhook, UnverifiedWebhookCount
 from portal.queue import enqueue
 from portal.redaction import redact_headers
 from portal.schedules import PROCESS_WEBHOOKS_TASK
+from portal.write_gate import foreground_write
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +116,8 @@ def inbound_webhook_record(
             with transaction.atomic():  # a savepoint: a duplicate mustn't break the caller's transaction
                 webhook.save()
         else:
-            webhook.save()  # autocommit: one round trip, where a transaction of its own would add a COMMIT
+            with foreground_write():  # Intercom waits on this: on SQLite, the cluster's next batch waits for it
+                webhook.save()  # autocommit: one round trip, where a transaction of its own would add a COMMIT
     except IntegrityError:
         if notification is not None and notification.id:
             logger.info("intercom.webhook.duplicate", extra={"notification_id": notification.id})

@@ -189,7 +189,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         # Concurrent writers (web workers, the cluster) queue for the write lock
         # instead of failing with "database is locked" half-way through a transaction.
         "transaction_mode": "IMMEDIATE",
-        "timeout": 20,
+        # A request waits at most this long for the lock, below the 5 s Intercom waits for an answer: a webhook
+        # that can't be stored by then is answered 503 and delivered again. runcluster's processes wait longer
+        # (portal/write_gate.py), and the drain lets a waiting webhook go first.
+        "timeout": env.float("SQLITE_BUSY_TIMEOUT", default=4.0),
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     # Tests use a file too, so locking behaves as it does when the portal runs.

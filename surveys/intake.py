@@ -48,6 +48,7 @@ from integrations.models import InboundWebhook
 from portal.errors import exception_summary, exception_traceback
 from portal.queue import enqueue, enqueues_batched
 from portal.schedules import PROCESS_WEBHOOKS_TASK
+from portal.write_gate import background_write_turn
 from surveys.counts import daily_counts_deferred
 from surveys.models import Account, ConversationEvent
 from surveys.privacy import contact_erase
@@ -95,6 +96,7 @@ def inbound_webhooks_process_pending(*, seconds: float | None = None) -> int:
             if time.monotonic() >= deadline:
                 enqueue(PROCESS_WEBHOOKS_TASK)
                 break
+            background_write_turn()  # on SQLite, after any webhook waiting to be stored (portal/write_gate.py)
             with enqueues_batched(), transaction.atomic():  # the batch's sends queued in one commit, after its own
                 claim = inbound_webhooks_claim(limit=settings.INTAKE_BATCH_SIZE)
                 if not claim.claimed:

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django_q.cluster import Cluster
 
+from portal.write_gate import background_process
 from surveys.on_time import DuePoller
 
 
@@ -23,6 +24,7 @@ class Command(BaseCommand):
         # answer, nobody waits on a drain's next batch. Its workers, forked below, inherit the niceness.
         if settings.CLUSTER_NICE:
             os.nice(settings.CLUSTER_NICE)
+        background_process()  # on SQLite, its connections wait longer for the write lock than a request's
         cluster = Cluster()  # installs its own SIGTERM/SIGINT handlers: ours stop the poller first, then call it
         poller = DuePoller(interval=settings.SEND_POLL_SECONDS) if settings.SEND_POLL_SECONDS > 0 else None
 

@@ -1,0 +1,111 @@
+"""On SQLite, a webhook is stored while the cluster drains a backlog, not after it: Intercom waits on the answer."""
+
+import json
+import sqlite3
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.utils import timezone
+
+from integrations.intercom.payloads import IntercomNotification
+from integrations.models import InboundWebhook
+from integrations.webhooks import conversation_key
+from surveys.intake import inbound_webhooks_process_pending
+from tests.helpers import WORKSPACE_ID, notification, sign
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BACKLOG = 1000
+
+
+def closure(index: int) -> bytes:
+    payload = notification("conversation_admin_closed", id=f"backlog-{index}", app_id=WORKSPACE_ID)
+    payload["created_at"] = int(timezone.now().timestamp())
+    payload["data"]["item"]["id"] = f"conversation-{index}"
+    return json.dumps(payload).encode()
+
+
+def stored(body: bytes) -> InboundWebhook:
+    """As the webhook request stores it."""
+    parsed = IntercomNotification.from_json(body)
+    return InboundWebhook(
+        body=body.decode(),
+        notification_id=parsed.id,
+        topic=parsed.topic,
+        workspace_id=parsed.app_id,
+        occurred_at=parsed.created_at,
+        conversation_key=conversation_key(parsed),
+    )
+
+
+def drain_in_a_thread() -> threading.Thread:
+    """The cluster's drain, with a connection of its own, as in the cluster's process."""
+
+    def drain() -> None:
+        try:
+            inbound_webhooks_process_pending(seconds=600)
+        finally:
+            connection.close()
+
+    drainer = threading.Thread(target=drain)
+    drainer.start()
+    return drainer
+
+
+def test_a_webhook_is_stored_while_the_drain_works_through_a_backlog(account):
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's one write lock: PostgreSQL locks rows")
+    account.integration.channel_delay = timedelta(hours=1)  # nothing is sent meanwhile: only the drain writes
+    account.integration.save()
+    InboundWebhook.objects.bulk_create(stored(closure(index)) for index in range(BACKLOG))
+    waiting = InboundWebhook.objects.filter(status=InboundWebhook.Status.RECEIVED)
+
+    drainer = drain_in_a_thread()
+    while waiting.count() > BACKLOG * 0.9:  # the drain is under way
+        pass
+    body = closure(BACKLOG)
+    response = Client().post(
+        "/webhooks/intercom/", body, content_type="application/json", HTTP_X_HUB_SIGNATURE=sign(body)
+    )
+    left = waiting.exclude(notification_id=f"backlog-{BACKLOG}").count()
+    drainer.join()
+
+    assert response.status_code == 200
+    # Stored while the drain still had work: the request didn't wait for the backlog to be done.
+    assert left > 0
+    assert not waiting.exists()  # and the drain took it too
+
+
+def test_a_webhook_that_cant_be_stored_within_the_bound_is_answered_503_before_intercom_gives_up(account):
+    """Something holds SQLite's write lock far longer than Intercom waits (5 s): the request stops waiting at
+    SQLITE_BUSY_TIMEOUT and answers 503, so Intercom delivers it again, rather than hanging until the lock frees."""
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's one write lock: PostgreSQL locks rows")
+    answered = threading.Event()
+    holding = threading.Event()
+
+    def hold_the_write_lock() -> None:
+        holder = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        holding.set()
+        answered.wait(timeout=15)  # far past the bound; a request still waiting then gets the lock
+        holder.execute("ROLLBACK")
+        holder.close()
+
+    holder = threading.Thread(target=hold_the_write_lock)
+    holder.start()
+    holding.wait()
+    body = closure(1)
+    response = Client().post(
+        "/webhooks/intercom/", body, content_type="application/json", HTTP_X_HUB_SIGNATURE=sign(body)
+    )
+    gave_up_first = holder.is_alive()
+    answered.set()
+    holder.join()
+
+    assert response.status_code == 503
+    assert gave_up_first  # answered while the lock was still held, not after it was let go
+    assert not InboundWebhook.objects.filter(notification_id="backlog-1").exists()
