@@ -98,8 +98,10 @@ class JsonFormatter(_JsonFormatter):
         kwargs.setdefault("timestamp", "time")  # ISO 8601, UTC
         super().__init__(*args, **kwargs)
 
-    def formatException(self, ei: Any) -> str:  # noqa: N802  (logging's name)
-        return redact_text(super().formatException(ei))
+    # As python-json-logger's own: a list of lines when exc_info_as_array is set.
+    def formatException(self, ei: Any) -> str | list[str]:  # type: ignore[override]  # noqa: N802
+        formatted = super().formatException(ei)
+        return redact_text(formatted) if isinstance(formatted, str) else [redact_text(line) for line in formatted]
 
 
 def request_context_end(sender: object, **kwargs: Any) -> None:

@@ -42,7 +42,10 @@ def test_metrics_move_when_a_signed_webhook_arrives_and_is_processed(client, acc
 
     assert post_webhook(client, payload).json() == {"status": "duplicate"}  # and the stored one is processed
     processed = scrape()
-    assert metric_value(processed, WEBHOOKS, outcome="duplicate") == metric_value(before, WEBHOOKS, outcome="duplicate") + 1
+    assert (
+        metric_value(processed, WEBHOOKS, outcome="duplicate")
+        == metric_value(before, WEBHOOKS, outcome="duplicate") + 1
+    )
     assert metric_value(processed, "portal_intercom_webhooks_waiting") == 0
     assert metric_value(processed, "portal_intercom_webhook_processing_lag_seconds") == 0
     assert metric_value(processed, "portal_survey_requests_waiting", status="scheduled") == 1
@@ -82,7 +85,10 @@ def test_stella_calls_are_counted_by_outcome_with_how_long_they_took(scrape):
         assert client.create_request({}, api_key="k" * 12).outcome == Outcome.INVALID
     after = scrape()
     for outcome in ("sent", "invalid"):
-        assert metric_value(after, STELLA_CALLS, outcome=outcome) == metric_value(before, STELLA_CALLS, outcome=outcome) + 1
+        assert (
+            metric_value(after, STELLA_CALLS, outcome=outcome)
+            == metric_value(before, STELLA_CALLS, outcome=outcome) + 1
+        )
     # Each call falls in the latency histogram's buckets: Stella answered at once, well within 10 s.
     assert metric_value(after, "portal_stella_call_duration_seconds_bucket", outcome="sent", le="10.0") >= 1
 

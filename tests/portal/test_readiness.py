@@ -56,7 +56,10 @@ def test_a_migration_not_applied_is_503_naming_the_migrations(client, cluster_al
     MigrationRecorder.Migration.objects.filter(app="portal", name="0004_cluster_heartbeat").delete()
     response = client.get("/readyz")
     assert (response.status_code, response.json()["failing"]) == (503, ["migrations"])
-    assert response.json()["checks"]["migrations"]["detail"] == "1 not applied (portal.0004_cluster_heartbeat): run migrate"
+    assert (
+        response.json()["checks"]["migrations"]["detail"]
+        == "1 not applied (portal.0004_cluster_heartbeat): run migrate"
+    )
 
 
 def test_a_failing_probe_is_not_logged_as_an_error_of_the_portal(client, caplog):
