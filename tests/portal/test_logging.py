@@ -12,9 +12,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import responses
 from django.conf import settings as django_settings
+from django.utils import timezone
 from django_q.tasks import async_task
 
+from surveys.models import SurveyRequest
+from surveys.sending import survey_request_send
+from tests.factories import SurveyRequestFactory
 from tests.helpers import load_fixture, post_webhook
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -135,3 +140,14 @@ def test_plain_text_stays_the_default():
     env["DJANGO_SETTINGS_MODULE"] = "portal.settings"
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.stderr.strip().endswith("WARNING x account.sending_paused")
+
+
+@pytest.mark.django_db
+@responses.activate
+def test_a_sends_log_lines_carry_its_account(account, json_lines, settings):
+    responses.post(f"{settings.STELLA_API_URL}/v1/requests", json={}, status=201)
+    now = timezone.now()
+    survey_request = SurveyRequestFactory(account=account, send_after=now)
+    assert survey_request_send(survey_request.pk, now=now).status == SurveyRequest.Status.SENT
+    [sent] = [line for line in json_lines() if line["event"] == "stella.request.sent"]
+    assert (sent["account"], sent["survey_request"], sent["outcome"]) == (account.pk, survey_request.pk, "sent")

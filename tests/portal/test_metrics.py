@@ -3,6 +3,7 @@ every process of a group and carried from each task cluster by its heartbeat."""
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -184,3 +185,24 @@ def test_a_scrape_costs_the_same_queries_however_much_is_stored(client, account,
     with CaptureQueriesContext(connection) as full:
         scrape()
     assert len(full) == len(empty) <= 15
+
+
+def test_counting_waiting_rows_sorts_nothing(scrape):
+    """A count capped with LIMIT reads the partial index; the models' default ordering would sort every row first."""
+    with CaptureQueriesContext(connection) as queries:
+        scrape()
+    counts = [query["sql"] for query in queries if "COUNT(" in query["sql"].upper()]
+    assert counts and not [sql for sql in counts if "ORDER BY" in sql.upper()]
+
+
+@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool (Debian's prometheus package) is not installed")
+def test_the_exposition_and_the_example_alert_rules_pass_promtool(client, account, scrape, tmp_path):
+    post_webhook(client, load_fixture("conversation_admin_closed"))
+    now = timezone.now()
+    cluster_heartbeat_record("host:1", started_at=now, now=now, metrics=[])
+    checked = subprocess.run(["promtool", "check", "metrics"], input=scrape(), capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    rules = subprocess.run(
+        ["promtool", "check", "rules", str(ROOT / "deploy" / "prometheus" / "alerts.yml")], capture_output=True
+    )
+    assert rules.returncode == 0, rules.stdout + rules.stderr
