@@ -6,6 +6,9 @@ can be set from the environment, so one file serves every machine.
 
 import multiprocessing
 import os
+import shutil
+import tempfile
+from typing import Any
 
 # WEB_BIND: where to listen (e.g. 127.0.0.1:8000 behind a proxy on the same machine, 0.0.0.0:8000 behind a load
 # balancer). Else gunicorn's own rule: 0.0.0.0:$PORT when the host sets PORT (PaaS), otherwise 127.0.0.1:8000.
@@ -40,3 +43,31 @@ proc_name = "portal-web"
 # gunicorn ≥ 25 opens a control socket at one fixed path per user: two web processes on one machine would share it.
 # systemd (or the host) manages the process, so none is needed.
 control_socket_disable = True
+
+# /metrics (portal/metrics.py): the workers pool their counts in prometheus-client's multiprocess files, in a
+# directory of this gunicorn's own, emptied as it starts. The systemd unit gives it /run/portal-web
+# (PROMETHEUS_MULTIPROC_DIR); started any other way, it makes a temporary one, removed as it stops. Set here, before
+# any worker is forked, so every worker counts into it. Never share it with a task cluster: each has its own.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="portal-web-metrics-")
+    _temporary_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+else:
+    _temporary_metrics_dir = ""
+
+
+def on_starting(server: object) -> None:
+    from portal.metrics import metrics_dir_prepare
+
+    metrics_dir_prepare(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+
+
+def child_exit(server: object, worker: Any) -> None:
+    # A dead worker's counts stay (a counter never goes back); only its live gauges, if any, must go.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: object) -> None:
+    if _temporary_metrics_dir:
+        shutil.rmtree(_temporary_metrics_dir, ignore_errors=True)

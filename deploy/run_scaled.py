@@ -8,6 +8,7 @@ once, as portal-migrate.service does, then the demo accounts are made. Local mod
 Stella and Intercom). Ctrl-C or SIGTERM stops every process and waits until each has exited.
 
     DATABASE_URL   default postgres://postgres@127.0.0.1:5432/portal_scaled (created if missing, with createdb)
+    METRICS_TOKEN  what /metrics answers (default local-metrics-token)
     PORT           the first web process's port (default 8000; the others take the next ports)
 """
 
@@ -16,9 +17,11 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +59,8 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    processes = start(env, port=options.port, web=options.web, clusters=options.clusters)
+    metrics_root = tempfile.mkdtemp(prefix="portal-scaled-metrics-")
+    processes = start(env, port=options.port, web=options.web, clusters=options.clusters, metrics_root=metrics_root)
     try:
         if wait_until_ready(processes, stop_requested):
             announce(processes, env)
@@ -66,6 +70,7 @@ def main() -> int:
         return supervise(processes, stop_requested)
     finally:
         stop(processes)
+        shutil.rmtree(metrics_root, ignore_errors=True)
 
 
 def arguments() -> argparse.Namespace:
@@ -82,6 +87,8 @@ def portal_env(options: argparse.Namespace) -> dict[str, str]:
     # The sandbox (Stella and Intercom stand-ins) lives in the web processes: the clusters reach it on the first.
     env.setdefault("PORTAL_URL", f"http://127.0.0.1:{options.port}")
     env.setdefault("WEB_CONCURRENCY", "2")
+    # /metrics answers only this token (a local one unless given).
+    env.setdefault("METRICS_TOKEN", "local-metrics-token")
     if urlsplit(env["DATABASE_URL"]).scheme not in ("postgres", "postgresql", "pgsql"):
         sys.exit(f"run-scaled runs over PostgreSQL, as several machines would: DATABASE_URL is {env['DATABASE_URL']}")
     return env
@@ -109,16 +116,21 @@ def manage(env: dict[str, str], *args: str) -> None:
     subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True)
 
 
-def start(env: dict[str, str], *, port: int, web: int, clusters: int) -> list[Process]:
-    """Each in its own process group, so a terminal's Ctrl-C reaches only this script, which stops them in order."""
+def start(env: dict[str, str], *, port: int, web: int, clusters: int, metrics_root: str) -> list[Process]:
+    """Each in its own process group, so a terminal's Ctrl-C reaches only this script, which stops them in order.
+    Each has its own directory under `metrics_root` where its processes pool their counts for /metrics, as each
+    systemd unit has its own under /run."""
     processes = []
     for n in range(web):
         bind = f"127.0.0.1:{port + n}"
         command = [sys.executable, "-m", "gunicorn", "--config", "deploy/gunicorn.conf.py", "portal.wsgi"]
-        popen = subprocess.Popen(command, cwd=ROOT, env={**env, "WEB_BIND": bind}, start_new_session=True)
+        web_env = {**env, "WEB_BIND": bind, "PROMETHEUS_MULTIPROC_DIR": os.path.join(metrics_root, f"web-{n + 1}")}
+        popen = subprocess.Popen(command, cwd=ROOT, env=web_env, start_new_session=True)
         processes.append(Process(f"web {n + 1}", popen, url=f"http://{bind}"))
     for n in range(clusters):
-        popen = subprocess.Popen([sys.executable, "manage.py", "runcluster"], cwd=ROOT, env=env, start_new_session=True)
+        cluster_env = {**env, "PROMETHEUS_MULTIPROC_DIR": os.path.join(metrics_root, f"cluster-{n + 1}")}
+        command = [sys.executable, "manage.py", "runcluster"]
+        popen = subprocess.Popen(command, cwd=ROOT, env=cluster_env, start_new_session=True)
         processes.append(Process(f"cluster {n + 1}", popen))
     return processes
 
@@ -154,6 +166,8 @@ def announce(processes: list[Process], env: dict[str, str]) -> None:
         *(f"  {p.name:<10} pid {p.popen.pid:<8} {p.url or 'manage.py runcluster'}" for p in processes),
         f"Admin {web[0].url}/admin/ (admin / admin), status page {web[0].url}/status/ (support / support).",
         f"Any web process takes webhooks: make demo PORT={urlsplit(web[0].url).port} posts the demo's to the first.",
+        f"Readiness {web[0].url}/readyz; metrics: curl -H 'Authorization: Bearer {env['METRICS_TOKEN']}' "
+        f"{web[0].url}/metrics",
         f"Ctrl-C (or kill {os.getpid()}) stops them all.",
     ]
     print("\n".join(lines), flush=True)

@@ -7,12 +7,14 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from integrations.intercom.payloads import PayloadError
+from integrations.metrics import webhook_answers_counted
 from integrations.webhooks import DuplicateNotification, InvalidSignature, intercom_webhook_receive
 
 logger = logging.getLogger(__name__)
 
 
 @csrf_exempt
+@webhook_answers_counted
 @require_http_methods(["POST", "HEAD"])
 def intercom_webhook(request: HttpRequest) -> JsonResponse:
     """One endpoint for every workspace; Intercom checks the URL with HEAD."""

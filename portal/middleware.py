@@ -1,6 +1,8 @@
-"""Every page shows times in the signed-in user's zone: their UserPreference, else the portal's (TIME_ZONE, UTC
-unless set)."""
+"""The portal's own middleware: every request gets a name for its log lines (RequestIdMiddleware), and every page
+shows times in the signed-in user's zone: their UserPreference, else the portal's (TIME_ZONE, UTC unless set)."""
 
+import re
+import uuid
 from collections.abc import Callable
 from typing import cast
 
@@ -8,6 +10,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
+from portal.logging import log_context_set
 from portal.models import UserPreference, time_zone_or_utc
 
 # The user's zone, kept in their session so that a page costs no query for it: read once per session, and
@@ -44,3 +47,26 @@ class UserTimeZoneMiddleware:
             return self.get_response(request)
         finally:
             timezone.deactivate()
+
+
+# An X-Request-ID from the proxy is kept when it looks like one (a UUID, a hex or base64 id: at most 128 of these
+# characters); anything else is replaced, so a header can't put arbitrary text into every log line.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+/=-]{1,128}")
+
+
+class RequestIdMiddleware:
+    """First of all: names the request (its X-Request-ID when well formed, else a new one), answers with that name
+    in X-Request-ID, and puts it on every line logged while the request is handled (portal.logging)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        given = request.headers.get("X-Request-ID", "")
+        request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        # Set for the rest of the request, not only this block: Django logs a 4xx or 5xx answer after the middleware
+        # has returned it. The request_finished signal clears it (portal.logging.request_context_end).
+        log_context_set(request_id=request_id)
+        response = self.get_response(request)
+        response["X-Request-ID"] = request_id
+        return response

@@ -96,3 +96,21 @@ class UserPreference(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user}: times in {self.time_zone}"
+
+
+class ClusterHeartbeat(models.Model):
+    """A task cluster (`manage.py runcluster`) saying it is alive, every CLUSTER_HEARTBEAT_SECONDS, with what its
+    processes counted (for /metrics). django-q2 keeps its own cluster statistics in the cache, which is each
+    process's memory by default: the web process could not see them. One row per cluster process (its host and
+    pid); a cluster that stops deletes its own, and rows not renewed for a day are deleted by the others."""
+
+    name = models.CharField(max_length=200, unique=True, help_text="host:pid of the cluster's main process.")
+    started_at = models.DateTimeField()
+    beat_at = models.DateTimeField(db_index=True)
+    metrics = models.JSONField(default=list, blank=True, help_text="Its processes' counts (portal.metrics).")
+
+    class Meta:
+        ordering = ["-beat_at"]
+
+    def __str__(self) -> str:
+        return f"Cluster {self.name}, alive at {self.beat_at:%Y-%m-%d %H:%M:%S}"

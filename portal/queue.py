@@ -24,6 +24,15 @@ def _broker() -> Broker:
     return get_broker()
 
 
+def broker_ping() -> None:
+    """Raise unless the task broker answers: Redis a PING; the database broker a read of its queue table."""
+    broker = _broker()
+    if isinstance(broker, ORM):
+        broker.get_connection().exists()
+    elif not broker.ping():
+        raise ConnectionError(f"{broker.info()} did not answer PING")
+
+
 def enqueue(func: str, *args: object, name: str | None = None) -> None:
     """Queue `func` (a dotted path: schedules and queued tasks name it, so renames need care)."""
     if (held := _held.get()) is not None:

@@ -352,14 +352,49 @@ if PERSONAL_DATA_RETENTION_DAYS < 1:
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="portal@localhost")
 
+# ---- Operating the portal: metrics, readiness, logs, error reports (README, "Operating the portal") ----
+# First of all middleware: every request gets an id (X-Request-ID, kept from the proxy when well formed), which its
+# log lines carry and its answer returns.
+MIDDLEWARE.insert(0, "portal.middleware.RequestIdMiddleware")
+# Monitoring may ask over plain HTTP too: a redirect would not protect the metrics token anyway (it is already sent).
+SECURE_REDIRECT_EXEMPT += [r"^readyz$", r"^metrics$"]
+# GET /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`; unset, it answers 404 to everyone.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+# prometheus-client's multiprocess mode: the directory where this process group's processes pool their counts
+# (one for the web process, one for each task cluster; never shared between them), emptied as the group starts.
+# Unset, each process counts alone: right for `make run`, wrong for several gunicorn workers or cluster workers.
+PROMETHEUS_MULTIPROC_DIR = env("PROMETHEUS_MULTIPROC_DIR", default="")
+# Each task cluster reports in this often (portal/heartbeat.py); /readyz fails when none did within the bound.
+CLUSTER_HEARTBEAT_SECONDS = env.int("CLUSTER_HEARTBEAT_SECONDS", default=15)
+CLUSTER_HEARTBEAT_MAX_AGE_SECONDS = env.int("CLUSTER_HEARTBEAT_MAX_AGE_SECONDS", default=120)
+if not 0 < 2 * CLUSTER_HEARTBEAT_SECONDS <= CLUSTER_HEARTBEAT_MAX_AGE_SECONDS:
+    raise ImproperlyConfigured(
+        "Set CLUSTER_HEARTBEAT_SECONDS to at least 1 and CLUSTER_HEARTBEAT_MAX_AGE_SECONDS to at least twice it "
+        "(defaults 15 and 120), or one late beat would fail /readyz."
+    )
+# Error reports to Sentry (sentry-sdk, portal/sentry.py): off unless set. No personal data, keys or tokens are sent.
+SENTRY_DSN = env("SENTRY_DSN", default="")
+SENTRY_ENVIRONMENT = env("SENTRY_ENVIRONMENT", default="production")
+# Logs on stderr: plain text lines, or JSON lines (LOG_FORMAT=json) for a log collector. Either way each line
+# carries its context (request id, account, task) and secrets leave masked (portal/logging.py).
+LOG_FORMAT = env("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"Set LOG_FORMAT to plain or json, not {LOG_FORMAT!r}.")
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"()": "portal.logging.ContextFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+    "filters": {
+        "context": {"()": "portal.logging.ContextFilter"},
+        "redact": {"()": "portal.logging.RedactSecrets"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"()": "portal.logging.ContextFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "portal.logging.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context", "redact"]}
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         # django-q2 logs as "django-q" (not its module's name).
@@ -368,3 +403,4 @@ LOGGING = {
         "axes": {"level": "WARNING"},
     },
 }
+# ---- end of operating the portal ----

@@ -8,7 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from integrations.views import intercom_webhook
-from portal.views import healthz
+from portal.views import healthz, metrics, readyz
 from surveys.api import ApiRequestViewSet, SurveyRequestViewSet, TeammatesApiView
 from surveys.oauth import intercom_oauth_callback
 from surveys.views import StatusExportView, StatusPageView, TeammatesExportView, TeammatesView, TimeZoneView
@@ -28,6 +28,9 @@ urlpatterns = [
     path("webhooks/intercom/", intercom_webhook, name="intercom_webhook"),
     path("intercom/oauth/callback/", intercom_oauth_callback, name="intercom_oauth_callback"),
     path("healthz", healthz, name="healthz"),
+    # For operators (README, "Operating the portal"): readiness, and Prometheus's figures behind METRICS_TOKEN.
+    path("readyz", readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
     path("status/", StatusPageView.as_view(), name="status"),
     path("status/export.csv", StatusExportView.as_view(), name="status_export"),
     path("status/teammates/", TeammatesView.as_view(), name="status_teammates"),

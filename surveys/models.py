@@ -300,6 +300,10 @@ class SurveyRequestQuerySet(models.QuerySet["SurveyRequest"]):
         """Scheduled and past their send-after time, the longest waiting first."""
         return self.filter(status=SurveyRequest.Status.SCHEDULED, send_after__lte=now).order_by("send_after")
 
+    def of_sending_accounts(self) -> SurveyRequestQuerySet:
+        """Of accounts that send now: enabled, and not paused (a rejected key). The others' requests wait."""
+        return self.filter(account__health__sending_paused_at__isnull=True, account__integration__enabled=True)
+
 
 class SurveyRequest(models.Model):
     """One closed conversation: what the rules decided, why, and where its survey request stands."""
@@ -610,6 +614,8 @@ class DailyCount(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["account", "day", "kind"], name="one_count_per_account_day_kind")
         ]
+        # Every account's counts of one day: /metrics reads today's (surveys/metrics.py) without scanning the rest.
+        indexes = [models.Index(fields=["day"], name="daily_count_day")]
 
     def __str__(self) -> str:
         return f"{self.account_id} {self.day} {self.kind}: {self.count}"

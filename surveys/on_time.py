@@ -32,11 +32,10 @@ BATCH = 500
 
 def survey_requests_queue_coming_due(*, now: datetime) -> list[int]:
     """Queue the requests that came due recently and nobody queued yet. Returns the ones this call queued."""
-    coming_due = SurveyRequest.objects.due(now=now).filter(
-        send_after__gt=now - LOOKBACK,
-        queued_at__isnull=True,
-        account__health__sending_paused_at__isnull=True,
-        account__integration__enabled=True,
+    coming_due = (
+        SurveyRequest.objects.due(now=now)
+        .of_sending_accounts()
+        .filter(send_after__gt=now - LOOKBACK, queued_at__isnull=True)
     )
     ids = list(coming_due.values_list("pk", flat=True)[:BATCH])  # outside a transaction: no lock while idle
     if not ids:

@@ -27,6 +27,7 @@ from integrations.intercom.client import (
 from integrations.stella.client import StellaClient, StellaResult
 from integrations.vocabulary import AssigneeKind, Channel
 from portal.crypto import SecretUndecryptable
+from portal.logging import log_context
 from surveys.accounts import integration_pause, intercom_token_reject
 from surveys.counts import count_api_request_finished, count_api_request_recorded
 from surveys.models import ApiRequest, IntegrationSettings, SurveyRequest, Teammate
@@ -79,7 +80,8 @@ def survey_request_send(survey_request_id: int, *, now: datetime) -> SurveyReque
         if survey_request.status != Status.SCHEDULED or survey_request.send_after > now:
             return survey_request
         try:
-            return _send(survey_request, integration=account.integration, now=now)
+            with log_context(account=account.pk, survey_request=survey_request.pk):  # on every line the send logs
+                return _send(survey_request, integration=account.integration, now=now)
         except InvalidTransition:
             continue  # another sender took it, a reopen cancelled it, or a tag changed it: look again
         except SecretUndecryptable as exc:
@@ -340,7 +342,7 @@ def survey_requests_send_due(*, now: datetime) -> int:
         due = (
             SurveyRequest.objects.due(now=now)
             .filter(Q(queued_at__isnull=True) | Q(queued_at__lt=requeue_before))
-            .filter(account__health__sending_paused_at__isnull=True, account__integration__enabled=True)
+            .of_sending_accounts()
         )
         ids = list(due.values_list("pk", flat=True)[:SWEEP_BATCH])
         SurveyRequest.objects.filter(pk__in=ids, status=Status.SCHEDULED).update(queued_at=now)

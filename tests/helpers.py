@@ -19,6 +19,7 @@ from django_q.models import OrmQ
 from django_q.monitor import monitor
 from django_q.signing import SignedPackage
 from django_q.worker import worker
+from prometheus_client.parser import text_string_to_metric_families
 
 from integrations.intercom.signature import signature_for
 from surveys.tasks import process_inbound_webhooks
@@ -142,3 +143,13 @@ def admin_urls(objects: dict[type[Model], Model]) -> list[str]:
             except NoReverseMatch:
                 continue
     return urls
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """The sum of a metric's samples in a /metrics answer whose labels include `labels` (0 if there is none)."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )

@@ -21,6 +21,7 @@ from django.db import models
 from django.utils import timezone
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
+from integrations.metrics import stella_calls_observed
 from integrations.vocabulary import Channel
 from portal.redaction import mask_secret
 
@@ -117,6 +118,7 @@ class StellaClient:
         """The headers of a call as its log shows them: the key masked."""
         return {"x-api-key": mask_secret(api_key), "Content-Type": "application/json"}
 
+    @stella_calls_observed
     def create_request(self, body: dict[str, Any], *, api_key: str) -> StellaResult:
         """POST one feedback request and say what came of it. Never raises for what Stella or the
         network did: every answer, or the lack of one, is an outcome."""

@@ -22,18 +22,22 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
+from portal.models import ClusterHeartbeat
 from sandbox.demo import TEAMMATES, WORKSPACE
 from sandbox.models import StellaSandboxRequest
 from sandbox.samples import closed_conversation
 from surveys.models import SurveyRequest
-from tests.helpers import sign
+from tests.helpers import metric_value, sign
 
 ROOT = Path(__file__).resolve().parents[2]
 CLOSURES = 6
 STARTUP_SECONDS = 240  # a fresh database's migrations, on a shared 2-core machine
 SEND_SECONDS = 120
+WEBHOOKS = "portal_intercom_webhooks_total"
+STELLA_CALLS = "portal_stella_call_duration_seconds_count"
 STOP_SECONDS = 120  # the script's own limit (75 s) and its last kill
 TESS = TEAMMATES[0]
+METRICS_TOKEN = "run-scaled-metrics-token"
 
 
 def scaled_database_url() -> str:
@@ -107,7 +111,9 @@ def scaled() -> Iterator[Scaled]:
     except psycopg.Error as error:
         server = f"{urlsplit(database_url).hostname}:{urlsplit(database_url).port or 5432}"
         pytest.skip(f"make run-scaled runs over PostgreSQL, and none answered at {server}: {error}")
-    env = {**os.environ, "DATABASE_URL": database_url, "WEB_CONCURRENCY": "1", "Q_WORKERS": "2"}
+    env = {**os.environ, "DATABASE_URL": database_url, "WEB_CONCURRENCY": "2", "Q_WORKERS": "2"}
+    # Clusters report in every 2 s, so their counts reach /metrics soon after the sends.
+    env.update(METRICS_TOKEN=METRICS_TOKEN, CLUSTER_HEARTBEAT_SECONDS="2", CLUSTER_HEARTBEAT_MAX_AGE_SECONDS="30")
     env.pop("PORTAL_URL", None)
     popen = subprocess.Popen(
         [sys.executable, "deploy/run_scaled.py", "--port", str(two_free_ports())],
@@ -152,6 +158,27 @@ def post_closure(port: int, payload: dict) -> tuple[int, dict]:
 def healthz(port: int) -> tuple[int, bytes]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
         return response.status, response.read()
+
+
+def scrape(port: int) -> str:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.read().decode()
+
+
+def readyz(port: int) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def heartbeats(database_url: str) -> int:
+    with psycopg.connect(database_url.replace("postgres://", "postgresql://", 1)) as connection:
+        return connection.execute(f"SELECT count(*) FROM {ClusterHeartbeat._meta.db_table}").fetchone()[0]
 
 
 def sent_and_accepted(database_url: str, conversations: list[str]) -> tuple[dict[str, str], dict[str, int]]:
@@ -204,6 +231,19 @@ def test_two_web_processes_and_three_clusters_send_each_closure_once_and_stop_on
     _, accepted = sent_and_accepted(scaled.database_url, conversations)
     assert accepted == dict.fromkeys(conversations, 1)
     assert [healthz(port) for port in ports] == [(200, b"ok")] * 2
+    assert [readyz(port)[0] for port in ports] == [200, 200], [readyz(port) for port in ports]
+
+    # Each web process serves the webhooks its own workers answered; both serve every cluster's Stella calls, which
+    # the clusters' heartbeats carry, so each scrape sees all the sends whichever cluster's worker made them.
+    def stella_calls_reported() -> bool:
+        return all(metric_value(scrape(port), STELLA_CALLS, outcome="sent") >= CLOSURES for port in ports)
+
+    assert wait_for(stella_calls_reported, seconds=30), scrape(ports[0])
+    scrapes = [scrape(port) for port in ports]
+    assert sum(metric_value(text, WEBHOOKS, outcome="received") for text in scrapes) == CLOSURES
+    assert sum(metric_value(text, WEBHOOKS, outcome="duplicate") for text in scrapes) == 1
+    assert metric_value(scrapes[0], "portal_clusters_alive") == 3
+    assert metric_value(scrapes[0], "portal_intercom_webhooks_waiting") == 0
     assert all(group_alive(pid) for pid in children.values()), "a process stopped while the portal ran"
 
     os.kill(scaled.popen.pid, signal.SIGTERM)
@@ -211,5 +251,6 @@ def test_two_web_processes_and_three_clusters_send_each_closure_once_and_stop_on
     assert "Stopped: web 1, web 2, cluster 1, cluster 2, cluster 3." in scaled.text()
     assert "killed them" not in scaled.text()
     assert [name for name, pid in children.items() if group_alive(pid)] == []
+    assert heartbeats(scaled.database_url) == 0  # each cluster deleted its own as it stopped
     with pytest.raises(urllib.error.URLError):
         healthz(ports[0])
