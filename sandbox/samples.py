@@ -9,6 +9,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from portal.paths import path_of
+
 SOURCE_TYPES = {"chat": "conversation", "email": "email"}
 
 
@@ -246,6 +248,9 @@ def closed_conversation_v1(
         "metadata": {},
         "tags": {"type": "tag.list", "tags": []},
         "tags_added": {"type": "tag.list", "tags": []},
-        "links": {"conversation_web": f"https://app.intercom.com/a/apps/{app_id}/conversations/{conversation_id}"},
+        "links": {
+            "conversation_web": "https://app.intercom.com"
+            + path_of("a", "apps", app_id, "conversations", conversation_id)
+        },
     }
     return _envelope("conversation.admin.closed", app_id=app_id, at=at, item=item, notification_id=notification_id)

@@ -1,4 +1,5 @@
-"""A real HTTP server on 127.0.0.1 that answers from a script: for Stella's failure modes."""
+"""A real HTTP server on 127.0.0.1 that answers from a script: for Stella's failure modes, and the paths
+Intercom's client asks for."""
 
 from __future__ import annotations
 
@@ -36,7 +37,12 @@ class ScriptedServer:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
+                self.answer(json.loads(self.rfile.read(length) or b"{}"))
+
+            def do_GET(self) -> None:  # noqa: N802
+                self.answer({})
+
+            def answer(self, body: dict) -> None:
                 with server.lock:
                     server.received.append(Received(self.path, dict(self.headers), body))
                     answer = server.answers.pop(0) if len(server.answers) > 1 else server.answers[0]

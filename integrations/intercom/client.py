@@ -6,12 +6,13 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import requests
 from django.conf import settings
 
-from integrations.intercom.payloads import OPERATOR_EMAIL, Conversation, PayloadError
+from integrations.intercom.payloads import MAX_ID_LENGTH, OPERATOR_EMAIL, Conversation, JsonObject, PayloadError
+from portal.paths import NotAPathSegment, path_of
 
 logger = logging.getLogger(__name__)
 
@@ -95,35 +96,48 @@ class IntercomClient:
         )
 
     def conversation(self, conversation_id: str, *, url: str) -> Conversation:
-        data = self._get(f"/conversations/{conversation_id}", what="conversation")
+        data = self._get("conversations", conversation_id, what="conversation")
         try:
             return Conversation.from_rest(data, url=url)
         except PayloadError as exc:
             raise IntercomError(f"Intercom's conversation {conversation_id} is not readable: {exc}") from None
 
     def contact(self, contact_id: str) -> IntercomContact:
-        data = self._get(f"/contacts/{contact_id}", what="contact")
-        return IntercomContact(
-            id=str(data.get("id") or contact_id),
-            role=str(data.get("role") or "contact"),
-            name=data.get("name") or None,
-            email=data.get("email") or None,
-        )
+        contact = JsonObject(self._get("contacts", contact_id, what="contact"), "")
+        try:
+            return IntercomContact(
+                id=contact.optional_id("id") or contact_id,
+                role=contact.optional("role", str) or "contact",
+                name=contact.optional("name", str) or None,
+                email=contact.optional("email", str) or None,
+            )
+        except PayloadError as exc:
+            raise IntercomError(f"Intercom's contact {contact_id} is not readable: {exc}") from None
 
     def admin(self, admin_id: str) -> IntercomAdmin:
-        data = self._get(f"/admins/{admin_id}", what="teammate")
-        return IntercomAdmin(
-            id=str(data.get("id") or admin_id), name=data.get("name") or "", email=data.get("email") or None
-        )
+        admin = JsonObject(self._get("admins", admin_id, what="teammate"), "")
+        try:
+            return IntercomAdmin(
+                id=admin.optional_id("id") or admin_id,
+                name=admin.optional("name", str) or "",
+                email=admin.optional("email", str) or None,
+            )
+        except PayloadError as exc:
+            raise IntercomError(f"Intercom's teammate {admin_id} is not readable: {exc}") from None
 
     def me(self) -> IntercomMe:
         """The workspace this token belongs to: GET /me → app.id_code and app.name."""
-        app = self._get("/me", what="workspace").get("app")
-        workspace_id = app.get("id_code") if isinstance(app, dict) else None
-        if not isinstance(workspace_id, str) or not 0 < len(workspace_id) <= 64:
-            raise IntercomError("Intercom didn't say which workspace the token belongs to")
-        name = app.get("name") if isinstance(app, dict) else None
-        return IntercomMe(workspace_id=workspace_id, workspace_name=name[:200] if isinstance(name, str) else "")
+        me = JsonObject(self._get("me", what="workspace"), "")
+        try:
+            app = me.object("app")
+            workspace_id = app.require_id_text("id_code", max_length=MAX_ID_LENGTH)
+        except PayloadError:
+            raise IntercomError("Intercom didn't say which workspace the token belongs to") from None
+        try:
+            name = app.optional("name", str) or ""
+        except PayloadError:
+            name = ""
+        return IntercomMe(workspace_id=workspace_id, workspace_name=name[:200])
 
     def workspace_id(self) -> str:
         """The workspace this token belongs to (the app_id on its webhooks)."""
@@ -133,15 +147,18 @@ class IntercomClient:
         """An internal note on the conversation, written as the teammate `admin_id`: only teammates see it."""
         self._request(
             "POST",
-            f"/conversations/{quote(conversation_id, safe='')}/reply",
+            "conversations",
+            conversation_id,
+            "reply",
             what="conversation",
             json={"message_type": "note", "type": "admin", "admin_id": admin_id, "body": body},
         )
 
-    def _get(self, path: str, *, what: str) -> dict[str, Any]:
-        return self._request("GET", path, what=what)
+    def _get(self, *segments: str, what: str) -> dict[str, Any]:
+        return self._request("GET", *segments, what=what)
 
-    def _request(self, method: str, path: str, *, what: str, json: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _request(self, method: str, *segments: str, what: str, json: dict[str, Any] | None = None) -> dict[str, Any]:
+        path = _path(segments, what=what)
         try:
             # Never follow a redirect: it would carry the access token wherever it points.
             response = self.session.request(
@@ -172,6 +189,15 @@ class IntercomClient:
         if not isinstance(data, dict):
             raise IntercomError(f"Intercom's {what} is not a JSON object")
         return data
+
+
+def _path(segments: tuple[str, ...], *, what: str) -> str:
+    """The path of `segments`, each quoted whole: an id names only itself, never another resource (`../../me`),
+    and adds no query (`x?admin=1#`). One that can't (`.`, `..`, empty) names no record: asking can't help."""
+    try:
+        return path_of(*segments)
+    except NotAPathSegment as exc:
+        raise IntercomNotFound(f"{exc.segment[:64]!r} is not an Intercom {what} id") from None
 
 
 def _reset_at(response: requests.Response) -> datetime:

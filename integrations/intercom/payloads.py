@@ -14,12 +14,13 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit
+from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
 
 from integrations.vocabulary import AssigneeKind, Channel
+from portal.paths import DOT_SEGMENTS, path_of
 from portal.text import is_storable, storable
 
 T = TypeVar("T")
@@ -96,8 +97,7 @@ class Conversation:
     @classmethod
     def from_rest(cls, data: dict[str, Any], *, url: str) -> Conversation:
         """A conversation from Intercom's REST API (GET /conversations/{id}): the 2.x webhook item's shape."""
-        conversation = _conversation(_Obj(data, ""), app_id="", app_url="")
-        return replace(conversation, url=url)
+        return _conversation(JsonObject(data, ""), url=url)
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ class IntercomNotification:
         data = _load(body)
         if not isinstance(data, dict):
             raise PayloadError("body is not a JSON object")
-        envelope = _Obj(data, "")
+        envelope = JsonObject(data, "")
         if envelope.optional("type", str) != "notification_event":
             raise PayloadError("type is not notification_event")
         topic = envelope.require_id_text("topic", max_length=MAX_TOPIC_LENGTH)
@@ -140,7 +140,7 @@ class IntercomNotification:
             if topic == "conversation.deleted":
                 conversation_id = item.require_id("conversation_id")
             else:
-                conversation = _conversation(item, app_id=app_id, app_url=app_url)
+                conversation = _conversation(item, url=None, app_id=app_id, app_url=app_url)
                 conversation_id = conversation.id
         contact_id = item.require_id("id") if topic == "contact.deleted" else None
 
@@ -156,7 +156,9 @@ class IntercomNotification:
         )
 
 
-def _conversation(item: _Obj, *, app_id: str, app_url: str) -> Conversation:
+def _conversation(item: JsonObject, *, url: str | None, app_id: str = "", app_url: str = "") -> Conversation:
+    """The conversation `item` describes; its link is `url` if given, else the payload's link to Intercom's
+    own app, else one built from `app_url` and the ids."""
     conversation_id = item.require_id("id")
     parts = [_Part(part) for part in item.object_or_empty("conversation_parts").objects("conversation_parts")]
     message = item.optional_object("conversation_message")  # older shape
@@ -189,14 +191,18 @@ def _conversation(item: _Obj, *, app_id: str, app_url: str) -> Conversation:
     if close_part is not None:
         closure = Closure(part_id=close_part.id, at=close_part.created_at, closer=close_part.author)
 
-    links = item.optional_object("links")
-    url = links.optional("conversation_web", str) if links else None
-    if url is not None and not is_intercom_url(url, app_url=app_url):
-        url = None  # only Intercom's own pages are linked to; otherwise the link is built from the ids
+    if url is None:
+        links = item.optional_object("links")
+        link = links.optional("conversation_web", str) if links else None
+        # Only Intercom's own pages are linked to; otherwise the link is built from the ids.
+        if link and is_intercom_url(link, app_url=app_url):
+            url = link
+        else:
+            url = app_url + path_of("a", "apps", app_id, "conversations", conversation_id)
 
     return Conversation(
         id=conversation_id,
-        url=url or f"{app_url}/a/apps/{quote(app_id, safe='')}/conversations/{quote(conversation_id, safe='')}",
+        url=url,
         first_message_id=first_message_id,
         channel=channel,
         channel_source=channel_source,
@@ -209,7 +215,7 @@ def _conversation(item: _Obj, *, app_id: str, app_url: str) -> Conversation:
     )
 
 
-def _assignee(item: _Obj, parts: list[_Part]) -> Assignee:
+def _assignee(item: JsonObject, parts: list[_Part]) -> Assignee:
     """Who the conversation is assigned to at this event, and whether that is a bot."""
     bot_ids = {p.author.id for p in parts if p.author and p.author.is_bot and p.author.id}
     bot_ids |= {p.assigned_to_id for p in parts if p.assigned_to_type == "bot" and p.assigned_to_id}
@@ -219,7 +225,7 @@ def _assignee(item: _Obj, parts: list[_Part]) -> Assignee:
     if older is not None:
         kind = older.optional("type", str) or "nobody_admin"
         assignee_id = older.optional_id("id")
-        name, email = older.optional_text("name"), older.optional_text("email") or None
+        name, email = older.optional("name", str), older.optional("email", str) or None
     else:
         kind = "admin"
         assignee_id = item.optional_id("admin_assignee_id")
@@ -247,14 +253,14 @@ def _assignee(item: _Obj, parts: list[_Part]) -> Assignee:
     return Assignee(AssigneeKind.BOT if is_bot else AssigneeKind.ADMIN, assignee_id, name, email)
 
 
-def _customer(item: _Obj, source: _Obj | None) -> Customer | None:
+def _customer(item: JsonObject, source: JsonObject | None) -> Customer | None:
     user = item.optional_object("user")  # older shape
     if user is not None:
         return Customer(
             id=user.optional_id("id"),
             role=user.optional("type", str) or "user",
-            name=user.optional_text("name") or None,
-            email=user.optional_text("email") or None,
+            name=user.optional("name", str) or None,
+            email=user.optional("email", str) or None,
         )
     contacts = item.object_or_empty("contacts").objects("contacts")
     contact_id = contacts[0].optional_id("id") if contacts else None
@@ -265,22 +271,22 @@ def _customer(item: _Obj, source: _Obj | None) -> Customer | None:
             return Customer(
                 id=author_id,
                 role=author.require("type", str),
-                name=author.optional_text("name") or None,
-                email=author.optional_text("email") or None,
+                name=author.optional("name", str) or None,
+                email=author.optional("email", str) or None,
             )
     if contact_id is None:
         return None
     return Customer(id=contact_id, role="contact")
 
 
-def _tag_names(tag_list: _Obj | None) -> tuple[str, ...]:
+def _tag_names(tag_list: JsonObject | None) -> tuple[str, ...]:
     if tag_list is None:
         return ()
-    return tuple(storable(tag.require("name", str)) for tag in tag_list.objects("tags"))
+    return tuple(tag.require("name", str) for tag in tag_list.objects("tags"))
 
 
 class _Part:
-    def __init__(self, part: _Obj) -> None:
+    def __init__(self, part: JsonObject) -> None:
         self.id = part.require_id("id")
         self.part_type = part.optional("part_type", str)
         self.created_at = part.require_time("created_at")
@@ -289,8 +295,8 @@ class _Part:
             Author(
                 type=author.optional("type", str) or "",
                 id=author.optional_id("id"),
-                name=author.optional_text("name"),
-                email=author.optional_text("email") or None,
+                name=author.optional("name", str),
+                email=author.optional("email", str) or None,
             )
             if author is not None
             else None
@@ -299,11 +305,13 @@ class _Part:
         self.assigned_to_type = assigned_to.optional("type", str) if assigned_to else None
         self.assigned_to_id = assigned_to.optional_id("id") if assigned_to else None
         # Newer shape only: tags on the part itself, a list of tag objects.
-        self.tags = tuple(storable(tag.require("name", str)) for tag in part.objects("tags"))
+        self.tags = tuple(tag.require("name", str) for tag in part.objects("tags"))
 
 
-class _Obj:
-    """A JSON object and its dotted path, so every error names the field."""
+class JsonObject:
+    """A JSON object from Intercom and its dotted path, so every error names the field. Every string read
+    through it is storable: free text (a name, a tag, a source type, a link) has NUL and half a surrogate
+    pair replaced by U+FFFD, and an id that holds one is refused, since a changed id names something else."""
 
     def __init__(self, data: dict[str, Any], path: str) -> None:
         self.data = data
@@ -312,12 +320,20 @@ class _Obj:
     def _at(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
 
-    def optional(self, key: str, kind: type[T]) -> T | None:
+    def _typed(self, key: str, kind: type[T]) -> T | None:
+        """The value as it arrived, checked for its kind: only ids read strings this way, through _checked_id."""
         value = self.data.get(key)
         if value is None:
             return None
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise PayloadError(f"{self._at(key)} is not {_KIND_NAMES.get(kind, kind.__name__)}")
+        return value
+
+    def optional(self, key: str, kind: type[T]) -> T | None:
+        """The value of `kind`, or None; a string comes back storable (NUL and half surrogate pairs as U+FFFD)."""
+        value = self._typed(key, kind)
+        if isinstance(value, str):
+            return cast(T, storable(value))
         return value
 
     def require(self, key: str, kind: type[T]) -> T:
@@ -337,15 +353,12 @@ class _Obj:
 
     def require_id_text(self, key: str, *, max_length: int) -> str:
         """A string that names something (a topic, a workspace, a notification): non-empty and storable."""
-        value = self.require(key, str)
+        value = self._typed(key, str)
+        if value is None:
+            raise PayloadError(f"{self._at(key)} is missing")
         if value == "":
             raise PayloadError(f"{self._at(key)} is empty")
         return _checked_id(value, self._at(key), max_length=max_length)
-
-    def optional_text(self, key: str) -> str | None:
-        """Free text (a name, an email, a tag): what can't be stored (NUL, half a surrogate pair) becomes U+FFFD."""
-        value = self.optional(key, str)
-        return storable(value) if value is not None else None
 
     def require_id(self, key: str) -> str:
         value = self.optional_id(key)
@@ -360,23 +373,23 @@ class _Obj:
             raise PayloadError(f"{self._at(key)} is not a time between 2011 and tomorrow")
         return datetime.fromtimestamp(seconds, tz=UTC)
 
-    def optional_object(self, key: str) -> _Obj | None:
+    def optional_object(self, key: str) -> JsonObject | None:
         value = self.optional(key, dict)
-        return _Obj(value, self._at(key)) if value is not None else None
+        return JsonObject(value, self._at(key)) if value is not None else None
 
-    def object(self, key: str) -> _Obj:
-        return _Obj(self.require(key, dict), self._at(key))
+    def object(self, key: str) -> JsonObject:
+        return JsonObject(self.require(key, dict), self._at(key))
 
-    def object_or_empty(self, key: str) -> _Obj:
-        return self.optional_object(key) or _Obj({}, self._at(key))
+    def object_or_empty(self, key: str) -> JsonObject:
+        return self.optional_object(key) or JsonObject({}, self._at(key))
 
-    def objects(self, key: str) -> list[_Obj]:
+    def objects(self, key: str) -> list[JsonObject]:
         values = self.optional(key, list) or []
         objects = []
         for index, value in enumerate(values):
             if not isinstance(value, dict):
                 raise PayloadError(f"{self._at(key)}[{index}] is not an object")
-            objects.append(_Obj(value, f"{self._at(key)}[{index}]"))
+            objects.append(JsonObject(value, f"{self._at(key)}[{index}]"))
         return objects
 
 
@@ -394,6 +407,7 @@ MAX_URL_LENGTH = 300
 # Intercom's payloads nest a handful of levels; far deeper is an attack on the parser.
 MAX_DEPTH = 64
 INTERCOM_HOSTS = {"app.intercom.com", "app.intercom.io", "app.eu.intercom.com", "app.au.intercom.com"}
+_URL_CHARACTERS = re.compile(r"[!-\[\]-~]+")  # visible ASCII but the backslash
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _BRACKET = re.compile(r"[\[\]{}]")
 
@@ -426,11 +440,20 @@ def _checked_id(value: str, path: str, *, max_length: int) -> str:
         raise PayloadError(f"{path} is longer than {max_length} characters")
     if not is_storable(value):
         raise PayloadError(f"{path} holds a NUL or half a surrogate pair")
+    if value in DOT_SEGMENTS:
+        raise PayloadError(f"{path} is {value!r}, which names no record")  # it would walk a URL path
     return value
 
 
 def is_intercom_url(url: str, *, app_url: str) -> bool:
-    """An https link to Intercom's own app (any region's, or the configured one)."""
-    parts = urlsplit(url)
+    """An https link to Intercom's own app (any region's, or the configured one), written as a URL is:
+    visible ASCII, no space, control character or U+FFFD, no backslash (a browser reads it as `/`, so
+    `https://evil.example\\@app.intercom.com` goes to evil.example) and no user name."""
+    if len(url) > MAX_URL_LENGTH or not _URL_CHARACTERS.fullmatch(url):
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed [ in the host
+        return False
     known_host = parts.hostname in INTERCOM_HOSTS | {urlsplit(app_url).hostname}
-    return parts.scheme == "https" and known_host and len(url) <= MAX_URL_LENGTH
+    return parts.scheme == "https" and known_host and parts.username is None

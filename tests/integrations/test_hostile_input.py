@@ -13,6 +13,7 @@ import pytest
 import responses
 
 from integrations.intercom.client import IntercomClient, IntercomError
+from integrations.intercom.payloads import IntercomNotification
 from integrations.models import InboundWebhook, UnverifiedWebhookCount
 from integrations.stella.client import Outcome, StellaClient
 from surveys.models import ConversationEvent, SurveyRequest
@@ -125,6 +126,79 @@ def test_a_customer_name_with_half_a_surrogate_pair_is_kept_readable_and_the_clo
     assert post_webhook(client, payload).status_code == 200
     assert InboundWebhook.objects.get().status == InboundWebhook.Status.PROCESSED
     assert SurveyRequest.objects.get().customer_name == "Bea \ufffd Buyer\ufffd"
+
+
+def put(payload: dict, path: str, value) -> dict:
+    """`payload` with the field at a dotted path (`data.item.conversation_parts.conversation_parts.0.state`) set."""
+    *parents, last = [int(key) if key.isdigit() else key for key in path.split(".")]
+    target = payload
+    for key in parents:
+        target = target[key]
+    target[last] = value
+    return payload
+
+
+IDS_LINK = "https://app.intercom.com/a/apps/ws1test/conversations/"
+PART = "data.item.conversation_parts.conversation_parts.0"
+
+
+def _survey_request(_notification):
+    return SurveyRequest.objects.get()
+
+
+@pytest.mark.parametrize(
+    ("fixture", "field", "value", "read", "expected"),
+    [
+        ("closed_v2", "data.item.source.type", "chat\ud800", lambda n: _survey_request(n).channel_source, "chat\ufffd"),
+        ("closed_v2", "data.item.source.type", "chat\x00", lambda n: _survey_request(n).channel_source, "chat\ufffd"),
+        ("closed_v2", "data.item.channel", {"initial": "sms\udfff"}, lambda n: _survey_request(n).channel_source, "sms\ufffd"),
+        ("closed_v2", "data.item.channel", {"initial": "sms\x00"}, lambda n: n.conversation.channel_source, "sms\ufffd"),
+        # A source author that is no customer role: the customer is the contact, looked up later.
+        ("closed_v2", "data.item.source.author.type", "user\ud800", lambda n: _survey_request(n).customer_role, "contact"),
+        ("closed", "data.item.user.type", "lead\ud800", lambda n: _survey_request(n).customer_role, "lead\ufffd"),
+        ("closed", "data.item.user.type", "lead\x00", lambda n: _survey_request(n).customer_role, "lead\ufffd"),
+        ("closed", "data.item.user.email", "ada\ud800@customer.example", lambda n: _survey_request(n).customer_email, "ada\ufffd@customer.example"),
+        ("closed", "data.item.assignee.type", "admin\ud800", lambda n: _survey_request(n).teammate_name, "Tess Teammate"),
+        ("closed", "data.item.assignee.name", "Tess\x00", lambda n: _survey_request(n).teammate_name, "Tess\ufffd"),
+        ("closed_v2", "data.item.state", "closed\ud800", lambda n: n.conversation.state, "closed\ufffd"),
+        ("closed_v2", f"{PART}.part_type", "close\x00", lambda n: n.conversation.closure, None),
+        ("closed_v2", f"{PART}.author.type", "admin\ud800", lambda n: n.conversation.closure.closer.type, "admin\ufffd"),
+        ("closed_v2", f"{PART}.assigned_to", {"type": "bot\ud800", "id": "1"}, lambda n: n.conversation.assignee.kind, "admin"),
+        ("closed_v2", "data.item.tags.tags", [{"name": "vip\ud800"}], lambda n: _survey_request(n).tags, ["vip\ufffd"]),
+        # A role or source longer than its column is cut to fit, not a failed insert.
+        ("closed", "data.item.user.type", "lead" * 20, lambda n: _survey_request(n).customer_role, "lead" * 4),
+        ("closed_v2", "data.item.source.type", "s" * 100, lambda n: _survey_request(n).channel_source, "s" * 32),
+        *[
+            ("closed", "data.item.links.conversation_web", link, lambda n: _survey_request(n).conversation_url, IDS_LINK + "30100000001")
+            for link in [
+                f"{IDS_LINK}\ud800", f"{IDS_LINK}\x00", f"{IDS_LINK}1\x07", f"{IDS_LINK}1 2", f"{IDS_LINK}1\t",
+                f"{IDS_LINK}\u202e1", "https://evil.example\\@app.intercom.com/a", "https://x@app.intercom.com/a",
+                "https://[app.intercom.com/a",
+            ]
+        ],
+    ],
+)  # fmt: skip
+def test_text_no_database_stores_becomes_u_fffd_and_the_webhook_is_processed(
+    client, account, fixture, field, value, read, expected
+):
+    payload = put(notification(f"conversation_admin_{fixture}"), field, value)
+    assert post_webhook(client, payload).status_code == 200
+    webhook = InboundWebhook.objects.get()
+    assert (webhook.status, webhook.error) == (InboundWebhook.Status.PROCESSED, "")
+    assert read(IntercomNotification.from_json(webhook.body)) == expected
+
+
+@pytest.mark.parametrize("value", ["notification_event\ud800", "notification_event\x00"])
+def test_an_envelope_type_with_text_no_database_stores_is_400_naming_it(client, account, value):
+    assert_refused(post_webhook(client, closed(type=value)), 400, "type is not notification_event")
+
+
+@pytest.mark.parametrize("value", [".", ".."])
+@pytest.mark.parametrize("field", ["data.item.id", "data.item.contacts.contacts.0.id", "app_id"])
+def test_an_id_that_would_walk_a_url_path_is_400_naming_it(client, account, field, value):
+    assert_refused(
+        post_webhook(client, put(closed(), field, value)), 400, f"{field.replace('.0.', '[0].')} is {value!r}"
+    )
 
 
 def test_a_reopen_whose_conversation_id_would_not_fit_is_400_not_lost_silently(client, account):

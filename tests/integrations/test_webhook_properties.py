@@ -1,22 +1,29 @@
-"""Property tests of the webhook endpoint: 2,000 generated bodies, headers and signatures a run.
+"""Property tests of the webhook endpoint: 2,200 generated bodies, headers and signatures a run.
 
 For every one: the answer is one the contract allows (never a 5xx), nothing is acted on without
 a valid signature, and whatever got 200 is stored and ends processed or ignored.
 """
 
 import copy
+import functools
 import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import transaction
 from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from integrations.intercom.payloads import IntercomNotification, PayloadError
 from integrations.models import InboundWebhook
 from surveys.models import ConversationEvent, SurveyRequest
 from surveys.tasks import process_inbound_webhooks
-from tests.helpers import load_fixture, sign
+from tests.helpers import CAPTURED_FIXTURES, WORKSPACE_ID, load_fixture, sign
+from tests.helpers import FIXTURES as OWN_FIXTURES
 
 pytestmark = pytest.mark.django_db
 
@@ -134,3 +141,108 @@ def test_an_unsigned_body_is_answered_400_401_or_413_and_nothing_is_acted_on(acc
     process_inbound_webhooks()
     assert (SurveyRequest.objects.count(), ConversationEvent.objects.count()) == acted_on
     assert not InboundWebhook.objects.exclude(status=InboundWebhook.Status.INVALID).exists()
+
+
+# Every real capture, ours and the public ones: both payload generations, every topic.
+CAPTURES = sorted(OWN_FIXTURES.glob("*.json")) + sorted(CAPTURED_FIXTURES.glob("*.json"))
+LEAF_EXAMPLES = settings(EXAMPLES, max_examples=200)
+# Text with at least one character no database stores (NUL, half a surrogate pair), among what a link or a word of
+# Intercom's vocabulary must not hold either (control and format characters, spaces, U+FFFD itself) and any other.
+unstorable = st.sampled_from(["\x00", "\ud800", "\udbff", "\udc00", "\udfff"])
+nasty = unstorable | st.sampled_from(["\x07", "\x1b", "\x7f", "\u202e", "\n", " ", "\ufffd"])
+any_text = st.text(nasty | st.characters(exclude_categories=()), max_size=6)
+nasty_text = st.builds(lambda before, bad, after: before + bad + after, any_text, unstorable, any_text)
+# Both shrink towards False: towards the capture as it was.
+HALF = st.booleans()
+ONE_IN_TWENTY = st.sampled_from([False] * 19 + [True])
+Leaf = tuple[str | int, ...]  # where a string sits: keys and list indexes
+
+
+def string_leaves(value: Any, path: Leaf = ()) -> Iterator[Leaf]:
+    """The path of every string in a JSON value, however deep."""
+    if isinstance(value, str):
+        yield path
+    elif isinstance(value, dict):
+        for key, child in value.items():
+            yield from string_leaves(child, (*path, key))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            yield from string_leaves(child, (*path, index))
+
+
+def at(value: Any, path: Leaf) -> Any:
+    for key in path:
+        value = value[key]
+    return value
+
+
+def capture(name: Path) -> dict[str, Any]:
+    """A capture as the test account's: else an unknown workspace would end it before anything is stored."""
+    payload = json.loads(name.read_text())
+    payload["app_id"] = WORKSPACE_ID
+    return payload
+
+
+@functools.cache
+def refused_leaves(name: Path) -> frozenset[Leaf]:
+    """The strings whose hostile text the parser refuses (ids, the topic, the types). They are made hostile
+    less often, so most bodies get through to be acted on with many other strings made hostile at once."""
+    payload = capture(name)
+    refused = set()
+    for path in string_leaves(payload):
+        probe = copy.deepcopy(payload)
+        at(probe, path[:-1])[path[-1]] = "\ud800"
+        try:
+            IntercomNotification.from_json(json.dumps(probe))
+        except PayloadError:
+            refused.add(path)
+    return frozenset(refused)
+
+
+@st.composite
+def captures_with_hostile_strings(draw: st.DrawFn) -> dict[str, Any]:
+    """A real capture in which any string may have become hostile text, or had some slipped in among its own."""
+    name = draw(st.sampled_from(CAPTURES))
+    payload = capture(name)
+    for path in list(string_leaves(payload)):
+        if not draw(ONE_IN_TWENTY if path in refused_leaves(name) else HALF):
+            continue
+        text = draw(nasty_text)
+        if draw(HALF):
+            original = at(payload, path)
+            cut = draw(st.integers(0, len(original)))
+            text = original[:cut] + text + original[cut:]
+        at(payload, path[:-1])[path[-1]] = text
+    return payload
+
+
+def names_a_field_of(payload: dict[str, Any], message: str) -> bool:
+    """Whether a message begins with the dotted path of a field the body holds (`data.item.contacts.contacts[0].id`)."""
+    field = message.split(" ", 1)[0]
+    if not re.fullmatch(r"[a-z_]+(\.[a-z_]+|\[\d+\])*", field):
+        return False
+    try:
+        at(payload, tuple(int(key) if key.isdigit() else key for key in re.findall(r"[a-z_]+|\d+", field)))
+    except (KeyError, IndexError, TypeError):
+        return False
+    return True
+
+
+@LEAF_EXAMPLES
+@given(payload=captures_with_hostile_strings())
+def test_any_string_of_a_real_capture_made_hostile_is_refused_naming_it_or_processed(account, payload):
+    with transaction.atomic():  # each example starts afresh: a capture's closure is never a duplicate of the last
+        _refused_naming_a_field_or_processed(payload)
+        transaction.set_rollback(True)
+
+
+def _refused_naming_a_field_or_processed(payload: dict[str, Any]) -> None:
+    body = json.dumps(payload).encode()
+    response = post(Client(), body, {"X-Hub-Signature": sign(body)})
+    assert response.status_code in {200, 400}, response.content
+    if response.status_code == 400:
+        assert names_a_field_of(payload, response.json()["error"]), response.json()
+        return
+    process_inbound_webhooks()
+    webhook = InboundWebhook.objects.get()
+    assert webhook.status in FINAL, (webhook.status, webhook.error, body)
