@@ -4,7 +4,8 @@ Three jobs per account, each taking `now`, and one entry point for the schedule:
 
 - `stella_employees_sync`: Stella's employees (User Management), and which teammates it won't recognise;
 - `stella_feedback_pull`: Stella's feedback records (Data Return), from the saved cursor, each linked to
-  the survey request of its conversation and counted per teammate and day;
+  the survey request of its conversation and counted per teammate and day; a record that can't be stored
+  as Stella sent it is quarantined (surveys/quarantine.py) and the pull moves past it;
 - `survey_requests_reconcile`: an ambiguous request Stella reports is sent; a request Stella hasn't
   reported for the account's reconcile-after time is flagged for a person;
 - `stella_sync_all`: all three for every account that has an API secret and the feature on.
@@ -23,9 +24,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, Model, OuterRef, Q, QuerySet
 
 from integrations.stella.data import (
+    FeedbackPage,
     FeedbackRecord,
     StellaDataClient,
     StellaDataError,
@@ -34,18 +36,21 @@ from integrations.stella.data import (
 )
 from integrations.vocabulary import AssigneeKind
 from portal.crypto import SecretUndecryptable
+from portal.text import is_storable, storable, storable_data
 from surveys.counts import day_of
 from surveys.models import (
     Account,
     ApiRequest,
     Feedback,
     IntegrationSettings,
+    QuarantinedFeedback,
     StellaEmployee,
     StellaSyncState,
     SurveyRequest,
     Teammate,
     TeammateDailyCount,
 )
+from surveys.quarantine import REFUSED, feedback_record_unstorable, feedback_refused_reason, quarantined_feedback
 from surveys.services import InvalidTransition, survey_request_transition
 
 logger = logging.getLogger(__name__)
@@ -95,6 +100,7 @@ class FeedbackPull:
     records: int = 0
     created: int = 0
     linked: int = 0
+    quarantined: int = 0
     caught_up: bool = False
     skipped: str = ""
     error: str = ""
@@ -108,6 +114,8 @@ class FeedbackPull:
             f"{self.records} feedback records read in {self.pages} pages ({self.created} new, "
             f"{self.linked} linked to survey requests)"
         )
+        if self.quarantined:
+            text += f"; {self.quarantined} quarantined: they can't be stored as Stella sent them"
         if self.error:
             text += f"; stopped: {self.error}"
         elif not self.caught_up:
@@ -149,9 +157,10 @@ def stella_data_client(integration: IntegrationSettings) -> StellaDataClient:
 
 
 def _error_text(exc: Exception) -> str:
-    # StellaDataError and SecretUndecryptable messages are written to be shown; nothing else's is.
+    # StellaDataError and SecretUndecryptable messages are written to be shown; nothing else's is. Stella's
+    # words in them are storable like any text from outside.
     if isinstance(exc, StellaDataError | SecretUndecryptable):
-        return str(exc)[:ERROR_LENGTH]
+        return storable(str(exc))[:ERROR_LENGTH]
     return f"Unexpected error ({type(exc).__name__}): see the portal's logs"[:ERROR_LENGTH]
 
 
@@ -185,7 +194,7 @@ def stella_employees_sync(account: Account, *, now: datetime, client: StellaData
     return result
 
 
-def _clip(value: str, model: type[StellaEmployee | Feedback | TeammateDailyCount], name: str) -> str:
+def _clip(value: str, model: type[Model], name: str) -> str:
     """Stella sets no length on names: cut what would not fit its column rather than lose the row."""
     max_length = getattr(model._meta.get_field(name), "max_length", None)
     return value[:max_length] if max_length else value
@@ -198,7 +207,7 @@ def _employees_store(
     and how many were deleted."""
     by_id: dict[str, StellaEmployee] = {}
     for record in records:
-        if not record.id:
+        if not record.id or not is_storable(record.id):
             continue  # nothing to keep it by
         by_id[record.id] = StellaEmployee(
             account=account,
@@ -301,8 +310,9 @@ def stella_feedback_pull(
 ) -> FeedbackPull:
     """Read Stella's feedback records after the saved cursor, a page at a time until an empty page (or
     `max_pages`, STELLA_FEEDBACK_MAX_PAGES), storing each page with the cursor in one transaction; then
-    reconcile the account's requests with what Stella reported. A 429 stops the pull, and no pull runs
-    before the time Stella asked for."""
+    reconcile the account's requests with what Stella reported. A record that can't be stored as Stella
+    sent it is quarantined, and the cursor moves past it. A 429 stops the pull, and no pull runs before the
+    time Stella asked for."""
     integration = account.integration
     if not integration.feedback_return_enabled:
         return FeedbackPull(skipped="Feedback return is turned off for this account.")
@@ -320,18 +330,19 @@ def stella_feedback_pull(
     try:
         client = client or stella_data_client(integration)
         for _ in range(max_pages):
-            records = client.feedback_page(after=cursor, limit=FEEDBACK_PAGE_SIZE)
-            if not records:
+            page = client.feedback_page(after=cursor, limit=FEEDBACK_PAGE_SIZE)
+            if page.cursor is None:
                 pull.caught_up = True
                 break
-            stored = _feedback_page_store(account, integration, records, cursor=cursor)
+            stored = _feedback_page_store(account, integration, page, cursor=cursor, now=now)
             if stored is None:
                 break  # another pull of this account stored this page first: it carries on from there
             cursor = stored.cursor
             pull.pages += 1
-            pull.records += len(records)
+            pull.records += len(page.records) + len(page.unreadable)
             pull.created += stored.created
             pull.linked += stored.linked
+            pull.quarantined += stored.quarantined
     except StellaRateLimited as exc:
         pull.retry_at = now + timedelta(seconds=exc.retry_after)
         pull.error = _error_text(exc)
@@ -344,7 +355,13 @@ def stella_feedback_pull(
     log = logger.warning if pull.error else logger.info
     log(
         "stella.feedback.pulled",
-        extra={"account": account.pk, "pages": pull.pages, "records": pull.records, "error": pull.error},
+        extra={
+            "account": account.pk,
+            "pages": pull.pages,
+            "records": pull.records,
+            "quarantined": pull.quarantined,
+            "error": pull.error,
+        },
     )
     pull.reconciled = survey_requests_reconcile(account, now=now, flag_unreported=pull.caught_up)
     return pull
@@ -355,6 +372,22 @@ class StoredPage:
     cursor: int
     created: int
     linked: int
+    quarantined: int
+
+
+@dataclass
+class _Stored:
+    """What storing some records did: how many were new, how many linked, and their uuids."""
+
+    created: int = 0
+    linked: int = 0
+    uuids: list[str] = field(default_factory=list)
+
+    def __iadd__(self, other: _Stored) -> _Stored:
+        self.created += other.created
+        self.linked += other.linked
+        self.uuids += other.uuids
+        return self
 
 
 @dataclass
@@ -367,50 +400,121 @@ class _Candidate:
 
 
 def _feedback_page_store(
-    account: Account, integration: IntegrationSettings, records: list[FeedbackRecord], *, cursor: int | None
+    account: Account, integration: IntegrationSettings, page: FeedbackPage, *, cursor: int | None, now: datetime
 ) -> StoredPage | None:
-    """Upsert one page of records by uuid, link each to its survey request, move the teammates' counts by
-    the difference each record makes, and advance the cursor, in one transaction and a bounded number of
-    queries. None when another pull moved the cursor from `cursor` first (nothing is stored)."""
-    latest: dict[str, FeedbackRecord] = {}
-    for record in records:  # the same uuid twice in a page: its newest version
-        if record.uuid not in latest or record.sequence_id > latest[record.uuid].sequence_id:
-            latest[record.uuid] = record
-    new_cursor = max(record.sequence_id for record in records)
-    if cursor is not None:
-        new_cursor = max(new_cursor, cursor)
+    """Store one page and advance the cursor past it, in one transaction: of two pulls of the account, only
+    the one that moves the cursor from `cursor` stores the page (None for the other: nothing is stored).
+    Its records are stored (`_feedback_records_store`) but for those that can't be as Stella sent them,
+    which are quarantined; should the database refuse the page anyway, each record is stored on its own,
+    a savepoint each, and one it refuses is quarantined. A quarantined record of a uuid now stored is gone:
+    Stella sent a version that could be."""
+    assert page.cursor is not None, "an empty page is the end: nothing to store"
+    records, quarantine = _feedback_page_sorted(account, page, now=now)
+    new_cursor = page.cursor if cursor is None else max(page.cursor, cursor)
     with transaction.atomic():
-        # The claim: of two pulls of one account, the one that moves the cursor from where both read stores.
         claimed = StellaSyncState.objects.filter(account=account, feedback_cursor=cursor).update(
             feedback_cursor=new_cursor
         )
         if not claimed:
             return None
-        existing = {
-            row.uuid: row
-            for row in Feedback.objects.filter(account=account, uuid__in=list(latest)).only(*COUNTED_FIELDS)
-        }
-        links = _links(account, latest.values(), existing)
-        rows = [
-            _feedback_row(
-                account, record, link=links.get(record.uuid), old=existing.get(record.uuid), integration=integration
+        try:
+            with transaction.atomic():
+                stored = _feedback_records_store(account, integration, records)
+        except REFUSED:
+            logger.warning("stella.feedback.page_refused", extra={"account": account.pk}, exc_info=True)
+            stored = _feedback_records_store_each(account, integration, records, quarantine=quarantine, now=now)
+        if stored.uuids:
+            QuarantinedFeedback.objects.filter(account=account, uuid__in=stored.uuids).delete()
+        if quarantine:
+            # A page read again (its cursor set back) quarantines nothing twice.
+            QuarantinedFeedback.objects.bulk_create(quarantine, ignore_conflicts=True)
+            logger.warning(
+                "stella.feedback.quarantined",
+                extra={"account": account.pk, "sequence_ids": [row.sequence_id for row in quarantine]},
             )
-            for record in latest.values()
-        ]
-        Feedback.objects.bulk_create(
-            rows, update_conflicts=True, unique_fields=["account", "uuid"], update_fields=UPDATED_FIELDS
+        if stored.created:
+            StellaSyncState.objects.filter(account=account).update(
+                feedback_records=F("feedback_records") + stored.created
+            )
+    return StoredPage(cursor=new_cursor, created=stored.created, linked=stored.linked, quarantined=len(quarantine))
+
+
+def _feedback_page_sorted(
+    account: Account, page: FeedbackPage, *, now: datetime
+) -> tuple[list[FeedbackRecord], list[QuarantinedFeedback]]:
+    """The page's records to store (of a uuid that comes twice, its newest version), in sequence order; and
+    the rows that quarantine the rest, unread or unstorable."""
+    quarantine = [quarantined_feedback(account, item, reason=item.reason, now=now) for item in page.unreadable]
+    latest: dict[str, FeedbackRecord] = {}
+    for record in page.records:
+        if record.uuid not in latest or record.sequence_id > latest[record.uuid].sequence_id:
+            latest[record.uuid] = record
+    records = []
+    for record in sorted(latest.values(), key=lambda record: record.sequence_id):
+        if reason := feedback_record_unstorable(record):
+            quarantine.append(quarantined_feedback(account, record, reason=reason, now=now))
+        else:
+            records.append(record)
+    return records, quarantine
+
+
+def _feedback_records_store_each(
+    account: Account,
+    integration: IntegrationSettings,
+    records: list[FeedbackRecord],
+    *,
+    quarantine: list[QuarantinedFeedback],
+    now: datetime,
+) -> _Stored:
+    """Store records one at a time, each in a savepoint; add one the database refuses to `quarantine`."""
+    stored = _Stored()
+    for record in records:
+        try:
+            with transaction.atomic():
+                stored += _feedback_records_store(account, integration, [record])
+        except REFUSED as exc:
+            logger.warning(
+                "stella.feedback.record_refused",
+                extra={"account": account.pk, "sequence_id": record.sequence_id},
+                exc_info=True,
+            )
+            quarantine.append(quarantined_feedback(account, record, reason=feedback_refused_reason(exc), now=now))
+    return stored
+
+
+def _feedback_records_store(
+    account: Account, integration: IntegrationSettings, records: list[FeedbackRecord]
+) -> _Stored:
+    """Upsert records (one per uuid) by uuid, link each to its survey request, and move the teammates'
+    counts by the difference each record makes, in a bounded number of queries."""
+    if not records:
+        return _Stored()
+    existing = {
+        row.uuid: row
+        for row in Feedback.objects.filter(account=account, uuid__in=[record.uuid for record in records]).only(
+            *COUNTED_FIELDS
         )
-        deltas = TeammateCounts()
-        for row in rows:
-            if (old := existing.get(row.uuid)) is not None:
-                deltas.add(old, sign=-1)
-            deltas.add(row, sign=1)
-        deltas.write(account_id=account.pk)
-        created = sum(1 for uuid in latest if uuid not in existing)
-        if created:
-            StellaSyncState.objects.filter(account=account).update(feedback_records=F("feedback_records") + created)
-    return StoredPage(
-        cursor=new_cursor, created=created, linked=sum(1 for row in rows if row.survey_request_id is not None)
+    }
+    links = _links(account, records, existing)
+    rows = [
+        _feedback_row(
+            account, record, link=links.get(record.uuid), old=existing.get(record.uuid), integration=integration
+        )
+        for record in records
+    ]
+    Feedback.objects.bulk_create(
+        rows, update_conflicts=True, unique_fields=["account", "uuid"], update_fields=UPDATED_FIELDS
+    )
+    deltas = TeammateCounts()
+    for row in rows:
+        if (old := existing.get(row.uuid)) is not None:
+            deltas.add(old, sign=-1)
+        deltas.add(row, sign=1)
+    deltas.write(account_id=account.pk)
+    return _Stored(
+        created=sum(1 for record in records if record.uuid not in existing),
+        linked=sum(1 for row in rows if row.survey_request_id is not None),
+        uuids=[record.uuid for record in records],
     )
 
 
@@ -496,7 +600,7 @@ def _feedback_row(
         response_received_at=record.response_received_at,
         star_rating=record.star_rating if record.star_rating is None or -32768 <= record.star_rating < 32768 else None,
         comment=record.comment,
-        raw=record.raw,
+        raw=storable_data(record.raw),
     )
 
 
