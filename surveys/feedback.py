@@ -8,7 +8,8 @@ Three jobs per account, each taking `now`, and one entry point for the schedule:
   as Stella sent it is quarantined (surveys/quarantine.py) and the pull moves past it;
 - `survey_requests_reconcile`: an ambiguous request Stella reports is sent; a request Stella hasn't
   reported for the account's reconcile-after time is flagged for a person;
-- `stella_sync_all`: all three for every account that has an API secret and the feature on.
+- `stella_sync_all`: all three for every account that has an API secret and the feature on, each job
+  through `stella_sync_job_run`, which keeps a crash's error and traceback on the account's sync state.
 
 Both reads use the account's current-mode key and its API secret, with the same base URL as sending.
 """
@@ -16,10 +17,10 @@ Both reads use the account's current-mode key and its API secret, with the same 
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -36,6 +37,8 @@ from integrations.stella.data import (
 )
 from integrations.vocabulary import AssigneeKind
 from portal.crypto import SecretUndecryptable
+from portal.fields import EncryptedTextField
+from portal.redaction import mask_secret
 from portal.text import is_storable, storable, storable_data
 from surveys.counts import day_of
 from surveys.models import (
@@ -64,6 +67,7 @@ FEEDBACK_PAGE_SIZE = 1000
 # The statuses in which a request most likely reached Stella: a record of its conversation is theirs first.
 REACHED_STELLA = (Status.SENT, Status.AMBIGUOUS)
 ERROR_LENGTH = 500  # StellaSyncState's error columns
+TRACEBACK_LENGTH = 8000  # and its traceback columns: the end of a longer one, where it was raised and why
 IN_CHUNK = 500
 # Teammates who closed conversations this recently are checked against Stella's employees at each sync.
 TEAMMATES_SEEN_SINCE = timedelta(days=30)
@@ -164,6 +168,20 @@ def _error_text(exc: Exception) -> str:
     return f"Unexpected error ({type(exc).__name__}): see the portal's logs"[:ERROR_LENGTH]
 
 
+def _traceback_text(exc: BaseException, *, account: Account) -> str:
+    """`exc`'s traceback for an operator: the account's secrets masked should a message quote one, storable,
+    and its last TRACEBACK_LENGTH characters."""
+    text = "".join(traceback.format_exception(exc))
+    integration = getattr(account, "integration", None)
+    for secret_field in IntegrationSettings._meta.concrete_fields:
+        secret = getattr(integration, secret_field.attname, "") if isinstance(secret_field, EncryptedTextField) else ""
+        if secret:
+            text = text.replace(secret, mask_secret(secret))
+    if len(text) > TRACEBACK_LENGTH:
+        text = "…" + text[-(TRACEBACK_LENGTH - 1) :]
+    return storable(text)
+
+
 # Employees -----------------------------------------------------------------------------------------------------
 
 
@@ -182,13 +200,15 @@ def stella_employees_sync(account: Account, *, now: datetime, client: StellaData
         records = (client or stella_data_client(integration)).employees()
     except (StellaDataError, SecretUndecryptable) as exc:
         error = _error_text(exc)
-        StellaSyncState.objects.filter(pk=state.pk).update(employees_error=error)
+        StellaSyncState.objects.filter(pk=state.pk).update(employees_error=error, employees_traceback="")
         logger.warning("stella.employees.sync_failed", extra={"account": account.pk, "error": error})
         return EmployeeSync(error=error)
     with transaction.atomic():
         employees, removed = _employees_store(account, records, now=now)
         matched, unmatched = _teammates_match(account, employees, now=now)
-        StellaSyncState.objects.filter(pk=state.pk).update(employees_synced_at=now, employees_error="")
+        StellaSyncState.objects.filter(pk=state.pk).update(
+            employees_synced_at=now, employees_error="", employees_traceback=""
+        )
     result = EmployeeSync(employees=len(employees), removed=removed, matched=matched, unmatched=unmatched)
     logger.info("stella.employees.synced", extra={"account": account.pk, "employees": len(employees)})
     return result
@@ -348,7 +368,11 @@ def stella_feedback_pull(
         pull.error = _error_text(exc)
     except (StellaDataError, SecretUndecryptable) as exc:
         pull.error = _error_text(exc)
-    fields: dict[str, object] = {"feedback_retry_at": pull.retry_at, "feedback_error": pull.error}
+    fields: dict[str, object] = {
+        "feedback_retry_at": pull.retry_at,
+        "feedback_error": pull.error,
+        "feedback_traceback": "",
+    }
     if not pull.error:
         fields["feedback_synced_at"] = now
     StellaSyncState.objects.filter(pk=state.pk).update(**fields)
@@ -779,19 +803,30 @@ def stella_sync_all(*, now: datetime) -> int:
         ok = True
         last_attempt = state.employees_attempted_at if state else None
         if integration.employee_sync_enabled and (last_attempt is None or last_attempt <= now - EMPLOYEE_SYNC_EVERY):
-            ok &= _guarded(account, "employees", partial(stella_employees_sync, account, now=now))
+            ok &= not stella_sync_job_run(account, job="employees", now=now).error
         if integration.feedback_return_enabled:
-            ok &= _guarded(account, "feedback", partial(stella_feedback_pull, account, now=now))
+            ok &= not stella_sync_job_run(account, job="feedback", now=now).error
         succeeded += ok
     return succeeded
 
 
-def _guarded(account: Account, job: str, run: Callable[[], EmployeeSync | FeedbackPull]) -> bool:
-    """Run one account's job; anything it raises is logged and kept as its error, and stops only it."""
+SYNC_JOBS: dict[str, Callable[..., EmployeeSync | FeedbackPull]] = {
+    "employees": stella_employees_sync,
+    "feedback": stella_feedback_pull,
+}
+
+
+def stella_sync_job_run(account: Account, *, job: str, now: datetime) -> EmployeeSync | FeedbackPull:
+    """Run one of the account's SYNC_JOBS (the schedule's, or a CSM's "now"). Whatever it raises is logged and kept on
+    the account's sync state, the error in words for a CSM and the traceback for an operator, and comes
+    back as the result's error: it stops only this job."""
     try:
-        result = run()
+        return SYNC_JOBS[job](account, now=now)
     except Exception as exc:
         logger.exception(f"stella.{job}.crashed", extra={"account": account.pk})
-        StellaSyncState.objects.update_or_create(account=account, defaults={f"{job}_error": _error_text(exc)})
-        return False
-    return not getattr(result, "error", "")
+        error = _error_text(exc)
+        StellaSyncState.objects.update_or_create(
+            account=account,
+            defaults={f"{job}_error": error, f"{job}_traceback": _traceback_text(exc, account=account)},
+        )
+        return EmployeeSync(error=error) if job == "employees" else FeedbackPull(error=error)

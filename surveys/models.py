@@ -627,6 +627,9 @@ class StellaSyncState(models.Model):
     )
     employees_synced_at = models.DateTimeField(null=True, blank=True, help_text="The last successful employee sync.")
     employees_error = models.CharField(max_length=500, blank=True, help_text="Why the last employee sync failed.")
+    employees_traceback = models.TextField(
+        blank=True, help_text="The traceback of the last employee sync, if it crashed: for an operator."
+    )
     feedback_cursor = models.BigIntegerField(
         null=True,
         blank=True,
@@ -634,6 +637,9 @@ class StellaSyncState(models.Model):
     )
     feedback_synced_at = models.DateTimeField(null=True, blank=True, help_text="The last successful feedback read.")
     feedback_error = models.CharField(max_length=500, blank=True, help_text="Why the last feedback read failed.")
+    feedback_traceback = models.TextField(
+        blank=True, help_text="The traceback of the last feedback read, if it crashed: for an operator."
+    )
     feedback_retry_at = models.DateTimeField(
         null=True, blank=True, help_text="Stella asked us to wait (429): no feedback read before then."
     )

@@ -1,10 +1,9 @@
 """What the portal reads back from Stella: its feedback records, those quarantined, and its employees
-(read-only, as Stella has them), and, on the account's page, where the reading stands (with the records
-quarantined) and "Sync employees now" / "Pull feedback now"."""
+(read-only, as Stella has them), and, on the account's page, where the reading stands (with a crash's
+traceback for an operator, and the records quarantined) and "Sync employees now" / "Pull feedback now"."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 
 from django.contrib import admin, messages
@@ -22,13 +21,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from portal.admin_helpers import ReadOnlyAdminMixin, shortened
-from surveys.feedback import (
-    EmployeeSync,
-    FeedbackPull,
-    stella_employees_sync,
-    stella_feedback_pull,
-    teammates_unknown_to_stella,
-)
+from surveys.feedback import SYNC_JOBS, EmployeeSync, FeedbackPull, stella_sync_job_run, teammates_unknown_to_stella
 from surveys.models import (
     Account,
     Feedback,
@@ -143,9 +136,9 @@ def _when(moment: datetime | None) -> str:
 
 
 def stella_sync_block(account: Account) -> SafeString:
-    """Where reading back from Stella stands for the account: each job's last run and its error; the feedback
-    records quarantined; and the buttons to run the jobs now. Everything from outside is escaped by the
-    template."""
+    """Where reading back from Stella stands for the account: each job's last run, its error in words for a
+    CSM and, if it crashed, the traceback for an operator (folded); the feedback records quarantined; and the
+    buttons to run the jobs now. Everything from outside is escaped by the template."""
     state = StellaSyncState.objects.filter(account=account).first() or StellaSyncState(account=account)
     integration = getattr(account, "integration", None)
     quarantined = list(quarantined_feedback_of(account)[:QUARANTINED_SHOWN]) if account.pk else []
@@ -201,10 +194,7 @@ def unknown_teammates_block(account: Account) -> SafeString:
     )
 
 
-JOBS: dict[str, tuple[str, Callable[[Account], EmployeeSync | FeedbackPull]]] = {
-    "employees": ("Sync employees with Stella", lambda account: stella_employees_sync(account, now=timezone.now())),
-    "feedback": ("Pull feedback from Stella", lambda account: stella_feedback_pull(account, now=timezone.now())),
-}
+TITLES = {"employees": "Sync employees with Stella", "feedback": "Pull feedback from Stella"}
 
 CONFIRM = engines["django"].from_string(
     """{% extends "admin/base_site.html" %}
@@ -243,13 +233,13 @@ def urls(model_admin: admin.ModelAdmin) -> list[URLPattern]:
 def stella_sync_view(model_admin: admin.ModelAdmin, request: HttpRequest, account_id: int, job: str) -> HttpResponse:
     """GET: what the job does, and a button. POST: run it now for this account, and say what came of it."""
     account = get_object_or_404(Account.objects.select_related("integration"), pk=account_id)
-    if job not in JOBS:
+    if job not in SYNC_JOBS:
         raise PermissionDenied
     if not model_admin.has_change_permission(request, account):
         raise PermissionDenied
-    title, run = JOBS[job]
+    title = TITLES[job]
     if request.method == "POST":
-        stella_sync_message(request, account, run(account))
+        stella_sync_message(request, account, stella_sync_job_run(account, job=job, now=timezone.now()))
         return redirect("admin:surveys_account_change", account.pk)
     context = {
         **model_admin.admin_site.each_context(request),

@@ -727,6 +727,48 @@ def test_one_accounts_failure_doesnt_stop_the_others(account, mock, stella, capl
     assert "stella.feedback.crashed" in caplog.text
 
 
+def test_a_crash_keeps_its_traceback_for_the_operator_shown_escaped_on_the_account_page(
+    account, mock, stella, admin_client, caplog
+):
+    broken = RuntimeError(f"<script>alert('broke')</script> near {SECRET} " + "x" * 20_000)
+    mock.replace(responses.GET, f"{STELLA}/v2/data", body=broken)
+    mock.replace(responses.GET, f"{STELLA}/v2/employees", body=RuntimeError("<b>bold</b> employees"))
+
+    assert stella_sync_all(now=NOW) == 0
+
+    state = StellaSyncState.objects.get(account=account)
+    assert state.feedback_error == "Unexpected error (RuntimeError): see the portal's logs"
+    assert state.feedback_traceback.startswith("…") and len(state.feedback_traceback) == 8000  # its end, bounded
+    assert state.feedback_traceback.rstrip().endswith("x" * 100)
+    assert state.employees_traceback.startswith("Traceback (most recent call last):")
+    assert "RuntimeError: <b>bold</b> employees" in state.employees_traceback
+    short = RuntimeError(f"<script>alert('broke')</script> near {SECRET}")
+    mock.replace(responses.GET, f"{STELLA}/v2/data", body=short)
+    stella_sync_all(now=NOW + timedelta(minutes=15))
+    state.refresh_from_db()
+    assert f"RuntimeError: <script>alert('broke')</script> near ••••{SECRET[-4:]}" in state.feedback_traceback
+    assert SECRET not in state.feedback_traceback
+
+    page = admin_client.get(reverse("admin:surveys_account_change", args=[account.pk])).content.decode()
+    assert "⚠ Unexpected error (RuntimeError): see the portal&#x27;s logs" in page  # what a CSM reads
+    assert '<details class="traceback"><summary>Traceback, for an operator</summary>' in page
+    assert "RuntimeError: &lt;script&gt;alert(&#x27;broke&#x27;)&lt;/script&gt; near ••••" in page
+    assert "RuntimeError: &lt;b&gt;bold&lt;/b&gt; employees" in page
+    assert "<script>alert" not in page and "<b>bold</b>" not in page and SECRET not in page
+
+    # A CSM's "Pull feedback now" that crashes says so, rather than a server error, and keeps its traceback too.
+    response = admin_client.post(reverse("admin:surveys_account_stella_sync", args=[account.pk, "feedback"]))
+    assert response.status_code == 302
+    assert "stopped: Unexpected error (RuntimeError)" in admin_client.get(response.url).content.decode()
+
+    # The next run that succeeds clears the error and its traceback.
+    mock.replace(responses.CallbackResponse(responses.GET, f"{STELLA}/v2/data", callback=stella._data))
+    stella_feedback_pull(account, now=NOW + timedelta(minutes=30))
+    state.refresh_from_db()
+    assert (state.feedback_error, state.feedback_traceback) == ("", "")
+    assert state.employees_traceback  # that job hasn't run again
+
+
 def test_employees_are_synced_hourly_and_feedback_every_run(account, stella):
     stella.employee("tess@support.example")
     stella_sync_all(now=NOW)
