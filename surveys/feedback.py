@@ -4,10 +4,12 @@ Three jobs per account, each taking `now`, and one entry point for the schedule:
 
 - `stella_employees_sync`: Stella's employees (User Management), and which teammates it won't recognise;
 - `stella_feedback_pull`: Stella's feedback records (Data Return), from the saved cursor, each linked to
-  the survey request of its conversation and counted per teammate and day;
+  the survey request of its conversation and counted per teammate and day; a record that can't be stored
+  as Stella sent it is quarantined (surveys/quarantine.py) and the pull moves past it;
 - `survey_requests_reconcile`: an ambiguous request Stella reports is sent; a request Stella hasn't
   reported for the account's reconcile-after time is flagged for a person;
-- `stella_sync_all`: all three for every account that has an API secret and the feature on.
+- `stella_sync_all`: all three for every account that has an API secret and the feature on, each job
+  through `stella_sync_job_run`, which keeps a crash's error and traceback on the account's sync state.
 
 Both reads use the account's current-mode key and its API secret, with the same base URL as sending.
 """
@@ -15,17 +17,18 @@ Both reads use the account's current-mode key and its API secret, with the same 
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, Model, OuterRef, Q, QuerySet
 
 from integrations.stella.data import (
+    FeedbackPage,
     FeedbackRecord,
     StellaDataClient,
     StellaDataError,
@@ -34,18 +37,23 @@ from integrations.stella.data import (
 )
 from integrations.vocabulary import AssigneeKind
 from portal.crypto import SecretUndecryptable
+from portal.fields import EncryptedTextField
+from portal.redaction import mask_secret
+from portal.text import is_storable, storable, storable_data
 from surveys.counts import day_of
 from surveys.models import (
     Account,
     ApiRequest,
     Feedback,
     IntegrationSettings,
+    QuarantinedFeedback,
     StellaEmployee,
     StellaSyncState,
     SurveyRequest,
     Teammate,
     TeammateDailyCount,
 )
+from surveys.quarantine import REFUSED, feedback_record_unstorable, feedback_refused_reason, quarantined_feedback
 from surveys.services import InvalidTransition, survey_request_transition
 
 logger = logging.getLogger(__name__)
@@ -59,6 +67,7 @@ FEEDBACK_PAGE_SIZE = 1000
 # The statuses in which a request most likely reached Stella: a record of its conversation is theirs first.
 REACHED_STELLA = (Status.SENT, Status.AMBIGUOUS)
 ERROR_LENGTH = 500  # StellaSyncState's error columns
+TRACEBACK_LENGTH = 8000  # and its traceback columns: the end of a longer one, where it was raised and why
 IN_CHUNK = 500
 # Teammates who closed conversations this recently are checked against Stella's employees at each sync.
 TEAMMATES_SEEN_SINCE = timedelta(days=30)
@@ -95,6 +104,7 @@ class FeedbackPull:
     records: int = 0
     created: int = 0
     linked: int = 0
+    quarantined: int = 0
     caught_up: bool = False
     skipped: str = ""
     error: str = ""
@@ -108,6 +118,8 @@ class FeedbackPull:
             f"{self.records} feedback records read in {self.pages} pages ({self.created} new, "
             f"{self.linked} linked to survey requests)"
         )
+        if self.quarantined:
+            text += f"; {self.quarantined} quarantined: they can't be stored as Stella sent them"
         if self.error:
             text += f"; stopped: {self.error}"
         elif not self.caught_up:
@@ -149,10 +161,25 @@ def stella_data_client(integration: IntegrationSettings) -> StellaDataClient:
 
 
 def _error_text(exc: Exception) -> str:
-    # StellaDataError and SecretUndecryptable messages are written to be shown; nothing else's is.
+    # StellaDataError and SecretUndecryptable messages are written to be shown; nothing else's is. Stella's
+    # words in them are storable like any text from outside.
     if isinstance(exc, StellaDataError | SecretUndecryptable):
-        return str(exc)[:ERROR_LENGTH]
+        return storable(str(exc))[:ERROR_LENGTH]
     return f"Unexpected error ({type(exc).__name__}): see the portal's logs"[:ERROR_LENGTH]
+
+
+def _traceback_text(exc: BaseException, *, account: Account) -> str:
+    """`exc`'s traceback for an operator: the account's secrets masked should a message quote one, storable,
+    and its last TRACEBACK_LENGTH characters."""
+    text = "".join(traceback.format_exception(exc))
+    integration = getattr(account, "integration", None)
+    for secret_field in IntegrationSettings._meta.concrete_fields:
+        secret = getattr(integration, secret_field.attname, "") if isinstance(secret_field, EncryptedTextField) else ""
+        if secret:
+            text = text.replace(secret, mask_secret(secret))
+    if len(text) > TRACEBACK_LENGTH:
+        text = "…" + text[-(TRACEBACK_LENGTH - 1) :]
+    return storable(text)
 
 
 # Employees -----------------------------------------------------------------------------------------------------
@@ -173,19 +200,21 @@ def stella_employees_sync(account: Account, *, now: datetime, client: StellaData
         records = (client or stella_data_client(integration)).employees()
     except (StellaDataError, SecretUndecryptable) as exc:
         error = _error_text(exc)
-        StellaSyncState.objects.filter(pk=state.pk).update(employees_error=error)
+        StellaSyncState.objects.filter(pk=state.pk).update(employees_error=error, employees_traceback="")
         logger.warning("stella.employees.sync_failed", extra={"account": account.pk, "error": error})
         return EmployeeSync(error=error)
     with transaction.atomic():
         employees, removed = _employees_store(account, records, now=now)
         matched, unmatched = _teammates_match(account, employees, now=now)
-        StellaSyncState.objects.filter(pk=state.pk).update(employees_synced_at=now, employees_error="")
+        StellaSyncState.objects.filter(pk=state.pk).update(
+            employees_synced_at=now, employees_error="", employees_traceback=""
+        )
     result = EmployeeSync(employees=len(employees), removed=removed, matched=matched, unmatched=unmatched)
     logger.info("stella.employees.synced", extra={"account": account.pk, "employees": len(employees)})
     return result
 
 
-def _clip(value: str, model: type[StellaEmployee | Feedback | TeammateDailyCount], name: str) -> str:
+def _clip(value: str, model: type[Model], name: str) -> str:
     """Stella sets no length on names: cut what would not fit its column rather than lose the row."""
     max_length = getattr(model._meta.get_field(name), "max_length", None)
     return value[:max_length] if max_length else value
@@ -198,7 +227,7 @@ def _employees_store(
     and how many were deleted."""
     by_id: dict[str, StellaEmployee] = {}
     for record in records:
-        if not record.id:
+        if not record.id or not is_storable(record.id):
             continue  # nothing to keep it by
         by_id[record.id] = StellaEmployee(
             account=account,
@@ -301,8 +330,9 @@ def stella_feedback_pull(
 ) -> FeedbackPull:
     """Read Stella's feedback records after the saved cursor, a page at a time until an empty page (or
     `max_pages`, STELLA_FEEDBACK_MAX_PAGES), storing each page with the cursor in one transaction; then
-    reconcile the account's requests with what Stella reported. A 429 stops the pull, and no pull runs
-    before the time Stella asked for."""
+    reconcile the account's requests with what Stella reported. A record that can't be stored as Stella
+    sent it is quarantined, and the cursor moves past it. A 429 stops the pull, and no pull runs before the
+    time Stella asked for."""
     integration = account.integration
     if not integration.feedback_return_enabled:
         return FeedbackPull(skipped="Feedback return is turned off for this account.")
@@ -320,31 +350,42 @@ def stella_feedback_pull(
     try:
         client = client or stella_data_client(integration)
         for _ in range(max_pages):
-            records = client.feedback_page(after=cursor, limit=FEEDBACK_PAGE_SIZE)
-            if not records:
+            page = client.feedback_page(after=cursor, limit=FEEDBACK_PAGE_SIZE)
+            if page.cursor is None:
                 pull.caught_up = True
                 break
-            stored = _feedback_page_store(account, integration, records, cursor=cursor)
+            stored = _feedback_page_store(account, integration, page, cursor=cursor, now=now)
             if stored is None:
                 break  # another pull of this account stored this page first: it carries on from there
             cursor = stored.cursor
             pull.pages += 1
-            pull.records += len(records)
+            pull.records += len(page.records) + len(page.unreadable)
             pull.created += stored.created
             pull.linked += stored.linked
+            pull.quarantined += stored.quarantined
     except StellaRateLimited as exc:
         pull.retry_at = now + timedelta(seconds=exc.retry_after)
         pull.error = _error_text(exc)
     except (StellaDataError, SecretUndecryptable) as exc:
         pull.error = _error_text(exc)
-    fields: dict[str, object] = {"feedback_retry_at": pull.retry_at, "feedback_error": pull.error}
+    fields: dict[str, object] = {
+        "feedback_retry_at": pull.retry_at,
+        "feedback_error": pull.error,
+        "feedback_traceback": "",
+    }
     if not pull.error:
         fields["feedback_synced_at"] = now
     StellaSyncState.objects.filter(pk=state.pk).update(**fields)
     log = logger.warning if pull.error else logger.info
     log(
         "stella.feedback.pulled",
-        extra={"account": account.pk, "pages": pull.pages, "records": pull.records, "error": pull.error},
+        extra={
+            "account": account.pk,
+            "pages": pull.pages,
+            "records": pull.records,
+            "quarantined": pull.quarantined,
+            "error": pull.error,
+        },
     )
     pull.reconciled = survey_requests_reconcile(account, now=now, flag_unreported=pull.caught_up)
     return pull
@@ -355,6 +396,22 @@ class StoredPage:
     cursor: int
     created: int
     linked: int
+    quarantined: int
+
+
+@dataclass
+class _Stored:
+    """What storing some records did: how many were new, how many linked, and their uuids."""
+
+    created: int = 0
+    linked: int = 0
+    uuids: list[str] = field(default_factory=list)
+
+    def __iadd__(self, other: _Stored) -> _Stored:
+        self.created += other.created
+        self.linked += other.linked
+        self.uuids += other.uuids
+        return self
 
 
 @dataclass
@@ -367,50 +424,121 @@ class _Candidate:
 
 
 def _feedback_page_store(
-    account: Account, integration: IntegrationSettings, records: list[FeedbackRecord], *, cursor: int | None
+    account: Account, integration: IntegrationSettings, page: FeedbackPage, *, cursor: int | None, now: datetime
 ) -> StoredPage | None:
-    """Upsert one page of records by uuid, link each to its survey request, move the teammates' counts by
-    the difference each record makes, and advance the cursor, in one transaction and a bounded number of
-    queries. None when another pull moved the cursor from `cursor` first (nothing is stored)."""
-    latest: dict[str, FeedbackRecord] = {}
-    for record in records:  # the same uuid twice in a page: its newest version
-        if record.uuid not in latest or record.sequence_id > latest[record.uuid].sequence_id:
-            latest[record.uuid] = record
-    new_cursor = max(record.sequence_id for record in records)
-    if cursor is not None:
-        new_cursor = max(new_cursor, cursor)
+    """Store one page and advance the cursor past it, in one transaction: of two pulls of the account, only
+    the one that moves the cursor from `cursor` stores the page (None for the other: nothing is stored).
+    Its records are stored (`_feedback_records_store`) but for those that can't be as Stella sent them,
+    which are quarantined; should the database refuse the page anyway, each record is stored on its own,
+    a savepoint each, and one it refuses is quarantined. A quarantined record of a uuid now stored is gone:
+    Stella sent a version that could be."""
+    assert page.cursor is not None, "an empty page is the end: nothing to store"
+    records, quarantine = _feedback_page_sorted(account, page, now=now)
+    new_cursor = page.cursor if cursor is None else max(page.cursor, cursor)
     with transaction.atomic():
-        # The claim: of two pulls of one account, the one that moves the cursor from where both read stores.
         claimed = StellaSyncState.objects.filter(account=account, feedback_cursor=cursor).update(
             feedback_cursor=new_cursor
         )
         if not claimed:
             return None
-        existing = {
-            row.uuid: row
-            for row in Feedback.objects.filter(account=account, uuid__in=list(latest)).only(*COUNTED_FIELDS)
-        }
-        links = _links(account, latest.values(), existing)
-        rows = [
-            _feedback_row(
-                account, record, link=links.get(record.uuid), old=existing.get(record.uuid), integration=integration
+        try:
+            with transaction.atomic():
+                stored = _feedback_records_store(account, integration, records)
+        except REFUSED:
+            logger.warning("stella.feedback.page_refused", extra={"account": account.pk}, exc_info=True)
+            stored = _feedback_records_store_each(account, integration, records, quarantine=quarantine, now=now)
+        if stored.uuids:
+            QuarantinedFeedback.objects.filter(account=account, uuid__in=stored.uuids).delete()
+        if quarantine:
+            # A page read again (its cursor set back) quarantines nothing twice.
+            QuarantinedFeedback.objects.bulk_create(quarantine, ignore_conflicts=True)
+            logger.warning(
+                "stella.feedback.quarantined",
+                extra={"account": account.pk, "sequence_ids": [row.sequence_id for row in quarantine]},
             )
-            for record in latest.values()
-        ]
-        Feedback.objects.bulk_create(
-            rows, update_conflicts=True, unique_fields=["account", "uuid"], update_fields=UPDATED_FIELDS
+        if stored.created:
+            StellaSyncState.objects.filter(account=account).update(
+                feedback_records=F("feedback_records") + stored.created
+            )
+    return StoredPage(cursor=new_cursor, created=stored.created, linked=stored.linked, quarantined=len(quarantine))
+
+
+def _feedback_page_sorted(
+    account: Account, page: FeedbackPage, *, now: datetime
+) -> tuple[list[FeedbackRecord], list[QuarantinedFeedback]]:
+    """The page's records to store (of a uuid that comes twice, its newest version), in sequence order; and
+    the rows that quarantine the rest, unread or unstorable."""
+    quarantine = [quarantined_feedback(account, item, reason=item.reason, now=now) for item in page.unreadable]
+    latest: dict[str, FeedbackRecord] = {}
+    for record in page.records:
+        if record.uuid not in latest or record.sequence_id > latest[record.uuid].sequence_id:
+            latest[record.uuid] = record
+    records = []
+    for record in sorted(latest.values(), key=lambda record: record.sequence_id):
+        if reason := feedback_record_unstorable(record):
+            quarantine.append(quarantined_feedback(account, record, reason=reason, now=now))
+        else:
+            records.append(record)
+    return records, quarantine
+
+
+def _feedback_records_store_each(
+    account: Account,
+    integration: IntegrationSettings,
+    records: list[FeedbackRecord],
+    *,
+    quarantine: list[QuarantinedFeedback],
+    now: datetime,
+) -> _Stored:
+    """Store records one at a time, each in a savepoint; add one the database refuses to `quarantine`."""
+    stored = _Stored()
+    for record in records:
+        try:
+            with transaction.atomic():
+                stored += _feedback_records_store(account, integration, [record])
+        except REFUSED as exc:
+            logger.warning(
+                "stella.feedback.record_refused",
+                extra={"account": account.pk, "sequence_id": record.sequence_id},
+                exc_info=True,
+            )
+            quarantine.append(quarantined_feedback(account, record, reason=feedback_refused_reason(exc), now=now))
+    return stored
+
+
+def _feedback_records_store(
+    account: Account, integration: IntegrationSettings, records: list[FeedbackRecord]
+) -> _Stored:
+    """Upsert records (one per uuid) by uuid, link each to its survey request, and move the teammates'
+    counts by the difference each record makes, in a bounded number of queries."""
+    if not records:
+        return _Stored()
+    existing = {
+        row.uuid: row
+        for row in Feedback.objects.filter(account=account, uuid__in=[record.uuid for record in records]).only(
+            *COUNTED_FIELDS
         )
-        deltas = TeammateCounts()
-        for row in rows:
-            if (old := existing.get(row.uuid)) is not None:
-                deltas.add(old, sign=-1)
-            deltas.add(row, sign=1)
-        deltas.write(account_id=account.pk)
-        created = sum(1 for uuid in latest if uuid not in existing)
-        if created:
-            StellaSyncState.objects.filter(account=account).update(feedback_records=F("feedback_records") + created)
-    return StoredPage(
-        cursor=new_cursor, created=created, linked=sum(1 for row in rows if row.survey_request_id is not None)
+    }
+    links = _links(account, records, existing)
+    rows = [
+        _feedback_row(
+            account, record, link=links.get(record.uuid), old=existing.get(record.uuid), integration=integration
+        )
+        for record in records
+    ]
+    Feedback.objects.bulk_create(
+        rows, update_conflicts=True, unique_fields=["account", "uuid"], update_fields=UPDATED_FIELDS
+    )
+    deltas = TeammateCounts()
+    for row in rows:
+        if (old := existing.get(row.uuid)) is not None:
+            deltas.add(old, sign=-1)
+        deltas.add(row, sign=1)
+    deltas.write(account_id=account.pk)
+    return _Stored(
+        created=sum(1 for record in records if record.uuid not in existing),
+        linked=sum(1 for row in rows if row.survey_request_id is not None),
+        uuids=[record.uuid for record in records],
     )
 
 
@@ -496,7 +624,7 @@ def _feedback_row(
         response_received_at=record.response_received_at,
         star_rating=record.star_rating if record.star_rating is None or -32768 <= record.star_rating < 32768 else None,
         comment=record.comment,
-        raw=record.raw,
+        raw=storable_data(record.raw),
     )
 
 
@@ -675,19 +803,30 @@ def stella_sync_all(*, now: datetime) -> int:
         ok = True
         last_attempt = state.employees_attempted_at if state else None
         if integration.employee_sync_enabled and (last_attempt is None or last_attempt <= now - EMPLOYEE_SYNC_EVERY):
-            ok &= _guarded(account, "employees", partial(stella_employees_sync, account, now=now))
+            ok &= not stella_sync_job_run(account, job="employees", now=now).error
         if integration.feedback_return_enabled:
-            ok &= _guarded(account, "feedback", partial(stella_feedback_pull, account, now=now))
+            ok &= not stella_sync_job_run(account, job="feedback", now=now).error
         succeeded += ok
     return succeeded
 
 
-def _guarded(account: Account, job: str, run: Callable[[], EmployeeSync | FeedbackPull]) -> bool:
-    """Run one account's job; anything it raises is logged and kept as its error, and stops only it."""
+SYNC_JOBS: dict[str, Callable[..., EmployeeSync | FeedbackPull]] = {
+    "employees": stella_employees_sync,
+    "feedback": stella_feedback_pull,
+}
+
+
+def stella_sync_job_run(account: Account, *, job: str, now: datetime) -> EmployeeSync | FeedbackPull:
+    """Run one of the account's SYNC_JOBS (the schedule's, or a CSM's "now"). Whatever it raises is logged and kept on
+    the account's sync state, the error in words for a CSM and the traceback for an operator, and comes
+    back as the result's error: it stops only this job."""
     try:
-        result = run()
+        return SYNC_JOBS[job](account, now=now)
     except Exception as exc:
         logger.exception(f"stella.{job}.crashed", extra={"account": account.pk})
-        StellaSyncState.objects.update_or_create(account=account, defaults={f"{job}_error": _error_text(exc)})
-        return False
-    return not getattr(result, "error", "")
+        error = _error_text(exc)
+        StellaSyncState.objects.update_or_create(
+            account=account,
+            defaults={f"{job}_error": error, f"{job}_traceback": _traceback_text(exc, account=account)},
+        )
+        return EmployeeSync(error=error) if job == "employees" else FeedbackPull(error=error)

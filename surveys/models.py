@@ -633,6 +633,9 @@ class StellaSyncState(models.Model):
     )
     employees_synced_at = models.DateTimeField(null=True, blank=True, help_text="The last successful employee sync.")
     employees_error = models.CharField(max_length=500, blank=True, help_text="Why the last employee sync failed.")
+    employees_traceback = models.TextField(
+        blank=True, help_text="The traceback of the last employee sync, if it crashed: for an operator."
+    )
     feedback_cursor = models.BigIntegerField(
         null=True,
         blank=True,
@@ -640,6 +643,9 @@ class StellaSyncState(models.Model):
     )
     feedback_synced_at = models.DateTimeField(null=True, blank=True, help_text="The last successful feedback read.")
     feedback_error = models.CharField(max_length=500, blank=True, help_text="Why the last feedback read failed.")
+    feedback_traceback = models.TextField(
+        blank=True, help_text="The traceback of the last feedback read, if it crashed: for an operator."
+    )
     feedback_retry_at = models.DateTimeField(
         null=True, blank=True, help_text="Stella asked us to wait (429): no feedback read before then."
     )
@@ -722,6 +728,45 @@ class Feedback(models.Model):
 
     def __str__(self) -> str:
         return f"Feedback {self.uuid} ({self.ext_interaction_id or 'no conversation'})"
+
+
+class QuarantinedFeedback(models.Model):
+    """A feedback record Stella sent that the portal can't store as sent (a NUL in its conversation id, no uuid,
+    a date no database holds…): kept raw, with why, so the pull moves past it and a CSM sees it. Deleted when
+    Stella sends a version of the record (same uuid) that is stored.
+
+    `raw` holds customer personal data, as Feedback.raw does: erasure and retention replace it (`erased_at`).
+    """
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="quarantined_feedback")
+    sequence_id = models.BigIntegerField(null=True, blank=True, help_text="Empty: Stella sent none we can read.")
+    uuid = models.CharField(
+        max_length=64, blank=True, help_text="As far as it can be read (what can't be stored shown as �)."
+    )
+    ext_interaction_id = models.CharField(
+        "conversation id",
+        max_length=255,
+        blank=True,
+        help_text="As far as it can be read (what can't be stored shown as �).",
+    )
+    reason = models.CharField(max_length=500, help_text="Why it can't be stored, in plain words.")
+    raw = models.TextField(
+        help_text="The record as Stella sent it: JSON text, a NUL or half a surrogate pair written as its escape."
+    )
+    quarantined_at = models.DateTimeField()
+    erased_at = models.DateTimeField(null=True, blank=True, help_text="When `raw` was erased (personal data).")
+
+    class Meta:
+        ordering = ["-quarantined_at", "-pk"]
+        verbose_name = "quarantined feedback record"
+        verbose_name_plural = "quarantined feedback records"
+        constraints = [
+            models.UniqueConstraint(fields=["account", "sequence_id"], name="one_quarantined_feedback_per_sequence")
+        ]
+        indexes = [models.Index(fields=["account", "uuid"])]
+
+    def __str__(self) -> str:
+        return f"Quarantined feedback {self.uuid or 'without uuid'} (sequence id {self.sequence_id})"
 
 
 class TeammateDailyCount(models.Model):

@@ -7,7 +7,11 @@ empty. An edited record (a customer's answer arriving, say) comes back under a n
 same `uuid` can appear twice: callers upsert by uuid.
 
 Like client.py, this knows Stella's contract and nothing of accounts: the caller decides what a page
-means. Errors are StellaDataError subclasses whose messages are safe to show: never a key, secret or JWT.
+means. Free text in a record (names, comment, channel, delivery status) is made storable (portal/text.py);
+identifiers (uuid, ext_interaction_id) are kept as sent, for the caller to judge. A record that breaks the
+contract (no uuid, no 64-bit sequence_id) is handed back as unreadable, with why, rather than failing its
+page: one bad record must not stop the cursor. Errors are StellaDataError subclasses whose messages are
+safe to show: never a key, secret or JWT.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from jwt.warnings import InsecureKeyLengthWarning
 
 from integrations.stella.client import NOT_MADE, retry_after_seconds, stella_message, stella_session
 from portal.redaction import mask_secret
+from portal.text import storable
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +43,10 @@ DEFAULT_RETRY_AFTER = 60.0
 # User Management pages hold at most 500 employees; a guard against a next_page that never ends.
 EMPLOYEES_PAGE_SIZE = 500
 EMPLOYEES_MAX_PAGES = 200
+# Sequence ids are paged by as signed 64-bit integers (the cursor is stored as one).
+SEQUENCE_ID_RANGE = range(-(2**63), 2**63)
+# Feedbacks v2 records nest four levels (answers, a question, its options, an option); far deeper is an attack.
+MAX_RECORD_DEPTH = 32
 
 
 class StellaDataError(Exception):
@@ -80,10 +89,10 @@ class StellaEmployeeRecord:
     def from_json(cls, data: dict[str, Any]) -> StellaEmployeeRecord:
         return cls(
             id=_text(data.get("id")),
-            email=_text(data.get("email")).strip().lower(),
-            custom_id=_text(data.get("custom_employee_id") or data.get("custom_id")).strip(),
-            first_name=_text(data.get("first_name")).strip(),
-            last_name=_text(data.get("last_name")).strip(),
+            email=_free_text(data.get("email")).strip().lower(),
+            custom_id=_free_text(data.get("custom_employee_id") or data.get("custom_id")).strip(),
+            first_name=_free_text(data.get("first_name")).strip(),
+            last_name=_free_text(data.get("last_name")).strip(),
             active=_employee_active(data),
         )
 
@@ -111,40 +120,95 @@ class FeedbackRecord:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FeedbackRecord:
-        """Tolerant of missing optional fields; a record without a uuid or an integer sequence_id can't be
-        stored or paged past, so it raises StellaDataError."""
+        """Tolerant of missing optional fields; a record without a uuid or a 64-bit integer sequence_id can't
+        be stored or paged past, so it raises StellaDataError. `raw` is the record as sent."""
         if not isinstance(data, dict):
             raise StellaDataError("A feedback record from Stella is not a JSON object")
         uuid = data.get("uuid")
         if not isinstance(uuid, str) or not uuid.strip():
             raise StellaDataError("A feedback record from Stella has no uuid")
-        sequence_id = _integer(data.get("sequence_id"))
+        sequence_id = _sequence_id(data)
         if sequence_id is None:
-            raise StellaDataError(f"Stella's feedback record {uuid[:64]} has no integer sequence_id")
+            raise StellaDataError(f"Stella's feedback record {storable(uuid[:64])} has no 64-bit integer sequence_id")
         employee = _object(data.get("employee"))
         answers = _object(data.get("answers"))
         star = _object(answers.get("agent_star_rating"))
         name = " ".join(
-            part for part in (_text(employee.get(key)).strip() for key in ("first_name", "last_name")) if part
+            part for part in (_free_text(employee.get(key)).strip() for key in ("first_name", "last_name")) if part
         )
         return cls(
             uuid=uuid.strip(),
             sequence_id=sequence_id,
             ext_interaction_id=_text(data.get("ext_interaction_id")),
-            channel=_text(data.get("channel")),
+            channel=_free_text(data.get("channel")),
             is_recovery=data.get("is_recovery") is True,
             request_created_at=_datetime(data.get("request_created_at")),
             request_sent_at=_datetime(data.get("request_sent_at")),
             response_received_at=_datetime(data.get("response_received_at")),
-            request_delivery_status=_text(data.get("request_delivery_status")),
-            employee_email=_text(employee.get("email")).strip().lower(),
-            employee_custom_id=_text(employee.get("custom_id")).strip(),
+            request_delivery_status=_free_text(data.get("request_delivery_status")),
+            employee_email=_free_text(employee.get("email")).strip().lower(),
+            employee_custom_id=_free_text(employee.get("custom_id")).strip(),
             employee_name=name,
             star_rating=_star_rating(star),
-            comment=_text(star.get("comment")),
+            comment=_free_text(star.get("comment")),
             answers=answers,
             raw=data,
         )
+
+
+@dataclass(frozen=True)
+class UnreadableRecord:
+    """An item of a feedback page that isn't a record Stella's contract describes: kept as sent (`raw`), with
+    why, and its sequence id, uuid and conversation id as far as they can be read."""
+
+    raw: Any
+    reason: str
+    sequence_id: int | None
+    uuid: str
+    ext_interaction_id: str
+
+    @classmethod
+    def from_json(cls, data: Any, *, reason: str) -> UnreadableRecord:
+        fields = data if isinstance(data, dict) else {}
+        uuid = fields.get("uuid")
+        return cls(
+            raw=data,
+            reason=reason,
+            sequence_id=_sequence_id(fields),
+            uuid=uuid.strip() if isinstance(uuid, str) else "",
+            ext_interaction_id=_text(fields.get("ext_interaction_id")),
+        )
+
+
+@dataclass(frozen=True)
+class FeedbackPage:
+    """One page of Data Return: its records in sequence order, the items that can't be read as records, and
+    the highest sequence id of them all (the next page's `after`; None for an empty page, the end)."""
+
+    records: list[FeedbackRecord]
+    unreadable: list[UnreadableRecord]
+    cursor: int | None
+
+    @classmethod
+    def from_json(cls, items: list[Any]) -> FeedbackPage:
+        """Raises StellaDataError only if the page has items and none has a sequence id: it can't be paged past."""
+        records: list[FeedbackRecord] = []
+        unreadable: list[UnreadableRecord] = []
+        for item in items:
+            if _nests_deeper(item, MAX_RECORD_DEPTH):
+                reason = f"A feedback record from Stella nests deeper than {MAX_RECORD_DEPTH} levels"
+                unreadable.append(UnreadableRecord.from_json(_pruned(item, MAX_RECORD_DEPTH), reason=reason))
+                continue
+            try:
+                records.append(FeedbackRecord.from_json(item))
+            except StellaDataError as exc:
+                unreadable.append(UnreadableRecord.from_json(item, reason=str(exc)))
+        sequence_ids = [record.sequence_id for record in records]
+        sequence_ids += [item.sequence_id for item in unreadable if item.sequence_id is not None]
+        if items and not sequence_ids:
+            raise StellaDataError("Stella's feedback page has no record with a sequence_id: it can't be paged past")
+        records.sort(key=lambda record: record.sequence_id)
+        return cls(records=records, unreadable=unreadable, cursor=max(sequence_ids, default=None))
 
 
 class StellaDataClient:
@@ -160,17 +224,16 @@ class StellaDataClient:
     def __repr__(self) -> str:
         return f"StellaDataClient(base_url={self.base_url!r}, api_key={mask_secret(self._api_key)!r})"
 
-    def feedback_page(self, *, after: int | None, limit: int = 1000) -> list[FeedbackRecord]:
+    def feedback_page(self, *, after: int | None, limit: int = 1000) -> FeedbackPage:
         """The feedback records after sequence id `after` (exclusive; None: from the first), at most `limit`,
-        in sequence order. An empty list means there is nothing newer yet."""
+        in sequence order. An empty page (no cursor) means there is nothing newer yet."""
         params: dict[str, Any] = {"limit": limit} if after is None else {"after": after, "limit": limit}
         data = self._get("/v2/data", params=params, what="feedback")
         if isinstance(data, dict) and isinstance(data.get("data"), list):
             data = data["data"]
         if not isinstance(data, list):
             raise StellaDataError("Stella's feedback page is not a list of records")
-        records = [FeedbackRecord.from_json(item) for item in data]
-        return sorted(records, key=lambda record: record.sequence_id)
+        return FeedbackPage.from_json(data)
 
     def employees(self) -> list[StellaEmployeeRecord]:
         """Every employee Stella knows, active or not, following User Management's pages (meta.next_page)."""
@@ -210,7 +273,7 @@ class StellaDataClient:
         _raise_for_status(response, what=what, secrets=(self._api_key, self._api_secret, token))
         try:
             return response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # nested too deep to parse is not JSON we can read either
             raise StellaDataError(f"Stella's {what} is not JSON", status_code=response.status_code) from None
 
 
@@ -293,6 +356,34 @@ def _text(value: Any) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     return ""
+
+
+def _free_text(value: Any) -> str:
+    return storable(_text(value))
+
+
+def _sequence_id(data: dict[str, Any]) -> int | None:
+    sequence_id = _integer(data.get("sequence_id"))
+    return sequence_id if sequence_id is not None and sequence_id in SEQUENCE_ID_RANGE else None
+
+
+def _nests_deeper(value: Any, levels: int) -> bool:
+    """Whether `value` holds lists or objects more than `levels` deep (looked at no deeper than that)."""
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+    if children is None:
+        return False
+    return levels == 0 or any(_nests_deeper(child, levels - 1) for child in children)
+
+
+def _pruned(value: Any, levels: int) -> Any:
+    """`value` with what lies more than `levels` deep replaced by "…": what can be kept of a record nested too deep."""
+    if not isinstance(value, dict | list):
+        return value
+    if levels == 0:
+        return "…"
+    if isinstance(value, dict):
+        return {key: _pruned(child, levels - 1) for key, child in value.items()}
+    return [_pruned(child, levels - 1) for child in value]
 
 
 def _integer(value: Any) -> int | None:

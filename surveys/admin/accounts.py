@@ -21,7 +21,7 @@ from portal.durations import HumanDurationField, format_duration
 from portal.redaction import mask_secret
 from surveys.accounts import integration_health_ensure, integration_settings_update
 from surveys.admin import dry_run, feedback, onboarding
-from surveys.feedback import stella_employees_sync, stella_feedback_pull, teammate_match_refresh
+from surveys.feedback import stella_sync_job_run, teammate_match_refresh
 from surveys.models import Account, IntegrationSettings, Teammate
 from surveys.oauth import account_authorize_url
 from surveys.onboarding import SANDBOX_KEY_PREFIXES, sandbox_key_hint
@@ -252,12 +252,14 @@ class AccountAdmin(admin.ModelAdmin):
     @admin.action(description="Sync employees with Stella now", permissions=["change"])
     def sync_employees_now(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
         for account in queryset.select_related("integration"):
-            feedback.stella_sync_message(request, account, stella_employees_sync(account, now=timezone.now()))
+            result = stella_sync_job_run(account, job="employees", now=timezone.now())
+            feedback.stella_sync_message(request, account, result)
 
     @admin.action(description="Pull feedback from Stella now", permissions=["change"])
     def pull_feedback_now(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
         for account in queryset.select_related("integration"):
-            feedback.stella_sync_message(request, account, stella_feedback_pull(account, now=timezone.now()))
+            result = stella_sync_job_run(account, job="feedback", now=timezone.now())
+            feedback.stella_sync_message(request, account, result)
 
     def go_live_view(self, request: HttpRequest, account_id: int) -> HttpResponse:
         """Switch from the test key to the production key, after a look at how testing went."""

@@ -1,10 +1,9 @@
-"""What the portal reads back from Stella: its feedback records and its employees (read-only, as Stella
-has them), and, on the account's page, where the reading stands and "Sync employees now" / "Pull feedback
-now"."""
+"""What the portal reads back from Stella: its feedback records, those quarantined, and its employees
+(read-only, as Stella has them), and, on the account's page, where the reading stands (with a crash's
+traceback for an operator, and the records quarantined) and "Sync employees now" / "Pull feedback now"."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 
 from django.contrib import admin, messages
@@ -14,6 +13,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template import engines
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
@@ -21,16 +21,20 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from portal.admin_helpers import ReadOnlyAdminMixin, shortened
-from surveys.feedback import (
-    EmployeeSync,
-    FeedbackPull,
-    stella_employees_sync,
-    stella_feedback_pull,
-    teammates_unknown_to_stella,
+from surveys.feedback import SYNC_JOBS, EmployeeSync, FeedbackPull, stella_sync_job_run, teammates_unknown_to_stella
+from surveys.models import (
+    Account,
+    Feedback,
+    IntercomNote,
+    QuarantinedFeedback,
+    StellaEmployee,
+    StellaSyncState,
+    Teammate,
 )
-from surveys.models import Account, Feedback, IntercomNote, StellaEmployee, StellaSyncState, Teammate
+from surveys.quarantine import quarantined_feedback_of
 
 UNKNOWN_SHOWN = 20
+QUARANTINED_SHOWN = 5
 
 
 @admin.register(Feedback)
@@ -84,6 +88,36 @@ class FeedbackAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return format_html('<a href="{}">{}</a>', url, record.survey_request)
 
 
+@admin.register(QuarantinedFeedback)
+class QuarantinedFeedbackAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Stella's records the portal can't store as sent, kept raw with why: to raise with Stella."""
+
+    list_display = ["quarantined_at", "account", "sequence_id", "uuid", "conversation", "short_reason"]
+    list_filter = ["account"]
+    list_select_related = ["account"]
+    search_fields = ["=uuid", "=ext_interaction_id", "=sequence_id"]
+    show_full_result_count = False
+    fields = [
+        "account", "sequence_id", "uuid", "ext_interaction_id", "reason", "quarantined_at", "erased_at", "raw_text",
+    ]  # fmt: skip
+    readonly_fields = flatten(fields)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[QuarantinedFeedback]:
+        return super().get_queryset(request).defer("raw")
+
+    @admin.display(description="conversation", ordering="ext_interaction_id")
+    def conversation(self, record: QuarantinedFeedback) -> str:
+        return record.ext_interaction_id or "—"
+
+    @admin.display(description="why", ordering="reason")
+    def short_reason(self, record: QuarantinedFeedback) -> str:
+        return shortened(record.reason)
+
+    @admin.display(description="as Stella sent it")
+    def raw_text(self, record: QuarantinedFeedback) -> str:
+        return format_html('<pre class="json">{}</pre>', record.raw)
+
+
 @admin.register(StellaEmployee)
 class StellaEmployeeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Stella's employees, as the last employee sync listed them."""
@@ -102,41 +136,31 @@ def _when(moment: datetime | None) -> str:
 
 
 def stella_sync_block(account: Account) -> SafeString:
-    """Where reading back from Stella stands for the account, with the buttons to run it now."""
+    """Where reading back from Stella stands for the account: each job's last run, its error in words for a
+    CSM and, if it crashed, the traceback for an operator (folded); the feedback records quarantined; and the
+    buttons to run the jobs now. Everything from outside is escaped by the template."""
     state = StellaSyncState.objects.filter(account=account).first() or StellaSyncState(account=account)
     integration = getattr(account, "integration", None)
-    lines: list[SafeString] = []
-    if integration is not None and not integration.stella_api_secret:
-        lines.append(mark_safe("⚠ No Stella API secret: enter it below to sync employees and read feedback."))
-    employees = format_html(
-        "<strong>Employees</strong>: last synced {} ({} Stella employees); last tried {}",
-        _when(state.employees_synced_at),
-        account.stella_employees.count() if account.pk else 0,
-        _when(state.employees_attempted_at),
-    )
-    if state.employees_error:
-        employees = format_html("{}<br>⚠ {}", employees, state.employees_error)
-    lines.append(employees)
-    feedback = format_html(
-        "<strong>Feedback</strong>: last read {}; {} records stored; cursor (sequence id) {}",
-        _when(state.feedback_synced_at),
-        state.feedback_records,
-        state.feedback_cursor if state.feedback_cursor is not None else "none yet",
-    )
-    if state.feedback_error:
-        feedback = format_html("{}<br>⚠ {}", feedback, state.feedback_error)
-    if state.feedback_retry_at and state.feedback_retry_at > timezone.now():
-        feedback = format_html("{}<br>Waiting until {}, as Stella asked", feedback, _when(state.feedback_retry_at))
-    lines.append(feedback)
-    if account.pk:
-        lines.append(
-            format_html(
-                '<a class="button" href="{}">Sync employees now</a> <a class="button" href="{}">Pull feedback now</a>',
-                reverse("admin:surveys_account_stella_sync", args=[account.pk, "employees"]),
-                reverse("admin:surveys_account_stella_sync", args=[account.pk, "feedback"]),
-            )
-        )
-    return format_html_join(mark_safe("<br>"), "{}", ((line,) for line in lines))
+    quarantined = list(quarantined_feedback_of(account)[:QUARANTINED_SHOWN]) if account.pk else []
+    context = {
+        "account": account,
+        "state": state,
+        "no_secret": integration is not None and not integration.stella_api_secret,
+        "employees": account.stella_employees.count() if account.pk else 0,
+        "employees_synced": _when(state.employees_synced_at),
+        "employees_attempted": _when(state.employees_attempted_at),
+        "feedback_synced": _when(state.feedback_synced_at),
+        "waiting_until": (
+            _when(state.feedback_retry_at)
+            if state.feedback_retry_at and state.feedback_retry_at > timezone.now()
+            else ""
+        ),
+        "quarantined": [(row, _when(row.quarantined_at)) for row in quarantined],
+        "quarantined_count": quarantined_feedback_of(account).count() if quarantined else 0,
+        "quarantined_url": reverse("admin:surveys_quarantinedfeedback_changelist")
+        + f"?account__id__exact={account.pk}",
+    }
+    return render_to_string("admin/surveys/account/stella_sync.html", context)
 
 
 def unknown_teammates_block(account: Account) -> SafeString:
@@ -170,10 +194,7 @@ def unknown_teammates_block(account: Account) -> SafeString:
     )
 
 
-JOBS: dict[str, tuple[str, Callable[[Account], EmployeeSync | FeedbackPull]]] = {
-    "employees": ("Sync employees with Stella", lambda account: stella_employees_sync(account, now=timezone.now())),
-    "feedback": ("Pull feedback from Stella", lambda account: stella_feedback_pull(account, now=timezone.now())),
-}
+TITLES = {"employees": "Sync employees with Stella", "feedback": "Pull feedback from Stella"}
 
 CONFIRM = engines["django"].from_string(
     """{% extends "admin/base_site.html" %}
@@ -212,13 +233,13 @@ def urls(model_admin: admin.ModelAdmin) -> list[URLPattern]:
 def stella_sync_view(model_admin: admin.ModelAdmin, request: HttpRequest, account_id: int, job: str) -> HttpResponse:
     """GET: what the job does, and a button. POST: run it now for this account, and say what came of it."""
     account = get_object_or_404(Account.objects.select_related("integration"), pk=account_id)
-    if job not in JOBS:
+    if job not in SYNC_JOBS:
         raise PermissionDenied
     if not model_admin.has_change_permission(request, account):
         raise PermissionDenied
-    title, run = JOBS[job]
+    title = TITLES[job]
     if request.method == "POST":
-        stella_sync_message(request, account, run(account))
+        stella_sync_message(request, account, stella_sync_job_run(account, job=job, now=timezone.now()))
         return redirect("admin:surveys_account_change", account.pk)
     context = {
         **model_admin.admin_site.each_context(request),

@@ -26,6 +26,7 @@ from sandbox.models import StellaSandboxFeedback
 from surveys.admin.accounts import IntegrationSettingsForm
 from surveys.counts import count_survey_request_recorded
 from surveys.feedback import (
+    stella_data_client,
     stella_employees_sync,
     stella_feedback_pull,
     stella_sync_all,
@@ -37,6 +38,7 @@ from surveys.models import (
     DailyCount,
     Feedback,
     IntegrationSettings,
+    QuarantinedFeedback,
     StellaEmployee,
     StellaSyncState,
     SurveyRequest,
@@ -416,6 +418,187 @@ def test_a_page_of_1000_records_costs_no_more_queries_than_a_page_of_10(account,
     assert sum(rating for *_, rating, _count in counts(account).values()) == 4040
 
 
+# ---- Records that can't be stored as Stella sent them ---------------------------------------------------------
+
+
+def commented(text: str, *, stars: int = 4) -> dict[str, Any]:
+    """A record's answers: the star question, rated and commented."""
+    option = {"option_id": f"o{stars}", "integer_value": stars}
+    return {"agent_star_rating": {"question_id": "q-stars", "comment": text, "selected_options": {"o": option}}}
+
+
+def test_poison_records_are_cleaned_or_quarantined_and_the_pull_reads_on_past_them(account, stella, admin_client):
+    """Issue 16, finding 3: a NUL or a lone surrogate in a comment, or a NUL in ext_interaction_id, failed the
+    whole page (PostgreSQL refuses NUL, SQLite a lone surrogate); the cursor never moved past it."""
+    requests = {conversation_id: sent_request(account, conversation_id) for conversation_id in "1235678"}
+    stella.record("1", answers=commented("Fine"))
+    stella.record("2", answers=commented("Bad\x00comment"))
+    stella.record("3", answers=commented("Odd \ud800 comment"), employee={"email": "t\udfff@support.example"})
+    bad_id = stella.record("4\x00", answers=commented("Mine, though"))
+    stella.record("5")
+    stella.page_size = 5
+    for conversation_id in "678":  # the next page
+        stella.record(conversation_id, stars=5)
+
+    pull = stella_feedback_pull(account, now=NOW)
+
+    assert (pull.error, pull.caught_up, pull.pages, pull.created, pull.quarantined) == ("", True, 2, 7, 1)
+    assert stella.data_calls == [None, 5, 8]
+    stored = {row.ext_interaction_id: row for row in Feedback.objects.filter(account=account)}
+    assert set(stored) == set(requests)
+    assert all(stored[conversation_id].survey_request == request for conversation_id, request in requests.items())
+    assert stored["2"].comment == "Bad\ufffdcomment"
+    assert stored["3"].comment == "Odd \ufffd comment"
+    assert stored["3"].raw["answers"]["agent_star_rating"]["comment"] == "Odd \ufffd comment"
+    assert stored["3"].employee_email == "t\ufffd@support.example"
+    state = StellaSyncState.objects.get(account=account)
+    assert (state.feedback_cursor, state.feedback_records, state.feedback_error) == (8, 7, "")
+
+    quarantined = QuarantinedFeedback.objects.get()
+    assert (quarantined.account, quarantined.sequence_id, quarantined.uuid) == (account, 4, bad_id)
+    assert quarantined.ext_interaction_id == "4\ufffd"
+    assert quarantined.reason == (
+        "Its conversation id (ext_interaction_id) holds a NUL or half a surrogate pair: changed, it could link "
+        "another conversation."
+    )
+    assert "\\u0000" in quarantined.raw and "\x00" not in quarantined.raw
+    assert json.loads(quarantined.raw) == stella.records[bad_id]  # kept as Stella sent it
+    assert quarantined.quarantined_at == NOW
+
+    page = admin_client.get(reverse("admin:surveys_account_change", args=[account.pk])).content.decode()
+    assert "1 feedback record quarantined" in page
+    assert quarantined.reason in page and "sequence id 4, uuid rec-000004" in page
+    assert reverse("admin:surveys_quarantinedfeedback_change", args=[quarantined.pk]) in page
+    listing = reverse("admin:surveys_quarantinedfeedback_changelist") + f"?account__id__exact={account.pk}"
+    assert f'href="{listing.replace("&", "&amp;")}"' in page or f'href="{listing}"' in page
+    assert admin_client.get(listing).status_code == 200
+
+
+def test_a_record_the_database_refuses_is_quarantined_and_the_rest_of_its_page_stored(account, stella, caplog):
+    """A failure no check foresaw (here NaN, which json.loads reads and neither database's JSON takes): the page
+    is stored record by record, and only the refused one is quarantined."""
+    for conversation_id in "123":
+        sent_request(account, conversation_id)
+    stella.record("1")
+    refused = stella.record("2", custom_properties={"score": float("nan")})
+    stella.record("3")
+
+    pull = stella_feedback_pull(account, now=NOW)
+
+    assert (pull.error, pull.caught_up, pull.created, pull.linked, pull.quarantined) == ("", True, 2, 2, 1)
+    assert sorted(Feedback.objects.values_list("ext_interaction_id", flat=True)) == ["1", "3"]
+    assert sum(requested for requested, *_ in counts(account).values()) == 2
+    quarantined = QuarantinedFeedback.objects.get()
+    assert (quarantined.uuid, quarantined.sequence_id) == (refused, 2)
+    assert quarantined.reason.startswith("The database refused to store it (")
+    assert quarantined.reason.endswith("): the portal's logs say why.")
+    assert '"score": NaN' in quarantined.raw
+    assert "stella.feedback.page_refused" in caplog.text and "stella.feedback.record_refused" in caplog.text
+    assert StellaSyncState.objects.get(account=account).feedback_cursor == 3
+
+
+def test_records_without_a_uuid_or_with_an_impossible_date_are_quarantined(account, stella):
+    stella.record("1", uuid="x" * 65)  # cut, it could be another record's uuid
+    stella.record("2", request_created_at="9999-12-31T23:00:00-05:00")  # past year 9999 in UTC
+    stella.record("3", response_received_at="0001-01-01T00:30:00+01:00")  # before year 1
+    nameless = stella.record("4")
+    del stella.records[nameless]["uuid"]
+    stella.record("5")
+
+    pull = stella_feedback_pull(account, now=NOW)
+
+    assert (pull.error, pull.created, pull.quarantined) == ("", 1, 4)
+    assert list(Feedback.objects.values_list("ext_interaction_id", flat=True)) == ["5"]
+    assert list(QuarantinedFeedback.objects.order_by("sequence_id").values_list("sequence_id", "uuid", "reason")) == [
+        (1, "x" * 64, "Its uuid is longer than 64 characters."),
+        (
+            2,
+            "rec-000002",
+            "Its request_created_at (9999-12-31T23:00:00-05:00) is outside the dates the portal can store.",
+        ),
+        (
+            3,
+            "rec-000003",
+            "Its response_received_at (0001-01-01T00:30:00+01:00) is outside the dates the portal can store.",
+        ),
+        (4, "", "A feedback record from Stella has no uuid"),
+    ]
+    assert StellaSyncState.objects.get(account=account).feedback_cursor == 5
+
+
+def test_a_version_stella_corrects_is_stored_and_leaves_the_quarantine(account, stella):
+    request = sent_request(account, "42")
+    uuid = stella.record("42\x00")
+    stella_feedback_pull(account, now=NOW)
+    assert QuarantinedFeedback.objects.filter(uuid=uuid).exists()
+    StellaSyncState.objects.filter(account=account).update(feedback_cursor=None)  # read again from the start
+    stella_feedback_pull(account, now=NOW + timedelta(minutes=15))
+    assert QuarantinedFeedback.objects.count() == 1  # not twice
+
+    stella.record(uuid=uuid, ext_interaction_id="42")  # Stella mends it: a new sequence id
+    pull = stella_feedback_pull(account, now=NOW + timedelta(minutes=30))
+
+    assert (pull.created, pull.quarantined) == (1, 0)
+    assert Feedback.objects.get(uuid=uuid).survey_request == request
+    assert not QuarantinedFeedback.objects.exists()
+
+
+def test_two_pulls_of_one_account_store_a_page_and_quarantine_its_poison_once(account, stella):
+    stella.record("1")
+    stella.record("2\x00")
+    stella.record("3", custom_properties={"score": float("nan")})  # refused: the page goes record by record
+
+    class Overtaken:
+        """The real client, but another pull of the account runs to its end while the first page is read."""
+
+        def __init__(self) -> None:
+            self.client = stella_data_client(account.integration)
+            self.overtaken = False
+
+        def feedback_page(self, *, after, limit):
+            if not self.overtaken:
+                self.overtaken = True
+                assert stella_feedback_pull(account, now=NOW).quarantined == 2
+            return self.client.feedback_page(after=after, limit=limit)
+
+    late = stella_feedback_pull(account, now=NOW, client=Overtaken())
+
+    assert (late.pages, late.created, late.quarantined, late.error) == (0, 0, 0, "")
+    assert list(Feedback.objects.values_list("ext_interaction_id", flat=True)) == ["1"]
+    assert QuarantinedFeedback.objects.count() == 2
+    state = StellaSyncState.objects.get(account=account)
+    assert (state.feedback_cursor, state.feedback_records) == (3, 1)
+
+
+def test_quarantined_records_have_a_read_only_page_showing_the_raw_record_escaped(admin_client, account, stella):
+    stella.record("<b>7\x00</b>", answers=commented("<script>alert('hi')</script>"))
+    stella_feedback_pull(account, now=NOW)
+    quarantined = QuarantinedFeedback.objects.get()
+
+    page = admin_client.get(reverse("admin:surveys_quarantinedfeedback_change", args=[quarantined.pk]))
+
+    content = page.content.decode()
+    assert page.status_code == 200
+    assert 'name="_save"' not in content and "Delete" not in content
+    assert "&lt;script&gt;alert(&#x27;hi&#x27;)&lt;/script&gt;" in content and "<script>alert" not in content
+    assert "&lt;b&gt;7\\u0000&lt;/b&gt;" in content  # the NUL as its escape, in the raw record
+    assert "&lt;b&gt;7\ufffd&lt;/b&gt;" in content  # and the conversation id as far as it can be shown
+    listing = admin_client.get(reverse("admin:surveys_quarantinedfeedback_changelist")).content.decode()
+    assert "&lt;b&gt;7\ufffd&lt;/b&gt;" in listing and "<b>7" not in listing
+
+
+def test_employees_stella_lists_with_unstorable_text_are_kept_cleaned(account, stella):
+    stella.employee("ada@support.example")
+    stella.employees[0]["first_name"] = "A\ud800da\x00"
+    stella.employee("bo@support.example")
+    stella.employees[1]["id"] = "2\x00"  # nothing to keep it by
+
+    result = stella_employees_sync(account, now=NOW)
+
+    assert (result.error, result.employees) == ("", 1)
+    assert list(StellaEmployee.objects.values_list("name", "email")) == [("A\ufffdda\ufffd", "ada@support.example")]
+
+
 # ---- Reconciling -----------------------------------------------------------------------------------------------
 
 
@@ -542,6 +725,48 @@ def test_one_accounts_failure_doesnt_stop_the_others(account, mock, stella, capl
     crashed_state = StellaSyncState.objects.get(account=crashing)
     assert crashed_state.feedback_error == "Unexpected error (RuntimeError): see the portal's logs"
     assert "stella.feedback.crashed" in caplog.text
+
+
+def test_a_crash_keeps_its_traceback_for_the_operator_shown_escaped_on_the_account_page(
+    account, mock, stella, admin_client, caplog
+):
+    broken = RuntimeError(f"<script>alert('broke')</script> near {SECRET} " + "x" * 20_000)
+    mock.replace(responses.GET, f"{STELLA}/v2/data", body=broken)
+    mock.replace(responses.GET, f"{STELLA}/v2/employees", body=RuntimeError("<b>bold</b> employees"))
+
+    assert stella_sync_all(now=NOW) == 0
+
+    state = StellaSyncState.objects.get(account=account)
+    assert state.feedback_error == "Unexpected error (RuntimeError): see the portal's logs"
+    assert state.feedback_traceback.startswith("…") and len(state.feedback_traceback) == 8000  # its end, bounded
+    assert state.feedback_traceback.rstrip().endswith("x" * 100)
+    assert state.employees_traceback.startswith("Traceback (most recent call last):")
+    assert "RuntimeError: <b>bold</b> employees" in state.employees_traceback
+    short = RuntimeError(f"<script>alert('broke')</script> near {SECRET}")
+    mock.replace(responses.GET, f"{STELLA}/v2/data", body=short)
+    stella_sync_all(now=NOW + timedelta(minutes=15))
+    state.refresh_from_db()
+    assert f"RuntimeError: <script>alert('broke')</script> near ••••{SECRET[-4:]}" in state.feedback_traceback
+    assert SECRET not in state.feedback_traceback
+
+    page = admin_client.get(reverse("admin:surveys_account_change", args=[account.pk])).content.decode()
+    assert "⚠ Unexpected error (RuntimeError): see the portal&#x27;s logs" in page  # what a CSM reads
+    assert '<details class="traceback"><summary>Traceback, for an operator</summary>' in page
+    assert "RuntimeError: &lt;script&gt;alert(&#x27;broke&#x27;)&lt;/script&gt; near ••••" in page
+    assert "RuntimeError: &lt;b&gt;bold&lt;/b&gt; employees" in page
+    assert "<script>alert" not in page and "<b>bold</b>" not in page and SECRET not in page
+
+    # A CSM's "Pull feedback now" that crashes says so, rather than a server error, and keeps its traceback too.
+    response = admin_client.post(reverse("admin:surveys_account_stella_sync", args=[account.pk, "feedback"]))
+    assert response.status_code == 302
+    assert "stopped: Unexpected error (RuntimeError)" in admin_client.get(response.url).content.decode()
+
+    # The next run that succeeds clears the error and its traceback.
+    mock.replace(responses.CallbackResponse(responses.GET, f"{STELLA}/v2/data", callback=stella._data))
+    stella_feedback_pull(account, now=NOW + timedelta(minutes=30))
+    state.refresh_from_db()
+    assert (state.feedback_error, state.feedback_traceback) == ("", "")
+    assert state.employees_traceback  # that job hasn't run again
 
 
 def test_employees_are_synced_hourly_and_feedback_every_run(account, stella):

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from integrations.stella import data as stella_data
 from integrations.stella.data import (
+    FeedbackPage,
     FeedbackRecord,
     StellaAuthRejected,
     StellaDataClient,
@@ -79,10 +80,10 @@ def all_pages(data_client: StellaDataClient, *, after=None, limit=1000) -> list[
     pages = []
     while True:
         page = data_client.feedback_page(after=after, limit=limit)
-        pages.append(page)
-        if not page:
+        pages.append(page.records)
+        if page.cursor is None:
             return pages
-        after = page[-1].sequence_id
+        after = page.cursor
 
 
 def test_feedback_pages_follow_the_cursor_to_an_empty_page(stella):
@@ -112,30 +113,30 @@ def test_an_answered_record_comes_back_after_the_cursor_with_a_new_sequence_id(s
     stella("a-1")
     stella("a-2")
     data_client = client(stella)
-    before = data_client.feedback_page(after=None)
+    before = data_client.feedback_page(after=None).records
     assert [(r.sequence_id, r.star_rating, r.response_received_at) for r in before] == [
         (1, None, None),
         (2, None, None),
     ]
     cursor = before[-1].sequence_id
-    assert data_client.feedback_page(after=cursor) == []
+    assert data_client.feedback_page(after=cursor) == FeedbackPage(records=[], unreadable=[], cursor=None)
 
     StellaSandboxFeedback.objects.update(respond_at=timezone.now() - timedelta(seconds=1))  # 20 s have passed
-    answered = data_client.feedback_page(after=cursor)
+    answered = data_client.feedback_page(after=cursor).records
     assert [record.uuid for record in answered] == [record.uuid for record in before]
     assert [record.sequence_id for record in answered] == [3, 4]
     for record in answered:
         assert record.star_rating in {1, 2, 3, 4, 5} and record.comment
         assert record.response_received_at is not None
         assert record.answers["agent_star_rating"]["comment"] == record.comment
-    assert data_client.feedback_page(after=4) == []
+    assert data_client.feedback_page(after=4).cursor is None
 
 
 def test_each_key_sees_only_the_feedback_its_mode_made(stella):
     stella("test-1")
     stella("live-1", key=LIVE_KEY)
-    assert [r.ext_interaction_id for r in client(stella).feedback_page(after=None)] == ["test-1"]
-    assert [r.ext_interaction_id for r in client(stella, key=LIVE_KEY).feedback_page(after=None)] == ["live-1"]
+    assert [r.ext_interaction_id for r in client(stella).feedback_page(after=None).records] == ["test-1"]
+    assert [r.ext_interaction_id for r in client(stella, key=LIVE_KEY).feedback_page(after=None).records] == ["live-1"]
 
 
 def test_a_wrong_secret_is_rejected_without_showing_any_secret(stella):
@@ -260,7 +261,7 @@ RECORD = {
 
 def test_the_client_sends_the_key_and_the_raw_jwt_and_reads_a_wrapped_page():
     with scripted((200, {"data": [RECORD]}, {})) as server:
-        [record] = scripted_client(server.url).feedback_page(after=41, limit=10)
+        [record] = scripted_client(server.url).feedback_page(after=41, limit=10).records
     path, headers = server.received[0]
     assert path == "/v2/data?after=41&limit=10"
     assert headers["x-api-key"] == "key-123456789"
@@ -282,9 +283,9 @@ def test_the_client_sends_the_key_and_the_raw_jwt_and_reads_a_wrapped_page():
 def test_the_first_page_has_no_cursor_and_records_come_in_sequence_order():
     later = {**RECORD, "uuid": "u-2", "sequence_id": 43}
     with scripted((200, [later, RECORD], {})) as server:
-        records = scripted_client(server.url).feedback_page(after=None)
+        page = scripted_client(server.url).feedback_page(after=None)
     assert server.received[0][0] == "/v2/data?limit=1000"
-    assert [r.sequence_id for r in records] == [42, 43]
+    assert ([r.sequence_id for r in page.records], page.cursor) == ([42, 43], 43)
 
 
 def test_a_rate_limit_without_retry_after_waits_a_minute():
@@ -308,11 +309,80 @@ def test_a_refusal_in_stellas_words_shows_them_without_our_key():
     assert "key-123456789" not in str(failed.value) and "Stella answered 422 for the feedback" in str(failed.value)
 
 
-@pytest.mark.parametrize("body", [{"message": "ok"}, "text", [{"sequence_id": 1}], [{"uuid": "u", "sequence_id": "x"}]])
-def test_a_page_we_cannot_read_is_a_data_error(body):
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"message": "ok"},
+        "text",
+        [{"uuid": "u", "sequence_id": "x"}],
+        ["a record?", {"uuid": "u", "sequence_id": 2**63}],
+    ],
+)
+def test_a_page_we_cannot_read_or_page_past_is_a_data_error(body):
     with scripted((200, body, {})) as server:
         with pytest.raises(StellaDataError):
             scripted_client(server.url).feedback_page(after=None)
+
+
+def test_a_record_that_breaks_the_contract_comes_back_unreadable_and_the_page_still_moves_on():
+    too_deep: dict[str, Any] = {"uuid": "u-deep", "sequence_id": 46}
+    nested = too_deep
+    for _ in range(40):
+        nested["more"] = {}
+        nested = nested["more"]
+    items = [
+        {**RECORD, "uuid": "u-1", "sequence_id": 47},
+        {"sequence_id": 43, "ext_interaction_id": "c-9", "comment": "no uuid"},
+        {"uuid": "u-2", "sequence_id": "forty-four"},
+        {"uuid": "u-3", "sequence_id": 2**64},
+        ["not", "an", "object"],
+        too_deep,
+    ]
+    with scripted((200, items, {})) as server:
+        page = scripted_client(server.url).feedback_page(after=42)
+    assert [record.uuid for record in page.records] == ["u-1"]
+    assert [(item.sequence_id, item.uuid, item.ext_interaction_id) for item in page.unreadable] == [
+        (43, "", "c-9"),
+        (None, "u-2", ""),
+        (None, "u-3", ""),
+        (None, "", ""),
+        (46, "u-deep", ""),
+    ]
+    assert [item.reason for item in page.unreadable] == [
+        "A feedback record from Stella has no uuid",
+        "Stella's feedback record u-2 has no 64-bit integer sequence_id",
+        "Stella's feedback record u-3 has no 64-bit integer sequence_id",
+        "A feedback record from Stella is not a JSON object",
+        "A feedback record from Stella nests deeper than 32 levels",
+    ]
+    assert page.unreadable[1].raw == {"uuid": "u-2", "sequence_id": "forty-four"}  # as sent
+    assert json.dumps(page.unreadable[4].raw).count("more") == 32  # what lies deeper is cut
+    assert page.cursor == 47
+
+
+def test_free_text_is_made_storable_and_identifiers_are_kept_as_sent():
+    data = {
+        **RECORD,
+        "uuid": "u-\x00",
+        "ext_interaction_id": "12\x0034",
+        "channel": "chat\ud800",
+        "request_delivery_status": "Deliv\x00ered",
+        "employee": {"email": "T\x00@support.example", "custom_id": "E\udfff", "first_name": "T\x00ss"},
+    }
+    data["answers"] = {"agent_star_rating": {**RECORD["answers"]["agent_star_rating"], "comment": "Gr\x00eat \ud83d"}}
+    record = FeedbackRecord.from_json(data)
+    assert (record.uuid, record.ext_interaction_id) == ("u-\x00", "12\x0034")
+    assert (record.channel, record.request_delivery_status, record.comment) == (
+        "chat\ufffd",
+        "Deliv\ufffdered",
+        "Gr\ufffdeat \ufffd",
+    )
+    assert (record.employee_email, record.employee_custom_id, record.employee_name) == (
+        "t\ufffd@support.example",
+        "E\ufffd",
+        "T\ufffdss",
+    )
+    assert record.raw is data
 
 
 def test_employee_pages_follow_next_page_on_our_own_host_only():
