@@ -2,7 +2,9 @@
 of the thing that failed. Both bounded, and storable in every database the portal runs on."""
 
 import traceback
+from collections.abc import Iterable
 
+from portal.redaction import mask_secret
 from portal.text import storable
 
 SUMMARY_LENGTH = 2000
@@ -17,9 +19,14 @@ def exception_summary(exc: BaseException) -> str:
     return storable(f"{type(exc).__name__}: {exc}")[:SUMMARY_LENGTH]
 
 
-def exception_traceback(exc: BaseException) -> str:
-    """The whole traceback as Python prints it, chained exceptions included, cut in the middle past TRACEBACK_LENGTH."""
-    return traceback_bounded("".join(traceback.format_exception(exc)))
+def exception_traceback(exc: BaseException, *, secrets: Iterable[str] = ()) -> str:
+    """The whole traceback as Python prints it, chained exceptions included, with `secrets` masked should a message
+    quote one, cut in the middle past TRACEBACK_LENGTH."""
+    text = "".join(traceback.format_exception(exc))
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, mask_secret(secret))
+    return traceback_bounded(text)
 
 
 def traceback_bounded(text: str) -> str:

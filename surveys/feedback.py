@@ -17,7 +17,6 @@ Both reads use the account's current-mode key and its API secret, with the same 
 from __future__ import annotations
 
 import logging
-import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -37,8 +36,8 @@ from integrations.stella.data import (
 )
 from integrations.vocabulary import AssigneeKind
 from portal.crypto import SecretUndecryptable
+from portal.errors import exception_traceback
 from portal.fields import EncryptedTextField
-from portal.redaction import mask_secret
 from portal.text import is_storable, storable, storable_data
 from surveys.counts import day_of
 from surveys.models import (
@@ -67,7 +66,6 @@ FEEDBACK_PAGE_SIZE = 1000
 # The statuses in which a request most likely reached Stella: a record of its conversation is theirs first.
 REACHED_STELLA = (Status.SENT, Status.AMBIGUOUS)
 ERROR_LENGTH = 500  # StellaSyncState's error columns
-TRACEBACK_LENGTH = 8000  # and its traceback columns: the end of a longer one, where it was raised and why
 IN_CHUNK = 500
 # Teammates who closed conversations this recently are checked against Stella's employees at each sync.
 TEAMMATES_SEEN_SINCE = timedelta(days=30)
@@ -168,18 +166,11 @@ def _error_text(exc: Exception) -> str:
     return f"Unexpected error ({type(exc).__name__}): see the portal's logs"[:ERROR_LENGTH]
 
 
-def _traceback_text(exc: BaseException, *, account: Account) -> str:
-    """`exc`'s traceback for an operator: the account's secrets masked should a message quote one, storable,
-    and its last TRACEBACK_LENGTH characters."""
-    text = "".join(traceback.format_exception(exc))
+def _secrets(account: Account) -> list[str]:
+    """The account's stored secrets (keys, token, API secret), to mask should an error quote one."""
     integration = getattr(account, "integration", None)
-    for secret_field in IntegrationSettings._meta.concrete_fields:
-        secret = getattr(integration, secret_field.attname, "") if isinstance(secret_field, EncryptedTextField) else ""
-        if secret:
-            text = text.replace(secret, mask_secret(secret))
-    if len(text) > TRACEBACK_LENGTH:
-        text = "…" + text[-(TRACEBACK_LENGTH - 1) :]
-    return storable(text)
+    fields = IntegrationSettings._meta.concrete_fields
+    return [getattr(integration, field.attname, "") for field in fields if isinstance(field, EncryptedTextField)]
 
 
 # Employees -----------------------------------------------------------------------------------------------------
@@ -827,6 +818,6 @@ def stella_sync_job_run(account: Account, *, job: str, now: datetime) -> Employe
         error = _error_text(exc)
         StellaSyncState.objects.update_or_create(
             account=account,
-            defaults={f"{job}_error": error, f"{job}_traceback": _traceback_text(exc, account=account)},
+            defaults={f"{job}_error": error, f"{job}_traceback": exception_traceback(exc, secrets=_secrets(account))},
         )
         return EmployeeSync(error=error) if job == "employees" else FeedbackPull(error=error)

@@ -10,6 +10,7 @@ is kept 90 days)") in the webhook's body, the note's body and the call's body.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -29,7 +30,15 @@ from django_q.models import Failure, Task
 from integrations.models import InboundWebhook
 from portal.queue import enqueue
 from portal.schedules import ERASE_EXPIRED_TASK, send_task_name
-from surveys.models import Account, ApiRequest, ConversationEvent, Feedback, IntercomNote, SurveyRequest
+from surveys.models import (
+    Account,
+    ApiRequest,
+    ConversationEvent,
+    Feedback,
+    IntercomNote,
+    QuarantinedFeedback,
+    SurveyRequest,
+)
 from surveys.services import InvalidTransition, survey_request_transition
 
 logger = logging.getLogger(__name__)
@@ -72,6 +81,9 @@ PERSONAL_TEXT: dict[type[Model], dict[str, str]] = {
     },
     IntercomNote: {
         "body": "replaced by the erasure note (a feedback note quotes the comment); one still waiting is never posted",
+    },
+    QuarantinedFeedback: {
+        "raw": "Stella's record as it came (customer, comments): replaced by the erasure note",
     },
     InboundWebhook: {
         "body": "replaced by the erasure note",
@@ -164,6 +176,7 @@ def personal_data_erase_expired(*, now: datetime, seconds: float = RUN_SECONDS) 
     unlinked = Feedback.objects.filter(survey_request__isnull=True, first_seen_at__lt=cutoff)
     while ids := list(unlinked.exclude(raw__has_key="erased").values_list("pk", flat=True)[:BATCH]):
         Feedback.objects.filter(pk__in=ids).update(raw={"erased": note}, comment="")
+    _quarantined_erase(QuarantinedFeedback.objects.filter(quarantined_at__lt=cutoff), note=note, now=now)
     erased += _written_after_erasure(now=now)
     # django-q2 keeps failed tasks, tracebacks and all: they go by the same rule.
     Task.objects.filter(stopped__lt=cutoff).delete()
@@ -187,6 +200,7 @@ def customer_erase(*, email: str, now: datetime, search_bodies: bool = True) -> 
     erased = _people_erase(people, note=note, now=now)
     # Stella's records name the customer too, even of a conversation the portal never surveyed.
     erased_feedback = _feedback_erase(Feedback.objects.filter(raw__customer__email__iexact=email), note=note)
+    erased_feedback += _quarantined_erase(QuarantinedFeedback.objects.filter(raw__icontains=email), note=note, now=now)
     logger.info("privacy.feedback_erased", extra={"records": erased_feedback})
     if search_bodies:
         emails = {email.lower(), *(person.customer_email for person in people if person.customer_email)}
@@ -245,7 +259,23 @@ def _people_erase(people: Sequence[_Person], *, note: str, now: datetime) -> Era
     for chunk in _chunks(_conversation_webhooks(people)):
         with transaction.atomic():
             erased += _inbound_webhooks_erase(chunk, note=note, now=now)
+    _quarantined_erase(_quarantined_of(people), note=note, now=now)
     return erased
+
+
+def _quarantined_of(people: Sequence[_Person]) -> QuerySet[QuarantinedFeedback]:
+    """Stella's quarantined records of these people: of their conversations, or naming one of their emails (a
+    quarantined record is linked to no request)."""
+    of_them = Q(pk__in=[])
+    for person in people:
+        of_them |= Q(account_id=person.account_id, ext_interaction_id=person.conversation_id)
+    for email in {person.customer_email for person in people if person.customer_email}:
+        of_them |= Q(raw__icontains=email)
+    return QuarantinedFeedback.objects.filter(of_them)
+
+
+def _quarantined_erase(records: QuerySet[QuarantinedFeedback], *, note: str, now: datetime) -> int:
+    return records.filter(erased_at__isnull=True).update(raw=json.dumps({"erased": note}), erased_at=now)
 
 
 def _conversation_webhooks(people: Sequence[_Person]) -> list[int]:

@@ -17,7 +17,7 @@ from integrations.models import InboundWebhook
 from portal.schedules import send_task_name
 from surveys import intake
 from surveys.intake import inbound_webhook_replay
-from surveys.models import ApiRequest, Feedback, IntercomNote, SurveyRequest
+from surveys.models import ApiRequest, Feedback, IntercomNote, QuarantinedFeedback, SurveyRequest
 from surveys.notes import intercom_notes_find, intercom_notes_post
 from surveys.privacy import AFTER_ERASURE, NOT_POSTED, PERSONAL_TEXT, customer_erase, personal_data_erase_expired
 from surveys.services import survey_request_feedback_request
@@ -74,6 +74,7 @@ NO_CUSTOMER_TEXT: dict[str, str] = {
     "django_q.OrmQ": "tasks waiting on the database broker: a signed dotted path and a row's id",
     "portal.ApiToken": "an API token's SHA-256 and its last 4 characters",
     "portal.UserPreference": "a user's time zone",
+    "portal.ClusterHeartbeat": "a task cluster's host and process id, and its counters for /metrics",
     # The vendor layer.
     "integrations.InboundWebhook.headers": "Intercom's request headers (agent, request id; secrets stripped); "
     "emptied with the body all the same",
@@ -108,6 +109,9 @@ NO_CUSTOMER_TEXT: dict[str, str] = {
     "surveys.SurveyRequest.status": CHOICE,
     "surveys.SurveyRequest.decision": CHOICE,
     "surveys.SurveyRequest.reason": CHOICE,
+    "surveys.QuarantinedFeedback.uuid": "Stella's id of its record",
+    "surveys.QuarantinedFeedback.ext_interaction_id": "Intercom's id of the conversation",
+    "surveys.QuarantinedFeedback.reason": "why the record can't be stored, in the portal's words: never its content",
     "surveys.SurveyRequest.verdicts": "each rule's name and reason code",
     "surveys.SurveyRequest.mode": CHOICE,
     "surveys.SurveyRequest.reconcile_flag": CHOICE,
@@ -224,6 +228,15 @@ def plant_bea(client, account, monkeypatch, *, contact_deletion_ignored: bool) -
         },
     )
     assert intercom_notes_find(account, now=timezone.now() + timedelta(minutes=2)) == 2  # decided, and the comment
+    QuarantinedFeedback.objects.create(
+        account=account,
+        sequence_id=991,
+        uuid="uuid-with-a-nul\\u0000",
+        ext_interaction_id=survey_request.conversation_id,
+        reason="Its uuid holds a NUL",
+        raw=json.dumps({"customer": {"email": BEA}, "answers": {"agent_star_rating": {"comment": COMMENT}}}),
+        quarantined_at=timezone.now(),
+    )
 
     def quoting_bea(*args):
         raise ValueError(f"no channel for {BEA}")

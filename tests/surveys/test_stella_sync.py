@@ -21,6 +21,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from portal.errors import TRACEBACK_LENGTH
 from sandbox.demo import sandbox_people_create
 from sandbox.models import StellaSandboxFeedback
 from surveys.admin.accounts import IntegrationSettingsForm
@@ -738,7 +739,9 @@ def test_a_crash_keeps_its_traceback_for_the_operator_shown_escaped_on_the_accou
 
     state = StellaSyncState.objects.get(account=account)
     assert state.feedback_error == "Unexpected error (RuntimeError): see the portal's logs"
-    assert state.feedback_traceback.startswith("…") and len(state.feedback_traceback) == 8000  # its end, bounded
+    # Bounded (portal/errors.py): its start, where the first exception was raised, and its end, where the last was.
+    assert state.feedback_traceback.startswith("Traceback (most recent call last):")
+    assert "characters cut" in state.feedback_traceback and len(state.feedback_traceback) < TRACEBACK_LENGTH + 100
     assert state.feedback_traceback.rstrip().endswith("x" * 100)
     assert state.employees_traceback.startswith("Traceback (most recent call last):")
     assert "RuntimeError: <b>bold</b> employees" in state.employees_traceback

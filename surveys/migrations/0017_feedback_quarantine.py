@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('surveys', '0014_stella_feedback'),
+        ('surveys', '0016_daily_count_day_index'),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('surveys', '0015_feedback_quarantine'),
+        ('surveys', '0017_feedback_quarantine'),
     ]
 
     operations = [
