@@ -9,8 +9,10 @@ import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -347,7 +349,26 @@ if PERSONAL_DATA_RETENTION_DAYS < 1:
     raise ImproperlyConfigured("Set PERSONAL_DATA_RETENTION_DAYS to a number of days, at least 1 (default 90).")
 # ---- end of personal data ----
 
-# ---- Client addresses: who a request comes from behind the proxy ----
+# ---- Pages and client addresses: Content-Security-Policy; who a request comes from behind the proxy ----
+# Every response says what its page may load and do (django-csp): scripts, styles, fonts and frames from the portal
+# itself only, with no inline script or style (the templates keep theirs under static/, and the API docs load
+# drf-spectacular's split Swagger UI), images also as data: URIs (Swagger UI's icons), no plugins, no <base>, never
+# framed, and forms sent only to the portal or to Intercom's consent page (connecting an account with Intercom
+# posts to the portal, which redirects there).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF, "{0.scheme}://{0.netloc}".format(urlsplit(INTERCOM_OAUTH_URL))],
+    }
+}
+MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "csp.middleware.CSPMiddleware")
+
 # The client's address, which the login lockout and the API token throttle count by: the peer's, unless the peer is
 # one of TRUSTED_PROXIES (addresses or networks, comma-separated); then X-Forwarded-For is read from its end, one
 # entry per proxy, through at most TRUSTED_PROXY_COUNT proxies, each entry read only while the one who added it is
@@ -371,7 +392,7 @@ if TRUSTED_PROXY_COUNT < 0 or (TRUSTED_PROXY_COUNT and not TRUSTED_PROXIES):
         "their addresses or networks."
     )
 MIDDLEWARE.insert(0, "portal.authentication.ClientAddressMiddleware")
-# ---- end of client addresses ----
+# ---- end of pages and client addresses ----
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="portal@localhost")

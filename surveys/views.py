@@ -38,15 +38,6 @@ from surveys.status import (
 )
 from surveys.teammate_stats import TEAMMATE_FILTERS, TeammateRow, feedback_freshness, teammate_stats
 
-CHART_COLOURS = {
-    "sent": "#2e7d32",
-    "do_not_send": "#81c784",
-    "suppressed": "#9e9e9e",
-    "cancelled": "#bdbdbd",
-    "invalid": "#e65100",
-    "failed": "#c62828",
-    "waiting": "#1565c0",
-}
 # What the page shows instead of a field the user got wrong, until it is fixed.
 DEFAULTS_SHOWN = {
     "date_from": f"the last {DEFAULT_DAYS} days",
@@ -85,8 +76,7 @@ class StatusPageView(LoginRequiredMixin, TemplateView):
             export_url=reverse("status_export") + _url(query, tab=status_filter.tab.key),
             teammates_url=reverse("status_teammates") + _url(_teammate_query(query)),
             chart=status_chart(counts, status_filter),
-            legend=[(kind.label, CHART_COLOURS[kind]) for kind in CHART_KINDS],
-            colours=CHART_COLOURS,
+            legend=[(kind.label, kind.value) for kind in CHART_KINDS],  # coloured by portal.css, as the bars are
             **_page_head(accounts),
             **kwargs,
         )
