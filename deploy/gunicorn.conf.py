@@ -11,7 +11,8 @@ import tempfile
 from typing import Any
 
 # WEB_BIND: where to listen (e.g. 127.0.0.1:8000 behind a proxy on the same machine, 0.0.0.0:8000 behind a load
-# balancer). Else gunicorn's own rule: 0.0.0.0:$PORT when the host sets PORT (PaaS), otherwise 127.0.0.1:8000.
+# balancer, which TRUSTED_PROXIES then names). Else gunicorn's own rule: 0.0.0.0:$PORT when the host sets PORT
+# (PaaS), otherwise 127.0.0.1:8000.
 bind = os.environ.get("WEB_BIND") or (f"0.0.0.0:{os.environ['PORT']}" if "PORT" in os.environ else "127.0.0.1:8000")
 
 # Sync workers, WEB_CONCURRENCY of them (the name PaaS hosts set), else gunicorn's advice of 2 × cores + 1:

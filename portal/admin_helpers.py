@@ -9,6 +9,11 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from portal.text import cut, displayable
+
+# The most of a text a list's cell holds, hover included: a comment of 200,000 characters stays on its row's page.
+LIST_TEXT_SHOWN = 300
+
 
 class ReadOnlyAdminMixin:
     """Logs are evidence: nobody edits or deletes them from the admin."""
@@ -48,5 +53,10 @@ class NoCountPaginator(Paginator):
 
 
 def shortened(text: str, *, title: str = "", narrow: bool = False) -> SafeString:
-    """Text cut to its column's width in a list, whole when hovered (and on the detail page)."""
-    return format_html('<span class="short{}" title="{}">{}</span>', " narrow" if narrow else "", title or text, text)
+    """Text cut to its column's width in a list, up to LIST_TEXT_SHOWN characters when hovered, whole on the row's
+    page (the list links each row there); control characters and bidirectional overrides dropped."""
+    text = displayable(text)
+    hover = cut(displayable(title) if title else text, LIST_TEXT_SHOWN)
+    return format_html(
+        '<span class="short{}" title="{}">{}</span>', " narrow" if narrow else "", hover, cut(text, LIST_TEXT_SHOWN)
+    )

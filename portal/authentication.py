@@ -1,12 +1,16 @@
 """Brute force: who is knocking (the client's address), the sign-in lockout page, and wrong API tokens.
 
-Sign-in lockouts are django-axes' (settings: AXES_*); this module gives it the client's address and the page to
-show. Wrong API tokens are counted here, per address, in Django's cache (settings: API_TOKEN_FAILURE_*).
+The client's address is settled once per request, before anything reads it (ClientAddressMiddleware; settings:
+TRUSTED_PROXIES, TRUSTED_PROXY_COUNT). Sign-in lockouts are django-axes' (settings: AXES_*); this module gives it
+that address and the page to show. Wrong API tokens are counted here, per address, in Django's cache (settings:
+API_TOKEN_FAILURE_*).
 """
 
 import ipaddress
 import math
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from axes.handlers.proxy import AxesProxyHandler
@@ -23,21 +27,62 @@ from rest_framework.request import Request
 
 from portal.models import ApiToken
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@lru_cache(maxsize=4)
+def _networks(proxies: tuple[str, ...]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(proxy, strict=False) for proxy in proxies)
+
+
+def is_trusted_proxy(address: str) -> bool:
+    """Whether `address` is one of the proxies in front of the portal (TRUSTED_PROXIES)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:  # a dual-stack socket's view of an IPv4 peer
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in _networks(tuple(settings.TRUSTED_PROXIES)))
+
+
+def client_address(peer: str, forwarded_for: str) -> str:
+    """The address a request comes from: the peer, or, while the address in hand is a trusted proxy, the one it
+    says it saw, through at most TRUSTED_PROXY_COUNT proxies.
+
+    Each proxy appends the address it saw to X-Forwarded-For, so the header is read from its end, one entry per
+    proxy: the entries before those are whatever the client sent. A peer that is no trusted proxy (someone reaching
+    gunicorn directly) is the client, whatever header it sends. An entry that is no address stops the reading at
+    the proxy that added it.
+    """
+    address = peer
+    entries = forwarded_for.split(",") if forwarded_for else []
+    for _ in range(settings.TRUSTED_PROXY_COUNT):
+        if not entries or not is_trusted_proxy(address):
+            break
+        try:
+            address = str(ipaddress.ip_address(entries.pop().strip()))
+        except ValueError:
+            break
+    return address
+
+
+class ClientAddressMiddleware:
+    """First of all: REMOTE_ADDR becomes the client's address (client_address), so that everything after it (the
+    login lockout, the API token count, DRF's throttles) counts the same address."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        meta = request.META
+        meta["REMOTE_ADDR"] = client_address(meta.get("REMOTE_ADDR", ""), meta.get("HTTP_X_FORWARDED_FOR", ""))
+        return self.get_response(request)
+
 
 def client_ip(request: HttpRequest | Request) -> str:
-    """The address a request comes from: the peer, or behind the TLS proxy the one the proxy saw.
-
-    The proxy appends the address it saw to X-Forwarded-For, so only the last entry is trusted: the ones before
-    it are whatever the client sent. Without the proxy the header is ignored, as anyone can set it.
-    """
-    peer = request.META.get("REMOTE_ADDR", "")
-    if not settings.BEHIND_TLS_PROXY:
-        return peer
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").rsplit(",", 1)[-1].strip()
-    try:
-        return str(ipaddress.ip_address(forwarded))
-    except ValueError:
-        return peer
+    """The client's address, as ClientAddressMiddleware settled it (django-axes' AXES_CLIENT_IP_CALLABLE)."""
+    return request.META.get("REMOTE_ADDR", "")
 
 
 def login_lockout_response(

@@ -5,11 +5,14 @@ secrets. `make run`, `make test` and `make demo` set DEBUG=true: a local portal 
 django-q2's ORM broker and the built-in sandbox standing in for Stella Connect and Intercom.
 """
 
+import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -266,7 +269,7 @@ if min(AXES_FAILURE_LIMIT, API_TOKEN_FAILURE_LIMIT) < 1 or _shortest_wait < time
 
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
-# Behind the proxy, X-Forwarded-Proto and the last X-Forwarded-For entry (the one the proxy adds) are trusted.
+# Behind the proxy, X-Forwarded-Proto is trusted, and X-Forwarded-For from the proxies below (TRUSTED_PROXIES).
 BEHIND_TLS_PROXY = env.bool("BEHIND_TLS_PROXY", default=False)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_TLS_PROXY else None
 # Deployed, every page is HTTPS only: plain HTTP is redirected, and browsers are told to remember it (HSTS).
@@ -322,8 +325,8 @@ REST_FRAMEWORK = {
         "portal.authentication.ThrottledTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    # The client is the last X-Forwarded-For entry behind the proxy, else the peer: as portal.authentication.client_ip.
-    "NUM_PROXIES": 1 if BEHIND_TLS_PROXY else 0,
+    # REMOTE_ADDR is the client's address already (TRUSTED_PROXIES below): DRF's throttles take it as it is.
+    "NUM_PROXIES": 0,
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
@@ -348,6 +351,51 @@ PERSONAL_DATA_RETENTION_DAYS = env.int("PERSONAL_DATA_RETENTION_DAYS", default=9
 if PERSONAL_DATA_RETENTION_DAYS < 1:
     raise ImproperlyConfigured("Set PERSONAL_DATA_RETENTION_DAYS to a number of days, at least 1 (default 90).")
 # ---- end of personal data ----
+
+# ---- Pages and client addresses: Content-Security-Policy; who a request comes from behind the proxy ----
+# Every response says what its page may load and do (django-csp): scripts, styles, fonts and frames from the portal
+# itself only, with no inline script or style (the templates keep theirs under static/, and the API docs load
+# drf-spectacular's split Swagger UI), images also as data: URIs (Swagger UI's icons), no plugins, no <base>, never
+# framed, and forms sent only to the portal or to Intercom's consent page (connecting an account with Intercom
+# posts to the portal, which redirects there).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF, "{0.scheme}://{0.netloc}".format(urlsplit(INTERCOM_OAUTH_URL))],
+    }
+}
+MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "csp.middleware.CSPMiddleware")
+
+# The client's address, which the login lockout and the API token throttle count by: the peer's, unless the peer is
+# one of TRUSTED_PROXIES (addresses or networks, comma-separated); then X-Forwarded-For is read from its end, one
+# entry per proxy, through at most TRUSTED_PROXY_COUNT proxies, each entry read only while the one who added it is
+# trusted. Whoever reaches gunicorn directly is counted by their own address, whatever header they send. Behind a
+# TLS proxy on the same machine the defaults fit (one proxy, on 127.0.0.1 or ::1); set both to match the deployment
+# (e.g. a load balancer's network, or 2 behind a CDN and a proxy). portal.authentication.ClientAddressMiddleware,
+# first of all, puts the answer in REMOTE_ADDR: django-axes, the API token count and DRF's throttles (NUM_PROXIES
+# 0: REMOTE_ADDR as it is) all read that one answer.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=["127.0.0.1", "::1"] if BEHIND_TLS_PROXY else [])
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=1 if BEHIND_TLS_PROXY else 0)
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"TRUSTED_PROXIES holds {_proxy!r}: give addresses or networks, comma-separated (e.g. 127.0.0.1,10.0.0.0/8)."
+        ) from None
+if TRUSTED_PROXY_COUNT < 0 or (TRUSTED_PROXY_COUNT and not TRUSTED_PROXIES):
+    raise ImproperlyConfigured(
+        "Set TRUSTED_PROXY_COUNT to the number of proxies in front of the portal (0 or more), and TRUSTED_PROXIES to "
+        "their addresses or networks."
+    )
+MIDDLEWARE.insert(0, "portal.authentication.ClientAddressMiddleware")
+# ---- end of pages and client addresses ----
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="portal@localhost")

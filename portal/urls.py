@@ -4,7 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
 from integrations.views import intercom_webhook
@@ -39,8 +39,16 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    # Swagger UI from the portal's own static files; signed out, the login page first (as for the status page).
-    path("api/docs/", login_required(SpectacularSwaggerView.as_view(url_name="api-schema")), name="api-docs"),
+    # Swagger UI from the portal's own static files; signed out, the login page first (as for the status page). The
+    # split view serves its start-up script from ?script, not inline, and portal/swagger_ui.html its styles from
+    # static/: the Content-Security-Policy allows no inline script or style.
+    path(
+        "api/docs/",
+        login_required(
+            SpectacularSwaggerSplitView.as_view(url_name="api-schema", template_name="portal/swagger_ui.html")
+        ),
+        name="api-docs",
+    ),
     # One answer (the figures and their totals), not a list of rows: beside the router's lists, not in it.
     path("api/teammates/", TeammatesApiView.as_view(), name="api-teammates"),
     path("api/", include(api.urls)),

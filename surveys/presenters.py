@@ -12,6 +12,7 @@ from django.utils import timezone
 from integrations.intercom.client import TOKEN_MISSING
 from integrations.vocabulary import Channel
 from portal.redaction import mask_email, mask_name
+from portal.text import displayable
 from surveys.models import ApiRequest, Feedback, SurveyOutcome, SurveyRequest
 from surveys.rules import REASONS, RULES, DoNotSendReason, InvalidReason, SuppressionReason
 
@@ -203,7 +204,8 @@ def api_request_reason(api_request: ApiRequest) -> tuple[str, str]:
 
 
 def present(row: ApiRequest | SurveyRequest) -> Presented:
-    """One call or one survey request, as every screen shows it."""
+    """One call or one survey request, as every screen shows it: what came from outside (names, Stella's words, the
+    comment) without control characters or bidirectional overrides."""
     if isinstance(row, ApiRequest):
         survey_request = row.survey_request
         outcome, time = api_request_outcome(row), row.created_at
@@ -219,17 +221,17 @@ def present(row: ApiRequest | SurveyRequest) -> Presented:
         conversation_id=survey_request.conversation_id,
         conversation_url=survey_request.conversation_url,
         channel=channel_label(survey_request),
-        customer=mask_email(survey_request.customer_email) if survey_request.customer_email else "",
-        customer_name=mask_name(survey_request.customer_name),
-        teammate=survey_request.teammate_name or survey_request.teammate_email,
+        customer=mask_email(displayable(survey_request.customer_email)) if survey_request.customer_email else "",
+        customer_name=mask_name(displayable(survey_request.customer_name)),
+        teammate=displayable(survey_request.teammate_name or survey_request.teammate_email),
         mode=row.get_mode_display(),
         outcome=outcome,
-        reason=reason,
-        explanation=explanation,
-        delivery_status=stella.delivery_status,
+        reason=displayable(reason),
+        explanation=displayable(explanation),
+        delivery_status=displayable(stella.delivery_status),
         delivery_explanation=stella.delivery_explanation,
         star_rating=stella.star_rating,
-        comment=mask_emails_in(stella.comment),
+        comment=mask_emails_in(displayable(stella.comment)),
         reconcile=stella.reconcile,
     )
 
@@ -341,7 +343,7 @@ NO_TEAMMATE = "No teammate given"
 def teammate_label(teammate: str, name: str) -> str:
     """A Stella employee as the Teammates view names them: their name, else the email or custom id Stella
     knows them by."""
-    return name or teammate or NO_TEAMMATE
+    return displayable(name or teammate) or NO_TEAMMATE
 
 
 def stella_channel_label(channel: str) -> str:

@@ -365,12 +365,11 @@ class Bar:
 
 @dataclass(frozen=True)
 class Tick:
-    """One mark of the y-axis: its number, where its grid line runs (in the SVG's units) and where its label sits
-    (percent of the plot's height, from the bottom)."""
+    """One mark of the y-axis: its number and where its grid line runs (in the SVG's units). The marks are evenly
+    spaced from 0 to the top, and so are their labels beside the plot (portal.css)."""
 
     value: int
     y: float
-    bottom: float
 
 
 @dataclass(frozen=True)
@@ -397,10 +396,7 @@ def status_chart(counts: Counts, status_filter: StatusFilter, *, width: int = 72
     busiest = max(totals.values(), default=0)
     step = axis_step(busiest)
     top = max(1, math.ceil(busiest / step)) * step
-    ticks = [
-        Tick(value=value, y=round(height - value / top * height, 1), bottom=round(value / top * 100, 2))
-        for value in range(0, top + 1, step)
-    ]
+    ticks = [Tick(value=value, y=round(height - value / top * height, 1)) for value in range(0, top + 1, step)]
     column = width / len(days)
     bars = []
     for index, day in enumerate(days):

@@ -1,6 +1,5 @@
 """The API Request Status page for support teams: read-only, behind login, their accounts only."""
 
-import csv
 from collections.abc import Iterator, Mapping
 from datetime import tzinfo
 from typing import Any
@@ -14,6 +13,7 @@ from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views import View
 from django.views.generic import TemplateView
 
+from portal.csv_export import Cell, csv_response
 from portal.middleware import user_time_zone_save
 from portal.models import time_zones
 from surveys.models import Account
@@ -37,16 +37,6 @@ from surveys.status import (
     status_rows,
 )
 from surveys.teammate_stats import TEAMMATE_FILTERS, TeammateRow, feedback_freshness, teammate_stats
-
-CHART_COLOURS = {
-    "sent": "#2e7d32",
-    "do_not_send": "#81c784",
-    "suppressed": "#9e9e9e",
-    "cancelled": "#bdbdbd",
-    "invalid": "#e65100",
-    "failed": "#c62828",
-    "waiting": "#1565c0",
-}
 
 # What the page shows instead of a field the user got wrong, until it is fixed.
 DEFAULTS_SHOWN = {
@@ -86,8 +76,7 @@ class StatusPageView(LoginRequiredMixin, TemplateView):
             export_url=reverse("status_export") + _url(query, tab=status_filter.tab.key),
             teammates_url=reverse("status_teammates") + _url(_teammate_query(query)),
             chart=status_chart(counts, status_filter),
-            legend=[(kind.label, CHART_COLOURS[kind]) for kind in CHART_KINDS],
-            colours=CHART_COLOURS,
+            legend=[(kind.label, kind.value) for kind in CHART_KINDS],  # coloured by portal.css, as the bars are
             **_page_head(accounts),
             **kwargs,
         )
@@ -138,23 +127,17 @@ class TeammatesView(LoginRequiredMixin, TemplateView):
 class TeammatesExportView(LoginRequiredMixin, View):
     """The Teammates view as CSV: the same rows and figures, then the totals."""
 
-    def get(self, request: HttpRequest) -> HttpResponse:
+    def get(self, request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
         accounts = accounts_visible_to(request.user)
         form = StatusFilterForm(_teammate_query(request.GET), accounts=accounts)
         if not form.is_valid():
             return HttpResponse(form.errors.as_text(), status=400, content_type="text/plain; charset=utf-8")
         status_filter = StatusFilter.from_form(form, accounts=accounts)
         stats = teammate_stats(status_filter)
-        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        rows = [[row.teammate, row.teammate_name, row.channel, *_figures(row)] for row in stats.rows]
+        totals: list[Cell] = ["", TOTAL, "", *_figures(stats.totals)]
         filename = f"teammates-{status_filter.date_from}-{status_filter.date_to}.csv"
-        response["Content-Disposition"] = f'attachment; filename="{filename}"'
-        response.write(BOM)
-        writer = csv.writer(response)
-        writer.writerow(TEAMMATE_COLUMNS)
-        for row in stats.rows:
-            writer.writerow([row.teammate, row.teammate_name, row.channel, *_figures(row)])
-        writer.writerow(["", TOTAL, "", *_figures(stats.totals)])
-        return response
+        return csv_response(filename, TEAMMATE_COLUMNS, [*rows, totals])
 
 
 TEAMMATE_COLUMNS = [
@@ -171,7 +154,7 @@ TEAMMATE_COLUMNS = [
 TOTAL = "Total"
 
 
-def _figures(row: TeammateRow) -> list[int | float | str]:
+def _figures(row: TeammateRow) -> list[Cell]:
     """A row's numbers as the API gives them: the rate from 0 to 1, the rating to one decimal, empty for none."""
     return [
         row.requested,
@@ -222,11 +205,7 @@ class StatusExportView(LoginRequiredMixin, View):
         rows = status_rows(status_filter).iterator(chunk_size=2000)
         filename = f"{status_filter.tab.key}-{status_filter.date_from}-{status_filter.date_to}.csv"
         # Streamed after this view returns, when the user's zone is no longer active: the rows take it along.
-        response = StreamingHttpResponse(
-            _csv(rows, timezone.get_current_timezone()), content_type="text/csv; charset=utf-8"
-        )
-        response["Content-Disposition"] = f'attachment; filename="{filename}"'
-        return response
+        return csv_response(filename, COLUMNS, _csv_rows(rows, timezone.get_current_timezone()))
 
 
 COLUMNS = [
@@ -247,39 +226,30 @@ COLUMNS = [
     "comment",
     "reconcile",
 ]
-BOM = "\ufeff"
 
 
-def _csv(rows: Iterator, zone: tzinfo) -> Iterator[str]:
-    class Line:
-        def write(self, value: str) -> str:
-            return value
-
-    writer = csv.writer(Line())
-    yield BOM + writer.writerow(COLUMNS)
+def _csv_rows(rows: Iterator, zone: tzinfo) -> Iterator[list[Cell]]:
     for row in rows:
         with timezone.override(zone):  # for the times in the words too ("resent … on 2026-11-29 10:14 CET")
             shown = present(row)
-        yield writer.writerow(
-            [
-                shown.time.astimezone(zone).isoformat(),
-                shown.account,
-                shown.conversation_id,
-                shown.conversation_url,
-                shown.channel,
-                shown.customer_name,
-                shown.customer,
-                shown.teammate,
-                shown.mode,
-                shown.outcome,
-                shown.reason,
-                shown.explanation,
-                shown.delivery_status,
-                "" if shown.star_rating is None else shown.star_rating,
-                shown.comment,
-                shown.reconcile,
-            ]
-        )
+        yield [
+            shown.time.astimezone(zone).isoformat(),
+            shown.account,
+            shown.conversation_id,
+            shown.conversation_url,
+            shown.channel,
+            shown.customer_name,
+            shown.customer,
+            shown.teammate,
+            shown.mode,
+            shown.outcome,
+            shown.reason,
+            shown.explanation,
+            shown.delivery_status,
+            shown.star_rating,
+            shown.comment,
+            shown.reconcile,
+        ]
 
 
 def _url(query: dict[str, str], **extra: str) -> str:

@@ -18,6 +18,15 @@ def account(db) -> Account:
     return AccountFactory(intercom_workspace_id=WORKSPACE_ID)
 
 
+@pytest.fixture
+def behind_proxy(settings):
+    """Deployed behind a TLS proxy on the same machine: BEHIND_TLS_PROXY=true and the proxy settings it brings
+    (tests/portal/test_settings.py checks these are its defaults). The test client's peer is 127.0.0.1, the proxy."""
+    settings.BEHIND_TLS_PROXY = True
+    settings.TRUSTED_PROXIES = ["127.0.0.1", "::1"]
+    settings.TRUSTED_PROXY_COUNT = 1
+
+
 @pytest.fixture(autouse=True)
 def fixtures_are_never_too_old(settings):
     """The fixtures' notifications carry fixed times, some from 2019: the replay window's own tests set it back."""

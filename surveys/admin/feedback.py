@@ -21,6 +21,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from portal.admin_helpers import ReadOnlyAdminMixin, shortened
+from portal.text import displayable
 from surveys.feedback import SYNC_JOBS, EmployeeSync, FeedbackPull, stella_sync_job_run, teammates_unknown_to_stella
 from surveys.models import (
     Account,
@@ -61,7 +62,7 @@ class FeedbackAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     fields = [
         "account", "uuid", "sequence_id", "ext_interaction_id", "request_link", "mode", "is_recovery", "channel",
         "employee_name", "employee_email", "employee_custom_id", "delivery_status", "request_created_at",
-        "request_sent_at", "response_received_at", "star_rating", "comment", "first_seen_at", "updated_at", "raw",
+        "request_sent_at", "response_received_at", "star_rating", "customer_comment", "first_seen_at", "updated_at", "raw",
     ]  # fmt: skip
     readonly_fields = flatten(fields)
 
@@ -74,11 +75,16 @@ class FeedbackAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="teammate", ordering="employee_email")
     def employee(self, record: Feedback) -> str:
-        return record.employee_name or record.employee_email or record.employee_custom_id or "—"
+        return displayable(record.employee_name or record.employee_email or record.employee_custom_id) or "—"
 
     @admin.display(description="comment")
     def short_comment(self, record: Feedback) -> str:
         return shortened(record.comment) if record.comment else ""
+
+    @admin.display(description="comment")
+    def customer_comment(self, record: Feedback) -> str:
+        """Whole, as people are shown text from outside (the stored record keeps every character)."""
+        return displayable(record.comment)
 
     @admin.display(description="survey request")
     def request_link(self, record: Feedback) -> str:

@@ -92,7 +92,7 @@ class InboundWebhookAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 text = json.dumps(json.loads(webhook.body), indent=2)
             except (ValueError, RecursionError):
                 pass
-        return format_html('<pre style="max-height:40em;overflow:auto;white-space:pre-wrap">{}</pre>', text)
+        return format_html('<pre class="webhook-body">{}</pre>', text)
 
 
 @admin.register(ConversationEvent)

@@ -14,6 +14,7 @@ from django.utils.safestring import SafeString
 
 from portal.admin_helpers import ReadOnlyAdminMixin, shortened
 from portal.errors import traceback_bounded
+from portal.text import displayable
 from surveys.admin.tabs import OUTCOME_PARAM, admin_tabs
 from surveys.models import ApiRequest, SurveyOutcome, SurveyRequest
 from surveys.presenters import (
@@ -228,7 +229,7 @@ class SurveyRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="customer's comment")
     def customer_comment(self, survey_request: SurveyRequest) -> str:
-        return stella_side(survey_request).comment or "—"
+        return displayable(stella_side(survey_request).comment) or "—"
 
     @admin.display(description="Stella's record")
     def feedback_record(self, survey_request: SurveyRequest) -> SafeString | str:

@@ -140,10 +140,15 @@ def test_the_sent_tab_shows_stellas_side_and_still_fits(live_server, page, stell
     expect(page.locator("table.rows .flag")).to_contain_text("Sent, but Stella hasn't reported it")
     assert "bea.buyer@" not in page.content()  # an email in a comment is masked, as the customer's is
     fits_the_screen(page, "table.rows")
-    # A long comment is cut to three lines, whole on hover: rows stay readable.
-    long = page.locator("table.rows .comment", has_text="It took far too long")
+    # A long comment shows its start, four lines at most: rows stay readable. "Show all" opens the rest in place.
+    long = page.locator("table.rows details.long-quote", has_text="It took far too long")
     expect(long).to_have_count(1)
-    box = long.bounding_box()
-    line = float(long.evaluate("q => getComputedStyle(q).lineHeight").removesuffix("px"))
-    assert box is not None and box["height"] <= 3 * line + 2
-    assert "b•••@customer.example" in (long.get_attribute("title") or "")
+    start = long.locator(".start")
+    line = float(start.evaluate("q => getComputedStyle(q).lineHeight").removesuffix("px"))
+    assert start.bounding_box()["height"] <= 4 * line + 2
+    expect(long.locator(".whole")).to_be_hidden()
+    long.get_by_text("Show all 172 characters").click()
+    expect(long.locator(".whole")).to_be_visible()
+    expect(long.locator(".whole")).to_contain_text("Write to me at b•••@customer.example next time.")
+    expect(start).to_be_hidden()
+    fits_the_screen(page, "table.rows")

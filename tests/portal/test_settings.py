@@ -101,3 +101,50 @@ def test_behind_a_tls_proxy_pages_send_hsts_and_plain_http_is_redirected(client,
     plain = client.get("/login/")
     assert (plain.status_code, plain["Location"]) == (301, "https://testserver/login/")
     assert client.get("/healthz").status_code == 200  # load balancers may check over plain HTTP
+
+
+def settings_values(*names: str, **environment: str) -> list[str]:
+    env = {**{k: v for k, v in os.environ.items() if k not in ("DEBUG", "SANDBOX")}, **environment}
+    code = f"import django; django.setup(); from django.conf import settings; [print(repr(getattr(settings, n))) for n in {names!r}]"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env={**env, "DJANGO_SETTINGS_MODULE": "portal.settings"},
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def test_behind_a_tls_proxy_one_proxy_on_this_machine_is_trusted_unless_told_otherwise():
+    assert settings_values("TRUSTED_PROXIES", "TRUSTED_PROXY_COUNT", **DEPLOYED) == ["['127.0.0.1', '::1']", "1"]
+    assert settings_values("TRUSTED_PROXIES", "TRUSTED_PROXY_COUNT", **{**DEPLOYED, "BEHIND_TLS_PROXY": "false"}) == [
+        "[]", "0"
+    ]  # fmt: skip
+    behind_a_load_balancer = {**DEPLOYED, "TRUSTED_PROXIES": "10.0.0.0/8,fd00::/8", "TRUSTED_PROXY_COUNT": "2"}
+    assert settings_values("TRUSTED_PROXIES", "TRUSTED_PROXY_COUNT", **behind_a_load_balancer) == [
+        "['10.0.0.0/8', 'fd00::/8']", "2"
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"TRUSTED_PROXIES": "proxy.internal"}, "TRUSTED_PROXIES holds 'proxy.internal'"),
+        ({"TRUSTED_PROXY_COUNT": "-1"}, "Set TRUSTED_PROXY_COUNT"),
+        ({"BEHIND_TLS_PROXY": "false", "TRUSTED_PROXY_COUNT": "1"}, "Set TRUSTED_PROXY_COUNT"),
+    ],
+)
+def test_proxy_settings_that_cant_be_right_are_refused(override, message):
+    result = load_settings(**{**DEPLOYED, **override})
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_the_deployment_example_lets_only_the_proxy_reach_gunicorn():
+    """Behind a proxy on the same machine, gunicorn listens on 127.0.0.1: reached from elsewhere, it would meet
+    clients that are no proxy (counted by their own address, but better not met at all)."""
+    example = dict(
+        line.split("=", 1) for line in (ROOT / "deploy" / "portal.env.example").read_text().splitlines() if "=" in line
+        if re.match(r"^[A-Z_]+=", line)
+    )  # fmt: skip
+    assert example["BEHIND_TLS_PROXY"] == "true"
+    assert example["WEB_BIND"].startswith("127.0.0.1:")

@@ -72,11 +72,23 @@ def test_other_addresses_and_spoofed_headers(token):
     assert get(token, HTTP_X_FORWARDED_FOR="10.0.0.7").status_code == 429
 
 
-def test_behind_the_proxy_the_address_is_the_one_the_proxy_saw(token, settings):
-    settings.BEHIND_TLS_PROXY = True
+def test_behind_the_proxy_the_address_is_the_one_the_proxy_saw(token, behind_proxy):
     guess(LIMIT, HTTP_X_FORWARDED_FOR="10.1.1.1, 198.51.100.1")
     assert get(token, HTTP_X_FORWARDED_FOR="10.2.2.2, 198.51.100.1").status_code == 429
     assert get(token, HTTP_X_FORWARDED_FOR="198.51.100.2").status_code == 200
+
+
+def test_a_client_reaching_gunicorn_directly_is_throttled_whatever_x_forwarded_for_it_sends(token, behind_proxy):
+    """Behind the proxy, a peer that is no trusted proxy is counted by its own address, not by the header it
+    rotates: its next token, even the right one, waits."""
+    direct = {"REMOTE_ADDR": "203.0.113.9"}
+    answers = [
+        get(f"wrong-token-{n:034d}", HTTP_X_FORWARDED_FOR=f"198.51.100.{n}", **direct).status_code for n in range(LIMIT)
+    ]
+    assert answers == [401] * LIMIT
+    assert get(token, HTTP_X_FORWARDED_FOR="198.51.100.250", **direct).status_code == 429
+    # Through the proxy, the address it claimed last is someone else's, and counted as nobody's guesses.
+    assert get(token, HTTP_X_FORWARDED_FOR="198.51.100.250").status_code == 200
 
 
 def test_a_signed_in_session_is_not_throttled(account, client):
