@@ -36,7 +36,11 @@ def _locked(mode: int) -> Iterator[None]:
     if path is None:
         yield
         return
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:  # no place beside the database (it can't be opened either): the write itself will say so
+        yield
+        return
     try:
         fcntl.flock(descriptor, mode)
         yield
