@@ -29,6 +29,7 @@ from surveys.models import (
     ConversationEvent,
     Feedback,
     IntercomNote,
+    QuarantinedFeedback,
     StellaEmployee,
     SurveyRequest,
     Teammate,
@@ -114,6 +115,10 @@ def world(log, settings, live_server):
     )
     StellaEmployee.objects.create(account=account, stella_id="e1", email="tess@support.example", synced_at=now)
     IntercomNote.objects.create(account=account, survey_request=sent, event="decided", body="Surveyed.", post_after=now)
+    QuarantinedFeedback.objects.create(
+        account=account, sequence_id=7, uuid="uuid-csp-\\u0000", ext_interaction_id=sent.conversation_id,
+        reason="Its uuid holds a NUL", raw='{"uuid": "uuid-csp-\\u0000"}', quarantined_at=now,
+    )  # fmt: skip
     Teammate.objects.create(account=account, intercom_id="7", name="Tess Teammate", email="tess@support.example")
     webhook = InboundWebhook.objects.create(
         workspace_id="wsacme", topic="conversation.admin.closed", notification_id="notif_csp", body='{"type": "x"}'
