@@ -74,6 +74,7 @@ NO_CUSTOMER_TEXT: dict[str, str] = {
     "django_q.OrmQ": "tasks waiting on the database broker: a signed dotted path and a row's id",
     "portal.ApiToken": "an API token's SHA-256 and its last 4 characters",
     "portal.UserPreference": "a user's time zone",
+    "portal.ClusterHeartbeat": "a task cluster's host:pid and its processes' counts (metric names, labels, figures)",
     # The vendor layer.
     "integrations.InboundWebhook.headers": "Intercom's request headers (agent, request id; secrets stripped); "
     "emptied with the body all the same",
