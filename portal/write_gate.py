@@ -36,7 +36,13 @@ def _locked(mode: int) -> Iterator[None]:
     if path is None:
         yield
         return
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        # Beside a database that can't be opened either (its directory gone): no gate, and the database's own error
+        # answers (a webhook gets 503, not 500).
+        yield
+        return
     try:
         fcntl.flock(descriptor, mode)
         yield
