@@ -10,12 +10,9 @@ from django.core.management.base import BaseCommand
 from django.utils import timezone
 from django_q.cluster import Cluster
 
-<<<<<<< HEAD
-from portal.write_gate import background_process
-=======
 from portal.heartbeat import Heartbeat
 from portal.metrics import metrics_dir_prepare
->>>>>>> i16-operator
+from portal.write_gate import background_process
 from surveys.on_time import DuePoller
 
 logger = logging.getLogger(__name__)
@@ -34,15 +31,12 @@ class Command(BaseCommand):
         # answer, nobody waits on a drain's next batch. Its workers, forked below, inherit the niceness.
         if settings.CLUSTER_NICE:
             os.nice(settings.CLUSTER_NICE)
-<<<<<<< HEAD
         background_process()  # on SQLite, its connections wait longer for the write lock than a request's
-=======
         # Before any worker is forked: its workers pool their counts there, for the heartbeat to carry to /metrics.
         if settings.PROMETHEUS_MULTIPROC_DIR:
             metrics_dir_prepare(settings.PROMETHEUS_MULTIPROC_DIR)
         else:
             logger.warning("cluster.metrics_not_pooled")  # only the main process's counts reach /metrics
->>>>>>> i16-operator
         cluster = Cluster()  # installs its own SIGTERM/SIGINT handlers: ours stop the poller first, then call it
         poller = DuePoller(interval=settings.SEND_POLL_SECONDS) if settings.SEND_POLL_SECONDS > 0 else None
 
