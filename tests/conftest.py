@@ -13,6 +13,13 @@ from tests.factories import AccountFactory
 from tests.helpers import WORKSPACE_ID
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    if not django_settings.SANDBOX:
+        raise pytest.UsageError(
+            "The tests play Stella and Intercom with the sandbox: unset SANDBOX, or set it to true."
+        )
+
+
 @pytest.fixture
 def account(db) -> Account:
     return AccountFactory(intercom_workspace_id=WORKSPACE_ID)

@@ -17,7 +17,7 @@ from django.utils.html import escape
 
 from sandbox.demo import NEWCOMER, WORKSPACE
 from sandbox.management.commands.send_demo_webhooks import Command
-from sandbox.models import StellaEmployee, StellaSandboxRequest
+from sandbox.models import StellaSandboxEmployee, StellaSandboxRequest
 from surveys.accounts import account_upsert
 from surveys.models import Account, ApiRequest, Feedback, SurveyRequest, TeammateDailyCount
 from surveys.rules import SuppressionReason
@@ -138,7 +138,7 @@ def test_a_second_run_comes_to_the_same_outcomes(portal):
 @pytest.mark.django_db(transaction=True)
 def test_demo_puts_back_what_its_scenarios_rely_on(portal):
     account_upsert(workspace_id=WORKSPACE, email_enabled=True, suppression_window=timedelta(0))
-    StellaEmployee.objects.create(email=NEWCOMER[2])  # as if someone had added her, to try a resend
+    StellaSandboxEmployee.objects.create(email=NEWCOMER[2])  # as if someone had added her, to try a resend
     output = demo(f"{portal.url}/webhooks/intercom/")
     assert "Put back the demo's settings (Demo Company: email channel off, suppression window 7d)" in output
     assert f"{NEWCOMER[1]} is new to Stella again" in output
@@ -156,7 +156,7 @@ def test_the_newcomer_request_sends_once_stella_knows_her(portal):
         teammate_email=NEWCOMER[2], conversation_id__in=re.findall(r"\(conversation (\d+)\)", output)
     )
     assert nia.status == "invalid"
-    StellaEmployee.objects.create(email=NEWCOMER[2])
+    StellaSandboxEmployee.objects.create(email=NEWCOMER[2])
     survey_requests_resend([nia], by="admin")
     run_queued_tasks()
     nia.refresh_from_db()

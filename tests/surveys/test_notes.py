@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from sandbox.models import IntercomNote as NoteReceived
+from sandbox.models import IntercomSandboxNote as NoteReceived
 from surveys.models import Feedback, IntercomNote, SurveyRequest
 from surveys.notes import intercom_notes_write_all
 from surveys.onboarding import TEST_CLOSURE_ID

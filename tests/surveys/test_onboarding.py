@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from integrations.intercom.client import IntercomClient, IntercomTokenMissing
-from sandbox.models import StellaEmployee, StellaSandboxRequest
+from sandbox.models import StellaSandboxEmployee, StellaSandboxRequest
 from surveys.accounts import account_attention, intercom_token_accept
 from surveys.models import ApiRequest, IntegrationHealth, IntegrationSettings, SurveyRequest, Teammate
 from surveys.onboarding import (
@@ -280,7 +280,7 @@ def test_check_now_when_intercom_is_down_learns_nothing_about_the_token(settings
 
 @pytest.fixture
 def testing_account(sandbox):
-    StellaEmployee.objects.create(email="tess@support.example")
+    StellaSandboxEmployee.objects.create(email="tess@support.example")
     return AccountFactory(
         intercom_workspace_id="wstest",
         integration__test_api_key="sandbox-test-key-0001",
@@ -339,7 +339,7 @@ def test_a_test_request_stella_refuses_still_shows_under_test_requests_with_stel
 @pytest.mark.django_db(transaction=True)
 def test_a_test_request_credits_a_known_teammate_by_their_stella_custom_id(testing_account, admin_client):
     account = testing_account
-    StellaEmployee.objects.create(custom_id="omar-42")
+    StellaSandboxEmployee.objects.create(custom_id="omar-42")
     Teammate.objects.create(
         account=account, intercom_id="77", name="Omar", email="omar@x.example", stella_custom_id="omar-42"
     )

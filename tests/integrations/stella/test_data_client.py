@@ -25,7 +25,7 @@ from integrations.stella.data import (
     StellaRateLimited,
     stella_jwt,
 )
-from sandbox.models import StellaEmployee, StellaSandboxFeedback
+from sandbox.models import StellaSandboxEmployee, StellaSandboxFeedback
 
 # Stella's API secrets are not ours to lengthen: PyJWT's warning about short ones is noise (see data.py).
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
@@ -53,7 +53,7 @@ def stella(live_server, settings):
     settings.SANDBOX_STELLA_API_SECRET = SECRET
     settings.SANDBOX_FEEDBACK_SHARE = 0.0
     settings.SANDBOX_FEEDBACK_DELAY_SECONDS = 20
-    StellaEmployee.objects.create(email="tess@support.example", first_name="Tess", last_name="Ode")
+    StellaSandboxEmployee.objects.create(email="tess@support.example", first_name="Tess", last_name="Ode")
     base_url = f"{live_server.url}/sandbox/stella"
 
     def send(ext_interaction_id: str, *, key: str = TEST_KEY) -> None:
@@ -173,10 +173,10 @@ def test_stella_out_of_reach_is_a_data_error():
 
 def test_employees_are_listed_across_pages(stella, monkeypatch):
     monkeypatch.setattr(stella_data, "EMPLOYEES_PAGE_SIZE", 2)
-    StellaEmployee.objects.create(email="  Sam@Support.Example ", custom_id="emp-2")
-    StellaEmployee.objects.create(custom_id="emp-3", active=False)
-    StellaEmployee.objects.create(email="kim@support.example")
-    StellaEmployee.objects.create(email="lee@support.example")
+    StellaSandboxEmployee.objects.create(email="  Sam@Support.Example ", custom_id="emp-2")
+    StellaSandboxEmployee.objects.create(custom_id="emp-3", active=False)
+    StellaSandboxEmployee.objects.create(email="kim@support.example")
+    StellaSandboxEmployee.objects.create(email="lee@support.example")
     employees = client(stella).employees()
     assert [(e.email, e.custom_id, e.active) for e in employees] == [
         ("tess@support.example", "", True),
@@ -187,7 +187,7 @@ def test_employees_are_listed_across_pages(stella, monkeypatch):
     ]
     tess = employees[0]
     assert (tess.first_name, tess.last_name) == ("Tess", "Ode")
-    assert tess.id == str(StellaEmployee.objects.get(email="tess@support.example").id)
+    assert tess.id == str(StellaSandboxEmployee.objects.get(email="tess@support.example").id)
 
 
 # ---- against a scripted server, for what the sandbox doesn't answer ----
