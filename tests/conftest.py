@@ -1,4 +1,5 @@
 import os
+import subprocess
 import uuid
 
 import pytest
@@ -18,6 +19,22 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             "The tests play Stella and Intercom with the sandbox: unset SANDBOX, or set it to true."
         )
+
+
+@pytest.fixture(autouse=True)
+def only_slow_tests_start_processes(request, monkeypatch):
+    """The fast tier (make test-fast: -m "not slow") starts no other process and no live server: a test that does
+    must be marked slow, or it fails here. Every way the tests start a process (subprocess.run, Popen, Playwright's
+    browser through asyncio) goes through Popen._execute_child; the live server is a fixture the test asks for."""
+    if request.node.get_closest_marker("slow"):
+        return
+    if "live_server" in request.fixturenames:
+        pytest.fail("This test uses the live server: mark it slow (pytest.mark.slow).", pytrace=False)
+
+    def refuse(popen, args, *rest, **kwargs):
+        pytest.fail(f"This test starts a process ({args!r}): mark it slow (pytest.mark.slow).", pytrace=False)
+
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from surveys.models import SurveyRequest
 from surveys.sending import survey_requests_send_due
 from tests.factories import AccountFactory, SurveyRequestFactory
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[2]
 BATCH = 40

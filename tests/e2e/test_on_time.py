@@ -20,7 +20,7 @@ from surveys.models import SurveyRequest
 from tests.e2e.test_cluster_faults import ROOT, database_url
 from tests.factories import AccountFactory, SurveyRequestFactory
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 COUNT = 10
 

@@ -26,6 +26,7 @@ from tests.factories import AccountFactory
 from tests.helpers import notification, post_webhook, sign
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(connection.vendor != "postgresql", reason="parallel drains need PostgreSQL's row locks"),
 ]

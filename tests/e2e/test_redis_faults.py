@@ -21,7 +21,7 @@ from tests.e2e.test_cluster_faults import BATCH, FINAL, start_cluster, statuses,
 from tests.factories import AccountFactory, SurveyRequestFactory
 from tests.helpers import queued_tasks
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture

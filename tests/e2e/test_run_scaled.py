@@ -29,6 +29,8 @@ from sandbox.samples import closed_conversation
 from surveys.models import SurveyRequest
 from tests.helpers import metric_value, sign
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 CLOSURES = 6
 STARTUP_SECONDS = 240  # a fresh database's migrations, on a shared 2-core machine

@@ -18,7 +18,7 @@ from tests.e2e.test_cluster_faults import CLUSTER, start_cluster, stop, wait_for
 from tests.factories import AccountFactory, SurveyRequestFactory
 from tests.helpers import queued_tasks
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 def test_a_send_that_raises_in_the_cluster_is_kept_with_its_traceback_for_the_request_page(live_server, admin_client):

@@ -29,7 +29,7 @@ from tests.factories import AccountFactory
 from tests.helpers import load_fixture, run_queued_tasks, sign
 from tests.servers import Answer, scripted_stella
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 WS = "ws1test"
 ADA, BEA, CAI, DEE = CUSTOMERS

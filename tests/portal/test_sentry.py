@@ -32,7 +32,8 @@ class Kept(Transport):
 
 
 @pytest.fixture
-def sentry():
+def sentry(monkeypatch):
+    monkeypatch.setenv("SENTRY_RELEASE", "test")  # else sentry-sdk asks git for one
     kept = Kept()
     sentry_init("http://public-key@127.0.0.1:9/1", environment="test", transport=kept)
     yield kept
@@ -66,6 +67,7 @@ def test_no_personal_data_is_sent(sentry):
     assert not sentry_sdk.get_client().options["include_local_variables"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("dsn", "active"), [("", "False"), ("http://public-key@127.0.0.1:9/1", "True")])
 def test_off_unless_a_dsn_is_set(dsn, active):
     script = "import django, sentry_sdk; django.setup(); print(sentry_sdk.get_client().is_active())"

@@ -11,6 +11,7 @@ import pytest
 
 from tests.portal.test_settings import DEPLOYED, ROOT
 
+pytestmark = pytest.mark.slow
 
 # One URL of each stand-in: Stella's Requests API, Intercom's REST API and its consent page.
 URLS = [

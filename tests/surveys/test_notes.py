@@ -13,7 +13,8 @@ from surveys.onboarding import TEST_CLOSURE_ID
 from surveys.rules import SuppressionReason
 from tests.factories import AccountFactory, FeedbackFactory, SurveyRequestFactory
 
-pytestmark = pytest.mark.django_db(transaction=True)  # the live server reads what the test writes
+# The live server plays Intercom; it reads what the test writes.
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 S = SurveyRequest.Status
 AUTHOR = "4100099"

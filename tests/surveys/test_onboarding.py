@@ -223,6 +223,7 @@ def test_a_csm_who_may_only_view_accounts_may_not_act(client, account):
 # ---- Check now, against the sandbox's Intercom over HTTP ----
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_check_now_records_the_workspace_the_token_is_for(sandbox, admin_client):
     account = AccountFactory(
@@ -239,6 +240,7 @@ def test_check_now_records_the_workspace_the_token_is_for(sandbox, admin_client)
     assert health.intercom_token_checked_at is not None
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_check_now_warns_when_the_token_is_for_another_workspace(sandbox, admin_client):
     account = AccountFactory(
@@ -252,6 +254,7 @@ def test_check_now_warns_when_the_token_is_for_another_workspace(sandbox, admin_
     )
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_check_now_flags_a_token_intercom_refuses(sandbox, admin_client):
     account = AccountFactory(integration__intercom_access_token="expired-token-1234")
@@ -289,6 +292,7 @@ def testing_account(sandbox):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_test_request_goes_to_stella_with_the_test_key_and_shows_under_test_requests(testing_account, admin_client):
     account = testing_account
@@ -321,6 +325,7 @@ def test_a_test_request_goes_to_stella_with_the_test_key_and_shows_under_test_re
         assert secret not in html and secret not in tab
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_test_request_stella_refuses_still_shows_under_test_requests_with_stellas_words(
     testing_account, admin_client
@@ -336,6 +341,7 @@ def test_a_test_request_stella_refuses_still_shows_under_test_requests_with_stel
     assert state_of(page, "A test request reaches Stella") == "⚠ Check"
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_test_request_credits_a_known_teammate_by_their_stella_custom_id(testing_account, admin_client):
     account = testing_account

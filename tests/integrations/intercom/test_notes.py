@@ -24,18 +24,21 @@ def intercom(live_server):
     return f"{live_server.url}/sandbox/intercom"
 
 
+@pytest.mark.slow
 def test_a_note_is_posted_to_the_conversation(intercom):
     IntercomClient("sandbox-token", base_url=intercom).conversation_note_add("215", admin_id="41", body=BODY)
     note = IntercomSandboxNote.objects.get()
     assert (note.conversation_id, note.admin_id, note.body, note.status_code) == ("215", "41", BODY, 200)
 
 
+@pytest.mark.slow
 def test_a_rejected_token_posts_nothing(intercom):
     with pytest.raises(IntercomTokenRejected):
         IntercomClient("real-token", base_url=intercom).conversation_note_add("215", admin_id="41", body=BODY)
     assert not IntercomSandboxNote.objects.exists()
 
 
+@pytest.mark.slow
 def test_a_rate_limit_says_when_it_resets_and_the_next_attempt_is_taken(intercom):
     client = IntercomClient("sandbox-token", base_url=intercom)
     before = datetime.now(tz=UTC).replace(microsecond=0)

@@ -85,6 +85,7 @@ def all_pages(data_client: StellaDataClient, *, after=None, limit=1000) -> list[
         after = page[-1].sequence_id
 
 
+@pytest.mark.slow
 def test_feedback_pages_follow_the_cursor_to_an_empty_page(stella):
     for number in range(5):
         stella(f"c-{number}")
@@ -107,6 +108,7 @@ def test_feedback_pages_follow_the_cursor_to_an_empty_page(stella):
     assert first.raw["uuid"] == first.uuid
 
 
+@pytest.mark.slow
 def test_an_answered_record_comes_back_after_the_cursor_with_a_new_sequence_id(stella, settings):
     settings.SANDBOX_FEEDBACK_SHARE = 1.0
     stella("a-1")
@@ -131,6 +133,7 @@ def test_an_answered_record_comes_back_after_the_cursor_with_a_new_sequence_id(s
     assert data_client.feedback_page(after=4) == []
 
 
+@pytest.mark.slow
 def test_each_key_sees_only_the_feedback_its_mode_made(stella):
     stella("test-1")
     stella("live-1", key=LIVE_KEY)
@@ -138,6 +141,7 @@ def test_each_key_sees_only_the_feedback_its_mode_made(stella):
     assert [r.ext_interaction_id for r in client(stella, key=LIVE_KEY).feedback_page(after=None)] == ["live-1"]
 
 
+@pytest.mark.slow
 def test_a_wrong_secret_is_rejected_without_showing_any_secret(stella):
     wrong = "the-wrong-api-secret-9876"
     with pytest.raises(StellaAuthRejected) as rejected:
@@ -150,6 +154,7 @@ def test_a_wrong_secret_is_rejected_without_showing_any_secret(stella):
         client(stella, key="a-key-stella-never-issued", secret=SECRET).employees()
 
 
+@pytest.mark.slow
 def test_a_rate_limit_says_how_long_to_wait(stella):
     with pytest.raises(StellaRateLimited) as limited:
         client(stella, key="sandbox-test-ratelimited-1").feedback_page(after=None)
@@ -157,6 +162,7 @@ def test_a_rate_limit_says_how_long_to_wait(stella):
     assert isinstance(limited.value, StellaDataError)
 
 
+@pytest.mark.slow
 def test_a_server_error_is_a_data_error(stella):
     with pytest.raises(StellaDataError) as failed:
         client(stella, key="sandbox-test-unavailable-1").feedback_page(after=None)
@@ -171,6 +177,7 @@ def test_stella_out_of_reach_is_a_data_error():
     assert failed.value.status_code is None
 
 
+@pytest.mark.slow
 def test_employees_are_listed_across_pages(stella, monkeypatch):
     monkeypatch.setattr(stella_data, "EMPLOYEES_PAGE_SIZE", 2)
     StellaSandboxEmployee.objects.create(email="  Sam@Support.Example ", custom_id="emp-2")
