@@ -1,6 +1,7 @@
 import os
 import subprocess
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from django.conf import settings as django_settings
@@ -12,6 +13,7 @@ from portal import queue as portal_queue
 from surveys.models import Account
 from tests.factories import AccountFactory
 from tests.helpers import WORKSPACE_ID
+from tests.servers import refused_port
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -40,6 +42,13 @@ def only_slow_tests_start_processes(request, monkeypatch):
 @pytest.fixture
 def account(db) -> Account:
     return AccountFactory(intercom_workspace_id=WORKSPACE_ID)
+
+
+@pytest.fixture
+def refused_url() -> Iterator[str]:
+    """http://127.0.0.1:<port>, where a connection is refused throughout the test."""
+    with refused_port() as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(autouse=True)

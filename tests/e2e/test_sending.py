@@ -2,7 +2,6 @@
 plays Stella and Intercom; a scripted server on 127.0.0.1 plays Stella's failures."""
 
 import json
-import socket
 import threading
 import time
 from datetime import timedelta
@@ -235,11 +234,8 @@ def test_retries_are_bounded(account, settings):
     )
 
 
-def test_connection_refused_is_retried(account):
-    with socket.socket() as unused:
-        unused.bind(("127.0.0.1", 0))
-        port = unused.getsockname()[1]
-    configure(account, stella_api_url=f"http://127.0.0.1:{port}")
+def test_connection_refused_is_retried(account, refused_url):
+    configure(account, stella_api_url=refused_url)
     deliver(closed())
     survey_request = SurveyRequest.objects.get()
     assert survey_request.status == S.SCHEDULED

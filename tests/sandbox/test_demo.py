@@ -3,7 +3,6 @@ page then shows a support user of Demo Company."""
 
 import re
 import shutil
-import socket
 import subprocess
 from datetime import timedelta
 from io import StringIO
@@ -23,6 +22,7 @@ from surveys.models import Account, ApiRequest, Feedback, SurveyRequest, Teammat
 from surveys.rules import SuppressionReason
 from surveys.services import survey_requests_resend
 from tests.helpers import run_queued_tasks
+from tests.servers import refused_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -168,24 +168,18 @@ def test_the_newcomer_request_sends_once_stella_knows_her(portal):
     assert nia.status == "sent"
 
 
-def unused_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.django_db
-def test_demo_looks_for_the_portal_on_port_and_says_how_to_point_it_elsewhere(settings):
-    settings.PORT = unused_port()
-    with pytest.raises(CommandError) as refused:
-        call_command("send_demo_webhooks", wait=0, stdout=StringIO())
+def test_demo_looks_for_the_portal_on_port_and_says_how_to_point_it_elsewhere(settings, refused_url):
+    with refused_port() as port:
+        settings.PORT = port
+        with pytest.raises(CommandError) as refused:
+            call_command("send_demo_webhooks", wait=0, stdout=StringIO())
     message = str(refused.value)
     assert f"Nothing answers at http://127.0.0.1:{settings.PORT}/webhooks/intercom/" in message
     assert f"PORT {settings.PORT}" in message and "make demo PORT=" in message and "--url" in message
     assert not SurveyRequest.objects.exists() and not Account.objects.exists()  # nothing done before the check
-    elsewhere = f"http://127.0.0.1:{unused_port()}/webhooks/intercom/"
     with pytest.raises(CommandError, match="this looked at the --url given"):
-        call_command("send_demo_webhooks", url=elsewhere, wait=0, stdout=StringIO())
+        call_command("send_demo_webhooks", url=f"{refused_url}/webhooks/intercom/", wait=0, stdout=StringIO())
 
 
 @pytest.mark.slow

@@ -170,8 +170,8 @@ def test_a_server_error_is_a_data_error(stella):
     assert not isinstance(failed.value, StellaAuthRejected | StellaRateLimited)
 
 
-def test_stella_out_of_reach_is_a_data_error():
-    unreachable = StellaDataClient(base_url="http://127.0.0.1:9", api_key=TEST_KEY, api_secret=SECRET)
+def test_stella_out_of_reach_is_a_data_error(refused_url):
+    unreachable = StellaDataClient(base_url=refused_url, api_key=TEST_KEY, api_secret=SECRET)
     with pytest.raises(StellaDataError, match=r"^Stella could not be reached: ConnectionError$") as failed:
         unreachable.feedback_page(after=None)
     assert failed.value.status_code is None
@@ -301,9 +301,9 @@ def test_a_rate_limit_without_retry_after_waits_a_minute():
     assert limited.value.retry_after == 60.0
 
 
-def test_a_redirect_is_not_followed():
-    with scripted((302, {}, {"Location": "http://127.0.0.1:9/elsewhere"})) as server:
-        with pytest.raises(StellaDataError, match="redirecting to http://127.0.0.1:9/elsewhere") as failed:
+def test_a_redirect_is_not_followed(refused_url):
+    with scripted((302, {}, {"Location": f"{refused_url}/elsewhere"})) as server:
+        with pytest.raises(StellaDataError, match=f"redirecting to {refused_url}/elsewhere") as failed:
             scripted_client(server.url).feedback_page(after=None)
     assert failed.value.status_code == 302 and len(server.received) == 1
 
