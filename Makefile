@@ -6,7 +6,7 @@ PORT ?= 8000
 # Unset, the portal runs as deployed (DEBUG=false) and refuses local defaults: these targets ask for local mode.
 LOCAL := DEBUG=true
 
-.PHONY: setup run run-scaled demo test bench lint screenshots
+.PHONY: setup run run-scaled demo test test-fast bench lint screenshots
 
 $(VENV)/.installed: requirements/base.txt requirements/dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,9 +31,16 @@ run-scaled: setup
 demo: setup
 	$(LOCAL) PORT=$(PORT) $(BIN)/python manage.py send_demo_webhooks
 
+MIGRATIONS_CHECK := $(LOCAL) $(BIN)/python manage.py makemigrations --check --dry-run >/dev/null || (echo "Models changed without a migration: run $(LOCAL) $(BIN)/python manage.py makemigrations" && exit 1)
+
 test: setup
-	$(LOCAL) $(BIN)/python manage.py makemigrations --check --dry-run >/dev/null || (echo "Models changed without a migration: run $(LOCAL) $(BIN)/python manage.py makemigrations" && exit 1)
+	$(MIGRATIONS_CHECK)
 	$(LOCAL) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Every test but the slow ones (marked slow: end to end, browser, other processes, the live server).
+test-fast: setup
+	$(MIGRATIONS_CHECK)
+	$(LOCAL) $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # bench/scale.py needs PostgreSQL (BENCH_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432; it creates and
 # drops its own databases, named BENCH_DATABASE_PREFIX_*) and Redis (BENCH_REDIS_URL, an empty database number).

@@ -148,8 +148,11 @@ INSTALLED_APPS = [
     "portal",
     "integrations",
     "surveys",
-    "sandbox",
 ]
+# The sandbox (its models, admin, URLs and demo commands) is installed only while it is on: a deployed portal
+# (SANDBOX=false) has no sandbox tables, migrations or admin pages.
+if SANDBOX:
+    INSTALLED_APPS.append("sandbox")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -2,9 +2,9 @@ from django.contrib import admin
 
 from portal.admin_helpers import ReadOnlyAdminMixin
 from sandbox.models import (
-    IntercomNote,
     IntercomRecord,
-    StellaEmployee,
+    IntercomSandboxNote,
+    StellaSandboxEmployee,
     StellaSandboxFeedback,
     StellaSandboxRequest,
 )
@@ -34,8 +34,8 @@ class StellaSandboxFeedbackAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     show_full_result_count = False
 
 
-@admin.register(StellaEmployee)
-class StellaEmployeeAdmin(admin.ModelAdmin):
+@admin.register(StellaSandboxEmployee)
+class StellaSandboxEmployeeAdmin(admin.ModelAdmin):
     list_display = ["email", "custom_id", "first_name", "last_name", "active"]
 
 
@@ -46,8 +46,8 @@ class IntercomRecordAdmin(admin.ModelAdmin):
     search_fields = ["intercom_id"]
 
 
-@admin.register(IntercomNote)
-class IntercomNoteAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+@admin.register(IntercomSandboxNote)
+class IntercomSandboxNoteAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["received_at", "conversation_id", "admin_id", "status_code", "body"]
     list_filter = ["status_code"]
     search_fields = ["conversation_id"]

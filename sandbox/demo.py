@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 
 from portal.durations import format_duration
-from sandbox.models import IntercomRecord, StellaEmployee
+from sandbox.models import IntercomRecord, StellaSandboxEmployee
 from sandbox.samples import Person, conversation_item
 from surveys.accounts import account_upsert
 from surveys.models import Account, IntegrationSettings, Teammate
@@ -131,15 +131,15 @@ def sandbox_people_create() -> None:
             },
         )
     for _, _, email in TEAMMATES:
-        StellaEmployee.objects.get_or_create(email=email)
-    StellaEmployee.objects.get_or_create(custom_id=BOT_EMPLOYEE_ID)
+        StellaSandboxEmployee.objects.get_or_create(email=email)
+    StellaSandboxEmployee.objects.get_or_create(custom_id=BOT_EMPLOYEE_ID)
     sandbox_contacts_create(CUSTOMERS)
 
 
 def sandbox_newcomer_forget() -> bool:
     """Make the newcomer unknown to Stella again (someone may have added her, to try a resend).
     Returns whether she was known."""
-    deleted, _ = StellaEmployee.objects.filter(email__iexact=NEWCOMER[2]).delete()
+    deleted, _ = StellaSandboxEmployee.objects.filter(email__iexact=NEWCOMER[2]).delete()
     return bool(deleted)
 
 

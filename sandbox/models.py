@@ -5,7 +5,7 @@ import uuid
 from django.db import models
 
 
-class StellaEmployee(models.Model):
+class StellaSandboxEmployee(models.Model):
     """An employee the sandbox's Stella knows, by email or custom id."""
 
     email = models.CharField(max_length=254, blank=True)
@@ -123,7 +123,7 @@ class StellaSandboxCounter(models.Model):
         return f"{self.name}: {self.value}"
 
 
-class IntercomNote(models.Model):
+class IntercomSandboxNote(models.Model):
     """A note posted to the sandbox's Intercom (POST /conversations/{id}/reply), and what it answered:
     200 when recorded, 429 when the sandbox played Intercom's rate limit."""
 

@@ -32,10 +32,10 @@ from jwt.warnings import InsecureKeyLengthWarning
 
 from portal.redaction import mask_secret
 from sandbox.models import (
-    IntercomNote,
     IntercomRecord,
-    StellaEmployee,
+    IntercomSandboxNote,
     StellaSandboxCounter,
+    StellaSandboxEmployee,
     StellaSandboxFeedback,
     StellaSandboxRequest,
 )
@@ -111,9 +111,9 @@ def _object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _employee_named(body: dict[str, Any]) -> StellaEmployee | None:
+def _employee_named(body: dict[str, Any]) -> StellaSandboxEmployee | None:
     employee = _object(body.get("employee"))
-    return StellaEmployee.objects.filter(
+    return StellaSandboxEmployee.objects.filter(
         Q(email__iexact=employee.get("email") or "-") | Q(custom_id=employee.get("custom_id") or "-")
     ).first()
 
@@ -344,7 +344,7 @@ def stella_employees(request: HttpRequest) -> JsonResponse:
             {"message": "Validation error: external_id and number_of_employees must be integers"}, status=400
         )
     size = max(1, min(size, EMPLOYEES_PAGE_MAX))
-    employees = StellaEmployee.objects.order_by("id")
+    employees = StellaSandboxEmployee.objects.order_by("id")
     if after is not None:
         employees = employees.filter(id__gt=after)
     rows = list(employees[: size + 1])
@@ -356,7 +356,7 @@ def stella_employees(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"employees": [_employee_json(employee) for employee in rows], "meta": meta})
 
 
-def _employee_json(employee: StellaEmployee) -> dict[str, Any]:
+def _employee_json(employee: StellaSandboxEmployee) -> dict[str, Any]:
     return {
         "id": employee.id,
         "email": employee.email,
@@ -388,7 +388,7 @@ RATE_LIMITED_PREFIX = "ratelimited-"
 @require_POST
 def intercom_conversation_reply(request: HttpRequest, conversation_id: str) -> JsonResponse:
     """POST /conversations/{id}/reply, for notes: {"message_type": "note", "type": "admin", "admin_id",
-    "body"}. Keeps each note (IntercomNote) and answers with the conversation, the note as its part.
+    "body"}. Keeps each note (IntercomSandboxNote) and answers with the conversation, the note as its part.
 
     Conversations whose id starts with `ratelimited-` play Intercom's rate limit: the first note posted to
     one is refused with 429 and X-RateLimit-Reset one second ahead (kept with status_code 429); the next
@@ -406,16 +406,16 @@ def intercom_conversation_reply(request: HttpRequest, conversation_id: str) -> J
     note = {"conversation_id": conversation_id[:64], "admin_id": str(body["admin_id"])[:64], "body": body["body"]}
     if (
         conversation_id.startswith(RATE_LIMITED_PREFIX)
-        and not IntercomNote.objects.filter(conversation_id=note["conversation_id"], status_code=429).exists()
+        and not IntercomSandboxNote.objects.filter(conversation_id=note["conversation_id"], status_code=429).exists()
     ):
-        IntercomNote.objects.create(**note, status_code=429)
+        IntercomSandboxNote.objects.create(**note, status_code=429)
         error = {"code": "rate_limit_exceeded", "message": "Rate Limit Exceeded"}
         response = JsonResponse({"type": "error.list", "errors": [error]}, status=429)
         response["X-RateLimit-Limit"] = "1000"
         response["X-RateLimit-Remaining"] = "0"
         response["X-RateLimit-Reset"] = str(int(time.time()) + 1)
         return response
-    recorded = IntercomNote.objects.create(**note, status_code=200)
+    recorded = IntercomSandboxNote.objects.create(**note, status_code=200)
     return JsonResponse(_conversation_with_note(recorded))
 
 
@@ -430,7 +430,7 @@ def _reply_invalid(body: dict[str, Any]) -> str:
     return ""
 
 
-def _conversation_with_note(note: IntercomNote) -> dict[str, Any]:
+def _conversation_with_note(note: IntercomSandboxNote) -> dict[str, Any]:
     stored = IntercomRecord.objects.filter(
         kind=IntercomRecord.Kind.CONVERSATION, intercom_id=note.conversation_id
     ).first()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.db import connections, transaction
@@ -51,10 +52,12 @@ def survey_requests_queue_coming_due(*, now: datetime) -> list[int]:
 
 
 class DuePoller:
-    """A thread that runs survey_requests_queue_coming_due every `interval` seconds until stopped."""
+    """A thread that runs survey_requests_queue_coming_due every `interval` seconds until stopped, at the time
+    `clock` tells (the wall clock, unless a test gives its own)."""
 
-    def __init__(self, *, interval: float) -> None:
+    def __init__(self, *, interval: float, clock: Callable[[], datetime] = timezone.now) -> None:
         self.interval = interval
+        self.clock = clock
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="survey-requests-due-poller", daemon=True)
         self._failing = False
@@ -83,7 +86,7 @@ class DuePoller:
     def tick(self) -> None:
         # One connection kept for good: no health check or reconnect per tick, so an idle tick is one query.
         try:
-            survey_requests_queue_coming_due(now=timezone.now())
+            survey_requests_queue_coming_due(now=self.clock())
         except Exception:
             connections.close_all()  # this thread's; a connection broken by a database restart is reopened next tick
             if not self._failing:  # once per outage, not every second; the sweep covers the gap

@@ -1,5 +1,7 @@
 import os
+import subprocess
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from django.conf import settings as django_settings
@@ -11,6 +13,30 @@ from portal import queue as portal_queue
 from surveys.models import Account
 from tests.factories import AccountFactory
 from tests.helpers import WORKSPACE_ID
+from tests.servers import refused_port
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not django_settings.SANDBOX:
+        raise pytest.UsageError(
+            "The tests play Stella and Intercom with the sandbox: unset SANDBOX, or set it to true."
+        )
+
+
+@pytest.fixture(autouse=True)
+def only_slow_tests_start_processes(request, monkeypatch):
+    """The fast tier (make test-fast: -m "not slow") starts no other process and no live server: a test that does
+    must be marked slow, or it fails here. Every way the tests start a process (subprocess.run, Popen, Playwright's
+    browser through asyncio) goes through Popen._execute_child; the live server is a fixture the test asks for."""
+    if request.node.get_closest_marker("slow"):
+        return
+    if "live_server" in request.fixturenames:
+        pytest.fail("This test uses the live server: mark it slow (pytest.mark.slow).", pytrace=False)
+
+    def refuse(popen, args, *rest, **kwargs):
+        pytest.fail(f"This test starts a process ({args!r}): mark it slow (pytest.mark.slow).", pytrace=False)
+
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse)
 
 
 @pytest.fixture
@@ -25,6 +51,13 @@ def behind_proxy(settings):
     settings.BEHIND_TLS_PROXY = True
     settings.TRUSTED_PROXIES = ["127.0.0.1", "::1"]
     settings.TRUSTED_PROXY_COUNT = 1
+
+
+@pytest.fixture
+def refused_url() -> Iterator[str]:
+    """http://127.0.0.1:<port>, where a connection is refused throughout the test."""
+    with refused_port() as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(autouse=True)

@@ -1,11 +1,15 @@
-"""Building and sending Intercom webhooks in tests, and walking every admin page."""
+"""Building and sending Intercom webhooks in tests, walking every admin page, and waiting for what another thread
+or process does."""
 
 import copy
 import json
+import time
+from collections.abc import Callable
 from multiprocessing import Queue, Value
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import pytest
 from django.conf import settings
 from django.contrib import admin
 from django.db.models import Model
@@ -28,6 +32,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "intercom"
 # Real captured Intercom webhooks, copied with their sources (captured/SOURCES.md) so a clean clone tests them.
 CAPTURED_FIXTURES = FIXTURES / "captured"
 WORKSPACE_ID = "ws1test"
+T = TypeVar("T")
 
 
 def load_fixture(name: str) -> dict[str, Any]:
@@ -153,3 +158,19 @@ def metric_value(text: str, name: str, **labels: str) -> float:
         for sample in family.samples
         if sample.name == name and labels.items() <= sample.labels.items()
     )
+
+
+def wait_until(
+    condition: Callable[[], T], *, timeout: float, message: str | Callable[[], object], interval: float = 0.05
+) -> T:
+    """Ask `condition()` every `interval` seconds until it returns something true, and return that; after `timeout`
+    seconds fail the test with `message` (called then, if callable, to say what state things were left in).
+
+    For what can only be seen by asking (another process's rows, a process's priority). Where a thread of the test
+    can signal what it did, wait on a threading.Event, or join it, instead."""
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        if time.monotonic() >= deadline:
+            pytest.fail(str(message() if callable(message) else message))
+        time.sleep(interval)
+    return result

@@ -1,9 +1,10 @@
 """A real HTTP server on 127.0.0.1 that answers from a script: for Stella's failure modes, and the paths
-Intercom's client asks for."""
+Intercom's client asks for; and an address on 127.0.0.1 where nothing answers."""
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -76,3 +77,13 @@ def scripted_stella(*answers: Answer) -> Iterator[ScriptedServer]:
     finally:
         server.httpd.shutdown()
         server.httpd.server_close()
+
+
+@contextmanager
+def refused_port() -> Iterator[int]:
+    """A port on 127.0.0.1 where a connection is refused, for as long as the block runs: a socket holds it, bound but
+    never listening, so nothing else can take it meanwhile (no fixed port is safe to assume free: something may
+    listen on 9, the discard port)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
+        held.bind(("127.0.0.1", 0))
+        yield held.getsockname()[1]

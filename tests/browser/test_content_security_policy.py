@@ -22,9 +22,9 @@ from playwright.sync_api import expect
 from integrations.models import InboundWebhook, UnverifiedWebhookCount
 from portal.models import ApiToken
 from portal.schedules import schedules_ensure
-from sandbox.models import IntercomNote as SandboxNote
 from sandbox.models import IntercomRecord, StellaSandboxFeedback, StellaSandboxRequest
-from sandbox.models import StellaEmployee as SandboxEmployee
+from sandbox.models import IntercomSandboxNote as SandboxNote
+from sandbox.models import StellaSandboxEmployee as SandboxEmployee
 from surveys.models import (
     ConversationEvent,
     Feedback,

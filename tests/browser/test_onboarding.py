@@ -7,7 +7,7 @@ import time
 import requests
 from playwright.sync_api import expect
 
-from sandbox.models import StellaEmployee
+from sandbox.models import StellaSandboxEmployee
 from surveys.models import Account, ApiRequest
 from surveys.tasks import process_inbound_webhooks
 from tests.browser.conftest import BROWSER, log_in, screenshot
@@ -21,7 +21,7 @@ def test_a_new_account_is_onboarded_from_its_checklist(live_server, page, log, s
     settings.INTERCOM_OAUTH_URL = f"{live_server.url}/sandbox/intercom/oauth"
     settings.STELLA_API_URL = f"{live_server.url}/sandbox/stella"
     # Stella knows the person a test request credits: here the CSM, offered while the account knows no teammate.
-    StellaEmployee.objects.create(email="csm@stella.example")
+    StellaSandboxEmployee.objects.create(email="csm@stella.example")
     log_in(page, f"{live_server.url}/admin/login/", "csm", "csm-pw-12345")
 
     # A new account, with the workspace id the customer gave.

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -19,8 +18,9 @@ from sandbox.models import StellaSandboxRequest
 from surveys.models import SurveyRequest
 from surveys.sending import survey_requests_send_due
 from tests.factories import AccountFactory, SurveyRequestFactory
+from tests.helpers import wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[2]
 BATCH = 40
@@ -76,15 +76,6 @@ def stop(cluster: subprocess.Popen, sig: int) -> None:
             cluster.wait()
 
 
-def wait_for(condition, *, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return False
-
-
 def statuses() -> Counter:
     return Counter(SurveyRequest.objects.values_list("status", flat=True))
 
@@ -102,7 +93,7 @@ def test_killed_cluster_loses_nothing_and_surveys_nobody_twice(live_server, sett
 
     cluster = start_cluster(stella_url)
     try:
-        assert wait_for(lambda: statuses()[SurveyRequest.Status.SENT] >= 5, seconds=60), statuses()
+        wait_until(lambda: statuses()[SurveyRequest.Status.SENT] >= 5, timeout=60, message=statuses, interval=0.2)
         stop(cluster, signal.SIGKILL)
         at_kill = statuses()
         assert at_kill[SurveyRequest.Status.SENT] < BATCH, "the batch finished before the kill: nothing was tested"
@@ -114,7 +105,7 @@ def test_killed_cluster_loses_nothing_and_surveys_nobody_twice(live_server, sett
             survey_requests_send_due(now=timezone.now())
             return set(statuses()) <= FINAL
 
-        assert wait_for(all_final, seconds=90), statuses()
+        wait_until(all_final, timeout=90, message=statuses, interval=0.2)
     finally:
         stop(cluster, signal.SIGTERM)
 

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from datetime import timedelta
 
@@ -21,11 +20,12 @@ from sandbox.demo import sandbox_people_create
 from sandbox.models import StellaSandboxRequest
 from surveys.models import SurveyRequest
 from surveys.sending import survey_requests_send_due
-from tests.e2e.test_cluster_faults import FINAL, ROOT, database_url, start_cluster, stop, wait_for
+from tests.e2e.test_cluster_faults import FINAL, ROOT, database_url, start_cluster, stop
 from tests.factories import AccountFactory
-from tests.helpers import notification, post_webhook, sign
+from tests.helpers import notification, post_webhook, sign, wait_until
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(connection.vendor != "postgresql", reason="parallel drains need PostgreSQL's row locks"),
 ]
@@ -34,14 +34,15 @@ CONVERSATIONS = 60
 DRAINS = 3
 # Small batches, so each conversation's close and reopen fall in different batches, often of different drains.
 INTAKE = {"INTAKE_BATCH_SIZE": "4", "INTAKE_DRAINS": str(DRAINS), "INTAKE_BATCH_SECONDS": "5"}
+# A drain says when it is ready, then waits for the line that tells every drain to go at once.
 DRAIN = """
-import os, sys, time
+import os, sys
 import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 django.setup()
 from surveys.intake import inbound_webhooks_process_pending
-while not os.path.exists(sys.argv[1]):
-    time.sleep(0.01)
+print("ready", flush=True)
+sys.stdin.readline()
 print(inbound_webhooks_process_pending())
 """
 
@@ -103,19 +104,23 @@ def assert_every_close_cancelled_by_its_reopen(workspace: str) -> None:
     }
 
 
-def test_drains_side_by_side_apply_each_conversation_in_order(client, tmp_path):
+def test_drains_side_by_side_apply_each_conversation_in_order(client):
     account = AccountFactory(integration__channel_delay=timedelta(minutes=10))
     workspace = account.intercom_workspace_id
     for payload in close_then_reopen(workspace):
         assert post_webhook(client, payload, process=False).status_code == 200
-    go = tmp_path / "go"
     env = {**os.environ, **INTAKE, "INTAKE_BATCH_SECONDS": "60", "DATABASE_URL": database_url(), "LOG_LEVEL": "WARNING"}
     drains = [
-        subprocess.Popen([sys.executable, "-c", DRAIN, str(go)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", DRAIN], cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         for _ in range(DRAINS)
     ]
-    time.sleep(0.5)  # not needed for correctness: lets every drain finish starting before any begins
-    go.touch()
+    # Every drain started before any begins (not needed for correctness: it makes them work side by side).
+    assert [drain.stdout.readline() for drain in drains] == ["ready\n"] * DRAINS
+    for drain in drains:
+        drain.stdin.write("go\n")
+        drain.stdin.flush()
     counts = []
     for drain in drains:
         out, _ = drain.communicate(timeout=120)
@@ -165,9 +170,14 @@ def test_two_clusters_taking_webhooks_as_they_arrive_survey_nobody_twice(live_se
                 and set(undelayed.values_list("status", flat=True)) <= FINAL
             )
 
-        assert wait_for(all_done, seconds=120), (
-            Counter(SurveyRequest.objects.values_list("status", flat=True)),
-            Counter(InboundWebhook.objects.values_list("status", "error")),
+        wait_until(
+            all_done,
+            timeout=120,
+            message=lambda: (
+                Counter(SurveyRequest.objects.values_list("status", flat=True)),
+                Counter(InboundWebhook.objects.values_list("status", "error")),
+            ),
+            interval=0.2,
         )
     finally:
         for cluster in clusters:

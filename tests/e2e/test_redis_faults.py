@@ -17,11 +17,11 @@ from sandbox.demo import sandbox_people_create
 from sandbox.models import StellaSandboxRequest
 from surveys.models import SurveyRequest
 from surveys.sending import survey_requests_send_due
-from tests.e2e.test_cluster_faults import BATCH, FINAL, start_cluster, statuses, stop, wait_for
+from tests.e2e.test_cluster_faults import BATCH, FINAL, start_cluster, statuses, stop
 from tests.factories import AccountFactory, SurveyRequestFactory
-from tests.helpers import queued_tasks
+from tests.helpers import queued_tasks, wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ def test_killed_cluster_on_redis_loses_its_tasks_but_the_sweep_sends_each_reques
 
     cluster = start_cluster(stella_url)
     try:
-        assert wait_for(lambda: statuses()[SurveyRequest.Status.SENT] >= 5, seconds=60), statuses()
+        wait_until(lambda: statuses()[SurveyRequest.Status.SENT] >= 5, timeout=60, message=statuses, interval=0.2)
         stop(cluster, signal.SIGKILL)
         at_kill = statuses()
         unfinished = sum(n for status, n in at_kill.items() if status not in FINAL)
@@ -69,7 +69,7 @@ def test_killed_cluster_on_redis_loses_its_tasks_but_the_sweep_sends_each_reques
             survey_requests_send_due(now=timezone.now())
             return set(statuses()) <= FINAL
 
-        assert wait_for(all_final, seconds=90), statuses()
+        wait_until(all_final, timeout=90, message=statuses, interval=0.2)
     finally:
         stop(cluster, signal.SIGTERM)
 

@@ -14,7 +14,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -27,7 +27,9 @@ from sandbox.demo import TEAMMATES, WORKSPACE
 from sandbox.models import StellaSandboxRequest
 from sandbox.samples import closed_conversation
 from surveys.models import SurveyRequest
-from tests.helpers import metric_value, sign
+from tests.helpers import metric_value, sign, wait_until
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 CLOSURES = 6
@@ -92,15 +94,6 @@ def group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-def wait_for(condition: Callable[[], bool], *, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.5)
-    return False
 
 
 @pytest.fixture
@@ -197,8 +190,11 @@ def sent_and_accepted(database_url: str, conversations: list[str]) -> tuple[dict
 
 
 def test_two_web_processes_and_three_clusters_send_each_closure_once_and_stop_on_sigterm(scaled):
-    assert wait_for(
-        lambda: "stops them all" in scaled.text() or scaled.popen.poll() is not None, seconds=STARTUP_SECONDS
+    wait_until(
+        lambda: "stops them all" in scaled.text() or scaled.popen.poll() is not None,
+        timeout=STARTUP_SECONDS,
+        message=lambda: scaled.text()[-3000:],
+        interval=0.5,
     )
     assert scaled.popen.poll() is None, scaled.text()[-3000:]
     children = scaled.children()
@@ -227,7 +223,12 @@ def test_two_web_processes_and_three_clusters_send_each_closure_once_and_stop_on
         statuses, _ = sent_and_accepted(scaled.database_url, conversations)
         return len(statuses) == CLOSURES and set(statuses.values()) == {SurveyRequest.Status.SENT}
 
-    assert wait_for(all_sent, seconds=SEND_SECONDS), sent_and_accepted(scaled.database_url, conversations)
+    wait_until(
+        all_sent,
+        timeout=SEND_SECONDS,
+        message=lambda: sent_and_accepted(scaled.database_url, conversations),
+        interval=0.5,
+    )
     _, accepted = sent_and_accepted(scaled.database_url, conversations)
     assert accepted == dict.fromkeys(conversations, 1)
     assert [healthz(port) for port in ports] == [(200, b"ok")] * 2
@@ -238,7 +239,7 @@ def test_two_web_processes_and_three_clusters_send_each_closure_once_and_stop_on
     def stella_calls_reported() -> bool:
         return all(metric_value(scrape(port), STELLA_CALLS, outcome="sent") >= CLOSURES for port in ports)
 
-    assert wait_for(stella_calls_reported, seconds=30), scrape(ports[0])
+    wait_until(stella_calls_reported, timeout=30, message=lambda: scrape(ports[0]), interval=0.5)
     scrapes = [scrape(port) for port in ports]
     assert sum(metric_value(text, WEBHOOKS, outcome="received") for text in scrapes) == CLOSURES
     assert sum(metric_value(text, WEBHOOKS, outcome="duplicate") for text in scrapes) == 1

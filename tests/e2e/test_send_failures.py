@@ -14,11 +14,11 @@ from django_q.models import Failure, OrmQ
 from portal.schedules import send_task_name
 from surveys.models import IntegrationHealth, SurveyRequest
 from surveys.services import survey_requests_queue
-from tests.e2e.test_cluster_faults import CLUSTER, start_cluster, stop, wait_for
+from tests.e2e.test_cluster_faults import CLUSTER, start_cluster, stop
 from tests.factories import AccountFactory, SurveyRequestFactory
-from tests.helpers import queued_tasks
+from tests.helpers import queued_tasks, wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 def test_a_send_that_raises_in_the_cluster_is_kept_with_its_traceback_for_the_request_page(live_server, admin_client):
@@ -33,7 +33,12 @@ def test_a_send_that_raises_in_the_cluster_is_kept_with_its_traceback_for_the_re
 
     cluster = start_cluster(f"{live_server.url}/sandbox/stella", settings={**CLUSTER, "Q_WORKERS": "1"})
     try:
-        assert wait_for(lambda: Failure.objects.filter(name=send_task_name(survey_request.pk)).exists(), seconds=60)
+        wait_until(
+            Failure.objects.filter(name=send_task_name(survey_request.pk)).exists,
+            timeout=60,
+            message="the cluster never kept the send's failure",
+            interval=0.2,
+        )
     finally:
         stop(cluster, signal.SIGTERM)
 

@@ -2,7 +2,6 @@
 plays Stella and Intercom; a scripted server on 127.0.0.1 plays Stella's failures."""
 
 import json
-import socket
 import threading
 import time
 from datetime import timedelta
@@ -29,7 +28,7 @@ from tests.factories import AccountFactory
 from tests.helpers import load_fixture, run_queued_tasks, sign
 from tests.servers import Answer, scripted_stella
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 WS = "ws1test"
 ADA, BEA, CAI, DEE = CUSTOMERS
@@ -235,11 +234,8 @@ def test_retries_are_bounded(account, settings):
     )
 
 
-def test_connection_refused_is_retried(account):
-    with socket.socket() as unused:
-        unused.bind(("127.0.0.1", 0))
-        port = unused.getsockname()[1]
-    configure(account, stella_api_url=f"http://127.0.0.1:{port}")
+def test_connection_refused_is_retried(account, refused_url):
+    configure(account, stella_api_url=refused_url)
     deliver(closed())
     survey_request = SurveyRequest.objects.get()
     assert survey_request.status == S.SCHEDULED

@@ -2,6 +2,7 @@ import pytest
 from django.db import connections
 
 from portal import metrics
+from tests.servers import refused_port
 
 
 @pytest.fixture
@@ -11,12 +12,13 @@ def database_down(transactional_db):
     connection = connections["default"]
     before = dict(connection.settings_dict)
     connection.close()
-    if connection.vendor == "sqlite":
-        connection.settings_dict["NAME"] = "/nonexistent-directory/portal.sqlite3"
-    else:
-        connection.settings_dict.update(HOST="127.0.0.1", PORT="9")  # the discard port: nothing listens
-    yield
-    connection.close()
+    with refused_port() as port:
+        if connection.vendor == "sqlite":
+            connection.settings_dict["NAME"] = "/nonexistent-directory/portal.sqlite3"
+        else:
+            connection.settings_dict.update(HOST="127.0.0.1", PORT=str(port))
+        yield
+        connection.close()
     connection.settings_dict.clear()
     connection.settings_dict.update(before)
 

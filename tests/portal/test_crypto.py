@@ -108,6 +108,7 @@ def test_a_hashed_field_stores_and_looks_up_by_the_sha256_of_the_key():
     assert field.get_prep_value(Digest(token_hash("abc"))) == token_hash("abc")  # a loaded hash is not hashed again
 
 
+@pytest.mark.slow
 def test_deployed_settings_refuse_to_start_without_a_real_encryption_key():
     without = {key: value for key, value in DEPLOYED.items() if key != "FIELD_ENCRYPTION_KEYS"}
     for environment in (

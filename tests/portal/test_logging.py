@@ -116,6 +116,7 @@ def test_secrets_in_a_log_line_leave_masked(json_lines, settings):
     assert lines[2]["exc_info"].startswith("Traceback") and "ValueError" in lines[2]["exc_info"]
 
 
+@pytest.mark.slow
 def test_log_format_json_makes_the_portal_log_json_lines():
     """The setting end to end: a portal process started with LOG_FORMAT=json writes JSON lines on stderr."""
     script = (
@@ -134,6 +135,7 @@ def test_log_format_json_makes_the_portal_log_json_lines():
     }
 
 
+@pytest.mark.slow
 def test_plain_text_stays_the_default():
     script = "import django, logging; django.setup(); logging.getLogger('x').warning('account.sending_paused')"
     env = {key: value for key, value in os.environ.items() if key != "LOG_FORMAT"}

@@ -117,6 +117,7 @@ def count_in_other_processes(directory: Path, *, processes: int, code: str) -> N
         subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, check=True, capture_output=True)
 
 
+@pytest.mark.slow
 def test_every_worker_of_the_web_process_group_is_counted(scrape, settings, tmp_path):
     count_in_other_processes(
         tmp_path, processes=2, code="from integrations.metrics import WEBHOOKS; WEBHOOKS.labels('received').inc(3)"
@@ -127,6 +128,7 @@ def test_every_worker_of_the_web_process_group_is_counted(scrape, settings, tmp_
     assert metric_value(text, WEBHOOKS, outcome="received", process=f"web {socket.gethostname()}:{tmp_path}") == 6
 
 
+@pytest.mark.slow
 def test_a_clusters_heartbeat_carries_its_workers_counts_to_the_web_process(scrape, settings, tmp_path):
     count_in_other_processes(
         tmp_path,
@@ -195,6 +197,7 @@ def test_counting_waiting_rows_sorts_nothing(scrape):
     assert counts and not [sql for sql in counts if "ORDER BY" in sql.upper()]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not shutil.which("promtool"), reason="promtool (Debian's prometheus package) is not installed")
 def test_the_exposition_and_the_example_alert_rules_pass_promtool(client, account, scrape, tmp_path):
     post_webhook(client, load_fixture("conversation_admin_closed"))

@@ -32,10 +32,12 @@ def load_settings(**environment: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_deployed_settings_load():
     assert load_settings(**DEPLOYED).returncode == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -55,6 +57,7 @@ def test_deployed_settings_refuse_local_defaults(override, message):
     assert message in result.stderr
 
 
+@pytest.mark.slow
 def test_nothing_set_means_deployed_and_refuses_to_start():
     """Safe by default: without DEBUG=true the local secrets are not used, and the error names what to set."""
     result = load_settings()
@@ -62,6 +65,7 @@ def test_nothing_set_means_deployed_and_refuses_to_start():
     assert "Set SECRET_KEY" in result.stderr and "Set INTERCOM_CLIENT_SECRET" in result.stderr
 
 
+@pytest.mark.slow
 def test_check_deploy_is_clean_in_the_documented_deployed_environment():
     # Nothing of this test run's own environment (DEBUG, the browser tests' async switch) may leak in.
     leaking = ("DEBUG", "SANDBOX", "DJANGO_ALLOW_ASYNC_UNSAFE")
@@ -83,6 +87,7 @@ def test_env_example_lists_every_setting_the_portal_reads():
     assert used == listed
 
 
+@pytest.mark.slow
 def test_env_example_loads_as_a_working_local_configuration(tmp_path):
     environment = dict(
         line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines() if re.match(r"^[A-Z_]+=", line)

@@ -14,7 +14,7 @@ from integrations.intercom.payloads import IntercomNotification
 from integrations.models import InboundWebhook
 from integrations.webhooks import conversation_key
 from surveys.intake import inbound_webhooks_process_pending
-from tests.helpers import WORKSPACE_ID, notification, sign
+from tests.helpers import WORKSPACE_ID, notification, sign, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -64,8 +64,9 @@ def test_a_webhook_is_stored_while_the_drain_works_through_a_backlog(account):
     waiting = InboundWebhook.objects.filter(status=InboundWebhook.Status.RECEIVED)
 
     drainer = drain_in_a_thread()
-    while waiting.count() > BACKLOG * 0.9:  # the drain is under way
-        pass
+    wait_until(
+        lambda: waiting.count() <= BACKLOG * 0.9, timeout=60, message="the drain never got under way", interval=0.01
+    )
     body = closure(BACKLOG)
     response = Client().post(
         "/webhooks/intercom/", body, content_type="application/json", HTTP_X_HUB_SIGNATURE=sign(body)
@@ -97,7 +98,7 @@ def test_a_webhook_that_cant_be_stored_within_the_bound_is_answered_503_before_i
 
     holder = threading.Thread(target=hold_the_write_lock)
     holder.start()
-    holding.wait()
+    assert holding.wait(timeout=30)
     body = closure(1)
     response = Client().post(
         "/webhooks/intercom/", body, content_type="application/json", HTTP_X_HUB_SIGNATURE=sign(body)

@@ -10,7 +10,7 @@ from django.test import Client
 from django.utils import timezone
 
 from integrations.stella.data import stella_jwt
-from sandbox.models import IntercomNote, IntercomRecord, StellaEmployee, StellaSandboxFeedback
+from sandbox.models import IntercomRecord, IntercomSandboxNote, StellaSandboxEmployee, StellaSandboxFeedback
 from sandbox.views import _feedback_hash, _star_rating_for
 
 SECRET = "sandbox-api-secret-for-tests"
@@ -36,7 +36,9 @@ def sandbox_settings(settings):
 
 @pytest.fixture
 def stella(db):
-    StellaEmployee.objects.create(email="tess@support.example", custom_id="emp-1", first_name="Tess", last_name="Ode")
+    StellaSandboxEmployee.objects.create(
+        email="tess@support.example", custom_id="emp-1", first_name="Tess", last_name="Ode"
+    )
 
     def post(body=GOOD, key=TEST_KEY, **changes):
         return Client().post(
@@ -196,8 +198,8 @@ def test_stella_faults_can_be_asked_for_by_key(stella):
 
 
 def test_employees_are_listed_a_page_at_a_time(stella):
-    StellaEmployee.objects.create(custom_id="emp-9", active=False)
-    StellaEmployee.objects.create(email="sam@support.example")
+    StellaSandboxEmployee.objects.create(custom_id="emp-9", active=False)
+    StellaSandboxEmployee.objects.create(email="sam@support.example")
     headers = {"x-api-key": TEST_KEY, "Authorization": token()}
     first = Client().get("/sandbox/stella/v2/employees?number_of_employees=2", headers=headers).json()
     assert [e["custom_employee_id"] for e in first["employees"]] == ["emp-1", "emp-9"]
@@ -231,7 +233,7 @@ def test_a_note_is_kept_and_answered_with_the_conversation(db):
     [part] = response.json()["conversation_parts"]["conversation_parts"]
     assert (response.json()["id"], part["part_type"], part["body"]) == ("77", "note", NOTE["body"])
     assert part["author"] == {"type": "admin", "id": "41"}
-    note = IntercomNote.objects.get()
+    note = IntercomSandboxNote.objects.get()
     assert (note.conversation_id, note.admin_id, note.body, note.status_code) == ("77", "41", NOTE["body"], 200)
     # The record route beside it still answers GETs, and only GETs.
     headers = {"Authorization": "Bearer sandbox-token"}
@@ -252,7 +254,7 @@ def test_a_note_is_kept_and_answered_with_the_conversation(db):
 )
 def test_a_note_intercom_would_refuse_is_refused_and_not_kept(db, change, token, status):
     assert reply("77", {**NOTE, **change}, token=token).status_code == status
-    assert not IntercomNote.objects.exists()
+    assert not IntercomSandboxNote.objects.exists()
 
 
 def test_a_ratelimited_conversation_refuses_its_first_note_then_takes_the_next(db):
@@ -261,18 +263,18 @@ def test_a_ratelimited_conversation_refuses_its_first_note_then_takes_the_next(d
     assert refused.status_code == 429
     assert before + 1 <= int(refused["X-RateLimit-Reset"]) <= int(time.time()) + 1
     assert reply("ratelimited-5", NOTE).status_code == 200
-    assert list(IntercomNote.objects.order_by("id").values_list("status_code", flat=True)) == [429, 200]
+    assert list(IntercomSandboxNote.objects.order_by("id").values_list("status_code", flat=True)) == [429, 200]
 
 
 def test_the_admin_shows_feedback_and_notes(stella, admin_client):
     stella()
     reply("77", NOTE)
-    feedback, note = StellaSandboxFeedback.objects.get(), IntercomNote.objects.get()
+    feedback, note = StellaSandboxFeedback.objects.get(), IntercomSandboxNote.objects.get()
     for url in (
         "/admin/sandbox/stellasandboxfeedback/",
         f"/admin/sandbox/stellasandboxfeedback/{feedback.pk}/change/",
-        "/admin/sandbox/intercomnote/",
-        f"/admin/sandbox/intercomnote/{note.pk}/change/",
-        "/admin/sandbox/stellaemployee/",
+        "/admin/sandbox/intercomsandboxnote/",
+        f"/admin/sandbox/intercomsandboxnote/{note.pk}/change/",
+        "/admin/sandbox/stellasandboxemployee/",
     ):
         assert admin_client.get(url).status_code == 200, url

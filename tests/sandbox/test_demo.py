@@ -3,7 +3,6 @@ page then shows a support user of Demo Company."""
 
 import re
 import shutil
-import socket
 import subprocess
 from datetime import timedelta
 from io import StringIO
@@ -17,12 +16,13 @@ from django.utils.html import escape
 
 from sandbox.demo import NEWCOMER, WORKSPACE
 from sandbox.management.commands.send_demo_webhooks import Command
-from sandbox.models import StellaEmployee, StellaSandboxRequest
+from sandbox.models import StellaSandboxEmployee, StellaSandboxRequest
 from surveys.accounts import account_upsert
 from surveys.models import Account, ApiRequest, Feedback, SurveyRequest, TeammateDailyCount
 from surveys.rules import SuppressionReason
 from surveys.services import survey_requests_resend
 from tests.helpers import run_queued_tasks
+from tests.servers import refused_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,6 +79,7 @@ EXPECTED = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_demo_walks_through_every_scenario_and_the_status_page_shows_them(portal):
     output = demo(f"{portal.url}/webhooks/intercom/")
@@ -109,6 +110,7 @@ def test_demo_walks_through_every_scenario_and_the_status_page_shows_them(portal
     assert [row.customer for row in suppressed] == ["a•••@customer.example"]
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_demo_reports_each_scenario_and_sums_up(portal):
     output = demo(f"{portal.url}/webhooks/intercom/")
@@ -120,6 +122,7 @@ def test_demo_reports_each_scenario_and_sums_up(portal):
     assert "Read back from Stella" in output and "- Demo Company: 0 feedback records read" in output
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_second_run_comes_to_the_same_outcomes(portal):
     """Each run has customers of its own: Demo Company's suppression window holds back only Ada's second chat."""
@@ -135,10 +138,11 @@ def test_a_second_run_comes_to_the_same_outcomes(portal):
     assert SurveyRequest.objects.filter(status="suppressed").count() == 2
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_demo_puts_back_what_its_scenarios_rely_on(portal):
     account_upsert(workspace_id=WORKSPACE, email_enabled=True, suppression_window=timedelta(0))
-    StellaEmployee.objects.create(email=NEWCOMER[2])  # as if someone had added her, to try a resend
+    StellaSandboxEmployee.objects.create(email=NEWCOMER[2])  # as if someone had added her, to try a resend
     output = demo(f"{portal.url}/webhooks/intercom/")
     assert "Put back the demo's settings (Demo Company: email channel off, suppression window 7d)" in output
     assert f"{NEWCOMER[1]} is new to Stella again" in output
@@ -147,6 +151,7 @@ def test_demo_puts_back_what_its_scenarios_rely_on(portal):
     assert "Put back" not in demo(f"{portal.url}/webhooks/intercom/")
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_the_newcomer_request_sends_once_stella_knows_her(portal):
     """As the README suggests: add Nia under Sandbox → Stella employees, then resend her request."""
@@ -156,33 +161,28 @@ def test_the_newcomer_request_sends_once_stella_knows_her(portal):
         teammate_email=NEWCOMER[2], conversation_id__in=re.findall(r"\(conversation (\d+)\)", output)
     )
     assert nia.status == "invalid"
-    StellaEmployee.objects.create(email=NEWCOMER[2])
+    StellaSandboxEmployee.objects.create(email=NEWCOMER[2])
     survey_requests_resend([nia], by="admin")
     run_queued_tasks()
     nia.refresh_from_db()
     assert nia.status == "sent"
 
 
-def unused_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.django_db
-def test_demo_looks_for_the_portal_on_port_and_says_how_to_point_it_elsewhere(settings):
-    settings.PORT = unused_port()
-    with pytest.raises(CommandError) as refused:
-        call_command("send_demo_webhooks", wait=0, stdout=StringIO())
+def test_demo_looks_for_the_portal_on_port_and_says_how_to_point_it_elsewhere(settings, refused_url):
+    with refused_port() as port:
+        settings.PORT = port
+        with pytest.raises(CommandError) as refused:
+            call_command("send_demo_webhooks", wait=0, stdout=StringIO())
     message = str(refused.value)
     assert f"Nothing answers at http://127.0.0.1:{settings.PORT}/webhooks/intercom/" in message
     assert f"PORT {settings.PORT}" in message and "make demo PORT=" in message and "--url" in message
     assert not SurveyRequest.objects.exists() and not Account.objects.exists()  # nothing done before the check
-    elsewhere = f"http://127.0.0.1:{unused_port()}/webhooks/intercom/"
     with pytest.raises(CommandError, match="this looked at the --url given"):
-        call_command("send_demo_webhooks", url=elsewhere, wait=0, stdout=StringIO())
+        call_command("send_demo_webhooks", url=f"{refused_url}/webhooks/intercom/", wait=0, stdout=StringIO())
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_demo_finds_the_portal_from_port_alone(portal, settings):
     settings.PORT = portal.thread.port
@@ -191,6 +191,7 @@ def test_demo_finds_the_portal_from_port_alone(portal, settings):
     assert f"Posted 11 webhooks to http://127.0.0.1:{settings.PORT}/webhooks/intercom/" in out.getvalue()
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_demo_says_when_something_else_answers_on_the_port(portal):
     with pytest.raises(CommandError, match=r"not as the portal's webhook URL \(HTTP 404"):
@@ -204,6 +205,7 @@ def test_every_demo_option_says_what_it_does():
     assert options["wait"].help
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_make_demo_passes_its_port_to_the_command():
     dry_run = subprocess.run(
@@ -212,6 +214,7 @@ def test_make_demo_passes_its_port_to_the_command():
     assert re.search(r"^DEBUG=true PORT=8731 \S+/python manage.py send_demo_webhooks", dry_run, flags=re.M), dry_run
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_after_the_demo_stella_reads_back_delivery_ratings_and_the_teammate_it_wont_recognise(portal, settings):
     """What `make demo` promises within a couple of minutes: delivery statuses and ratings on the sent requests,

@@ -2,10 +2,11 @@ import importlib
 import json
 
 import pytest
+from django.apps import apps
 from django.test import Client
 from django.urls import clear_url_caches
 
-from sandbox.models import IntercomRecord, StellaEmployee, StellaSandboxRequest
+from sandbox.models import IntercomRecord, StellaSandboxEmployee, StellaSandboxRequest
 
 GOOD = {
     "channel": "chat",
@@ -17,8 +18,8 @@ GOOD = {
 
 @pytest.fixture
 def stella(db):
-    StellaEmployee.objects.create(email="tess@support.example")
-    StellaEmployee.objects.create(custom_id="emp-9", active=False)
+    StellaSandboxEmployee.objects.create(email="tess@support.example")
+    StellaSandboxEmployee.objects.create(custom_id="emp-9", active=False)
 
     def post(body, key="sandbox-test-key-1"):
         return Client().post(
@@ -88,3 +89,10 @@ def test_sandbox_urls_exist_only_with_the_sandbox_on(settings):
         settings.SANDBOX = True
         importlib.reload(portal.urls)
         clear_url_caches()
+
+
+def test_no_sandbox_model_shares_a_name_with_a_model_of_the_product():
+    """In the admin, the shell and a stack trace, a name says which one is meant: the stand-in or the real record."""
+    sandbox = {model.__name__ for model in apps.get_app_config("sandbox").get_models()}
+    product = {model.__name__ for model in apps.get_models() if model._meta.app_label != "sandbox"}
+    assert sandbox and not sandbox & product

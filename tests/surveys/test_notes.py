@@ -6,14 +6,15 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from sandbox.models import IntercomNote as NoteReceived
+from sandbox.models import IntercomSandboxNote as NoteReceived
 from surveys.models import Feedback, IntercomNote, SurveyRequest
 from surveys.notes import intercom_notes_write_all
 from surveys.onboarding import TEST_CLOSURE_ID
 from surveys.rules import SuppressionReason
 from tests.factories import AccountFactory, FeedbackFactory, SurveyRequestFactory
 
-pytestmark = pytest.mark.django_db(transaction=True)  # the live server reads what the test writes
+# The live server plays Intercom; it reads what the test writes.
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 S = SurveyRequest.Status
 AUTHOR = "4100099"

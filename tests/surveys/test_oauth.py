@@ -14,7 +14,7 @@ from surveys.models import Account, IntegrationHealth, IntegrationSettings
 from surveys.oauth import PENDING_KEY
 from tests.factories import AccountFactory
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]  # Intercom is the live server
 TOKEN = "intercom-token-5555-6666-tokn"  # the factory's
 
 

@@ -3,13 +3,14 @@ moment it comes due, with no django-q2 scheduler tick in between, claims nothing
 already someone's, and leaves the minute sweep to recover whatever it missed. The real cluster, with two
 of them running at once, is in tests/e2e/test_on_time.py."""
 
+import itertools
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import responses
 from django.db.models import F
-from django.utils import timezone
 from django_q.models import Schedule
 
 from portal.schedules import SCHEDULES, SEND_TASK
@@ -17,7 +18,7 @@ from surveys.models import SurveyRequest
 from surveys.on_time import LOOKBACK, DuePoller, survey_requests_queue_coming_due
 from surveys.sending import survey_request_send, survey_requests_send_due
 from tests.factories import AccountFactory, SurveyRequestFactory
-from tests.helpers import notification, post_webhook, queued_tasks, run_queued_tasks
+from tests.helpers import notification, post_webhook, queued_tasks, run_queued_tasks, wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -125,17 +126,25 @@ def test_the_sweep_still_recovers_what_the_poller_missed(account, django_capture
 
 @pytest.mark.django_db(transaction=True)
 def test_the_poller_thread_queues_what_comes_due_and_stops_when_asked():
+    """Each tick reads the poller's clock, here one that moves a second a tick: the request comes due at the third."""
     account = AccountFactory()
-    survey_request = SurveyRequestFactory(account=account, send_after=timezone.now() + timedelta(milliseconds=200))
-    poller = DuePoller(interval=0.05)
+    survey_request = SurveyRequestFactory(account=account, send_after=NOW + 2 * SECOND)
+    ticks = itertools.count()
+    clock_read = []
+
+    def clock() -> datetime:
+        clock_read.append(NOW + next(ticks) * SECOND)
+        return clock_read[-1]
+
+    poller = DuePoller(interval=0.01, clock=clock)
     poller.start()
     try:
-        deadline = time.monotonic() + 30
-        while not queued_sends() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(queued_sends, timeout=30, message="the poller never queued the request that came due")
     finally:
         assert poller.stop(timeout=10)
     assert queued_sends() == [survey_request.pk]
+    assert SurveyRequest.objects.get(pk=survey_request.pk).queued_at == NOW + 2 * SECOND
+    assert len(clock_read) >= 3
 
 
 @pytest.mark.django_db(transaction=True)
@@ -144,18 +153,21 @@ def test_the_poller_thread_outlives_a_failing_tick(monkeypatch):
     from surveys import on_time
 
     calls = []
+    third_tick = threading.Event()
 
     def flaky(*, now):
         calls.append(now)
         if len(calls) == 1:
             raise RuntimeError("database went away")
+        if len(calls) == 3:
+            third_tick.set()
         return []
 
     monkeypatch.setattr(on_time, "survey_requests_queue_coming_due", flaky)
     poller = DuePoller(interval=0.01)
     poller.start()
-    deadline = time.monotonic() + 30
-    while len(calls) < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert poller.stop(timeout=10)
+    try:
+        assert third_tick.wait(timeout=30), "the poller stopped ticking after a failing tick"
+    finally:
+        assert poller.stop(timeout=10)
     assert len(calls) >= 3

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from integrations.intercom.client import IntercomClient, IntercomTokenMissing
-from sandbox.models import StellaEmployee, StellaSandboxRequest
+from sandbox.models import StellaSandboxEmployee, StellaSandboxRequest
 from surveys.accounts import account_attention, intercom_token_accept
 from surveys.models import ApiRequest, IntegrationHealth, IntegrationSettings, SurveyRequest, Teammate
 from surveys.onboarding import (
@@ -223,6 +223,7 @@ def test_a_csm_who_may_only_view_accounts_may_not_act(client, account):
 # ---- Check now, against the sandbox's Intercom over HTTP ----
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_check_now_records_the_workspace_the_token_is_for(sandbox, admin_client):
     account = AccountFactory(
@@ -239,6 +240,7 @@ def test_check_now_records_the_workspace_the_token_is_for(sandbox, admin_client)
     assert health.intercom_token_checked_at is not None
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_check_now_warns_when_the_token_is_for_another_workspace(sandbox, admin_client):
     account = AccountFactory(
@@ -252,6 +254,7 @@ def test_check_now_warns_when_the_token_is_for_another_workspace(sandbox, admin_
     )
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_check_now_flags_a_token_intercom_refuses(sandbox, admin_client):
     account = AccountFactory(integration__intercom_access_token="expired-token-1234")
@@ -280,7 +283,7 @@ def test_check_now_when_intercom_is_down_learns_nothing_about_the_token(settings
 
 @pytest.fixture
 def testing_account(sandbox):
-    StellaEmployee.objects.create(email="tess@support.example")
+    StellaSandboxEmployee.objects.create(email="tess@support.example")
     return AccountFactory(
         intercom_workspace_id="wstest",
         integration__test_api_key="sandbox-test-key-0001",
@@ -289,6 +292,7 @@ def testing_account(sandbox):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_test_request_goes_to_stella_with_the_test_key_and_shows_under_test_requests(testing_account, admin_client):
     account = testing_account
@@ -321,6 +325,7 @@ def test_a_test_request_goes_to_stella_with_the_test_key_and_shows_under_test_re
         assert secret not in html and secret not in tab
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_test_request_stella_refuses_still_shows_under_test_requests_with_stellas_words(
     testing_account, admin_client
@@ -336,10 +341,11 @@ def test_a_test_request_stella_refuses_still_shows_under_test_requests_with_stel
     assert state_of(page, "A test request reaches Stella") == "⚠ Check"
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_test_request_credits_a_known_teammate_by_their_stella_custom_id(testing_account, admin_client):
     account = testing_account
-    StellaEmployee.objects.create(custom_id="omar-42")
+    StellaSandboxEmployee.objects.create(custom_id="omar-42")
     Teammate.objects.create(
         account=account, intercom_id="77", name="Omar", email="omar@x.example", stella_custom_id="omar-42"
     )

@@ -44,7 +44,7 @@ TEXT_TYPES = {
 CHOICE = "one of a fixed set of values"
 STAFF = "the company's own people or the portal's users, not its customers"
 SANDBOX = (
-    "the sandbox's stand-in for Stella or Intercom (served only with SANDBOX=true; make run, tests and benchmarks): "
+    "the sandbox's stand-in for Stella or Intercom (installed only with SANDBOX=true: make run, tests and benchmarks): "
     "it plays the vendor's own copy, which the portal's erasure does not reach in production either"
 )
 
@@ -74,7 +74,7 @@ NO_CUSTOMER_TEXT: dict[str, str] = {
     "django_q.OrmQ": "tasks waiting on the database broker: a signed dotted path and a row's id",
     "portal.ApiToken": "an API token's SHA-256 and its last 4 characters",
     "portal.UserPreference": "a user's time zone",
-    "portal.ClusterHeartbeat": "a task cluster's host and process id, and its counters for /metrics",
+    "portal.ClusterHeartbeat": "a task cluster's host:pid and its processes' counts (metric names, labels, figures)",
     # The vendor layer.
     "integrations.InboundWebhook.headers": "Intercom's request headers (agent, request id; secrets stripped); "
     "emptied with the body all the same",
@@ -132,12 +132,12 @@ NO_CUSTOMER_TEXT: dict[str, str] = {
     "surveys.IntercomNote.status": CHOICE,
     "surveys.IntercomNote.error": "why a post failed, in the portal's words (integrations/intercom/client.py)",
     # The sandbox.
-    "sandbox.StellaEmployee": SANDBOX,
+    "sandbox.StellaSandboxEmployee": SANDBOX,
     "sandbox.StellaSandboxRequest": SANDBOX,
     "sandbox.IntercomRecord": SANDBOX,
     "sandbox.StellaSandboxFeedback": SANDBOX,
     "sandbox.StellaSandboxCounter": SANDBOX,
-    "sandbox.IntercomNote": SANDBOX,
+    "sandbox.IntercomSandboxNote": SANDBOX,
 }
 
 

@@ -867,6 +867,7 @@ def sandbox_account(live_server, settings):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_requests_sent_to_the_sandbox_come_back_as_feedback(sandbox_account):
     account = sandbox_account
@@ -897,6 +898,7 @@ def test_requests_sent_to_the_sandbox_come_back_as_feedback(sandbox_account):
     assert (state.feedback_records, state.feedback_error, state.employees_error) == (1, "", "")
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_an_ambiguous_call_that_reached_the_sandbox_is_confirmed_sent(sandbox_account):
     account = sandbox_account

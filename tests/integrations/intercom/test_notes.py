@@ -13,7 +13,7 @@ from integrations.intercom.client import (
     IntercomTokenRejected,
     IntercomUnavailable,
 )
-from sandbox.models import IntercomNote
+from sandbox.models import IntercomSandboxNote
 from tests.servers import Answer, scripted_stella
 
 BODY = "<p>Ada rated Tess ★★★★★: <em>Quick and friendly!</em></p>"
@@ -24,18 +24,21 @@ def intercom(live_server):
     return f"{live_server.url}/sandbox/intercom"
 
 
+@pytest.mark.slow
 def test_a_note_is_posted_to_the_conversation(intercom):
     IntercomClient("sandbox-token", base_url=intercom).conversation_note_add("215", admin_id="41", body=BODY)
-    note = IntercomNote.objects.get()
+    note = IntercomSandboxNote.objects.get()
     assert (note.conversation_id, note.admin_id, note.body, note.status_code) == ("215", "41", BODY, 200)
 
 
+@pytest.mark.slow
 def test_a_rejected_token_posts_nothing(intercom):
     with pytest.raises(IntercomTokenRejected):
         IntercomClient("real-token", base_url=intercom).conversation_note_add("215", admin_id="41", body=BODY)
-    assert not IntercomNote.objects.exists()
+    assert not IntercomSandboxNote.objects.exists()
 
 
+@pytest.mark.slow
 def test_a_rate_limit_says_when_it_resets_and_the_next_attempt_is_taken(intercom):
     client = IntercomClient("sandbox-token", base_url=intercom)
     before = datetime.now(tz=UTC).replace(microsecond=0)
@@ -43,7 +46,7 @@ def test_a_rate_limit_says_when_it_resets_and_the_next_attempt_is_taken(intercom
         client.conversation_note_add("ratelimited-215", admin_id="41", body=BODY)
     assert before + timedelta(seconds=1) <= limited.value.reset_at <= datetime.now(tz=UTC) + timedelta(seconds=1)
     client.conversation_note_add("ratelimited-215", admin_id="41", body=BODY)
-    assert list(IntercomNote.objects.order_by("id").values_list("status_code", flat=True)) == [429, 200]
+    assert list(IntercomSandboxNote.objects.order_by("id").values_list("status_code", flat=True)) == [429, 200]
 
 
 @pytest.mark.parametrize(

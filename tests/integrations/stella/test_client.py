@@ -14,8 +14,8 @@ def test_long_responses_are_capped():
     assert len(result.response_text) == 4000
 
 
-def test_connection_refused_never_reached_stella():
-    client = StellaClient(base_url="http://127.0.0.1:9")  # discard port: nothing listens
+def test_connection_refused_never_reached_stella(refused_url):
+    client = StellaClient(base_url=refused_url)
     assert client.create_request({}, api_key="k" * 12).outcome == Outcome.RETRY
 
 

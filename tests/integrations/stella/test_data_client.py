@@ -26,7 +26,7 @@ from integrations.stella.data import (
     StellaRateLimited,
     stella_jwt,
 )
-from sandbox.models import StellaEmployee, StellaSandboxFeedback
+from sandbox.models import StellaSandboxEmployee, StellaSandboxFeedback
 
 # Stella's API secrets are not ours to lengthen: PyJWT's warning about short ones is noise (see data.py).
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
@@ -54,7 +54,7 @@ def stella(live_server, settings):
     settings.SANDBOX_STELLA_API_SECRET = SECRET
     settings.SANDBOX_FEEDBACK_SHARE = 0.0
     settings.SANDBOX_FEEDBACK_DELAY_SECONDS = 20
-    StellaEmployee.objects.create(email="tess@support.example", first_name="Tess", last_name="Ode")
+    StellaSandboxEmployee.objects.create(email="tess@support.example", first_name="Tess", last_name="Ode")
     base_url = f"{live_server.url}/sandbox/stella"
 
     def send(ext_interaction_id: str, *, key: str = TEST_KEY) -> None:
@@ -86,6 +86,7 @@ def all_pages(data_client: StellaDataClient, *, after=None, limit=1000) -> list[
         after = page.cursor
 
 
+@pytest.mark.slow
 def test_feedback_pages_follow_the_cursor_to_an_empty_page(stella):
     for number in range(5):
         stella(f"c-{number}")
@@ -108,6 +109,7 @@ def test_feedback_pages_follow_the_cursor_to_an_empty_page(stella):
     assert first.raw["uuid"] == first.uuid
 
 
+@pytest.mark.slow
 def test_an_answered_record_comes_back_after_the_cursor_with_a_new_sequence_id(stella, settings):
     settings.SANDBOX_FEEDBACK_SHARE = 1.0
     stella("a-1")
@@ -132,6 +134,7 @@ def test_an_answered_record_comes_back_after_the_cursor_with_a_new_sequence_id(s
     assert data_client.feedback_page(after=4).cursor is None
 
 
+@pytest.mark.slow
 def test_each_key_sees_only_the_feedback_its_mode_made(stella):
     stella("test-1")
     stella("live-1", key=LIVE_KEY)
@@ -139,6 +142,7 @@ def test_each_key_sees_only_the_feedback_its_mode_made(stella):
     assert [r.ext_interaction_id for r in client(stella, key=LIVE_KEY).feedback_page(after=None).records] == ["live-1"]
 
 
+@pytest.mark.slow
 def test_a_wrong_secret_is_rejected_without_showing_any_secret(stella):
     wrong = "the-wrong-api-secret-9876"
     with pytest.raises(StellaAuthRejected) as rejected:
@@ -151,6 +155,7 @@ def test_a_wrong_secret_is_rejected_without_showing_any_secret(stella):
         client(stella, key="a-key-stella-never-issued", secret=SECRET).employees()
 
 
+@pytest.mark.slow
 def test_a_rate_limit_says_how_long_to_wait(stella):
     with pytest.raises(StellaRateLimited) as limited:
         client(stella, key="sandbox-test-ratelimited-1").feedback_page(after=None)
@@ -158,6 +163,7 @@ def test_a_rate_limit_says_how_long_to_wait(stella):
     assert isinstance(limited.value, StellaDataError)
 
 
+@pytest.mark.slow
 def test_a_server_error_is_a_data_error(stella):
     with pytest.raises(StellaDataError) as failed:
         client(stella, key="sandbox-test-unavailable-1").feedback_page(after=None)
@@ -165,19 +171,20 @@ def test_a_server_error_is_a_data_error(stella):
     assert not isinstance(failed.value, StellaAuthRejected | StellaRateLimited)
 
 
-def test_stella_out_of_reach_is_a_data_error():
-    unreachable = StellaDataClient(base_url="http://127.0.0.1:9", api_key=TEST_KEY, api_secret=SECRET)
+def test_stella_out_of_reach_is_a_data_error(refused_url):
+    unreachable = StellaDataClient(base_url=refused_url, api_key=TEST_KEY, api_secret=SECRET)
     with pytest.raises(StellaDataError, match=r"^Stella could not be reached: ConnectionError$") as failed:
         unreachable.feedback_page(after=None)
     assert failed.value.status_code is None
 
 
+@pytest.mark.slow
 def test_employees_are_listed_across_pages(stella, monkeypatch):
     monkeypatch.setattr(stella_data, "EMPLOYEES_PAGE_SIZE", 2)
-    StellaEmployee.objects.create(email="  Sam@Support.Example ", custom_id="emp-2")
-    StellaEmployee.objects.create(custom_id="emp-3", active=False)
-    StellaEmployee.objects.create(email="kim@support.example")
-    StellaEmployee.objects.create(email="lee@support.example")
+    StellaSandboxEmployee.objects.create(email="  Sam@Support.Example ", custom_id="emp-2")
+    StellaSandboxEmployee.objects.create(custom_id="emp-3", active=False)
+    StellaSandboxEmployee.objects.create(email="kim@support.example")
+    StellaSandboxEmployee.objects.create(email="lee@support.example")
     employees = client(stella).employees()
     assert [(e.email, e.custom_id, e.active) for e in employees] == [
         ("tess@support.example", "", True),
@@ -188,7 +195,7 @@ def test_employees_are_listed_across_pages(stella, monkeypatch):
     ]
     tess = employees[0]
     assert (tess.first_name, tess.last_name) == ("Tess", "Ode")
-    assert tess.id == str(StellaEmployee.objects.get(email="tess@support.example").id)
+    assert tess.id == str(StellaSandboxEmployee.objects.get(email="tess@support.example").id)
 
 
 # ---- against a scripted server, for what the sandbox doesn't answer ----
@@ -295,9 +302,9 @@ def test_a_rate_limit_without_retry_after_waits_a_minute():
     assert limited.value.retry_after == 60.0
 
 
-def test_a_redirect_is_not_followed():
-    with scripted((302, {}, {"Location": "http://127.0.0.1:9/elsewhere"})) as server:
-        with pytest.raises(StellaDataError, match="redirecting to http://127.0.0.1:9/elsewhere") as failed:
+def test_a_redirect_is_not_followed(refused_url):
+    with scripted((302, {}, {"Location": f"{refused_url}/elsewhere"})) as server:
+        with pytest.raises(StellaDataError, match=f"redirecting to {refused_url}/elsewhere") as failed:
             scripted_client(server.url).feedback_page(after=None)
     assert failed.value.status_code == 302 and len(server.received) == 1
 
