@@ -39,6 +39,7 @@ def test_every_answer_carries_the_policy(client, url, signed_in):
     assert not any("unsafe" in directive for directive in directives(response))
 
 
+@pytest.mark.slow
 def test_forms_go_to_the_portal_or_to_intercoms_consent_page():
     """Connecting an account posts to the portal, which redirects to Intercom: a browser holds that redirect to
     form-action too."""

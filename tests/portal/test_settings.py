@@ -119,6 +119,7 @@ def settings_values(*names: str, **environment: str) -> list[str]:
     return result.stdout.splitlines()
 
 
+@pytest.mark.slow
 def test_behind_a_tls_proxy_one_proxy_on_this_machine_is_trusted_unless_told_otherwise():
     assert settings_values("TRUSTED_PROXIES", "TRUSTED_PROXY_COUNT", **DEPLOYED) == ["['127.0.0.1', '::1']", "1"]
     assert settings_values("TRUSTED_PROXIES", "TRUSTED_PROXY_COUNT", **{**DEPLOYED, "BEHIND_TLS_PROXY": "false"}) == [
@@ -130,6 +131,7 @@ def test_behind_a_tls_proxy_one_proxy_on_this_machine_is_trusted_unless_told_oth
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("override", "message"),
     [
