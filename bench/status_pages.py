@@ -65,8 +65,8 @@ FILL = """
 import sys
 from django.contrib.auth.models import User
 from django.db import connection
-from surveys.accounts import account_upsert
-from surveys.counts import daily_counts_rebuild
+from surveys.accounts.account import account_upsert
+from surveys.reporting.counts import daily_counts_rebuild
 from surveys.models import ApiRequest
 
 accounts = [account_upsert(workspace_id=f"ws{n}", name=f"Company {n}")[0] for n in range(10)]

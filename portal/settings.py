@@ -303,7 +303,7 @@ Q_CLUSTER = {
     "poll": 0.5,
     "label": "Task queue",
 }
-# `manage.py runcluster` queues delayed sends and retries this often as they come due (surveys/on_time.py);
+# `manage.py runcluster` queues delayed sends and retries this often as they come due (surveys/delivery/on_time.py);
 # 0 turns that off, leaving them to the minute sweep.
 SEND_POLL_SECONDS = env.float("SEND_POLL_SECONDS", default=1.0)
 # `manage.py runcluster` lowers its CPU priority by this much (nice), so on a machine it shares with the web
@@ -313,7 +313,7 @@ CLUSTER_NICE = env.int("CLUSTER_NICE", default=10)
 INTAKE_BATCH_SECONDS = env.float("INTAKE_BATCH_SECONDS", default=10)
 # Each transaction of the intake claims up to INTAKE_BATCH_SIZE waiting webhooks and commits them together, after at
 # most INTAKE_BATCH_TRANSACTION_SECONDS. On SQLite that transaction holds the only write lock, so it stays short:
-# a webhook request waits behind it. On PostgreSQL up to INTAKE_DRAINS tasks drain at once (surveys/intake.py).
+# a webhook request waits behind it. On PostgreSQL up to INTAKE_DRAINS tasks drain at once (surveys/intake/process.py).
 _SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
 INTAKE_BATCH_SIZE = env.int("INTAKE_BATCH_SIZE", default=100 if _SQLITE else 200)
 INTAKE_BATCH_TRANSACTION_SECONDS = env.float("INTAKE_BATCH_TRANSACTION_SECONDS", default=0.05 if _SQLITE else 2.0)
@@ -347,7 +347,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None, "displayOperationId": False},
 }
 
-# ---- Personal data (surveys/privacy.py) ----
+# ---- Personal data (surveys/accounts/privacy.py) ----
 # Customers' names, emails and contact ids, and raw webhook bodies and headers, are erased from stored
 # rows this many days after they were stored, by a daily job; statuses, reasons and counts stay.
 PERSONAL_DATA_RETENTION_DAYS = env.int("PERSONAL_DATA_RETENTION_DAYS", default=90)

@@ -11,7 +11,7 @@ from django.conf import settings
 from portal.durations import format_duration
 from sandbox.models import IntercomRecord, StellaSandboxEmployee
 from sandbox.samples import Person, conversation_item
-from surveys.accounts import account_upsert
+from surveys.accounts.account import account_upsert
 from surveys.models import Account, IntegrationSettings, Teammate
 
 WORKSPACE = "demo"

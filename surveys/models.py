@@ -13,7 +13,7 @@ from integrations.models import InboundWebhook
 from integrations.stella.client import Outcome as CallOutcome
 from integrations.vocabulary import AssigneeKind, Channel
 from portal.fields import EncryptedTextField, secret_plaintext
-from surveys.rules import REASON_CHOICES, Decision
+from surveys.decisions.rules import REASON_CHOICES, Decision
 
 DEFAULT_DO_NOT_SEND_TAGS = "fraud, dupe, do_not_send_stella"
 
@@ -178,7 +178,7 @@ class IntegrationSettings(models.Model):
 class IntegrationHealth(models.Model):
     """What the portal found while working for an account, shown to CSMs as what needs attention.
 
-    Changed only through the named services in surveys/accounts.py, never by saving settings.
+    Changed only through the named services in surveys/accounts/account.py, never by saving settings.
     """
 
     account = models.OneToOneField(Account, on_delete=models.CASCADE, related_name="health")
@@ -376,9 +376,9 @@ class SurveyRequest(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    # The customer's name, email and contact id erased (surveys/privacy.py); status and reasons stay.
+    # The customer's name, email and contact id erased (surveys/accounts/privacy.py); status and reasons stay.
     erased_at = models.DateTimeField(null=True, blank=True)
-    # What Stella's feedback records say of the request, when they don't say what we thought (surveys/feedback.py).
+    # What Stella's feedback records say of the request, when they don't say what we thought (surveys/loop/feedback.py).
     reconcile_flag = models.CharField(
         max_length=32,
         choices=ReconcileFlag.choices,
@@ -478,7 +478,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     SurveyRequest.Status.AMBIGUOUS: frozenset(
         {
             SurveyRequest.Status.SCHEDULED,  # resent, after a person confirmed
-            SurveyRequest.Status.SENT,  # Stella's feedback data shows it arrived (surveys/feedback.py)
+            SurveyRequest.Status.SENT,  # Stella's feedback data shows it arrived (surveys/loop/feedback.py)
         }
     ),
     SurveyRequest.Status.SENT: frozenset(),
@@ -614,7 +614,7 @@ class DailyCount(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["account", "day", "kind"], name="one_count_per_account_day_kind")
         ]
-        # Every account's counts of one day: /metrics reads today's (surveys/metrics.py) without scanning the rest.
+        # Every account's counts of one day: /metrics reads today's (surveys/reporting/metrics.py) without scanning the rest.
         indexes = [models.Index(fields=["day"], name="daily_count_day")]
 
     def __str__(self) -> str:
@@ -624,7 +624,7 @@ class DailyCount(models.Model):
 class StellaSyncState(models.Model):
     """Where an account's reading back from Stella stands: its employees and its feedback records.
 
-    Runtime state, changed only by the jobs in surveys/feedback.py; created by the first of them to run.
+    Runtime state, changed only by the jobs in surveys/loop/feedback.py; created by the first of them to run.
     """
 
     account = models.OneToOneField(Account, on_delete=models.CASCADE, related_name="stella_sync")
@@ -652,7 +652,7 @@ class StellaSyncState(models.Model):
     feedback_records = models.PositiveIntegerField(default=0, help_text="Feedback records stored.")
     # Sent requests closed before this were checked for a feedback record: the next check starts here.
     reconciled_through = models.DateTimeField(null=True, blank=True)
-    # How far the Intercom notes have looked (surveys/notes.py): survey requests decided, feedback received.
+    # How far the Intercom notes have looked (surveys/loop/notes.py): survey requests decided, feedback received.
     notes_decided_through = models.DateTimeField(null=True, blank=True)
     notes_feedback_through = models.DateTimeField(null=True, blank=True)
 
@@ -802,7 +802,7 @@ class TeammateDailyCount(models.Model):
 
 class IntercomNote(models.Model):
     """An internal note the portal posts on an Intercom conversation (when the account turns notes on): one per
-    survey request and event, which the unique constraint holds to whatever runs twice (surveys/notes.py)."""
+    survey request and event, which the unique constraint holds to whatever runs twice (surveys/loop/notes.py)."""
 
     class Event(models.TextChoices):
         DECIDED = "decided", "Survey decided"
@@ -823,7 +823,7 @@ class IntercomNote(models.Model):
     error = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     posted_at = models.DateTimeField(null=True, blank=True)
-    # Its body erased with the customer (surveys/privacy.py): the body then says when and why.
+    # Its body erased with the customer (surveys/accounts/privacy.py): the body then says when and why.
     erased_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -13,7 +13,14 @@ from django_q.models import Failure
 from integrations.models import InboundWebhook
 from integrations.vocabulary import AssigneeKind, Channel
 from portal.schedules import send_task_name
-from surveys.accounts import account_attention
+from surveys.accounts.account import account_attention
+from surveys.decisions.rules import (
+    Decision,
+    SurveyCandidate,
+    customer_identity,
+    during_delay,
+    suppression_window_bounds,
+)
 from surveys.models import (
     Account,
     ApiRequest,
@@ -23,7 +30,6 @@ from surveys.models import (
     SurveyRequest,
     Teammate,
 )
-from surveys.rules import Decision, SurveyCandidate, customer_identity, during_delay, suppression_window_bounds
 
 # A survey of the customer on its way or sent (for the suppression window)...
 SURVEYING = (SurveyRequest.Status.SCHEDULED, SurveyRequest.Status.SENDING, SurveyRequest.Status.SENT)

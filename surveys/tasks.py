@@ -3,12 +3,12 @@ dotted path (portal/schedules.py), so a rename strands whatever is queued under 
 
 from django.utils import timezone
 
-from surveys.alerts import accounts_check_error_rates
-from surveys.feedback import stella_sync_all
-from surveys.intake import inbound_webhooks_process_pending
-from surveys.notes import intercom_notes_write_all
-from surveys.privacy import personal_data_erase_expired
-from surveys.sending import survey_request_send, survey_requests_send_due
+from surveys.accounts.privacy import personal_data_erase_expired
+from surveys.delivery.sending import survey_request_send, survey_requests_send_due
+from surveys.intake.process import inbound_webhooks_process_pending
+from surveys.loop.feedback import stella_sync_all
+from surveys.loop.notes import intercom_notes_write_all
+from surveys.reporting.alerts import accounts_check_error_rates
 
 
 def process_inbound_webhooks() -> int:

@@ -19,12 +19,12 @@ from django.views.decorators.debug import sensitive_post_parameters
 
 from portal.durations import HumanDurationField, format_duration
 from portal.redaction import mask_secret
-from surveys.accounts import integration_health_ensure, integration_settings_update
+from surveys.accounts.account import integration_health_ensure, integration_settings_update
+from surveys.accounts.oauth import account_authorize_url
+from surveys.accounts.onboarding import SANDBOX_KEY_PREFIXES, sandbox_key_hint
 from surveys.admin import dry_run, feedback, onboarding
-from surveys.feedback import stella_sync_job_run, teammate_match_refresh
+from surveys.loop.feedback import stella_sync_job_run, teammate_match_refresh
 from surveys.models import Account, IntegrationSettings, Teammate
-from surveys.oauth import account_authorize_url
-from surveys.onboarding import SANDBOX_KEY_PREFIXES, sandbox_key_hint
 from surveys.selectors import account_problems, account_test_week, accounts_with_last_webhook
 
 if TYPE_CHECKING:

@@ -19,9 +19,9 @@ from django.utils.safestring import mark_safe
 from integrations.intercom.client import TOKEN_MISSING
 from portal.admin_helpers import NoCountPaginator, ReadOnlyAdminMixin, shortened
 from surveys.admin.tabs import admin_tabs
+from surveys.delivery.survey_requests import RESENDABLE
 from surveys.models import ApiRequest, InvalidApiRequest, SurveyRequest, TestApiRequest
-from surveys.presenters import FIXES, KNOWN_MESSAGES, api_request_outcome, api_request_reason, channel_label
-from surveys.services import RESENDABLE
+from surveys.reporting.presenters import FIXES, KNOWN_MESSAGES, api_request_outcome, api_request_reason, channel_label
 
 
 class ErrorMessageFilter(admin.SimpleListFilter):

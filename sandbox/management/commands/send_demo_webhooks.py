@@ -23,9 +23,9 @@ from sandbox.demo import (
     sandbox_people_create,
 )
 from sandbox.samples import closed_conversation, closed_conversation_v1, reopened_conversation
-from surveys.feedback import stella_employees_sync, stella_feedback_pull, teammates_unknown_to_stella
+from surveys.loop.feedback import stella_employees_sync, stella_feedback_pull, teammates_unknown_to_stella
 from surveys.models import Account, SurveyOutcome, SurveyRequest
-from surveys.presenters import survey_request_outcome
+from surveys.reporting.presenters import survey_request_outcome
 
 TESS, OMAR, INES = TEAMMATES
 WEBHOOK_PATH = "/webhooks/intercom/"

@@ -8,9 +8,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from integrations.models import InboundWebhook
-from surveys.counts import daily_counts_rebuild
+from surveys.decisions.rules import Decision, DoNotSendReason
 from surveys.models import ApiRequest, SurveyRequest
-from surveys.rules import Decision, DoNotSendReason
+from surveys.reporting.counts import daily_counts_rebuild
 from surveys.selectors import account_test_week
 from tests.factories import AccountFactory, SurveyRequestFactory
 
