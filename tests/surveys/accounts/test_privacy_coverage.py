@@ -23,8 +23,8 @@ from surveys.accounts.privacy import (
     personal_data_erase_expired,
 )
 from surveys.delivery.survey_requests import survey_request_feedback_request
-from surveys.intake.process import inbound_webhook_replay
 from surveys.intake import process as intake
+from surveys.intake.process import inbound_webhook_replay
 from surveys.loop.notes import intercom_notes_find, intercom_notes_post
 from surveys.models import ApiRequest, Feedback, IntercomNote, QuarantinedFeedback, SurveyRequest
 from surveys.tasks import process_inbound_webhooks
