@@ -144,7 +144,8 @@ import json, time
 from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
-from surveys.loop.feedback import stella_data_client, stella_feedback_pull
+from surveys.loop.feedback import stella_feedback_pull
+from surveys.loop.stella import stella_data_client
 from surveys.models import Account, Feedback, TeammateDailyCount
 
 account = Account.objects.select_related("integration").get(intercom_workspace_id="bench")

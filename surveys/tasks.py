@@ -6,8 +6,8 @@ from django.utils import timezone
 from surveys.accounts.privacy import personal_data_erase_expired
 from surveys.delivery.sending import survey_request_send, survey_requests_send_due
 from surveys.intake.process import inbound_webhooks_process_pending
-from surveys.loop.feedback import stella_sync_all
 from surveys.loop.notes import intercom_notes_write_all
+from surveys.loop.sync import stella_sync_all
 from surveys.reporting.alerts import accounts_check_error_rates
 
 

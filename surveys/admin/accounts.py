@@ -23,7 +23,8 @@ from surveys.accounts.account import integration_health_ensure, integration_sett
 from surveys.accounts.oauth import account_authorize_url
 from surveys.accounts.onboarding import SANDBOX_KEY_PREFIXES, sandbox_key_hint
 from surveys.admin import dry_run, feedback, onboarding
-from surveys.loop.feedback import stella_sync_job_run, teammate_match_refresh
+from surveys.loop.employees import teammate_match_refresh
+from surveys.loop.sync import stella_sync_job_run
 from surveys.models import Account, IntegrationSettings, Teammate
 from surveys.selectors import account_problems, account_test_week, accounts_with_last_webhook
 

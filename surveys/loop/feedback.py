@@ -1,96 +1,47 @@
-"""Closing the loop with Stella: who Stella knows, what it recorded, and what that says of our requests.
-
-Three jobs per account, each taking `now`, and one entry point for the schedule:
-
-- `stella_employees_sync`: Stella's employees (User Management), and which teammates it won't recognise;
-- `stella_feedback_pull`: Stella's feedback records (Data Return), from the saved cursor, each linked to
-  the survey request of its conversation and counted per teammate and day; a record that can't be stored
-  as Stella sent it is quarantined (surveys/loop/quarantine.py) and the pull moves past it;
-- `survey_requests_reconcile`: an ambiguous request Stella reports is sent; a request Stella hasn't
-  reported for the account's reconcile-after time is flagged for a person;
-- `stella_sync_all`: all three for every account that has an API secret and the feature on, each job
-  through `stella_sync_job_run`, which keeps a crash's error and traceback on the account's sync state.
-
-Both reads use the account's current-mode key and its API secret, with the same base URL as sending.
-"""
+"""What Stella recorded: its feedback records (Data Return), read from the saved cursor, each linked to the survey
+request of its conversation and counted per teammate and day; a record that can't be stored as Stella sent it is
+quarantined (surveys/loop/quarantine.py) and the pull moves past it."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import Exists, F, Model, OuterRef, Q, QuerySet
+from django.db import transaction
+from django.db.models import F
 
 from integrations.stella.data import (
     FeedbackPage,
     FeedbackRecord,
     StellaDataClient,
     StellaDataError,
-    StellaEmployeeRecord,
     StellaRateLimited,
 )
-from integrations.vocabulary import AssigneeKind
 from portal.crypto import SecretUndecryptable
-from portal.errors import exception_traceback
-from portal.fields import EncryptedTextField
-from portal.text import is_storable, storable, storable_data
-from surveys.delivery.survey_requests import InvalidTransition, survey_request_transition
+from portal.text import storable_data
 from surveys.loop.quarantine import REFUSED, feedback_record_unstorable, feedback_refused_reason, quarantined_feedback
+from surveys.loop.reconcile import Reconciliation, survey_requests_reconcile
+from surveys.loop.stella import clip, error_text, stella_data_client, stella_sync_state
+from surveys.loop.teammate_counts import TeammateCounts
 from surveys.models import (
     Account,
-    ApiRequest,
     Feedback,
     IntegrationSettings,
     QuarantinedFeedback,
-    StellaEmployee,
     StellaSyncState,
     SurveyRequest,
-    Teammate,
-    TeammateDailyCount,
 )
-from surveys.reporting.counts import day_of
 
 logger = logging.getLogger(__name__)
 
 Status = SurveyRequest.Status
-Flag = SurveyRequest.ReconcileFlag
-Match = Teammate.StellaMatch
 
-EMPLOYEE_SYNC_EVERY = timedelta(hours=1)
+
 FEEDBACK_PAGE_SIZE = 1000
-# The statuses in which a request most likely reached Stella: a record of its conversation is theirs first.
 REACHED_STELLA = (Status.SENT, Status.AMBIGUOUS)
-ERROR_LENGTH = 500  # StellaSyncState's error columns
-IN_CHUNK = 500
-# Teammates who closed conversations this recently are checked against Stella's employees at each sync.
-TEAMMATES_SEEN_SINCE = timedelta(days=30)
-# The first reconcile of an account looks at requests sent this long before its cutoff, not at all history.
-FIRST_RECONCILE_LOOKBACK = timedelta(days=7)
-
-
-@dataclass(frozen=True)
-class EmployeeSync:
-    """What one employee sync did, or why it didn't run (`skipped`) or failed (`error`)."""
-
-    employees: int = 0
-    removed: int = 0
-    matched: int = 0
-    unmatched: int = 0
-    skipped: str = ""
-    error: str = ""
-
-    def __str__(self) -> str:
-        if self.skipped or self.error:
-            return self.skipped or f"Employee sync failed: {self.error}"
-        return (
-            f"{self.employees} Stella employees ({self.removed} removed); {self.matched} teammates matched, "
-            f"{self.unmatched} Stella won't recognise"
-        )
 
 
 @dataclass
@@ -125,195 +76,6 @@ class FeedbackPull:
         if self.reconciled:
             text += f"; {self.reconciled}"
         return text
-
-
-@dataclass(frozen=True)
-class Reconciliation:
-    """What one reconcile changed: ambiguous requests Stella reports, now sent; flags raised and cleared."""
-
-    confirmed_sent: int = 0
-    flagged_ambiguous: int = 0
-    flagged_unreported: int = 0
-    cleared: int = 0
-
-    def __str__(self) -> str:
-        return (
-            f"{self.confirmed_sent} ambiguous requests confirmed sent, "
-            f"{self.flagged_ambiguous + self.flagged_unreported} flagged, {self.cleared} flags cleared"
-        )
-
-
-def stella_sync_state(account: Account) -> StellaSyncState:
-    state, _ = StellaSyncState.objects.get_or_create(account=account)
-    return state
-
-
-def stella_data_client(integration: IntegrationSettings) -> StellaDataClient:
-    """A client for the account's Stella with the key in use and the API secret (SecretUndecryptable if either
-    can't be read), at the same base URL requests are sent to."""
-    return StellaDataClient(
-        base_url=integration.stella_base_url,
-        api_key=integration.api_key_for(integration.mode),
-        api_secret=integration.stella_secret,
-    )
-
-
-def _error_text(exc: Exception) -> str:
-    # StellaDataError and SecretUndecryptable messages are written to be shown; nothing else's is. Stella's
-    # words in them are storable like any text from outside.
-    if isinstance(exc, StellaDataError | SecretUndecryptable):
-        return storable(str(exc))[:ERROR_LENGTH]
-    return f"Unexpected error ({type(exc).__name__}): see the portal's logs"[:ERROR_LENGTH]
-
-
-def _secrets(account: Account) -> list[str]:
-    """The account's stored secrets (keys, token, API secret), to mask should an error quote one."""
-    integration = getattr(account, "integration", None)
-    fields = IntegrationSettings._meta.concrete_fields
-    return [getattr(integration, field.attname, "") for field in fields if isinstance(field, EncryptedTextField)]
-
-
-# Employees -----------------------------------------------------------------------------------------------------
-
-
-def stella_employees_sync(account: Account, *, now: datetime, client: StellaDataClient | None = None) -> EmployeeSync:
-    """Keep the account's copy of Stella's employees, and mark each teammate (bots aside) by whether Stella
-    will recognise them: by the custom id when one is set (Stella is told it instead of the email), else by
-    email; only an active employee counts. A failure is kept on the sync state; a success clears it."""
-    integration = account.integration
-    if not integration.employee_sync_enabled:
-        return EmployeeSync(skipped="Employee sync is turned off for this account.")
-    if not integration.stella_api_secret:
-        return EmployeeSync(skipped="No Stella API secret: employee sync needs one.")
-    state = stella_sync_state(account)
-    StellaSyncState.objects.filter(pk=state.pk).update(employees_attempted_at=now)
-    try:
-        records = (client or stella_data_client(integration)).employees()
-    except (StellaDataError, SecretUndecryptable) as exc:
-        error = _error_text(exc)
-        StellaSyncState.objects.filter(pk=state.pk).update(employees_error=error, employees_traceback="")
-        logger.warning("stella.employees.sync_failed", extra={"account": account.pk, "error": error})
-        return EmployeeSync(error=error)
-    with transaction.atomic():
-        employees, removed = _employees_store(account, records, now=now)
-        matched, unmatched = _teammates_match(account, employees, now=now)
-        StellaSyncState.objects.filter(pk=state.pk).update(
-            employees_synced_at=now, employees_error="", employees_traceback=""
-        )
-    result = EmployeeSync(employees=len(employees), removed=removed, matched=matched, unmatched=unmatched)
-    logger.info("stella.employees.synced", extra={"account": account.pk, "employees": len(employees)})
-    return result
-
-
-def _clip(value: str, model: type[Model], name: str) -> str:
-    """Stella sets no length on names: cut what would not fit its column rather than lose the row."""
-    max_length = getattr(model._meta.get_field(name), "max_length", None)
-    return value[:max_length] if max_length else value
-
-
-def _employees_store(
-    account: Account, records: Iterable[StellaEmployeeRecord], *, now: datetime
-) -> tuple[list[StellaEmployee], int]:
-    """Upsert the listed employees by Stella id and delete those no longer listed; returns the employees
-    and how many were deleted."""
-    by_id: dict[str, StellaEmployee] = {}
-    for record in records:
-        if not record.id or not is_storable(record.id):
-            continue  # nothing to keep it by
-        by_id[record.id] = StellaEmployee(
-            account=account,
-            stella_id=_clip(record.id, StellaEmployee, "stella_id"),
-            email=_clip(record.email.strip().lower(), StellaEmployee, "email"),
-            custom_id=_clip(record.custom_id.strip(), StellaEmployee, "custom_id"),
-            name=_clip(" ".join(filter(None, (record.first_name, record.last_name))), StellaEmployee, "name"),
-            active=record.active,
-            synced_at=now,
-        )
-    employees = list(by_id.values())
-    StellaEmployee.objects.bulk_create(
-        employees,
-        update_conflicts=True,
-        unique_fields=["account", "stella_id"],
-        update_fields=["email", "custom_id", "name", "active", "synced_at"],
-    )
-    listed = {employee.stella_id for employee in employees}
-    stored = StellaEmployee.objects.filter(account=account).values_list("pk", "stella_id")
-    vanished = [pk for pk, stella_id in stored if stella_id not in listed]
-    for start in range(0, len(vanished), IN_CHUNK):
-        StellaEmployee.objects.filter(pk__in=vanished[start : start + IN_CHUNK]).delete()
-    return employees, len(vanished)
-
-
-def _teammates_seen(account: Account, *, now: datetime) -> None:
-    """The teammates who closed the account's conversations lately, kept as Teammate rows (those the send
-    path never had to look up included), so each is checked against Stella before it costs a request."""
-    seen = (
-        SurveyRequest.objects.filter(
-            account=account, assignee_kind=AssigneeKind.ADMIN, closed_at__gte=now - TEAMMATES_SEEN_SINCE
-        )
-        .exclude(teammate_id="")
-        .values_list("teammate_id", "teammate_name", "teammate_email")
-        .distinct()
-    )
-    Teammate.objects.bulk_create(
-        [
-            Teammate(account=account, intercom_id=intercom_id, name=name, email=email)
-            for intercom_id, name, email in seen
-        ],
-        ignore_conflicts=True,  # known already: their own record (and custom id) stands
-    )
-
-
-def _teammates_match(account: Account, employees: list[StellaEmployee], *, now: datetime) -> tuple[int, int]:
-    """Set every teammate's stella_match, in one update per outcome; returns (matched, unmatched)."""
-    _teammates_seen(account, now=now)
-    active = [employee for employee in employees if employee.active]
-    emails = {employee.email.casefold() for employee in active if employee.email}
-    custom_ids = {employee.custom_id for employee in active if employee.custom_id}
-    by_match: dict[str, list[int]] = {match: [] for match in (Match.EMAIL, Match.CUSTOM_ID, Match.UNMATCHED)}
-    teammates = Teammate.objects.filter(account=account, is_bot=False).values_list("pk", "email", "stella_custom_id")
-    for pk, email, custom_id in teammates:
-        by_match[_match(email=email, custom_id=custom_id, emails=emails, custom_ids=custom_ids)].append(pk)
-    for match, pks in by_match.items():
-        for start in range(0, len(pks), IN_CHUNK):
-            Teammate.objects.filter(pk__in=pks[start : start + IN_CHUNK]).update(
-                stella_match=match, stella_checked_at=now
-            )
-    return len(by_match[Match.EMAIL]) + len(by_match[Match.CUSTOM_ID]), len(by_match[Match.UNMATCHED])
-
-
-def _match(*, email: str, custom_id: str, emails: set[str], custom_ids: set[str]) -> str:
-    # As the request is made (FeedbackRequest.as_json): with a custom id, Stella is told only that.
-    if custom_id.strip():
-        return Match.CUSTOM_ID if custom_id.strip() in custom_ids else Match.UNMATCHED
-    if email.strip() and email.strip().casefold() in emails:
-        return Match.EMAIL
-    return Match.UNMATCHED
-
-
-def teammate_match_refresh(teammate: Teammate, *, now: datetime) -> Teammate:
-    """Check one teammate again against the Stella employees last synced (a CSM gave them a custom id, say);
-    left unchecked if the account has none synced."""
-    employees = StellaEmployee.objects.filter(account_id=teammate.account_id, active=True)
-    if teammate.is_bot or not StellaEmployee.objects.filter(account_id=teammate.account_id).exists():
-        return teammate
-    emails = {email.casefold() for email in employees.exclude(email="").values_list("email", flat=True)}
-    custom_ids = set(employees.exclude(custom_id="").values_list("custom_id", flat=True))
-    teammate.stella_match = _match(
-        email=teammate.email, custom_id=teammate.stella_custom_id, emails=emails, custom_ids=custom_ids
-    )
-    teammate.stella_checked_at = now
-    Teammate.objects.filter(pk=teammate.pk).update(stella_match=teammate.stella_match, stella_checked_at=now)
-    return teammate
-
-
-def teammates_unknown_to_stella(account: Account) -> QuerySet[Teammate]:
-    """The account's teammates (bots aside) for whom the last employee sync found no active Stella employee:
-    their surveys would come back "Employee not found"."""
-    return Teammate.objects.filter(account=account, is_bot=False, stella_match=Match.UNMATCHED).order_by("name")
-
-
-# Feedback ------------------------------------------------------------------------------------------------------
 
 
 def stella_feedback_pull(
@@ -356,9 +118,9 @@ def stella_feedback_pull(
             pull.quarantined += stored.quarantined
     except StellaRateLimited as exc:
         pull.retry_at = now + timedelta(seconds=exc.retry_after)
-        pull.error = _error_text(exc)
+        pull.error = error_text(exc)
     except (StellaDataError, SecretUndecryptable) as exc:
-        pull.error = _error_text(exc)
+        pull.error = error_text(exc)
     fields: dict[str, object] = {
         "feedback_retry_at": pull.retry_at,
         "feedback_error": pull.error,
@@ -599,17 +361,17 @@ def _feedback_row(
     mode = link[1] if link else (old.mode if old is not None else integration.mode)
     return Feedback(
         account=account,
-        uuid=_clip(record.uuid, Feedback, "uuid"),
+        uuid=clip(record.uuid, Feedback, "uuid"),
         sequence_id=record.sequence_id,
-        ext_interaction_id=_clip(record.ext_interaction_id, Feedback, "ext_interaction_id"),
+        ext_interaction_id=clip(record.ext_interaction_id, Feedback, "ext_interaction_id"),
         survey_request_id=link[0] if link else None,
         mode=mode,
         is_recovery=record.is_recovery,
-        channel=_clip(record.channel, Feedback, "channel"),
-        employee_email=_clip(record.employee_email.strip().lower(), Feedback, "employee_email"),
-        employee_custom_id=_clip(record.employee_custom_id.strip(), Feedback, "employee_custom_id"),
-        employee_name=_clip(record.employee_name, Feedback, "employee_name"),
-        delivery_status=_clip(record.request_delivery_status, Feedback, "delivery_status"),
+        channel=clip(record.channel, Feedback, "channel"),
+        employee_email=clip(record.employee_email.strip().lower(), Feedback, "employee_email"),
+        employee_custom_id=clip(record.employee_custom_id.strip(), Feedback, "employee_custom_id"),
+        employee_name=clip(record.employee_name, Feedback, "employee_name"),
+        delivery_status=clip(record.request_delivery_status, Feedback, "delivery_status"),
         request_created_at=record.request_created_at,
         request_sent_at=record.request_sent_at,
         response_received_at=record.response_received_at,
@@ -617,207 +379,3 @@ def _feedback_row(
         comment=record.comment,
         raw=storable_data(record.raw),
     )
-
-
-# Teammates' daily counts ---------------------------------------------------------------------------------------
-
-COUNT_COLUMNS = ("requested", "delivered", "responded", "rating_sum", "rating_count")
-
-
-def feedback_delivered(delivery_status: str, request_sent_at: datetime | None) -> bool:
-    """Stella sent the survey and it didn't bounce for good ("Not sent: …" and "Hard bounce" weren't delivered)."""
-    status = delivery_status.strip().lower()
-    return request_sent_at is not None and not status.startswith("not sent") and "hard bounce" not in status
-
-
-@dataclass
-class TeammateCounts:
-    """Changes to TeammateDailyCount, by (day, mode, teammate, channel), collected for one write."""
-
-    deltas: dict[tuple[date, str, str, str], list[int]] = field(default_factory=dict)
-    names: dict[tuple[date, str, str, str], str] = field(default_factory=dict)
-
-    def add(self, row: Feedback, *, sign: int) -> None:
-        """Add (sign 1) or take back (sign -1) what one record counts: nothing for a recovery record, or
-        one with no request time to give it a day."""
-        if row.is_recovery or row.request_created_at is None:
-            return
-        key = (
-            day_of(row.request_created_at),
-            row.mode,
-            _clip(row.employee_email or row.employee_custom_id, TeammateDailyCount, "teammate"),
-            _clip(row.channel, TeammateDailyCount, "channel"),
-        )
-        values = (
-            1,
-            int(feedback_delivered(row.delivery_status, row.request_sent_at)),
-            int(row.response_received_at is not None),
-            row.star_rating or 0,
-            int(row.star_rating is not None),
-        )
-        totals = self.deltas.setdefault(key, [0] * len(COUNT_COLUMNS))
-        for index, value in enumerate(values):
-            totals[index] += sign * value
-        if sign > 0 and row.employee_name:
-            self.names[key] = _clip(row.employee_name, TeammateDailyCount, "teammate_name")
-
-    def write(self, *, account_id: int) -> None:
-        """Add every non-zero change to its count, creating counts that don't exist yet: one statement per
-        chunk of rows (a page's records share few days and teammates), in a fixed order so two writers
-        lock shared counts alike. Raw SQL for the same reason as DailyCount's (surveys/reporting/counts.py): the ORM
-        has no increment-on-conflict."""
-        rows = sorted((key, totals) for key, totals in self.deltas.items() if any(totals) or key in self.names)
-        if not rows:
-            return
-        meta = TeammateDailyCount._meta
-        quote = connection.ops.quote_name
-        table = quote(meta.db_table)
-        key_names = ("account", "day", "mode", "teammate", "channel")
-        names = (*key_names, "teammate_name", *COUNT_COLUMNS)
-        column = {field.name: quote(field.column) for field in meta.concrete_fields if field.column}
-        updates = [f"{column[name]} = {table}.{column[name]} + EXCLUDED.{column[name]}" for name in COUNT_COLUMNS]
-        updates.append(
-            f"{column['teammate_name']} = CASE WHEN EXCLUDED.{column['teammate_name']} <> '' "
-            f"THEN EXCLUDED.{column['teammate_name']} ELSE {table}.{column['teammate_name']} END"
-        )
-        day_field = meta.get_field("day")
-        chunk = max(1, (connection.features.max_query_params or 999) // len(names))
-        for start in range(0, len(rows), chunk):
-            part = rows[start : start + chunk]
-            params: list[Any] = []
-            for (day, mode, teammate, channel), totals in part:
-                day_value = day_field.get_db_prep_value(day, connection)
-                name = self.names.get((day, mode, teammate, channel), "")
-                params += [account_id, day_value, mode, teammate, channel, name, *totals]
-            placeholders = ", ".join(["(" + ", ".join(["%s"] * len(names)) + ")"] * len(part))
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    f"INSERT INTO {table} ({', '.join(column[name] for name in names)}) VALUES {placeholders} "
-                    f"ON CONFLICT ({', '.join(column[name] for name in key_names)}) DO UPDATE SET {', '.join(updates)}",
-                    params,
-                )
-
-
-# Reconciling ---------------------------------------------------------------------------------------------------
-
-
-def survey_requests_reconcile(account: Account, *, now: datetime, flag_unreported: bool = True) -> Reconciliation:
-    """What Stella's records say of the account's requests. An ambiguous request Stella has a record of
-    reached it: it is sent. A flag clears once Stella reports its request (or an ambiguous one is resent).
-    With `flag_unreported` (the pull read all Stella has), requests of the mode in use that Stella hasn't
-    reported within the account's reconcile-after time are flagged for a person: ambiguous since their
-    last call ("resend?"), or sent."""
-    confirmed = _ambiguous_confirm(account, now=now)
-    has_feedback = Exists(Feedback.objects.filter(survey_request=OuterRef("pk")))
-    cleared = (
-        SurveyRequest.objects.filter(account=account)
-        .exclude(reconcile_flag=Flag.NONE)
-        .filter(has_feedback | (Q(reconcile_flag=Flag.UNCONFIRMED_AMBIGUOUS) & ~Q(status=Status.AMBIGUOUS)))
-        .update(reconcile_flag=Flag.NONE, reconciled_at=now)
-    )
-    flagged_ambiguous = flagged_unreported = 0
-    if flag_unreported:
-        integration = account.integration
-        cutoff = now - integration.reconcile_after
-        unreported = SurveyRequest.objects.filter(
-            account=account, mode=integration.mode, reconcile_flag=Flag.NONE
-        ).exclude(has_feedback)
-        recent_call = ApiRequest.objects.filter(survey_request=OuterRef("pk"), created_at__gt=cutoff)
-        flagged_ambiguous = (
-            unreported.filter(status=Status.AMBIGUOUS)
-            .exclude(Exists(recent_call))
-            .update(reconcile_flag=Flag.UNCONFIRMED_AMBIGUOUS, reconciled_at=now)
-        )
-        # Sent requests are many: each is checked once, when it passes the cutoff (reconciled_through onwards).
-        state = stella_sync_state(account)
-        checked_through = state.reconciled_through or cutoff - FIRST_RECONCILE_LOOKBACK
-        sent = unreported.filter(status=Status.SENT, sent_at__gt=checked_through, sent_at__lte=cutoff)
-        flagged_unreported = sent.update(reconcile_flag=Flag.UNREPORTED_SENT, reconciled_at=now)
-        StellaSyncState.objects.filter(pk=state.pk).update(reconciled_through=cutoff)
-    result = Reconciliation(
-        confirmed_sent=confirmed,
-        flagged_ambiguous=flagged_ambiguous,
-        flagged_unreported=flagged_unreported,
-        cleared=cleared,
-    )
-    if confirmed or flagged_ambiguous or flagged_unreported or cleared:
-        logger.info("survey_requests.reconciled", extra={"account": account.pk, **result.__dict__})
-    return result
-
-
-def _ambiguous_confirm(account: Account, *, now: datetime) -> int:
-    """Ambiguous requests Stella has a record of reached it: sent, saying which record shows it."""
-    confirmed = 0
-    ambiguous = SurveyRequest.objects.filter(
-        account=account, status=Status.AMBIGUOUS, feedback__isnull=False
-    ).select_related("feedback")
-    for survey_request in ambiguous:
-        record = survey_request.feedback
-        created = record.request_created_at
-        when = f"{created.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if created else "at an unknown time"
-        try:
-            survey_request_transition(
-                survey_request,
-                to=Status.SENT,
-                status_detail=f"Stella reports it: record {record.uuid}, created {when}",
-                sent_at=survey_request.sent_at or created or now,
-                reconcile_flag=Flag.NONE,
-                reconciled_at=now,
-            )
-        except InvalidTransition:
-            # Moved meanwhile (resent by a person): nothing to confirm any more.
-            logger.warning("survey_request.reconcile_skipped", extra={"survey_request": survey_request.pk})
-            continue
-        confirmed += 1
-    return confirmed
-
-
-# For the schedule ----------------------------------------------------------------------------------------------
-
-
-def stella_sync_all(*, now: datetime) -> int:
-    """For every account with a Stella API secret: its employees, at most hourly, if employee sync is on; its
-    feedback records and their reconciling, every run, if feedback return is on. One account's failure is
-    logged and kept on its sync state; the others go on. Returns how many accounts were synced without error."""
-    accounts = (
-        Account.objects.select_related("integration")
-        .filter(integration__isnull=False)
-        .exclude(integration__stella_api_secret="")
-        .filter(Q(integration__employee_sync_enabled=True) | Q(integration__feedback_return_enabled=True))
-        .order_by("pk")
-    )
-    states = {state.account_id: state for state in StellaSyncState.objects.filter(account__in=accounts)}
-    succeeded = 0
-    for account in accounts:
-        integration = account.integration
-        state = states.get(account.pk)
-        ok = True
-        last_attempt = state.employees_attempted_at if state else None
-        if integration.employee_sync_enabled and (last_attempt is None or last_attempt <= now - EMPLOYEE_SYNC_EVERY):
-            ok &= not stella_sync_job_run(account, job="employees", now=now).error
-        if integration.feedback_return_enabled:
-            ok &= not stella_sync_job_run(account, job="feedback", now=now).error
-        succeeded += ok
-    return succeeded
-
-
-SYNC_JOBS: dict[str, Callable[..., EmployeeSync | FeedbackPull]] = {
-    "employees": stella_employees_sync,
-    "feedback": stella_feedback_pull,
-}
-
-
-def stella_sync_job_run(account: Account, *, job: str, now: datetime) -> EmployeeSync | FeedbackPull:
-    """Run one of the account's SYNC_JOBS (the schedule's, or a CSM's "now"). Whatever it raises is logged and kept on
-    the account's sync state, the error in words for a CSM and the traceback for an operator, and comes
-    back as the result's error: it stops only this job."""
-    try:
-        return SYNC_JOBS[job](account, now=now)
-    except Exception as exc:
-        logger.exception(f"stella.{job}.crashed", extra={"account": account.pk})
-        error = _error_text(exc)
-        StellaSyncState.objects.update_or_create(
-            account=account,
-            defaults={f"{job}_error": error, f"{job}_traceback": exception_traceback(exc, secrets=_secrets(account))},
-        )
-        return EmployeeSync(error=error) if job == "employees" else FeedbackPull(error=error)

@@ -11,7 +11,7 @@ from surveys.models.requests import SurveyRequest
 class StellaSyncState(models.Model):
     """Where an account's reading back from Stella stands: its employees and its feedback records.
 
-    Runtime state, changed only by the jobs in surveys/loop/feedback.py; created by the first of them to run.
+    Runtime state, changed only by the jobs in surveys/loop/ (sync.py runs them); created by the first of them to run.
     """
 
     account = models.OneToOneField(Account, on_delete=models.CASCADE, related_name="stella_sync")

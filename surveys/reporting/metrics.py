@@ -71,7 +71,7 @@ def _waiting_to_send(now: datetime) -> Iterable[Metric]:
 
 
 def _feedback_pull_lag(now: datetime) -> Iterable[Metric]:
-    # The accounts stella_sync_all pulls feedback for (surveys/loop/feedback.py): feedback return on, with an API secret.
+    # The accounts stella_sync_all pulls feedback for (surveys/loop/sync.py): feedback return on, with an API secret.
     pulling = Account.objects.filter(integration__feedback_return_enabled=True).exclude(
         integration__stella_api_secret=""
     )

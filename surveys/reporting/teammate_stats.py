@@ -1,6 +1,6 @@
 """The Teammates view of the status page, its CSV and the API: per Stella employee and channel, over the chosen
 days, how many requests Stella recorded, delivered and had answered, and their star ratings. Reads only
-TeammateDailyCount, which the feedback pull keeps current (surveys/loop/feedback.py): one query, whatever the log holds.
+TeammateDailyCount, which the feedback pull keeps current (surveys/loop/teammate_counts.py): one query, whatever the log holds.
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ from sandbox.demo import (
     sandbox_people_create,
 )
 from sandbox.samples import closed_conversation, closed_conversation_v1, reopened_conversation
-from surveys.loop.feedback import stella_employees_sync, stella_feedback_pull, teammates_unknown_to_stella
+from surveys.loop.employees import stella_employees_sync, teammates_unknown_to_stella
+from surveys.loop.feedback import stella_feedback_pull
 from surveys.models import Account, SurveyOutcome, SurveyRequest
 from surveys.reporting.presenters import survey_request_outcome
 

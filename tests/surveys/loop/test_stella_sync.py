@@ -1,4 +1,4 @@
-"""Closing the loop with Stella (surveys/loop/feedback.py): its employees against our teammates, its feedback
+"""Closing the loop with Stella (surveys/loop/): its employees against our teammates, its feedback
 records against our survey requests, and what the two say of requests we aren't sure of.
 
 Stella is played at the HTTP layer (`responses`, behind the real StellaDataClient) where a test needs
@@ -26,14 +26,11 @@ from sandbox.demo import sandbox_people_create
 from sandbox.models import StellaSandboxFeedback
 from surveys.admin.accounts import IntegrationSettingsForm
 from surveys.delivery.sending import survey_request_send
-from surveys.loop.feedback import (
-    stella_data_client,
-    stella_employees_sync,
-    stella_feedback_pull,
-    stella_sync_all,
-    survey_requests_reconcile,
-    teammates_unknown_to_stella,
-)
+from surveys.loop.employees import stella_employees_sync, teammates_unknown_to_stella
+from surveys.loop.feedback import stella_feedback_pull
+from surveys.loop.reconcile import survey_requests_reconcile
+from surveys.loop.stella import stella_data_client
+from surveys.loop.sync import stella_sync_all
 from surveys.models import (
     ApiRequest,
     DailyCount,
