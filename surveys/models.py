@@ -9,7 +9,9 @@ from typing import ClassVar
 from django.conf import settings
 from django.db import models
 
+from integrations import messages
 from integrations.models import InboundWebhook
+from integrations.stella.client import ERROR_ALERT_THRESHOLD
 from integrations.stella.client import Outcome as CallOutcome
 from integrations.vocabulary import AssigneeKind, Channel
 from portal.fields import EncryptedTextField, secret_plaintext
@@ -98,7 +100,8 @@ class IntegrationSettings(models.Model):
     alert_recipients = models.CharField(
         max_length=500,
         blank=True,
-        help_text="Comma-separated emails told when over 5% of the last hour's requests are invalid or failed.",
+        help_text=f"Comma-separated emails told when over {ERROR_ALERT_THRESHOLD:.0%} of the last hour's requests are "
+        "invalid or failed.",
     )
     # Closing the loop with Stella: its employees and its feedback records, read back with the key in use.
     stella_api_secret = EncryptedTextField(
@@ -364,6 +367,9 @@ class SurveyRequest(models.Model):
     status_detail = models.CharField(
         max_length=500, blank=True, help_text="Why it stands where it stands: Stella's message, the cancelling event…"
     )
+    detail_code = models.CharField(
+        max_length=40, blank=True, help_text="The status detail's code in integrations/messages.py; blank: unknown."
+    )
     mode = models.CharField(max_length=8, choices=IntegrationSettings.Mode.choices)
     send_after = models.DateTimeField()
     # The close plus the channel delay, fixed at the close: a reopen, reply, snooze or deletion
@@ -514,6 +520,9 @@ class ApiRequest(models.Model):
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     outcome = models.CharField(max_length=16, choices=CallOutcome.choices, default=CallOutcome.PENDING)
     error_message = models.CharField(max_length=500, blank=True)
+    # What the message is, in integrations/messages.py (a rejection here: the rule's); blank: a message
+    # nobody knows, shown verbatim.
+    error_code = models.CharField(max_length=40, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -537,6 +546,16 @@ class ApiRequest(models.Model):
     @property
     def rejected_locally(self) -> bool:
         return not self.url
+
+    @property
+    def message_code(self) -> str:
+        """The error's code in integrations/messages.py: as stored, else (a row written without one) the rule's
+        for a rejection here, or the one its text has; "" for a message nobody knows."""
+        if self.error_code or not self.error_message:
+            return self.error_code
+        if self.rejected_locally and self.survey_request.reason:
+            return self.survey_request.reason
+        return messages.code_of(self.error_message)
 
     # The same ideas as ApiRequestQuerySet.test_calls() and .invalid(), for one row in hand.
     @property

@@ -6,9 +6,9 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 
+from integrations import messages
 from integrations.intercom.client import IntercomClient, IntercomNotFound
 from surveys.models import Teammate
-from surveys.rules import STELLA_MESSAGES, InvalidReason
 
 
 def teammate_look_up(account_id: int, intercom_id: str, *, client: IntercomClient, now: datetime) -> Teammate:
@@ -20,7 +20,7 @@ def teammate_look_up(account_id: int, intercom_id: str, *, client: IntercomClien
     try:
         admin = client.admin(intercom_id)
     except IntercomNotFound:
-        raise IntercomNotFound(STELLA_MESSAGES[InvalidReason.EMPLOYEE_NOT_FOUND]) from None
+        raise IntercomNotFound(messages.STELLA_EMPLOYEE_NOT_FOUND.words) from None
     teammate, _ = Teammate.objects.update_or_create(
         account_id=account_id,
         intercom_id=intercom_id,
