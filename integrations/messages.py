@@ -268,23 +268,27 @@ ALREADY_SURVEYED = Message(
     Kind.SUPPRESSED,
 )
 
+
 # ---- Why a waiting request was cancelled ----
-_DURING_DELAY = "during the channel delay"
-
-
 def _cancelled(code: str, words: str, explanation: str) -> Message:
     return Message(code, words, explanation, "Nothing to fix.", FixPlace.NOWHERE, Kind.CANCELLED)
 
 
 REOPENED = _cancelled(
-    "reopened", f"Reopened {_DURING_DELAY}", "The conversation was reopened before the survey went out."
+    "reopened", "Reopened during the channel delay", "The conversation was reopened before the survey went out."
 )
 CUSTOMER_REPLIED = _cancelled(
-    "customer_replied", f"Customer replied {_DURING_DELAY}", "The customer wrote again before the survey went out."
+    "customer_replied",
+    "Customer replied during the channel delay",
+    "The customer wrote again before the survey went out.",
 )
-SNOOZED = _cancelled("snoozed", f"Snoozed {_DURING_DELAY}", "The conversation was snoozed before the survey went out.")
+SNOOZED = _cancelled(
+    "snoozed", "Snoozed during the channel delay", "The conversation was snoozed before the survey went out."
+)
 DELETED = _cancelled(
-    "deleted", f"Conversation deleted {_DURING_DELAY}", "The conversation was deleted before the survey went out."
+    "deleted",
+    "Conversation deleted during the channel delay",
+    "The conversation was deleted before the survey went out.",
 )
 SUPERSEDED = _cancelled(
     "superseded",

@@ -309,7 +309,7 @@ def teammate_match_refresh(teammate: Teammate, *, now: datetime) -> Teammate:
 
 def teammates_unknown_to_stella(account: Account) -> QuerySet[Teammate]:
     """The account's teammates (bots aside) for whom the last employee sync found no active Stella employee:
-    their surveys would come back "Employee not found"."""
+    Stella would refuse their surveys (integrations/messages.py, EMPLOYEE_UNKNOWN)."""
     return Teammate.objects.filter(account=account, is_bot=False, stella_match=Match.UNMATCHED).order_by("name")
 
 

@@ -368,7 +368,10 @@ class SurveyRequest(models.Model):
         max_length=500, blank=True, help_text="Why it stands where it stands: Stella's message, the cancelling event…"
     )
     detail_code = models.CharField(
-        max_length=40, blank=True, help_text="The status detail's code in integrations/messages.py; blank: unknown."
+        max_length=40,
+        blank=True,
+        db_default="",
+        help_text="The status detail's code in integrations/messages.py; blank: unknown.",
     )
     mode = models.CharField(max_length=8, choices=IntegrationSettings.Mode.choices)
     send_after = models.DateTimeField()
@@ -522,7 +525,7 @@ class ApiRequest(models.Model):
     error_message = models.CharField(max_length=500, blank=True)
     # What the message is, in integrations/messages.py (a rejection here: the rule's); blank: a message
     # nobody knows, shown verbatim.
-    error_code = models.CharField(max_length=40, blank=True)
+    error_code = models.CharField(max_length=40, blank=True, db_default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

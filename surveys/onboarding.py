@@ -118,7 +118,7 @@ def account_test_request_send(account: Account, *, by: str, employee_email: str,
     """Send Stella one real request with the account's test key, for a clearly synthetic customer and
     conversation, through the send path every survey takes; it shows under Test Requests with its outcome.
 
-    `employee_email` is the teammate Stella credits (it must know them, or it answers Employee not found).
+    `employee_email` is the teammate Stella credits (it must know them, or it refuses the request).
     Raises TestRequestRefused when it could not be a test now: the account is live, has no test key,
     or doesn't send (disabled, or paused).
     """
@@ -234,6 +234,10 @@ class Checklist:
     @property
     def steps(self) -> list[Step]:
         return [self.intercom, self.webhook, self.arrivals, self.keys, self.test_request, self.teammates, self.go_live]
+
+    @property
+    def employee_not_found(self) -> str:
+        return messages.STELLA_EMPLOYEE_NOT_FOUND.words
 
     @property
     def done(self) -> int:
@@ -369,7 +373,7 @@ def _test_request_step(last_test_call: ApiRequest | None) -> Step:
 
 
 def _unmapped_teammates(account: Account) -> list[Teammate]:
-    """Teammates Stella is told about by email only, those Stella answered Employee not found for first."""
+    """Teammates Stella is told about by email only, those Stella refused as unknown employees first."""
     refused = SurveyRequest.objects.filter(
         account=account,
         teammate_id=OuterRef("intercom_id"),
