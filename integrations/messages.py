@@ -62,7 +62,7 @@ class Message:
         return self.question or f"{self.words}?"
 
 
-_ADD_IN_STELLA = "Add the teammate in Stella, or give them their Stella custom id under Teammates, then resend."
+_ADD_IN_STELLA = "Add the teammate in Stella, or give them their Stella custom id under Teammates."
 
 # ---- Stella's answers (its API Status page; docs/reference), matched by text ----
 STELLA_EMPLOYEE_NOT_FOUND = Message(

@@ -27,7 +27,7 @@ from integrations.intercom.client import (
     IntercomTokenRejected,
 )
 from integrations.models import InboundWebhook
-from integrations.vocabulary import AssigneeKind, Channel
+from integrations.vocabulary import AssigneeKind, Channel, email_normalised
 from portal.crypto import SecretUndecryptable
 from portal.redaction import mask_secret
 from surveys.accounts import integration_health_ensure, intercom_token_accept, intercom_token_reject
@@ -128,7 +128,7 @@ def account_test_request_send(account: Account, *, by: str, employee_email: str,
         validate_email(employee_email)
     except ValidationError:
         raise TestRequestRefused("Enter the email of a teammate Stella knows, to credit the test request to.") from None
-    survey_request = _test_survey_request(account, employee_email=employee_email.strip().lower(), now=now)
+    survey_request = _test_survey_request(account, employee_email=email_normalised(employee_email), now=now)
     with transaction.atomic():
         survey_request.save()
         count_survey_request_recorded(survey_request)

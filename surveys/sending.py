@@ -26,7 +26,7 @@ from integrations.intercom.client import (
     IntercomTokenRejected,
 )
 from integrations.stella.client import StellaClient, StellaResult
-from integrations.vocabulary import AssigneeKind, Channel
+from integrations.vocabulary import AssigneeKind, Channel, email_normalised
 from portal.crypto import SecretUndecryptable
 from portal.logging import log_context
 from surveys.accounts import integration_pause, intercom_token_reject
@@ -320,7 +320,10 @@ def _look_up_conversation(survey_request: SurveyRequest, *, client: IntercomClie
     if customer and not survey_request.customer_id:
         survey_request.customer_id, survey_request.customer_role = customer.id or "", customer.role
     if customer and customer.email and not survey_request.customer_email:
-        survey_request.customer_email, survey_request.customer_name = customer.email.lower(), customer.name or ""
+        survey_request.customer_email, survey_request.customer_name = (
+            email_normalised(customer.email),
+            customer.name or "",
+        )
     if conversation.assignee.kind == AssigneeKind.BOT and conversation.assignee.id == survey_request.teammate_id:
         survey_request.assignee_kind = AssigneeKind.BOT
 
@@ -330,7 +333,7 @@ def _look_up_customer(survey_request: SurveyRequest, *, client: IntercomClient) 
         contact = client.contact(survey_request.customer_id)
     except IntercomNotFound:
         raise IntercomNotFound(messages.INVALID_CUSTOMER.words) from None
-    survey_request.customer_email = (contact.email or "").lower()
+    survey_request.customer_email = email_normalised(contact.email)
     survey_request.customer_name = survey_request.customer_name or contact.name or ""
     survey_request.customer_role = contact.role
 

@@ -16,6 +16,7 @@ from integrations import messages
 from integrations.intercom.payloads import Conversation, IntercomNotification
 from integrations.models import InboundWebhook
 from integrations.stella.client import FeedbackRequest
+from integrations.vocabulary import email_normalised
 from portal.queue import enqueue
 from portal.schedules import SEND_TASK, send_task_name
 from surveys.counts import count_api_request_recorded, count_survey_request_recorded, count_survey_request_transition
@@ -187,7 +188,7 @@ def closing_of(account: Account, notification: IntercomNotification) -> Closing:
     return Closing(
         account=account,
         conversation_id=conversation.id,
-        customer_email=((customer.email or "").strip().lower()) if customer else "",
+        customer_email=email_normalised(customer.email) if customer else "",
         customer_id=(customer.id or "") if customer else "",
         closed_at=notification.created_at,
     )
@@ -220,11 +221,11 @@ def survey_request_build(
         assignee_kind=assignee.kind,
         teammate_id=assignee.id or "",
         teammate_name=assignee.name or "",
-        teammate_email=(assignee.email or "").strip().lower(),
+        teammate_email=email_normalised(assignee.email),
         customer_id=(customer.id or "") if customer else "",
         customer_role=customer.role if customer else "",
         customer_name=(customer.name or "") if customer else "",
-        customer_email=((customer.email or "").strip().lower()) if customer else "",
+        customer_email=email_normalised(customer.email) if customer else "",
         mode=integration.mode,
         send_after=delay_ends_at,
         delay_ends_at=delay_ends_at,

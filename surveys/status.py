@@ -196,6 +196,10 @@ class StatusFilterForm(forms.Form):
     before = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
 
     def __init__(self, data: dict, *, accounts: QuerySet[Account]) -> None:
+        reason = data.get("reason")
+        if isinstance(reason, str) and reason in messages.REASON_GROUPS:  # a reason by its words, as it reads
+            data = data.copy()
+            data["reason"] = messages.REASON_GROUPS[reason][0]
         super().__init__(data)
         self.accounts = accounts
         cast("forms.ModelChoiceField[Account]", self.fields["account"]).queryset = accounts

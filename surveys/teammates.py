@@ -8,6 +8,7 @@ from django.conf import settings
 
 from integrations import messages
 from integrations.intercom.client import IntercomClient, IntercomNotFound
+from integrations.vocabulary import email_normalised
 from surveys.models import Teammate
 
 
@@ -24,6 +25,11 @@ def teammate_look_up(account_id: int, intercom_id: str, *, client: IntercomClien
     teammate, _ = Teammate.objects.update_or_create(
         account_id=account_id,
         intercom_id=intercom_id,
-        defaults={"name": admin.name, "email": (admin.email or "").lower(), "is_bot": admin.is_bot, "fetched_at": now},
+        defaults={
+            "name": admin.name,
+            "email": email_normalised(admin.email),
+            "is_bot": admin.is_bot,
+            "fetched_at": now,
+        },
     )
     return teammate

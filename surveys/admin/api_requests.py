@@ -40,7 +40,10 @@ class ErrorMessageFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         value = self.value()
-        return queryset.filter(error_code__in=messages.codes_like(value)) if value else queryset
+        if not value:
+            return queryset
+        # By code, or by the words it reads as (a link written by hand).
+        return queryset.filter(error_code__in=messages.REASON_GROUPS.get(value) or messages.codes_like(value))
 
 
 class ResolvedFilter(admin.SimpleListFilter):
@@ -255,19 +258,20 @@ class ReasonGroups:
 
 
 def invalid_reason_groups(request: HttpRequest, *, window: int = REASON_GROUPS_WINDOW) -> ReasonGroups:
-    """Unresolved invalid requests among the latest `window`, by reason and account, most first, with the fix
+    """The latest `window` invalid requests not resolved by a resend, by reason and account, most first, with the fix
     and where to make it (for a teammate's problem, each teammate involved). One query, over an index."""
     rows = InvalidApiRequest.objects.all()
     account_id = request.GET.get("account__id__exact", "")
     if account_id.isdigit():
         rows = rows.filter(account_id=account_id)
     latest = list(
-        rows.order_by("-created_at").values_list(
+        rows.filter(ApiRequest.unresolved_condition())
+        .order_by("-created_at")
+        .values_list(
             "error_code",
             "error_message",
             "account_id",
             "account__name",
-            "survey_request__status",
             "survey_request__teammate_name",
             "survey_request__teammate_email",
         )[: window + 1]
@@ -275,9 +279,7 @@ def invalid_reason_groups(request: HttpRequest, *, window: int = REASON_GROUPS_W
     partial = len(latest) > window
     counts: Counter[tuple[str, int, str]] = Counter()
     teammates: dict[tuple[str, int], Counter[tuple[str, str]]] = {}
-    for code, text, account, account_name, status, teammate_name, teammate_email in latest[:window]:
-        if status == SurveyRequest.Status.SENT:
-            continue  # resolved by a resend
+    for code, text, account, account_name, teammate_name, teammate_email in latest[:window]:
         message = messages.words_of(code, text)
         counts[message, account, account_name] += 1
         entry = messages.message(code)

@@ -59,12 +59,12 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='apirequest',
             name='error_code',
-            field=models.CharField(blank=True, db_default='', max_length=40),
+            field=models.CharField(blank=True, db_default='', default='', max_length=40),
         ),
         migrations.AddField(
             model_name='surveyrequest',
             name='detail_code',
-            field=models.CharField(blank=True, db_default='', help_text="The status detail's code in integrations/messages.py; blank: unknown.", max_length=40),
+            field=models.CharField(blank=True, db_default='', default='', help_text="The status detail's code in integrations/messages.py; blank: unknown.", max_length=40),
         ),
         migrations.AlterField(
             model_name='surveyrequest',
