@@ -40,7 +40,8 @@ INTERCOM_CLIENT_SECRET = env("INTERCOM_CLIENT_SECRET", default=LOCAL_INTERCOM_CL
 # Links to conversations in the Intercom inbox (EU: https://app.eu.intercom.com).
 INTERCOM_APP_URL = env("INTERCOM_APP_URL", default="https://app.intercom.com")
 INTERCOM_WEBHOOK_MAX_BYTES = env.int("INTERCOM_WEBHOOK_MAX_BYTES", default=1024 * 1024)
-# A signed notification older than this (or over 10 minutes in the future) is stored and ignored, never acted on.
+# A signed notification older than this (or too far in the future: integrations/vocabulary.py) is stored and
+# ignored, never acted on.
 INTERCOM_WEBHOOK_MAX_AGE_DAYS = env.int("INTERCOM_WEBHOOK_MAX_AGE_DAYS", default=7)
 # Intercom's REST API, for what a webhook leaves out (EU: https://api.eu.intercom.io).
 INTERCOM_API_URL = env(

@@ -52,7 +52,7 @@ TEAMMATES: list[Person] = [
 BOT: tuple[str, str, str] = ("4109999", "Fin", f"operator+{WORKSPACE}@intercom.io")
 # Stella needs an employee even for a do-not-send request: the bot is mapped to one by custom id.
 BOT_EMPLOYEE_ID = "fin-bot"
-# A teammate Intercom knows and Stella doesn't (no Stella employee has her email): Stella answers "Employee not found".
+# A teammate Intercom knows and Stella doesn't (no Stella employee has her email): Stella answers that no employee matches.
 NEWCOMER: Person = ("4100004", "Nia Newhire", "nia@support.example")
 CUSTOMERS: list[Person] = [
     ("contact-ada", "Ada Customer", "ada@customer.example"),

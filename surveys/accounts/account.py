@@ -15,7 +15,6 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from integrations.intercom.client import TOKEN_MISSING
 from portal.fields import UNDECRYPTABLE, Ciphertext
 from surveys.models import Account, IntegrationHealth, IntegrationSettings, StellaSyncState
 
@@ -197,41 +196,3 @@ def intercom_token_accept(
     IntegrationHealth.objects.filter(pk=health.pk).update(**fields)
     for name, value in fields.items():
         setattr(health, name, value)
-
-
-def account_attention(health: IntegrationHealth) -> list[str]:
-    """What a CSM has to fix before this account's surveys can flow."""
-    problems = []
-    if health.sending_paused_at:
-        problems.append(
-            f"Sending paused since {health.sending_paused_at:%Y-%m-%d %H:%M} UTC: {health.sending_paused_reason}. "
-            "Enter a new key (or switch mode) to resume."
-        )
-    problems += intercom_token_problems(health)
-    if health.error_alert_since:
-        problems.append(
-            f"Over 5% of the last hour's requests were invalid or failed ({health.error_alert_rate:.0f}%, "
-            f"since {health.error_alert_since:%H:%M} UTC): see Invalid requests."
-        )
-    return problems
-
-
-def intercom_token_problems(health: IntegrationHealth) -> list[str]:
-    """The account's Intercom token, if something is wrong with it: missing (never sent to Intercom, so never
-    "rejected"), rejected, or for another workspace than the account's."""
-    account = health.account
-    integration = getattr(account, "integration", None)
-    if integration is not None and not integration.intercom_access_token:
-        return [f"{TOKEN_MISSING}."]
-    if health.intercom_token_rejected_at:
-        return [
-            f"Intercom rejected the access token on {health.intercom_token_rejected_at:%Y-%m-%d %H:%M} UTC. "
-            "Connect with Intercom again, or enter a new token."
-        ]
-    token_workspace = health.intercom_token_workspace_id
-    if token_workspace and token_workspace != account.intercom_workspace_id:
-        return [
-            f"The Intercom access token is for workspace {token_workspace}, not this account's "
-            f"({account.intercom_workspace_id or 'none yet'}): connect with Intercom in the account's workspace."
-        ]
-    return []

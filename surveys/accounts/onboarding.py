@@ -15,10 +15,11 @@ from datetime import datetime
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
 
+from integrations import messages
 from integrations.intercom.client import (
-    TOKEN_MISSING,
     IntercomClient,
     IntercomError,
     IntercomMe,
@@ -26,15 +27,16 @@ from integrations.intercom.client import (
     IntercomTokenRejected,
 )
 from integrations.models import InboundWebhook
-from integrations.vocabulary import AssigneeKind, Channel
+from integrations.vocabulary import AssigneeKind, Channel, email_normalised
 from portal.crypto import SecretUndecryptable
 from portal.redaction import mask_secret
 from surveys.accounts.account import integration_health_ensure, intercom_token_accept, intercom_token_reject
-from surveys.decisions.rules import STELLA_MESSAGES, Decision, InvalidReason
+from surveys.decisions.rules import Decision
 from surveys.delivery.sending import survey_request_send
 from surveys.delivery.survey_requests import STATUS_FOR_DECISION, survey_request_decide, survey_request_reject_locally
 from surveys.intake.process import HANDLERS
 from surveys.models import Account, ApiRequest, IntegrationHealth, IntegrationSettings, SurveyRequest, Teammate
+from surveys.reporting.attention import Problem, account_attention
 from surveys.reporting.counts import count_survey_request_recorded
 from surveys.selectors import account_test_week, surveyed_at_send
 
@@ -50,7 +52,6 @@ WEBHOOK_TOPICS: tuple[str, ...] = tuple(HANDLERS)
 TEST_CONVERSATION_PREFIX = "portal-test-"
 TEST_CUSTOMER_NAME = "Portal test customer"
 TEST_CLOSURE_ID = "portal-test"
-EMPLOYEE_NOT_FOUND = STELLA_MESSAGES[InvalidReason.EMPLOYEE_NOT_FOUND]
 UNMAPPED_TEAMMATES_SHOWN = 50
 
 
@@ -117,7 +118,7 @@ def account_test_request_send(account: Account, *, by: str, employee_email: str,
     """Send Stella one real request with the account's test key, for a clearly synthetic customer and
     conversation, through the send path every survey takes; it shows under Test Requests with its outcome.
 
-    `employee_email` is the teammate Stella credits (it must know them, or it answers Employee not found).
+    `employee_email` is the teammate Stella credits (it must know them, or it refuses the request).
     Raises TestRequestRefused when it could not be a test now: the account is live, has no test key,
     or doesn't send (disabled, or paused).
     """
@@ -127,7 +128,7 @@ def account_test_request_send(account: Account, *, by: str, employee_email: str,
         validate_email(employee_email)
     except ValidationError:
         raise TestRequestRefused("Enter the email of a teammate Stella knows, to credit the test request to.") from None
-    survey_request = _test_survey_request(account, employee_email=employee_email.strip().lower(), now=now)
+    survey_request = _test_survey_request(account, employee_email=email_normalised(employee_email), now=now)
     with transaction.atomic():
         survey_request.save()
         count_survey_request_recorded(survey_request)
@@ -228,10 +229,15 @@ class Checklist:
     test_employee_email: str  # whom a test request credits, unless the CSM says otherwise
     unmapped_teammates: list[Teammate]
     week: dict[str, int]
+    problems: list[Problem]  # surveys/reporting/attention.py: what the account page and the front page list too
 
     @property
     def steps(self) -> list[Step]:
         return [self.intercom, self.webhook, self.arrivals, self.keys, self.test_request, self.teammates, self.go_live]
+
+    @property
+    def employee_not_found(self) -> str:
+        return messages.STELLA_EMPLOYEE_NOT_FOUND.words
 
     @property
     def done(self) -> int:
@@ -260,6 +266,7 @@ def account_checklist(
     )
     last_test_call = ApiRequest.objects.test_calls().filter(account=account).select_related("survey_request").first()
     unmapped = _unmapped_teammates(account)
+    problems = account_attention(account, now=timezone.now())
     week = account_test_week(account)
     try:
         _refuse_unless_testable(account, integration=integration)
@@ -268,12 +275,12 @@ def account_checklist(
         cannot_test = str(exc)
     return Checklist(
         account=account,
-        intercom=_intercom_step(account),
+        intercom=_intercom_step(account, problems),
         webhook=_webhook_step(account, last_webhook),
         arrivals=_arrivals_step(last_closure),
         keys=_keys_step(integration),
         test_request=_test_request_step(last_test_call),
-        teammates=_teammates_step(unmapped),
+        teammates=_teammates_step(unmapped, problems),
         go_live=_go_live_step(integration, week),
         webhook_url=webhook_url,
         topics=WEBHOOK_TOPICS,
@@ -287,6 +294,7 @@ def account_checklist(
         test_employee_email=account_test_employee_email(account) or fallback_employee_email,
         unmapped_teammates=unmapped,
         week=week,
+        problems=problems,
     )
 
 
@@ -307,25 +315,22 @@ def _health(account: Account) -> IntegrationHealth:
     return IntegrationHealth.objects.filter(account=account).first() or IntegrationHealth(account=account)
 
 
-def _intercom_step(account: Account) -> Step:
+# The attention model's problems that are this step's (surveys/reporting/attention.py decides them).
+INTERCOM_PROBLEMS = ("intercom_token_missing", "intercom_token_rejected", "intercom_other_workspace")
+
+
+def _intercom_step(account: Account, problems: list[Problem]) -> Step:
     health = _health(account)
     token = account.integration.intercom_access_token
     if not account.intercom_workspace_id and not token:
         return Step(TODO, "No Intercom workspace yet: connect with Intercom.")
-    if not token:
-        return Step(TODO, f"{TOKEN_MISSING}.")
-    if health.intercom_token_rejected_at:
-        return Step(TODO, "Intercom rejected the access token: connect with Intercom again.")
+    if problem := next((problem for problem in problems if problem.code in INTERCOM_PROBLEMS), None):
+        state = WARNING if problem.code == "intercom_other_workspace" else TODO
+        return Step(state, f"{problem.text} {problem.fix}")
     token_workspace = health.intercom_token_workspace_id
     if not health.intercom_token_checked_at or not token_workspace:
         return Step(TODO, f"Access token stored ({mask_secret(token)}), not checked yet: Check now.")
     workspace = _workspace_words(token_workspace, health.intercom_token_workspace_name)
-    if token_workspace != account.intercom_workspace_id:
-        return Step(
-            WARNING,
-            f"The access token is for {workspace}, but this account's workspace is "
-            f"{account.intercom_workspace_id or 'not set'}: connect with Intercom in the account's workspace.",
-        )
     return Step(DONE, f"Intercom accepts the access token: it is for {workspace}.")
 
 
@@ -368,13 +373,12 @@ def _test_request_step(last_test_call: ApiRequest | None) -> Step:
 
 
 def _unmapped_teammates(account: Account) -> list[Teammate]:
-    """Teammates Stella is told about by email only, those Stella answered Employee not found for first."""
+    """Teammates Stella is told about by email only, those Stella refused as unknown employees first."""
     refused = SurveyRequest.objects.filter(
         account=account,
         teammate_id=OuterRef("intercom_id"),
         status=SurveyRequest.Status.INVALID,
-        status_detail__startswith=EMPLOYEE_NOT_FOUND,
-    )
+    ).filter(Q(reason=messages.EMPLOYEE_UNKNOWN.code) | Q(detail_code=messages.STELLA_EMPLOYEE_NOT_FOUND.code))
     teammates = (
         Teammate.objects.filter(account=account, stella_custom_id="")
         .annotate(refused_by_stella=Exists(refused))
@@ -383,11 +387,21 @@ def _unmapped_teammates(account: Account) -> list[Teammate]:
     return list(teammates[:UNMAPPED_TEAMMATES_SHOWN])
 
 
-def _teammates_step(unmapped: list[Teammate]) -> Step:
+def _teammates_step(unmapped: list[Teammate], attention: list[Problem]) -> Step:
+    teammate_problems = [
+        problem
+        for problem in attention
+        if problem.code == "unknown_teammates"
+        or (problem.code.startswith("invalid:") and getattr(messages.message(problem.code[8:]), "per_teammate", False))
+    ]
+    if teammate_problems:
+        return Step(TODO, " ".join(f"{problem.text} {problem.fix}" for problem in teammate_problems))
     refused = sum(bool(getattr(teammate, "refused_by_stella", False)) for teammate in unmapped)
     bots = sum(teammate.is_bot for teammate in unmapped)
     if refused or bots:
-        problems = [f"Stella answered Employee not found for {refused} teammate(s)"] if refused else []
+        problems = (
+            [f"Stella answered {messages.STELLA_EMPLOYEE_NOT_FOUND.words} for {refused} teammate(s)"] if refused else []
+        )
         problems += [f"{bots} bot(s) have no Stella employee (Stella needs one even to record do-not-send)"] * bool(
             bots
         )

@@ -27,6 +27,7 @@ from django.db import transaction
 from django.db.models import Max, Min, Model, Q, QuerySet
 from django_q.models import Failure, Task
 
+from integrations import messages
 from integrations.models import InboundWebhook
 from portal.queue import enqueue
 from portal.schedules import ERASE_EXPIRED_TASK, send_task_name
@@ -54,7 +55,7 @@ IN_FLIGHT = (Status.SCHEDULED, Status.SENDING)
 ERASED = "[erased]"
 ON_REQUEST = "the customer's personal data was erased on request"
 CONTACT_DELETED = "the contact was deleted in Intercom"
-CANCELLED_DETAIL = "The customer's personal data was erased before it was sent"
+CANCELLED_DETAIL = messages.ERASED.words
 NOT_POSTED = "Not posted: the customer's personal data was erased first"
 AFTER_ERASURE = "written after the customer's personal data was erased"
 

@@ -6,8 +6,9 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 
+from integrations import messages
 from integrations.intercom.client import IntercomClient, IntercomNotFound
-from surveys.decisions.rules import STELLA_MESSAGES, InvalidReason
+from integrations.vocabulary import email_normalised
 from surveys.models import Teammate
 
 
@@ -20,10 +21,15 @@ def teammate_look_up(account_id: int, intercom_id: str, *, client: IntercomClien
     try:
         admin = client.admin(intercom_id)
     except IntercomNotFound:
-        raise IntercomNotFound(STELLA_MESSAGES[InvalidReason.EMPLOYEE_NOT_FOUND]) from None
+        raise IntercomNotFound(messages.STELLA_EMPLOYEE_NOT_FOUND.words) from None
     teammate, _ = Teammate.objects.update_or_create(
         account_id=account_id,
         intercom_id=intercom_id,
-        defaults={"name": admin.name, "email": (admin.email or "").lower(), "is_bot": admin.is_bot, "fetched_at": now},
+        defaults={
+            "name": admin.name,
+            "email": email_normalised(admin.email),
+            "is_bot": admin.is_bot,
+            "fetched_at": now,
+        },
     )
     return teammate

@@ -23,7 +23,7 @@ from surveys.decisions.dry_run import (
     signed,
 )
 from surveys.models import Account, IntegrationSettings
-from surveys.reporting.presenters import REASON_EXPLANATIONS
+from surveys.reporting.presenters import explanation_of
 
 CHANNELS = ("email_enabled", "chat_enabled")
 # The form's fields as settings_summary names them.
@@ -94,7 +94,7 @@ def _table(result: DryRunResult | None) -> list[dict[str, Any]]:
         {
             "decision": row.outcome.label,
             "reason": row.outcome.reason_label,
-            "explanation": REASON_EXPLANATIONS.get(row.outcome.reason, ""),
+            "explanation": explanation_of(row.outcome.reason),
             "current": row.current,
             "proposed": row.proposed,
             "change": signed(row.change),

@@ -31,11 +31,11 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 from django.utils import timezone
 
+from integrations import messages
 from integrations.vocabulary import AssigneeKind, Channel
 from portal.durations import format_duration
 from surveys.decisions.rules import (
     REASON_CHOICES,
-    REASONS,
     Decision,
     InvalidReason,
     SurveyCandidate,
@@ -91,7 +91,7 @@ class Outcome(NamedTuple):
 
     @property
     def reason_label(self) -> str:
-        return str(REASONS[self.reason].label) if self.reason in REASONS else self.reason
+        return messages.words_of(self.reason, self.reason)
 
     def sort_key(self) -> tuple[int, int, str]:
         decision = DECISION_ORDER.index(self.decision) if self.decision in DECISION_ORDER else len(DECISION_ORDER)

@@ -16,31 +16,32 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import models
 
+from integrations import messages
 from integrations.vocabulary import AssigneeKind, Channel
 
 
 class InvalidReason(models.TextChoices):
     """Stella would refuse the request: it is logged as invalid, in Stella's words, without a call."""
 
-    CHANNEL_UNSUPPORTED = "channel_unsupported", "Began in a channel Stella doesn't survey"
-    CHANNEL_DISABLED = "channel_disabled", "Channel turned off for the account"
-    INVALID_CUSTOMER = "invalid_customer", "No valid customer email"
-    EMPLOYEE_NOT_FOUND = "employee_not_found", "No teammate assigned"
-    EMPLOYEE_UNKNOWN = "employee_unknown", "Teammate unknown to Stella"
+    CHANNEL_UNSUPPORTED = messages.CHANNEL_UNSUPPORTED.code, messages.CHANNEL_UNSUPPORTED.words
+    CHANNEL_DISABLED = messages.CHANNEL_DISABLED.code, messages.CHANNEL_DISABLED.words
+    INVALID_CUSTOMER = messages.INVALID_CUSTOMER.code, messages.INVALID_CUSTOMER.words
+    EMPLOYEE_NOT_FOUND = messages.EMPLOYEE_NOT_FOUND.code, messages.EMPLOYEE_NOT_FOUND.words
+    EMPLOYEE_UNKNOWN = messages.EMPLOYEE_UNKNOWN.code, messages.EMPLOYEE_UNKNOWN.words
 
 
 class DoNotSendReason(models.TextChoices):
     """Stella records the interaction for reporting, flagged do not send: nobody is surveyed."""
 
-    BOT_ASSIGNEE = "bot_assignee", "Assigned to a bot"
-    SUPPRESSED_TAG = "suppressed_tag", "First message tagged do not send"
+    BOT_ASSIGNEE = messages.BOT_ASSIGNEE.code, messages.BOT_ASSIGNEE.words
+    SUPPRESSED_TAG = messages.SUPPRESSED_TAG.code, messages.SUPPRESSED_TAG.words
 
 
 class SuppressionReason(models.TextChoices):
     """Kept back: no request is made at all."""
 
-    SUPPRESSION_WINDOW = "suppression_window", "Customer surveyed within the suppression window"
-    ALREADY_SURVEYED = "already_surveyed", "Conversation already surveyed"
+    SUPPRESSION_WINDOW = messages.SUPPRESSION_WINDOW.code, messages.SUPPRESSION_WINDOW.words
+    ALREADY_SURVEYED = messages.ALREADY_SURVEYED.code, messages.ALREADY_SURVEYED.words
 
 
 Reason = InvalidReason | DoNotSendReason | SuppressionReason
@@ -58,14 +59,9 @@ class Decision(models.TextChoices):
     INVALID = "invalid", "Invalid"
 
 
-# What Stella itself says for the same problem, shown on the Invalid Requests tab.
-STELLA_MESSAGES = {
-    InvalidReason.CHANNEL_UNSUPPORTED: "Channel not enabled for company",
-    InvalidReason.CHANNEL_DISABLED: "Channel not enabled for company",
-    InvalidReason.INVALID_CUSTOMER: "Invalid customer",
-    InvalidReason.EMPLOYEE_NOT_FOUND: "Employee not found",
-    InvalidReason.EMPLOYEE_UNKNOWN: "Employee not found",
-}
+def stella_message(reason: InvalidReason) -> str:
+    """What Stella itself would answer for the same problem (integrations/messages.py), stored as the call's."""
+    return messages.MESSAGES[messages.MESSAGES[reason].stella].words
 
 
 @dataclass(frozen=True)
@@ -171,7 +167,7 @@ def decide(verdicts: dict[str, Reason | None]) -> Verdict:
     for vocabulary, decision in PRECEDENCE:
         reason = next((reason for reason in reasons if isinstance(reason, vocabulary)), None)
         if reason is not None:
-            message = STELLA_MESSAGES[reason] if isinstance(reason, InvalidReason) else ""
+            message = stella_message(reason) if isinstance(reason, InvalidReason) else ""
             return Verdict(decision, reason, message)
     return Verdict(Decision.SEND, None, "")
 

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
+from integrations import messages
 from integrations.intercom.client import (
     IntercomClient,
     IntercomError,
@@ -25,12 +26,12 @@ from integrations.intercom.client import (
     IntercomTokenRejected,
 )
 from integrations.stella.client import StellaClient, StellaResult
-from integrations.vocabulary import AssigneeKind, Channel
+from integrations.vocabulary import AssigneeKind, Channel, email_normalised
 from portal.crypto import SecretUndecryptable
 from portal.logging import log_context
 from surveys.accounts.account import integration_pause, intercom_token_reject
 from surveys.accounts.teammates import teammate_look_up
-from surveys.decisions.rules import STELLA_MESSAGES, Decision, InvalidReason
+from surveys.decisions.rules import Decision
 from surveys.delivery.survey_requests import (
     CANCEL_DETAILS,
     InvalidTransition,
@@ -54,7 +55,9 @@ DECIDED_FIELDS = [
     "customer_role", "customer_name", "customer_email", "tags", "decision", "reason", "verdicts", "mode",
 ]  # fmt: skip
 # What a finished call fills in on its ApiRequest row.
-RESULT_FIELDS = ["status_code", "response_body", "duration_ms", "outcome", "error_message", "finished_at"]
+RESULT_FIELDS = [
+    "status_code", "response_body", "duration_ms", "outcome", "error_message", "error_code", "finished_at"
+]  # fmt: skip
 SWEEP_BATCH = 5000
 
 
@@ -224,6 +227,7 @@ def api_request_finish(api_request: ApiRequest, result: StellaResult) -> ApiRequ
     api_request.duration_ms = result.duration_ms
     api_request.outcome = result.outcome
     api_request.error_message = result.error_message
+    api_request.error_code = messages.code_of(result.error_message)
     api_request.finished_at = result.finished_at
     api_request.save(update_fields=RESULT_FIELDS)
     count_api_request_finished(api_request)
@@ -311,14 +315,17 @@ def _look_up_conversation(survey_request: SurveyRequest, *, client: IntercomClie
     try:
         conversation = client.conversation(survey_request.conversation_id, url=survey_request.conversation_url)
     except IntercomNotFound:
-        raise IntercomNotFound("Conversation not found in Intercom") from None
+        raise IntercomNotFound(messages.INTERCOM_CONVERSATION_NOT_FOUND.words) from None
     survey_request.channel = conversation.channel or Channel.UNSUPPORTED
     survey_request.channel_source = conversation.channel_source or "unknown"
     customer = conversation.customer
     if customer and not survey_request.customer_id:
         survey_request.customer_id, survey_request.customer_role = customer.id or "", customer.role
     if customer and customer.email and not survey_request.customer_email:
-        survey_request.customer_email, survey_request.customer_name = customer.email.lower(), customer.name or ""
+        survey_request.customer_email, survey_request.customer_name = (
+            email_normalised(customer.email),
+            customer.name or "",
+        )
     if conversation.assignee.kind == AssigneeKind.BOT and conversation.assignee.id == survey_request.teammate_id:
         survey_request.assignee_kind = AssigneeKind.BOT
 
@@ -327,8 +334,8 @@ def _look_up_customer(survey_request: SurveyRequest, *, client: IntercomClient) 
     try:
         contact = client.contact(survey_request.customer_id)
     except IntercomNotFound:
-        raise IntercomNotFound(STELLA_MESSAGES[InvalidReason.INVALID_CUSTOMER]) from None
-    survey_request.customer_email = (contact.email or "").lower()
+        raise IntercomNotFound(messages.INVALID_CUSTOMER.words) from None
+    survey_request.customer_email = email_normalised(contact.email)
     survey_request.customer_name = survey_request.customer_name or contact.name or ""
     survey_request.customer_role = contact.role
 

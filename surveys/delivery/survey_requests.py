@@ -12,9 +12,11 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from integrations import messages
 from integrations.intercom.payloads import Conversation, IntercomNotification
 from integrations.models import InboundWebhook
 from integrations.stella.client import FeedbackRequest
+from integrations.vocabulary import email_normalised
 from portal.queue import enqueue
 from portal.schedules import SEND_TASK, send_task_name
 from surveys.decisions.rules import Decision, InvalidReason, decide, evaluate_rules
@@ -53,12 +55,12 @@ STATUS_FOR_DECISION = {
     Decision.INVALID: Status.INVALID,
 }
 CANCEL_DETAILS: dict[str, str] = {
-    ConversationEvent.Kind.REOPENED: "Reopened during the channel delay",
-    ConversationEvent.Kind.CUSTOMER_REPLIED: "Customer replied during the channel delay",
-    ConversationEvent.Kind.SNOOZED: "Snoozed during the channel delay",
-    ConversationEvent.Kind.DELETED: "Conversation deleted during the channel delay",
+    ConversationEvent.Kind.REOPENED: messages.REOPENED.words,
+    ConversationEvent.Kind.CUSTOMER_REPLIED: messages.CUSTOMER_REPLIED.words,
+    ConversationEvent.Kind.SNOOZED: messages.SNOOZED.words,
+    ConversationEvent.Kind.DELETED: messages.DELETED.words,
 }
-SUPERSEDED = "Closed again later: the newer close is the one surveyed"
+SUPERSEDED = messages.SUPERSEDED.words
 RESENDABLE = (Status.INVALID, Status.FAILED, Status.AMBIGUOUS)
 
 
@@ -81,6 +83,8 @@ def survey_request_transition(
     if to not in TRANSITIONS[current]:
         raise InvalidTransition(f"{current} → {to} is not allowed")
     fields = {"status": to, "updated_at": timezone.now(), **fields}
+    if "status_detail" in fields and "detail_code" not in fields:
+        fields["detail_code"] = messages.code_of(fields["status_detail"])
     # No savepoint (two statements a move): nothing to undo when the update changes no row, and the
     # InvalidTransition that says so is raised outside the block, so it never spoils a caller's transaction.
     with transaction.atomic(savepoint=False):
@@ -188,7 +192,7 @@ def closing_of(account: Account, notification: IntercomNotification) -> Closing:
     return Closing(
         account=account,
         conversation_id=conversation.id,
-        customer_email=((customer.email or "").strip().lower()) if customer else "",
+        customer_email=email_normalised(customer.email) if customer else "",
         customer_id=(customer.id or "") if customer else "",
         closed_at=notification.created_at,
     )
@@ -221,11 +225,11 @@ def survey_request_build(
         assignee_kind=assignee.kind,
         teammate_id=assignee.id or "",
         teammate_name=assignee.name or "",
-        teammate_email=(assignee.email or "").strip().lower(),
+        teammate_email=email_normalised(assignee.email),
         customer_id=(customer.id or "") if customer else "",
         customer_role=customer.role if customer else "",
         customer_name=(customer.name or "") if customer else "",
-        customer_email=((customer.email or "").strip().lower()) if customer else "",
+        customer_email=email_normalised(customer.email) if customer else "",
         mode=integration.mode,
         send_after=delay_ends_at,
         delay_ends_at=delay_ends_at,
@@ -301,6 +305,7 @@ def survey_requests_reject_locally(survey_requests: list[SurveyRequest]) -> list
             ).as_json(),
             outcome=ApiRequest.Outcome.INVALID,
             error_message=survey_request.status_detail,
+            error_code=survey_request.reason or messages.code_of(survey_request.status_detail),
             finished_at=now,
         )
         for survey_request in survey_requests

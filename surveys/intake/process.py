@@ -45,6 +45,7 @@ from django.utils import timezone
 
 from integrations.intercom.payloads import IntercomNotification
 from integrations.models import InboundWebhook
+from integrations.vocabulary import CLOCK_SKEW_ALLOWED
 from portal.errors import exception_summary, exception_traceback
 from portal.queue import enqueue, enqueues_batched
 from portal.schedules import PROCESS_WEBHOOKS_TASK
@@ -56,7 +57,7 @@ from surveys.reporting.counts import daily_counts_deferred
 
 logger = logging.getLogger(__name__)
 
-MAX_CLOCK_SKEW = timedelta(minutes=10)
+MAX_CLOCK_SKEW = CLOCK_SKEW_ALLOWED
 CLOSED = "conversation.admin.closed"
 # A topic's handler: what to do with the notification; returns why it was ignored, or "". A close is recorded
 # in the batch's ClosureBatch; anything else acts on the database at once (the batch flushes before it).
@@ -351,7 +352,7 @@ def _outside_replay_window(notification: IntercomNotification, *, now: datetime)
     if notification.created_at < now - max_age:
         return f"Created more than {settings.INTERCOM_WEBHOOK_MAX_AGE_DAYS} days ago: too old to act on"
     if notification.created_at > now + MAX_CLOCK_SKEW:
-        return "Created more than 10 minutes in the future: not acted on"
+        return f"Created more than {MAX_CLOCK_SKEW.seconds // 60} minutes in the future: not acted on"
     return ""
 
 

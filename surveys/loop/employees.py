@@ -16,7 +16,7 @@ from integrations.stella.data import (
     StellaDataError,
     StellaEmployeeRecord,
 )
-from integrations.vocabulary import AssigneeKind
+from integrations.vocabulary import AssigneeKind, email_normalised
 from portal.crypto import SecretUndecryptable
 from portal.text import is_storable
 from surveys.loop.stella import IN_CHUNK, clip, error_text, stella_data_client, stella_sync_state
@@ -97,7 +97,7 @@ def _employees_store(
         by_id[record.id] = StellaEmployee(
             account=account,
             stella_id=clip(record.id, StellaEmployee, "stella_id"),
-            email=clip(record.email.strip().lower(), StellaEmployee, "email"),
+            email=clip(email_normalised(record.email), StellaEmployee, "email"),
             custom_id=clip(record.custom_id.strip(), StellaEmployee, "custom_id"),
             name=clip(" ".join(filter(None, (record.first_name, record.last_name))), StellaEmployee, "name"),
             active=record.active,
@@ -142,7 +142,7 @@ def _teammates_match(account: Account, employees: list[StellaEmployee], *, now: 
     """Set every teammate's stella_match, in one update per outcome; returns (matched, unmatched)."""
     _teammates_seen(account, now=now)
     active = [employee for employee in employees if employee.active]
-    emails = {employee.email.casefold() for employee in active if employee.email}
+    emails = {email_normalised(employee.email) for employee in active if employee.email}
     custom_ids = {employee.custom_id for employee in active if employee.custom_id}
     by_match: dict[str, list[int]] = {match: [] for match in (Match.EMAIL, Match.CUSTOM_ID, Match.UNMATCHED)}
     teammates = Teammate.objects.filter(account=account, is_bot=False).values_list("pk", "email", "stella_custom_id")
@@ -160,7 +160,7 @@ def _match(*, email: str, custom_id: str, emails: set[str], custom_ids: set[str]
     # As the request is made (FeedbackRequest.as_json): with a custom id, Stella is told only that.
     if custom_id.strip():
         return Match.CUSTOM_ID if custom_id.strip() in custom_ids else Match.UNMATCHED
-    if email.strip() and email.strip().casefold() in emails:
+    if email.strip() and email_normalised(email) in emails:
         return Match.EMAIL
     return Match.UNMATCHED
 
@@ -171,7 +171,7 @@ def teammate_match_refresh(teammate: Teammate, *, now: datetime) -> Teammate:
     employees = StellaEmployee.objects.filter(account_id=teammate.account_id, active=True)
     if teammate.is_bot or not StellaEmployee.objects.filter(account_id=teammate.account_id).exists():
         return teammate
-    emails = {email.casefold() for email in employees.exclude(email="").values_list("email", flat=True)}
+    emails = {email_normalised(email) for email in employees.exclude(email="").values_list("email", flat=True)}
     custom_ids = set(employees.exclude(custom_id="").values_list("custom_id", flat=True))
     teammate.stella_match = _match(
         email=teammate.email, custom_id=teammate.stella_custom_id, emails=emails, custom_ids=custom_ids
@@ -183,5 +183,5 @@ def teammate_match_refresh(teammate: Teammate, *, now: datetime) -> Teammate:
 
 def teammates_unknown_to_stella(account: Account) -> QuerySet[Teammate]:
     """The account's teammates (bots aside) for whom the last employee sync found no active Stella employee:
-    their surveys would come back "Employee not found"."""
+    Stella would refuse their surveys (integrations/messages.py, EMPLOYEE_UNKNOWN)."""
     return Teammate.objects.filter(account=account, is_bot=False, stella_match=Match.UNMATCHED).order_by("name")

@@ -20,6 +20,7 @@ from integrations.stella.data import (
     StellaDataError,
     StellaRateLimited,
 )
+from integrations.vocabulary import email_normalised
 from portal.crypto import SecretUndecryptable
 from portal.text import storable_data
 from surveys.loop.quarantine import REFUSED, feedback_record_unstorable, feedback_refused_reason, quarantined_feedback
@@ -368,7 +369,7 @@ def _feedback_row(
         mode=mode,
         is_recovery=record.is_recovery,
         channel=clip(record.channel, Feedback, "channel"),
-        employee_email=clip(record.employee_email.strip().lower(), Feedback, "employee_email"),
+        employee_email=clip(email_normalised(record.employee_email), Feedback, "employee_email"),
         employee_custom_id=clip(record.employee_custom_id.strip(), Feedback, "employee_custom_id"),
         employee_name=clip(record.employee_name, Feedback, "employee_name"),
         delivery_status=clip(record.request_delivery_status, Feedback, "delivery_status"),

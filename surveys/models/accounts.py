@@ -7,6 +7,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import models
 
+from integrations.stella.client import ERROR_ALERT_THRESHOLD
 from integrations.vocabulary import Channel
 from portal.fields import EncryptedTextField, secret_plaintext
 
@@ -93,7 +94,8 @@ class IntegrationSettings(models.Model):
     alert_recipients = models.CharField(
         max_length=500,
         blank=True,
-        help_text="Comma-separated emails told when over 5% of the last hour's requests are invalid or failed.",
+        help_text=f"Comma-separated emails told when over {ERROR_ALERT_THRESHOLD:.0%} of the last hour's requests are "
+        "invalid or failed.",
     )
     # Closing the loop with Stella: its employees and its feedback records, read back with the key in use.
     stella_api_secret = EncryptedTextField(

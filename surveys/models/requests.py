@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from django.db import models
 
+from integrations import messages
 from integrations.models import InboundWebhook
 from integrations.stella.client import Outcome as CallOutcome
 from integrations.vocabulary import AssigneeKind, Channel
@@ -133,6 +134,13 @@ class SurveyRequest(models.Model):
     status_detail = models.CharField(
         max_length=500, blank=True, help_text="Why it stands where it stands: Stella's message, the cancelling event…"
     )
+    detail_code = models.CharField(
+        max_length=40,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The status detail's code in integrations/messages.py; blank: unknown.",
+    )
     mode = models.CharField(max_length=8, choices=IntegrationSettings.Mode.choices)
     send_after = models.DateTimeField()
     # The close plus the channel delay, fixed at the close: a reopen, reply, snooze or deletion
@@ -184,6 +192,12 @@ class SurveyRequest(models.Model):
 
     def __str__(self) -> str:
         return f"Conversation {self.conversation_id} ({self.outcome.label})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """A row written with a status detail and no code (a test's factory, a shell) gets the code its text has."""
+        if self.status_detail and not self.detail_code:
+            self.detail_code = messages.code_of(self.status_detail)
+        super().save(*args, **kwargs)
 
     @classmethod
     def outcome_of(cls, status: str, decision: str) -> SurveyOutcome:
@@ -283,6 +297,9 @@ class ApiRequest(models.Model):
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     outcome = models.CharField(max_length=16, choices=CallOutcome.choices, default=CallOutcome.PENDING)
     error_message = models.CharField(max_length=500, blank=True)
+    # What the message is, in integrations/messages.py (a rejection here: the rule's); blank: a message
+    # nobody knows, shown verbatim.
+    error_code = models.CharField(max_length=40, blank=True, default="", db_default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -303,9 +320,26 @@ class ApiRequest(models.Model):
     def __str__(self) -> str:
         return f"{self.method} {self.url or '(not sent)'} → {self.get_outcome_display()}"
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """A row written with a message and no code (a test's factory, a shell) gets the code its text has."""
+        if self.error_message and not self.error_code:
+            self.error_code = self.message_code
+        super().save(*args, **kwargs)
+
     @property
     def rejected_locally(self) -> bool:
         return not self.url
+
+    @property
+    def message_code(self) -> str:
+        """The error's code in integrations/messages.py: as stored, else (a row written without one) the rule's
+        for a rejection here, or the one its text has; "" for a message nobody knows."""
+        if self.error_code or not self.error_message:
+            return self.error_code
+        rule = messages.message(self.survey_request.reason) if self.rejected_locally else None
+        if rule is not None and self.error_message in (rule.words, messages.words_of(rule.stella)):
+            return rule.code
+        return messages.code_of(self.error_message)
 
     # The same ideas as ApiRequestQuerySet.test_calls() and .invalid(), for one row in hand.
     @property

@@ -10,11 +10,12 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.db.models import Count, Q
 
+from integrations.stella.client import ERROR_ALERT_THRESHOLD
 from surveys.models import ApiRequest, IntegrationHealth
 
 logger = logging.getLogger(__name__)
 
-THRESHOLD = 0.05  # more than 5% invalid or failed...
+THRESHOLD = ERROR_ALERT_THRESHOLD  # more than this share invalid or failed...
 MINIMUM_VOLUME = 20  # ...of at least this many requests in the last hour
 EMAIL_EVERY = timedelta(hours=1)
 BAD = [ApiRequest.Outcome.INVALID, ApiRequest.Outcome.FAILED, ApiRequest.Outcome.AMBIGUOUS, ApiRequest.Outcome.RETRY]

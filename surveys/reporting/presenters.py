@@ -9,54 +9,12 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from integrations.intercom.client import TOKEN_MISSING
+from integrations import messages
 from integrations.vocabulary import Channel
 from portal.redaction import mask_email, mask_name
 from portal.text import displayable
-from surveys.decisions.rules import REASONS, RULES, DoNotSendReason, InvalidReason, SuppressionReason
+from surveys.decisions.rules import RULES
 from surveys.models import ApiRequest, Feedback, SurveyOutcome, SurveyRequest
-
-# Stella's own messages (its API Status page) and ours, explained.
-EXPLANATIONS = {
-    "Employee not found": "Stella has no employee with the teammate's email. Add them in Stella, or give the "
-    "teammate their Stella custom id under Teammates.",
-    "Employee profile not complete": "The teammate's Stella profile is incomplete or not yet approved.",
-    "Deactivated employee": "The teammate is deactivated in Stella; reactivate them to survey on their behalf.",
-    "Invalid customer": "The customer's email is missing or malformed, so there is nobody to send the survey to.",
-    "Channel not enabled for company": "Stella doesn't survey this channel for the company: turn it on in Stella.",
-    "Channel is in manual mode": "The channel is still in manual mode in Stella; switch it to integrated to go live.",
-    "Brand signifier not provided": "The company has several brands in Stella: set the account's brand.",
-    "Invalid/inactive brand signifier": "The account's brand matches no active brand in Stella.",
-    "Language not specified": "The company has several languages in Stella: set the account's language.",
-    "API key rejected": "Stella refused the API key. Check the account's test or production key; sending is "
-    "paused until it changes.",
-    "Intercom access token rejected": "Intercom refused the account's access token: connect with Intercom again.",
-    TOKEN_MISSING: "The account has no Intercom access token, so the conversation couldn't be looked up in Intercom; "
-    "nothing was sent to Intercom or Stella.",
-    "Conversation not found in Intercom": "Intercom answered that it has no such conversation (404) when the "
-    "portal looked it up, so there was nobody to survey.",
-}
-KNOWN_MESSAGES = list(EXPLANATIONS)
-
-REASON_EXPLANATIONS: dict[str, str] = {
-    DoNotSendReason.BOT_ASSIGNEE: "A bot handled it, so Stella records it without surveying anyone.",
-    DoNotSendReason.SUPPRESSED_TAG: "The first message carries a do-not-send tag (fraud, dupe, do_not_send_stella…).",
-    SuppressionReason.SUPPRESSION_WINDOW: "This customer was surveyed recently, within the account's suppression window.",
-    SuppressionReason.ALREADY_SURVEYED: "This conversation was already surveyed after an earlier close.",
-    # Decided here, before any call: said as what the portal saw, in place of a guess at Stella's reasons.
-    InvalidReason.CHANNEL_UNSUPPORTED: "The conversation began in a channel Stella doesn't survey (neither email "
-    "nor chat), so Stella was not called.",
-    InvalidReason.CHANNEL_DISABLED: "The account has this channel turned off, so Stella was not called. Turn it on "
-    "under the account's Rules to survey it.",
-    InvalidReason.INVALID_CUSTOMER: "The customer's email is missing or malformed, so there is nobody to send the "
-    "survey to; Stella was not called.",
-    InvalidReason.EMPLOYEE_NOT_FOUND: "No teammate was assigned when the conversation closed, so there is nobody "
-    "for Stella to credit; Stella was not called.",
-    InvalidReason.EMPLOYEE_UNKNOWN: "Stella's employees, as last synced, include nobody with the teammate's email "
-    "or Stella custom id, so Stella would answer Employee not found; it was not called. Give the teammate their "
-    "custom id under Teammates (or add them in Stella), then resend.",
-}
-
 
 # What a call's outcome means when there is no error message to explain.
 CALL_EXPLANATIONS: dict[str, str] = {
@@ -68,34 +26,17 @@ CALL_EXPLANATIONS: dict[str, str] = {
 }
 DO_NOT_SEND_EXPLANATION = "Stella recorded it for reporting, flagged do not send: no survey goes to the customer."
 
-# What a CSM does about each message on the Invalid Requests tab; the admin links each to the place to do it.
-FIXES = {
-    "Employee not found": "Map the teammate to their Stella custom id, or add them in Stella.",
-    "Employee profile not complete": "Complete or approve the teammate's profile in Stella.",
-    "Deactivated employee": "Reactivate the teammate in Stella, or leave them out.",
-    "Invalid customer": "Nothing to fix here: the conversation had no valid customer email.",
-    "Channel not enabled for company": "Turn the channel on for the account, or in Stella.",
-    "Channel is in manual mode": "Switch the channel to integrated in Stella.",
-    "Brand signifier not provided": "Set the account's brand.",
-    "Invalid/inactive brand signifier": "Correct the account's brand.",
-    "Language not specified": "Set the account's language.",
-    "API key rejected": "Enter the right test or production key on the account.",
-    "Intercom access token rejected": "Connect the account with Intercom again.",
-    TOKEN_MISSING: "Connect the account with Intercom.",
-    "Conversation not found in Intercom": "Nothing to fix: the conversation no longer exists in Intercom.",
-}
-
-# Every rule, asked as a question; its verdict reads "no" or the reason it found.
-RULE_QUESTIONS = {
-    "channel_unsupported": "Began in a channel Stella doesn't survey?",
-    "channel_disabled": "Channel turned off for the account?",
-    "customer_email_missing": "Customer email missing or malformed?",
-    "assignee_missing": "No teammate assigned?",
-    "employee_unknown": "Teammate unknown to Stella (as its employees were last synced)?",
-    "assignee_is_bot": "Assigned to a bot?",
-    "first_message_tagged": "First message tagged do not send?",
-    "conversation_surveyed": "Conversation already surveyed?",
-    "surveyed_within_window": "Customer surveyed within the suppression window?",
+# Each rule, by the reason it finds (integrations/messages.py), asked as a question.
+RULE_REASONS = {
+    "channel_unsupported": messages.CHANNEL_UNSUPPORTED,
+    "channel_disabled": messages.CHANNEL_DISABLED,
+    "customer_email_missing": messages.INVALID_CUSTOMER,
+    "assignee_missing": messages.EMPLOYEE_NOT_FOUND,
+    "employee_unknown": messages.EMPLOYEE_UNKNOWN,
+    "assignee_is_bot": messages.BOT_ASSIGNEE,
+    "first_message_tagged": messages.SUPPRESSED_TAG,
+    "conversation_surveyed": messages.ALREADY_SURVEYED,
+    "surveyed_within_window": messages.SUPPRESSION_WINDOW,
 }
 
 
@@ -106,17 +47,16 @@ def rule_verdicts(verdicts: dict[str, str | None]) -> list[tuple[str, str]]:
         if rule.__name__ not in verdicts:
             continue
         reason = verdicts[rule.__name__]
-        answers.append((RULE_QUESTIONS[rule.__name__], f"Yes: {REASONS[reason].label}" if reason else "No"))
+        answers.append(
+            (RULE_REASONS[rule.__name__].asked, f"Yes: {messages.words_of(reason or '')}" if reason else "No")
+        )
     return answers
 
 
-def explain(message: str) -> str:
-    if message in EXPLANATIONS:
-        return EXPLANATIONS[message]
-    for known, explanation in EXPLANATIONS.items():
-        if message.startswith(known):
-            return explanation
-    return message
+def explanation_of(code: str, text: str = "") -> str:
+    """What a reason means for a support user; a message nobody knows, verbatim."""
+    entry = messages.message(code)
+    return entry.explanation if entry else text
 
 
 @dataclass(frozen=True)
@@ -177,21 +117,24 @@ def channel_label(survey_request: SurveyRequest) -> str:
 
 def survey_request_reason(survey_request: SurveyRequest) -> tuple[str, str]:
     """The reason, and what it means: the rule that decided, else what happened since (Stella's message, a reopen)."""
-    reason = survey_request.get_reason_display() if survey_request.reason else survey_request.status_detail
-    explanation = REASON_EXPLANATIONS.get(survey_request.reason, "") if survey_request.reason else ""
-    if survey_request.status_detail and survey_request.status_detail != reason:
-        explanation = f"{explanation} {survey_request.status_detail}".strip()
-    return reason, explanation
+    code = survey_request.reason or survey_request.detail_code
+    detail = survey_request.status_detail
+    entry = messages.message(code)
+    if entry is None:
+        return detail, ""
+    explanation = entry.explanation
+    # What happened since the rule decided (a call's answer, a retry) says more than the rule's words.
+    if detail and detail not in (entry.words, messages.words_of(entry.stella)):
+        explanation = f"{explanation} {detail}".strip()
+    return entry.words, explanation
 
 
 def api_request_reason(api_request: ApiRequest) -> tuple[str, str]:
     """The error message (empty when there is none) and what the call's outcome means, in plain words."""
-    message = api_request.error_message
-    survey_request = api_request.survey_request
-    if message and api_request.rejected_locally and survey_request.reason in REASON_EXPLANATIONS:
-        explanation = REASON_EXPLANATIONS[survey_request.reason]
-    elif message:
-        explanation = explain(message)
+    code = api_request.message_code
+    message = messages.words_of(code, api_request.error_message)
+    if message:
+        explanation = explanation_of(code, message)
     elif api_request.outcome == ApiRequest.Outcome.SENT and api_request.survey_request.do_not_send:
         explanation = DO_NOT_SEND_EXPLANATION
     else:

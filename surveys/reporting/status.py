@@ -10,7 +10,7 @@ are kept; the times shown in them are in the user's zone (portal.middleware).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import partial
@@ -22,9 +22,9 @@ from django.core.exceptions import NON_FIELD_ERRORS
 from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
+from integrations import messages
 from integrations.vocabulary import Channel
 from portal.models import time_zones
-from surveys.decisions.rules import REASON_CHOICES
 from surveys.models import (
     Account,
     ApiRequest,
@@ -37,7 +37,6 @@ from surveys.models import (
     SurveyRequestQuerySet,
     TestApiRequest,
 )
-from surveys.reporting.presenters import KNOWN_MESSAGES
 
 PAGE_SIZE = 50
 DEFAULT_DAYS = 30
@@ -83,7 +82,7 @@ class ApiRequestListing(Listing):
         if status_filter.channel:
             rows = rows.filter(survey_request__channel=status_filter.channel)
         if status_filter.reason:
-            rows = rows.filter(error_message=status_filter.reason)
+            rows = rows.filter(error_code__in=messages.codes_like(status_filter.reason))
         if status_filter.q:
             rows = rows.filter(survey_request__conversation_id=status_filter.q)
         return rows
@@ -103,7 +102,8 @@ class SurveyRequestListing(Listing):
         if status_filter.channel:
             rows = rows.filter(channel=status_filter.channel)
         if status_filter.reason:
-            rows = rows.filter(Q(reason=status_filter.reason) | Q(status_detail=status_filter.reason))
+            codes = messages.codes_like(status_filter.reason)
+            rows = rows.filter(Q(reason__in=codes) | Q(detail_code__in=codes))
         if status_filter.q:
             rows = rows.filter(conversation_id=status_filter.q)
         return rows
@@ -188,7 +188,7 @@ class StatusFilterForm(forms.Form):
         error_messages={"invalid_choice": "No channel “%(value)s”: choose one from the list."},
     )
     reason = forms.ChoiceField(
-        choices=[("", "Any reason"), *[(message, message) for message in KNOWN_MESSAGES], *REASON_CHOICES],
+        choices=[("", "Any reason"), *messages.REASON_CHOICES],
         required=False,
         error_messages={"invalid_choice": "No reason “%(value)s”: choose one from the list."},
     )
@@ -196,6 +196,10 @@ class StatusFilterForm(forms.Form):
     before = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
 
     def __init__(self, data: dict, *, accounts: QuerySet[Account]) -> None:
+        reason = data.get("reason")
+        if isinstance(reason, str) and reason in messages.REASON_GROUPS:  # a reason by its words, as it reads
+            data = data.copy()
+            data["reason"] = messages.REASON_GROUPS[reason][0]
         super().__init__(data)
         self.accounts = accounts
         cast("forms.ModelChoiceField[Account]", self.fields["account"]).queryset = accounts
@@ -425,7 +429,3 @@ class TimeZoneForm(forms.Form):
             ("Common", [(name, name) for name in common]),
             ("Every zone", [(name, name) for name in others]),
         ]
-
-
-def alerting_accounts(accounts: Iterable[Account]) -> list[Account]:
-    return [account for account in accounts if account.health.error_alert_since]

@@ -17,6 +17,7 @@ from portal.csv_export import Cell, csv_response
 from portal.middleware import user_time_zone_save
 from portal.models import time_zones
 from surveys.models import Account
+from surveys.reporting.attention import support_alerts
 from surveys.reporting.presenters import present
 from surveys.reporting.status import (
     CHART_KINDS,
@@ -29,7 +30,6 @@ from surveys.reporting.status import (
     StatusFilterForm,
     Tab,
     TimeZoneForm,
-    alerting_accounts,
     status_chart,
     status_counts,
     status_page,
@@ -85,7 +85,7 @@ class StatusPageView(LoginRequiredMixin, TemplateView):
 def _page_head(accounts: QuerySet[Account]) -> dict[str, Any]:
     """What the head of every status view shows: alerts, and the zone times are shown in."""
     return {
-        "alerts": alerting_accounts(accounts),
+        "alerts": support_alerts(accounts, now=timezone.now()),
         "time_zone": timezone.get_current_timezone_name(),
         "days_zone": timezone.get_default_timezone_name(),
         "time_zones_grouped": list(zip(("Common", "Every zone"), time_zones(), strict=True)),

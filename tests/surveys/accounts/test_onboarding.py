@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from integrations.intercom.client import IntercomClient, IntercomTokenMissing
 from sandbox.models import StellaSandboxEmployee, StellaSandboxRequest
-from surveys.accounts.account import account_attention, intercom_token_accept
+from surveys.accounts.account import intercom_token_accept
 from surveys.accounts.onboarding import (
     SANDBOX_KEY_PREFIXES,
     WEBHOOK_TOPICS,
@@ -22,6 +22,7 @@ from surveys.accounts.onboarding import (
 )
 from surveys.delivery.sending import survey_request_send
 from surveys.models import ApiRequest, IntegrationHealth, IntegrationSettings, SurveyRequest, Teammate
+from surveys.reporting.attention import account_attention
 from tests.factories import AccountFactory, SurveyRequestFactory
 from tests.helpers import load_fixture, post_webhook
 
@@ -96,8 +97,8 @@ def test_a_new_account_reads_what_to_do_next_on_every_step(admin_client):
 @pytest.mark.django_db
 def test_an_account_without_a_token_is_never_called_rejected(admin_client):
     account = AccountFactory(integration__intercom_access_token="")
-    health = IntegrationHealth.objects.get(account=account)
-    assert account_attention(health) == [f"{NO_TOKEN}."]
+    problems = account_attention(account, now=timezone.now())
+    assert [(problem.code, problem.text) for problem in problems][:1] == [("intercom_token_missing", f"{NO_TOKEN}.")]
     assert f"⚠ {NO_TOKEN}." in admin_client.get(reverse("admin:surveys_account_changelist")).content.decode()
     # Check now asks nobody and flags nothing.
     check = account_intercom_check(account, now=timezone.now())
@@ -250,7 +251,7 @@ def test_check_now_warns_when_the_token_is_for_another_workspace(sandbox, admin_
     assert "it is for workspace wsother (Workspace wsother), not this account's workspace (wsmine)" in page
     assert state_of(page, "Intercom connected") == "⚠ Check"
     assert "The Intercom access token is for workspace wsother, not this account's (wsmine)" in " ".join(
-        account_attention(IntegrationHealth.objects.get(account=account))
+        problem.text for problem in account_attention(account, now=timezone.now())
     )
 
 

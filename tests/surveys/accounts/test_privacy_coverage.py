@@ -56,6 +56,8 @@ SANDBOX = (
 
 # Every text column that holds no customer's personal text, by "app.Model.column", or a whole model by "app.Model".
 NO_CUSTOMER_TEXT: dict[str, str] = {
+    "surveys.ApiRequest.error_code": "a code of integrations/messages.py, never free text",
+    "surveys.SurveyRequest.detail_code": "a code of integrations/messages.py, never free text",
     # Django's and the libraries' tables.
     "admin.LogEntry": "what staff changed in the admin: an id, the row's name (no model's name holds a customer) "
     "and which fields",

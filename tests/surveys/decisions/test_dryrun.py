@@ -136,7 +136,7 @@ def test_turning_a_channel_off_makes_its_closes_invalid(account):
     disabled = Outcome(Decision.INVALID, InvalidReason.CHANNEL_DISABLED)
     assert changes(result) == {"chat1": (SEND, disabled)}
     assert result.channel_unknown == 1  # said so, not guessed
-    assert result.rows[-1].outcome.reason_label == "Channel turned off for the account"
+    assert result.rows[-1].outcome.reason_label == "Channel not enabled for company"
 
 
 def test_a_do_not_send_tag_makes_tagged_closes_do_not_send(account):
@@ -342,7 +342,7 @@ def test_command_prints_the_table(account, capsys):
     header = next(line for line in lines if line.startswith("Decision"))
     assert header.split() == ["Decision", "Reason", "Current", "Proposed", "Change"]
     assert any(line.startswith("Send ") and line.split()[-3:] == ["2", "1", "\u22121"] for line in lines)
-    assert any("Channel turned off for the account" in line and line.endswith("+1") for line in lines)
+    assert any("Channel not enabled for company" in line and line.endswith("+1") for line in lines)
     assert "1 closures would come out differently." in out
     assert "a2" in out and reverse("admin:surveys_surveyrequest_change", args=[SurveyRequest.objects.get(
         conversation_id="a2").pk]) in out  # fmt: skip

@@ -1,6 +1,7 @@
 import csv
 import io
 from datetime import UTC, datetime, timedelta
+from html import unescape
 
 import pytest
 from django.contrib.auth.models import User
@@ -181,7 +182,7 @@ def test_alert_banner_shows_while_the_account_alerts(account, page):
     account.health.error_alert_since = timezone.now()
     account.health.error_alert_rate = 12.4
     account.health.save()
-    html = page().content.decode()
+    html = unescape(page().content.decode())
     assert f"Over 5% of {account.name}'s requests in the last hour were invalid or failed" in html
     assert "(12%, since" in html
 
