@@ -13,6 +13,7 @@ from integrations.models import InboundWebhook
 from integrations.stella.client import Outcome as CallOutcome
 from integrations.vocabulary import AssigneeKind, Channel
 from portal.fields import EncryptedTextField, secret_plaintext
+from surveys.decision import customer_identity
 from surveys.rules import REASON_CHOICES, Decision
 
 DEFAULT_DO_NOT_SEND_TAGS = "fraud, dupe, do_not_send_stella"
@@ -439,6 +440,11 @@ class SurveyRequest(models.Model):
     @property
     def do_not_send(self) -> bool:
         return self.decision == Decision.DO_NOT_SEND
+
+    @property
+    def identity(self) -> tuple[str, str] | None:
+        """Whom the suppression window follows (decision.customer_identity)."""
+        return customer_identity(self.customer_email, self.customer_id)
 
     @property
     def needs_lookup(self) -> bool:

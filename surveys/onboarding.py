@@ -31,10 +31,11 @@ from portal.crypto import SecretUndecryptable
 from portal.redaction import mask_secret
 from surveys.accounts import integration_health_ensure, intercom_token_accept, intercom_token_reject
 from surveys.counts import count_survey_request_recorded
+from surveys.decision import Rules, Stage
 from surveys.intake import HANDLERS
 from surveys.models import Account, ApiRequest, IntegrationHealth, IntegrationSettings, SurveyRequest, Teammate
 from surveys.rules import STELLA_MESSAGES, Decision, InvalidReason
-from surveys.selectors import account_test_week, surveyed_at_send
+from surveys.selectors import account_test_week, send_candidates
 from surveys.sending import survey_request_send
 from surveys.services import STATUS_FOR_DECISION, survey_request_decide, survey_request_reject_locally
 
@@ -183,8 +184,9 @@ def _test_survey_request(account: Account, *, employee_email: str, now: datetime
         delay_ends_at=now,
         queued_at=now,
     )
-    surveyed = surveyed_at_send(survey_request, integration=integration)
-    survey_request_decide(survey_request, integration=integration, surveyed=surveyed, looked_up=True)
+    rules = Rules.of(integration)
+    known = send_candidates(survey_request, rules=rules)
+    survey_request_decide(survey_request, rules=rules, known=known, stage=Stage.SEND, looked_up=True)
     survey_request.status = STATUS_FOR_DECISION[Decision(survey_request.decision)]
     return survey_request
 

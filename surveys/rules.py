@@ -9,17 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from functools import lru_cache
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import models
+from django.db.models.enums import TextChoices
 
 from integrations.vocabulary import AssigneeKind, Channel
 
 
-class InvalidReason(models.TextChoices):
+class InvalidReason(TextChoices):
     """Stella would refuse the request: it is logged as invalid, in Stella's words, without a call."""
 
     CHANNEL_UNSUPPORTED = "channel_unsupported", "Began in a channel Stella doesn't survey"
@@ -29,29 +28,42 @@ class InvalidReason(models.TextChoices):
     EMPLOYEE_UNKNOWN = "employee_unknown", "Teammate unknown to Stella"
 
 
-class DoNotSendReason(models.TextChoices):
+class DoNotSendReason(TextChoices):
     """Stella records the interaction for reporting, flagged do not send: nobody is surveyed."""
 
     BOT_ASSIGNEE = "bot_assignee", "Assigned to a bot"
     SUPPRESSED_TAG = "suppressed_tag", "First message tagged do not send"
 
 
-class SuppressionReason(models.TextChoices):
+class SuppressionReason(TextChoices):
     """Kept back: no request is made at all."""
 
     SUPPRESSION_WINDOW = "suppression_window", "Customer surveyed within the suppression window"
     ALREADY_SURVEYED = "already_surveyed", "Conversation already surveyed"
 
 
+class CancelReason(TextChoices):
+    """Why a close still waiting was cancelled: stored as the code, shown in these words."""
+
+    REOPENED = "reopened", "Reopened during the channel delay"
+    CUSTOMER_REPLIED = "customer_replied", "Customer replied during the channel delay"
+    SNOOZED = "snoozed", "Snoozed during the channel delay"
+    DELETED = "deleted", "Conversation deleted during the channel delay"
+    SUPERSEDED = "superseded", "Closed again later: the newer close is the one surveyed"
+    ERASED = "erased", "The customer's personal data was erased before it was sent"
+
+
 Reason = InvalidReason | DoNotSendReason | SuppressionReason
-# What a survey request's `reason` column may hold.
-REASON_CHOICES = [*InvalidReason.choices, *DoNotSendReason.choices, *SuppressionReason.choices]
-REASONS: dict[str, Reason] = {
-    reason.value: reason for vocabulary in (InvalidReason, DoNotSendReason, SuppressionReason) for reason in vocabulary
+# What a survey request's `reason` column may hold: the rule that decided, or why it was cancelled.
+REASON_CHOICES = [*InvalidReason.choices, *DoNotSendReason.choices, *SuppressionReason.choices, *CancelReason.choices]
+REASONS: dict[str, Reason | CancelReason] = {
+    reason.value: reason
+    for vocabulary in (InvalidReason, DoNotSendReason, SuppressionReason, CancelReason)
+    for reason in vocabulary
 }
 
 
-class Decision(models.TextChoices):
+class Decision(TextChoices):
     SEND = "send", "Send"
     DO_NOT_SEND = "do_not_send", "Send, flagged do not send"
     SUPPRESSED = "suppressed", "Suppress"
@@ -174,33 +186,6 @@ def decide(verdicts: dict[str, Reason | None]) -> Verdict:
             message = STELLA_MESSAGES[reason] if isinstance(reason, InvalidReason) else ""
             return Verdict(decision, reason, message)
     return Verdict(Decision.SEND, None, "")
-
-
-# When one closure's survey holds back another's, and when an event cancels a waiting close: pure, so
-# the live path (selectors.py, over the database) and the dry run (dryrun.py, in memory) share them.
-
-
-def customer_identity(customer_email: str, customer_id: str) -> tuple[str, str] | None:
-    """Whom the suppression window follows, as (field, value): the customer's email, else their
-    Intercom contact id; None when neither is known."""
-    if customer_email:
-        return "customer_email", customer_email
-    if customer_id:
-        return "customer_id", customer_id
-    return None
-
-
-def suppression_window_bounds(closed_at: datetime, window: timedelta) -> tuple[datetime, datetime] | None:
-    """A survey of the same customer closed strictly between these times suppresses a close at `closed_at`;
-    None: the account has no suppression window."""
-    if not window:
-        return None
-    return closed_at - window, closed_at + window
-
-
-def during_delay(occurred_at: datetime, *, closed_at: datetime, delay_ends_at: datetime) -> bool:
-    """Whether something that happened at `occurred_at` fell within a close's channel delay (from the close on)."""
-    return closed_at <= occurred_at < delay_ends_at
 
 
 # Pure, and asked again for every closure of a returning customer (the dry run asks 100,000 times).

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from datetime import datetime
 from functools import cached_property
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from integrations.intercom.payloads import Conversation, IntercomNotification
@@ -18,6 +19,7 @@ from integrations.stella.client import FeedbackRequest
 from portal.queue import enqueue
 from portal.schedules import SEND_TASK, send_task_name
 from surveys.counts import count_api_request_recorded, count_survey_request_recorded, count_survey_request_transition
+from surveys.decision import CANCELLING_KINDS, CancelReason, Known, Rules, Stage, cancel_reason, closure_decide
 from surveys.models import (
     TRANSITIONS,
     Account,
@@ -28,14 +30,13 @@ from surveys.models import (
     SurveyRequestQuerySet,
     Teammate,
 )
-from surveys.rules import Decision, InvalidReason, decide, evaluate_rules
+from surveys.rules import Decision, InvalidReason
 from surveys.selectors import (
     Closing,
     ConversationHistory,
     IntakeReads,
-    Surveyed,
-    survey_candidate,
-    surveyed_at_send,
+    closure_of,
+    send_candidates,
     teammate_custom_ids,
 )
 
@@ -48,13 +49,6 @@ STATUS_FOR_DECISION = {
     Decision.SUPPRESSED: Status.SUPPRESSED,
     Decision.INVALID: Status.INVALID,
 }
-CANCEL_DETAILS: dict[str, str] = {
-    ConversationEvent.Kind.REOPENED: "Reopened during the channel delay",
-    ConversationEvent.Kind.CUSTOMER_REPLIED: "Customer replied during the channel delay",
-    ConversationEvent.Kind.SNOOZED: "Snoozed during the channel delay",
-    ConversationEvent.Kind.DELETED: "Conversation deleted during the channel delay",
-}
-SUPERSEDED = "Closed again later: the newer close is the one surveyed"
 RESENDABLE = (Status.INVALID, Status.FAILED, Status.AMBIGUOUS)
 
 
@@ -133,8 +127,8 @@ class ClosureBatch:
             earlier_tags=history.first_message_tags,
         )
         survey_request_supersede_older(history, closed_at=survey_request.closed_at)
-        surveyed = self.reads.surveyed(survey_request, integration=integration)
-        survey_request_decide(survey_request, integration=integration, surveyed=surveyed)
+        known = self.reads.known(survey_request)
+        survey_request_decide(survey_request, rules=Rules.of(integration), known=known, stage=Stage.KNOWN)
         survey_request.status = STATUS_FOR_DECISION[Decision(survey_request.decision)]
         survey_request_cancel_if_overtaken(survey_request, history=history)
         now = timezone.now()
@@ -231,11 +225,42 @@ def survey_request_build(
 
 
 def survey_request_supersede_older(history: ConversationHistory, *, closed_at: datetime) -> None:
-    """A newer close is the one surveyed: cancel the conversation's older closes still waiting."""
+    """A newer close is the one surveyed: cancel the conversation's older closes still waiting, unless something
+    earlier during their delay cancelled them first (decision.cancel_reason: the first in time wins)."""
     for older in history.survey_requests:
-        if older.status == Status.SCHEDULED and older.closed_at < closed_at:
+        if older.closed_at >= closed_at or older.status not in (Status.SCHEDULED, Status.CANCELLED):
+            continue
+        reason = _cancel_reason(older, history=history, newer_closes=[closed_at])
+        if older.status == Status.SCHEDULED:
             with suppress(InvalidTransition):  # a sender took it a moment ago: too late to supersede
-                survey_request_transition(older, to=Status.CANCELLED, status_detail=SUPERSEDED)
+                survey_request_transition(older, to=Status.CANCELLED, reason=reason, status_detail="")
+        elif reason is not None and older.reason in CANCELLED_BY_TIME and reason != older.reason:
+            survey_request_relabel(older, reason=reason)  # an event arrived first, but happened after this close
+
+
+# Cancellations the first-in-time rule may relabel once an earlier event or close arrives late.
+CANCELLED_BY_TIME = frozenset(CancelReason) - {CancelReason.ERASED}
+
+
+def _cancel_reason(
+    survey_request: SurveyRequest, *, history: ConversationHistory, newer_closes: list[datetime]
+) -> CancelReason | None:
+    """decision.cancel_reason over what the batch knows of the conversation."""
+    return cancel_reason(
+        closed_at=survey_request.closed_at,
+        delay_ends_at=survey_request.delay_ends_at,
+        events=[(event.occurred_at, event.kind) for event in history.events],
+        newer_closes=[
+            *newer_closes,
+            *(other.closed_at for other in history.survey_requests if other.status != Status.CANCELLED),
+        ],
+    )
+
+
+def survey_request_relabel(survey_request: SurveyRequest, *, reason: str) -> None:
+    """Say why a cancelled request was cancelled, now that what came first is known: its outcome is unchanged."""
+    SurveyRequest.objects.filter(pk=survey_request.pk, status=Status.CANCELLED).update(reason=reason)
+    survey_request.reason = reason
 
 
 def survey_request_cancel_if_overtaken(survey_request: SurveyRequest, *, history: ConversationHistory) -> None:
@@ -243,16 +268,9 @@ def survey_request_cancel_if_overtaken(survey_request: SurveyRequest, *, history
     deletion during its delay, is already known (webhooks arrive out of order)."""
     if survey_request.status != Status.SCHEDULED:
         return
-    newer_close = any(
-        other.closed_at > survey_request.closed_at and other.status != Status.CANCELLED
-        for other in history.survey_requests
-    )
-    cancelling = history.cancelling_event(after=survey_request.closed_at, before=survey_request.delay_ends_at)
-    if newer_close or cancelling:
+    if reason := _cancel_reason(survey_request, history=history, newer_closes=[]):
         survey_request.status = Status.CANCELLED
-        survey_request.status_detail = (
-            CANCEL_DETAILS[ConversationEvent.Kind(cancelling.kind)] if cancelling else SUPERSEDED
-        )
+        survey_request.reason, survey_request.status_detail = reason, ""
 
 
 def survey_request_feedback_request(
@@ -322,36 +340,49 @@ def survey_requests_apply_event(event: ConversationEvent) -> int:
     return 0
 
 
-def _waiting_before(event: ConversationEvent) -> SurveyRequestQuerySet:
-    """The conversation's closes still waiting that the event came after."""
+def _waiting_before(event: ConversationEvent, statuses: Q) -> SurveyRequestQuerySet:
+    """The conversation's closes in `statuses` (still waiting) that the event came after."""
     return SurveyRequest.objects.filter(
-        account=event.account,
-        conversation_id=event.conversation_id,
-        status=Status.SCHEDULED,
-        closed_at__lte=event.occurred_at,
+        statuses, account=event.account, conversation_id=event.conversation_id, closed_at__lte=event.occurred_at
     )
 
 
 def survey_requests_cancel_for(event: ConversationEvent) -> int:
-    """Cancel the conversation's closes whose channel delay the event fell in."""
+    """Cancel the conversation's closes whose channel delay the event fell in; one cancelled by a newer close
+    that came after the event says it was the event (the first in time wins)."""
     cancelled = 0
-    for survey_request in _waiting_before(event).filter(delay_ends_at__gt=event.occurred_at):
+    reason = CANCELLING_KINDS[event.kind]
+    overtaken = Q(status=Status.SCHEDULED) | Q(status=Status.CANCELLED, reason=CancelReason.SUPERSEDED)
+    for survey_request in _waiting_before(event, overtaken).filter(delay_ends_at__gt=event.occurred_at):
+        if survey_request.status == Status.CANCELLED:
+            if _superseded_after(survey_request, event):
+                survey_request_relabel(survey_request, reason=reason)
+            continue
         with suppress(InvalidTransition):  # a sender took it a moment ago: the event came too late
-            survey_request_transition(
-                survey_request, to=Status.CANCELLED, status_detail=CANCEL_DETAILS[ConversationEvent.Kind(event.kind)]
-            )
+            survey_request_transition(survey_request, to=Status.CANCELLED, reason=reason, status_detail="")
             cancelled += 1
     return cancelled
+
+
+def _superseded_after(survey_request: SurveyRequest, event: ConversationEvent) -> bool:
+    """Whether every newer close of the conversation came after the event: then the event cancelled it first."""
+    newer = SurveyRequest.objects.filter(
+        account_id=survey_request.account_id,
+        conversation_id=survey_request.conversation_id,
+        closed_at__gt=survey_request.closed_at,
+        closed_at__lte=event.occurred_at,
+    ).exclude(status=Status.CANCELLED)
+    return not newer.exists()
 
 
 def survey_requests_retag(event: ConversationEvent) -> int:
     """Add first-message tags to the conversation's waiting closes and let the rules decide again."""
     changed = 0
-    for survey_request in _waiting_before(event).select_related("account__integration"):
-        integration = survey_request.account.integration
+    for survey_request in _waiting_before(event, Q(status=Status.SCHEDULED)).select_related("account__integration"):
+        rules = Rules.of(survey_request.account.integration)
         survey_request.tags = list(dict.fromkeys(survey_request.tags + event.tags))
-        surveyed = surveyed_at_send(survey_request, integration=integration)
-        survey_request_decide(survey_request, integration=integration, surveyed=surveyed)
+        known = send_candidates(survey_request, rules=rules)
+        survey_request_decide(survey_request, rules=rules, known=known, stage=Stage.KNOWN)
         with suppress(InvalidTransition):
             survey_request_transition(
                 survey_request,
@@ -371,26 +402,21 @@ def survey_requests_retag(event: ConversationEvent) -> int:
 def survey_request_decide(
     survey_request: SurveyRequest,
     *,
-    integration: IntegrationSettings,
-    surveyed: Surveyed,
+    rules: Rules,
+    known: Sequence[Known],
+    stage: Stage,
     looked_up: bool = False,
     employee_unknown: bool = False,
 ) -> None:
-    """Run every rule on what is known now; `looked_up`: Intercom has been asked, nothing is pending;
-    `employee_unknown`: Stella's employees, as last synced, don't include the one the request names."""
-    candidate = survey_candidate(
-        survey_request,
-        integration=integration,
-        surveyed=surveyed,
-        looked_up=looked_up,
-        employee_unknown=employee_unknown,
-    )
-    verdicts = evaluate_rules(candidate)
-    verdict = decide(verdicts)
-    survey_request.verdicts = {rule: reason.value if reason else None for rule, reason in verdicts.items()}
-    survey_request.decision = verdict.decision
-    survey_request.reason = verdict.reason.value if verdict.reason else ""
-    survey_request.status_detail = verdict.error_message
+    """The one decision (decision.closure_decide) on what is known now, written on the request; `looked_up`:
+    Intercom has been asked, nothing is pending; `employee_unknown`: Stella's employees, as last synced, don't
+    include the one the request names."""
+    closure = closure_of(survey_request, looked_up=looked_up, employee_unknown=employee_unknown)
+    fate = closure_decide(closure, rules, [other for other in known if other is not survey_request], stage)
+    survey_request.verdicts = fate.verdicts_stored
+    survey_request.decision = fate.decision
+    survey_request.reason = fate.reason.value if fate.reason else ""
+    survey_request.status_detail = fate.error_message
 
 
 def survey_request_clip(survey_request: SurveyRequest) -> SurveyRequest:
