@@ -167,13 +167,17 @@ def goes_first(other: Known, closure: ClosureFacts) -> bool:
     return closure.pk is None or other.pk < closure.pk
 
 
-def conversation_surveyed(closure: ClosureFacts, known: Iterable[Known]) -> bool:
-    """Another close of the conversation has been surveyed (its survey gone out)."""
-    return any(
-        other.conversation_id == closure.conversation_id and other.decision == Decision.SEND
-        and other.status in GONE_OUT
-        for other in known
-    )  # fmt: skip
+def conversation_surveyed(closure: ClosureFacts, known: Iterable[Known], stage: Stage) -> bool:
+    """Another close of the conversation has been surveyed (its survey gone out), or, at the send, is still waiting
+    and goes first."""
+    for other in known:
+        if other.conversation_id != closure.conversation_id or other.decision != Decision.SEND:
+            continue
+        if other.status in GONE_OUT:
+            return True
+        if stage is Stage.SEND and other.status == SCHEDULED and goes_first(other, closure):
+            return True
+    return False
 
 
 def customer_surveyed(closure: ClosureFacts, window: timedelta, known: Iterable[Known], stage: Stage) -> bool:
@@ -235,7 +239,7 @@ def closure_decide(closure: ClosureFacts, rules: Rules, known: Iterable[Known], 
         rules.enabled_channels,
         rules.do_not_send_tags,
         customer_surveyed(closure, rules.window, others, stage),
-        conversation_surveyed(closure, others),
+        conversation_surveyed(closure, others, stage),
     )
 
 
@@ -280,7 +284,8 @@ def cancel_reason(
 ) -> CancelReason | None:
     """Why a close waiting out its delay is cancelled, if it is: the first in time of a reopen, reply, snooze or
     deletion during its delay (`events`: (occurred at, kind), other kinds ignored) and a newer close of its
-    conversation (`newer_closes`: closed at, of closes not cancelled themselves; any after it counts)."""
+    conversation during its delay (`newer_closes`: closed at, of closes not cancelled themselves). After the delay
+    nothing cancels: the close is sent, and a newer one finds the conversation surveyed."""
     first: tuple[datetime, int, CancelReason] | None = None
     for occurred_at, kind in events:
         reason = CANCELLING_KINDS.get(kind)
@@ -288,7 +293,9 @@ def cancel_reason(
             if first is None or occurred_at < first[0]:
                 first = (occurred_at, 0, reason)
     for at in newer_closes:
-        if at > closed_at and (first is None or (at, 1) < first[:2]):
+        if during_delay(at, closed_at=closed_at, delay_ends_at=delay_ends_at) and at > closed_at:
+            if first is not None and (at, 1) >= first[:2]:
+                continue
             first = (at, 1, CancelReason.SUPERSEDED)
     return first[2] if first else None
 

@@ -6,7 +6,7 @@ through the rules the live path runs (`rules.evaluate_rules` and `decide`, the s
 window's bounds, the channel delay's cancelling events), in the order the live path applies them:
 
 - a close cancels its conversation's older close still waiting, then the rules decide
-  (`services.ClosureBatch.schedule`);
+  (`services.IntakeBatch.close`);
 - a reopen, reply, snooze or deletion during a close's delay cancels it, a first-message tag
   makes the rules decide again (`services.survey_requests_apply_event`);
 - when its delay is over the rules decide once more, with what the send's look-ups learnt
@@ -341,7 +341,7 @@ class _Replay:
             self.send(self.waiting.popleft())
 
     def close(self, closure: _Closure) -> None:
-        """services.ClosureBatch.schedule: a newer close cancels an older one still waiting, then the rules decide."""
+        """services.IntakeBatch.close: a newer close cancels an older one still waiting, then the rules decide."""
         if self.waiting and self.waiting[0].send_after <= closure.closed_at:
             self.send_due(closure.closed_at)
         others = self.conversations.setdefault(closure.conversation_id, [])

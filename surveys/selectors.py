@@ -77,7 +77,7 @@ class Closing:
 class IntakeReads:
     """What a batch of closures needs to know of the portal's survey requests, read for the whole batch in
     three queries (their conversations' requests and events, their customers' surveys in the window) and
-    kept current in memory as the batch records more: see services.ClosureBatch.
+    kept current in memory as the batch records more: see services.IntakeBatch.
 
     One object per request row, whichever question found it, so a change made through one answer (a close
     superseded) is what every other answer sees."""

@@ -106,8 +106,15 @@ def test_the_suppression_window_at_each_stage(other, at_intake, at_send):
 def test_a_conversation_surveyed_already_is_not_surveyed_again(stage):
     earlier = Other(1, T0 - timedelta(days=30), "sent", conversation_id="c1", identity=None)
     assert decided(known=[earlier], stage=stage) == (Decision.SUPPRESSED, SuppressionReason.ALREADY_SURVEYED)
+    later = Other(1, T0 + timedelta(hours=1), "scheduled", conversation_id="c1", identity=None)
+    assert decided(known=[later], stage=stage) == SEND
+
+
+def test_a_conversation_closed_before_and_still_waiting_holds_back_only_at_the_send():
+    """It goes first: at the send it is the one surveyed, whichever the sender takes first."""
     waiting = Other(1, T0 - timedelta(hours=1), "scheduled", conversation_id="c1", identity=None)
-    assert decided(known=[waiting], stage=stage) == SEND
+    assert decided(known=[waiting], stage=Stage.KNOWN) == SEND
+    assert decided(known=[waiting], stage=Stage.SEND) == (Decision.SUPPRESSED, SuppressionReason.ALREADY_SURVEYED)
 
 
 def test_invalid_beats_do_not_send_beats_suppressed_and_every_verdict_is_kept():
@@ -138,7 +145,7 @@ def minutes(n: int) -> datetime:
         ([(minutes(-1), "reopened")], [], None),  # before the close
         ([(minutes(0), "reopened")], [], CancelReason.REOPENED),  # at the close: within it
         ([], [minutes(4)], CancelReason.SUPERSEDED),
-        ([], [minutes(60)], CancelReason.SUPERSEDED),  # any newer close
+        ([], [minutes(10)], None),  # closed again after the delay: it goes out, the newer one finds it surveyed
         ([], [minutes(-5)], None),  # an older close doesn't
         # the first in time wins, whatever order they are given in
         ([(minutes(6), "reopened")], [minutes(4)], CancelReason.SUPERSEDED),
