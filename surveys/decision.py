@@ -299,14 +299,3 @@ def cancel_reason(
             first = (at, 1, CancelReason.SUPERSEDED)
     return first[2] if first else None
 
-
-def tags_at_send(
-    first_message_tags: Iterable[str], tag_events: Iterable[tuple[datetime, tuple[str, ...]]], *, send_after: datetime
-) -> tuple[str, ...]:
-    """The do-not-send candidates a close has when it is sent: its first message's tags and those of tag events
-    before it is due."""
-    tags = list(first_message_tags)
-    for at, added in tag_events:
-        if at < send_after:
-            tags.extend(added)
-    return tuple(dict.fromkeys(tags))
