@@ -298,4 +298,3 @@ def cancel_reason(
                 continue
             first = (at, 1, CancelReason.SUPERSEDED)
     return first[2] if first else None
-
