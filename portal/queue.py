@@ -1,9 +1,6 @@
 """Handing work to the django-q2 cluster."""
 
 import functools
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 
 from django.db import transaction
 from django.utils import timezone
@@ -13,9 +10,6 @@ from django_q.brokers.redis_broker import Redis
 from django_q.conf import Conf
 from django_q.models import OrmQ
 from django_q.tasks import async_task
-
-# Tasks held back by enqueues_batched, queued together as its block ends.
-_held: ContextVar[list[tuple[str, tuple[object, ...], str | None]] | None] = ContextVar("held_tasks", default=None)
 
 
 @functools.cache
@@ -35,21 +29,27 @@ def broker_ping() -> None:
 
 def enqueue(func: str, *args: object, name: str | None = None) -> None:
     """Queue `func` (a dotted path: schedules and queued tasks name it, so renames need care)."""
-    if (held := _held.get()) is not None:
-        held.append((func, args, name))
-        return
     async_task(func, *args, broker=_broker(), task_name=name)
 
 
-@contextmanager
-def enqueues_batched() -> Iterator[None]:
-    """Queue what the block enqueues together as it ends, in one statement (see _Collected)."""
-    held: list[tuple[str, tuple[object, ...], str | None]] = []
-    token = _held.set(held)
-    try:
-        yield
-    finally:
-        _held.reset(token)
+class TaskBatch:
+    """Tasks a batch queues together, in one statement (see _Collected), when its owner calls `push()`: after its
+    transaction commits. Passed down to what queues tasks."""
+
+    def __init__(self) -> None:
+        self.held: list[tuple[str, tuple[object, ...], str | None]] = []
+        self.pushed = False
+
+    def enqueue(self, func: str, *args: object, name: str | None = None) -> None:
+        """Hold it for `push()`; once pushed (an on_commit callback run after it, in an outer transaction), queue it."""
+        if self.pushed:
+            enqueue(func, *args, name=name)
+        else:
+            self.held.append((func, args, name))
+
+    def push(self) -> None:
+        self.pushed = True
+        held, self.held = self.held, []
         if held:
             collected = _Collected(_broker())
             for func, args, name in held:

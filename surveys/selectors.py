@@ -12,13 +12,8 @@ from django_q.models import Failure
 
 from integrations.vocabulary import AssigneeKind, Channel
 from portal.schedules import send_task_name
-from surveys.decisions.rules import (
-    Decision,
-    SurveyCandidate,
-    customer_identity,
-    during_delay,
-    suppression_window_bounds,
-)
+from surveys.decisions.decision import Closure, Rules, customer_identity, suppression_window_bounds
+from surveys.decisions.rules import Decision
 from surveys.models import (
     Account,
     ApiRequest,
@@ -50,22 +45,6 @@ class ConversationHistory:
         """The closure's record, if it was recorded before (Intercom retried, or the webhook was replayed)."""
         return next((other for other in self.survey_requests if other.closure_id == closure_id), None)
 
-    def cancelling_event(self, *, after: datetime, before: datetime) -> ConversationEvent | None:
-        return cancelling_event(self.events, after=after, before=before)
-
-
-def cancelling_event(events: list[ConversationEvent], *, after: datetime, before: datetime) -> ConversationEvent | None:
-    """The first reopen, reply, snooze or deletion while a close waits out its delay."""
-    return next(
-        (
-            event
-            for event in events
-            if event.kind in ConversationEvent.CANCELLING
-            and during_delay(event.occurred_at, closed_at=after, delay_ends_at=before)
-        ),
-        None,
-    )
-
 
 HISTORY_FIELDS = (
     "account", "conversation_id", "closure_id", "status", "decision", "closed_at", "send_after", "updated_at",
@@ -83,15 +62,6 @@ def conversation_events(survey_request: SurveyRequest) -> list[ConversationEvent
 
 
 @dataclass(frozen=True)
-class Surveyed:
-    """What the rules ask of the portal's other survey requests: the conversation surveyed already,
-    the customer surveyed within the suppression window."""
-
-    conversation: bool
-    customer_within_window: bool
-
-
-@dataclass(frozen=True)
 class Closing:
     """A closure about to be recorded, as the batch's reads need it: whose conversation, which customer, when."""
 
@@ -105,7 +75,7 @@ class Closing:
 class IntakeReads:
     """What a batch of closures needs to know of the portal's survey requests, read for the whole batch in
     three queries (their conversations' requests and events, their customers' surveys in the window) and
-    kept current in memory as the batch records more: see services.ClosureBatch.
+    kept current in memory as the batch records more: see services.IntakeBatch.
 
     One object per request row, whichever question found it, so a change made through one answer (a close
     superseded) is what every other answer sees."""
@@ -182,73 +152,49 @@ class IntakeReads:
         if identity := customer_identity(survey_request.customer_email, survey_request.customer_id):
             self._customers.setdefault((survey_request.account_id, *identity), []).append(survey_request)
 
-    def surveyed(self, survey_request: SurveyRequest, *, integration: IntegrationSettings) -> Surveyed:
-        """As `surveyed_at_send` asks, of what the batch knows: a request of a closure it expected."""
+    def known(self, survey_request: SurveyRequest) -> list[SurveyRequest]:
+        """The candidates the decision weighs for a request of a closure the batch expected: its conversation's
+        other requests and its customer's surveys in the window, as the batch knows them now."""
         history = self._histories[(survey_request.account_id, survey_request.conversation_id)]
-        conversation = any(
-            other.decision == Decision.SEND and other.status in SURVEYED and other is not survey_request
-            for other in history.survey_requests
+        customer = (
+            self._customers.get((survey_request.account_id, *identity))
+            if (identity := survey_request.identity)
+            else None
         )
-        bounds = suppression_window_bounds(survey_request.closed_at, integration.suppression_window)
-        customer = customer_identity(survey_request.customer_email, survey_request.customer_id)
-        within = False
-        if bounds is not None and customer is not None:
-            within = any(
-                other is not survey_request
-                and other.decision == Decision.SEND
-                and other.status in SURVEYING
-                and bounds[0] < other.closed_at < bounds[1]
-                for other in self._customers.get((survey_request.account_id, *customer), [])
-            )
-        return Surveyed(conversation=conversation, customer_within_window=within)
+        return [*history.survey_requests, *(customer or ())]
 
 
-def surveyed_at_send(survey_request: SurveyRequest, *, integration: IntegrationSettings) -> Surveyed:
-    """`Surveyed` for a request about to be sent, in one query. Within the window, a survey already sending
-    or sent counts, and of those still scheduled only one that goes first (closed earlier, or recorded
-    earlier at the same time): two closes recorded side by side by parallel drains, each unaware of the
-    other, then survey the customer once rather than not at all."""
-    others = SurveyRequest.objects.filter(account_id=survey_request.account_id, decision=Decision.SEND).exclude(
-        pk=survey_request.pk
-    )
-    conversation = Q(conversation_id=survey_request.conversation_id, status__in=SURVEYED)
-    customer = Q(pk__in=[])
-    bounds = suppression_window_bounds(survey_request.closed_at, integration.suppression_window)
-    identity = customer_identity(survey_request.customer_email, survey_request.customer_id)
-    if bounds is not None and identity is not None:
-        goes_first = Q(closed_at__lt=survey_request.closed_at)
-        if survey_request.pk is not None:  # one not recorded yet comes after every recorded one
-            goes_first |= Q(closed_at=survey_request.closed_at, pk__lt=survey_request.pk)
-        else:
-            goes_first |= Q(closed_at=survey_request.closed_at)
-        customer = Q(**{identity[0]: identity[1]}, closed_at__gt=bounds[0], closed_at__lt=bounds[1]) & (
-            Q(status__in=SURVEYED) | (Q(status=SurveyRequest.Status.SCHEDULED) & goes_first)
+def send_candidates(survey_request: SurveyRequest, *, rules: Rules) -> list[SurveyRequest]:
+    """What the decision weighs when a request is sent, in one query: every other request of its conversation,
+    and the surveys of its customer within the suppression window still waiting or gone out."""
+    others = SurveyRequest.objects.filter(account_id=survey_request.account_id).exclude(pk=survey_request.pk)
+    wanted = Q(conversation_id=survey_request.conversation_id)
+    bounds = suppression_window_bounds(survey_request.closed_at, rules.window)
+    if bounds is not None and (identity := survey_request.identity) is not None:
+        wanted |= Q(
+            **{identity[0]: identity[1]},
+            closed_at__gt=bounds[0],
+            closed_at__lt=bounds[1],
+            decision=Decision.SEND,
+            status__in=SURVEYING,
         )
-    found = others.filter(conversation | customer).aggregate(
-        conversation=Count("pk", filter=conversation), customer=Count("pk", filter=customer)
-    )
-    return Surveyed(conversation=bool(found["conversation"]), customer_within_window=bool(found["customer"]))
+    return list(others.filter(wanted).only(*HISTORY_FIELDS))
 
 
-def survey_candidate(
-    survey_request: SurveyRequest,
-    *,
-    integration: IntegrationSettings,
-    surveyed: Surveyed,
-    looked_up: bool = False,
-    employee_unknown: bool = False,
-) -> SurveyCandidate:
-    return SurveyCandidate(
+def closure_of(survey_request: SurveyRequest, *, looked_up: bool = False, employee_unknown: bool = False) -> Closure:
+    """A request as the decision reads it; `looked_up`: Intercom has been asked, nothing is pending."""
+    return Closure(
+        pk=survey_request.pk,
+        conversation_id=survey_request.conversation_id,
+        closed_at=survey_request.closed_at,
+        send_after=survey_request.send_after,
         channel=Channel(survey_request.channel) if survey_request.channel else None,
         assignee_kind=AssigneeKind(survey_request.assignee_kind),
         customer_email=survey_request.customer_email or None,
         customer_email_pending=not looked_up and not survey_request.customer_email and bool(survey_request.customer_id),
+        identity=survey_request.identity,
         tags=tuple(survey_request.tags),
-        enabled_channels=integration.enabled_channels,
-        do_not_send_tags=integration.do_not_send_tag_names,
-        customer_surveyed_within_window=surveyed.customer_within_window,
-        conversation_already_surveyed=surveyed.conversation,
-        employee_unknown_to_stella=employee_unknown,
+        employee_unknown=employee_unknown,
     )
 
 

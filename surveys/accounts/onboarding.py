@@ -31,6 +31,7 @@ from integrations.vocabulary import AssigneeKind, Channel, email_normalised
 from portal.crypto import SecretUndecryptable
 from portal.redaction import mask_secret
 from surveys.accounts.account import integration_health_ensure, intercom_token_accept, intercom_token_reject
+from surveys.decisions.decision import Rules, Stage
 from surveys.decisions.rules import Decision
 from surveys.delivery.sending import survey_request_send
 from surveys.delivery.survey_requests import STATUS_FOR_DECISION, survey_request_decide, survey_request_reject_locally
@@ -38,7 +39,7 @@ from surveys.intake.process import HANDLERS
 from surveys.models import Account, ApiRequest, IntegrationHealth, IntegrationSettings, SurveyRequest, Teammate
 from surveys.reporting.attention import Problem, account_attention
 from surveys.reporting.counts import count_survey_request_recorded
-from surveys.selectors import account_test_week, surveyed_at_send
+from surveys.selectors import account_test_week, send_candidates
 
 logger = logging.getLogger(__name__)
 
@@ -184,8 +185,9 @@ def _test_survey_request(account: Account, *, employee_email: str, now: datetime
         delay_ends_at=now,
         queued_at=now,
     )
-    surveyed = surveyed_at_send(survey_request, integration=integration)
-    survey_request_decide(survey_request, integration=integration, surveyed=surveyed, looked_up=True)
+    rules = Rules.of(integration)
+    known = send_candidates(survey_request, rules=rules)
+    survey_request_decide(survey_request, rules=rules, known=known, stage=Stage.SEND, looked_up=True)
     survey_request.status = STATUS_FOR_DECISION[Decision(survey_request.decision)]
     return survey_request
 

@@ -27,10 +27,10 @@ from django.db import transaction
 from django.db.models import Max, Min, Model, Q, QuerySet
 from django_q.models import Failure, Task
 
-from integrations import messages
 from integrations.models import InboundWebhook
 from portal.queue import enqueue
 from portal.schedules import ERASE_EXPIRED_TASK, send_task_name
+from surveys.decisions.decision import CancelReason
 from surveys.delivery.survey_requests import InvalidTransition, survey_request_transition
 from surveys.models import (
     Account,
@@ -55,7 +55,6 @@ IN_FLIGHT = (Status.SCHEDULED, Status.SENDING)
 ERASED = "[erased]"
 ON_REQUEST = "the customer's personal data was erased on request"
 CONTACT_DELETED = "the contact was deleted in Intercom"
-CANCELLED_DETAIL = messages.ERASED.words
 NOT_POSTED = "Not posted: the customer's personal data was erased first"
 AFTER_ERASURE = "written after the customer's personal data was erased"
 
@@ -251,7 +250,7 @@ def _people_erase(people: Sequence[_Person], *, note: str, now: datetime) -> Era
     erased = Erased()
     for survey_request in SurveyRequest.objects.filter(pk__in=ids, status=Status.SCHEDULED):
         with suppress(InvalidTransition):  # a sender took it a moment ago: counted as in flight below
-            survey_request_transition(survey_request, to=Status.CANCELLED, status_detail=CANCELLED_DETAIL)
+            survey_request_transition(survey_request, to=Status.CANCELLED, reason=CancelReason.ERASED, status_detail="")
             erased.cancelled += 1
     erased.in_flight = SurveyRequest.objects.filter(pk__in=ids, status=Status.SENDING).count()
     for chunk in _chunks(ids):

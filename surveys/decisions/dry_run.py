@@ -6,7 +6,7 @@ through the rules the live path runs (`rules.evaluate_rules` and `decide`, the s
 window's bounds, the channel delay's cancelling events), in the order the live path applies them:
 
 - a close cancels its conversation's older close still waiting, then the rules decide
-  (`services.ClosureBatch.schedule`);
+  (`services.IntakeBatch.close`);
 - a reopen, reply, snooze or deletion during a close's delay cancels it, a first-message tag
   makes the rules decide again (`services.survey_requests_apply_event`);
 - when its delay is over the rules decide once more, with what the send's look-ups learnt
@@ -19,6 +19,7 @@ reading everything in four queries: 100,000 closures replay in seconds.
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 from collections import Counter, deque
@@ -34,18 +35,18 @@ from django.utils import timezone
 from integrations import messages
 from integrations.vocabulary import AssigneeKind, Channel
 from portal.durations import format_duration
-from surveys.decisions.rules import (
-    REASON_CHOICES,
-    Decision,
-    InvalidReason,
-    SurveyCandidate,
+from surveys.decisions.decision import (
+    CANCELLING_KINDS,
+    CancelReason,
+    Rules,
+    Stage,
+    closure_decide,
     customer_identity,
-    decide,
     during_delay,
-    evaluate_rules,
     suppression_window_bounds,
 )
-from surveys.delivery.survey_requests import CANCEL_DETAILS, STATUS_FOR_DECISION, SUPERSEDED
+from surveys.decisions.rules import REASON_CHOICES, Decision, InvalidReason
+from surveys.delivery.survey_requests import STATUS_FOR_DECISION
 from surveys.models import Account, ConversationEvent, IntegrationSettings, SurveyOutcome, SurveyRequest
 from surveys.selectors import SURVEYED, SURVEYING
 
@@ -54,6 +55,7 @@ Status = SurveyRequest.Status
 CANCELLED = Status.CANCELLED.value
 SEND, DO_NOT_SEND = Decision.SEND.value, Decision.DO_NOT_SEND.value
 SCHEDULED, SENT = Status.SCHEDULED.value, Status.SENT.value
+SUPERSEDED = CancelReason.SUPERSEDED.value
 STATUS_AFTER = {decision.value: status.value for decision, status in STATUS_FOR_DECISION.items()}
 DEFAULT_DAYS = 30
 MAX_DAYS = 90
@@ -65,14 +67,13 @@ RULE_FIELDS = ("email_enabled", "chat_enabled", "channel_delay", "suppression_wi
 AFTER_THE_RULES = frozenset({Status.SCHEDULED, Status.SENDING, Status.SENT, Status.FAILED, Status.AMBIGUOUS})
 # The table's order: the rules' decisions by precedence, then cancellations.
 DECISION_ORDER = [Decision.SEND, Decision.DO_NOT_SEND, Decision.SUPPRESSED, Decision.INVALID, CANCELLED]
-_SURVEYING, _SURVEYED = frozenset(SURVEYING), frozenset(SURVEYED)
-CHANNELS = {channel.value: channel for channel in Channel}  # "" (never looked up): None, as survey_candidate has it
+CHANNELS = {channel.value: channel for channel in Channel}  # "" (never looked up): None, as selectors.closure_of has it
 ASSIGNEE_KINDS = {kind.value: kind for kind in AssigneeKind}
-REASON_ORDER = ["", *(value for value, _ in REASON_CHOICES), *CANCEL_DETAILS.values(), SUPERSEDED]
+REASON_ORDER = ["", *(value for value, _ in REASON_CHOICES)]
 # What the replay reads of each closure, in _Closure's order.
 CLOSURE_FIELDS = (
     "pk", "conversation_id", "closed_at", "channel", "assignee_kind", "customer_email", "customer_id", "tags_text",
-    "status", "decision", "reason", "status_detail", "email_verdict", "erased",
+    "status", "decision", "reason", "email_verdict", "erased",
 )  # fmt: skip
 
 
@@ -81,7 +82,7 @@ class Outcome(NamedTuple):
     decided, or cancelled and why."""
 
     decision: str  # a Decision, or CANCELLED
-    reason: str  # a reason of rules.REASONS, a cancellation's detail, or ""
+    reason: str  # a reason of rules.REASONS (a rule's, or a cancellation's), or ""
 
     @property
     def label(self) -> str:
@@ -99,11 +100,11 @@ class Outcome(NamedTuple):
         return decision, reason, self.reason
 
 
-def stored_outcome(*, status: str, decision: str, reason: str, status_detail: str) -> Outcome:
+def stored_outcome(*, status: str, decision: str, reason: str) -> Outcome:
     """What the live path made of a closure: its decision and reason, or its cancellation. What Stella
     answered afterwards is not the rules' doing, so a request Stella refused still counts as "Send"."""
     if status == Status.CANCELLED:
-        return Outcome(CANCELLED, str(status_detail))
+        return Outcome(CANCELLED, str(reason))
     return Outcome(str(decision), str(reason))
 
 
@@ -185,45 +186,63 @@ def settings_summary(integration: IntegrationSettings) -> dict[str, str]:
 
 
 class _Closure:
-    """One stored closure, and where the replay has it."""
+    """One stored closure, and where the replay has it: what decision.closure_decide reads of a closure (and of
+    the other closures it weighs)."""
 
     __slots__ = (
-        "pk", "conversation_id", "closed_at", "send_at", "channel", "assignee_kind", "customer_email", "identity",
-        "pending_at_close", "pending_at_send", "stored_tags", "base_tags", "tags", "stored", "fate", "erased",
-        "status", "decision", "reason", "detail",
+        "pk", "conversation_id", "closed_at", "send_after", "channel", "assignee_kind", "customer_email", "identity",
+        "customer_email_pending", "pending_at_close", "pending_at_send", "stored_tags", "base_tags", "tags", "stored",
+        "fate", "erased", "status", "decision", "reason",
     )  # fmt: skip
+    employee_unknown = False  # known only to a send: what Stella answered is taken as it was
 
     def __init__(self, row: tuple[Any, ...]) -> None:
-        (self.pk, self.conversation_id, self.closed_at, self.channel, self.assignee_kind, email, customer_id,
-         tags_text, status, decision, reason, detail, email_verdict, self.erased) = row  # fmt: skip
+        (self.pk, self.conversation_id, self.closed_at, channel, assignee_kind, email, customer_id,
+         tags_text, status, decision, reason, email_verdict, self.erased) = row  # fmt: skip
+        self.channel = CHANNELS.get(channel)
+        self.assignee_kind = ASSIGNEE_KINDS[assignee_kind]
         self.customer_email = email or None
         self.identity = customer_identity(email, customer_id)
-        # As survey_candidate has it: an email not in the webhook is looked up before sending. Whether
+        # As selectors.closure_of has it: an email not in the webhook is looked up before sending. Whether
         # the send did look it up and found none shows in the stored verdict (JSON null reads "null" on
         # SQLite, NULL elsewhere: only the reason counts); an erased one was there.
         looked_up_none = email_verdict == InvalidReason.INVALID_CUSTOMER
         self.pending_at_send = not email and not looked_up_none and (bool(customer_id) or self.erased)
         self.pending_at_close = self.pending_at_send or (not email and bool(customer_id))
+        self.customer_email_pending = self.pending_at_close
         # Most closures have no tags: their JSON isn't decoded (a third of the time reading 100,000 rows).
         self.stored_tags = tuple(json.loads(tags_text)) if tags_text and tags_text != "[]" else ()
         self.base_tags = self.tags = self.stored_tags
-        self.stored = stored_outcome(status=status, decision=decision, reason=reason, status_detail=detail)
+        self.stored = stored_outcome(status=status, decision=decision, reason=reason)
         went_out = status in AFTER_THE_RULES or (status == Status.INVALID and decision != Decision.INVALID)
         self.fate = status if went_out else SENT
-        self.send_at = self.closed_at
-        self.status = self.decision = self.reason = self.detail = ""
+        self.send_after = self.closed_at
+        self.status = self.decision = self.reason = ""
 
     @property
     def outcome(self) -> Outcome:
-        return Outcome(CANCELLED, self.detail) if self.status == CANCELLED else Outcome(self.decision, self.reason)
+        return Outcome(CANCELLED, self.reason) if self.status == CANCELLED else Outcome(self.decision, self.reason)
+
+
+class _Before:
+    """A survey before the replayed days, as the decision weighs it: it may still hold a customer or
+    conversation back."""
+
+    __slots__ = ("pk", "conversation_id", "identity", "closed_at", "send_after", "status", "decision")
+
+    def __init__(self, pk: int, conversation_id: str, email: str, customer_id: str, closed_at: datetime, status: str):
+        self.pk, self.conversation_id, self.closed_at, self.send_after = pk, conversation_id, closed_at, closed_at
+        self.identity = customer_identity(email, customer_id)
+        # Still waiting when the days began: it goes first, and the send stage counts it as the live path did.
+        self.status, self.decision = status, SEND
 
 
 @dataclass
 class _Loaded:
     closures: list[_Closure]
     events: list[tuple[str, str, datetime, tuple[str, ...]]]  # conversation id, kind, occurred at, tags
-    customers_surveyed_before: dict[tuple[str, str], list[datetime]]  # closed at, of surveys before the days
-    conversations_surveyed_before: set[str]
+    customers_surveyed_before: dict[tuple[str, str], list[_Before]]  # surveys before the days, by customer
+    conversations_surveyed_before: dict[str, list[_Before]]  # a survey gone out before the days, by conversation
     seconds: float = 0.0
 
 
@@ -251,17 +270,18 @@ def _load(account_id: int, *, since: datetime, until: datetime, window: timedelt
         .values_list("conversation_id", "kind", "occurred_at", "tags")
     ]
     # Surveys just before the days still hold back their customers' closes within the window...
-    customers: dict[tuple[str, str], list[datetime]] = {}
+    customers: dict[tuple[str, str], list[_Before]] = {}
     if window:
         surveys_before = requests.filter(
             closed_at__gt=since - window, closed_at__lt=since, decision=Decision.SEND, status__in=SURVEYING
-        ).values_list("customer_email", "customer_id", "closed_at")
-        for email, customer_id, closed_at in surveys_before:
-            if identity := customer_identity(email, customer_id):
-                customers.setdefault(identity, []).append(closed_at)
+        ).values_list("pk", "conversation_id", "customer_email", "customer_id", "closed_at", "status")
+        for row in surveys_before:
+            if (before := _Before(*row)).identity:
+                customers.setdefault(before.identity, []).append(before)
     # ...and a conversation surveyed before them, however long ago, is not surveyed again.
-    conversations = set(
-        requests.filter(
+    conversations = {
+        conversation_id: [_Before(0, conversation_id, "", "", since, SENT)]
+        for conversation_id in requests.filter(
             closed_at__lt=since,
             decision=Decision.SEND,
             status__in=SURVEYED,
@@ -269,7 +289,7 @@ def _load(account_id: int, *, since: datetime, until: datetime, window: timedelt
         )
         .values_list("conversation_id", flat=True)
         .distinct()
-    )
+    }
     return _Loaded(closures, events, customers, conversations, time.perf_counter() - started)
 
 
@@ -288,28 +308,23 @@ def _untag(closures: list[_Closure], events: list[tuple[str, str, datetime, tupl
 
 
 class _Replay:
-    """The live path's steps, in time order, over closures in memory, under one set of rules."""
+    """The live path's steps, in time order, over closures in memory, under one set of rules: each step asks
+    decision.closure_decide, as the live path does, over the closures replayed so far."""
 
-    def __init__(
-        self, loaded: _Loaded, integration: IntegrationSettings, verdicts: dict[tuple[Any, ...], tuple[str, str]]
-    ) -> None:
+    def __init__(self, loaded: _Loaded, integration: IntegrationSettings) -> None:
         self.loaded = loaded
-        self.enabled_channels = integration.enabled_channels
-        self.tag_names = integration.do_not_send_tag_names
+        self.rules = Rules.of(integration)
         self.delay = integration.channel_delay
         self.window = integration.suppression_window
         self.conversations: dict[str, list[_Closure]] = {}
         self.customer_surveys: dict[tuple[str, str], deque[_Closure]] = {}
         self.waiting: deque[_Closure] = deque()  # in send order: every close waits the same delay
-        # The rules are pure: the same candidate, the same verdict. Keyed by what varies between closures,
-        # so shared only by replays with the same channels and tags.
-        self.verdicts = verdicts
 
     def run(self) -> list[Outcome]:
         closures, events = self.loaded.closures, self.loaded.events
         for closure in closures:
-            closure.tags, closure.status, closure.detail = closure.base_tags, "", ""
-            closure.send_at = closure.closed_at + self.delay
+            closure.tags, closure.status, closure.reason = closure.base_tags, "", ""
+            closure.send_after = closure.closed_at + self.delay
         next_event = 0
         for closure in closures:
             while next_event < len(events) and events[next_event][2] < closure.closed_at:
@@ -323,18 +338,18 @@ class _Replay:
 
     def send_due(self, now: datetime | None) -> None:
         """Every close whose delay is over by `now` (all of them for None) is sent, before anything else at that time."""
-        while self.waiting and (now is None or self.waiting[0].send_at <= now):
+        while self.waiting and (now is None or self.waiting[0].send_after <= now):
             self.send(self.waiting.popleft())
 
     def close(self, closure: _Closure) -> None:
-        """services.ClosureBatch.schedule: a newer close cancels an older one still waiting, then the rules decide."""
-        if self.waiting and self.waiting[0].send_at <= closure.closed_at:
+        """services.IntakeBatch.close: a newer close cancels an older one still waiting, then the rules decide."""
+        if self.waiting and self.waiting[0].send_after <= closure.closed_at:
             self.send_due(closure.closed_at)
         others = self.conversations.setdefault(closure.conversation_id, [])
         for older in others:
             if older.status == SCHEDULED and older.closed_at < closure.closed_at:
-                older.status, older.detail = CANCELLED, SUPERSEDED
-        self.decide(closure, pending=closure.pending_at_close)
+                older.status, older.reason = CANCELLED, SUPERSEDED
+        self.decide(closure, pending=closure.pending_at_close, stage=Stage.KNOWN)
         closure.status = STATUS_AFTER[closure.decision]
         others.append(closure)
         if closure.decision == SEND and closure.identity and self.window:
@@ -348,87 +363,45 @@ class _Replay:
         for closure in self.conversations.get(conversation_id, ()):
             if closure.status != SCHEDULED:
                 continue
-            if kind in ConversationEvent.CANCELLING:
-                if during_delay(occurred_at, closed_at=closure.closed_at, delay_ends_at=closure.send_at):
-                    closure.status, closure.detail = CANCELLED, CANCEL_DETAILS[kind]
+            if kind in CANCELLING_KINDS:
+                if during_delay(occurred_at, closed_at=closure.closed_at, delay_ends_at=closure.send_after):
+                    closure.status, closure.reason = CANCELLED, CANCELLING_KINDS[kind].value
             elif kind == ConversationEvent.Kind.TAGGED and closure.closed_at <= occurred_at:
                 closure.tags = tuple(dict.fromkeys(closure.tags + tags))
-                self.decide(closure, pending=closure.pending_at_close)
+                self.decide(closure, pending=closure.pending_at_close, stage=Stage.KNOWN)
                 closure.status = STATUS_AFTER[closure.decision]
 
     def send(self, closure: _Closure) -> None:
         """sending._send: the rules decide again with what the look-ups learnt; what Stella answered stands."""
         if closure.status != SCHEDULED:
             return
-        self.decide(closure, pending=closure.pending_at_send)
+        self.decide(closure, pending=closure.pending_at_send, stage=Stage.SEND)
         sent = closure.decision in (SEND, DO_NOT_SEND)
         closure.status = closure.fate if sent else STATUS_AFTER[closure.decision]
 
-    def decide(self, closure: _Closure, *, pending: bool) -> None:
-        """The rules' decision on what is known of the closure now, as survey_request_decide has it."""
-        key = (
-            closure.channel,
-            closure.assignee_kind,
-            closure.customer_email,
-            pending,
-            closure.tags,
-            self.customer_surveyed(closure),
-            self.conversation_surveyed(closure),
-        )
-        verdict = self.verdicts.get(key)
-        if verdict is None:
-            verdict = self.verdicts[key] = self.verdict(*key)
-        closure.decision, closure.reason = verdict
+    def decide(self, closure: _Closure, *, pending: bool, stage: Stage) -> None:
+        """The one decision on what is known of the closure now, as services.survey_request_decide asks it."""
+        closure.customer_email_pending = pending
+        fate = closure_decide(closure, self.rules, self.known(closure), stage)
+        closure.decision, closure.reason = fate.decision.value, fate.reason.value if fate.reason else ""
 
-    def verdict(
-        self, channel: str, assignee_kind: str, email: str | None, pending: bool, tags: tuple[str, ...], *flags: bool
-    ) -> tuple[str, str]:
-        """decide(evaluate_rules(…)) on the closure's SurveyCandidate, in plain strings."""
-        window, surveyed = flags
-        candidate = SurveyCandidate(
-            channel=CHANNELS.get(channel),
-            assignee_kind=ASSIGNEE_KINDS[assignee_kind],
-            customer_email=email,
-            customer_email_pending=pending,
-            tags=tags,
-            enabled_channels=self.enabled_channels,
-            do_not_send_tags=self.tag_names,
-            customer_surveyed_within_window=window,
-            conversation_already_surveyed=surveyed,
-        )
-        verdict = decide(evaluate_rules(candidate))
-        return verdict.decision.value, verdict.reason.value if verdict.reason else ""
-
-    def customer_surveyed(self, closure: _Closure) -> bool:
-        """The suppression window as selectors.IntakeReads.surveyed asks it, over the surveys replayed so far."""
+    def known(self, closure: _Closure) -> list[Any]:
+        """The candidates the live path would gather: the conversation's closes, the customer's surveys in the
+        window (replayed, and before the days)."""
+        known: list[Any] = [
+            *self.conversations.get(closure.conversation_id, ()),
+            *self.loaded.conversations_surveyed_before.get(closure.conversation_id, ()),
+        ]
         bounds = suppression_window_bounds(closure.closed_at, self.window)
         if bounds is None or closure.identity is None:
-            return False
-        after, before = bounds
-        if any(after < at < before for at in self.loaded.customers_surveyed_before.get(closure.identity, ())):
-            return True
-        surveys = self.customer_surveys.get(closure.identity)
-        if not surveys:
-            return False
-        # Nothing still to decide closed before the oldest close still waiting: older surveys can go.
-        while surveys and surveys[0].closed_at <= after - self.delay:
-            surveys.popleft()
-        return any(
-            other is not closure
-            and after < other.closed_at < before
-            and other.decision == SEND
-            and other.status in _SURVEYING
-            for other in surveys
-        )
-
-    def conversation_surveyed(self, closure: _Closure) -> bool:
-        """IntakeReads.surveyed's "already surveyed": another close of the conversation surveyed."""
-        if closure.conversation_id in self.loaded.conversations_surveyed_before:
-            return True
-        return any(
-            other is not closure and other.decision == SEND and other.status in _SURVEYED
-            for other in self.conversations.get(closure.conversation_id, ())
-        )
+            return known
+        known.extend(self.loaded.customers_surveyed_before.get(closure.identity, ()))
+        if surveys := self.customer_surveys.get(closure.identity):
+            # Nothing still to decide closed before the oldest close still waiting: older surveys can go.
+            while surveys and surveys[0].closed_at <= bounds[0] - self.delay:
+                surveys.popleft()
+            known.extend(surveys)
+        return known
 
 
 def dry_run(
@@ -450,11 +423,13 @@ def dry_run(
     started = time.perf_counter()
     closures = loaded.closures
     _untag(closures, loaded.events)
-    verdicts: dict[tuple[frozenset[Channel], frozenset[str]], dict[tuple[Any, ...], tuple[str, str]]] = {}
-    baseline, proposal = (
-        _Replay(loaded, rules, verdicts.setdefault((rules.enabled_channels, rules.do_not_send_tag_names), {})).run()
-        for rules in (current, proposed)
-    )
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # the replay makes many small objects and frees none: a collection would only walk them
+    try:
+        baseline, proposal = (_Replay(loaded, rules).run() for rules in (current, proposed))
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     stored = [closure.stored for closure in closures]
     current_counts, proposed_counts = Counter(stored), Counter(proposal)
     rows = [
@@ -467,7 +442,9 @@ def dry_run(
             changed_count += 1
             if len(changed) < changed_limit:
                 changed.append(
-                    ChangedClosure(closure.pk, closure.conversation_id, closure.closed_at, closure.channel, was, would)
+                    ChangedClosure(
+                        closure.pk, closure.conversation_id, closure.closed_at, closure.channel or "", was, would
+                    )
                 )
     return DryRunResult(
         account_id=account.pk,

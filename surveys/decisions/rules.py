@@ -9,18 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from functools import lru_cache
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import models
+from django.db.models.enums import TextChoices
 
 from integrations import messages
 from integrations.vocabulary import AssigneeKind, Channel
 
 
-class InvalidReason(models.TextChoices):
+class InvalidReason(TextChoices):
     """Stella would refuse the request: it is logged as invalid, in Stella's words, without a call."""
 
     CHANNEL_UNSUPPORTED = messages.CHANNEL_UNSUPPORTED.code, messages.CHANNEL_UNSUPPORTED.words
@@ -30,29 +29,42 @@ class InvalidReason(models.TextChoices):
     EMPLOYEE_UNKNOWN = messages.EMPLOYEE_UNKNOWN.code, messages.EMPLOYEE_UNKNOWN.words
 
 
-class DoNotSendReason(models.TextChoices):
+class DoNotSendReason(TextChoices):
     """Stella records the interaction for reporting, flagged do not send: nobody is surveyed."""
 
     BOT_ASSIGNEE = messages.BOT_ASSIGNEE.code, messages.BOT_ASSIGNEE.words
     SUPPRESSED_TAG = messages.SUPPRESSED_TAG.code, messages.SUPPRESSED_TAG.words
 
 
-class SuppressionReason(models.TextChoices):
+class SuppressionReason(TextChoices):
     """Kept back: no request is made at all."""
 
     SUPPRESSION_WINDOW = messages.SUPPRESSION_WINDOW.code, messages.SUPPRESSION_WINDOW.words
     ALREADY_SURVEYED = messages.ALREADY_SURVEYED.code, messages.ALREADY_SURVEYED.words
 
 
+class CancelReason(TextChoices):
+    """Why a close still waiting was cancelled: stored as the code, shown in these words."""
+
+    REOPENED = messages.REOPENED.code, messages.REOPENED.words
+    CUSTOMER_REPLIED = messages.CUSTOMER_REPLIED.code, messages.CUSTOMER_REPLIED.words
+    SNOOZED = messages.SNOOZED.code, messages.SNOOZED.words
+    DELETED = messages.DELETED.code, messages.DELETED.words
+    SUPERSEDED = messages.SUPERSEDED.code, messages.SUPERSEDED.words
+    ERASED = messages.ERASED.code, messages.ERASED.words
+
+
 Reason = InvalidReason | DoNotSendReason | SuppressionReason
-# What a survey request's `reason` column may hold.
-REASON_CHOICES = [*InvalidReason.choices, *DoNotSendReason.choices, *SuppressionReason.choices]
-REASONS: dict[str, Reason] = {
-    reason.value: reason for vocabulary in (InvalidReason, DoNotSendReason, SuppressionReason) for reason in vocabulary
+# What a survey request's `reason` column may hold: the rule that decided, or why it was cancelled.
+REASON_CHOICES = [*InvalidReason.choices, *DoNotSendReason.choices, *SuppressionReason.choices, *CancelReason.choices]
+REASONS: dict[str, Reason | CancelReason] = {
+    reason.value: reason
+    for vocabulary in (InvalidReason, DoNotSendReason, SuppressionReason, CancelReason)
+    for reason in vocabulary
 }
 
 
-class Decision(models.TextChoices):
+class Decision(TextChoices):
     SEND = "send", "Send"
     DO_NOT_SEND = "do_not_send", "Send, flagged do not send"
     SUPPRESSED = "suppressed", "Suppress"
@@ -170,33 +182,6 @@ def decide(verdicts: dict[str, Reason | None]) -> Verdict:
             message = stella_message(reason) if isinstance(reason, InvalidReason) else ""
             return Verdict(decision, reason, message)
     return Verdict(Decision.SEND, None, "")
-
-
-# When one closure's survey holds back another's, and when an event cancels a waiting close: pure, so
-# the live path (selectors.py, over the database) and the dry run (dryrun.py, in memory) share them.
-
-
-def customer_identity(customer_email: str, customer_id: str) -> tuple[str, str] | None:
-    """Whom the suppression window follows, as (field, value): the customer's email, else their
-    Intercom contact id; None when neither is known."""
-    if customer_email:
-        return "customer_email", customer_email
-    if customer_id:
-        return "customer_id", customer_id
-    return None
-
-
-def suppression_window_bounds(closed_at: datetime, window: timedelta) -> tuple[datetime, datetime] | None:
-    """A survey of the same customer closed strictly between these times suppresses a close at `closed_at`;
-    None: the account has no suppression window."""
-    if not window:
-        return None
-    return closed_at - window, closed_at + window
-
-
-def during_delay(occurred_at: datetime, *, closed_at: datetime, delay_ends_at: datetime) -> bool:
-    """Whether something that happened at `occurred_at` fell within a close's channel delay (from the close on)."""
-    return closed_at <= occurred_at < delay_ends_at
 
 
 # Pure, and asked again for every closure of a returning customer (the dry run asks 100,000 times).

@@ -31,9 +31,9 @@ from portal.crypto import SecretUndecryptable
 from portal.logging import log_context
 from surveys.accounts.account import integration_pause, intercom_token_reject
 from surveys.accounts.teammates import teammate_look_up
+from surveys.decisions.decision import Rules, Stage, cancel_reason
 from surveys.decisions.rules import Decision
 from surveys.delivery.survey_requests import (
-    CANCEL_DETAILS,
     InvalidTransition,
     survey_request_clip,
     survey_request_decide,
@@ -44,7 +44,7 @@ from surveys.delivery.survey_requests import (
 )
 from surveys.models import ApiRequest, IntegrationSettings, SurveyRequest, Teammate
 from surveys.reporting.counts import count_api_request_finished, count_api_request_recorded
-from surveys.selectors import cancelling_event, conversation_events, surveyed_at_send
+from surveys.selectors import conversation_events, send_candidates
 
 logger = logging.getLogger(__name__)
 
@@ -160,20 +160,27 @@ def _look_up(
 def _cancel_or_decide(
     survey_request: SurveyRequest, *, integration: IntegrationSettings, employee_unknown: bool
 ) -> SurveyRequest | None:
-    """Cancel the request if the conversation came back during its delay; otherwise the rules decide
-    again with all that is known now. Returns the request only if it was cancelled."""
+    """Cancel the request if the conversation came back during its delay, or closed again; otherwise the one
+    decision, at the send, with all that is known now. Returns the request only if it was cancelled."""
     survey_request_clip(survey_request)
-    # Without a channel delay nothing can cancel a send, and tags are already on the request.
-    if survey_request.delay_ends_at > survey_request.closed_at:
-        cancelled_by = cancelling_event(
-            conversation_events(survey_request), after=survey_request.closed_at, before=survey_request.delay_ends_at
-        )
-        if cancelled_by is not None:
-            detail = CANCEL_DETAILS[cancelled_by.kind]
-            return survey_request_transition(survey_request, to=Status.CANCELLED, status_detail=detail)
-    surveyed = surveyed_at_send(survey_request, integration=integration)
+    rules = Rules.of(integration)
+    known = send_candidates(survey_request, rules=rules)
+    # Without a channel delay no event can cancel a send, and tags are already on the request.
+    events = conversation_events(survey_request) if survey_request.delay_ends_at > survey_request.closed_at else []
+    reason = cancel_reason(
+        closed_at=survey_request.closed_at,
+        delay_ends_at=survey_request.delay_ends_at,
+        events=[(event.occurred_at, event.kind) for event in events],
+        newer_closes=[
+            other.closed_at
+            for other in known
+            if other.conversation_id == survey_request.conversation_id and other.status != Status.CANCELLED
+        ],
+    )
+    if reason is not None:
+        return survey_request_transition(survey_request, to=Status.CANCELLED, reason=reason, status_detail="")
     survey_request_decide(
-        survey_request, integration=integration, surveyed=surveyed, looked_up=True, employee_unknown=employee_unknown
+        survey_request, rules=rules, known=known, stage=Stage.SEND, looked_up=True, employee_unknown=employee_unknown
     )
     survey_request.mode = integration.mode
     return None

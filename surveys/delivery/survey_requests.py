@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from datetime import datetime
-from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from integrations import messages
@@ -17,9 +17,18 @@ from integrations.intercom.payloads import Conversation, IntercomNotification
 from integrations.models import InboundWebhook
 from integrations.stella.client import FeedbackRequest
 from integrations.vocabulary import email_normalised
-from portal.queue import enqueue
+from portal.queue import TaskBatch, enqueue
 from portal.schedules import SEND_TASK, send_task_name
-from surveys.decisions.rules import Decision, InvalidReason, decide, evaluate_rules
+from surveys.decisions.decision import (
+    CANCELLING_KINDS,
+    CancelReason,
+    Known,
+    Rules,
+    Stage,
+    cancel_reason,
+    closure_decide,
+)
+from surveys.decisions.rules import Decision, InvalidReason
 from surveys.models import (
     TRANSITIONS,
     Account,
@@ -31,6 +40,7 @@ from surveys.models import (
     Teammate,
 )
 from surveys.reporting.counts import (
+    CountChanges,
     count_api_request_recorded,
     count_survey_request_recorded,
     count_survey_request_transition,
@@ -39,13 +49,13 @@ from surveys.selectors import (
     Closing,
     ConversationHistory,
     IntakeReads,
-    Surveyed,
-    survey_candidate,
-    surveyed_at_send,
+    closure_of,
+    send_candidates,
     teammate_custom_ids,
 )
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Status = SurveyRequest.Status
 STATUS_FOR_DECISION = {
@@ -54,13 +64,6 @@ STATUS_FOR_DECISION = {
     Decision.SUPPRESSED: Status.SUPPRESSED,
     Decision.INVALID: Status.INVALID,
 }
-CANCEL_DETAILS: dict[str, str] = {
-    ConversationEvent.Kind.REOPENED: messages.REOPENED.words,
-    ConversationEvent.Kind.CUSTOMER_REPLIED: messages.CUSTOMER_REPLIED.words,
-    ConversationEvent.Kind.SNOOZED: messages.SNOOZED.words,
-    ConversationEvent.Kind.DELETED: messages.DELETED.words,
-}
-SUPERSEDED = messages.SUPERSEDED.words
 RESENDABLE = (Status.INVALID, Status.FAILED, Status.AMBIGUOUS)
 
 
@@ -69,7 +72,12 @@ class InvalidTransition(Exception):
 
 
 def survey_request_transition(
-    survey_request: SurveyRequest, *, to: str, expected: Mapping[str, Any] | None = None, **fields: Any
+    survey_request: SurveyRequest,
+    *,
+    to: str,
+    expected: Mapping[str, Any] | None = None,
+    counts: CountChanges | None = None,
+    **fields: Any,
 ) -> SurveyRequest:
     """Move a request to another status, if it still is as we last saw it (and as `expected` says).
 
@@ -94,31 +102,39 @@ def survey_request_transition(
         if changed:
             for name, value in fields.items():
                 setattr(survey_request, name, value)
-            count_survey_request_transition(survey_request, old_status=current, old_decision=decision)
+            count_survey_request_transition(survey_request, old_status=current, old_decision=decision, counts=counts)
     if not changed:
         raise InvalidTransition(f"survey request {survey_request.pk} is no longer {current}")
     return survey_request
 
 
-class ClosureBatch:
-    """Closed conversations recorded together: with every rule's verdict; if to be sent, due at close + channel
-    delay. What they need to know is read for the whole batch at once (selectors.IntakeReads), and their records,
-    calls logged as invalid and sends queued are written together by `flush()`, in a few statements however many.
+class IntakeBatch:
+    """A batch of webhooks acted on together, in their order: closes recorded with every rule's verdict (if to be
+    sent, due at close + channel delay), events applied to waiting closes, anything else written through `write`.
+
+    What closes need to know is read for the whole batch at once (selectors.IntakeReads) and kept current in memory;
+    their records, invalid calls and sends are written together by `flush()`, in a few statements however many.
+    An event or another write reads and writes the database itself: the batch flushes its closes first and reads
+    again after, so its caller keeps no protocol but to flush once at the end. Count changes go to `counts`, tasks
+    to `tasks` (the caller applies and pushes them once its transaction commits); `now` is the batch's time.
 
     One close per conversation waits at a time: a newer close cancels an older one still waiting,
-    and an older close arriving late is recorded as cancelled. A webhook that is not a close (a reopen, a tag)
-    reads and writes the database itself: flush before acting on one, and start a new batch after it.
+    and an older close arriving late is recorded as cancelled.
     """
 
-    def __init__(self, closings: list[Closing]) -> None:
+    def __init__(self, closings: list[Closing], *, now: datetime, counts: CountChanges, tasks: TaskBatch) -> None:
         self.closings = closings
+        self.now, self.counts, self.tasks = now, counts, tasks
         self.pending: list[SurveyRequest] = []
+        self._reads: IntakeReads | None = None
 
-    @cached_property
+    @property
     def reads(self) -> IntakeReads:
-        return IntakeReads(self.closings)  # when the first close comes: a batch of events never reads
+        if self._reads is None:  # when the first close comes: a batch of events never reads
+            self._reads = IntakeReads(self.closings)
+        return self._reads
 
-    def schedule(
+    def close(
         self, *, account: Account, notification: IntercomNotification, webhook: InboundWebhook | None
     ) -> SurveyRequest:
         """Record one close (saved by the next flush); the record of it already made, if there is one."""
@@ -140,18 +156,53 @@ class ClosureBatch:
             closure_id=closure_id,
             earlier_tags=history.first_message_tags,
         )
-        survey_request_supersede_older(history, closed_at=survey_request.closed_at)
-        surveyed = self.reads.surveyed(survey_request, integration=integration)
-        survey_request_decide(survey_request, integration=integration, surveyed=surveyed)
+        survey_request_supersede_older(history, closed_at=survey_request.closed_at, counts=self.counts)
+        known = self.reads.known(survey_request)
+        survey_request_decide(survey_request, rules=Rules.of(integration), known=known, stage=Stage.KNOWN)
         survey_request.status = STATUS_FOR_DECISION[Decision(survey_request.decision)]
         survey_request_cancel_if_overtaken(survey_request, history=history)
-        now = timezone.now()
-        if survey_request.status == Status.SCHEDULED and survey_request.send_after <= now:
-            survey_request.queued_at = now  # due now: queued by the flush
+        if survey_request.status == Status.SCHEDULED and survey_request.send_after <= self.now:
+            survey_request.queued_at = self.now  # due now: queued by the flush
         self.pending.append(survey_request)
         self.reads.recorded(survey_request)
-        count_survey_request_recorded(survey_request)
+        count_survey_request_recorded(survey_request, counts=self.counts)
         return survey_request
+
+    def event(
+        self,
+        *,
+        account: Account,
+        conversation_id: str,
+        kind: ConversationEvent.Kind,
+        occurred_at: datetime,
+        tags: list[str],
+        webhook: InboundWebhook | None,
+    ) -> int:
+        """Record a reopen, reply, snooze, deletion or tag, and apply it to the conversation's waiting closes; how
+        many it changed."""
+        return self.write(
+            lambda: survey_requests_apply_event(
+                ConversationEvent.objects.create(
+                    account=account,
+                    conversation_id=conversation_id,
+                    kind=kind,
+                    occurred_at=occurred_at,
+                    tags=tags,
+                    inbound_webhook=webhook,
+                ),
+                counts=self.counts,
+                now=self.now,
+            )
+        )
+
+    def write(self, act: Callable[[], T]) -> T:
+        """Do something that reads and writes the database itself, after the closes recorded so far are saved; the
+        closes after it read what it changed."""
+        self.flush()
+        try:
+            return act()
+        finally:
+            self._reads = None
 
     def flush(self) -> list[SurveyRequest]:
         """Save what the batch recorded, log the invalid ones' calls, and queue those due now once committed."""
@@ -166,7 +217,7 @@ class ClosureBatch:
                 raise  # the intake acts on the batch's webhooks one at a time instead
             # The same closure recorded meanwhile by a concurrent worker: the first record stands.
             logger.info("survey_request.closure_duplicate", extra={"conversation_id": pending[0].conversation_id})
-            count_survey_request_recorded(pending[0], delta=-1)
+            count_survey_request_recorded(pending[0], delta=-1, counts=self.counts)
             return []
         for survey_request in pending:
             logger.info(
@@ -177,10 +228,11 @@ class ClosureBatch:
                     "reason": survey_request.reason,
                 },
             )
-        survey_requests_reject_locally([sr for sr in pending if sr.status == Status.INVALID])
+        invalid = [sr for sr in pending if sr.status == Status.INVALID]
+        survey_requests_reject_locally(invalid, counts=self.counts, now=self.now)
         due = [survey_request.pk for survey_request in pending if survey_request.queued_at]
         if due:
-            transaction.on_commit(lambda: survey_requests_queue(due))
+            transaction.on_commit(lambda: survey_requests_queue(due, tasks=self.tasks))
         return pending
 
 
@@ -238,12 +290,47 @@ def survey_request_build(
     return survey_request_clip(survey_request)
 
 
-def survey_request_supersede_older(history: ConversationHistory, *, closed_at: datetime) -> None:
-    """A newer close is the one surveyed: cancel the conversation's older closes still waiting."""
+def survey_request_supersede_older(
+    history: ConversationHistory, *, closed_at: datetime, counts: CountChanges | None = None
+) -> None:
+    """A newer close is the one surveyed: cancel the conversation's older closes still waiting, unless something
+    earlier during their delay cancelled them first (decision.cancel_reason: the first in time wins)."""
     for older in history.survey_requests:
-        if older.status == Status.SCHEDULED and older.closed_at < closed_at:
+        if older.closed_at >= closed_at or older.status not in (Status.SCHEDULED, Status.CANCELLED):
+            continue
+        reason = _cancel_reason(older, history=history, newer_closes=[closed_at])
+        if reason is None:
+            continue  # closed again after its delay: it goes out, and the newer close finds it surveyed
+        if older.status == Status.SCHEDULED:
             with suppress(InvalidTransition):  # a sender took it a moment ago: too late to supersede
-                survey_request_transition(older, to=Status.CANCELLED, status_detail=SUPERSEDED)
+                survey_request_transition(older, to=Status.CANCELLED, reason=reason, status_detail="", counts=counts)
+        elif older.reason in CANCELLED_BY_TIME and reason != older.reason:
+            survey_request_relabel(older, reason=reason)  # an event arrived first, but happened after this close
+
+
+# Cancellations the first-in-time rule may relabel once an earlier event or close arrives late.
+CANCELLED_BY_TIME = frozenset(CancelReason) - {CancelReason.ERASED}
+
+
+def _cancel_reason(
+    survey_request: SurveyRequest, *, history: ConversationHistory, newer_closes: list[datetime]
+) -> CancelReason | None:
+    """decision.cancel_reason over what the batch knows of the conversation."""
+    return cancel_reason(
+        closed_at=survey_request.closed_at,
+        delay_ends_at=survey_request.delay_ends_at,
+        events=[(event.occurred_at, event.kind) for event in history.events],
+        newer_closes=[
+            *newer_closes,
+            *(other.closed_at for other in history.survey_requests if other.status != Status.CANCELLED),
+        ],
+    )
+
+
+def survey_request_relabel(survey_request: SurveyRequest, *, reason: str) -> None:
+    """Say why a cancelled request was cancelled, now that what came first is known: its outcome is unchanged."""
+    SurveyRequest.objects.filter(pk=survey_request.pk, status=Status.CANCELLED).update(reason=reason)
+    survey_request.reason = reason
 
 
 def survey_request_cancel_if_overtaken(survey_request: SurveyRequest, *, history: ConversationHistory) -> None:
@@ -251,16 +338,9 @@ def survey_request_cancel_if_overtaken(survey_request: SurveyRequest, *, history
     deletion during its delay, is already known (webhooks arrive out of order)."""
     if survey_request.status != Status.SCHEDULED:
         return
-    newer_close = any(
-        other.closed_at > survey_request.closed_at and other.status != Status.CANCELLED
-        for other in history.survey_requests
-    )
-    cancelling = history.cancelling_event(after=survey_request.closed_at, before=survey_request.delay_ends_at)
-    if newer_close or cancelling:
+    if reason := _cancel_reason(survey_request, history=history, newer_closes=[]):
         survey_request.status = Status.CANCELLED
-        survey_request.status_detail = (
-            CANCEL_DETAILS[ConversationEvent.Kind(cancelling.kind)] if cancelling else SUPERSEDED
-        )
+        survey_request.reason, survey_request.status_detail = reason, ""
 
 
 def survey_request_feedback_request(
@@ -282,17 +362,21 @@ def survey_request_feedback_request(
     )
 
 
-def survey_request_reject_locally(survey_request: SurveyRequest) -> ApiRequest:
+def survey_request_reject_locally(
+    survey_request: SurveyRequest, *, counts: CountChanges | None = None, now: datetime | None = None
+) -> ApiRequest:
     """Log a request the rules found invalid as Stella would, in Stella's words, without calling Stella."""
-    return survey_requests_reject_locally([survey_request])[0]
+    return survey_requests_reject_locally([survey_request], counts=counts, now=now)[0]
 
 
-def survey_requests_reject_locally(survey_requests: list[SurveyRequest]) -> list[ApiRequest]:
+def survey_requests_reject_locally(
+    survey_requests: list[SurveyRequest], *, counts: CountChanges | None = None, now: datetime | None = None
+) -> list[ApiRequest]:
     """`survey_request_reject_locally` for several at once, in two statements."""
     if not survey_requests:
         return []
     custom_ids = teammate_custom_ids({(sr.account_id, sr.teammate_id) for sr in survey_requests})
-    now = timezone.now()
+    now = now or timezone.now()
     api_requests = ApiRequest.objects.bulk_create(
         ApiRequest(
             survey_request=survey_request,
@@ -311,56 +395,76 @@ def survey_requests_reject_locally(survey_requests: list[SurveyRequest]) -> list
         for survey_request in survey_requests
     )
     for api_request in api_requests:
-        count_api_request_recorded(api_request)
+        count_api_request_recorded(api_request, counts=counts)
     return api_requests
 
 
-def survey_requests_queue(survey_request_ids: list[int]) -> None:
-    """Hand requests to the task queue. Call it once they are committed (on_commit), with queued_at set."""
+def survey_requests_queue(survey_request_ids: list[int], *, tasks: TaskBatch | None = None) -> None:
+    """Hand requests to the task queue (or to `tasks`, pushed by its owner). Call it once they are committed
+    (on_commit), with queued_at set."""
     for pk in survey_request_ids:
-        enqueue(SEND_TASK, pk, name=send_task_name(pk))
+        (tasks.enqueue if tasks else enqueue)(SEND_TASK, pk, name=send_task_name(pk))
 
 
-def survey_requests_apply_event(event: ConversationEvent) -> int:
+def survey_requests_apply_event(
+    event: ConversationEvent, *, counts: CountChanges | None = None, now: datetime | None = None
+) -> int:
     """A reopen, reply, snooze or deletion cancels a close still waiting out its delay;
     a first-message tag is added to it and the rules decide again. Returns how many changed."""
     if event.kind in ConversationEvent.CANCELLING:
-        return survey_requests_cancel_for(event)
+        return survey_requests_cancel_for(event, counts=counts)
     if event.kind == ConversationEvent.Kind.TAGGED:
-        return survey_requests_retag(event)
+        return survey_requests_retag(event, counts=counts, now=now)
     return 0
 
 
-def _waiting_before(event: ConversationEvent) -> SurveyRequestQuerySet:
-    """The conversation's closes still waiting that the event came after."""
+def _waiting_before(event: ConversationEvent, statuses: Q) -> SurveyRequestQuerySet:
+    """The conversation's closes in `statuses` (still waiting) that the event came after."""
     return SurveyRequest.objects.filter(
-        account=event.account,
-        conversation_id=event.conversation_id,
-        status=Status.SCHEDULED,
-        closed_at__lte=event.occurred_at,
+        statuses, account=event.account, conversation_id=event.conversation_id, closed_at__lte=event.occurred_at
     )
 
 
-def survey_requests_cancel_for(event: ConversationEvent) -> int:
-    """Cancel the conversation's closes whose channel delay the event fell in."""
+def survey_requests_cancel_for(event: ConversationEvent, *, counts: CountChanges | None = None) -> int:
+    """Cancel the conversation's closes whose channel delay the event fell in; one cancelled by a newer close
+    that came after the event says it was the event (the first in time wins)."""
     cancelled = 0
-    for survey_request in _waiting_before(event).filter(delay_ends_at__gt=event.occurred_at):
+    reason = CANCELLING_KINDS[event.kind]
+    overtaken = Q(status=Status.SCHEDULED) | Q(status=Status.CANCELLED, reason=CancelReason.SUPERSEDED)
+    for survey_request in _waiting_before(event, overtaken).filter(delay_ends_at__gt=event.occurred_at):
+        if survey_request.status == Status.CANCELLED:
+            if _superseded_after(survey_request, event):
+                survey_request_relabel(survey_request, reason=reason)
+            continue
         with suppress(InvalidTransition):  # a sender took it a moment ago: the event came too late
             survey_request_transition(
-                survey_request, to=Status.CANCELLED, status_detail=CANCEL_DETAILS[ConversationEvent.Kind(event.kind)]
+                survey_request, to=Status.CANCELLED, reason=reason, status_detail="", counts=counts
             )
             cancelled += 1
     return cancelled
 
 
-def survey_requests_retag(event: ConversationEvent) -> int:
+def _superseded_after(survey_request: SurveyRequest, event: ConversationEvent) -> bool:
+    """Whether every newer close of the conversation came after the event: then the event cancelled it first."""
+    newer = SurveyRequest.objects.filter(
+        account_id=survey_request.account_id,
+        conversation_id=survey_request.conversation_id,
+        closed_at__gt=survey_request.closed_at,
+        closed_at__lte=event.occurred_at,
+    ).exclude(status=Status.CANCELLED)
+    return not newer.exists()
+
+
+def survey_requests_retag(
+    event: ConversationEvent, *, counts: CountChanges | None = None, now: datetime | None = None
+) -> int:
     """Add first-message tags to the conversation's waiting closes and let the rules decide again."""
     changed = 0
-    for survey_request in _waiting_before(event).select_related("account__integration"):
-        integration = survey_request.account.integration
+    for survey_request in _waiting_before(event, Q(status=Status.SCHEDULED)).select_related("account__integration"):
+        rules = Rules.of(survey_request.account.integration)
         survey_request.tags = list(dict.fromkeys(survey_request.tags + event.tags))
-        surveyed = surveyed_at_send(survey_request, integration=integration)
-        survey_request_decide(survey_request, integration=integration, surveyed=surveyed)
+        known = send_candidates(survey_request, rules=rules)
+        survey_request_decide(survey_request, rules=rules, known=known, stage=Stage.KNOWN)
         with suppress(InvalidTransition):
             survey_request_transition(
                 survey_request,
@@ -370,9 +474,10 @@ def survey_requests_retag(event: ConversationEvent) -> int:
                 reason=survey_request.reason,
                 verdicts=survey_request.verdicts,
                 status_detail=survey_request.status_detail,
+                counts=counts,
             )
             if survey_request.status == Status.INVALID:
-                survey_request_reject_locally(survey_request)
+                survey_request_reject_locally(survey_request, counts=counts, now=now)
             changed += 1
     return changed
 
@@ -380,26 +485,21 @@ def survey_requests_retag(event: ConversationEvent) -> int:
 def survey_request_decide(
     survey_request: SurveyRequest,
     *,
-    integration: IntegrationSettings,
-    surveyed: Surveyed,
+    rules: Rules,
+    known: Sequence[Known],
+    stage: Stage,
     looked_up: bool = False,
     employee_unknown: bool = False,
 ) -> None:
-    """Run every rule on what is known now; `looked_up`: Intercom has been asked, nothing is pending;
-    `employee_unknown`: Stella's employees, as last synced, don't include the one the request names."""
-    candidate = survey_candidate(
-        survey_request,
-        integration=integration,
-        surveyed=surveyed,
-        looked_up=looked_up,
-        employee_unknown=employee_unknown,
-    )
-    verdicts = evaluate_rules(candidate)
-    verdict = decide(verdicts)
-    survey_request.verdicts = {rule: reason.value if reason else None for rule, reason in verdicts.items()}
-    survey_request.decision = verdict.decision
-    survey_request.reason = verdict.reason.value if verdict.reason else ""
-    survey_request.status_detail = verdict.error_message
+    """The one decision (decision.closure_decide) on what is known now, written on the request; `looked_up`:
+    Intercom has been asked, nothing is pending; `employee_unknown`: Stella's employees, as last synced, don't
+    include the one the request names."""
+    closure = closure_of(survey_request, looked_up=looked_up, employee_unknown=employee_unknown)
+    fate = closure_decide(closure, rules, [other for other in known if other is not survey_request], stage)
+    survey_request.verdicts = fate.verdicts_stored
+    survey_request.decision = fate.decision
+    survey_request.reason = fate.reason.value if fate.reason else ""
+    survey_request.status_detail = fate.error_message
 
 
 def survey_request_clip(survey_request: SurveyRequest) -> SurveyRequest:

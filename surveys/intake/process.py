@@ -16,7 +16,7 @@ How several drains share the work on PostgreSQL, in one transaction per batch:
    before its first row another drain still has locked from step 1 (that drain commits soon without
    acting on it: it has no lease), so a newer event is never applied before an older one waiting.
 
-The batch is then acted on together (services.ClosureBatch): what its closes need to know (their conversations'
+The batch is then acted on together (services.IntakeBatch): what its closes need to know (their conversations'
 requests and events, their customers' surveys in the window) is read in three queries and kept current in memory,
 and their records, invalid calls and sends are written in a few statements, the statuses and the status page's
 counts once as it ends (drains of one account would otherwise queue on its day's count rows). If anything in it
@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import DatabaseError, OperationalError, connection, transaction
@@ -47,21 +48,21 @@ from integrations.intercom.payloads import IntercomNotification
 from integrations.models import InboundWebhook
 from integrations.vocabulary import CLOCK_SKEW_ALLOWED
 from portal.errors import exception_summary, exception_traceback
-from portal.queue import enqueue, enqueues_batched
+from portal.queue import TaskBatch, enqueue
 from portal.schedules import PROCESS_WEBHOOKS_TASK
 from portal.write_gate import background_write_turn
 from surveys.accounts.privacy import contact_erase
-from surveys.delivery.survey_requests import ClosureBatch, closing_of, survey_requests_apply_event
+from surveys.delivery.survey_requests import IntakeBatch, closing_of
 from surveys.models import Account, ConversationEvent
-from surveys.reporting.counts import daily_counts_deferred
+from surveys.reporting.counts import CountChanges
 
 logger = logging.getLogger(__name__)
 
 MAX_CLOCK_SKEW = CLOCK_SKEW_ALLOWED
 CLOSED = "conversation.admin.closed"
-# A topic's handler: what to do with the notification; returns why it was ignored, or "". A close is recorded
-# in the batch's ClosureBatch; anything else acts on the database at once (the batch flushes before it).
-Handler = Callable[[Account, IntercomNotification, InboundWebhook, "ClosureBatch"], str]
+# A topic's handler: what to do with the notification, through the batch (which keeps them in order); returns why it
+# was ignored, or "".
+Handler = Callable[[Account, IntercomNotification, InboundWebhook, IntakeBatch], str]
 # Advisory lock namespaces (the first of pg_*advisory*_lock's two keys): conversation leases, drain slots.
 LEASE_LOCKS = 0x1A7A
 DRAIN_SLOT_LOCKS = 0x1A7B
@@ -80,12 +81,13 @@ class Claim:
     accounts: dict[str, Account | None] = field(default_factory=dict)
 
 
-def inbound_webhooks_process_pending(*, seconds: float | None = None) -> int:
+def inbound_webhooks_process_pending(*, seconds: float | None = None, now: datetime | None = None) -> int:
     """Act on received webhooks until none is left, oldest notification first within each conversation:
     Intercom doesn't promise order, its created_at does.
 
     After `seconds` (INTAKE_BATCH_SECONDS) a fresh task takes over, so one run stays well inside the
-    task timeout however slow the database is. Returns how many webhooks it acted on.
+    task timeout however slow the database is. Returns how many webhooks it acted on. `now`: the time its batches
+    act at (default: the clock, read once as each batch begins).
     """
     deadline = time.monotonic() + (settings.INTAKE_BATCH_SECONDS if seconds is None else seconds)
     done = 0
@@ -98,15 +100,19 @@ def inbound_webhooks_process_pending(*, seconds: float | None = None) -> int:
                 enqueue(PROCESS_WEBHOOKS_TASK)
                 break
             background_write_turn()  # on SQLite, after any webhook waiting to be stored (portal/write_gate.py)
-            with enqueues_batched(), transaction.atomic():  # the batch's sends queued in one commit, after its own
+            tasks = TaskBatch()  # the batch's sends, queued in one statement once it has committed
+            with transaction.atomic():
                 claim = inbound_webhooks_claim(limit=settings.INTAKE_BATCH_SIZE)
                 if not claim.claimed:
                     break
                 if claim.claimed >= settings.INTAKE_BATCH_SIZE and not helper_queued and _parallel():
-                    transaction.on_commit(lambda: enqueue(PROCESS_WEBHOOKS_TASK))
+                    transaction.on_commit(partial(tasks.enqueue, PROCESS_WEBHOOKS_TASK))
                     helper_queued = True
                 batch_deadline = min(deadline, time.monotonic() + settings.INTAKE_BATCH_TRANSACTION_SECONDS)
-                acted = inbound_webhooks_process_batch(claim, deadline=batch_deadline)
+                acted = inbound_webhooks_process_batch(
+                    claim, deadline=batch_deadline, now=now or timezone.now(), tasks=tasks
+                )
+            tasks.push()
             done += acted
             if not acted:
                 time.sleep(CONTESTED_PAUSE_SECONDS * (0.5 + random.random()))  # noqa: S311
@@ -136,55 +142,50 @@ def inbound_webhooks_claim(*, limit: int) -> Claim:
     return Claim(webhooks=webhooks, claimed=len(first))
 
 
-def inbound_webhooks_process_batch(claim: Claim, *, deadline: float) -> int:
+def inbound_webhooks_process_batch(claim: Claim, *, deadline: float, now: datetime, tasks: TaskBatch) -> int:
     """Act on a claim's webhooks in order until done or `deadline` (monotonic): the rest stay waiting, and as
     each conversation is cut after its oldest, stay in order.
 
-    Together first, in a few statements for the whole batch (ClosureBatch). If that raises, it is undone and
+    Together first, in a few statements for the whole batch (IntakeBatch). If that raises, it is undone and
     each webhook is acted on alone in a savepoint, so the one that fails is marked failed with its error and
-    the rest are still acted on."""
+    the rest are still acted on. Its count changes are written once, as it ends; its sends go to `tasks`."""
     try:
-        with transaction.atomic(), daily_counts_deferred():
-            done = _process_together(claim, deadline=deadline)
+        counts = CountChanges()
+        with transaction.atomic():
+            done = _process_together(claim, deadline=deadline, now=now, counts=counts, tasks=tasks)
+            counts.apply()
     except OperationalError:
         raise  # the database is unreachable or locked: leave them received for the next run
     except Exception:
         logger.warning("intake.batch.one_at_a_time", extra={"webhooks": len(claim.webhooks)}, exc_info=True)
-        done = _process_one_at_a_time(claim, deadline=deadline)
+        tasks.held.clear()  # what the undone attempt would have queued
+        done = _process_one_at_a_time(claim, deadline=deadline, now=now, tasks=tasks)
     InboundWebhook.objects.bulk_update(done, FINISH_FIELDS)
     return len(done)
 
 
-def _process_together(claim: Claim, *, deadline: float) -> list[InboundWebhook]:
+def _process_together(
+    claim: Claim, *, deadline: float, now: datetime, counts: CountChanges, tasks: TaskBatch
+) -> list[InboundWebhook]:
     notifications = [_notification(webhook) for webhook in claim.webhooks]
     _accounts_read(claim.accounts, {notification.app_id for notification in notifications})
-
-    def closures_from(start: int) -> ClosureBatch:
-        """A batch for the closes from `start` on, reading what they need when the first one comes."""
-        return ClosureBatch(
-            [
-                closing_of(account, notification)
-                for notification in notifications[start:]
-                if notification.topic == CLOSED and (account := claim.accounts.get(notification.app_id))
-            ]
-        )
-
-    closures = closures_from(0)
+    closings = [
+        closing_of(account, notification)
+        for notification in notifications
+        if notification.topic == CLOSED and (account := claim.accounts.get(notification.app_id))
+    ]
+    batch = IntakeBatch(closings, now=now, counts=counts, tasks=tasks)
     done: list[InboundWebhook] = []
-    for index, (webhook, notification) in enumerate(zip(claim.webhooks, notifications, strict=True)):
+    for webhook, notification in zip(claim.webhooks, notifications, strict=True):
         if done and time.monotonic() >= deadline:
             break
-        if notification.topic != CLOSED:
-            closures.flush()  # an event reads and writes the database itself: let it find the batch's closes
-        inbound_webhook_process(webhook, notification=notification, accounts=claim.accounts, closures=closures)
-        if notification.topic != CLOSED:
-            closures = closures_from(index + 1)  # what the batch read before the event may have changed
+        inbound_webhook_process(webhook, notification=notification, accounts=claim.accounts, batch=batch)
         done.append(webhook)
-    closures.flush()
+    batch.flush()
     return done
 
 
-def _process_one_at_a_time(claim: Claim, *, deadline: float) -> list[InboundWebhook]:
+def _process_one_at_a_time(claim: Claim, *, deadline: float, now: datetime, tasks: TaskBatch) -> list[InboundWebhook]:
     """Start again from what is stored: the attempt together was undone in the database, not in the objects it
     changed (a contact.deleted replaces its webhook's body with the erasure note, a handler may leave what it read
     on an account). So the webhooks are read again, in one query, and the accounts afresh; counts start empty."""
@@ -192,15 +193,16 @@ def _process_one_at_a_time(claim: Claim, *, deadline: float) -> list[InboundWebh
     webhooks = [stored[webhook.pk] for webhook in claim.webhooks if webhook.pk in stored]
     accounts: dict[str, Account | None] = {}
     done: list[InboundWebhook] = []
-    with daily_counts_deferred() as counts:
-        for webhook in webhooks:
-            if done and time.monotonic() >= deadline:
-                break
-            counted_before = dict(counts)
-            if not _process_or_fail(webhook, accounts=accounts):
-                counts.clear()  # its savepoint was rolled back: so are the counts it moved
-                counts.update(counted_before)
-            done.append(webhook)
+    counts = CountChanges()
+    for webhook in webhooks:
+        if done and time.monotonic() >= deadline:
+            break
+        counted_before, queued_before = counts.snapshot(), len(tasks.held)
+        if not _process_or_fail(webhook, accounts=accounts, now=now, counts=counts, tasks=tasks):
+            counts.restore(counted_before)  # its savepoint was rolled back: so are the counts it moved
+            del tasks.held[queued_before:]
+        done.append(webhook)
+    counts.apply()
     return done
 
 
@@ -258,13 +260,15 @@ FINISH_FIELDS = ["status", "error", "traceback", "processed_at"]
 REPLAYABLE = (InboundWebhook.Status.PROCESSED, InboundWebhook.Status.IGNORED, InboundWebhook.Status.FAILED)
 
 
-def inbound_webhook_replay(webhook: InboundWebhook) -> InboundWebhook:
+def inbound_webhook_replay(webhook: InboundWebhook, *, now: datetime | None = None) -> InboundWebhook:
     """Act on a stored webhook again, now: after a fix, or an account created for its workspace.
     A closure already recorded is not recorded twice; a webhook that failed verification never replays."""
     if webhook.status not in REPLAYABLE:
         raise ValueError(f"A webhook that is {webhook.get_status_display().lower()} can't be replayed.")
     if webhook.erased_at:
         raise ValueError("Its body was erased (personal data): it can't be replayed.")
+    now = now or timezone.now()
+    tasks = TaskBatch()
     with transaction.atomic():
         if _parallel() and webhook.conversation_key:
             with connection.cursor() as cursor:  # wait for any drain acting on its conversation to commit
@@ -274,25 +278,35 @@ def inbound_webhook_replay(webhook: InboundWebhook) -> InboundWebhook:
         webhook.status, webhook.error, webhook.traceback = InboundWebhook.Status.RECEIVED, "", ""
         webhook.processed_at = None
         webhook.save(update_fields=FINISH_FIELDS)
-        _process_or_fail(webhook)
+        counts = CountChanges()
+        _process_or_fail(webhook, now=now, counts=counts, tasks=tasks)
+        counts.apply()
         webhook.save(update_fields=FINISH_FIELDS)
+    tasks.push()
     return webhook
 
 
-def _process_or_fail(webhook: InboundWebhook, *, accounts: dict[str, Account | None] | None = None) -> bool:
+def _process_or_fail(
+    webhook: InboundWebhook,
+    *,
+    now: datetime,
+    counts: CountChanges,
+    tasks: TaskBatch,
+    accounts: dict[str, Account | None] | None = None,
+) -> bool:
     """Act on it alone, in a savepoint; False if that raised, and it is marked failed with the error and traceback."""
     try:
         with transaction.atomic():
-            closures = ClosureBatch([])
-            inbound_webhook_process(
-                webhook, notification=_notification(webhook), accounts=accounts or {}, closures=closures
-            )
-            closures.flush()
+            batch = IntakeBatch([], now=now, counts=counts, tasks=tasks)
+            inbound_webhook_process(webhook, notification=_notification(webhook), accounts=accounts or {}, batch=batch)
+            batch.flush()
     except OperationalError:
         raise  # the database is unreachable or locked: leave it received for the next run
     except Exception as exc:
         logger.exception("intercom.webhook.failed", extra={"webhook": webhook.pk})
-        _finish(webhook, InboundWebhook.Status.FAILED, exception_summary(exc), traceback=exception_traceback(exc))
+        _finish(
+            webhook, InboundWebhook.Status.FAILED, exception_summary(exc), now=now, traceback=exception_traceback(exc)
+        )
         return False
     return True
 
@@ -306,30 +320,31 @@ def inbound_webhook_process(
     *,
     notification: IntercomNotification,
     accounts: dict[str, Account | None],
-    closures: ClosureBatch,
+    batch: IntakeBatch,
 ) -> None:
     """Hand a stored notification to its topic's handler and record what came of it.
     `accounts`: accounts by workspace already read in this batch, and where to keep those read now;
-    `closures`: where a close is recorded (its caller flushes it)."""
-    if too_old_or_early := _outside_replay_window(notification, now=timezone.now()):
-        _finish(webhook, InboundWebhook.Status.IGNORED, too_old_or_early)
+    `batch`: what the handler acts through, at the batch's time (its caller flushes it once, at the end)."""
+    now = batch.now
+    if too_old_or_early := _outside_replay_window(notification, now=now):
+        _finish(webhook, InboundWebhook.Status.IGNORED, too_old_or_early, now=now)
         return
     handler = HANDLERS.get(notification.topic)
     if handler is None:
-        _finish(webhook, InboundWebhook.Status.IGNORED, f"Topic {notification.topic} is not acted on")
+        _finish(webhook, InboundWebhook.Status.IGNORED, f"Topic {notification.topic} is not acted on", now=now)
         return
     account = _account(notification.app_id, accounts=accounts)
     if account is None:
-        _finish(webhook, InboundWebhook.Status.IGNORED, f"No account for workspace {notification.app_id}")
+        _finish(webhook, InboundWebhook.Status.IGNORED, f"No account for workspace {notification.app_id}", now=now)
         return
     if not account.integration.enabled:
-        _finish(webhook, InboundWebhook.Status.IGNORED, "Integration disabled for this account")
+        _finish(webhook, InboundWebhook.Status.IGNORED, "Integration disabled for this account", now=now)
         return
-    ignored_because = handler(account, notification, webhook, closures)
+    ignored_because = handler(account, notification, webhook, batch)
     if ignored_because:
-        _finish(webhook, InboundWebhook.Status.IGNORED, ignored_because)
+        _finish(webhook, InboundWebhook.Status.IGNORED, ignored_because, now=now)
     else:
-        _finish(webhook, InboundWebhook.Status.PROCESSED, "")
+        _finish(webhook, InboundWebhook.Status.PROCESSED, "", now=now)
 
 
 def _account(workspace_id: str, *, accounts: dict[str, Account | None]) -> Account | None:
@@ -356,24 +371,22 @@ def _outside_replay_window(notification: IntercomNotification, *, now: datetime)
     return ""
 
 
-def _finish(webhook: InboundWebhook, status: str, error: str, *, traceback: str = "") -> None:
+def _finish(webhook: InboundWebhook, status: str, error: str, *, now: datetime, traceback: str = "") -> None:
     """What came of it, on the object: saved by the caller (a batch saves all its webhooks in one query)."""
     webhook.status = status
     webhook.error = error
     webhook.traceback = traceback
-    webhook.processed_at = timezone.now()
+    webhook.processed_at = now
 
 
-def _closed(
-    account: Account, notification: IntercomNotification, webhook: InboundWebhook, closures: ClosureBatch
-) -> str:
-    closures.schedule(account=account, notification=notification, webhook=webhook)
+def _closed(account: Account, notification: IntercomNotification, webhook: InboundWebhook, batch: IntakeBatch) -> str:
+    batch.close(account=account, notification=notification, webhook=webhook)
     return ""
 
 
 def _event(kind: ConversationEvent.Kind) -> Handler:
     def record(
-        account: Account, notification: IntercomNotification, webhook: InboundWebhook, closures: ClosureBatch
+        account: Account, notification: IntercomNotification, webhook: InboundWebhook, batch: IntakeBatch
     ) -> str:
         tags: list[str] = []
         if kind == ConversationEvent.Kind.TAGGED:
@@ -382,25 +395,25 @@ def _event(kind: ConversationEvent.Kind) -> Handler:
             if not tags:
                 return "Tag is not on the first message"
         assert notification.conversation_id is not None
-        event = ConversationEvent.objects.create(
+        batch.event(
             account=account,
             conversation_id=notification.conversation_id,
             kind=kind,
             occurred_at=notification.created_at,
             tags=tags,
-            inbound_webhook=webhook,
+            webhook=webhook,
         )
-        survey_requests_apply_event(event)
         return ""
 
     return record
 
 
 def _contact_deleted(
-    account: Account, notification: IntercomNotification, webhook: InboundWebhook, closures: ClosureBatch
+    account: Account, notification: IntercomNotification, webhook: InboundWebhook, batch: IntakeBatch
 ) -> str:
-    assert notification.contact_id is not None, "the parser requires a contact.deleted item's id"
-    contact_erase(account=account, contact_id=notification.contact_id, webhook=webhook, now=timezone.now())
+    contact_id = notification.contact_id
+    assert contact_id is not None, "the parser requires a contact.deleted item's id"
+    batch.write(lambda: contact_erase(account=account, contact_id=contact_id, webhook=webhook, now=batch.now))
     return ""
 
 

@@ -11,6 +11,7 @@ from integrations import messages
 from integrations.models import InboundWebhook
 from integrations.stella.client import Outcome as CallOutcome
 from integrations.vocabulary import AssigneeKind, Channel
+from surveys.decisions.decision import customer_identity
 from surveys.decisions.rules import REASON_CHOICES, Decision
 from surveys.models.accounts import Account, IntegrationSettings
 
@@ -222,6 +223,11 @@ class SurveyRequest(models.Model):
     @property
     def do_not_send(self) -> bool:
         return self.decision == Decision.DO_NOT_SEND
+
+    @property
+    def identity(self) -> tuple[str, str] | None:
+        """Whom the suppression window follows (decision.customer_identity)."""
+        return customer_identity(self.customer_email, self.customer_id)
 
     @property
     def needs_lookup(self) -> bool:

@@ -4,9 +4,7 @@ are exact without reading the log."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Mapping
 from datetime import date, datetime
 
 from django.db import connection, transaction
@@ -16,27 +14,36 @@ from django.utils import timezone
 
 from surveys.models import ApiRequest, CallCount, DailyCount, SurveyRequest
 
-# Count changes a batch collects instead of writing each at once (daily_counts_deferred), by account, day and kind.
-_deferred: ContextVar[dict[tuple[int, date, str], int] | None] = ContextVar("deferred_daily_counts", default=None)
 
+class CountChanges:
+    """The count changes a batch collects instead of writing each at once, by account, day and kind, written by
+    `apply()` as the batch's transaction ends: the batch holds each count's row lock only for its last moment, not its
+    whole length (parallel batches of one account would otherwise queue on it). Passed down to what moves counts;
+    without one, a change is written at once."""
 
-@contextmanager
-def daily_counts_deferred() -> Iterator[dict[tuple[int, date, str], int]]:
-    """Within a batch's transaction: collect its count changes and write them as the block ends, so the batch holds
-    each count's row lock only for its last moment, not its whole length (parallel batches of one account would
-    otherwise queue on it). A caller rolling back part of the batch restores the dict it is given."""
-    pending: dict[tuple[int, date, str], int] = {}
-    token = _deferred.set(pending)
-    try:
-        yield pending
-    finally:
-        _deferred.reset(token)
-    by_account_day: dict[tuple[int, date], dict[str, int]] = {}
-    for (account_id, day, kind), delta in sorted(pending.items()):  # one order for every writer: no deadlock
-        if delta:
-            by_account_day.setdefault((account_id, day), {})[kind] = delta
-    for (account_id, day), deltas in by_account_day.items():
-        _daily_counts_upsert(account_id=account_id, day=day, deltas=deltas)
+    def __init__(self) -> None:
+        self.deltas: dict[tuple[int, date, str], int] = {}
+
+    def add(self, *, account_id: int, day: date, deltas: Mapping[str, int]) -> None:
+        for kind, delta in deltas.items():
+            self.deltas[(account_id, day, kind)] = self.deltas.get((account_id, day, kind), 0) + delta
+
+    def snapshot(self) -> dict[tuple[int, date, str], int]:
+        return dict(self.deltas)
+
+    def restore(self, snapshot: dict[tuple[int, date, str], int]) -> None:
+        """What a rolled-back savepoint moved is taken back."""
+        self.deltas = dict(snapshot)
+
+    def apply(self) -> None:
+        """Write them all, one statement per account and day, in one order for every writer: no deadlock."""
+        pending, self.deltas = self.deltas, {}
+        by_account_day: dict[tuple[int, date], dict[str, int]] = {}
+        for (account_id, day, kind), delta in sorted(pending.items()):
+            if delta:
+                by_account_day.setdefault((account_id, day), {})[kind] = delta
+        for (account_id, day), deltas in by_account_day.items():
+            _daily_counts_upsert(account_id=account_id, day=day, deltas=deltas)
 
 
 def day_of(moment: datetime) -> date:
@@ -44,14 +51,23 @@ def day_of(moment: datetime) -> date:
     return timezone.localdate(moment, timezone=timezone.get_default_timezone())
 
 
-def daily_count_add(*, account_id: int, day: date, kind: str, delta: int = 1) -> None:
-    _daily_counts_upsert(account_id=account_id, day=day, deltas={kind: delta})
+def daily_count_add(
+    *, account_id: int, day: date, kind: str, delta: int = 1, counts: CountChanges | None = None
+) -> None:
+    _daily_counts_change(account_id=account_id, day=day, deltas={kind: delta}, counts=counts)
 
 
-def daily_counts_move(*, account_id: int, day: date, old: str, new: str) -> None:
+def daily_counts_move(*, account_id: int, day: date, old: str, new: str, counts: CountChanges | None = None) -> None:
     """One request moved from one outcome to another: one statement, whether or not either count exists yet."""
     if old != new:
-        _daily_counts_upsert(account_id=account_id, day=day, deltas={old: -1, new: 1})
+        _daily_counts_change(account_id=account_id, day=day, deltas={old: -1, new: 1}, counts=counts)
+
+
+def _daily_counts_change(*, account_id: int, day: date, deltas: Mapping[str, int], counts: CountChanges | None) -> None:
+    if counts is not None:
+        counts.add(account_id=account_id, day=day, deltas=deltas)
+    else:
+        _daily_counts_upsert(account_id=account_id, day=day, deltas=deltas)
 
 
 def _daily_counts_upsert(*, account_id: int, day: date, deltas: Mapping[str, int]) -> None:
@@ -62,10 +78,6 @@ def _daily_counts_upsert(*, account_id: int, day: date, deltas: Mapping[str, int
     writer that creates the row in between. The rows go in a fixed order (by kind), so two moves
     lock the counts they share in the same order instead of deadlocking each other.
     """
-    if (pending := _deferred.get()) is not None:
-        for kind, delta in deltas.items():
-            pending[(account_id, day, kind)] = pending.get((account_id, day, kind), 0) + delta
-        return
     meta = DailyCount._meta
     quote = connection.ops.quote_name
     columns = {field.name: quote(field.column) for field in meta.concrete_fields if field.column}
@@ -82,32 +94,38 @@ def _daily_counts_upsert(*, account_id: int, day: date, deltas: Mapping[str, int
         )
 
 
-def count_survey_request_recorded(survey_request: SurveyRequest, *, delta: int = 1) -> None:
+def count_survey_request_recorded(
+    survey_request: SurveyRequest, *, delta: int = 1, counts: CountChanges | None = None
+) -> None:
     """`delta=-1`: the count of a record that was not saved after all, taken back."""
     daily_count_add(
         account_id=survey_request.account_id,
         day=day_of(survey_request.closed_at),
         kind=survey_request.outcome,
         delta=delta,
+        counts=counts,
     )
 
 
-def count_survey_request_transition(survey_request: SurveyRequest, *, old_status: str, old_decision: str) -> None:
+def count_survey_request_transition(
+    survey_request: SurveyRequest, *, old_status: str, old_decision: str, counts: CountChanges | None = None
+) -> None:
     daily_counts_move(
         account_id=survey_request.account_id,
         day=day_of(survey_request.closed_at),
         old=SurveyRequest.outcome_of(old_status, old_decision),
         new=survey_request.outcome,
+        counts=counts,
     )
 
 
-def count_api_request_recorded(api_request: ApiRequest) -> None:
+def count_api_request_recorded(api_request: ApiRequest, *, counts: CountChanges | None = None) -> None:
     """Count a call as its row is first saved: made with a test key, or rejected here before any call."""
     day = day_of(api_request.created_at)
     if api_request.is_test_call:
-        daily_count_add(account_id=api_request.account_id, day=day, kind=CallCount.TEST_CALLS)
+        daily_count_add(account_id=api_request.account_id, day=day, kind=CallCount.TEST_CALLS, counts=counts)
     if api_request.is_invalid:
-        daily_count_add(account_id=api_request.account_id, day=day, kind=CallCount.INVALID_CALLS)
+        daily_count_add(account_id=api_request.account_id, day=day, kind=CallCount.INVALID_CALLS, counts=counts)
 
 
 def count_api_request_finished(api_request: ApiRequest) -> None:

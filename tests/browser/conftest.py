@@ -12,7 +12,7 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 from playwright.sync_api import sync_playwright
 
-from surveys.decisions.rules import Decision, DoNotSendReason, InvalidReason, SuppressionReason
+from surveys.decisions.rules import CancelReason, Decision, DoNotSendReason, InvalidReason, SuppressionReason
 from surveys.models import ApiRequest, SurveyRequest
 from surveys.reporting.counts import daily_counts_rebuild
 from tests.factories import AccountFactory, SurveyRequestFactory
@@ -71,7 +71,7 @@ def log(db):
     outcomes = [(S.SENT, Decision.SEND, "")] * 6 + [
         (S.SENT, Decision.DO_NOT_SEND, DoNotSendReason.BOT_ASSIGNEE),
         (S.SUPPRESSED, Decision.SUPPRESSED, SuppressionReason.SUPPRESSION_WINDOW),
-        (S.CANCELLED, Decision.SEND, ""),
+        (S.CANCELLED, Decision.SEND, CancelReason.REOPENED),
         (S.INVALID, Decision.INVALID, InvalidReason.EMPLOYEE_NOT_FOUND),
     ]
     rng = random.Random(7)
@@ -83,7 +83,7 @@ def log(db):
             account=account, status=status, decision=decision, reason=reason, conversation_id=str(215000000000 + n),
             closed_at=now - timedelta(days=rng.randrange(14), minutes=rng.randrange(600)), channel=rng.choice(["chat", "email"]),
             customer_name=name, customer_email=f"{name.split()[0].lower()}@customer.example", teammate_name=rng.choice(teammates),
-            status_detail="Employee not found" if status == S.INVALID else ("Reopened during the channel delay" if status == S.CANCELLED else ""),
+            status_detail="Employee not found" if status == S.INVALID else "",
         )  # fmt: skip
         if status in (S.SENT, S.INVALID):
             message = "Employee not found" if status == S.INVALID else ""

@@ -166,7 +166,7 @@ def test_a_last_check_before_sending_catches_a_cancel_the_intake_missed(account)
     survey_request_send(survey_request.pk, now=survey_request.send_after)
     assert stella_received() == []
     survey_request.refresh_from_db()
-    assert (survey_request.status, survey_request.status_detail) == (
+    assert (survey_request.status, survey_request.get_reason_display()) == (
         S.CANCELLED,
         "Customer replied during the channel delay",
     )

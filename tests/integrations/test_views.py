@@ -192,17 +192,24 @@ def test_acknowledged_webhook_waits_as_received_until_processed(client, account,
     assert SurveyRequest.objects.count() == 1
 
 
-def test_webhooks_are_processed_in_the_order_intercom_created_them(client, account):
+def test_webhooks_are_processed_in_the_order_intercom_created_them(client, account, monkeypatch):
     """A reopen created after the close but delivered first still cancels the waiting send."""
     account.integration.channel_delay = timedelta(minutes=10)
     account.integration.save()
+    processed = []
+    for topic, handler in list(intake.HANDLERS.items()):  # a batch finishes its webhooks at one time: watch instead
+
+        def watched(account, notification, webhook, batch, handler=handler, topic=topic):
+            processed.append(topic)
+            return handler(account, notification, webhook, batch)
+
+        monkeypatch.setitem(intake.HANDLERS, topic, watched)
     closed = load_fixture("conversation_admin_closed")
     reopened = notification("conversation_admin_opened", created_at=closed["created_at"] + 60)
     post_webhook(client, reopened, process=False)
     post_webhook(client, closed, process=False)
     process_inbound_webhooks()
-    processed = InboundWebhook.objects.order_by("processed_at").values_list("topic", flat=True)
-    assert list(processed) == ["conversation.admin.closed", "conversation.admin.opened"]
+    assert processed == ["conversation.admin.closed", "conversation.admin.opened"]
     assert SurveyRequest.objects.get().status == SurveyRequest.Status.CANCELLED
 
 

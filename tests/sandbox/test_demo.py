@@ -72,8 +72,8 @@ EXPECTED = {
     "Closed, then reopened within the 1-minute channel delay": (
         "cancelled",
         "send",
+        "reopened",  # shown as "Reopened during the channel delay"
         "",
-        "Reopened during the channel delay",
     ),
     "Closed email, with a 1-minute channel delay": ("scheduled", "send", "", ""),
 }

@@ -13,7 +13,8 @@ from integrations.intercom.payloads import IntercomNotification
 from integrations.models import InboundWebhook
 from portal.schedules import ERASE_EXPIRED_TASK
 from surveys.accounts import privacy
-from surveys.accounts.privacy import CANCELLED_DETAIL, personal_data_erase_expired
+from surveys.accounts.privacy import personal_data_erase_expired
+from surveys.decisions.decision import CancelReason
 from surveys.decisions.rules import Decision, InvalidReason
 from surveys.delivery.survey_requests import survey_request_feedback_request
 from surveys.loop.notes import intercom_notes_find
@@ -183,7 +184,7 @@ def test_erase_customer_erases_one_person_everywhere_and_says_how_much(account):
         assert (erased.customer_email, erased.customer_name, erased.customer_id) == ("", "", "")
         assert erased.erased_at is not None
     waiting.refresh_from_db()
-    assert (waiting.status, waiting.status_detail) == (S.CANCELLED, CANCELLED_DETAIL)
+    assert (waiting.status, waiting.reason) == (S.CANCELLED, CancelReason.ERASED)
     assert not ApiRequest.objects.filter(request_body__customer__email=ADA).exists()
     for webhook in (reopened, ignored):
         webhook.refresh_from_db()
@@ -251,7 +252,7 @@ def test_contact_deleted_erases_the_contact_and_then_the_notification_itself(cli
     assert deletion.body.endswith("the contact was deleted in Intercom)") and deletion.headers == {}
     assert BEA_CONTACT not in deletion.body
     closure.refresh_from_db()
-    assert (closure.status, closure.status_detail) == (S.CANCELLED, CANCELLED_DETAIL)
+    assert (closure.status, closure.reason) == (S.CANCELLED, CancelReason.ERASED)
     assert (closure.customer_email, closure.customer_name, closure.customer_id) == ("", "", "")
     assert closure.inbound_webhook is not None
     assert closure.inbound_webhook.erased_at is not None and BEA not in closure.inbound_webhook.body

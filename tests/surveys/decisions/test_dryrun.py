@@ -16,12 +16,11 @@ from django.utils import timezone
 
 from integrations.vocabulary import AssigneeKind, Channel
 from surveys.decisions.dry_run import CANCELLED, Outcome, dry_run, proposed_settings
-from surveys.decisions.rules import Decision, DoNotSendReason, InvalidReason, SuppressionReason
+from surveys.decisions.rules import CancelReason, Decision, DoNotSendReason, InvalidReason, SuppressionReason
 from surveys.delivery.sending import survey_request_send
-from surveys.delivery.survey_requests import SUPERSEDED
 from surveys.models import ApiRequest, ConversationEvent, DailyCount, IntegrationSettings, SurveyRequest
 from tests.factories import AccountFactory, SurveyRequestFactory
-from tests.helpers import notification, post_webhook
+from tests.helpers import load_fixture, notification, post_webhook
 
 pytestmark = pytest.mark.django_db
 
@@ -31,7 +30,7 @@ S = SurveyRequest.Status
 SEND = Outcome(Decision.SEND, "")
 WINDOW = Outcome(Decision.SUPPRESSED, SuppressionReason.SUPPRESSION_WINDOW)
 ALREADY = Outcome(Decision.SUPPRESSED, SuppressionReason.ALREADY_SURVEYED)
-REOPENED = Outcome(CANCELLED, "Reopened during the channel delay")
+REOPENED = Outcome(CANCELLED, CancelReason.REOPENED)
 
 
 def sent(account, *, days_ago: float, **fields) -> SurveyRequest:
@@ -153,7 +152,7 @@ def test_an_email_never_looked_up_is_not_taken_for_a_missing_one(account):
     verdicts = {"customer_email_missing": None, "assignee_is_bot": None}  # as the live path stores them
     SurveyRequestFactory(
         account=account, conversation_id="unlooked", customer_email="", closed_at=NOW - timedelta(days=2),
-        status=S.CANCELLED, status_detail="Reopened during the channel delay", verdicts=verdicts,
+        status=S.CANCELLED, reason=CancelReason.REOPENED, verdicts=verdicts,
     )  # fmt: skip
     SurveyRequestFactory(
         account=account, conversation_id="nobody", customer_email="", closed_at=NOW - timedelta(days=1),
@@ -177,8 +176,8 @@ def test_the_current_column_is_what_was_stored(account):
         {"status": S.SUPPRESSED, "decision": Decision.SUPPRESSED, "reason": SuppressionReason.SUPPRESSION_WINDOW},
         {"status": S.INVALID, "decision": Decision.INVALID, "reason": InvalidReason.EMPLOYEE_NOT_FOUND},
         {"status": S.INVALID, "decision": Decision.SEND, "status_detail": "Employee not found"},  # Stella said so
-        {"status": S.CANCELLED, "status_detail": "Reopened during the channel delay"},
-        {"status": S.CANCELLED, "status_detail": SUPERSEDED},
+        {"status": S.CANCELLED, "reason": CancelReason.REOPENED},
+        {"status": S.CANCELLED, "reason": CancelReason.SUPERSEDED},
         {"status": S.FAILED},
         {"status": S.SCHEDULED},
     ]
@@ -190,19 +189,27 @@ def test_the_current_column_is_what_was_stored(account):
     result = run(account)
 
     stored = Counter(
-        Outcome(CANCELLED, detail) if status == S.CANCELLED else Outcome(decision, reason)
-        for status, decision, reason, detail in SurveyRequest.objects.filter(
+        Outcome(CANCELLED, reason) if status == S.CANCELLED else Outcome(decision, reason)
+        for status, decision, reason in SurveyRequest.objects.filter(
             account=account, closed_at__gte=NOW - timedelta(days=30)
-        ).values_list("status", "decision", "reason", "status_detail")
+        ).values_list("status", "decision", "reason")
     )
     assert {row.outcome: row.current for row in result.rows} == stored
     assert result.closures == 27
     assert [row.outcome.label for row in result.rows][:2] == [Decision.SEND.label, Decision.DO_NOT_SEND.label]
 
 
-def test_replayed_with_the_settings_that_made_them_nothing_changes(client, account):
-    """Closures the live path recorded from webhooks (delay, reopen, close again, window), dry run
+@responses.activate
+def test_replayed_with_the_settings_that_made_them_nothing_changes(client, account, settings):
+    """Closures the live path recorded from webhooks (delay, reopen, close again, window) and sent, dry run
     with the same settings: the replay agrees with every stored outcome."""
+    settings.STELLA_API_URL, settings.INTERCOM_API_URL = "https://stella.test", "https://intercom.test"
+    responses.post("https://stella.test/v1/requests", json={}, status=200)
+    conversation = load_fixture("conversation_admin_closed_v2")["data"]["item"]
+    responses.get(re.compile(r"https://intercom\.test/conversations/.*"), json=conversation)
+    responses.get(
+        re.compile(r"https://intercom\.test/admins/.*"), json={"name": "Tess", "email": "tess@support.example"}
+    )
     account.integration.channel_delay = timedelta(minutes=10)
     account.integration.suppression_window = timedelta(days=7)
     account.integration.save()
@@ -214,7 +221,11 @@ def test_replayed_with_the_settings_that_made_them_nothing_changes(client, accou
         "conversation_admin_closed", client, at=closed_at + timedelta(hours=1), part="p3", conversation="30100000002"
     )
     outcomes = sorted(SurveyRequest.objects.values_list("closure_id", "status", "reason"))
-    assert outcomes == [("p1", S.CANCELLED, ""), ("p2", S.SCHEDULED, ""), ("p3", S.SUPPRESSED, "suppression_window")]
+    # p3 waits: p2, still waiting too, may yet be cancelled; the send decides, p2 going first.
+    assert outcomes == [("p1", S.CANCELLED, "reopened"), ("p2", S.SCHEDULED, ""), ("p3", S.SCHEDULED, "")]
+    send_due(closed_at + timedelta(hours=2))
+    outcomes = sorted(SurveyRequest.objects.values_list("closure_id", "status", "reason"))
+    assert outcomes == [("p1", S.CANCELLED, "reopened"), ("p2", S.SENT, ""), ("p3", S.SUPPRESSED, "suppression_window")]
 
     result = run(account)
     assert (result.closures, result.changed_count, result.baseline_mismatches) == (3, 0, 0)
@@ -443,13 +454,13 @@ def test_the_dry_run_predicts_what_the_live_path_does_under_the_proposed_rules(c
 
     def stored(account) -> dict[tuple[str, object], Outcome]:
         rows = SurveyRequest.objects.filter(account=account).values_list(
-            "conversation_id", "closed_at", "status", "decision", "reason", "status_detail"
+            "conversation_id", "closed_at", "status", "decision", "reason"
         )
         return {
-            (conversation, closed_at): Outcome(CANCELLED, detail)
+            (conversation, closed_at): Outcome(CANCELLED, reason)
             if status == S.CANCELLED
             else Outcome(decision, reason)
-            for conversation, closed_at, status, decision, reason, detail in rows
+            for conversation, closed_at, status, decision, reason in rows
         }
 
     happened, live_under_proposed = stored(current), stored(other)

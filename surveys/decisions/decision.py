@@ -1,0 +1,300 @@
+"""What happens to a closure, and why: the one answer batch intake, the send and the dry run all ask.
+
+Pure: no model, no query. The caller gathers a snapshot (the database in selectors.py, the batch's reads in
+memory, the dry run's replay) and asks:
+
+- `closure_decide(closure, rules, known, stage)`: every rule's verdict and the one that decides, given the
+  other surveys `known` of the same customer or conversation, at a `Stage`:
+  - `KNOWN` (intake, a tag while waiting): only surveys that have gone out (sending, sent) are final, so only
+    they hold a closure back; one still waiting may yet be cancelled, and is left to the send;
+  - `SEND` (the send's re-check): surveys that have gone out, and those still waiting that go first
+    (due earlier; at the same time, closed earlier; then recorded earlier, one not recorded yet last), so two
+    closes of one customer recorded side by side survey them once, not never, whatever order they arrived in.
+- `cancel_reason(...)`: a close still waiting is cancelled by the first, in time, of a reopen, reply, snooze or
+  deletion during its channel delay, or a newer close of its conversation (superseded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+from functools import lru_cache
+from typing import Protocol
+
+from integrations.vocabulary import AssigneeKind, Channel
+from surveys.decisions.rules import (
+    RULES,
+    CancelReason,
+    Decision,
+    Reason,
+    SurveyCandidate,
+    decide,
+)
+
+# Status values (SurveyRequest.Status), as strings: this module reads no model.
+SCHEDULED, SENDING, SENT, CANCELLED = "scheduled", "sending", "sent", "cancelled"
+GONE_OUT = frozenset({SENDING, SENT})
+# The conversation's event kinds (ConversationEvent.Kind) that cancel a close waiting out its delay.
+CANCELLING_KINDS: dict[str, CancelReason] = {
+    "reopened": CancelReason.REOPENED,
+    "customer_replied": CancelReason.CUSTOMER_REPLIED,
+    "snoozed": CancelReason.SNOOZED,
+    "deleted": CancelReason.DELETED,
+}
+
+
+class Stage(Enum):
+    KNOWN = "known"  # at intake, or while waiting: the window and "already surveyed" count only surveys gone out
+    SEND = "send"  # at the send: also a survey still waiting that goes first
+
+
+@dataclass(frozen=True)
+class Rules:
+    """An account's rules, as the decision reads them."""
+
+    enabled_channels: frozenset[Channel]
+    do_not_send_tags: frozenset[str]
+    window: timedelta
+    delay: timedelta
+
+    @classmethod
+    def of(cls, settings: RuleSettings) -> Rules:
+        return cls(
+            enabled_channels=settings.enabled_channels,
+            do_not_send_tags=settings.do_not_send_tag_names,
+            window=settings.suppression_window,
+            delay=settings.channel_delay,
+        )
+
+
+class RuleSettings(Protocol):
+    """What `Rules.of` reads: IntegrationSettings, or the dry run's unsaved copy of it."""
+
+    @property
+    def enabled_channels(self) -> frozenset[Channel]: ...
+    @property
+    def do_not_send_tag_names(self) -> frozenset[str]: ...
+
+    suppression_window: timedelta
+    channel_delay: timedelta
+
+
+class Known(Protocol):
+    """Another survey request of the customer or conversation, as far as the decision reads it: a SurveyRequest
+    (`identity` is a property of it), or the dry run's closure."""
+
+    @property
+    def pk(self) -> int | None: ...
+    @property
+    def conversation_id(self) -> str: ...
+    @property
+    def closed_at(self) -> datetime: ...
+    @property
+    def send_after(self) -> datetime: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def decision(self) -> str: ...
+    @property
+    def identity(self) -> tuple[str, str] | None: ...
+
+
+@dataclass(frozen=True)
+class Closure:
+    """One closure as the rules see it."""
+
+    pk: int | None  # None: not recorded yet, so after every recorded one at the same times
+    conversation_id: str
+    closed_at: datetime
+    send_after: datetime  # when it is due
+    channel: Channel | None  # None: not known yet, looked up before sending
+    assignee_kind: AssigneeKind
+    customer_email: str | None
+    customer_email_pending: bool  # a contact whose email is looked up before sending
+    identity: tuple[str, str] | None  # whom the suppression window follows
+    tags: tuple[str, ...]
+    employee_unknown: bool = False  # the last sync of Stella's employees found none the request would name
+
+
+@dataclass(frozen=True)
+class Fate:
+    """What happens to the closure: every rule's verdict, in the rules' order, and the one that decides."""
+
+    decision: Decision
+    reason: Reason | None
+    error_message: str  # Stella's words, for invalid
+    verdicts: tuple[tuple[str, Reason | None], ...]
+
+    @property
+    def verdicts_stored(self) -> dict[str, str | None]:
+        return {rule: reason.value if reason else None for rule, reason in self.verdicts}
+
+
+def customer_identity(customer_email: str, customer_id: str) -> tuple[str, str] | None:
+    """Whom the suppression window follows, as (field, value): the customer's email, else their
+    Intercom contact id; None when neither is known."""
+    if customer_email:
+        return "customer_email", customer_email
+    if customer_id:
+        return "customer_id", customer_id
+    return None
+
+
+def suppression_window_bounds(closed_at: datetime, window: timedelta) -> tuple[datetime, datetime] | None:
+    """A survey of the same customer closed strictly between these times suppresses a close at `closed_at`;
+    None: the account has no suppression window."""
+    if not window:
+        return None
+    return closed_at - window, closed_at + window
+
+
+def during_delay(occurred_at: datetime, *, closed_at: datetime, delay_ends_at: datetime) -> bool:
+    """Whether something that happened at `occurred_at` fell within a close's channel delay (from the close on)."""
+    return closed_at <= occurred_at < delay_ends_at
+
+
+def goes_first(other: Known, closure: ClosureFacts) -> bool:
+    """Whether `other`, still waiting, is sent before `closure`: due earlier; at the same time closed earlier;
+    then recorded earlier (one not recorded yet comes after every recorded one)."""
+    if other.send_after != closure.send_after:
+        return other.send_after < closure.send_after
+    if other.closed_at != closure.closed_at:
+        return other.closed_at < closure.closed_at
+    if other.pk is None:
+        return False
+    return closure.pk is None or other.pk < closure.pk
+
+
+def conversation_surveyed(closure: ClosureFacts, known: Iterable[Known], stage: Stage) -> bool:
+    """Another close of the conversation has been surveyed (its survey gone out), or, at the send, is still waiting
+    and goes first."""
+    for other in known:
+        if other.conversation_id != closure.conversation_id or other.decision != Decision.SEND:
+            continue
+        if other.status in GONE_OUT:
+            return True
+        if stage is Stage.SEND and other.status == SCHEDULED and goes_first(other, closure):
+            return True
+    return False
+
+
+def customer_surveyed(closure: ClosureFacts, window: timedelta, known: Iterable[Known], stage: Stage) -> bool:
+    """The customer is surveyed by another close within the suppression window, as `stage` counts it."""
+    bounds = suppression_window_bounds(closure.closed_at, window)
+    if bounds is None or closure.identity is None:
+        return False
+    after, before = bounds
+    for other in known:
+        if other.decision != Decision.SEND or not after < other.closed_at < before:
+            continue
+        if other.identity != closure.identity:
+            continue
+        if other.status in GONE_OUT:
+            return True
+        if stage is Stage.SEND and other.status == SCHEDULED and goes_first(other, closure):
+            return True
+    return False
+
+
+class ClosureFacts(Protocol):
+    """What `closure_decide` reads of a closure: a `Closure`, or the dry run's replayed closure."""
+
+    @property
+    def pk(self) -> int | None: ...
+    @property
+    def conversation_id(self) -> str: ...
+    @property
+    def closed_at(self) -> datetime: ...
+    @property
+    def send_after(self) -> datetime: ...
+    @property
+    def channel(self) -> Channel | None: ...
+    @property
+    def assignee_kind(self) -> AssigneeKind: ...
+    @property
+    def customer_email(self) -> str | None: ...
+    @property
+    def customer_email_pending(self) -> bool: ...
+    @property
+    def identity(self) -> tuple[str, str] | None: ...
+    @property
+    def tags(self) -> tuple[str, ...]: ...
+    @property
+    def employee_unknown(self) -> bool: ...
+
+
+def closure_decide(closure: ClosureFacts, rules: Rules, known: Iterable[Known], stage: Stage) -> Fate:
+    """What happens to `closure` under `rules`, given the other surveys `known` of its customer and conversation
+    (the closure itself need not be left out: a close never holds itself back)."""
+    others = [other for other in known if other is not closure and (other.pk is None or other.pk != closure.pk)]
+    return verdicts_decide(
+        closure.channel,
+        closure.assignee_kind,
+        closure.customer_email,
+        closure.customer_email_pending,
+        closure.tags,
+        closure.employee_unknown,
+        rules.enabled_channels,
+        rules.do_not_send_tags,
+        customer_surveyed(closure, rules.window, others, stage),
+        conversation_surveyed(closure, others, stage),
+    )
+
+
+# Pure, and asked again and again with the same answers (the dry run asks 100,000 times).
+@lru_cache(maxsize=2**16)
+def verdicts_decide(
+    channel: Channel | None,
+    assignee_kind: AssigneeKind,
+    customer_email: str | None,
+    customer_email_pending: bool,
+    tags: tuple[str, ...],
+    employee_unknown: bool,
+    enabled_channels: frozenset[Channel],
+    do_not_send_tags: frozenset[str],
+    customer_within_window: bool,
+    conversation_already_surveyed: bool,
+) -> Fate:
+    """Every rule's verdict on what is known, and the decision they come to (rules.decide)."""
+    candidate = SurveyCandidate(
+        channel=channel,
+        assignee_kind=assignee_kind,
+        customer_email=customer_email,
+        customer_email_pending=customer_email_pending,
+        tags=tags,
+        enabled_channels=enabled_channels,
+        do_not_send_tags=do_not_send_tags,
+        customer_surveyed_within_window=customer_within_window,
+        conversation_already_surveyed=conversation_already_surveyed,
+        employee_unknown_to_stella=employee_unknown,
+    )
+    verdicts = tuple((rule.__name__, rule(candidate)) for rule in RULES)
+    verdict = decide(dict(verdicts))
+    return Fate(verdict.decision, verdict.reason, verdict.error_message, verdicts)
+
+
+def cancel_reason(
+    *,
+    closed_at: datetime,
+    delay_ends_at: datetime,
+    events: Iterable[tuple[datetime, str]],
+    newer_closes: Iterable[datetime],
+) -> CancelReason | None:
+    """Why a close waiting out its delay is cancelled, if it is: the first in time of a reopen, reply, snooze or
+    deletion during its delay (`events`: (occurred at, kind), other kinds ignored) and a newer close of its
+    conversation during its delay (`newer_closes`: closed at, of closes not cancelled themselves). After the delay
+    nothing cancels: the close is sent, and a newer one finds the conversation surveyed."""
+    first: tuple[datetime, int, CancelReason] | None = None
+    for occurred_at, kind in events:
+        reason = CANCELLING_KINDS.get(kind)
+        if reason is not None and during_delay(occurred_at, closed_at=closed_at, delay_ends_at=delay_ends_at):
+            if first is None or occurred_at < first[0]:
+                first = (occurred_at, 0, reason)
+    for at in newer_closes:
+        if during_delay(at, closed_at=closed_at, delay_ends_at=delay_ends_at) and at > closed_at:
+            if first is not None and (at, 1) >= first[:2]:
+                continue
+            first = (at, 1, CancelReason.SUPERSEDED)
+    return first[2] if first else None

@@ -1,0 +1,169 @@
+"""The one decision, end to end: whatever order Intercom's webhooks arrive in, the live path (signed webhooks
+stored and acted on by the real batch intake, due requests sent by the real sender) comes to what the dry run
+replays, and to the same whichever order they came in.
+
+Hypothesis makes the traffic: closes, reopens, replies, snoozes and deletions over two or three
+customers and up to four conversations of one account, with a random suppression window and channel delay. Each
+sequence is delivered twice, to two accounts with the same rules, in two random orders and batch sizes. A webhook
+may arrive late, but before the surveys that depend on it are due (what no rule can make up for: a reopen
+arriving after its close was sent)."""
+
+import itertools
+import json
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+import responses
+from django.test import override_settings
+from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sandbox.samples import closed_conversation
+from surveys.decisions.dry_run import dry_run
+from surveys.delivery.sending import survey_request_send
+from surveys.intake.process import inbound_webhooks_process_pending
+from surveys.models import IntegrationSettings, SurveyRequest
+from tests.factories import AccountFactory
+from tests.helpers import notification, post_webhook
+
+pytestmark = pytest.mark.django_db
+
+START = timezone.now().replace(second=0, microsecond=0) - timedelta(days=2)
+CUSTOMERS = ["ada", "bea", "cai"]
+EVENTS = {
+    "reopen": "conversation_admin_opened",
+    "reply": "conversation_user_replied",
+    "snooze": "conversation_admin_snoozed",
+    "delete": "conversation_deleted",
+    "tag": "conversation_part_tag_created",
+}
+S = SurveyRequest.Status
+accounts = itertools.count()
+
+
+@dataclass(frozen=True)
+class Step:
+    minute: int
+    kind: str  # "close", or a key of EVENTS
+    conversation: int
+
+
+@st.composite
+def traffic(draw):
+    customers = draw(st.integers(2, 3))
+    conversations = draw(st.integers(2, 4))
+    owner = [draw(st.integers(0, customers - 1)) for _ in range(conversations)]
+    channel = [draw(st.sampled_from(["chat", "email"])) for _ in range(conversations)]
+    # Not yet "tag": a first-message tag that arrives after a close it predates, or on a close already suppressed,
+    # still depends on the order it arrives in (services.survey_requests_retag only retags waiting closes closed
+    # before it, and the dry run replays tags from what was stored): left open, see the report of issue 17.
+    kinds = st.sampled_from(["close"] * 4 + [kind for kind in EVENTS if kind != "tag"])
+    gaps = draw(st.lists(st.integers(1, 40), min_size=3, max_size=14))
+    steps, minute = [], 0
+    for gap in gaps:
+        minute += gap  # one webhook a minute at most: Intercom's seconds never tie here
+        steps.append(Step(minute, draw(kinds), draw(st.integers(0, conversations - 1))))
+    rules = {
+        "channel_delay": timedelta(minutes=draw(st.sampled_from([0, 5, 30]))),
+        "suppression_window": timedelta(minutes=draw(st.sampled_from([0, 45, 24 * 60]))),
+        "email_enabled": draw(st.booleans()),
+        "chat_enabled": True,
+    }
+    return steps, owner, channel, rules
+
+
+def payload(step: Step, n: int, *, workspace: str, owner: list[int], channel: list[str]) -> dict:
+    at = int((START + timedelta(minutes=step.minute)).timestamp())
+    conversation = f"{workspace}-c{step.conversation}"
+    if step.kind == "close":
+        customer = CUSTOMERS[owner[step.conversation]]
+        return closed_conversation(
+            app_id=workspace, conversation_id=conversation, at=at, channel=channel[step.conversation],
+            customer=(f"contact-{customer}", customer.title(), f"{customer}@customer.example"),
+            notification_id=f"{workspace}-n{n}",
+        )  # fmt: skip
+    body = notification(EVENTS[step.kind], app_id=workspace, id=f"{workspace}-n{n}", created_at=at)
+    item = body["data"]["item"]
+    item["id" if "id" in item else "conversation_id"] = conversation
+    if step.kind == "tag":
+        item["tags"]["tags"] = item["tags_added"]["tags"] = [{"type": "tag", "id": "9", "name": "fraud"}]
+    return body
+
+
+def deadlines(steps: list[Step], owner: list[int], delay: timedelta) -> list[int]:
+    """The latest minute each webhook may arrive: before any survey of its conversation or customer due from its
+    time on is sent (a close's own survey included)."""
+    dues = [(step.minute + delay.total_seconds() // 60, step) for step in steps if step.kind == "close"]
+    latest = []
+    for step in steps:
+        related = [
+            due
+            for due, close in dues
+            if due >= step.minute
+            and (close.conversation == step.conversation or owner[close.conversation] == owner[step.conversation])
+        ]
+        latest.append(int(min(related, default=step.minute + 60)))
+    return latest
+
+
+def deliver(client, steps, owner, channel, rules, *, workspace: str, lags: list[int], batch: int) -> dict:
+    """Post each webhook at its arrival, act on what has arrived in batches of `batch`, and send what is due, minute by
+    minute; return what came of each closure."""
+    account = AccountFactory(intercom_workspace_id=workspace)
+    IntegrationSettings.objects.filter(account=account).update(**rules)
+    arrivals = sorted(
+        ((step.minute + lag, n) for n, (step, lag) in enumerate(zip(steps, lags, strict=True))),
+    )
+    delay = rules["channel_delay"]
+    last = max(arrival for arrival, _ in arrivals) + int(delay.total_seconds() // 60) + 1
+    pending = list(arrivals)
+    for minute in range(last + 1):
+        while pending and pending[0][0] <= minute:
+            _, n = pending.pop(0)
+            body = payload(steps[n], n, workspace=workspace, owner=owner, channel=channel)
+            assert post_webhook(client, json.dumps(body).encode(), process=False).status_code == 200
+        with override_settings(INTAKE_BATCH_SIZE=batch):
+            inbound_webhooks_process_pending(seconds=60)
+        due = SurveyRequest.objects.filter(
+            account=account, status=S.SCHEDULED, send_after__lte=START + timedelta(minutes=minute)
+        ).order_by("send_after", "closed_at", "pk")
+        for pk, send_after in due.values_list("pk", "send_after"):
+            survey_request_send(pk, now=send_after)
+    assert not SurveyRequest.objects.filter(account=account, status__in=[S.SCHEDULED, S.SENDING]).exists()
+    account.integration.refresh_from_db()  # the rules the live path read
+    result = dry_run(account, account.integration, days=5)
+    assert (result.baseline_mismatches, result.changed_count) == (0, 0), result.rows
+    rows = SurveyRequest.objects.filter(account=account).values_list(
+        "conversation_id", "closed_at", "status", "decision", "reason"
+    )
+    return {(conversation.split("-", 1)[1], closed_at): rest for conversation, closed_at, *rest in rows}
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(traffic=traffic(), data=st.data())
+@override_settings(
+    STELLA_API_URL="https://stella.test", INTERCOM_API_URL="https://intercom.test", INTAKE_BATCH_TRANSACTION_SECONDS=60
+)
+def test_live_and_dry_run_agree_whatever_order_the_webhooks_arrive_in(client, traffic, data):
+    steps, owner, channel, rules = traffic
+    latest = deadlines(steps, owner, rules["channel_delay"])
+    outcomes = []
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.post("https://stella.test/v1/requests", json={}, status=200)
+        mock.get(re.compile(r"https://intercom\.test/admins/.*"), json={"name": "Tess", "email": "tess@x.example"})
+        for _ in range(2):
+            lags = [
+                data.draw(st.integers(0, max(0, deadline - step.minute)))
+                for step, deadline in zip(steps, latest, strict=True)
+            ]
+            batch = data.draw(st.integers(1, 6))
+            workspace = f"wsprop{next(accounts)}"
+            outcomes.append(deliver(client, steps, owner, channel, rules, workspace=workspace, lags=lags, batch=batch))
+    assert outcomes[0] == outcomes[1]
