@@ -106,6 +106,7 @@ def inbound_webhook_record(
         error=error,
     )
     if notification is not None:
+        webhook.parsed = notification.stored()
         webhook.notification_id = notification.id
         webhook.topic = notification.topic
         webhook.workspace_id = notification.app_id
