@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 # Unset, the portal runs as deployed (DEBUG=false) and refuses local defaults: these targets ask for local mode.
 LOCAL := DEBUG=true
+comma := ,
 
 .PHONY: setup run run-scaled demo test test-fast bench lint screenshots
 
@@ -56,9 +57,18 @@ bench: setup
 screenshots: setup
 	$(LOCAL) SAVE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/browser
 
-# Style and complexity (ruff), types (mypy), and the layers: nothing imports upward (import-linter).
+# Every function at radon's cyclomatic complexity B (at most 10) or better: ruff's McCabe 10 counts neither boolean
+# operators nor comprehensions. Being rewritten in issue 17: files left out until that lands (their functions above B
+# are listed, not failed); remove this list then.
+RADON_BEING_REWRITTEN := surveys/sending.py,surveys/intake.py,surveys/services.py,surveys/selectors.py,surveys/dryrun.py
+RADON := $(BIN)/radon cc --min C --show-complexity
+
+# Style and complexity (ruff, radon), types (mypy), and the layers: nothing imports upward (import-linter).
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	@above=$$($(RADON) portal integrations surveys --exclude '*/migrations/*,$(RADON_BEING_REWRITTEN)'); \
+	if [ -n "$$above" ]; then echo "$$above"; echo "radon: split the functions above into ones of complexity B or better"; exit 1; fi
+	@$(RADON) $(subst $(comma), ,$(RADON_BEING_REWRITTEN)) | sed '1s/^/radon, being rewritten in issue 17 (not failed):\n/'
 	$(LOCAL) $(BIN)/mypy
 	$(BIN)/lint-imports --no-logo

@@ -267,19 +267,24 @@ def _teammates_seen(account: Account, *, now: datetime) -> None:
 def _teammates_match(account: Account, employees: list[StellaEmployee], *, now: datetime) -> tuple[int, int]:
     """Set every teammate's stella_match, in one update per outcome; returns (matched, unmatched)."""
     _teammates_seen(account, now=now)
-    active = [employee for employee in employees if employee.active]
-    emails = {employee.email.casefold() for employee in active if employee.email}
-    custom_ids = {employee.custom_id for employee in active if employee.custom_id}
-    by_match: dict[str, list[int]] = {match: [] for match in (Match.EMAIL, Match.CUSTOM_ID, Match.UNMATCHED)}
-    teammates = Teammate.objects.filter(account=account, is_bot=False).values_list("pk", "email", "stella_custom_id")
-    for pk, email, custom_id in teammates:
-        by_match[_match(email=email, custom_id=custom_id, emails=emails, custom_ids=custom_ids)].append(pk)
+    by_match = _teammates_by_match(account, [employee for employee in employees if employee.active])
     for match, pks in by_match.items():
         for start in range(0, len(pks), IN_CHUNK):
             Teammate.objects.filter(pk__in=pks[start : start + IN_CHUNK]).update(
                 stella_match=match, stella_checked_at=now
             )
     return len(by_match[Match.EMAIL]) + len(by_match[Match.CUSTOM_ID]), len(by_match[Match.UNMATCHED])
+
+
+def _teammates_by_match(account: Account, active: list[StellaEmployee]) -> dict[str, list[int]]:
+    """The account's teammates (bots aside) by how they match these active employees."""
+    emails = {employee.email.casefold() for employee in active if employee.email}
+    custom_ids = {employee.custom_id for employee in active if employee.custom_id}
+    by_match: dict[str, list[int]] = {match: [] for match in (Match.EMAIL, Match.CUSTOM_ID, Match.UNMATCHED)}
+    teammates = Teammate.objects.filter(account=account, is_bot=False).values_list("pk", "email", "stella_custom_id")
+    for pk, email, custom_id in teammates:
+        by_match[_match(email=email, custom_id=custom_id, emails=emails, custom_ids=custom_ids)].append(pk)
+    return by_match
 
 
 def _match(*, email: str, custom_id: str, emails: set[str], custom_ids: set[str]) -> str:
@@ -325,40 +330,73 @@ def stella_feedback_pull(
     sent it is quarantined, and the cursor moves past it. A 429 stops the pull, and no pull runs before the
     time Stella asked for."""
     integration = account.integration
-    if not integration.feedback_return_enabled:
-        return FeedbackPull(skipped="Feedback return is turned off for this account.")
-    if not integration.stella_api_secret:
-        return FeedbackPull(skipped="No Stella API secret: feedback return needs one.")
+    if skipped := _feedback_pull_off(integration):
+        return skipped
     state = stella_sync_state(account)
     if state.feedback_retry_at and state.feedback_retry_at > now:
         return FeedbackPull(
             skipped=f"Waiting until {state.feedback_retry_at.astimezone(UTC):%H:%M:%S} UTC, as Stella asked (429).",
             retry_at=state.feedback_retry_at,
         )
-    max_pages = max_pages or settings.STELLA_FEEDBACK_MAX_PAGES
     pull = FeedbackPull()
-    cursor = state.feedback_cursor
     try:
-        client = client or stella_data_client(integration)
-        for _ in range(max_pages):
-            page = client.feedback_page(after=cursor, limit=FEEDBACK_PAGE_SIZE)
-            if page.cursor is None:
-                pull.caught_up = True
-                break
-            stored = _feedback_page_store(account, integration, page, cursor=cursor, now=now)
-            if stored is None:
-                break  # another pull of this account stored this page first: it carries on from there
-            cursor = stored.cursor
-            pull.pages += 1
-            pull.records += len(page.records) + len(page.unreadable)
-            pull.created += stored.created
-            pull.linked += stored.linked
-            pull.quarantined += stored.quarantined
+        _feedback_pages_store(
+            account,
+            integration,
+            client or stella_data_client(integration),
+            pull,
+            cursor=state.feedback_cursor,
+            max_pages=max_pages or settings.STELLA_FEEDBACK_MAX_PAGES,
+            now=now,
+        )
     except StellaRateLimited as exc:
         pull.retry_at = now + timedelta(seconds=exc.retry_after)
         pull.error = _error_text(exc)
     except (StellaDataError, SecretUndecryptable) as exc:
         pull.error = _error_text(exc)
+    _feedback_pull_record(account, state, pull, now=now)
+    pull.reconciled = survey_requests_reconcile(account, now=now, flag_unreported=pull.caught_up)
+    return pull
+
+
+def _feedback_pull_off(integration: IntegrationSettings) -> FeedbackPull | None:
+    """Why the account's settings allow no pull, if they don't."""
+    if not integration.feedback_return_enabled:
+        return FeedbackPull(skipped="Feedback return is turned off for this account.")
+    if not integration.stella_api_secret:
+        return FeedbackPull(skipped="No Stella API secret: feedback return needs one.")
+    return None
+
+
+def _feedback_pages_store(
+    account: Account,
+    integration: IntegrationSettings,
+    client: StellaDataClient,
+    pull: FeedbackPull,
+    *,
+    cursor: int | None,
+    max_pages: int,
+    now: datetime,
+) -> None:
+    """Store pages after `cursor` until an empty one or `max_pages`, counting them in `pull`."""
+    for _ in range(max_pages):
+        page = client.feedback_page(after=cursor, limit=FEEDBACK_PAGE_SIZE)
+        if page.cursor is None:
+            pull.caught_up = True
+            return
+        stored = _feedback_page_store(account, integration, page, cursor=cursor, now=now)
+        if stored is None:
+            return  # another pull of this account stored this page first: it carries on from there
+        cursor = stored.cursor
+        pull.pages += 1
+        pull.records += len(page.records) + len(page.unreadable)
+        pull.created += stored.created
+        pull.linked += stored.linked
+        pull.quarantined += stored.quarantined
+
+
+def _feedback_pull_record(account: Account, state: StellaSyncState, pull: FeedbackPull, *, now: datetime) -> None:
+    """Keep how the pull went on the account's sync state, and log it."""
     fields: dict[str, object] = {
         "feedback_retry_at": pull.retry_at,
         "feedback_error": pull.error,
@@ -378,8 +416,6 @@ def stella_feedback_pull(
             "error": pull.error,
         },
     )
-    pull.reconciled = survey_requests_reconcile(account, now=now, flag_unreported=pull.caught_up)
-    return pull
 
 
 @dataclass(frozen=True)
@@ -520,12 +556,7 @@ def _feedback_records_store(
     Feedback.objects.bulk_create(
         rows, update_conflicts=True, unique_fields=["account", "uuid"], update_fields=UPDATED_FIELDS
     )
-    deltas = TeammateCounts()
-    for row in rows:
-        if (old := existing.get(row.uuid)) is not None:
-            deltas.add(old, sign=-1)
-        deltas.add(row, sign=1)
-    deltas.write(account_id=account.pk)
+    TeammateCounts.of_changes(rows, existing).write(account_id=account.pk)
     return _Stored(
         created=sum(1 for record in records if record.uuid not in existing),
         linked=sum(1 for row in rows if row.survey_request_id is not None),
@@ -544,15 +575,7 @@ def _links(
     conversation_ids = {record.ext_interaction_id for record in wanted}
     if not conversation_ids:
         return {}
-    by_conversation: dict[str, list[_Candidate]] = {}
-    by_pk: dict[int, _Candidate] = {}
-    candidates = SurveyRequest.objects.filter(account=account, conversation_id__in=conversation_ids).values_list(
-        "pk", "conversation_id", "status", "closed_at", "mode", "feedback__uuid"
-    )
-    for pk, conversation_id, status, closed_at, mode, linked_uuid in candidates:
-        candidate = _Candidate(pk=pk, status=status, closed_at=closed_at, mode=mode, taken=linked_uuid is not None)
-        by_conversation.setdefault(conversation_id, []).append(candidate)
-        by_pk[pk] = candidate
+    by_conversation, by_pk = _link_candidates(account, conversation_ids)
     links: dict[str, tuple[int, str]] = {}
     unlinked = []
     for record in wanted:
@@ -562,6 +585,31 @@ def _links(
             links[record.uuid] = (kept.pk, kept.mode)
         else:
             unlinked.append(record)
+    return links | _links_chosen(unlinked, by_conversation)
+
+
+def _link_candidates(
+    account: Account, conversation_ids: set[str]
+) -> tuple[dict[str, list[_Candidate]], dict[int, _Candidate]]:
+    """The account's survey requests of these conversations, by conversation and by pk."""
+    by_conversation: dict[str, list[_Candidate]] = {}
+    by_pk: dict[int, _Candidate] = {}
+    candidates = SurveyRequest.objects.filter(account=account, conversation_id__in=conversation_ids).values_list(
+        "pk", "conversation_id", "status", "closed_at", "mode", "feedback__uuid"
+    )
+    for pk, conversation_id, status, closed_at, mode, linked_uuid in candidates:
+        candidate = _Candidate(pk=pk, status=status, closed_at=closed_at, mode=mode, taken=linked_uuid is not None)
+        by_conversation.setdefault(conversation_id, []).append(candidate)
+        by_pk[pk] = candidate
+    return by_conversation, by_pk
+
+
+def _links_chosen(
+    unlinked: list[FeedbackRecord], by_conversation: dict[str, list[_Candidate]]
+) -> dict[str, tuple[int, str]]:
+    """For each record, oldest first, its conversation's latest request that reached Stella, else its latest,
+    that no other record has taken."""
+    links: dict[str, tuple[int, str]] = {}
     for record in sorted(unlinked, key=lambda record: record.sequence_id):
         free = [candidate for candidate in by_conversation.get(record.ext_interaction_id, []) if not candidate.taken]
         if not free:
@@ -637,6 +685,16 @@ class TeammateCounts:
     deltas: dict[tuple[date, str, str, str], list[int]] = field(default_factory=dict)
     names: dict[tuple[date, str, str, str], str] = field(default_factory=dict)
 
+    @classmethod
+    def of_changes(cls, rows: list[Feedback], existing: dict[str, Feedback]) -> TeammateCounts:
+        """What storing `rows` over the `existing` ones (by uuid) changes."""
+        deltas = cls()
+        for row in rows:
+            if (old := existing.get(row.uuid)) is not None:
+                deltas.add(old, sign=-1)
+            deltas.add(row, sign=1)
+        return deltas
+
     def add(self, row: Feedback, *, sign: int) -> None:
         """Add (sign 1) or take back (sign -1) what one record counts: nothing for a recovery record, or
         one with no request time to give it a day."""
@@ -669,19 +727,8 @@ class TeammateCounts:
         rows = sorted((key, totals) for key, totals in self.deltas.items() if any(totals) or key in self.names)
         if not rows:
             return
-        meta = TeammateDailyCount._meta
-        quote = connection.ops.quote_name
-        table = quote(meta.db_table)
-        key_names = ("account", "day", "mode", "teammate", "channel")
-        names = (*key_names, "teammate_name", *COUNT_COLUMNS)
-        column = {field.name: quote(field.column) for field in meta.concrete_fields if field.column}
-        updates = [f"{column[name]} = {table}.{column[name]} + EXCLUDED.{column[name]}" for name in COUNT_COLUMNS]
-        updates.append(
-            f"{column['teammate_name']} = CASE WHEN EXCLUDED.{column['teammate_name']} <> '' "
-            f"THEN EXCLUDED.{column['teammate_name']} ELSE {table}.{column['teammate_name']} END"
-        )
-        day_field = meta.get_field("day")
-        chunk = max(1, (connection.features.max_query_params or 999) // len(names))
+        day_field = TeammateDailyCount._meta.get_field("day")
+        chunk = max(1, (connection.features.max_query_params or 999) // len(_TEAMMATE_COUNT_NAMES))
         for start in range(0, len(rows), chunk):
             part = rows[start : start + chunk]
             params: list[Any] = []
@@ -689,13 +736,8 @@ class TeammateCounts:
                 day_value = day_field.get_db_prep_value(day, connection)
                 name = self.names.get((day, mode, teammate, channel), "")
                 params += [account_id, day_value, mode, teammate, channel, name, *totals]
-            placeholders = ", ".join(["(" + ", ".join(["%s"] * len(names)) + ")"] * len(part))
             with connection.cursor() as cursor:
-                cursor.execute(
-                    f"INSERT INTO {table} ({', '.join(column[name] for name in names)}) VALUES {placeholders} "
-                    f"ON CONFLICT ({', '.join(column[name] for name in key_names)}) DO UPDATE SET {', '.join(updates)}",
-                    params,
-                )
+                cursor.execute(_teammate_counts_upsert(len(part)), params)
 
 
 # Reconciling ---------------------------------------------------------------------------------------------------
@@ -821,3 +863,25 @@ def stella_sync_job_run(account: Account, *, job: str, now: datetime) -> Employe
             defaults={f"{job}_error": error, f"{job}_traceback": exception_traceback(exc, secrets=_secrets(account))},
         )
         return EmployeeSync(error=error) if job == "employees" else FeedbackPull(error=error)
+
+
+_TEAMMATE_COUNT_KEYS = ("account", "day", "mode", "teammate", "channel")
+_TEAMMATE_COUNT_NAMES = (*_TEAMMATE_COUNT_KEYS, "teammate_name", *COUNT_COLUMNS)
+
+
+def _teammate_counts_upsert(rows: int) -> str:
+    """INSERT of `rows` rows of _TEAMMATE_COUNT_NAMES that adds the counts to those already there, and keeps the
+    name given unless it is empty."""
+    quote = connection.ops.quote_name
+    table = quote(TeammateDailyCount._meta.db_table)
+    column = {field.name: quote(field.column) for field in TeammateDailyCount._meta.concrete_fields if field.column}
+    updates = [f"{column[name]} = {table}.{column[name]} + EXCLUDED.{column[name]}" for name in COUNT_COLUMNS]
+    updates.append(
+        f"{column['teammate_name']} = CASE WHEN EXCLUDED.{column['teammate_name']} <> '' "
+        f"THEN EXCLUDED.{column['teammate_name']} ELSE {table}.{column['teammate_name']} END"
+    )
+    placeholders = ", ".join(["(" + ", ".join(["%s"] * len(_TEAMMATE_COUNT_NAMES)) + ")"] * rows)
+    return (
+        f"INSERT INTO {table} ({', '.join(column[name] for name in _TEAMMATE_COUNT_NAMES)}) VALUES {placeholders} "
+        f"ON CONFLICT ({', '.join(column[name] for name in _TEAMMATE_COUNT_KEYS)}) DO UPDATE SET {', '.join(updates)}"
+    )

@@ -231,6 +231,14 @@ def _people(first: Q, *, account: Account | None) -> list[_Person]:
     or the same contact ids (always within their account: Intercom ids are per workspace)."""
     columns = ("pk", "account_id", "conversation_id", "customer_id", "customer_email")
     found = [_Person(*row) for row in SurveyRequest.objects.filter(first).values_list(*columns)]
+    same = _same_people(found, account=account)
+    if not same:
+        return found
+    return [_Person(*row) for row in SurveyRequest.objects.filter(first | same).values_list(*columns)]
+
+
+def _same_people(found: list[_Person], *, account: Account | None) -> Q:
+    """Requests to the same emails (within `account`, if given) or contact ids (within their account) as `found`."""
     same = Q()
     emails = {person.customer_email for person in found if person.customer_email}
     if emails:
@@ -241,9 +249,7 @@ def _people(first: Q, *, account: Account | None) -> list[_Person]:
             contacts[person.account_id].add(person.customer_id)
     for account_id, contact_ids in contacts.items():
         same |= Q(account_id=account_id, customer_id__in=contact_ids)
-    if not same:
-        return found
-    return [_Person(*row) for row in SurveyRequest.objects.filter(first | same).values_list(*columns)]
+    return same
 
 
 def _people_erase(people: Sequence[_Person], *, note: str, now: datetime) -> Erased:
