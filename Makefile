@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 # Unset, the portal runs as deployed (DEBUG=false) and refuses local defaults: these targets ask for local mode.
 LOCAL := DEBUG=true
+comma := ,
 
-.PHONY: setup run run-scaled demo test test-fast bench lint screenshots
+.PHONY: setup run run-scaled demo test test-fast bench lint complexity screenshots
 
 $(VENV)/.installed: requirements/base.txt requirements/dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,9 +57,21 @@ bench: setup
 screenshots: setup
 	$(LOCAL) SAVE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/browser
 
-# Style and complexity (ruff), types (mypy), and the layers: nothing imports upward (import-linter).
+# Every function at radon's cyclomatic complexity B (at most 10) or better: ruff's McCabe 10 counts neither boolean
+# operators nor comprehensions. Being rewritten in issue 17: files left out until that lands (their functions above B
+# are listed, not failed); remove this list then.
+RADON_BEING_REWRITTEN := surveys/delivery/sending.py,surveys/intake/process.py,surveys/selectors.py,surveys/decisions/dry_run.py,surveys/decisions/decision.py,surveys/admin/api_requests.py,surveys/accounts/onboarding.py
+RADON := $(BIN)/radon cc --min C --show-complexity
+
+complexity:
+	@above=$$($(RADON) portal integrations surveys --exclude '*/migrations/*,$(RADON_BEING_REWRITTEN)'); \
+	if [ -n "$$above" ]; then echo "$$above"; echo "radon: split the functions above into ones of complexity B or better"; exit 1; fi
+	@$(RADON) $(subst $(comma), ,$(RADON_BEING_REWRITTEN)) | sed '1s/^/radon, being rewritten in issue 17 (not failed):\n/'
+
+# Style and complexity (ruff, radon), types (mypy), and the layers: nothing imports upward (import-linter).
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	@$(MAKE) --no-print-directory complexity
 	$(LOCAL) $(BIN)/mypy
 	$(BIN)/lint-imports --no-logo

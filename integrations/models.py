@@ -19,6 +19,9 @@ class InboundWebhook(models.Model):
     headers = models.JSONField(default=dict)
     # As it arrived when verified; for a request that failed verification, its first few KiB.
     body = models.TextField()
+    # What the parser read from the body as it was stored (IntercomNotification.stored), so acting on the webhook
+    # doesn't read the body again; empty for a body the parser refused, and for rows stored before it was kept.
+    parsed = models.TextField(blank=True)
     body_size = models.PositiveIntegerField(null=True, blank=True, help_text="Bytes received.")
     body_sha256 = models.CharField("body SHA-256", max_length=64, blank=True)
     # Set only once the signature holds, so a forged copy can't block the real delivery.

@@ -20,17 +20,9 @@ def intercom_webhook(request: HttpRequest) -> JsonResponse:
     """One endpoint for every workspace; Intercom checks the URL with HEAD."""
     if request.method == "HEAD":
         return JsonResponse({})
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = -1
-    if length < 0:
-        return _error(400, "Content-Length is not a number of bytes")
-    if length > settings.INTERCOM_WEBHOOK_MAX_BYTES:
-        return _error(413, f"body is larger than {settings.INTERCOM_WEBHOOK_MAX_BYTES} bytes")
-    signature = request.headers.get("X-Hub-Signature")
-    if not signature:
-        return _error(400, "X-Hub-Signature header is missing")
+    if refused := _refused_unread(request):
+        return refused
+    signature = request.headers["X-Hub-Signature"]
     try:
         webhook = intercom_webhook_receive(headers=request.headers, body=request.body, signature=signature)
     except InvalidSignature:
@@ -43,6 +35,21 @@ def intercom_webhook(request: HttpRequest) -> JsonResponse:
         logger.exception("intercom.webhook.database_error")
         return _error(503, "could not store the webhook; please retry")
     return JsonResponse({"status": webhook.status})
+
+
+def _refused_unread(request: HttpRequest) -> JsonResponse | None:
+    """The answer to a request refused before its body is read: a length that isn't one or too large, no signature."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = -1
+    if length < 0:
+        return _error(400, "Content-Length is not a number of bytes")
+    if length > settings.INTERCOM_WEBHOOK_MAX_BYTES:
+        return _error(413, f"body is larger than {settings.INTERCOM_WEBHOOK_MAX_BYTES} bytes")
+    if not request.headers.get("X-Hub-Signature"):
+        return _error(400, "X-Hub-Signature header is missing")
+    return None
 
 
 def _error(status: int, message: str) -> JsonResponse:

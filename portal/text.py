@@ -16,11 +16,15 @@ LINE_BREAKS = re.compile("\r\n?")
 
 def storable(text: str) -> str:
     """Free text (a name, a tag, a comment) with what can't be stored replaced by U+FFFD; the rest kept as it is."""
+    if text.isascii() and "\x00" not in text:  # most text, told at once (isascii reads a flag): a tenth of the sub
+        return text
     return UNSTORABLE.sub("\ufffd", text)
 
 
 def is_storable(text: str) -> bool:
     """Whether `text` can be stored as it is: what an identifier must be, since a changed id names something else."""
+    if text.isascii():
+        return "\x00" not in text
     return UNSTORABLE.search(text) is None
 
 

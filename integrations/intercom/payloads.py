@@ -7,6 +7,9 @@ reads both payload generations (see ../shared/reference/intercom.md §6):
 - newer (API 2.x): `source`, `contacts`, `admin_assignee_id`, tags on each part.
 
 Nothing after the parser sees a dict.
+
+What it read is kept beside the stored body (`stored` / `from_stored`), so acting on a webhook doesn't read
+its body again: the request parses it once. The objects are msgspec Structs, which that round trip decodes typed.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
+
+import msgspec
 
 from integrations.vocabulary import MALFORMED_AHEAD, AssigneeKind, Channel
 from portal.paths import DOT_SEGMENTS, path_of
@@ -37,24 +41,21 @@ class PayloadError(ValueError):
 SOURCE_CHANNELS = {"email": Channel.EMAIL, "conversation": Channel.CHAT, "messenger": Channel.CHAT}
 
 
-@dataclass(frozen=True)
-class Customer:
+class Customer(msgspec.Struct, frozen=True):
     id: str | None
     role: str  # user, lead, or contact when only the id is known
     name: str | None = None
     email: str | None = None
 
 
-@dataclass(frozen=True)
-class Assignee:
+class Assignee(msgspec.Struct, frozen=True):
     kind: AssigneeKind
     id: str | None = None
     name: str | None = None
     email: str | None = None
 
 
-@dataclass(frozen=True)
-class Author:
+class Author(msgspec.Struct, frozen=True):
     type: str  # admin, bot, user, lead, ...
     id: str | None
     name: str | None = None
@@ -65,15 +66,13 @@ class Author:
         return self.type == "bot" or bool(self.email and OPERATOR_EMAIL.match(self.email))
 
 
-@dataclass(frozen=True)
-class Closure:
+class Closure(msgspec.Struct, frozen=True):
     part_id: str
     at: datetime
     closer: Author | None
 
 
-@dataclass(frozen=True)
-class Conversation:
+class Conversation(msgspec.Struct, frozen=True):
     id: str
     url: str
     first_message_id: str | None
@@ -100,8 +99,7 @@ class Conversation:
         return _conversation(JsonObject(data, ""), url=url)
 
 
-@dataclass(frozen=True)
-class IntercomNotification:
+class IntercomNotification(msgspec.Struct, frozen=True):
     id: str | None
     topic: str
     app_id: str
@@ -126,24 +124,9 @@ class IntercomNotification:
         topic = envelope.require_id_text("topic", max_length=MAX_TOPIC_LENGTH)
         app_id = envelope.require_id_text("app_id", max_length=MAX_ID_LENGTH)
         item = envelope.object("data").object("item")
-        notification_id = envelope.optional("id", str)
-        if notification_id is None and topic != "ping":
-            raise PayloadError("id is missing")
-        if notification_id is not None:
-            notification_id = envelope.require_id_text("id", max_length=MAX_NOTIFICATION_ID_LENGTH)
-
-        conversation_id = None
-        conversation = None
-        if topic.startswith("conversation"):
-            if item.optional("type", str) != "conversation":
-                raise PayloadError("data.item.type is not conversation")
-            if topic == "conversation.deleted":
-                conversation_id = item.require_id("conversation_id")
-            else:
-                conversation = _conversation(item, url=None, app_id=app_id, app_url=app_url)
-                conversation_id = conversation.id
+        notification_id = _notification_id(envelope, topic)
+        conversation_id, conversation = _conversation_named(topic, item, app_id=app_id, app_url=app_url)
         contact_id = item.require_id("id") if topic == "contact.deleted" else None
-
         return cls(
             id=notification_id,
             topic=topic,
@@ -155,6 +138,57 @@ class IntercomNotification:
             contact_id=contact_id,
         )
 
+    def stored(self) -> str:
+        """What was read, as text to keep beside the body: `from_stored` gives it back without parsing the body."""
+        return _STORED_ENCODER.encode(_Stored(STORED_VERSION, self)).decode()
+
+    @classmethod
+    def from_stored(cls, text: str) -> IntercomNotification | None:
+        """What `stored` kept; None when there is none, or it was kept by a parser other than this one
+        (the caller then reads the body)."""
+        if not text:
+            return None
+        try:
+            kept = _STORED_DECODER.decode(text)
+        except msgspec.MsgspecError:
+            return None
+        return kept.notification if kept.version == STORED_VERSION else None
+
+
+class _Stored(msgspec.Struct, frozen=True):
+    version: int
+    notification: IntercomNotification
+
+
+# Raise it whenever the parser comes to read a body differently: notifications kept by an earlier one are then
+# read from their bodies again (a replay after a fix acts on what this parser reads).
+STORED_VERSION = 1
+_STORED_ENCODER = msgspec.json.Encoder()
+_STORED_DECODER = msgspec.json.Decoder(_Stored)
+
+
+def _notification_id(envelope: JsonObject, topic: str) -> str | None:
+    """Every notification but a ping has an id."""
+    if envelope.optional("id", str) is None:
+        if topic != "ping":
+            raise PayloadError("id is missing")
+        return None
+    return envelope.require_id_text("id", max_length=MAX_NOTIFICATION_ID_LENGTH)
+
+
+def _conversation_named(
+    topic: str, item: JsonObject, *, app_id: str, app_url: str
+) -> tuple[str | None, Conversation | None]:
+    """A conversation topic's conversation id, and the conversation but for `conversation.deleted`."""
+    if not topic.startswith("conversation"):
+        return None, None
+    if item.optional("type", str) != "conversation":
+        raise PayloadError("data.item.type is not conversation")
+    if topic == "conversation.deleted":
+        return item.require_id("conversation_id"), None
+    conversation = _conversation(item, url=None, app_id=app_id, app_url=app_url)
+    return conversation.id, conversation
+
 
 def _conversation(item: JsonObject, *, url: str | None, app_id: str = "", app_url: str = "") -> Conversation:
     """The conversation `item` describes; its link is `url` if given, else the payload's link to Intercom's
@@ -163,94 +197,109 @@ def _conversation(item: JsonObject, *, url: str | None, app_id: str = "", app_ur
     parts = [_Part(part) for part in item.object_or_empty("conversation_parts").objects("conversation_parts")]
     message = item.optional_object("conversation_message")  # older shape
     source = item.optional_object("source")  # newer shape
-
-    first_message_id = None
-    channel: Channel | None = None
-    channel_source = ""
-    if source is not None:
-        first_message_id = source.optional_id("id")
-        channel_source = source.optional("type", str) or ""
-    elif message is not None:
-        first_message_id = message.optional_id("id")
-    initial = item.optional_object("channel")
-    initial_source = initial.optional("initial", str) if initial is not None else None
-    if initial_source:
-        channel_source = initial_source
-    if channel_source:
-        channel = SOURCE_CHANNELS.get(channel_source, Channel.UNSUPPORTED)
-
-    first_message_tags: tuple[str, ...] = ()
-    tagged_first_message = next((p for p in parts if first_message_id and p.id == first_message_id), None)
-    if tagged_first_message is not None:
-        # Older shape: the event's added tags sit on the item; newer: on the part.
-        added = item.optional_object("tags_added")
-        first_message_tags = tagged_first_message.tags or (_tag_names(added) if added else ())
-
-    closure = None
-    close_part = next((p for p in parts if p.part_type == "close"), None)
-    if close_part is not None:
-        closure = Closure(part_id=close_part.id, at=close_part.created_at, closer=close_part.author)
-
-    if url is None:
-        links = item.optional_object("links")
-        link = links.optional("conversation_web", str) if links else None
-        # Only Intercom's own pages are linked to; otherwise the link is built from the ids.
-        if link and is_intercom_url(link, app_url=app_url):
-            url = link
-        else:
-            url = app_url + path_of("a", "apps", app_id, "conversations", conversation_id)
-
+    first = source if source is not None else message
+    first_message_id = first.optional_id("id") if first is not None else None
+    channel_source = _channel_source(item, source)
+    # Read in this order so that, of several faults, the one named is the same as ever.
+    first_message_tags = _first_message_tags(item, parts, first_message_id)
     return Conversation(
         id=conversation_id,
-        url=url,
+        url=url or _link(item, app_id=app_id, conversation_id=conversation_id, app_url=app_url),
         first_message_id=first_message_id,
-        channel=channel,
+        channel=SOURCE_CHANNELS.get(channel_source, Channel.UNSUPPORTED) if channel_source else None,
         channel_source=channel_source,
         first_message_tags=first_message_tags,
         tags=_tag_names(item.optional_object("tags")),
         assignee=_assignee(item, parts),
         customer=_customer(item, source),
-        closure=closure,
+        closure=_closure(parts),
         state=item.optional("state", str),
     )
 
 
+def _channel_source(item: JsonObject, source: JsonObject | None) -> str:
+    """Where the conversation began: REST's `channel.initial`, else the webhook's `source.type`; "" if neither says."""
+    channel_source = (source.optional("type", str) or "") if source is not None else ""
+    initial = item.optional_object("channel")
+    return (initial.optional("initial", str) if initial is not None else None) or channel_source
+
+
+def _first_message_tags(item: JsonObject, parts: list[_Part], first_message_id: str | None) -> tuple[str, ...]:
+    """Tags this event shows on the first message (a part tag event on that part)."""
+    tagged_first_message = next((p for p in parts if first_message_id and p.id == first_message_id), None)
+    if tagged_first_message is None:
+        return ()
+    # Older shape: the event's added tags sit on the item; newer: on the part.
+    added = item.optional_object("tags_added")
+    return tagged_first_message.tags or (_tag_names(added) if added else ())
+
+
+def _closure(parts: list[_Part]) -> Closure | None:
+    close_part = next((p for p in parts if p.part_type == "close"), None)
+    if close_part is None:
+        return None
+    return Closure(part_id=close_part.id, at=close_part.created_at, closer=close_part.author)
+
+
+def _link(item: JsonObject, *, app_id: str, conversation_id: str, app_url: str) -> str:
+    """The payload's link, if to Intercom's own pages; otherwise the link is built from the ids."""
+    links = item.optional_object("links")
+    link = links.optional("conversation_web", str) if links else None
+    if link and is_intercom_url(link, app_url=app_url):
+        return link
+    return app_url + path_of("a", "apps", app_id, "conversations", conversation_id)
+
+
 def _assignee(item: JsonObject, parts: list[_Part]) -> Assignee:
     """Who the conversation is assigned to at this event, and whether that is a bot."""
-    bot_ids = {p.author.id for p in parts if p.author and p.author.is_bot and p.author.id}
-    bot_ids |= {p.assigned_to_id for p in parts if p.assigned_to_type == "bot" and p.assigned_to_id}
-    closer = next((p.author for p in parts if p.part_type == "close" and p.author), None)
+    kind, assignee_id, name, email = _assignee_named(item)
+    if kind == "nobody_admin":
+        return Assignee(AssigneeKind.NOBODY)
+    # The newer shape has only the id; a part by the same teammate may carry the name and email.
+    if (author := _authored_by(parts, assignee_id)) is not None:
+        name, email = name or author.name, email or author.email
+    if kind == "team":
+        return Assignee(AssigneeKind.TEAM, assignee_id, name)
+    is_bot = kind == "bot" or _is_bot(assignee_id, email, parts)
+    return Assignee(AssigneeKind.BOT if is_bot else AssigneeKind.ADMIN, assignee_id, name, email)
 
+
+def _assignee_named(item: JsonObject) -> tuple[str, str | None, str | None, str | None]:
+    """The assignee's kind (as Intercom words it), id, name and email, as the payload gives them."""
     older = item.optional_object("assignee")
     if older is not None:
         kind = older.optional("type", str) or "nobody_admin"
         assignee_id = older.optional_id("id")
         name, email = older.optional("name", str), older.optional("email", str) or None
     else:
-        kind = "admin"
-        assignee_id = item.optional_id("admin_assignee_id")
-        name = email = None
+        kind, assignee_id, name, email = "admin", item.optional_id("admin_assignee_id"), None, None
         if assignee_id is None and item.optional_id("team_assignee_id") is not None:
             kind, assignee_id = "team", item.optional_id("team_assignee_id")
     if assignee_id is None and kind != "team":
         kind = "nobody_admin"
+    return kind, assignee_id, name, email
 
-    # The newer shape has only the id; a part by the same teammate may carry the name and email.
-    author = next((p.author for p in parts if p.author and assignee_id and p.author.id == assignee_id), None)
-    if author is not None:
-        name, email = name or author.name, email or author.email
 
-    if kind == "nobody_admin":
-        return Assignee(AssigneeKind.NOBODY)
-    if kind == "team":
-        return Assignee(AssigneeKind.TEAM, assignee_id, name)
-    is_bot = (
-        kind == "bot"
-        or assignee_id in bot_ids
-        or bool(email and OPERATOR_EMAIL.match(email))
-        or bool(closer and closer.is_bot)
-    )
-    return Assignee(AssigneeKind.BOT if is_bot else AssigneeKind.ADMIN, assignee_id, name, email)
+def _authored_by(parts: list[_Part], author_id: str | None) -> Author | None:
+    """The author of the first part by `author_id`."""
+    if author_id is None:
+        return None
+    return next((p.author for p in parts if p.author and p.author.id == author_id), None)
+
+
+def _is_bot(assignee_id: str | None, email: str | None, parts: list[_Part]) -> bool:
+    """A teammate is a bot when a part by a bot or assigned to one names them, when their address is Intercom's
+    operator's, or when the conversation's closer is a bot."""
+    if assignee_id in _bot_ids(parts) or (email and OPERATOR_EMAIL.match(email)):
+        return True
+    closer = next((p.author for p in parts if p.part_type == "close" and p.author), None)
+    return bool(closer and closer.is_bot)
+
+
+def _bot_ids(parts: list[_Part]) -> set[str]:
+    """Teammates the parts show to be bots: by their own parts, or parts assigning to a bot."""
+    authors = {p.author.id for p in parts if p.author and p.author.is_bot and p.author.id}
+    return authors | {p.assigned_to_id for p in parts if p.assigned_to_type == "bot" and p.assigned_to_id}
 
 
 def _customer(item: JsonObject, source: JsonObject | None) -> Customer | None:
@@ -265,18 +314,24 @@ def _customer(item: JsonObject, source: JsonObject | None) -> Customer | None:
     contacts = item.object_or_empty("contacts").objects("contacts")
     contact_id = contacts[0].optional_id("id") if contacts else None
     author = source.optional_object("author") if source is not None else None
-    if author is not None and author.optional("type", str) in CUSTOMER_ROLES:
-        author_id = author.optional_id("id")
-        if contact_id is None or author_id == contact_id:
-            return Customer(
-                id=author_id,
-                role=author.require("type", str),
-                name=author.optional("name", str) or None,
-                email=author.optional("email", str) or None,
-            )
-    if contact_id is None:
+    if author is not None and (customer := _customer_authoring(author, contact_id)) is not None:
+        return customer
+    return Customer(id=contact_id, role="contact") if contact_id is not None else None
+
+
+def _customer_authoring(author: JsonObject, contact_id: str | None) -> Customer | None:
+    """The first message's author, when a customer and the conversation's contact (or the only one named)."""
+    if author.optional("type", str) not in CUSTOMER_ROLES:
         return None
-    return Customer(id=contact_id, role="contact")
+    author_id = author.optional_id("id")
+    if contact_id is not None and author_id != contact_id:
+        return None
+    return Customer(
+        id=author_id,
+        role=author.require("type", str),
+        name=author.optional("name", str) or None,
+        email=author.optional("email", str) or None,
+    )
 
 
 def _tag_names(tag_list: JsonObject | None) -> tuple[str, ...]:
@@ -423,16 +478,23 @@ def _load(body: bytes | str) -> Any:
             raise PayloadError("body is not UTF-8") from None
     else:
         text = body
-    depth = deepest = 0
-    for bracket in _BRACKET.findall(_STRING.sub("", text)):
-        depth += 1 if bracket in "[{" else -1
-        deepest = max(deepest, depth)
-    if deepest > MAX_DEPTH:
+    if _nesting(text) > MAX_DEPTH:
         raise PayloadError(f"body nests deeper than {MAX_DEPTH} levels")
     try:
         return json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise PayloadError(f"body is not JSON: {str(exc)[:200]}") from None
+
+
+def _nesting(text: str) -> int:
+    """How deep the JSON `text` nests, or at least an upper bound on it that is at most MAX_DEPTH."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return 0  # too few brackets to nest too deep: a notification has 20 to 35; skip the scan, a third of a parse
+    depth = deepest = 0
+    for bracket in _BRACKET.findall(_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
 
 
 def _checked_id(value: str, path: str, *, max_length: int) -> str:

@@ -60,15 +60,10 @@ def intercom_oauth_callback(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         return _confirmed(request)
     expected = request.session.pop(SESSION_KEY, None)
-    state = request.GET.get("state", "")
-    if not expected or not state or not secrets.compare_digest(state, expected["state"]):
-        return _failed(request, "This Intercom connection link is not valid: it expired, was used already, or was "
-                       "opened in another browser. Start again from the account's page.")  # fmt: skip
-    account = Account.objects.select_related("integration").filter(pk=expected["account"]).first()
-    if account is None:
-        return _failed(request, "The account to connect no longer exists.")
-    if not request.user.has_perm("surveys.change_account"):
-        return _failed(request, "You may not change this account.", status=403)
+    account = _callback_account(request, expected)
+    if isinstance(account, HttpResponse):
+        return account
+    assert expected is not None  # _callback_account refused the callback otherwise
     if request.GET.get("error") or not request.GET.get("code"):
         return _failed(request, "Intercom did not authorise the connection: nothing was changed.", account=account)
     try:
@@ -93,6 +88,20 @@ def intercom_oauth_callback(request: HttpRequest) -> HttpResponse:
         }
         context = {"account": account, "current": change.current, "new": change.new}
         return render(request, "surveys/oauth_confirm.html", context)
+
+
+def _callback_account(request: HttpRequest, expected: dict[str, Any] | None) -> Account | HttpResponse:
+    """The account a callback with the state we sent connects, or the page saying why it connects none."""
+    state = request.GET.get("state", "")
+    if not expected or not state or not secrets.compare_digest(state, expected["state"]):
+        return _failed(request, "This Intercom connection link is not valid: it expired, was used already, or was "
+                       "opened in another browser. Start again from the account's page.")  # fmt: skip
+    account = Account.objects.select_related("integration").filter(pk=expected["account"]).first()
+    if account is None:
+        return _failed(request, "The account to connect no longer exists.")
+    if not request.user.has_perm("surveys.change_account"):
+        return _failed(request, "You may not change this account.", status=403)
+    return account
 
 
 def _confirmed(request: HttpRequest) -> HttpResponse:

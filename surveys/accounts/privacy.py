@@ -87,6 +87,7 @@ PERSONAL_TEXT: dict[type[Model], dict[str, str]] = {
     },
     InboundWebhook: {
         "body": "replaced by the erasure note",
+        "parsed": "emptied (what the parser read from the body: the customer's name, email and id)",
         "conversation_key": "emptied (a contact.deleted's key holds the contact id)",
         "error": "a failure's message replaced by the erasure note after its exception type (it may quote the body)",
         "traceback": "emptied (its messages may quote the body)",
@@ -219,7 +220,8 @@ def contact_erase(*, account: Account, contact_id: str, webhook: InboundWebhook 
     erased = _people_erase(_people(Q(account=account, customer_id=contact_id), account=account), note=note, now=now)
     if webhook is not None:
         erased += _inbound_webhooks_erase([webhook.pk], note=note, now=now)
-        webhook.body, webhook.headers, webhook.conversation_key, webhook.erased_at = note, {}, "", now
+        webhook.body, webhook.parsed, webhook.headers, webhook.conversation_key = note, "", {}, ""
+        webhook.erased_at = now
     logger.info("privacy.contact_erased", extra={"account": account.pk, **asdict(erased)})
     return erased
 
@@ -229,6 +231,14 @@ def _people(first: Q, *, account: Account | None) -> list[_Person]:
     or the same contact ids (always within their account: Intercom ids are per workspace)."""
     columns = ("pk", "account_id", "conversation_id", "customer_id", "customer_email")
     found = [_Person(*row) for row in SurveyRequest.objects.filter(first).values_list(*columns)]
+    same = _same_people(found, account=account)
+    if not same:
+        return found
+    return [_Person(*row) for row in SurveyRequest.objects.filter(first | same).values_list(*columns)]
+
+
+def _same_people(found: list[_Person], *, account: Account | None) -> Q:
+    """Requests to the same emails (within `account`, if given) or contact ids (within their account) as `found`."""
     same = Q()
     emails = {person.customer_email for person in found if person.customer_email}
     if emails:
@@ -239,9 +249,7 @@ def _people(first: Q, *, account: Account | None) -> list[_Person]:
             contacts[person.account_id].add(person.customer_id)
     for account_id, contact_ids in contacts.items():
         same |= Q(account_id=account_id, customer_id__in=contact_ids)
-    if not same:
-        return found
-    return [_Person(*row) for row in SurveyRequest.objects.filter(first | same).values_list(*columns)]
+    return same
 
 
 def _people_erase(people: Sequence[_Person], *, note: str, now: datetime) -> Erased:
@@ -299,14 +307,15 @@ def _conversation_webhooks(people: Sequence[_Person]) -> list[int]:
 
 
 def _inbound_webhooks_mentioning(words: set[str]) -> Iterator[list[int]]:
-    """Ids of webhooks not yet erased whose body holds one of `words` (any case), SEARCH_CHUNK ids per statement."""
+    """Ids of webhooks not yet erased whose body (or what was parsed from it) holds one of `words` (any case),
+    SEARCH_CHUNK ids per statement."""
     pending = InboundWebhook.objects.filter(erased_at__isnull=True)
     bounds = pending.aggregate(low=Min("pk"), high=Max("pk"))
     if bounds["low"] is None:
         return
     mentions = Q()
     for word in words:
-        mentions |= Q(body__icontains=word)
+        mentions |= Q(body__icontains=word) | Q(parsed__icontains=word)
     for start in range(bounds["low"], bounds["high"] + 1, SEARCH_CHUNK):
         chunk = pending.filter(mentions, pk__gte=start, pk__lt=start + SEARCH_CHUNK)
         if ids := list(chunk.values_list("pk", flat=True)):
@@ -402,8 +411,9 @@ def _feedback_erase(records: QuerySet[Feedback], *, note: str) -> int:
 
 
 def _inbound_webhooks_erase(ids: list[int], *, note: str, now: datetime, retention: bool = False) -> Erased:
-    """Replace these webhooks' bodies with `note` and drop their headers, tracebacks and contact keys; a failure's
-    message, which may quote the body, becomes `note` after its exception type. Status, topic and ids stay.
+    """Replace these webhooks' bodies with `note` and drop what was parsed from them, their headers, tracebacks and
+    contact keys; a failure's message, which may quote the body, becomes `note` after its exception type. Status,
+    topic and ids stay.
     `retention` leaves alone any put back to be processed (replayed) since they were chosen."""
     webhooks = InboundWebhook.objects.filter(pk__in=ids)
     if retention:
@@ -413,7 +423,7 @@ def _inbound_webhooks_erase(ids: list[int], *, note: str, now: datetime, retenti
         kind, separator, _ = error.partition(":")
         failures.append(InboundWebhook(pk=pk, error=f"{kind}: {note}" if separator else note))
     InboundWebhook.objects.bulk_update(failures, ["error"], batch_size=BATCH)
-    erased = webhooks.update(body=note, headers={}, traceback="", conversation_key="", erased_at=now)
+    erased = webhooks.update(body=note, parsed="", headers={}, traceback="", conversation_key="", erased_at=now)
     return Erased(webhooks=erased)
 
 

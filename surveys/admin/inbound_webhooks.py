@@ -45,7 +45,7 @@ class InboundWebhookAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return shortened(webhook.error) if webhook.error else ""
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[InboundWebhook]:
-        return super().get_queryset(request).defer("body", "headers", "traceback")
+        return super().get_queryset(request).defer("body", "parsed", "headers", "traceback")
 
     @admin.display(description="traceback")
     def error_traceback(self, webhook: InboundWebhook) -> str:

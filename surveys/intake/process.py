@@ -312,6 +312,10 @@ def _process_or_fail(
 
 
 def _notification(webhook: InboundWebhook) -> IntercomNotification:
+    """What the request read from the body, kept beside it; the body is read again only when that wasn't kept
+    (stored before it was, or by an earlier parser)."""
+    if (notification := IntercomNotification.from_stored(webhook.parsed)) is not None:
+        return notification
     return IntercomNotification.from_json(webhook.body, app_url=settings.INTERCOM_APP_URL)
 
 

@@ -141,19 +141,24 @@ def _teammates_seen(account: Account, *, now: datetime) -> None:
 def _teammates_match(account: Account, employees: list[StellaEmployee], *, now: datetime) -> tuple[int, int]:
     """Set every teammate's stella_match, in one update per outcome; returns (matched, unmatched)."""
     _teammates_seen(account, now=now)
-    active = [employee for employee in employees if employee.active]
-    emails = {email_normalised(employee.email) for employee in active if employee.email}
-    custom_ids = {employee.custom_id for employee in active if employee.custom_id}
-    by_match: dict[str, list[int]] = {match: [] for match in (Match.EMAIL, Match.CUSTOM_ID, Match.UNMATCHED)}
-    teammates = Teammate.objects.filter(account=account, is_bot=False).values_list("pk", "email", "stella_custom_id")
-    for pk, email, custom_id in teammates:
-        by_match[_match(email=email, custom_id=custom_id, emails=emails, custom_ids=custom_ids)].append(pk)
+    by_match = _teammates_by_match(account, [employee for employee in employees if employee.active])
     for match, pks in by_match.items():
         for start in range(0, len(pks), IN_CHUNK):
             Teammate.objects.filter(pk__in=pks[start : start + IN_CHUNK]).update(
                 stella_match=match, stella_checked_at=now
             )
     return len(by_match[Match.EMAIL]) + len(by_match[Match.CUSTOM_ID]), len(by_match[Match.UNMATCHED])
+
+
+def _teammates_by_match(account: Account, active: list[StellaEmployee]) -> dict[str, list[int]]:
+    """The account's teammates (bots aside) by how they match these active employees."""
+    emails = {email_normalised(employee.email) for employee in active if employee.email}
+    custom_ids = {employee.custom_id for employee in active if employee.custom_id}
+    by_match: dict[str, list[int]] = {match: [] for match in (Match.EMAIL, Match.CUSTOM_ID, Match.UNMATCHED)}
+    teammates = Teammate.objects.filter(account=account, is_bot=False).values_list("pk", "email", "stella_custom_id")
+    for pk, email, custom_id in teammates:
+        by_match[_match(email=email, custom_id=custom_id, emails=emails, custom_ids=custom_ids)].append(pk)
+    return by_match
 
 
 def _match(*, email: str, custom_id: str, emails: set[str], custom_ids: set[str]) -> str:

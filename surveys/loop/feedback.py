@@ -88,40 +88,73 @@ def stella_feedback_pull(
     sent it is quarantined, and the cursor moves past it. A 429 stops the pull, and no pull runs before the
     time Stella asked for."""
     integration = account.integration
-    if not integration.feedback_return_enabled:
-        return FeedbackPull(skipped="Feedback return is turned off for this account.")
-    if not integration.stella_api_secret:
-        return FeedbackPull(skipped="No Stella API secret: feedback return needs one.")
+    if skipped := _feedback_pull_off(integration):
+        return skipped
     state = stella_sync_state(account)
     if state.feedback_retry_at and state.feedback_retry_at > now:
         return FeedbackPull(
             skipped=f"Waiting until {state.feedback_retry_at.astimezone(UTC):%H:%M:%S} UTC, as Stella asked (429).",
             retry_at=state.feedback_retry_at,
         )
-    max_pages = max_pages or settings.STELLA_FEEDBACK_MAX_PAGES
     pull = FeedbackPull()
-    cursor = state.feedback_cursor
     try:
-        client = client or stella_data_client(integration)
-        for _ in range(max_pages):
-            page = client.feedback_page(after=cursor, limit=FEEDBACK_PAGE_SIZE)
-            if page.cursor is None:
-                pull.caught_up = True
-                break
-            stored = _feedback_page_store(account, integration, page, cursor=cursor, now=now)
-            if stored is None:
-                break  # another pull of this account stored this page first: it carries on from there
-            cursor = stored.cursor
-            pull.pages += 1
-            pull.records += len(page.records) + len(page.unreadable)
-            pull.created += stored.created
-            pull.linked += stored.linked
-            pull.quarantined += stored.quarantined
+        _feedback_pages_store(
+            account,
+            integration,
+            client or stella_data_client(integration),
+            pull,
+            cursor=state.feedback_cursor,
+            max_pages=max_pages or settings.STELLA_FEEDBACK_MAX_PAGES,
+            now=now,
+        )
     except StellaRateLimited as exc:
         pull.retry_at = now + timedelta(seconds=exc.retry_after)
         pull.error = error_text(exc)
     except (StellaDataError, SecretUndecryptable) as exc:
         pull.error = error_text(exc)
+    _feedback_pull_record(account, state, pull, now=now)
+    pull.reconciled = survey_requests_reconcile(account, now=now, flag_unreported=pull.caught_up)
+    return pull
+
+
+def _feedback_pull_off(integration: IntegrationSettings) -> FeedbackPull | None:
+    """Why the account's settings allow no pull, if they don't."""
+    if not integration.feedback_return_enabled:
+        return FeedbackPull(skipped="Feedback return is turned off for this account.")
+    if not integration.stella_api_secret:
+        return FeedbackPull(skipped="No Stella API secret: feedback return needs one.")
+    return None
+
+
+def _feedback_pages_store(
+    account: Account,
+    integration: IntegrationSettings,
+    client: StellaDataClient,
+    pull: FeedbackPull,
+    *,
+    cursor: int | None,
+    max_pages: int,
+    now: datetime,
+) -> None:
+    """Store pages after `cursor` until an empty one or `max_pages`, counting them in `pull`."""
+    for _ in range(max_pages):
+        page = client.feedback_page(after=cursor, limit=FEEDBACK_PAGE_SIZE)
+        if page.cursor is None:
+            pull.caught_up = True
+            return
+        stored = _feedback_page_store(account, integration, page, cursor=cursor, now=now)
+        if stored is None:
+            return  # another pull of this account stored this page first: it carries on from there
+        cursor = stored.cursor
+        pull.pages += 1
+        pull.records += len(page.records) + len(page.unreadable)
+        pull.created += stored.created
+        pull.linked += stored.linked
+        pull.quarantined += stored.quarantined
+
+
+def _feedback_pull_record(account: Account, state: StellaSyncState, pull: FeedbackPull, *, now: datetime) -> None:
+    """Keep how the pull went on the account's sync state, and log it."""
     fields: dict[str, object] = {
         "feedback_retry_at": pull.retry_at,
         "feedback_error": pull.error,
@@ -141,8 +174,6 @@ def stella_feedback_pull(
             "error": pull.error,
         },
     )
-    pull.reconciled = survey_requests_reconcile(account, now=now, flag_unreported=pull.caught_up)
-    return pull
 
 
 @dataclass(frozen=True)
@@ -283,12 +314,7 @@ def _feedback_records_store(
     Feedback.objects.bulk_create(
         rows, update_conflicts=True, unique_fields=["account", "uuid"], update_fields=UPDATED_FIELDS
     )
-    deltas = TeammateCounts()
-    for row in rows:
-        if (old := existing.get(row.uuid)) is not None:
-            deltas.add(old, sign=-1)
-        deltas.add(row, sign=1)
-    deltas.write(account_id=account.pk)
+    TeammateCounts.of_changes(rows, existing).write(account_id=account.pk)
     return _Stored(
         created=sum(1 for record in records if record.uuid not in existing),
         linked=sum(1 for row in rows if row.survey_request_id is not None),
@@ -307,15 +333,7 @@ def _links(
     conversation_ids = {record.ext_interaction_id for record in wanted}
     if not conversation_ids:
         return {}
-    by_conversation: dict[str, list[_Candidate]] = {}
-    by_pk: dict[int, _Candidate] = {}
-    candidates = SurveyRequest.objects.filter(account=account, conversation_id__in=conversation_ids).values_list(
-        "pk", "conversation_id", "status", "closed_at", "mode", "feedback__uuid"
-    )
-    for pk, conversation_id, status, closed_at, mode, linked_uuid in candidates:
-        candidate = _Candidate(pk=pk, status=status, closed_at=closed_at, mode=mode, taken=linked_uuid is not None)
-        by_conversation.setdefault(conversation_id, []).append(candidate)
-        by_pk[pk] = candidate
+    by_conversation, by_pk = _link_candidates(account, conversation_ids)
     links: dict[str, tuple[int, str]] = {}
     unlinked = []
     for record in wanted:
@@ -325,6 +343,31 @@ def _links(
             links[record.uuid] = (kept.pk, kept.mode)
         else:
             unlinked.append(record)
+    return links | _links_chosen(unlinked, by_conversation)
+
+
+def _link_candidates(
+    account: Account, conversation_ids: set[str]
+) -> tuple[dict[str, list[_Candidate]], dict[int, _Candidate]]:
+    """The account's survey requests of these conversations, by conversation and by pk."""
+    by_conversation: dict[str, list[_Candidate]] = {}
+    by_pk: dict[int, _Candidate] = {}
+    candidates = SurveyRequest.objects.filter(account=account, conversation_id__in=conversation_ids).values_list(
+        "pk", "conversation_id", "status", "closed_at", "mode", "feedback__uuid"
+    )
+    for pk, conversation_id, status, closed_at, mode, linked_uuid in candidates:
+        candidate = _Candidate(pk=pk, status=status, closed_at=closed_at, mode=mode, taken=linked_uuid is not None)
+        by_conversation.setdefault(conversation_id, []).append(candidate)
+        by_pk[pk] = candidate
+    return by_conversation, by_pk
+
+
+def _links_chosen(
+    unlinked: list[FeedbackRecord], by_conversation: dict[str, list[_Candidate]]
+) -> dict[str, tuple[int, str]]:
+    """For each record, oldest first, its conversation's latest request that reached Stella, else its latest,
+    that no other record has taken."""
+    links: dict[str, tuple[int, str]] = {}
     for record in sorted(unlinked, key=lambda record: record.sequence_id):
         free = [candidate for candidate in by_conversation.get(record.ext_interaction_id, []) if not candidate.taken]
         if not free:

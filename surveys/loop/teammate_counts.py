@@ -32,6 +32,16 @@ class TeammateCounts:
     deltas: dict[tuple[date, str, str, str], list[int]] = field(default_factory=dict)
     names: dict[tuple[date, str, str, str], str] = field(default_factory=dict)
 
+    @classmethod
+    def of_changes(cls, rows: list[Feedback], existing: dict[str, Feedback]) -> TeammateCounts:
+        """What storing `rows` over the `existing` ones (by uuid) changes."""
+        deltas = cls()
+        for row in rows:
+            if (old := existing.get(row.uuid)) is not None:
+                deltas.add(old, sign=-1)
+            deltas.add(row, sign=1)
+        return deltas
+
     def add(self, row: Feedback, *, sign: int) -> None:
         """Add (sign 1) or take back (sign -1) what one record counts: nothing for a recovery record, or
         one with no request time to give it a day."""
@@ -64,19 +74,8 @@ class TeammateCounts:
         rows = sorted((key, totals) for key, totals in self.deltas.items() if any(totals) or key in self.names)
         if not rows:
             return
-        meta = TeammateDailyCount._meta
-        quote = connection.ops.quote_name
-        table = quote(meta.db_table)
-        key_names = ("account", "day", "mode", "teammate", "channel")
-        names = (*key_names, "teammate_name", *COUNT_COLUMNS)
-        column = {field.name: quote(field.column) for field in meta.concrete_fields if field.column}
-        updates = [f"{column[name]} = {table}.{column[name]} + EXCLUDED.{column[name]}" for name in COUNT_COLUMNS]
-        updates.append(
-            f"{column['teammate_name']} = CASE WHEN EXCLUDED.{column['teammate_name']} <> '' "
-            f"THEN EXCLUDED.{column['teammate_name']} ELSE {table}.{column['teammate_name']} END"
-        )
-        day_field = meta.get_field("day")
-        chunk = max(1, (connection.features.max_query_params or 999) // len(names))
+        day_field = TeammateDailyCount._meta.get_field("day")
+        chunk = max(1, (connection.features.max_query_params or 999) // len(_TEAMMATE_COUNT_NAMES))
         for start in range(0, len(rows), chunk):
             part = rows[start : start + chunk]
             params: list[Any] = []
@@ -84,10 +83,27 @@ class TeammateCounts:
                 day_value = day_field.get_db_prep_value(day, connection)
                 name = self.names.get((day, mode, teammate, channel), "")
                 params += [account_id, day_value, mode, teammate, channel, name, *totals]
-            placeholders = ", ".join(["(" + ", ".join(["%s"] * len(names)) + ")"] * len(part))
             with connection.cursor() as cursor:
-                cursor.execute(
-                    f"INSERT INTO {table} ({', '.join(column[name] for name in names)}) VALUES {placeholders} "
-                    f"ON CONFLICT ({', '.join(column[name] for name in key_names)}) DO UPDATE SET {', '.join(updates)}",
-                    params,
-                )
+                cursor.execute(_teammate_counts_upsert(len(part)), params)
+
+
+_TEAMMATE_COUNT_KEYS = ("account", "day", "mode", "teammate", "channel")
+_TEAMMATE_COUNT_NAMES = (*_TEAMMATE_COUNT_KEYS, "teammate_name", *COUNT_COLUMNS)
+
+
+def _teammate_counts_upsert(rows: int) -> str:
+    """INSERT of `rows` rows of _TEAMMATE_COUNT_NAMES that adds the counts to those already there, and keeps the
+    name given unless it is empty."""
+    quote = connection.ops.quote_name
+    table = quote(TeammateDailyCount._meta.db_table)
+    column = {field.name: quote(field.column) for field in TeammateDailyCount._meta.concrete_fields if field.column}
+    updates = [f"{column[name]} = {table}.{column[name]} + EXCLUDED.{column[name]}" for name in COUNT_COLUMNS]
+    updates.append(
+        f"{column['teammate_name']} = CASE WHEN EXCLUDED.{column['teammate_name']} <> '' "
+        f"THEN EXCLUDED.{column['teammate_name']} ELSE {table}.{column['teammate_name']} END"
+    )
+    placeholders = ", ".join(["(" + ", ".join(["%s"] * len(_TEAMMATE_COUNT_NAMES)) + ")"] * rows)
+    return (
+        f"INSERT INTO {table} ({', '.join(column[name] for name in _TEAMMATE_COUNT_NAMES)}) VALUES {placeholders} "
+        f"ON CONFLICT ({', '.join(column[name] for name in _TEAMMATE_COUNT_KEYS)}) DO UPDATE SET {', '.join(updates)}"
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from django.db.models import Count, Max, Min, Q, Sum
+from django.db.models import Count, Max, Min, Q, QuerySet, Sum
 
 from surveys.models import TeammateDailyCount
 from surveys.reporting.presenters import (
@@ -78,6 +78,12 @@ def teammate_stats(status_filter: StatusFilter) -> TeammateStats:
     counts = TeammateDailyCount.objects.filter(day__gte=status_filter.date_from, day__lte=status_filter.date_to)
     if status_filter.account_ids is not None:
         counts = counts.filter(account_id__in=status_filter.account_ids)
+    rows = _rows_named_once(_rows(counts))
+    return TeammateStats(rows=rows, totals=_totals(rows))
+
+
+def _rows(counts: QuerySet[TeammateDailyCount]) -> list[TeammateRow]:
+    """The counts summed per teammate and channel, most requests first."""
     grouped = (
         counts.values("teammate", "channel")
         .annotate(
@@ -90,7 +96,7 @@ def teammate_stats(status_filter: StatusFilter) -> TeammateStats:
         )
         .order_by("-requested_total", "teammate", "channel")
     )
-    rows = [
+    return [
         TeammateRow(
             teammate=row["teammate"],
             teammate_name=row["name"] or "",
@@ -103,10 +109,16 @@ def teammate_stats(status_filter: StatusFilter) -> TeammateStats:
         )
         for row in grouped
     ]
-    # One name per teammate, whichever channel's counts carry it.
+
+
+def _rows_named_once(rows: list[TeammateRow]) -> list[TeammateRow]:
+    """One name per teammate, whichever channel's counts carry it."""
     names = {row.teammate: row.teammate_name for row in reversed(rows) if row.teammate_name}
-    rows = [replace(row, teammate_name=names.get(row.teammate, "")) for row in rows]
-    totals = TeammateRow(
+    return [replace(row, teammate_name=names.get(row.teammate, "")) for row in rows]
+
+
+def _totals(rows: list[TeammateRow]) -> TeammateRow:
+    return TeammateRow(
         teammate="",
         teammate_name="",
         channel="",
@@ -116,7 +128,6 @@ def teammate_stats(status_filter: StatusFilter) -> TeammateStats:
         rating_sum=sum(row.rating_sum for row in rows),
         rating_count=sum(row.rating_count for row in rows),
     )
-    return TeammateStats(rows=rows, totals=totals)
 
 
 @dataclass(frozen=True)

@@ -71,15 +71,24 @@ class StatusPageView(LoginRequiredMixin, TemplateView):
             tabs=[(tab, _count(counts, tab), _url(query, tab=tab.key)) for tab in TABS],
             rows=[present(row) for row in rows],
             stella_column=status_filter.tab.listing is SURVEY_REQUESTS,
-            older_url=_url(query, tab=status_filter.tab.key, before=older) if older else "",
-            newest_url=_url(query, tab=status_filter.tab.key) if status_filter.before else "",
-            export_url=reverse("status_export") + _url(query, tab=status_filter.tab.key),
-            teammates_url=reverse("status_teammates") + _url(_teammate_query(query)),
+            **_status_links(query, status_filter, older=older),
             chart=status_chart(counts, status_filter),
             legend=[(kind.label, kind.value) for kind in CHART_KINDS],  # coloured by portal.css, as the bars are
             **_page_head(accounts),
             **kwargs,
         )
+
+
+def _status_links(query: dict[str, str], status_filter: StatusFilter, *, older: str) -> dict[str, str]:
+    """Where the page's links go, keeping its filter: the next page (rows `older` than these), the first, the
+    export and the Teammates view."""
+    tab = status_filter.tab.key
+    return {
+        "older_url": _url(query, tab=tab, before=older) if older else "",
+        "newest_url": _url(query, tab=tab) if status_filter.before else "",
+        "export_url": reverse("status_export") + _url(query, tab=tab),
+        "teammates_url": reverse("status_teammates") + _url(_teammate_query(query)),
+    }
 
 
 def _page_head(accounts: QuerySet[Account]) -> dict[str, Any]:

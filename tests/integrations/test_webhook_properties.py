@@ -116,6 +116,17 @@ def test_a_signed_body_is_answered_200_400_or_413_and_every_200_ends_processed_o
     assert list(stored) and stored[0] in FINAL, (list(stored), body)
 
 
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(body=bodies)
+def test_what_the_parser_read_is_kept_and_read_back_exactly(body):
+    """Acting on a webhook reads what the request parsed (IntercomNotification.stored), not the body again."""
+    try:
+        notification = IntercomNotification.from_json(body)
+    except PayloadError:
+        return
+    assert IntercomNotification.from_stored(notification.stored()) == notification
+
+
 signatures = st.one_of(
     st.just(None),  # no header
     st.just(""),

@@ -208,27 +208,32 @@ class Command(BaseCommand):
                 "give the others with their -env option."
             )
         for field, label in SECRETS.items():
-            value, variable = options[field], options[f"{field}_env"]
-            if value is not None and variable is not None:
-                raise CommandError(f"Give {option(field)} or {option(field)}-env, not both.")
-            if variable is not None:
-                value = os.environ.get(variable, "")
-                where = f"{option(field)}-env {variable}: the variable is not set or empty"
-            elif value == "-":
-                value = self.read_stdin(f"{label.capitalize()}: ", options.get("stdin"))
-                where = f"{option(field)} -: nothing on standard input"
-            elif value is not None:
-                where = f"{option(field)} is empty (an unset shell variable?)"
-                self.stderr.write(
-                    f"Note: {option(field)} on the command line shows in `ps` and shell history; "
-                    f"{option(field)}-env VARIABLE or {option(field)} - (standard input) keeps it out."
-                )
-            else:
-                continue
-            if not value.strip():
-                raise CommandError(f"{where}. A stored {label} is never cleared here.")
-            found[field] = value
+            if (value := self.secret(field, label, options)) is not None:
+                found[field] = value
         return found
+
+    def secret(self, field: str, label: str, options: dict[str, Any]) -> str | None:
+        """One secret, if given: from its environment variable, standard input or the command line."""
+        value, variable = options[field], options[f"{field}_env"]
+        if value is not None and variable is not None:
+            raise CommandError(f"Give {option(field)} or {option(field)}-env, not both.")
+        if variable is not None:
+            value = os.environ.get(variable, "")
+            where = f"{option(field)}-env {variable}: the variable is not set or empty"
+        elif value == "-":
+            value = self.read_stdin(f"{label.capitalize()}: ", options.get("stdin"))
+            where = f"{option(field)} -: nothing on standard input"
+        elif value is not None:
+            where = f"{option(field)} is empty (an unset shell variable?)"
+            self.stderr.write(
+                f"Note: {option(field)} on the command line shows in `ps` and shell history; "
+                f"{option(field)}-env VARIABLE or {option(field)} - (standard input) keeps it out."
+            )
+        else:
+            return None
+        if not value.strip():
+            raise CommandError(f"{where}. A stored {label} is never cleared here.")
+        return value
 
     @staticmethod
     def read_stdin(prompt: str, stdin: IO[str] | None) -> str:
@@ -283,7 +288,6 @@ class Command(BaseCommand):
         """What the account now is, secrets masked."""
         integration = account.integration
         masked = {field: mask_secret(getattr(integration, field)) or "not set" for field in SECRETS}
-        support_users = account.support_users.order_by("username").values_list("username", flat=True)
         self.stdout.write(
             f"{'Created' if created else 'Updated'} {account.name} (workspace {account.intercom_workspace_id}): "
             f"{'enabled' if integration.enabled else 'disabled'}, {integration.mode} mode, "
@@ -291,13 +295,31 @@ class Command(BaseCommand):
             f"delay {format_duration(integration.channel_delay)}, window {format_duration(integration.suppression_window)}, "
             f"test key {masked['test_api_key']}, production key {masked['production_api_key']}, "
             f"Intercom token {masked['intercom_access_token']}\n"
-            f"  Stella API URL {integration.stella_api_url or 'Stella’s own'}, brand {integration.brand or 'none'}, "
+            f"  {self.summary_of_requests(account)}\n"
+            f"  Stella API secret {masked['stella_api_secret']}, {self.summary_of_the_loop(integration)}"
+        )
+
+    @staticmethod
+    def summary_of_requests(account: Account) -> str:
+        """What the account's requests to Stella carry, and who hears of them."""
+        integration = account.integration
+        support_users = account.support_users.order_by("username").values_list("username", flat=True)
+        return (
+            f"Stella API URL {integration.stella_api_url or 'Stella’s own'}, brand {integration.brand or 'none'}, "
             f"language {integration.language or 'none'}, do-not-send tags {integration.do_not_send_tags or 'none'}, "
             f"alert recipients {integration.alert_recipients or 'none'}, "
-            f"support users {', '.join(support_users) or 'none'}\n"
-            f"  Stella API secret {masked['stella_api_secret']}, "
+            f"support users {', '.join(support_users) or 'none'}"
+        )
+
+    @staticmethod
+    def summary_of_the_loop(integration: IntegrationSettings) -> str:
+        """What comes back from Stella, and what goes to Intercom."""
+        notes = (
+            f"on, as {integration.intercom_note_author_id or 'nobody'}" if integration.intercom_notes_enabled else "off"
+        )
+        return (
             f"employee sync {'on' if integration.employee_sync_enabled else 'off'}, "
             f"feedback return {'on' if integration.feedback_return_enabled else 'off'}, "
             f"reconcile after {format_duration(integration.reconcile_after)}, "
-            f"Intercom notes {'on, as ' + (integration.intercom_note_author_id or 'nobody') if integration.intercom_notes_enabled else 'off'}"
+            f"Intercom notes {notes}"
         )
