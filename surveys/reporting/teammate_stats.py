@@ -370,6 +370,14 @@ def group_label(group: str, key: str) -> str:
     return TeammateRow(group=group, teammate=key).label
 
 
+def teammate_name_of(status_filter: StatusFilter, teammate: str) -> str:
+    """The name Stella gives the teammate in the filter's accounts, if any: one query."""
+    counts = TeammateDailyCount.objects.filter(teammate=teammate).exclude(teammate_name="")
+    if status_filter.account_ids is not None:
+        counts = counts.filter(account_id__in=status_filter.account_ids)
+    return counts.order_by("-day").values_list("teammate_name", flat=True).first() or ""
+
+
 def _as_date(value: date | datetime) -> date:
     return value.date() if isinstance(value, datetime) else value
 

@@ -47,6 +47,7 @@ from surveys.reporting.teammate_stats import (
     feedback_behind,
     feedback_freshness,
     group_label,
+    teammate_name_of,
     teammate_stats,
 )
 from surveys.selectors import accounts_visible_to
@@ -235,7 +236,7 @@ class TeammateResponsesView(LoginRequiredMixin, TemplateView):
             status_filter, group=group, key=key, rating=rating, bots=bots, page=self.request.GET.get("page", 1)
         )
         here = {**_report_query(query, group, bots), **({"key": key} if key is not None else {})}
-        name = self.request.GET.get("name", "")
+        name = teammate_name_of(status_filter, key) if group == "teammate" and key else ""
         return super().get_context_data(
             form=form,
             accounts=accounts,
