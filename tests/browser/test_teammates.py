@@ -105,10 +105,12 @@ def fits_the_screen(page, table: str) -> None:
 
 
 def inside_the_screen(page, selector: str) -> None:
-    """Every cell of the table lies whole inside the visible width."""
+    """Every cell of the table lies whole inside the visible width, and none spills into its neighbour."""
     outside = page.evaluate(
         """(selector) => [...document.querySelectorAll(selector + ' th, ' + selector + ' td')]
-            .filter(cell => { const box = cell.getBoundingClientRect(); return box.left < 0 || box.right > document.documentElement.clientWidth + 1; })
+            .filter(cell => { const box = cell.getBoundingClientRect();
+                              return box.left < 0 || box.right > document.documentElement.clientWidth + 1
+                                     || cell.scrollWidth > cell.clientWidth + 1; })
             .map(cell => cell.innerText)""",
         selector,
     )
