@@ -1,5 +1,7 @@
-"""The status page and the admin's API Status tabs on a large log: their first page on 1,000,000
-API requests against the same page on 1,000, and the SQL queries each takes.
+"""The status page, the admin's API Status tabs and the satisfaction report on a large log: their first page on
+1,000,000 API requests against the same page on 1,000, and the SQL queries each takes. The report reads the daily
+teammate counts (here made from the log's sent requests: Stella's record of each, 40 teammates in 8 teams, two
+channels, stars 1 to 5) and its drill-down reads those records.
 
 Each size gets its own SQLite file (deployed settings), filled in bulk; every page is then
 timed in-process (median of repeated requests, after a warm-up) with its queries counted.
@@ -27,7 +29,35 @@ PAGES = {
     "admin: Requests": ("csm", "/admin/surveys/apirequest/"),
     "admin: Test Requests": ("csm", "/admin/surveys/testapirequest/"),
     "admin: Invalid Requests": ("csm", "/admin/surveys/invalidapirequest/"),
+    "satisfaction report (by teammate)": ("support", "/status/teammates/"),
+    "satisfaction report (by team, sorted by change)": ("support", "/status/teammates/?group=team&sort=-change"),
+    "satisfaction report: a teammate's low ratings": (
+        "support",
+        "/status/teammates/responses/?key=t7%40support.example&rating=low",
+    ),
 }
+# Stella's record of each sent request, and the teammate counts they make (as the feedback pull keeps them).
+FEEDBACK_ROWS = """
+INSERT INTO surveys_feedback (
+    account_id, uuid, sequence_id, ext_interaction_id, survey_request_id, mode, is_recovery, channel, employee_email,
+    employee_custom_id, employee_name, team, delivery_status, request_created_at, request_sent_at, response_received_at,
+    star_rating, comment, raw, first_seen_at, updated_at)
+SELECT account_id, 'u' || id, id, conversation_id, id, mode, 0, channel, 't' || (id % 40) || '@support.example', '',
+    'Teammate ' || (id % 40), 'Team lead ' || (id % 8), 'Delivered', closed_at, closed_at,
+    CASE WHEN id % 3 = 0 THEN NULL ELSE datetime(closed_at, '+2 hours') END,
+    CASE WHEN id % 3 = 0 THEN NULL ELSE 1 + (id * 7) % 5 END, 'Comment ' || id, '{}', datetime('now'), datetime('now')
+FROM surveys_surveyrequest WHERE status = 'sent'
+"""
+TEAMMATE_COUNTS = """
+INSERT INTO surveys_teammatedailycount (
+    account_id, day, mode, teammate, teammate_name, team, channel, requested, delivered, responded, rating_sum,
+    rating_count, stars_1, stars_2, stars_3, stars_4, stars_5)
+SELECT account_id, date(request_created_at), mode, employee_email, max(employee_name), max(team), channel, count(*),
+    count(*), count(response_received_at), coalesce(sum(star_rating), 0), count(star_rating),
+    total(star_rating = 1), total(star_rating = 2), total(star_rating = 3), total(star_rating = 4),
+    total(star_rating = 5)
+FROM surveys_feedback GROUP BY account_id, date(request_created_at), mode, employee_email, channel
+"""
 
 # Ten accounts; the support user's holds half the log, all of it inside the page's default 30 days,
 # so that on a thousand rows as on a million every page measured is a full page. Two calls per
@@ -74,12 +104,14 @@ accounts = [account_upsert(workspace_id=f"ws{n}", name=f"Company {n}")[0] for n 
 support = User.objects.create_user("support", password="support-pw-1")
 accounts[0].support_users.add(support)
 User.objects.create_superuser("csm", "csm@example.com", "csm-pw-1")
-survey_rows, call_rows, requests = sys.stdin.read().split("\\f")
+survey_rows, call_rows, feedback_rows, teammate_counts, requests = sys.stdin.read().split("\\f")
 with connection.cursor() as cursor:
     survey_rows = survey_rows.replace("__REQUESTS__", str(int(requests))).replace("__FIRST__", str(accounts[0].pk))
     cursor.execute(survey_rows.replace("__NOT_FOUND__", STELLA_EMPLOYEE_NOT_FOUND.words))
     cursor.execute(call_rows.replace("__NOT_FOUND__", STELLA_EMPLOYEE_NOT_FOUND.words))
     cursor.execute("UPDATE surveys_surveyrequest SET sent_at = closed_at WHERE status = 'sent'")
+    cursor.execute(feedback_rows)
+    cursor.execute(teammate_counts)
     cursor.execute("ANALYZE")
 daily_counts_rebuild()
 print(ApiRequest.objects.count())
@@ -125,7 +157,7 @@ def build_and_measure(path: Path, calls: int) -> tuple[dict, float]:
     run("migrate", "--noinput")
     run("collectstatic", "--noinput")
     started = time.perf_counter()
-    sql = "\f".join([SURVEY_ROWS, CALL_ROWS, str(calls // 2)])
+    sql = "\f".join([SURVEY_ROWS, CALL_ROWS, FEEDBACK_ROWS, TEAMMATE_COUNTS, str(calls // 2)])
     made = int(run("shell", "-c", FILL, stdin=sql).strip().splitlines()[-1])
     assert made == calls, (made, calls)
     fill_seconds = time.perf_counter() - started

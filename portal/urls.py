@@ -11,7 +11,14 @@ from integrations.views import intercom_webhook
 from portal.views import healthz, metrics, readyz
 from surveys.accounts.oauth import intercom_oauth_callback
 from surveys.reporting.api import ApiRequestViewSet, SurveyRequestViewSet, TeammatesApiView
-from surveys.reporting.views import StatusExportView, StatusPageView, TeammatesExportView, TeammatesView, TimeZoneView
+from surveys.reporting.views import (
+    StatusExportView,
+    StatusPageView,
+    TeammateResponsesView,
+    TeammatesExportView,
+    TeammatesView,
+    TimeZoneView,
+)
 
 api = DefaultRouter()
 api.register("survey-requests", SurveyRequestViewSet, basename="survey-request")
@@ -35,6 +42,7 @@ urlpatterns = [
     path("status/export.csv", StatusExportView.as_view(), name="status_export"),
     path("status/teammates/", TeammatesView.as_view(), name="status_teammates"),
     path("status/teammates.csv", TeammatesExportView.as_view(), name="status_teammates_export"),
+    path("status/teammates/responses/", TeammateResponsesView.as_view(), name="status_teammate_responses"),
     path("status/time-zone/", TimeZoneView.as_view(), name="status_time_zone"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

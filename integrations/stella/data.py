@@ -118,6 +118,7 @@ class FeedbackRecord:
     comment: str
     answers: dict[str, Any]
     raw: dict[str, Any]
+    team: str = ""  # the employee's team leader in Stella: full name, else custom id
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FeedbackRecord:
@@ -132,6 +133,7 @@ class FeedbackRecord:
         if sequence_id is None:
             raise StellaDataError(f"Stella's feedback record {storable(uuid[:64])} has no 64-bit integer sequence_id")
         employee = _object(data.get("employee"))
+        leader = _object(data.get("team_leader"))
         answers = _object(data.get("answers"))
         star = _object(answers.get("agent_star_rating"))
         name = " ".join(
@@ -154,6 +156,7 @@ class FeedbackRecord:
             comment=_free_text(star.get("comment")),
             answers=answers,
             raw=data,
+            team=(_free_text(leader.get("full_name")).strip() or _free_text(leader.get("custom_id")).strip()),
         )
 
 

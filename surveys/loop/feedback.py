@@ -26,7 +26,7 @@ from portal.text import storable_data
 from surveys.loop.quarantine import REFUSED, feedback_record_unstorable, feedback_refused_reason, quarantined_feedback
 from surveys.loop.reconcile import Reconciliation, survey_requests_reconcile
 from surveys.loop.stella import clip, error_text, stella_data_client, stella_sync_state
-from surveys.loop.teammate_counts import TeammateCounts
+from surveys.loop.teammate_counts import COUNTED_FIELDS, TeammateCounts
 from surveys.models import (
     Account,
     Feedback,
@@ -381,14 +381,9 @@ def _links_chosen(
 
 
 # What a stored row needs for its old contribution to the counts and its link; what an upsert rewrites.
-COUNTED_FIELDS = (
-    "uuid", "survey_request", "mode", "is_recovery", "channel", "employee_email", "employee_custom_id",
-    "employee_name", "delivery_status", "request_created_at", "request_sent_at", "response_received_at",
-    "star_rating",
-)  # fmt: skip
 UPDATED_FIELDS = [
     "sequence_id", "ext_interaction_id", "survey_request", "mode", "is_recovery", "channel", "employee_email",
-    "employee_custom_id", "employee_name", "delivery_status", "request_created_at", "request_sent_at",
+    "employee_custom_id", "employee_name", "team", "delivery_status", "request_created_at", "request_sent_at",
     "response_received_at", "star_rating", "comment", "raw", "updated_at",
 ]  # fmt: skip
 
@@ -415,6 +410,7 @@ def _feedback_row(
         employee_email=clip(email_normalised(record.employee_email), Feedback, "employee_email"),
         employee_custom_id=clip(record.employee_custom_id.strip(), Feedback, "employee_custom_id"),
         employee_name=clip(record.employee_name, Feedback, "employee_name"),
+        team=clip(record.team, Feedback, "team"),
         delivery_status=clip(record.request_delivery_status, Feedback, "delivery_status"),
         request_created_at=record.request_created_at,
         request_sent_at=record.request_sent_at,

@@ -35,10 +35,11 @@ class DailyCount(models.Model):
 
 
 class TeammateDailyCount(models.Model):
-    """The Teammates view's numbers, kept current as feedback records arrive and change, so it reads a bounded
-    number of rows: per account, day (of the record's request, in the portal's TIME_ZONE), mode, teammate (the
-    employee's email, else custom id) and channel, how many requests Stella recorded, delivered and had answered,
-    and the star ratings' sum and count."""
+    """The satisfaction report's numbers, kept current as feedback records arrive and change, so it reads a
+    bounded number of rows: per account, day (of the record's request, in the portal's TIME_ZONE), mode, teammate
+    (the employee's email, else custom id) and channel, how many requests Stella recorded, delivered and had
+    answered, the star ratings' sum and count, and how many of each star (1 to 5). The team (Stella's team
+    leader of the teammate) is kept like the name: the latest record's that has one."""
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="teammate_daily_counts")
     day = models.DateField()
@@ -47,12 +48,18 @@ class TeammateDailyCount(models.Model):
         max_length=254, blank=True, help_text="The Stella employee's email, else their custom id; blank: neither."
     )
     teammate_name = models.CharField(max_length=200, blank=True)
+    team = models.CharField(max_length=200, blank=True, help_text="The teammate's team leader in Stella.")
     channel = models.CharField(max_length=32, blank=True)
     requested = models.IntegerField(default=0)
     delivered = models.IntegerField(default=0)
     responded = models.IntegerField(default=0)
     rating_sum = models.IntegerField(default=0)
     rating_count = models.IntegerField(default=0)
+    stars_1 = models.IntegerField(default=0)
+    stars_2 = models.IntegerField(default=0)
+    stars_3 = models.IntegerField(default=0)
+    stars_4 = models.IntegerField(default=0)
+    stars_5 = models.IntegerField(default=0)
 
     class Meta:
         constraints = [

@@ -93,6 +93,9 @@ class Feedback(models.Model):
     employee_email = models.CharField(max_length=254, blank=True)
     employee_custom_id = models.CharField(max_length=100, blank=True)
     employee_name = models.CharField(max_length=200, blank=True)
+    team = models.CharField(
+        max_length=200, blank=True, help_text="The employee's team leader in Stella (full name, else custom id)."
+    )
     delivery_status = models.CharField(max_length=100, blank=True, help_text="Stella's request_delivery_status.")
     request_created_at = models.DateTimeField(null=True, blank=True)
     request_sent_at = models.DateTimeField(null=True, blank=True)

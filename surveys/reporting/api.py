@@ -34,7 +34,14 @@ from surveys.reporting.status import (
     Tab,
     status_rows,
 )
-from surveys.reporting.teammate_stats import TEAMMATE_FILTERS, teammate_stats
+from surveys.reporting.teammate_stats import (
+    DEFAULT_SORT,
+    FEW_RESPONSES,
+    GROUPS,
+    SORTS,
+    TEAMMATE_FILTERS,
+    teammate_stats,
+)
 from surveys.selectors import accounts_visible_to
 
 
@@ -230,9 +237,21 @@ class ApiRequestViewSet(StatusViewSet):
         return ApiRequest.objects.select_related("account", "survey_request").filter(account__in=accounts)
 
 
+class TeammatePreviousSerializer(serializers.Serializer):
+    ratings = serializers.IntegerField(source="rating_count", help_text="Answers with a star rating.")
+    satisfaction = serializers.FloatField(allow_null=True, help_text="4–5★ ratings out of all ratings, 0 to 1.")
+
+
+class TeammateWeekSerializer(serializers.Serializer):
+    week = serializers.DateField(source="starts", help_text="The week's Monday.")
+    ratings = serializers.IntegerField()
+    satisfied = serializers.IntegerField(help_text="Ratings of 4 or 5 stars.")
+    satisfaction = serializers.FloatField(allow_null=True, help_text="satisfied / ratings, 0 to 1; null: none.")
+
+
 class TeammateCountsSerializer(serializers.Serializer):
     requests = serializers.IntegerField(source="requested", help_text="Survey requests Stella recorded.")
-    delivered = serializers.IntegerField(help_text="Sent by Stella and not bounced for good.")
+    delivered = serializers.IntegerField(help_text="Surveys Stella sent that didn't bounce for good.")
     responded = serializers.IntegerField(help_text="Answered by the customer.")
     ratings = serializers.IntegerField(source="rating_count", help_text="Answers with a star rating.")
     response_rate = serializers.FloatField(
@@ -241,40 +260,73 @@ class TeammateCountsSerializer(serializers.Serializer):
     average_rating = serializers.FloatField(
         allow_null=True, help_text="The mean star rating, to one decimal; null when nobody rated."
     )
+    satisfied = serializers.IntegerField(help_text="Ratings of 4 or 5 stars.")
+    satisfaction = serializers.FloatField(
+        allow_null=True, help_text="satisfied / ratings, 0 to 1 (4 decimals); null when nobody rated."
+    )
+    stars = serializers.ListField(
+        child=serializers.IntegerField(), help_text="How many ratings of 1, 2, 3, 4 and 5 stars, in that order."
+    )
+    few_ratings = serializers.BooleanField(
+        source="few", help_text=f"Fewer than {FEW_RESPONSES} ratings: too few to trust the share or the average."
+    )
+    previous = TeammatePreviousSerializer(help_text="The same over the days just before, as many.")
+    change = serializers.FloatField(
+        allow_null=True, help_text="satisfaction minus the previous period's (0.05: 5 points up); null: either none."
+    )
+    weeks = TeammateWeekSerializer(many=True, help_text="Each week (Monday to Sunday) the days touch.")
 
 
 class TeammateRowSerializer(TeammateCountsSerializer):
     teammate = serializers.CharField(
-        help_text="The Stella employee's email, else their custom id; empty when Stella named nobody."
+        help_text="The Stella employee's email, else their custom id; empty when Stella named nobody or the "
+        "rows are grouped by team or channel."
     )
-    teammate_name = serializers.CharField()
-    channel = serializers.CharField(help_text="In Stella's words: chat, email…")
+    teammate_name = serializers.CharField(help_text="The employee's name as Stella gives it.")
+    team = serializers.CharField(help_text="The teammate's team leader in Stella; empty when not known.")
+    channel = serializers.CharField(help_text="In Stella's words: chat, email…; empty unless grouped by channel.")
 
     def get_fields(self) -> dict[str, serializers.Field]:
         """Who and which channel first, then the counts."""
         fields = super().get_fields()
-        first = ["teammate", "teammate_name", "channel"]
+        first = ["teammate", "teammate_name", "team", "channel"]
         return {name: fields[name] for name in [*first, *(name for name in fields if name not in first)]}
 
 
 class TeammatesSerializer(serializers.Serializer):
     date_from = serializers.DateField()
     date_to = serializers.DateField()
-    results = TeammateRowSerializer(many=True, source="rows", help_text="Most requests first.")
+    previous_from = serializers.DateField(help_text="The days compared against: just before, as many.")
+    previous_to = serializers.DateField()
+    group = serializers.CharField(help_text="What each row is: teammate, team or channel.")
+    results = TeammateRowSerializer(many=True, source="rows", help_text="In the order asked for (sort).")
     totals = TeammateCountsSerializer()
 
 
+REPORT_PARAMETERS = [
+    OpenApiParameter("group", str, enum=list(GROUPS), description="A row per teammate (the default), team or channel."),
+    OpenApiParameter("bots", str, enum=["1"], description="1: count bots mapped to a Stella employee too."),
+    OpenApiParameter(
+        "sort",
+        str,
+        enum=[f"{way}{name}" for name in SORTS for way in ("", "-")],
+        description=f"The column to sort by, '-' first for highest first (default {DEFAULT_SORT}).",
+    ),
+]
+
+
 class TeammatesApiView(APIView):
-    """The status page's Teammates view as JSON: per Stella employee and channel over the chosen days, the
-    requests Stella recorded, delivered and had answered, and the star ratings (from Stella's feedback records,
-    read every 15 minutes); only your accounts."""
+    """The satisfaction report as JSON: per teammate (team, channel) over the chosen days, the surveys Stella
+    recorded, sent and had answered, the share of 4–5★ ratings and the spread of the stars, each week's share, and
+    the change against the days before (from Stella's feedback records, read every 15 minutes); only your
+    accounts."""
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
         timezone.activate(timezone.get_default_timezone())
 
     @extend_schema(
-        parameters=[parameter for parameter in FILTERS if parameter.name in TEAMMATE_FILTERS],
+        parameters=[parameter for parameter in FILTERS if parameter.name in TEAMMATE_FILTERS] + REPORT_PARAMETERS,
         responses=TeammatesSerializer,
     )
     def get(self, request: Request) -> Response:
@@ -283,11 +335,22 @@ class TeammatesApiView(APIView):
         form = StatusFilterForm(params, accounts=accounts)
         if not form.is_valid():
             raise_form_errors(form)
+        group = request.query_params.get("group", "teammate")
+        if group not in GROUPS:
+            raise ValidationError({"group": [f"No grouping “{group}”: teammate, team or channel."]})
         status_filter = StatusFilter.from_form(form, accounts=accounts)
-        stats = teammate_stats(status_filter)
+        stats = teammate_stats(
+            status_filter,
+            group=group,
+            bots=request.query_params.get("bots") == "1",
+            sort=request.query_params.get("sort", ""),
+        )
         data = {
             "date_from": status_filter.date_from,
             "date_to": status_filter.date_to,
+            "previous_from": stats.previous_from,
+            "previous_to": stats.previous_to,
+            "group": stats.group,
             "rows": stats.rows,
             "totals": stats.totals,
         }

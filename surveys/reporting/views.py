@@ -35,7 +35,21 @@ from surveys.reporting.status import (
     status_page,
     status_rows,
 )
-from surveys.reporting.teammate_stats import TEAMMATE_FILTERS, TeammateRow, feedback_freshness, teammate_stats
+from surveys.reporting.teammate_stats import (
+    FEW_RESPONSES,
+    GROUP_LABELS,
+    GROUPS,
+    RATINGS,
+    TEAMMATE_FILTERS,
+    Bar,
+    TeammateRow,
+    TeammateStats,
+    feedback_behind,
+    feedback_freshness,
+    group_label,
+    teammate_name_of,
+    teammate_stats,
+)
 from surveys.selectors import accounts_visible_to
 
 # What the page shows instead of a field the user got wrong, until it is fixed.
@@ -107,9 +121,30 @@ def _teammate_query(params: Mapping[str, str]) -> dict[str, str]:
     return {name: params[name] for name in TEAMMATE_FILTERS if params.get(name)}
 
 
+# The report's own choices, beside the status page's filters: what it groups by, bots in or out, the sort.
+REPORT_CHOICES = ("group", "bots", "sort")
+
+
+def _report_choices(params: Mapping[str, str]) -> tuple[str, bool, str]:
+    """The grouping (teammate unless team or channel is asked for), whether bots are counted, and the sort."""
+    group = params.get("group", "")
+    return (group if group in GROUPS else "teammate"), params.get("bots") == "1", params.get("sort", "")
+
+
+def _report_query(query: Mapping[str, str], group: str, bots: bool, **extra: str) -> dict[str, str]:
+    """The link's parameters: the filters, then the report's choices where they aren't the defaults."""
+    return {
+        **query,
+        **({"group": group} if group != "teammate" else {}),
+        **({"bots": "1"} if bots else {}),
+        **{name: value for name, value in extra.items() if value},
+    }
+
+
 class TeammatesView(LoginRequiredMixin, TemplateView):
-    """Per teammate and channel, over the chosen days: the requests Stella recorded, delivered and had answered,
-    and the star ratings, from Stella's feedback records; the user's accounts only."""
+    """The satisfaction report: per teammate, team or channel over the chosen days, the surveys Stella sent and
+    had answered, the share of 4–5★ ratings, the stars' spread, the weeks' trend and the change against the days
+    before, each figure linked to the answers behind it; the user's accounts only."""
 
     template_name = "surveys/teammates.html"
 
@@ -119,22 +154,132 @@ class TeammatesView(LoginRequiredMixin, TemplateView):
         shown = form if form.is_valid() else form.without_mistakes()
         status_filter = StatusFilter.from_form(shown, accounts=accounts)
         query = _teammate_query(shown.data)
+        group, bots, sort = _report_choices(self.request.GET)
+        stats = teammate_stats(status_filter, group=group, bots=bots, sort=sort)
+        here = _report_query(query, group, bots)
+        behind = reverse("status_teammate_responses")
         return super().get_context_data(
             form=form,
             accounts=accounts,
             instead=_defaults_shown(form) if shown is not form else "",
             status_filter=status_filter,
-            stats=teammate_stats(status_filter),
+            stats=stats,
+            few=FEW_RESPONSES,
+            rows=[_linked(row, _behind_urls(behind, here, row)) for row in stats.rows],
+            totals=_linked(stats.totals, _behind_urls(behind, here, stats.totals)),
+            keep=[(name, value) for name, value in _report_query({}, group, bots, sort=sort).items()],
+            headers=_sort_headers(here, stats),
+            groups=[(GROUP_LABELS[name], _url(_report_query(query, name, bots)), name == group) for name in GROUPS],
+            bots=bots,
+            bots_url=_url(_report_query(query, group, not bots, sort=self.request.GET.get("sort", ""))),
             freshness=feedback_freshness(status_filter),
             status_url=reverse("status") + _url(query),
-            export_url=reverse("status_teammates_export") + _url(query),
+            export_url=reverse("status_teammates_export") + _url(_report_query(query, group, bots, sort=stats.sort)),
+            **_page_head(accounts),
+            **kwargs,
+        )
+
+
+# The report's columns: (label, sort name or "", what it means). Team only when grouped by teammate.
+REPORT_COLUMNS = [
+    ("Sent", "sent", "Surveys Stella sent that didn't bounce for good"),
+    ("Responses", "responses", "Customers who rated the teammate"),
+    ("Response rate", "response_rate", "Customers who answered, out of the surveys sent"),
+    ("Satisfaction", "satisfaction", "4–5★ ratings out of all ratings"),
+    ("Average", "average", "The mean star rating, out of 5"),
+    ("Ratings", "", "How many of each star, 5★ first: click one to read those answers"),
+    ("By week", "", "The satisfaction share of each week, Monday to Sunday"),
+    ("Change", "change", "The satisfaction share against the days just before, as many"),
+]
+
+
+def _sort_headers(here: Mapping[str, str], stats: TeammateStats) -> list[dict[str, str]]:
+    """Each column's header: its link sorts by it (highest first; again: lowest first), and which way it is."""
+    columns = [(GROUP_LABELS[stats.group], "name", "")]
+    if stats.group == "teammate":
+        columns.append(("Team", "team", "The teammate's team leader in Stella"))
+    headers = []
+    for label, name, title in [*columns, *REPORT_COLUMNS]:
+        header = {"label": label, "title": title, "url": "", "aria_sort": "", "name": name}
+        if name:
+            first = name if name in ("name", "team") else f"-{name}"  # words A to Z, figures highest first
+            current = stats.sort.lstrip("-") == name
+            chosen = ("" if stats.sort.startswith("-") else "-") + name if current else first
+            header["url"] = _url({**here, "sort": chosen})
+            if current:
+                header["aria_sort"] = "descending" if stats.sort.startswith("-") else "ascending"
+        headers.append(header)
+    return headers
+
+
+def _linked(row: TeammateRow, urls: dict[str, str]) -> tuple[TeammateRow, dict[str, str], list[tuple[Bar, str]]]:
+    """A row, the links from its figures, and each segment of its stars' spread with its link."""
+    return row, urls, [(bar, urls[bar.rating]) for bar in row.spread_bars]
+
+
+def _behind_urls(behind: str, here: Mapping[str, str], row: TeammateRow) -> dict[str, str]:
+    """Links from a row's figures to the answers behind them: all, the satisfied, the low, each star."""
+    who = {} if row.total else {"key": row.key}
+    base = {**here, **who}
+    urls = {rating or "all": behind + _url({**base, **({"rating": rating} if rating else {})}) for rating in RATINGS}
+    return urls
+
+
+class TeammateResponsesView(LoginRequiredMixin, TemplateView):
+    """The answers behind a figure of the report: the conversations (linked to Intercom), their stars and
+    comments, newest first, with a filter for low ratings."""
+
+    template_name = "surveys/teammate_responses.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        accounts = accounts_visible_to(self.request.user).select_related("health")
+        form = StatusFilterForm(_teammate_query(self.request.GET), accounts=accounts)
+        shown = form if form.is_valid() else form.without_mistakes()
+        status_filter = StatusFilter.from_form(shown, accounts=accounts)
+        query = _teammate_query(shown.data)
+        group, bots, _ = _report_choices(self.request.GET)
+        key = self.request.GET.get("key")
+        rating = self.request.GET.get("rating", "")
+        rating = rating if rating in RATINGS else ""
+        found, answers = feedback_behind(
+            status_filter, group=group, key=key, rating=rating, bots=bots, page=self.request.GET.get("page", 1)
+        )
+        here = {**_report_query(query, group, bots), **({"key": key} if key is not None else {})}
+        name = teammate_name_of(status_filter, key) if group == "teammate" and key else ""
+        return super().get_context_data(
+            form=form,
+            accounts=accounts,
+            instead=_defaults_shown(form) if shown is not form else "",
+            status_filter=status_filter,
+            who=name or (group_label(group, key) if key is not None else "Everyone"),
+            answers=answers,
+            keep=[(name, value) for name, value in here.items() if name not in TEAMMATE_FILTERS]
+            + ([("rating", rating)] if rating else []),
+            group_label=GROUP_LABELS[group],
+            found=found,
+            rating=rating,
+            ratings=[
+                (value, label, _url({**here, **({"rating": value} if value else {})}))
+                for value, label in RATINGS.items()
+            ],
+            here=here,
+            older_url=_url({**here, **({"rating": rating} if rating else {}), "page": str(found.next_page_number())})
+            if found.has_next()
+            else "",
+            newer_url=_url(
+                {**here, **({"rating": rating} if rating else {}), "page": str(found.previous_page_number())}
+            )
+            if found.has_previous()
+            else "",
+            report_url=reverse("status_teammates") + _url(_report_query(query, group, bots)),
+            status_url=reverse("status") + _url(query),
             **_page_head(accounts),
             **kwargs,
         )
 
 
 class TeammatesExportView(LoginRequiredMixin, View):
-    """The Teammates view as CSV: the same rows and figures, then the totals."""
+    """The satisfaction report as CSV: the same rows, figures and order, then the totals."""
 
     def get(self, request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
         accounts = accounts_visible_to(request.user)
@@ -142,16 +287,19 @@ class TeammatesExportView(LoginRequiredMixin, View):
         if not form.is_valid():
             return HttpResponse(form.errors.as_text(), status=400, content_type="text/plain; charset=utf-8")
         status_filter = StatusFilter.from_form(form, accounts=accounts)
-        stats = teammate_stats(status_filter)
-        rows = [[row.teammate, row.teammate_name, row.channel, *_figures(row)] for row in stats.rows]
-        totals: list[Cell] = ["", TOTAL, "", *_figures(stats.totals)]
+        group, bots, sort = _report_choices(request.GET)
+        stats = teammate_stats(status_filter, group=group, bots=bots, sort=sort)
+        rows = [[row.teammate, row.teammate_name, row.team, row.channel, *_figures(row)] for row in stats.rows]
+        totals: list[Cell] = ["", TOTAL, "", "", *_figures(stats.totals)]
+        header = [*TEAMMATE_COLUMNS, *(f"satisfaction_week_of_{week}" for week in stats.weeks)]
         filename = f"teammates-{status_filter.date_from}-{status_filter.date_to}.csv"
-        return csv_response(filename, TEAMMATE_COLUMNS, [*rows, totals])
+        return csv_response(filename, header, [*rows, totals])
 
 
 TEAMMATE_COLUMNS = [
     "teammate",
     "teammate_name",
+    "team",
     "channel",
     "requests",
     "delivered",
@@ -159,19 +307,39 @@ TEAMMATE_COLUMNS = [
     "ratings",
     "response_rate",
     "average_rating",
+    "satisfied",
+    "satisfaction",
+    "stars_1",
+    "stars_2",
+    "stars_3",
+    "stars_4",
+    "stars_5",
+    "few_ratings",
+    "previous_ratings",
+    "previous_satisfaction",
+    "change",
 ]
 TOTAL = "Total"
 
 
 def _figures(row: TeammateRow) -> list[Cell]:
-    """A row's numbers as the API gives them: the rate from 0 to 1, the rating to one decimal, empty for none."""
+    """A row's numbers as the API gives them: rates and shares from 0 to 1, the rating to one decimal, the change
+    in share (0.05: 5 points up), empty for none; then each week's satisfaction share."""
     return [
         row.requested,
         row.delivered,
         row.responded,
         row.rating_count,
-        "" if row.response_rate is None else row.response_rate,
-        "" if row.average_rating is None else row.average_rating,
+        row.response_rate,
+        row.average_rating,
+        row.satisfied,
+        row.satisfaction,
+        *row.stars,
+        "yes" if row.few else "no",
+        row.previous.rating_count,
+        row.previous.satisfaction,
+        row.change,
+        *(week.satisfaction for week in row.weeks),
     ]
 
 

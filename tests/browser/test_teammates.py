@@ -1,6 +1,8 @@
-"""The Teammates view, and Stella's side of each survey request, in a real browser at 1366x768 as a support user:
-they fit the screen (nothing scrolls sideways), the view is reached from the status page keeping the account and
-dates, and its export carries what it shows."""
+"""The satisfaction report (the Teammates view), and Stella's side of each survey request, in a real browser at
+1366x768 as a support user, with long realistic names: they fit the screen (nothing scrolls sideways), the report
+is reached from the status page keeping the account and dates, sorts by a click on a column, cautions where
+ratings are too few, leads from a figure to the comments behind it (low ratings on demand), and its export
+carries what it shows."""
 
 import csv
 import random
@@ -19,13 +21,13 @@ from tests.browser.conftest import BROWSER, log_in, screenshot
 pytestmark = BROWSER
 S = SurveyRequest.Status
 
-TEAMMATES = [
-    ("tess@support.example", "Tess Teammate"),
-    ("omar@support.example", "Omar Operator"),
-    ("ines@support.example", "Ines Inbox"),
-    ("kwame.asante-boateng@support.example", "Kwame Asante-Boateng"),
-    ("lin@support.example", "Lin Liang"),
-    ("emp-7731", ""),  # known to Stella by custom id only, no name
+TEAMMATES = [  # (key, name, team leader, how many ratings a day at most)
+    ("tess@support.example", "Tess Teammate", "Maximiliana Okonkwo-Villanueva", 8),
+    ("omar@support.example", "Omar Operator", "Maximiliana Okonkwo-Villanueva", 8),
+    ("ines@support.example", "Ines Inbox", "Jean-Baptiste Lefebvre-Dupont", 8),
+    ("kwame.asante-boateng@support.example", "Kwame Asante-Boateng Mensah-Ofori", "Jean-Baptiste Lefebvre-Dupont", 8),
+    ("lin@support.example", "Lin Liang", "", 1),  # new this fortnight: a handful of ratings
+    ("emp-7731", "", "", 8),  # known to Stella by custom id only, no name
 ]
 COMMENTS = [
     "Quick and friendly, problem solved!",
@@ -63,19 +65,22 @@ def stella(log):
     SurveyRequest.objects.filter(pk=flagged.pk).update(reconcile_flag=SurveyRequest.ReconcileFlag.UNREPORTED_SENT)
     StellaSyncState.objects.create(account=log, feedback_synced_at=timezone.now() - timedelta(minutes=6))
     today = day_of(timezone.now())
-    for days_ago in range(14):
-        for teammate, name in TEAMMATES:
+    for days_ago in range(60):  # this month and the one before, for the change
+        for teammate, name, team, most in TEAMMATES:
+            if most == 1 and days_ago > 2:
+                continue
             for channel in ("chat", "email"):
-                requested = rng.randrange(0, 9 if channel == "chat" else 4)
+                requested = rng.randrange(0, most + 1 if channel == "chat" else 4)
                 if not requested:
                     continue
                 delivered = requested - rng.randrange(0, 2) if requested > 1 else requested
-                responded = rng.randrange(0, delivered + 1)
+                responded = rng.randrange(0, delivered + 1) if most > 1 else min(1, delivered)
+                stars = [rng.choice([1, 2, 3, 4, 4, 5, 5, 5]) for _ in range(responded)]
                 TeammateDailyCount.objects.create(
                     account=log, day=today - timedelta(days=days_ago), mode="test", teammate=teammate,
-                    teammate_name=name, channel=channel, requested=requested, delivered=delivered,
-                    responded=responded, rating_sum=sum(rng.choice([2, 3, 4, 5, 5]) for _ in range(responded)),
-                    rating_count=responded,
+                    teammate_name=name, team=team, channel=channel, requested=requested, delivered=delivered,
+                    responded=responded, rating_sum=sum(stars), rating_count=responded,
+                    **{f"stars_{n}": stars.count(n) for n in range(1, 6)},
                 )  # fmt: skip
     return log
 
@@ -99,33 +104,83 @@ def fits_the_screen(page, table: str) -> None:
     assert widths["table"] <= widths["area"] + 1, widths
 
 
-def test_a_support_user_opens_the_teammates_view_from_the_status_page_and_it_fits(live_server, page, stella):
+def inside_the_screen(page, selector: str) -> None:
+    """Every cell of the table lies whole inside the visible width, and none spills into its neighbour."""
+    outside = page.evaluate(
+        """(selector) => [...document.querySelectorAll(selector + ' th, ' + selector + ' td')]
+            .filter(cell => { const box = cell.getBoundingClientRect();
+                              return box.left < 0 || box.right > document.documentElement.clientWidth + 1
+                                     || cell.scrollWidth > cell.clientWidth + 1; })
+            .map(cell => cell.innerText)""",
+        selector,
+    )
+    assert outside == []
+
+
+def test_a_support_lead_reads_the_satisfaction_report_sorts_it_and_reads_the_low_ratings(live_server, page, stella):
     sign_in(page, live_server, f"/status/?account={stella.pk}&tab=sent")
-    page.get_by_role("link", name="Teammates →").click()
+    page.get_by_role("link", name="Satisfaction →").click()
     page.wait_for_url(f"**/status/teammates/?account={stella.pk}")
-    expect(page.get_by_role("heading", name="Teammates")).to_be_visible()
-    table = page.locator("table.figures")
-    headers = table.locator("thead th").all_inner_texts()
-    assert headers == ["Teammate", "Channel", "Requests", "Delivered", "Responded", "Response rate", "Average rating"]
-    requests = [int(text) for text in table.locator("tbody tr td:nth-child(3)").all_inner_texts()]
-    assert requests == sorted(requests, reverse=True) and len(requests) == 12  # 6 teammates x 2 channels
-    expect(table.locator("tbody")).to_contain_text("Kwame Asante-Boateng")
+    expect(page.get_by_role("heading", name="Satisfaction")).to_be_visible()
+    table = page.locator("table.report")
+    headers = [text.replace(" ▼", "") for text in table.locator("thead th").all_inner_texts()]
+    assert headers == ["Teammate", "Team", "Sent", "Responses", "Response rate", "Satisfaction", "Average", "Ratings",
+                       "By week", "Change"]  # fmt: skip
+    expect(table.locator("tbody")).to_contain_text("Kwame Asante-Boateng Mensah-Ofori")
     expect(table.locator("tbody")).to_contain_text("emp-7731")  # no name: the custom id Stella knows them by
     expect(page.locator(".lede")).to_contain_text("From Stella's feedback records, last read")
-    total = table.locator("tfoot tr")
-    expect(total.locator("th")).to_have_text("Total")
-    assert int(total.locator("td").nth(1).inner_text()) == sum(requests)
-    fits_the_screen(page, "table.figures")
-    expect(table.locator("thead th").last).to_be_in_viewport()
+    fits_the_screen(page, "table.report")
+    inside_the_screen(page, "table.report")
     screenshot(page, "status-teammates.png")
+
+    # Most ratings first; a click on Satisfaction sorts highest first, another lowest first.
+    responses = [int(text) for text in table.locator("tbody td:nth-child(4)").all_inner_texts()]
+    assert responses == sorted(responses, reverse=True) and len(responses) == 6
+    table.get_by_role("link", name="Satisfaction").click()
+    page.wait_for_url("**sort=-satisfaction**")
+    expect(table.locator("thead th[aria-sort=descending]")).to_contain_text("Satisfaction")
+    shares = [int(text.split("%")[0]) for text in table.locator("tbody td.satisfaction").all_inner_texts()]
+    assert shares == sorted(shares, reverse=True) and len(set(shares)) > 1
+    table.get_by_role("link", name="Satisfaction").click()
+    page.wait_for_url("**sort=satisfaction**")
+    shares = [int(text.split("%")[0]) for text in table.locator("tbody td.satisfaction").all_inner_texts()]
+    assert shares == sorted(shares)
+
+    # Lin has a handful of ratings: her share carries the caution, the busy teammates' don't.
+    lin = table.locator("tbody tr", has_text="Lin Liang")
+    expect(lin.locator(".caution").first).to_have_attribute(
+        "title", re.compile(r"^Only \d ratings?: too few to trust$")
+    )
+    expect(table.locator("tbody tr", has_text="Tess Teammate").locator("td.satisfaction .caution")).to_have_count(0)
 
     with page.expect_download() as download:
         page.get_by_role("link", name="Export CSV").click()
     lines = list(csv.reader(Path(download.value.path()).read_text(encoding="utf-8-sig").splitlines()))
-    assert lines[0][:4] == ["teammate", "teammate_name", "channel", "requests"]
-    assert [int(line[3]) for line in lines[1:-1]] == requests
-    assert lines[-1][1] == "Total" and int(lines[-1][3]) == sum(requests)
+    assert lines[0][:4] == ["teammate", "teammate_name", "team", "channel"]
+    shown = [text.splitlines()[0] for text in table.locator("tbody th").all_inner_texts()]
+    assert [line[1] or line[0] for line in lines[1:-1]] == shown  # the same rows, in the same order
+    assert lines[-1][1] == "Total"
 
+    # Tess's low ratings: from her row's "low" link to the comments behind it, each linked to Intercom.
+    tess = table.locator("tbody tr", has_text="Tess Teammate")
+    tess.locator("a.low").click()
+    page.wait_for_url("**/status/teammates/responses/**rating=low**")
+    expect(page.get_by_role("heading", name="Answers: Tess Teammate")).to_be_visible()
+    expect(page.get_by_role("link", name="Low ratings (1–3★)")).to_have_attribute("aria-current", "page")
+    answers = page.locator("table.answers tbody tr")
+    expect(answers.first).to_be_visible()
+    stars = page.locator("table.answers .stars").evaluate_all("cells => cells.map(c => c.getAttribute('aria-label'))")
+    assert stars and all(label in ("1 of 5 stars", "2 of 5 stars", "3 of 5 stars") for label in stars)
+    expect(answers.first.locator("a[target=_blank]")).to_have_attribute("href", re.compile(r"^https://"))
+    fits_the_screen(page, "table.answers")
+    screenshot(page, "status-teammate-answers.png")
+    page.get_by_role("link", name="Every response").click()
+    page.wait_for_url(re.compile(r"/status/teammates/responses/\?(?!.*rating=)"))
+    every = page.locator("table.answers .stars").evaluate_all("cells => cells.map(c => c.getAttribute('aria-label'))")
+    assert len(every) > len(stars) and "5 of 5 stars" in every
+
+    page.get_by_role("link", name="Satisfaction").first.click()  # the breadcrumb: back to the report
+    page.wait_for_url("**/status/teammates/?**")
     page.get_by_role("link", name="API Request Status").click()  # back, with the same account and dates
     page.wait_for_url(f"**/status/?account={stella.pk}")
     expect(page.get_by_role("heading", name="API Request Status")).to_be_visible()

@@ -135,6 +135,7 @@ NO_CUSTOMER_TEXT: dict[str, str] = {
     "surveys.Feedback.employee_email": STAFF,
     "surveys.Feedback.employee_custom_id": STAFF,
     "surveys.Feedback.employee_name": STAFF,
+    "surveys.Feedback.team": STAFF,
     "surveys.Feedback.delivery_status": "Stella's delivery status",
     "surveys.IntercomNote.event": CHOICE,
     "surveys.IntercomNote.status": CHOICE,

@@ -116,6 +116,10 @@ def test_the_teammates_view_and_its_export_show_nothing_of_another_account(clien
         export = client.get("/status/teammates.csv", params)
         assert export.status_code in (200, 400)
         assert_no_leak(export)
+        for group in ("teammate", "team", "channel"):  # the answers behind the figures
+            answers = client.get("/status/teammates/responses/", {**params, "group": group})
+            assert answers.status_code == 200
+            assert_no_leak(answers)
     page = client.get("/status/teammates/")
     assert [str(option) for option in page.context["form"].fields["account"].queryset] == ["Alpha Corp"]
 
@@ -171,7 +175,7 @@ def test_support_users_never_reach_an_admin_page(client, world):
 def test_every_url_of_the_portal_is_covered_here():
     """A new page or API must be added to these tests: the isolation suite knows every route."""
     known = {"admin/", "webhooks/intercom/", "intercom/oauth/callback/", "healthz", "status/", "status/export.csv",
-             "status/teammates/", "status/teammates.csv", "login/", "logout/", "api/schema/", "api/teammates/",
+             "status/teammates/", "status/teammates.csv", "status/teammates/responses/", "login/", "logout/", "api/schema/", "api/teammates/",
              "api/", "", "sandbox/",
              # For operators: readiness says only which checks pass; metrics answers 404 without its token.
              "readyz", "metrics",
