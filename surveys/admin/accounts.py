@@ -141,17 +141,8 @@ class AccountAdmin(admin.ModelAdmin):
     filter_horizontal = ["support_users"]
     change_form_template = "admin/surveys/account/change_form.html"
     # What needs fixing right after the name: on a 1366 px screen nothing that matters is off to the right.
-    list_display = [
-        "name",
-        "problems",
-        "enabled",
-        "mode",
-        "channels",
-        "delay",
-        "window",
-        "keys",
-        "workspace",
-    ]
+    # The keys (masked) are on the account's page: in the list they pushed the workspace off a 1366 px screen.
+    list_display = ["name", "workspace", "problems", "enabled", "mode", "channels", "delay", "window"]
     list_select_related = ["integration", "health"]
     search_fields = ["name", "intercom_workspace_id"]
     list_filter = ["integration__enabled", "integration__mode"]
@@ -192,11 +183,6 @@ class AccountAdmin(admin.ModelAdmin):
     @admin.display(description="suppression")
     def window(self, account: Account) -> str:
         return format_duration(account.integration.suppression_window)
-
-    @admin.display(description="keys (test / live)")
-    def keys(self, account: Account) -> str:
-        integration = account.integration
-        return f"{mask_secret(integration.test_api_key) or '—'} / {mask_secret(integration.production_api_key) or '—'}"
 
     def get_changelist_instance(self, request: HttpRequest) -> Any:
         """The page's accounts with their problems, read for the page at once (surveys/reporting/attention.py)."""
@@ -314,9 +300,9 @@ class AccountAdmin(admin.ModelAdmin):
 class TeammateAdmin(admin.ModelAdmin):
     """Who Stella should credit for an Intercom teammate, when not their email (or for a bot)."""
 
-    list_display = [
-        "name", "email", "intercom_id", "account", "is_bot", "stella_custom_id", "stella_match", "fetched_at",
-    ]  # fmt: skip
+    # Who, whose, whether Stella knows them and the custom id to type: the Intercom id and when it was looked up are
+    # on the teammate's page, so the list fits a 1366 px screen with the Stella match in view.
+    list_display = ["name", "email", "account", "stella_match", "stella_custom_id", "is_bot"]
     list_editable = ["stella_custom_id"]
     list_filter = ["account", "is_bot", "stella_match"]
     list_select_related = ["account"]

@@ -12,7 +12,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 
-from portal.admin_helpers import ReadOnlyAdminMixin, shortened
+from portal.admin_helpers import ReadOnlyAdminMixin, name_cell, shortened
 from portal.errors import traceback_bounded
 from portal.text import displayable
 from surveys.admin.tabs import OUTCOME_PARAM, admin_tabs
@@ -135,7 +135,7 @@ class ApiRequestInline(admin.TabularInline):
 @admin.register(SurveyRequest)
 class SurveyRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     # What happened and why first; the rest fits a 1366 px screen, the full text is on the request's page.
-    list_display = ["closed_at", "outcome", "why", "stella", "conversation", "account_name", "channel_shown", "teammate"]  # fmt: skip
+    list_display = ["closed_at", "outcome", "why", "stella", "conversation", "account_name", "teammate", "mode_shown", "channel_shown"]  # fmt: skip
     list_filter = [OutcomeFilter, StellaFilter, "account", "reason", "channel", "mode"]
     list_select_related = ["account", "feedback"]
     search_fields = ["=conversation_id", "customer_email"]
@@ -254,6 +254,10 @@ class SurveyRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             ),
         )
 
+    @admin.display(description="mode", ordering="mode")
+    def mode_shown(self, survey_request: SurveyRequest) -> str:
+        return survey_request.get_mode_display()
+
     @admin.display(description="channel", ordering="channel")
     def channel_shown(self, survey_request: SurveyRequest) -> str:
         return channel_label(survey_request)
@@ -269,11 +273,11 @@ class SurveyRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="teammate", ordering="teammate_email")
     def teammate(self, survey_request: SurveyRequest) -> str:
         teammate = survey_request.teammate_name or survey_request.teammate_email
-        return shortened(teammate or survey_request.get_assignee_kind_display(), narrow=True)
+        return name_cell(teammate or survey_request.get_assignee_kind_display())
 
     @admin.display(description="account", ordering="account__name")
     def account_name(self, survey_request: SurveyRequest) -> str:
-        return shortened(survey_request.account.name, narrow=True)
+        return name_cell(survey_request.account.name)
 
     @admin.display(description="every rule's verdict")
     def rule_verdicts(self, survey_request: SurveyRequest) -> str:
