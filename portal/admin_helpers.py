@@ -69,6 +69,4 @@ def shortened(text: str, *, title: str = "") -> SafeString:
     page (the list links each row there); control characters and bidirectional overrides dropped."""
     text = displayable(text)
     hover = cut(displayable(title) if title else text, LIST_TEXT_SHOWN)
-    return format_html(
-        '<span class="short" title="{}">{}</span>', hover, cut(text, LIST_TEXT_SHOWN)
-    )
+    return format_html('<span class="short" title="{}">{}</span>', hover, cut(text, LIST_TEXT_SHOWN))

@@ -118,7 +118,17 @@ LISTS = [
     ("integrations/inboundwebhook/", ["status", "problem", "workspace_id"]),
 ]
 # Names a cell must show whole (not cut with an ellipsis).
-NAME_COLUMNS = {"account_name", "account", "teammate", "name", "employee", "workspace", "mode", "mode_shown", "stella_match"}
+NAME_COLUMNS = {
+    "account_name",
+    "account",
+    "teammate",
+    "name",
+    "employee",
+    "workspace",
+    "mode",
+    "mode_shown",
+    "stella_match",
+}
 
 FIT = """(columns) => {
     const table = document.querySelector('#result_list');
