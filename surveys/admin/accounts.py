@@ -1,3 +1,4 @@
+import secrets
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -20,13 +21,12 @@ from portal.durations import HumanDurationField, format_duration
 from portal.redaction import mask_secret
 from surveys.accounts.account import integration_health_ensure, integration_settings_update
 from surveys.accounts.oauth import account_authorize_url
-from surveys.accounts.onboarding import SANDBOX_KEY_PREFIXES, sandbox_key_hint
+from surveys.accounts.onboarding import SANDBOX_KEY_PREFIXES, account_go_live_week, sandbox_key_hint
 from surveys.admin import dry_run, feedback, onboarding
 from surveys.loop.employees import teammate_match_refresh
 from surveys.loop.sync import stella_sync_job_run
 from surveys.models import Account, IntegrationSettings, Teammate
 from surveys.reporting.attention import Problem, account_attention, accounts_attention
-from surveys.selectors import account_test_week
 
 if TYPE_CHECKING:
     from django.contrib.admin.options import _FieldsetSpec
@@ -78,7 +78,7 @@ class IntegrationSettingsForm(forms.ModelForm):
         secret = self.fields["stella_api_secret"]
         secret.help_text = f"{IntegrationSettings._meta.get_field('stella_api_secret').help_text} {secret.help_text}"
         if settings.SANDBOX:
-            secret.help_text += " Sandbox: its Stella takes the secret in SANDBOX_STELLA_API_SECRET."
+            secret.help_text += f" Sandbox: its Stella takes the secret {settings.SANDBOX_STELLA_API_SECRET}."
 
     def has_changed(self) -> bool:
         # An account added with the default settings still gets its settings row.
@@ -149,6 +149,14 @@ class AccountAdmin(admin.ModelAdmin):
     readonly_fields = ["attention", "stella_sync_status", "stella_unknown_teammates"]
     inlines = [IntegrationSettingsInline]
     actions = ["sync_employees_now", "pull_feedback_now"]
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        """In the sandbox, a new account comes with a workspace id of its own, which the sandbox's Intercom connects
+        (the real one's comes from the customer's Intercom)."""
+        initial = super().get_changeform_initial_data(request)
+        if settings.SANDBOX:
+            initial.setdefault("intercom_workspace_id", f"sandbox-{secrets.token_hex(4)}")
+        return initial
 
     def get_fields(self, request: HttpRequest, obj: Account | None = None) -> tuple[str, ...]:
         fields = ("name", "intercom_workspace_id", "support_users")
@@ -283,7 +291,7 @@ class AccountAdmin(admin.ModelAdmin):
             "account": account,
             "opts": self.model._meta,
             "original": account,
-            "week": account_test_week(account),
+            "week": account_go_live_week(account),
             "problems": account_attention(account, now=timezone.now()),
             "has_production_key": bool(integration.production_api_key),
         }
