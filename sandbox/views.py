@@ -504,7 +504,7 @@ def _workspace_asked(request: HttpRequest) -> str:
     pending = request.session.get(OAUTH_SESSION_KEY) or {}
     if pending.get("state") != request.GET.get("state"):
         return WORKSPACE
-    account = Account.objects.filter(pk=pending.get("account")).first()
+    account = Account.objects.filter(pk=int(pending.get("account") or 0)).first()
     if account is None:
         return WORKSPACE
     return account.intercom_workspace_id or f"sandbox-{account.pk}"

@@ -207,7 +207,7 @@ class SurveyRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         # Answered: the stars say it all (delivered); else Stella's words, cut to the column.
         return shortened(stars(side.star_rating) or side.delivery_status, title=hover)
 
-    @admin.display(description="look at it?")
+    @admin.display(description="needs a look")
     def reconcile(self, survey_request: SurveyRequest) -> str:
         """The reconcile flag in plain words; for an ambiguous request, the way to resend it."""
         if not survey_request.reconcile_flag:
