@@ -43,6 +43,7 @@ from surveys.models import (
     IntegrationHealth,
     IntegrationSettings,
     StellaEmployee,
+    StellaSyncState,
     SurveyRequest,
     Teammate,
 )
@@ -64,7 +65,10 @@ TEST_CUSTOMER_NAME = "Portal test customer"
 TEST_CLOSURE_ID = "portal-test"
 UNMAPPED_TEAMMATES_SHOWN = 50
 TEST_EMPLOYEES_SHOWN = 200  # Stella's employees offered for a test request
-GO_LIVE_WEEK = timedelta(days=7)  # as account_test_week counts
+GO_LIVE_WEEK = timedelta(days=7)
+ON_THE_SPOT_AGAIN = timedelta(
+    minutes=1
+)  # how soon the checklist asks Stella again for its employees  # as account_test_week counts
 
 
 def sandbox_key_hint(field: str) -> str:
@@ -346,8 +350,15 @@ def account_test_employees(account: Account, *, now: datetime) -> list[tuple[str
     """Stella's active employees a test request can credit (by email: the test request names one), as the employee
     sync last listed them; none listed yet and the account has its API secret: read from Stella on the spot."""
     employees = StellaEmployee.objects.filter(account=account, active=True).exclude(email="")
-    if not employees.exists() and account.integration.stella_api_secret and account.integration.employee_sync_enabled:
-        stella_employees_sync(account, now=now)
+    integration = account.integration
+    if not employees.exists() and integration.stella_api_secret and integration.employee_sync_enabled:
+        state = StellaSyncState.objects.filter(account=account).first()
+        # Never synced, and not tried in the last minute: a checklist reloaded while Stella is down waits for it.
+        if state is None or (
+            state.employees_synced_at is None
+            and (state.employees_attempted_at is None or state.employees_attempted_at < now - ON_THE_SPOT_AGAIN)
+        ):
+            stella_employees_sync(account, now=now)
     return list(employees.order_by("name", "email").values_list("email", "name")[:TEST_EMPLOYEES_SHOWN])
 
 
@@ -441,7 +452,8 @@ def _secret_step(integration: IntegrationSettings) -> Step:
     return Step(
         TODO,
         "Enter Stella's API secret in the account's settings. Without it the portal can't list Stella's employees "
-        "(to warn before a survey is refused as Employee not found) or read back delivery and feedback.",
+        f"(to warn before a survey is refused as {messages.STELLA_EMPLOYEE_NOT_FOUND.words}) or read back delivery and "
+        "feedback.",
     )
 
 

@@ -58,7 +58,7 @@ def resend_with_confirmation(
                 "opts": model_admin.model._meta,
             },
         )
-    # Employee not found: read Stella's employees again first, so a teammate added in Stella since is recognised.
+    # Stella had no such employee: read Stella's employees again first, so a teammate added in Stella since is recognised.
     recheck = teammates_recheck_before_resend(resendable, now=timezone.now())
     unknown = {survey_request.pk for survey_request in recheck.still_unknown}
     resent = survey_requests_resend([s for s in resendable if s.pk not in unknown], by=request.user.get_username())

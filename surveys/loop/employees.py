@@ -208,7 +208,7 @@ def employee_not_found(survey_request: SurveyRequest) -> bool:
 
 
 def teammates_recheck_before_resend(survey_requests: Iterable[SurveyRequest], *, now: datetime) -> ResendRecheck:
-    """Before resending requests refused as Employee not found, read each account's Stella employees once more
+    """Before resending requests refused because Stella has no such employee, read each account's Stella employees once more
     (one employee list per account, the employee sync's), so a teammate added in Stella, or given their custom id,
     since is recognised at once ("add them in Stella, then resend" works in one action), and one Stella still
     doesn't know is left alone rather than refused again."""

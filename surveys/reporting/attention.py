@@ -305,12 +305,16 @@ def _stella_sync(account: Account) -> list[Problem]:
 STELLA_UNAVAILABLE = ("Stella answered 5", "Stella could not be reached")
 
 
+def _minutes(count: int) -> str:
+    return "minute" if count == 1 else f"{count} minutes"
+
+
 def _stella_sync_fix(error: str, *, job: str) -> str:
     """What a CSM does about a failing sync: wait out Stella's outage, or check the account's Stella keys."""
     run_now = "Sync employees now" if job == "employees" else "Pull feedback now"
     if error.startswith(STELLA_UNAVAILABLE):
         return (
-            f"Stella is unavailable: the sync tries again by itself every {settings.STELLA_SYNC_MINUTES} minutes "
+            f"Stella is unavailable: the sync tries again by itself every {_minutes(settings.STELLA_SYNC_MINUTES)} "
             f"(or {run_now}); ask Stella if it lasts."
         )
     return f"Check the account's Stella API key and secret, then {run_now}; ask Stella if it keeps failing."
