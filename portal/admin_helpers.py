@@ -52,11 +52,21 @@ class NoCountPaginator(Paginator):
         return super().page(number)
 
 
-def shortened(text: str, *, title: str = "", narrow: bool = False) -> SafeString:
+# A name longer than this is cut even in a list's name cell (a name is seldom over 60 characters; one of 10,000 is
+# an attack on the layout, not a name).
+NAME_SHOWN = 80
+
+
+def name_cell(text: str) -> SafeString:
+    """A name (an account's, a teammate's) in a list: whole, wrapping onto a second line rather than cut, since
+    "Northwind Trad…" leaves a CSM guessing which account it is."""
+    text = displayable(text)
+    return format_html('<span class="name" title="{}">{}</span>', cut(text, LIST_TEXT_SHOWN), cut(text, NAME_SHOWN))
+
+
+def shortened(text: str, *, title: str = "") -> SafeString:
     """Text cut to its column's width in a list, up to LIST_TEXT_SHOWN characters when hovered, whole on the row's
     page (the list links each row there); control characters and bidirectional overrides dropped."""
     text = displayable(text)
     hover = cut(displayable(title) if title else text, LIST_TEXT_SHOWN)
-    return format_html(
-        '<span class="short{}" title="{}">{}</span>', " narrow" if narrow else "", hover, cut(text, LIST_TEXT_SHOWN)
-    )
+    return format_html('<span class="short" title="{}">{}</span>', hover, cut(text, LIST_TEXT_SHOWN))

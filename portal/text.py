@@ -63,3 +63,8 @@ def cut(text: str, limit: int) -> str:
     if space >= limit * 4 // 5:
         start = start[:space]
     return start.rstrip() + "…"
+
+
+def plural(count: int, noun: str, plural_form: str = "") -> str:
+    """ "1 request", "2 requests": a count with its noun, never "request(s)"."""
+    return f"{count} {noun if count == 1 else plural_form or noun + 's'}"

@@ -20,7 +20,9 @@ from surveys.reporting.views import (
     TimeZoneView,
 )
 
-api = DefaultRouter()
+# No stock "Api Root" page (no way back to the portal from it): /api/ is the API's docs.
+api = DefaultRouter(trailing_slash=True)
+api.include_root_view = False
 api.register("survey-requests", SurveyRequestViewSet, basename="survey-request")
 api.register("api-requests", ApiRequestViewSet, basename="api-request")
 
@@ -59,7 +61,9 @@ urlpatterns = [
     ),
     # One answer (the figures and their totals), not a list of rows: beside the router's lists, not in it.
     path("api/teammates/", TeammatesApiView.as_view(), name="api-teammates"),
+    path("api/", RedirectView.as_view(pattern_name="api-docs"), name="api-root"),
     path("api/", include(api.urls)),
+    path("favicon.ico", RedirectView.as_view(url=settings.STATIC_URL + "portal/favicon.svg", permanent=True)),
 ]
 
 if settings.SANDBOX:

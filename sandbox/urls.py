@@ -1,11 +1,12 @@
 from django.urls import path
 
-from sandbox import views
+from sandbox import simulate, views
 
 urlpatterns = [
     path("stella/v1/requests", views.stella_requests, name="sandbox_stella_requests"),
     path("stella/v2/data", views.stella_data, name="sandbox_stella_data"),
     path("stella/v2/employees", views.stella_employees, name="sandbox_stella_employees"),
+    path("simulate/closure/<int:account_id>", simulate.simulate_closure, name="sandbox_simulate_closure"),
     path("intercom/oauth", views.intercom_oauth, name="sandbox_intercom_oauth"),
     path("intercom/auth/eagle/token", views.intercom_token, name="sandbox_intercom_token"),
     path("intercom/me", views.intercom_me, name="sandbox_intercom_me"),

@@ -32,6 +32,7 @@ from jwt.warnings import InsecureKeyLengthWarning
 
 from integrations import messages
 from portal.redaction import mask_secret
+from sandbox.demo import WORKSPACE
 from sandbox.models import (
     IntercomRecord,
     IntercomSandboxNote,
@@ -40,6 +41,8 @@ from sandbox.models import (
     StellaSandboxFeedback,
     StellaSandboxRequest,
 )
+from surveys.accounts.oauth import SESSION_KEY as OAUTH_SESSION_KEY
+from surveys.models import Account
 
 # The sandbox's API secret is as short as a real Stella one may be: PyJWT would warn on every call.
 warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
@@ -492,7 +495,19 @@ def intercom_oauth(request: HttpRequest) -> HttpResponse:
             code = signing.dumps({"workspace": request.POST.get("workspace", "")}, salt=CODE_SALT)
             return redirect(f"{redirect_uri}?{urlencode({'code': code, 'state': state})}")
         return redirect(f"{redirect_uri}?{urlencode({'error': 'access_denied', 'state': state})}")
-    return render(request, "sandbox/intercom_oauth.html", {"params": params, "workspace": "demo"})
+    return render(request, "sandbox/intercom_oauth.html", {"params": params, "workspace": _workspace_asked(request)})
+
+
+def _workspace_asked(request: HttpRequest) -> str:
+    """The workspace the consent page offers: the one of the account the CSM is connecting (this browser's pending
+    connection), else the demo's. An account with none yet gets one of its own, as a new Intercom workspace would."""
+    pending = request.session.get(OAUTH_SESSION_KEY) or {}
+    if pending.get("state") != request.GET.get("state"):
+        return WORKSPACE
+    account = Account.objects.filter(pk=int(pending.get("account") or 0)).first()
+    if account is None:
+        return WORKSPACE
+    return account.intercom_workspace_id or f"sandbox-{account.pk}"
 
 
 @csrf_exempt

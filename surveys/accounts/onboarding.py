@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Count, Exists, Max, OuterRef, Q
 from django.utils import timezone
 
 from integrations import messages
@@ -30,13 +30,24 @@ from integrations.models import InboundWebhook
 from integrations.vocabulary import AssigneeKind, Channel, email_normalised
 from portal.crypto import SecretUndecryptable
 from portal.redaction import mask_secret
+from portal.text import plural
 from surveys.accounts.account import integration_health_ensure, intercom_token_accept, intercom_token_reject
 from surveys.decisions.decision import Rules, Stage
 from surveys.decisions.rules import Decision
 from surveys.delivery.sending import survey_request_send
 from surveys.delivery.survey_requests import STATUS_FOR_DECISION, survey_request_decide, survey_request_reject_locally
 from surveys.intake.process import HANDLERS
-from surveys.models import Account, ApiRequest, IntegrationHealth, IntegrationSettings, SurveyRequest, Teammate
+from surveys.loop.employees import stella_employees_sync
+from surveys.models import (
+    Account,
+    ApiRequest,
+    IntegrationHealth,
+    IntegrationSettings,
+    StellaEmployee,
+    StellaSyncState,
+    SurveyRequest,
+    Teammate,
+)
 from surveys.reporting.attention import Problem, account_attention
 from surveys.reporting.counts import count_survey_request_recorded
 from surveys.selectors import account_test_week, send_candidates
@@ -54,6 +65,11 @@ TEST_CONVERSATION_PREFIX = "portal-test-"
 TEST_CUSTOMER_NAME = "Portal test customer"
 TEST_CLOSURE_ID = "portal-test"
 UNMAPPED_TEAMMATES_SHOWN = 50
+TEST_EMPLOYEES_SHOWN = 200  # Stella's employees offered for a test request
+GO_LIVE_WEEK = timedelta(days=7)
+ON_THE_SPOT_AGAIN = timedelta(
+    minutes=1
+)  # how soon the checklist asks Stella again for its employees  # as account_test_week counts
 
 
 def sandbox_key_hint(field: str) -> str:
@@ -216,6 +232,7 @@ class Checklist:
     webhook: Step
     arrivals: Step
     keys: Step
+    secret: Step
     test_request: Step
     teammates: Step
     go_live: Step
@@ -229,13 +246,18 @@ class Checklist:
     last_test_call: ApiRequest | None
     cannot_send_test_request: str  # why not, or ""
     test_employee_email: str  # whom a test request credits, unless the CSM says otherwise
+    test_employees: list[tuple[str, str]]  # Stella's employees a test request can credit: (email, name)
+    sandbox_secret: str  # the API secret the sandbox's Stella takes, while the sandbox is on
     unmapped_teammates: list[Teammate]
     week: dict[str, int]
     problems: list[Problem]  # surveys/reporting/attention.py: what the account page and the front page list too
 
     @property
     def steps(self) -> list[Step]:
-        return [self.intercom, self.webhook, self.arrivals, self.keys, self.test_request, self.teammates, self.go_live]
+        return [
+            self.intercom, self.webhook, self.arrivals, self.keys, self.secret, self.test_request, self.teammates,
+            self.go_live,
+        ]  # fmt: skip
 
     @property
     def employee_not_found(self) -> str:
@@ -247,10 +269,18 @@ class Checklist:
 
 
 def account_checklist(
-    account: Account, *, webhook_url: str, sandbox: bool, fallback_employee_email: str = ""
+    account: Account,
+    *,
+    webhook_url: str,
+    sandbox: bool,
+    fallback_employee_email: str = "",
+    sandbox_secret: str = "",
+    now: datetime | None = None,
 ) -> Checklist:
     """Where the account stands on each step of onboarding, and what to do next, for the checklist page.
-    `fallback_employee_email`: whom a test request credits when the account knows no teammate (the CSM)."""
+    `fallback_employee_email`: whom a test request credits when neither Stella's employees nor the account's
+    teammates say (the CSM); `sandbox_secret`: the API secret the sandbox's Stella takes, shown while it is on."""
+    now = now or timezone.now()
     integration = account.integration
     last_webhook = (
         InboundWebhook.objects.filter(workspace_id=account.intercom_workspace_id)
@@ -268,8 +298,9 @@ def account_checklist(
     )
     last_test_call = ApiRequest.objects.test_calls().filter(account=account).select_related("survey_request").first()
     unmapped = _unmapped_teammates(account)
-    problems = account_attention(account, now=timezone.now())
-    week = account_test_week(account)
+    test_employees = account_test_employees(account, now=now)
+    problems = account_attention(account, now=now)
+    week = account_go_live_week(account)
     try:
         _refuse_unless_testable(account, integration=integration)
         cannot_test = ""
@@ -281,8 +312,9 @@ def account_checklist(
         webhook=_webhook_step(account, last_webhook),
         arrivals=_arrivals_step(last_closure),
         keys=_keys_step(integration),
+        secret=_secret_step(integration),
         test_request=_test_request_step(last_test_call),
-        teammates=_teammates_step(unmapped, problems),
+        teammates=_teammates_step(account, unmapped, problems),
         go_live=_go_live_step(integration, week),
         webhook_url=webhook_url,
         topics=WEBHOOK_TOPICS,
@@ -293,7 +325,11 @@ def account_checklist(
         sandbox_key_hints={field: sandbox_key_hint(field) for field in SANDBOX_KEY_PREFIXES} if sandbox else {},
         last_test_call=last_test_call,
         cannot_send_test_request=cannot_test,
-        test_employee_email=account_test_employee_email(account) or fallback_employee_email,
+        test_employee_email=_last_test_employee(last_test_call, test_employees)
+        or account_test_employee_email(account)
+        or (test_employees[0][0] if test_employees else fallback_employee_email),
+        test_employees=test_employees,
+        sandbox_secret=sandbox_secret if sandbox else "",
         unmapped_teammates=unmapped,
         week=week,
         problems=problems,
@@ -310,6 +346,54 @@ def account_test_employee_email(account: Account) -> str:
         .first()
         or ""
     )
+
+
+def account_test_employees(account: Account, *, now: datetime) -> list[tuple[str, str]]:
+    """Stella's active employees a test request can credit (by email: the test request names one), as the employee
+    sync last listed them; none listed yet and the account has its API secret: read from Stella on the spot."""
+    employees = StellaEmployee.objects.filter(account=account, active=True).exclude(email="")
+    integration = account.integration
+    if not employees.exists() and integration.stella_api_secret and integration.employee_sync_enabled:
+        state = StellaSyncState.objects.filter(account=account).first()
+        # Never synced, and not tried in the last minute: a checklist reloaded while Stella is down waits for it.
+        if state is None or (
+            state.employees_synced_at is None
+            and (state.employees_attempted_at is None or state.employees_attempted_at < now - ON_THE_SPOT_AGAIN)
+        ):
+            stella_employees_sync(account, now=now)
+    return list(employees.order_by("name", "email").values_list("email", "name")[:TEST_EMPLOYEES_SHOWN])
+
+
+def _last_test_employee(last_test_call: ApiRequest | None, employees: list[tuple[str, str]]) -> str:
+    """The employee the last test request credited, if Stella still lists them: the CSM's last choice."""
+    if last_test_call is None:
+        return ""
+    email = last_test_call.survey_request.teammate_email
+    return email if not employees or email in {address for address, _ in employees} else ""
+
+
+def account_go_live_week(account: Account) -> dict[str, int]:
+    """The last 7 days of testing, as go-live weighs them: a test request Stella accepted settles the test requests
+    that failed before it (a wrong email tried first, say), as a resend settles a failure."""
+    week = account_test_week(account)
+    last_ok = (
+        ApiRequest.objects.test_calls()
+        .filter(account=account, outcome=ApiRequest.Outcome.SENT)
+        .filter(survey_request__conversation_id__startswith=TEST_CONVERSATION_PREFIX)
+        .aggregate(at=Max("created_at"))["at"]
+    )
+    if last_ok is None:
+        return week
+    settled = (
+        ApiRequest.objects.filter(account=account, mode=Mode.TEST, created_at__gte=timezone.now() - GO_LIVE_WEEK)
+        .filter(created_at__lt=last_ok, survey_request__conversation_id__startswith=TEST_CONVERSATION_PREFIX)
+        .filter(ApiRequest.unresolved_condition())
+        .aggregate(
+            invalid=Count("pk", filter=Q(outcome=ApiRequest.Outcome.INVALID)),
+            other=Count("pk", filter=~Q(outcome__in=[ApiRequest.Outcome.SENT, ApiRequest.Outcome.INVALID])),
+        )
+    )
+    return {**week, "invalid": week["invalid"] - settled["invalid"], "other": week["other"] - settled["other"]}
 
 
 def _health(account: Account) -> IntegrationHealth:
@@ -364,6 +448,17 @@ def _keys_step(integration: IntegrationSettings) -> Step:
     return Step(TODO, f"Enter the {missing} API key{'s' if ' and ' in missing else ''} in the account's settings.")
 
 
+def _secret_step(integration: IntegrationSettings) -> Step:
+    if integration.stella_api_secret:
+        return Step(DONE, "Stella's API secret is stored: the portal reads Stella's employees and feedback.")
+    return Step(
+        TODO,
+        "Enter Stella's API secret in the account's settings. Without it the portal can't list Stella's employees "
+        f"(to warn before a survey is refused as {messages.STELLA_EMPLOYEE_NOT_FOUND.words}) or read back delivery and "
+        "feedback.",
+    )
+
+
 def _test_request_step(last_test_call: ApiRequest | None) -> Step:
     if last_test_call is None:
         return Step(TODO, "No test request yet: send one, and see it under Test Requests.")
@@ -389,7 +484,9 @@ def _unmapped_teammates(account: Account) -> list[Teammate]:
     return list(teammates[:UNMAPPED_TEAMMATES_SHOWN])
 
 
-def _teammates_step(unmapped: list[Teammate], attention: list[Problem]) -> Step:
+def _teammates_step(account: Account, unmapped: list[Teammate], attention: list[Problem]) -> Step:
+    """Done only when every teammate seen is one Stella will recognise (bots aside): not before any is seen,
+    nor while one is unchecked or unknown."""
     teammate_problems = [
         problem
         for problem in attention
@@ -401,20 +498,25 @@ def _teammates_step(unmapped: list[Teammate], attention: list[Problem]) -> Step:
     refused = sum(bool(getattr(teammate, "refused_by_stella", False)) for teammate in unmapped)
     bots = sum(teammate.is_bot for teammate in unmapped)
     if refused or bots:
-        problems = (
-            [f"Stella answered {messages.STELLA_EMPLOYEE_NOT_FOUND.words} for {refused} teammate(s)"] if refused else []
-        )
-        problems += [f"{bots} bot(s) have no Stella employee (Stella needs one even to record do-not-send)"] * bool(
-            bots
-        )
+        problems = [f"Stella answered {messages.STELLA_EMPLOYEE_NOT_FOUND.words} for {plural(refused, 'teammate')}"]
+        problems = problems if refused else []
+        if bots:
+            problems.append(
+                f"{plural(bots, 'bot')} without a Stella employee (Stella needs one even to record do-not-send)"
+            )
         return Step(TODO, "; ".join(problems) + ": give them their Stella custom id, or add them in Stella.")
-    if unmapped:
+    people = Teammate.objects.filter(account=account, is_bot=False)
+    seen = people.count()
+    if not seen:
+        return Step(TODO, "No teammate seen yet: teammates appear here as their conversations close.")
+    unchecked = people.filter(stella_match=Teammate.StellaMatch.NOT_CHECKED).count()
+    if unchecked:
         return Step(
-            DONE,
-            f"{len(unmapped)} teammate(s) go to Stella by email only, and Stella has refused none so far: give one "
-            "a custom id if Stella knows them otherwise.",
+            TODO,
+            f"{plural(unchecked, 'teammate')} of {seen} not checked against Stella's employees yet: store Stella's "
+            "API secret, then Sync employees now (on the account's page).",
         )
-    return Step(DONE, "No teammate without a Stella custom id so far.")
+    return Step(DONE, f"Stella knows all {plural(seen, 'teammate')} seen so far.")
 
 
 def _go_live_step(integration: IntegrationSettings, week: dict[str, int]) -> Step:
@@ -424,4 +526,4 @@ def _go_live_step(integration: IntegrationSettings, week: dict[str, int]) -> Ste
         return Step(TODO, "In test mode. Enter the production key before going live.")
     if not week["succeeded"]:
         return Step(TODO, "In test mode, and no test request succeeded in the last 7 days: test before going live.")
-    return Step(TODO, f"Ready to go live: {week['succeeded']} test request(s) succeeded in the last 7 days.")
+    return Step(TODO, f"Ready to go live: {plural(week['succeeded'], 'test request')} succeeded in the last 7 days.")

@@ -1,3 +1,5 @@
+import secrets
+import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -16,22 +18,28 @@ from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 
+from portal.crypto import SecretUndecryptable, secret_decrypt, secret_encrypt
 from portal.durations import HumanDurationField, format_duration
 from portal.redaction import mask_secret
 from surveys.accounts.account import integration_health_ensure, integration_settings_update
 from surveys.accounts.oauth import account_authorize_url
-from surveys.accounts.onboarding import SANDBOX_KEY_PREFIXES, sandbox_key_hint
+from surveys.accounts.onboarding import SANDBOX_KEY_PREFIXES, account_go_live_week, sandbox_key_hint
 from surveys.admin import dry_run, feedback, onboarding
 from surveys.loop.employees import teammate_match_refresh
 from surveys.loop.sync import stella_sync_job_run
 from surveys.models import Account, IntegrationSettings, Teammate
 from surveys.reporting.attention import Problem, account_attention, accounts_attention
-from surveys.selectors import account_test_week
 
 if TYPE_CHECKING:
     from django.contrib.admin.options import _FieldsetSpec
 
+# Stella takes a while to report a request: flagging sooner would flag every request.
 MIN_RECONCILE_AFTER = timedelta(hours=1)
+MAX_RECONCILE_AFTER = timedelta(days=30)
+# Bounds on what a CSM types: a survey a week after the close asks about a conversation nobody remembers, and a
+# customer held back over a year is never surveyed at all.
+MAX_CHANNEL_DELAY = timedelta(days=7)
+MAX_SUPPRESSION_WINDOW = timedelta(days=365)
 SECRET_FIELDS = ("test_api_key", "production_api_key", "intercom_access_token", "stella_api_secret")
 
 
@@ -39,7 +47,11 @@ class IntegrationSettingsForm(forms.ModelForm):
     """Secrets are never sent back to the browser: the field shows the last 4 characters
     as a placeholder, and leaving it empty keeps the stored value."""
 
-    channel_delay = HumanDurationField(help_text=IntegrationSettings._meta.get_field("channel_delay").help_text)
+    channel_delay = HumanDurationField(
+        help_text=IntegrationSettings._meta.get_field("channel_delay").help_text,
+        maximum=MAX_CHANNEL_DELAY,
+        example="10m",
+    )
     stella_api_url = forms.URLField(
         label="Stella API URL",
         required=False,
@@ -47,11 +59,16 @@ class IntegrationSettingsForm(forms.ModelForm):
         help_text=IntegrationSettings._meta.get_field("stella_api_url").help_text,
     )
     suppression_window = HumanDurationField(
-        help_text=IntegrationSettings._meta.get_field("suppression_window").help_text + " E.g. 7d."
+        help_text=IntegrationSettings._meta.get_field("suppression_window").help_text,
+        maximum=MAX_SUPPRESSION_WINDOW,
+        example="7d",
     )
     reconcile_after = HumanDurationField(
         required=False,
-        help_text=IntegrationSettings._meta.get_field("reconcile_after").help_text + ". E.g. 24h; empty keeps it.",
+        help_text=IntegrationSettings._meta.get_field("reconcile_after").help_text + "; empty keeps it",
+        minimum=MIN_RECONCILE_AFTER,
+        maximum=MAX_RECONCILE_AFTER,
+        example="24h",
     )
 
     class Meta:
@@ -64,8 +81,10 @@ class IntegrationSettingsForm(forms.ModelForm):
         ]  # fmt: skip
         widgets = {name: forms.PasswordInput(render_value=False) for name in SECRET_FIELDS}
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, kept_secrets: dict[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Secrets typed into a submission the form sent back with an error (kept encrypted in the session).
+        self.kept_secrets = kept_secrets or {}
         for name in SECRET_FIELDS:
             stored = getattr(self.instance, name)
             field = self.fields[name]
@@ -73,19 +92,22 @@ class IntegrationSettingsForm(forms.ModelForm):
             field.widget.attrs["placeholder"] = f"stored: {mask_secret(stored)}" if stored else "not set"
             field.widget.attrs["autocomplete"] = "off"
             field.help_text = "Leave empty to keep the stored value." if stored else ""
+            if kept := self.kept_secrets.get(name):
+                field.widget.attrs["placeholder"] = f"typed: {mask_secret(kept)}, kept until you save"
+                field.help_text = "What you typed is kept (not saved yet): save to store it, or type another."
             if settings.SANDBOX and name in SANDBOX_KEY_PREFIXES:
                 field.help_text = f"{field.help_text} {sandbox_key_hint(name)}".strip()
         secret = self.fields["stella_api_secret"]
         secret.help_text = f"{IntegrationSettings._meta.get_field('stella_api_secret').help_text} {secret.help_text}"
         if settings.SANDBOX:
-            secret.help_text += " Sandbox: its Stella takes the secret in SANDBOX_STELLA_API_SECRET."
+            secret.help_text += f" Sandbox: its Stella takes the secret {settings.SANDBOX_STELLA_API_SECRET}."
 
     def has_changed(self) -> bool:
         # An account added with the default settings still gets its settings row.
         return super().has_changed() or self.instance.pk is None
 
     def _clean_secret(self, name: str) -> str:
-        return self.cleaned_data.get(name) or getattr(self.instance, name)
+        return self.cleaned_data.get(name) or self.kept_secrets.get(name) or getattr(self.instance, name)
 
     def clean_test_api_key(self) -> str:
         return self._clean_secret("test_api_key")
@@ -104,8 +126,6 @@ class IntegrationSettingsForm(forms.ModelForm):
         if not str(self.data.get(self.add_prefix("reconcile_after"), "")).strip():
             return self.instance.reconcile_after
         value: timedelta = self.cleaned_data["reconcile_after"]
-        if value < MIN_RECONCILE_AFTER:
-            raise forms.ValidationError("At least 1h: Stella takes a while to report a request.")
         return value
 
 
@@ -131,6 +151,21 @@ class IntegrationSettingsInline(admin.StackedInline):
     ]
 
 
+# Where a secret typed into a form sent back with an error waits for the corrected save, and for how long.
+KEPT_SECRETS = "account_form_secrets"
+KEPT_SECONDS = 600
+
+
+def _kept_secrets_read(request: HttpRequest, key: str) -> dict[str, str]:
+    kept = request.session.get(key)
+    if not kept or kept.get("expires", 0) < time.time():
+        return {}
+    try:
+        return {name: secret_decrypt(value) for name, value in kept["secrets"].items() if name in SECRET_FIELDS}
+    except SecretUndecryptable:
+        return {}
+
+
 def problems_html(problems: list[Problem]) -> str:
     """Each problem with its fix (linked where it is made); "Nothing to fix" only when there is none."""
     return render_to_string("admin/surveys/account/problems.html", {"problems": problems})
@@ -141,23 +176,22 @@ class AccountAdmin(admin.ModelAdmin):
     filter_horizontal = ["support_users"]
     change_form_template = "admin/surveys/account/change_form.html"
     # What needs fixing right after the name: on a 1366 px screen nothing that matters is off to the right.
-    list_display = [
-        "name",
-        "problems",
-        "enabled",
-        "mode",
-        "channels",
-        "delay",
-        "window",
-        "keys",
-        "workspace",
-    ]
+    # The keys (masked) are on the account's page: in the list they pushed the workspace off a 1366 px screen.
+    list_display = ["name", "workspace", "problems", "enabled", "mode", "channels", "delay", "window"]
     list_select_related = ["integration", "health"]
     search_fields = ["name", "intercom_workspace_id"]
     list_filter = ["integration__enabled", "integration__mode"]
     readonly_fields = ["attention", "stella_sync_status", "stella_unknown_teammates"]
     inlines = [IntegrationSettingsInline]
     actions = ["sync_employees_now", "pull_feedback_now"]
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        """In the sandbox, a new account comes with a workspace id of its own, which the sandbox's Intercom connects
+        (the real one's comes from the customer's Intercom)."""
+        initial = super().get_changeform_initial_data(request)
+        if settings.SANDBOX:
+            initial.setdefault("intercom_workspace_id", f"sandbox-{secrets.token_hex(4)}")
+        return initial
 
     def get_fields(self, request: HttpRequest, obj: Account | None = None) -> tuple[str, ...]:
         fields = ("name", "intercom_workspace_id", "support_users")
@@ -193,11 +227,6 @@ class AccountAdmin(admin.ModelAdmin):
     def window(self, account: Account) -> str:
         return format_duration(account.integration.suppression_window)
 
-    @admin.display(description="keys (test / live)")
-    def keys(self, account: Account) -> str:
-        integration = account.integration
-        return f"{mask_secret(integration.test_api_key) or '—'} / {mask_secret(integration.production_api_key) or '—'}"
-
     def get_changelist_instance(self, request: HttpRequest) -> Any:
         """The page's accounts with their problems, read for the page at once (surveys/reporting/attention.py)."""
         changelist = super().get_changelist_instance(request)
@@ -229,8 +258,32 @@ class AccountAdmin(admin.ModelAdmin):
 
     @method_decorator(sensitive_post_parameters(*(f"integration-0-{name}" for name in SECRET_FIELDS)))
     def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        """Keys typed into the form stay out of error reports."""
-        return super().changeform_view(request, *args, **kwargs)
+        """Keys typed into the form stay out of error reports. A secret typed into a submission that comes back with
+        an error (a wrong duration, say) is kept, encrypted in the session as OAuth keeps a token, never in the page:
+        the corrected save stores it, rather than silently nothing."""
+        if request.method != "POST":
+            return super().changeform_view(request, *args, **kwargs)
+        key = f"{KEPT_SECRETS}:{kwargs.get('object_id') or (args[0] if args else 'add')}"
+        kept = _kept_secrets_read(request, key)
+        typed = {name: request.POST.get(f"integration-0-{name}", "") for name in SECRET_FIELDS}
+        request.kept_secrets = {**kept, **{name: value for name, value in typed.items() if value}}  # type: ignore[attr-defined]
+        response = super().changeform_view(request, *args, **kwargs)
+        if response.status_code in (301, 302) or not request.kept_secrets:  # type: ignore[attr-defined]
+            request.session.pop(key, None)
+        else:
+            request.session[key] = {
+                "secrets": {name: secret_encrypt(value) for name, value in request.kept_secrets.items()},  # type: ignore[attr-defined]
+                "expires": time.time() + KEPT_SECONDS,
+            }
+        return response
+
+    def get_formset_kwargs(
+        self, request: HttpRequest, obj: Account, inline: admin.options.InlineModelAdmin, prefix: str
+    ) -> dict[str, Any]:
+        formset_kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
+        if isinstance(inline, IntegrationSettingsInline):
+            formset_kwargs["form_kwargs"] = {"kept_secrets": getattr(request, "kept_secrets", {})}
+        return formset_kwargs
 
     def save_formset(self, request: HttpRequest, form: ModelForm, formset: BaseInlineFormSet, change: bool) -> None:
         """Settings are saved through the service, so a changed key visibly lifts a pause."""
@@ -297,7 +350,7 @@ class AccountAdmin(admin.ModelAdmin):
             "account": account,
             "opts": self.model._meta,
             "original": account,
-            "week": account_test_week(account),
+            "week": account_go_live_week(account),
             "problems": account_attention(account, now=timezone.now()),
             "has_production_key": bool(integration.production_api_key),
         }
@@ -314,9 +367,9 @@ class AccountAdmin(admin.ModelAdmin):
 class TeammateAdmin(admin.ModelAdmin):
     """Who Stella should credit for an Intercom teammate, when not their email (or for a bot)."""
 
-    list_display = [
-        "name", "email", "intercom_id", "account", "is_bot", "stella_custom_id", "stella_match", "fetched_at",
-    ]  # fmt: skip
+    # Who, whose, whether Stella knows them and the custom id to type: the Intercom id and when it was looked up are
+    # on the teammate's page, so the list fits a 1366 px screen with the Stella match in view.
+    list_display = ["name", "email", "account", "stella_match", "stella_custom_id", "is_bot"]
     list_editable = ["stella_custom_id"]
     list_filter = ["account", "is_bot", "stella_match"]
     list_select_related = ["account"]

@@ -17,7 +17,7 @@ from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 
 from integrations import messages
-from portal.admin_helpers import NoCountPaginator, ReadOnlyAdminMixin, shortened
+from portal.admin_helpers import NoCountPaginator, ReadOnlyAdminMixin, name_cell, shortened
 from surveys.admin.tabs import admin_tabs
 from surveys.delivery.survey_requests import RESENDABLE
 from surveys.models import ApiRequest, InvalidApiRequest, SurveyRequest, TestApiRequest
@@ -136,11 +136,11 @@ class ApiRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="teammate")
     def teammate(self, api_request: ApiRequest) -> str:
         survey_request = api_request.survey_request
-        return shortened(survey_request.teammate_name or survey_request.teammate_email, narrow=True)
+        return name_cell(survey_request.teammate_name or survey_request.teammate_email)
 
     @admin.display(description="account", ordering="account__name")
     def account_name(self, api_request: ApiRequest) -> str:
-        return shortened(api_request.account.name, narrow=True)
+        return name_cell(api_request.account.name)
 
     @admin.display(description="error", ordering="error_code")
     def error(self, api_request: ApiRequest) -> str:

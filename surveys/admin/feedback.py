@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from portal.admin_helpers import ReadOnlyAdminMixin, shortened
+from portal.admin_helpers import ReadOnlyAdminMixin, name_cell, shortened
 from portal.text import displayable
 from surveys.loop.employees import EmployeeSync, teammates_unknown_to_stella
 from surveys.loop.feedback import FeedbackPull
@@ -44,17 +44,9 @@ QUARANTINED_SHOWN = 5
 class FeedbackAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Stella's records, as its Data Return API last sent them: evidence, never edited here."""
 
-    list_display = [
-        "request_created_at",
-        "account",
-        "conversation",
-        "employee",
-        "channel",
-        "delivery_status",
-        "star_rating",
-        "short_comment",
-        "request_link",
-    ]
+    # The stars and the start of the comment in view on a 1366 px screen: the conversation links to the survey request
+    # (where there is one), and the channel is on the record's page.
+    list_display = ["request_created_at", "account", "conversation", "employee", "star_rating", "short_comment", "delivery_status"]  # fmt: skip
     # Filters with fixed choices only: one over the column's values would scan every record to list them.
     list_filter = ["account", "mode", "is_recovery"]
     list_select_related = ["account", "survey_request"]
@@ -73,11 +65,14 @@ class FeedbackAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="conversation", ordering="ext_interaction_id")
     def conversation(self, record: Feedback) -> str:
-        return record.ext_interaction_id or "—"
+        if record.survey_request_id is None:
+            return record.ext_interaction_id or "—"
+        url = reverse("admin:surveys_surveyrequest_change", args=[record.survey_request_id])
+        return format_html('<a href="{}" title="Its survey request">{}</a>', url, record.ext_interaction_id)
 
     @admin.display(description="teammate", ordering="employee_email")
     def employee(self, record: Feedback) -> str:
-        return displayable(record.employee_name or record.employee_email or record.employee_custom_id) or "—"
+        return name_cell(record.employee_name or record.employee_email or record.employee_custom_id or "—")
 
     @admin.display(description="comment")
     def short_comment(self, record: Feedback) -> str:

@@ -59,6 +59,7 @@ def checklist_view(model_admin: admin.ModelAdmin, request: HttpRequest, account_
         webhook_url=webhook_url(request),
         sandbox=settings.SANDBOX,
         fallback_employee_email=getattr(request.user, "email", ""),
+        sandbox_secret=getattr(settings, "SANDBOX_STELLA_API_SECRET", ""),
     )
     context = {
         **model_admin.admin_site.each_context(request),
@@ -70,6 +71,8 @@ def checklist_view(model_admin: admin.ModelAdmin, request: HttpRequest, account_
         "last_closure": present(checklist.last_closure) if checklist.last_closure else None,
         "last_test_call": present(checklist.last_test_call) if checklist.last_test_call else None,
         "can_change": model_admin.has_change_permission(request, account),
+        # The sandbox's Intercom closes a conversation on request, so every step can be done locally.
+        "sandbox_closure_url": reverse("sandbox_simulate_closure", args=[account.pk]) if settings.SANDBOX else "",
     }
     return TemplateResponse(request, "admin/surveys/account/checklist.html", context)
 

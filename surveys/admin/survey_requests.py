@@ -12,11 +12,13 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 
-from portal.admin_helpers import ReadOnlyAdminMixin, shortened
+from integrations import messages as messages_registry
+from portal.admin_helpers import ReadOnlyAdminMixin, name_cell, shortened
 from portal.errors import traceback_bounded
-from portal.text import displayable
+from portal.text import displayable, plural
 from surveys.admin.tabs import OUTCOME_PARAM, admin_tabs
 from surveys.delivery.survey_requests import RESENDABLE, survey_requests_resend
+from surveys.loop.employees import teammates_recheck_before_resend
 from surveys.models import ApiRequest, SurveyOutcome, SurveyRequest
 from surveys.reporting.presenters import (
     api_request_outcome,
@@ -56,15 +58,29 @@ def resend_with_confirmation(
                 "opts": model_admin.model._meta,
             },
         )
-    resent = survey_requests_resend(resendable, by=request.user.get_username())
-    skipped = selected.count() - len(resent)
+    # Stella had no such employee: read Stella's employees again first, so a teammate added in Stella since is recognised.
+    recheck = teammates_recheck_before_resend(resendable, now=timezone.now())
+    unknown = {survey_request.pk for survey_request in recheck.still_unknown}
+    resent = survey_requests_resend([s for s in resendable if s.pk not in unknown], by=request.user.get_username())
+    not_resendable = selected.count() - len(resendable)
     model_admin.message_user(
         request,
-        f"Resending {len(resent)} survey request(s): each goes through the rules again and, if they pass, "
+        f"Resending {plural(len(resent), 'survey request')}: each goes through the rules again and, if it passes, "
         "to Stella as a new request."
-        + (f" {skipped} selected weren't invalid, failed or ambiguous and were left alone." if skipped else ""),
+        + (f" {plural(not_resendable, 'selected request')} weren't invalid, failed or ambiguous and were left alone."
+           if not_resendable else ""),
         messages.SUCCESS if resent else messages.WARNING,
-    )
+    )  # fmt: skip
+    if recheck.still_unknown:
+        who = sorted({s.teammate_name or s.teammate_email or s.teammate_id for s in recheck.still_unknown})
+        model_admin.message_user(
+            request,
+            f"Not resent: Stella still has no employee for {', '.join(who)} (read from Stella just now). "
+            f"{messages_registry.STELLA_EMPLOYEE_NOT_FOUND.fix} Then resend.",
+            messages.WARNING,
+        )
+    for why in recheck.unchecked:
+        model_admin.message_user(request, f"Stella's employees could not be read again ({why}).", messages.WARNING)
     return None
 
 
@@ -135,7 +151,7 @@ class ApiRequestInline(admin.TabularInline):
 @admin.register(SurveyRequest)
 class SurveyRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     # What happened and why first; the rest fits a 1366 px screen, the full text is on the request's page.
-    list_display = ["closed_at", "outcome", "why", "stella", "conversation", "account_name", "channel_shown", "teammate"]  # fmt: skip
+    list_display = ["closed_at", "outcome", "why", "stella", "conversation", "account_name", "teammate", "mode_shown", "channel_shown"]  # fmt: skip
     list_filter = [OutcomeFilter, StellaFilter, "account", "reason", "channel", "mode"]
     list_select_related = ["account", "feedback"]
     search_fields = ["=conversation_id", "customer_email"]
@@ -191,7 +207,7 @@ class SurveyRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         # Answered: the stars say it all (delivered); else Stella's words, cut to the column.
         return shortened(stars(side.star_rating) or side.delivery_status, title=hover)
 
-    @admin.display(description="look at it?")
+    @admin.display(description="needs a look")
     def reconcile(self, survey_request: SurveyRequest) -> str:
         """The reconcile flag in plain words; for an ambiguous request, the way to resend it."""
         if not survey_request.reconcile_flag:
@@ -254,6 +270,10 @@ class SurveyRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             ),
         )
 
+    @admin.display(description="mode", ordering="mode")
+    def mode_shown(self, survey_request: SurveyRequest) -> str:
+        return survey_request.get_mode_display()
+
     @admin.display(description="channel", ordering="channel")
     def channel_shown(self, survey_request: SurveyRequest) -> str:
         return channel_label(survey_request)
@@ -269,11 +289,11 @@ class SurveyRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="teammate", ordering="teammate_email")
     def teammate(self, survey_request: SurveyRequest) -> str:
         teammate = survey_request.teammate_name or survey_request.teammate_email
-        return shortened(teammate or survey_request.get_assignee_kind_display(), narrow=True)
+        return name_cell(teammate or survey_request.get_assignee_kind_display())
 
     @admin.display(description="account", ordering="account__name")
     def account_name(self, survey_request: SurveyRequest) -> str:
-        return shortened(survey_request.account.name, narrow=True)
+        return name_cell(survey_request.account.name)
 
     @admin.display(description="every rule's verdict")
     def rule_verdicts(self, survey_request: SurveyRequest) -> str:

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.db.models import QuerySet
 
+from integrations import messages
 from integrations.stella.data import (
     StellaDataClient,
     StellaDataError,
@@ -190,3 +191,57 @@ def teammates_unknown_to_stella(account: Account) -> QuerySet[Teammate]:
     """The account's teammates (bots aside) for whom the last employee sync found no active Stella employee:
     Stella would refuse their surveys (integrations/messages.py, EMPLOYEE_UNKNOWN)."""
     return Teammate.objects.filter(account=account, is_bot=False, stella_match=Match.UNMATCHED).order_by("name")
+
+
+# ---- Before a resend ----
+
+
+@dataclass(frozen=True)
+class ResendRecheck:
+    """What reading Stella's employees again before a resend found."""
+
+    still_unknown: list[SurveyRequest]  # Stella still has no active employee for their teammate: not to resend
+    unchecked: list[str]  # per account that couldn't be read again, why (its requests are resent as before)
+
+
+def employee_not_found(survey_request: SurveyRequest) -> bool:
+    """Refused because Stella has no such employee: by Stella, or by the portal from its copy of Stella's list."""
+    return survey_request.status == SurveyRequest.Status.INVALID and (
+        survey_request.reason == messages.EMPLOYEE_UNKNOWN.code
+        or survey_request.detail_code == messages.STELLA_EMPLOYEE_NOT_FOUND.code
+    )
+
+
+def teammates_recheck_before_resend(survey_requests: Iterable[SurveyRequest], *, now: datetime) -> ResendRecheck:
+    """Before resending requests refused because Stella has no such employee, read each account's Stella employees once more
+    (one employee list per account, the employee sync's), so a teammate added in Stella, or given their custom id,
+    since is recognised at once ("add them in Stella, then resend" works in one action), and one Stella still
+    doesn't know is left alone rather than refused again."""
+    by_account: dict[int, list[SurveyRequest]] = {}
+    for survey_request in survey_requests:
+        if employee_not_found(survey_request):
+            by_account.setdefault(survey_request.account_id, []).append(survey_request)
+    still_unknown: list[SurveyRequest] = []
+    unchecked: list[str] = []
+    for requests in by_account.values():
+        account = Account.objects.select_related("integration").get(pk=requests[0].account_id)
+        synced = stella_employees_sync(account, now=now)
+        if synced.skipped or synced.error:
+            unchecked.append(f"{account}: {synced.skipped or synced.error}")
+            continue
+        active = StellaEmployee.objects.filter(account=account, active=True)
+        emails = {email_normalised(email) for email in active.exclude(email="").values_list("email", flat=True)}
+        custom_ids = set(active.exclude(custom_id="").values_list("custom_id", flat=True))
+        custom_id_of = dict(
+            Teammate.objects.filter(account=account, intercom_id__in=[r.teammate_id for r in requests if r.teammate_id])
+            .exclude(stella_custom_id="")
+            .values_list("intercom_id", "stella_custom_id")
+        )
+        for survey_request in requests:
+            custom_id = custom_id_of.get(survey_request.teammate_id, "") if survey_request.teammate_id else ""
+            match = _match(
+                email=survey_request.teammate_email, custom_id=custom_id, emails=emails, custom_ids=custom_ids
+            )
+            if match == Match.UNMATCHED:
+                still_unknown.append(survey_request)
+    return ResendRecheck(still_unknown=still_unknown, unchecked=unchecked)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+from django.conf import settings
 from django.db.models import Count, Min, OuterRef, QuerySet, Subquery
 from django.urls import reverse
 from django.utils import timezone
@@ -280,17 +281,43 @@ def _stella_sync(account: Account) -> list[Problem]:
     state: StellaSyncState | None = getattr(account, "stella_sync", None)
     if state is None:
         return []
-    url = reverse("admin:surveys_account_stella_sync", args=[account.pk, "employees"])
-    fix = "Check the account's Stella API secret, then Sync employees now; ask Stella if it keeps failing."
     failing = [
-        (what, error)
-        for what, error in (("employee", state.employees_error), ("feedback", state.feedback_error))
+        (what, job, error)
+        for what, job, error in (
+            ("employee", "employees", state.employees_error),
+            ("feedback", "feedback", state.feedback_error),
+        )
         if error
     ]
     return [
-        Problem(f"stella_sync:{what}", Severity.WARNING, f"Stella's {what} sync is failing: {error}", fix, url)
-        for what, error in failing
+        Problem(
+            f"stella_sync:{what}",
+            Severity.WARNING,
+            f"Stella's {what} sync is failing: {error}",
+            _stella_sync_fix(error, job=job),
+            reverse("admin:surveys_account_stella_sync", args=[account.pk, job]),
+        )
+        for what, job, error in failing
     ]
+
+
+# Errors of Stella's side (integrations/stella/data.py's words): nothing of the account's to change.
+STELLA_UNAVAILABLE = ("Stella answered 5", "Stella could not be reached")
+
+
+def _minutes(count: int) -> str:
+    return "minute" if count == 1 else f"{count} minutes"
+
+
+def _stella_sync_fix(error: str, *, job: str) -> str:
+    """What a CSM does about a failing sync: wait out Stella's outage, or check the account's Stella keys."""
+    run_now = "Sync employees now" if job == "employees" else "Pull feedback now"
+    if error.startswith(STELLA_UNAVAILABLE):
+        return (
+            f"Stella is unavailable: the sync tries again by itself every {_minutes(settings.STELLA_SYNC_MINUTES)} "
+            f"(or {run_now}); ask Stella if it lasts."
+        )
+    return f"Check the account's Stella API key and secret, then {run_now}; ask Stella if it keeps failing."
 
 
 def _quarantined(account: Account, count: int) -> list[Problem]:

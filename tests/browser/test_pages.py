@@ -18,7 +18,7 @@ def test_csm_resends_an_invalid_request_from_the_admin(live_server, page, log):
     page.check(f"input[name=_selected_action][value='{invalid.pk}']")
     page.select_option("select[name=action]", "resend")
     page.get_by_role("button", name="Go").click()
-    expect(page.locator(".messagelist .success")).to_contain_text("Resending 1 survey request(s)")
+    expect(page.locator(".messagelist .success")).to_contain_text("Resending 1 survey request:")
     invalid.survey_request.refresh_from_db()
     assert invalid.survey_request.status == S.SCHEDULED
 

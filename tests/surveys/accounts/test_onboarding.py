@@ -17,13 +17,14 @@ from surveys.accounts.onboarding import (
     SANDBOX_KEY_PREFIXES,
     WEBHOOK_TOPICS,
     TestRequestRefused,
+    account_go_live_week,
     account_intercom_check,
     account_test_request_send,
 )
 from surveys.delivery.sending import survey_request_send
 from surveys.models import ApiRequest, IntegrationHealth, IntegrationSettings, SurveyRequest, Teammate
 from surveys.reporting.attention import account_attention
-from tests.factories import AccountFactory, SurveyRequestFactory
+from tests.factories import AccountFactory, SurveyRequestFactory, TeammateFactory
 from tests.helpers import load_fixture, post_webhook
 
 S = SurveyRequest.Status
@@ -78,7 +79,9 @@ def test_a_new_account_reads_what_to_do_next_on_every_step(admin_client):
         integration__production_api_key="",
     )
     page = text_of(admin_client.get(checklist_url(account)))
-    assert "1 of 7 steps done" in page  # no teammate seen yet: none to map
+    assert "0 of 8 steps done" in page  # no teammate seen yet: nothing known to Stella either
+    assert "No teammate seen yet" in step(page, "Teammates known to Stella")
+    assert "Enter Stella's API secret" in step(page, "Stella API secret")
     intercom = step(page, "Intercom connected")
     assert state_of(page, "Intercom connected") == "To do"
     assert NO_TOKEN in intercom and "rejected" not in intercom.lower()
@@ -191,7 +194,7 @@ def test_teammates_without_a_stella_custom_id_are_listed_those_stella_refused_fi
     page = text_of(admin_client.get(checklist_url(account)))
     teammates = step(page, "Teammates known to Stella")
     assert state_of(page, "Teammates known to Stella") == "To do"
-    assert "Stella answered Employee not found for 1 teammate(s)" in teammates
+    assert "Stella answered Employee not found for 1 teammate:" in teammates
     assert teammates.index("Unknown Una") < teammates.index("Email Eve") and "Mapped Mia" not in teammates
     html = admin_client.get(checklist_url(account)).content.decode()
     assert f"{reverse('admin:surveys_teammate_changelist')}?account__id__exact={account.pk}" in html
@@ -204,7 +207,7 @@ def test_go_live_summary_follows_the_test_week(admin_client, account):
         survey_request=survey_request, account=account, mode="test", url="https://x.example/v1/requests", outcome="sent"
     )
     page = text_of(admin_client.get(checklist_url(account)))
-    assert "Ready to go live: 1 test request(s) succeeded in the last 7 days" in step(page, "Live")
+    assert "Ready to go live: 1 test request succeeded in the last 7 days" in step(page, "Live")
     assert "Go live…" in page
     IntegrationSettings.objects.filter(account=account).update(mode="live")
     page = text_of(admin_client.get(checklist_url(account)))
@@ -408,3 +411,47 @@ def test_test_requests_are_never_held_back_by_the_suppression_window(settings, a
         second = account_test_request_send(account, by="csm", employee_email="tess@support.example", now=now)
     assert (first.status, second.status) == (S.SENT, S.SENT)
     assert first.customer_email != second.customer_email
+
+
+@pytest.mark.django_db
+def test_a_test_request_stella_accepts_settles_the_failed_ones_before_it_for_go_live():
+    account = AccountFactory()
+    now = timezone.now()
+
+    def test_call(outcome: str, minutes_ago: int, conversation: str = "portal-test-1") -> None:
+        survey_request = SurveyRequestFactory(
+            account=account, conversation_id=f"{conversation}-{minutes_ago}", status="invalid" if outcome == "invalid" else "sent"
+        )  # fmt: skip
+        call = ApiRequest.objects.create(
+            survey_request=survey_request, account=account, mode="test", url="https://stella.test/v1/requests",
+            outcome=outcome, error_message="Employee not found" if outcome == "invalid" else "",
+        )  # fmt: skip
+        ApiRequest.objects.filter(pk=call.pk).update(created_at=now - timedelta(minutes=minutes_ago))
+
+    test_call("invalid", 30)  # admin@localhost, say: Stella has no such employee
+    assert account_go_live_week(account) == {"succeeded": 0, "invalid": 1, "other": 0}
+    test_call("sent", 20)
+    assert account_go_live_week(account) == {"succeeded": 1, "invalid": 0, "other": 0}
+    test_call("invalid", 10)  # after the success: still counts
+    test_call("invalid", 25, conversation="215000000042")  # a real closure refused: not a test request's to settle
+    assert account_go_live_week(account) == {"succeeded": 1, "invalid": 2, "other": 0}
+
+
+@pytest.mark.django_db
+def test_teammates_known_to_stella_is_done_only_when_every_teammate_seen_is_matched(admin_client):
+    account = AccountFactory()
+    assert "No teammate seen yet" in step(
+        text_of(admin_client.get(checklist_url(account))), "Teammates known to Stella"
+    )
+    tess = TeammateFactory(account=account, name="Tess", stella_match=Teammate.StellaMatch.EMAIL)
+    omar = TeammateFactory(account=account, name="Omar", stella_match=Teammate.StellaMatch.NOT_CHECKED)
+    page = text_of(admin_client.get(checklist_url(account)))
+    assert state_of(page, "Teammates known to Stella") == "To do"
+    assert "1 teammate of 2 not checked against Stella's employees yet" in step(page, "Teammates known to Stella")
+    Teammate.objects.filter(pk=omar.pk).update(stella_match=Teammate.StellaMatch.UNMATCHED)
+    assert state_of(text_of(admin_client.get(checklist_url(account))), "Teammates known to Stella") == "To do"
+    Teammate.objects.filter(pk=omar.pk).update(stella_match=Teammate.StellaMatch.CUSTOM_ID)
+    page = text_of(admin_client.get(checklist_url(account)))
+    assert state_of(page, "Teammates known to Stella") == "✓ Done"
+    assert "Stella knows all 2 teammates seen so far" in page
+    assert tess.pk

@@ -227,3 +227,32 @@ def test_giving_a_teammate_their_stella_custom_id_checks_them_against_stellas_em
     assert Teammate.objects.get(pk=teammate.pk).stella_match == Teammate.StellaMatch.CUSTOM_ID
     admin_client.post(url, {**form, "stella_custom_id": "emp-8"})  # a typo: Stella knows no emp-8
     assert Teammate.objects.get(pk=teammate.pk).stella_match == Teammate.StellaMatch.UNMATCHED
+
+
+def test_a_secret_typed_into_a_form_sent_back_with_an_error_is_kept_for_the_corrected_save(admin_client, account):
+    url = reverse("admin:surveys_account_change", args=[account.pk])
+    secret = "stella-secret-typed-0000-k3pt"
+    wrong = account_form(account, **{"integration-0-reconcile_after": "10m", "integration-0-stella_api_secret": secret})
+    response = admin_client.post(url, wrong)
+    assert response.status_code == 200  # sent back: 10 minutes is below the bound
+    page = response.content.decode()
+    assert "At least 1h." in page
+    assert "typed: ••••k3pt, kept until you save" in page
+    assert secret not in page and secret not in str(admin_client.session.items())  # encrypted, never in the page
+
+    response = admin_client.post(url, account_form(account, **{"integration-0-reconcile_after": "2h"}))
+    assert response.status_code == 302
+    integration = IntegrationSettings.objects.get(account=account)
+    assert (integration.stella_secret, integration.reconcile_after) == (secret, timedelta(hours=2))
+
+
+def test_every_duration_hint_states_its_bounds(admin_client, account):
+    page = admin_client.get(reverse("admin:surveys_account_change", args=[account.pk])).content.decode()
+    assert "from 0 to 7d, e.g. 10m." in page  # channel delay
+    assert "from 0 to 365d, e.g. 7d." in page  # suppression window
+    assert "from 1h to 30d, e.g. 24h." in page  # reconcile after
+    response = admin_client.post(
+        reverse("admin:surveys_account_change", args=[account.pk]),
+        account_form(account, **{"integration-0-channel_delay": "8d", "integration-0-suppression_window": "0"}),
+    )
+    assert "At most 7d." in response.content.decode()

@@ -26,7 +26,7 @@ from sandbox.demo import sandbox_people_create
 from sandbox.models import StellaSandboxFeedback
 from surveys.admin.accounts import IntegrationSettingsForm
 from surveys.delivery.sending import survey_request_send
-from surveys.loop.employees import stella_employees_sync, teammates_unknown_to_stella
+from surveys.loop.employees import stella_employees_sync, teammates_recheck_before_resend, teammates_unknown_to_stella
 from surveys.loop.feedback import stella_feedback_pull
 from surveys.loop.reconcile import survey_requests_reconcile
 from surveys.loop.stella import stella_data_client
@@ -229,6 +229,35 @@ def test_employee_sync_matches_teammates_by_email_or_their_custom_id(account, st
     }
     state = StellaSyncState.objects.get(account=account)
     assert (state.employees_synced_at, state.employees_error) == (NOW, "")
+
+
+def test_a_resend_of_employee_not_found_reads_stellas_employees_again_first(account, stella):
+    stella.employee("ada@support.example")
+    ada = TeammateFactory(account=account, name="Ada", email="ada@support.example", intercom_id="41001")
+    bo = TeammateFactory(account=account, name="Bo", email="bo@support.example", intercom_id="41002")
+    stella_employees_sync(account, now=NOW)
+    refused = {
+        teammate.name: SurveyRequestFactory(
+            account=account,
+            status=S.INVALID,
+            teammate_id=teammate.intercom_id,
+            teammate_email=teammate.email,
+            reason="employee_unknown" if teammate is bo else "",
+            status_detail="Employee not found",
+        )  # fmt: skip
+        for teammate in (ada, bo)
+    }
+    stella.employee("bo@support.example")  # added in Stella since the last sync
+    other = SurveyRequestFactory(account=account, status=S.FAILED)
+    calls = stella.employee_calls
+
+    recheck = teammates_recheck_before_resend([*refused.values(), other], now=NOW)
+
+    assert stella.employee_calls == calls + 1  # one employee list for the account, whatever the requests
+    assert (recheck.still_unknown, recheck.unchecked) == ([], [])
+    assert Teammate.objects.get(pk=bo.pk).stella_match == Match.EMAIL
+    stella.employees.clear()
+    assert teammates_recheck_before_resend(refused.values(), now=NOW).still_unknown == list(refused.values())
 
 
 def test_employees_no_longer_listed_are_removed_and_their_teammates_unmatched(account, stella):

@@ -179,6 +179,8 @@ def test_every_url_of_the_portal_is_covered_here():
              "api/", "", "sandbox/",
              # For operators: readiness says only which checks pass; metrics answers 404 without its token.
              "readyz", "metrics",
+             # The favicon: a redirect to a static file, the same for everyone.
+             "favicon.ico",
              # Saves only the signed-in user's own time zone; the docs page needs a login and shows only the schema.
              "status/time-zone/", "api/docs/",
              # Only redirects old admin bookmarks to their new address, which the admin tests cover.
