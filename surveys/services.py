@@ -15,9 +15,8 @@ from django.utils import timezone
 from integrations.intercom.payloads import Conversation, IntercomNotification
 from integrations.models import InboundWebhook
 from integrations.stella.client import FeedbackRequest
-from portal.queue import enqueue
-from portal.schedules import SEND_TASK, send_task_name
 from surveys.counts import count_api_request_recorded, count_survey_request_recorded, count_survey_request_transition
+from surveys.dispatch import survey_requests_admit
 from surveys.models import (
     TRANSITIONS,
     Account,
@@ -307,9 +306,9 @@ def survey_requests_reject_locally(survey_requests: list[SurveyRequest]) -> list
 
 
 def survey_requests_queue(survey_request_ids: list[int]) -> None:
-    """Hand requests to the task queue. Call it once they are committed (on_commit), with queued_at set."""
-    for pk in survey_request_ids:
-        enqueue(SEND_TASK, pk, name=send_task_name(pk))
+    """Hand requests to the task queue, within their accounts' share of it (surveys/dispatch.py): those over it wait
+    for a slot. Call it once they are committed (on_commit), with queued_at set."""
+    survey_requests_admit(survey_request_ids, now=timezone.now())
 
 
 def survey_requests_apply_event(event: ConversationEvent) -> int:

@@ -4,6 +4,7 @@ dotted path (portal/schedules.py), so a rename strands whatever is queued under 
 from django.utils import timezone
 
 from surveys.alerts import accounts_check_error_rates
+from surveys.dispatch import survey_requests_dispatch_account, survey_requests_hand_over
 from surveys.feedback import stella_sync_all
 from surveys.intake import inbound_webhooks_process_pending
 from surveys.notes import intercom_notes_write_all
@@ -16,7 +17,14 @@ def process_inbound_webhooks() -> int:
 
 
 def send_survey_request(survey_request_id: int) -> str:
-    return survey_request_send(survey_request_id, now=timezone.now()).status
+    try:
+        survey_request = survey_request_send(survey_request_id, now=timezone.now())
+    except Exception:
+        survey_requests_hand_over(survey_request_id, now=timezone.now())
+        raise
+    # Its slot goes to its account's next due request (surveys/dispatch.py).
+    survey_requests_dispatch_account(survey_request.account_id, now=timezone.now())
+    return survey_request.status
 
 
 def send_due_survey_requests() -> int:
