@@ -100,17 +100,19 @@ def _time(value: Any) -> datetime:
     return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
 
-def latencies(running: Portal, workspace: str) -> tuple[list[float], list[float], int]:
-    """Seconds from each of `workspace`'s webhooks stored to processed, and to its request sent; how many waiting."""
+def latencies(running: Portal, workspace: str, *, first: int = 0) -> tuple[list[float], list[float], int]:
+    """Seconds from each of `workspace`'s closures numbered from `first` stored to processed, and to its request
+    sent; and how many of them are not sent yet."""
     found = rows(
         running,
-        "SELECT w.received_at, w.processed_at, r.sent_at FROM integrations_inboundwebhook w "
+        "SELECT w.notification_id, w.received_at, w.processed_at, r.sent_at FROM integrations_inboundwebhook w "
         "LEFT JOIN surveys_surveyrequest r ON r.inbound_webhook_id = w.id "
         f"WHERE w.workspace_id = '{workspace}'",
     )
-    processed = [(_time(done) - _time(stored)).total_seconds() for stored, done, _ in found if done]
-    sent = [(_time(sent) - _time(stored)).total_seconds() for stored, _, sent in found if sent]
-    return processed, sent, len(found) - len(sent)
+    mine = [row[1:] for row in found if int(row[0].rsplit("_", 1)[1]) >= first]
+    processed = [(_time(done) - _time(stored)).total_seconds() for stored, done, _ in mine if done]
+    sent = [(_time(sent) - _time(stored)).total_seconds() for stored, _, sent in mine if sent]
+    return processed, sent, len(mine) - len(sent)
 
 
 def wait_for(check: Any, *, seconds: float) -> bool:
@@ -188,11 +190,10 @@ def fair(database: str, stella: Portal, run: int) -> dict[str, Any]:
             acknowledged_s = time.monotonic() - started
 
             def b_done() -> bool:
-                return latencies(running, account_b)[2] == 0
+                return latencies(running, account_b, first=B_CLOSURES)[2] == 0
 
             wait_for(b_done, seconds=60)
-            busy_processed, busy_sent, _ = latencies(running, account_b)
-            busy_processed, busy_sent = busy_processed[B_CLOSURES:], busy_sent[B_CLOSURES:]
+            busy_processed, busy_sent, _ = latencies(running, account_b, first=B_CLOSURES)
             (a_queued,) = rows(
                 running,
                 "SELECT count(*) FROM surveys_surveyrequest r JOIN surveys_account a ON a.id = r.account_id "

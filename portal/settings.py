@@ -324,6 +324,9 @@ _SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
 INTAKE_BATCH_SIZE = env.int("INTAKE_BATCH_SIZE", default=100 if _SQLITE else 200)
 INTAKE_BATCH_TRANSACTION_SECONDS = env.float("INTAKE_BATCH_TRANSACTION_SECONDS", default=0.05 if _SQLITE else 2.0)
 INTAKE_DRAINS = env.int("INTAKE_DRAINS", default=Q_CLUSTER["workers"])
+# On SQLite, verified webhooks are stored in an inbox file of their own beside the database (integrations/inbox.py),
+# so a webhook request never waits for the write lock the intake's batches hold; false stores them in the database.
+WEBHOOK_INBOX = env.bool("WEBHOOK_INBOX", default=_SQLITE)
 if Q_REDIS_URL := env("Q_REDIS_URL", default=""):
     Q_CLUSTER["redis"] = Q_REDIS_URL
 else:

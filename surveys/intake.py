@@ -7,8 +7,9 @@ rules decide.
 
 How several drains share the work on PostgreSQL, in one transaction per batch:
 
-1. **Claim**: the oldest waiting webhooks, `FOR UPDATE SKIP LOCKED LIMIT INTAKE_BATCH_SIZE`, over a
-   partial index on waiting rows in exactly that order, so drains take different rows.
+1. **Claim**: waiting webhooks in turns across workspaces (each one's oldest, then each one's second...: one
+   account's burst never holds back another's), `FOR UPDATE SKIP LOCKED LIMIT INTAKE_BATCH_SIZE`, so drains take
+   different rows.
 2. **Lease**: for each conversation among them, `pg_try_advisory_xact_lock` on its key. Only the
    holder acts on a conversation, until its transaction ends; a conversation leased by another drain
    is left to it (its rows we claimed stay waiting, and are only locked until we commit).
@@ -43,6 +44,8 @@ from django.conf import settings
 from django.db import DatabaseError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from integrations.inbox import PRUNE_EVERY as INBOX_PRUNE_EVERY
+from integrations.inbox import inbox_move, inbox_prune
 from integrations.intercom.payloads import IntercomNotification
 from integrations.models import InboundWebhook
 from portal.errors import exception_summary, exception_traceback
@@ -92,14 +95,17 @@ def inbound_webhooks_process_pending(*, seconds: float | None = None) -> int:
         if not slot:
             return 0  # as many drains as allowed are at work already
         helper_queued = False
+        moved = 0
         while True:
             if time.monotonic() >= deadline:
                 enqueue(PROCESS_WEBHOOKS_TASK)
                 break
             background_write_turn()  # on SQLite, after any webhook waiting to be stored (portal/write_gate.py)
             with enqueues_batched(), transaction.atomic():  # the batch's sends queued in one commit, after its own
+                # On SQLite, what arrived in the inbox first, committed with the batch (integrations/inbox.py).
+                arrived = inbox_move(limit=settings.INTAKE_BATCH_SIZE)
                 claim = inbound_webhooks_claim(limit=settings.INTAKE_BATCH_SIZE)
-                if not claim.claimed:
+                if not claim.claimed and not arrived:
                     break
                 if claim.claimed >= settings.INTAKE_BATCH_SIZE and not helper_queued and _parallel():
                     transaction.on_commit(lambda: enqueue(PROCESS_WEBHOOKS_TASK))
@@ -107,8 +113,14 @@ def inbound_webhooks_process_pending(*, seconds: float | None = None) -> int:
                 batch_deadline = min(deadline, time.monotonic() + settings.INTAKE_BATCH_TRANSACTION_SECONDS)
                 acted = inbound_webhooks_process_batch(claim, deadline=batch_deadline)
             done += acted
-            if not acted:
+            moved += arrived
+            if moved >= INBOX_PRUNE_EVERY:
+                inbox_prune()
+                moved = 0
+            if not acted and not arrived:
                 time.sleep(CONTESTED_PAUSE_SECONDS * (0.5 + random.random()))  # noqa: S311
+        if moved:
+            inbox_prune()
     return done
 
 
