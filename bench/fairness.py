@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -335,9 +335,9 @@ def figures(runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
             })  # fmt: skip
         results = [r for r in runs.get("steady", []) if r["database"] == database]
         if results:
-            keys = ("rate", "p99_ms_without", "p99_ms_with", "p99_ratio", "backlog_drained_after_s")
+            steady_keys = ("rate", "p99_ms_without", "p99_ms_with", "p99_ratio", "backlog_drained_after_s")
             lines.append({
-                "figure": f"steady_{database}", **{key: spread([r[key] for r in results]) for key in keys},
+                "figure": f"steady_{database}", **{key: spread([r[key] for r in results]) for key in steady_keys},
                 "errors": sum(r["errors"] for r in results), "target": "p99 with <= 3x without, and < 1000 ms",
                 "ok": all(r["p99_ratio"] <= 3 and r["p99_ms_with"] < 1000 and not r["errors"] for r in results),
             })  # fmt: skip
@@ -347,11 +347,12 @@ def figures(runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
 def main(parts: tuple[str, ...], repeat: int) -> bool:
     print(json.dumps({"bench": "fairness", "nproc": os.cpu_count(), "load_average": os.getloadavg()}), flush=True)
     runs: dict[str, list[dict[str, Any]]] = {}
-    with contextmanager(lambda: (yield None))() if "fair" not in parts else stella_server() as stella:
+    with ExitStack() as stack:
+        stella = stack.enter_context(stella_server()) if "fair" in parts else None
         for run in range(repeat):
             for database in PROCESSES:
                 for part in parts:
-                    result = fair(database, stella, run) if part == "fair" else steady(database)
+                    result = fair(database, stella, run) if stella and part == "fair" else steady(database)
                     result["load_average"] = [round(load, 2) for load in os.getloadavg()]
                     print(json.dumps(result), flush=True)
                     runs.setdefault(part, []).append(result)

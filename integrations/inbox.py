@@ -23,6 +23,7 @@ import os
 import sqlite3
 import threading
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -132,9 +133,10 @@ def inbox_move(*, limit: int) -> int:
     with connection.cursor() as cursor:
         for start in range(0, len(values), 50):  # well under SQLite's parameter limit
             chunk = values[start : start + 50]
+            parameters: list[Any] = [value for fields in chunk for value in _row(fields)]
             cursor.execute(
                 f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES {', '.join([placeholders] * len(chunk))}",
-                [value for fields in chunk for value in _row(fields)],
+                parameters,
             )
     mark.moved_up_to = rows[-1][0]
     mark.save(update_fields=["moved_up_to"])

@@ -5,8 +5,9 @@ account's sends behind them, and one whose Stella calls time out or answer 429 w
 account never has more than SEND_ACCOUNT_IN_FLIGHT requests queued or sending at once, across all clusters; the
 rest wait in the database, unqueued, oldest first, until one of its slots frees:
 
-- a send that ends hands its slot to the account's next due request at once (`survey_requests_dispatch_account`,
-  from the send task), so an account with a backlog keeps its share of the workers busy without waiting for a tick;
+- a send that ends hands its slot to the account's next due request at once: the same worker sends it, for up to
+  SEND_CHAIN_SECONDS (`survey_request_take_next`), then hands the slot on through the queue
+  (`survey_requests_dispatch_account`), so an account with a backlog keeps its share of the workers busy;
 - the cluster's poller, every SEND_POLL_SECONDS, tops every account up to its share, at most
   SEND_ACCOUNT_PER_TICK an account a tick, taking turns (each account's oldest, then each one's second...), so it
   also queues delayed sends and retries as they come due (surveys/on_time.py); the minute sweep does the same for
@@ -108,8 +109,27 @@ def _lock(accounts: Collection[int] | None) -> None:
         )
 
 
+def survey_request_take_next(account_id: int, *, now: datetime) -> int | None:
+    """For a sender whose request is done: its account's next due request, if the account has a slot free, marked
+    queued (in flight) for this sender to send itself, without a trip through the queue (which a worker looks at
+    only every half second when it found it empty). None if there is none, or no slot."""
+    if not _next_of_account(account_id, now=now):
+        return None
+    with transaction.atomic():
+        _lock([account_id])
+        taken = _mark(_next_in_turn(now=now, accounts=[account_id])[:1], now=now)
+    return taken[0] if taken else None
+
+
 def _dispatch(*, now: datetime, accounts: Collection[int]) -> list[int]:
-    ids = _next_in_turn(now=now, accounts=accounts)
+    marked = _mark(_next_in_turn(now=now, accounts=accounts), now=now)
+    if marked:
+        transaction.on_commit(lambda: survey_requests_enqueue(marked))
+    return marked
+
+
+def _mark(ids: list[int], *, now: datetime) -> list[int]:
+    """Mark these requests queued, those still scheduled and unqueued; the ones marked, in the order given."""
     if not ids:
         return []
     table = connection.ops.quote_name(SurveyRequest._meta.db_table)
@@ -120,9 +140,7 @@ def _dispatch(*, now: datetime, accounts: Collection[int]) -> list[int]:
             [connection.ops.adapt_datetimefield_value(now), *ids, Status.SCHEDULED],
         )
         taken = {pk for (pk,) in cursor.fetchall()}
-    marked = [pk for pk in ids if pk in taken]  # queued in turns, as chosen
-    transaction.on_commit(lambda: survey_requests_enqueue(marked))
-    return marked
+    return [pk for pk in ids if pk in taken]  # in turns, as chosen
 
 
 def survey_requests_enqueue(survey_request_ids: list[int]) -> None:

@@ -1,10 +1,13 @@
 """django-q2 entry points: a few lines each, no rules. Schedules and queued tasks name these by
 dotted path (portal/schedules.py), so a rename strands whatever is queued under the old one."""
 
+import time
+
+from django.conf import settings
 from django.utils import timezone
 
 from surveys.alerts import accounts_check_error_rates
-from surveys.dispatch import survey_requests_dispatch_account, survey_requests_hand_over
+from surveys.dispatch import survey_request_take_next, survey_requests_dispatch_account, survey_requests_hand_over
 from surveys.feedback import stella_sync_all
 from surveys.intake import inbound_webhooks_process_pending
 from surveys.notes import intercom_notes_write_all
@@ -17,14 +20,22 @@ def process_inbound_webhooks() -> int:
 
 
 def send_survey_request(survey_request_id: int) -> str:
-    try:
-        survey_request = survey_request_send(survey_request_id, now=timezone.now())
-    except Exception:
-        survey_requests_hand_over(survey_request_id, now=timezone.now())
-        raise
-    # Its slot goes to its account's next due request (surveys/dispatch.py).
+    """Send it; then, its slot free, its account's next due requests, for up to SEND_CHAIN_SECONDS; then hand the
+    slot on through the queue (surveys/dispatch.py). Returns what came of the first."""
+    deadline = time.monotonic() + settings.SEND_CHAIN_SECONDS
+    outcomes: list[str] = []
+    pk: int | None = survey_request_id
+    while pk is not None:
+        try:
+            survey_request = survey_request_send(pk, now=timezone.now())
+        except Exception:
+            survey_requests_hand_over(pk, now=timezone.now())
+            raise
+        outcomes.append(survey_request.status)
+        more = time.monotonic() < deadline
+        pk = survey_request_take_next(survey_request.account_id, now=timezone.now()) if more else None
     survey_requests_dispatch_account(survey_request.account_id, now=timezone.now())
-    return survey_request.status
+    return outcomes[0]
 
 
 def send_due_survey_requests() -> int:

@@ -128,8 +128,28 @@ def test_closures_past_the_share_wait_in_the_database_unqueued(
 
 
 @responses.activate
-def test_a_send_that_ends_hands_its_slot_to_its_accounts_next(account, settings, django_capture_on_commit_callbacks):
+def test_a_sender_sends_its_accounts_next_while_it_has_time(account, settings, django_capture_on_commit_callbacks):
     settings.SEND_ACCOUNT_IN_FLIGHT = 1
+    account.integration.test_api_key = "test-key-0000-1111-2222-abcd"
+    account.integration.save()
+    responses.post(f"{settings.STELLA_API_URL}/v1/requests", json={})
+    now = datetime.now(UTC)
+    requests = [
+        SurveyRequestFactory(account=account, channel="chat", send_after=now - (10 - n) * SECOND) for n in range(3)
+    ]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert survey_requests_dispatch(now=now) == [requests[0].pk]
+        assert send_survey_request(requests[0].pk) == S.SENT  # then the next two, in this task, one at a time
+    assert set(SurveyRequest.objects.values_list("status", flat=True)) == {S.SENT}
+    assert len(responses.calls) == 3
+    assert queued_sends() == [requests[0].pk]  # nothing more queued (the first's task is still on this broker)
+
+
+@responses.activate
+def test_out_of_time_a_sender_hands_its_slot_on_through_the_queue(
+    account, settings, django_capture_on_commit_callbacks
+):
+    settings.SEND_ACCOUNT_IN_FLIGHT, settings.SEND_CHAIN_SECONDS = 1, 0
     account.integration.test_api_key = "test-key-0000-1111-2222-abcd"
     account.integration.save()
     responses.post(f"{settings.STELLA_API_URL}/v1/requests", json={})
@@ -140,6 +160,6 @@ def test_a_send_that_ends_hands_its_slot_to_its_accounts_next(account, settings,
     with django_capture_on_commit_callbacks(execute=True):
         assert survey_requests_dispatch(now=now) == [first.pk]
         assert send_survey_request(first.pk) == S.SENT
-    assert queued_sends() == [first.pk, second.pk]  # the first's task is still on this test's broker
+    assert queued_sends() == [first.pk, second.pk]
     second.refresh_from_db()
-    assert second.queued_at is not None
+    assert (second.status, second.queued_at is not None) == (S.SCHEDULED, True)
