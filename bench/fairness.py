@@ -367,8 +367,10 @@ if __name__ == "__main__":
     parser.add_argument("parts", nargs="*", help="fair, steady (default: both)")
     parser.add_argument("--repeat", type=int, default=1, help="Runs of each part (figures give min/median/max).")
     parser.add_argument("--burst", type=int, default=BURST_N, help="A's burst (a smaller one to try the bench out).")
+    parser.add_argument("--database", choices=list(PROCESSES), action="append", help="Only these (default: both).")
     arguments = parser.parse_args()
     BURST_N = arguments.burst
+    PROCESSES = {database: PROCESSES[database] for database in arguments.database or PROCESSES}
     if unknown := set(arguments.parts) - {"fair", "steady"}:
         parser.error(f"unknown parts {sorted(unknown)}: choose from fair, steady")
     sys.exit(0 if main(tuple(arguments.parts) or ("fair", "steady"), arguments.repeat) else 1)

@@ -18,10 +18,13 @@ WEBHOOK_INBOX=false the request stores into the database as before.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -94,23 +97,51 @@ def inbox_store(webhook: InboundWebhook) -> int:
     return cursor.lastrowid
 
 
-def inbox_waiting_before(inbox_id: int) -> bool:
-    """Whether a drain is at work or woken already, so this webhook needs no wake of its own: a webhook waits in the
-    database, or one that arrived before this one still waits in the inbox. A drain moves and claims until both are
-    empty, reading the inbox after each commit, so it takes this one too. Reads only: a wake (the task queued, a
-    write) is left to the first webhook after a quiet spell."""
-    table = connection.ops.quote_name(InboundWebhook._meta.db_table)
-    mark = connection.ops.quote_name(WebhookInboxMark._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT EXISTS(SELECT 1 FROM {table} WHERE status = %s), (SELECT moved_up_to FROM {mark} WHERE id = 1)",
-            [InboundWebhook.Status.RECEIVED],
-        )
-        waiting, moved = cursor.fetchone()
-    if waiting:
-        return True
-    found = _inbox().execute("SELECT 1 FROM webhook_inbox WHERE id > ? AND id < ? LIMIT 1", [moved or 0, inbox_id])
-    return found.fetchone() is not None
+def inbox_wake_needed(inbox_id: int) -> bool:
+    """Whether this webhook's request must wake the intake (queue its task, a write to the database): not while a
+    drain is at work (it holds the inbox's drain lock, and looks at the inbox again after letting go of it), nor
+    when a webhook that arrived before this one still waits in the inbox (whoever stored it woke one, or found one
+    at work, and that drain moves this one too). Reads only, and no wait on the database's write lock."""
+    path = inbox_path()
+    assert path is not None
+    if not _flock(f"{path}.drain", fcntl.LOCK_SH | fcntl.LOCK_NB):
+        return False
+    moved = WebhookInboxMark.objects.values_list("moved_up_to", flat=True).first() or 0
+    found = _inbox().execute("SELECT 1 FROM webhook_inbox WHERE id > ? AND id < ? LIMIT 1", [moved, inbox_id])
+    return found.fetchone() is None
+
+
+@contextmanager
+def inbox_draining() -> Iterator[bool]:
+    """Hold the inbox's drain lock while draining: True if this drain has it (or there is no inbox), False if
+    another drain is at work. A webhook stored while it is held wakes nobody: on letting go, call
+    `inbox_waiting()` and drain again if anything arrived."""
+    path = inbox_path()
+    if path is None:
+        yield True
+        return
+    descriptor = os.open(f"{path}.drain", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(descriptor)  # and the lock with it
+
+
+def _flock(path: str, mode: int) -> bool:
+    """Whether a lock of `mode` on the file could be taken now (it is let go at once)."""
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, mode)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(descriptor)
+    return True
 
 
 def inbox_move(*, limit: int) -> int:

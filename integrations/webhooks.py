@@ -16,7 +16,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from integrations.inbox import InboxDuplicate, inbox_path, inbox_store, inbox_waiting_before
+from integrations.inbox import InboxDuplicate, inbox_path, inbox_store, inbox_wake_needed
 from integrations.intercom.payloads import IntercomNotification, PayloadError
 from integrations.intercom.signature import signature_is_valid
 from integrations.models import InboundWebhook, UnverifiedWebhookCount
@@ -77,7 +77,7 @@ def _receive_into_inbox(
     except InboxDuplicate:
         logger.info("intercom.webhook.duplicate", extra={"notification_id": notification.id})
         raise DuplicateNotification(notification.id) from None
-    if not inbox_waiting_before(inbox_id):  # else the drain that moves the older one moves this one too
+    if inbox_wake_needed(inbox_id):
         enqueue(PROCESS_WEBHOOKS_TASK)
     return webhook
 

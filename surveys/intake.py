@@ -45,7 +45,7 @@ from django.db import DatabaseError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from integrations.inbox import PRUNE_EVERY as INBOX_PRUNE_EVERY
-from integrations.inbox import inbox_move, inbox_prune
+from integrations.inbox import inbox_draining, inbox_move, inbox_prune, inbox_waiting
 from integrations.intercom.payloads import IntercomNotification
 from integrations.models import InboundWebhook
 from portal.errors import exception_summary, exception_traceback
@@ -91,8 +91,8 @@ def inbound_webhooks_process_pending(*, seconds: float | None = None) -> int:
     """
     deadline = time.monotonic() + (settings.INTAKE_BATCH_SECONDS if seconds is None else seconds)
     done = 0
-    with _drain_slot() as slot:
-        if not slot:
+    with _drain_slot() as slot, inbox_draining() as alone:
+        if not slot or not alone:
             return 0  # as many drains as allowed are at work already
         helper_queued = False
         moved = 0
@@ -121,6 +121,8 @@ def inbound_webhooks_process_pending(*, seconds: float | None = None) -> int:
                 time.sleep(CONTESTED_PAUSE_SECONDS * (0.5 + random.random()))  # noqa: S311
         if moved:
             inbox_prune()
+    if inbox_waiting():  # stored as this drain stopped: its request found the drain at work, and woke nobody
+        enqueue(PROCESS_WEBHOOKS_TASK)
     return done
 
 

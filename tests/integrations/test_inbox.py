@@ -115,3 +115,13 @@ def test_a_webhook_is_acknowledged_while_the_cluster_holds_the_databases_write_l
     assert (response.status_code, response.json()) == (200, {"status": "received"})
     assert took < 1, f"the request waited {took:.1f} s for the database's write lock"
     assert process_inbound_webhooks() == 2
+
+
+def test_no_webhook_wakes_the_intake_while_a_drain_is_at_work(client, account):
+    with inbox.inbox_draining() as alone:  # a drain at work
+        assert alone
+        post_webhook(client, closure(1), process=False)
+        assert queued_tasks() == []  # no write to the database: the drain looks at the inbox again as it stops
+        assert process_inbound_webhooks() == 0  # and a second drain leaves it to the one at work
+    assert inbox.inbox_waiting() == 1  # what the drain at work finds as it lets go, and drains
+    assert process_inbound_webhooks() == 1
