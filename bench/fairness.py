@@ -52,7 +52,7 @@ from integrations.intercom.signature import signature_for  # noqa: E402
 from sandbox.samples import closed_conversation  # noqa: E402
 
 BURST_N = 10_000
-BURST_TIMEOUT_S = 300
+BURST_TIMEOUT_S = 600
 B_CLOSURES, B_INTERVAL_S = 10, 2.0
 STEADY_S, STEADY_BACKLOG, CAPACITY_N = 20, 3000, 1000
 PROCESSES = {"postgres": 2, "sqlite": 1}
