@@ -31,7 +31,7 @@ import random, sys
 from datetime import timedelta
 from django.db import connection
 from django.utils import timezone
-from surveys.accounts import account_upsert
+from surveys.accounts.account import account_upsert
 from surveys.models import ConversationEvent, SurveyRequest
 
 def fill(workspace_id, closures, seed):
@@ -103,7 +103,7 @@ import json, statistics, time
 from datetime import timedelta
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from surveys.dryrun import dry_run, proposed_settings
+from surveys.decisions.dry_run import dry_run, proposed_settings
 from surveys.models import Account
 
 results = {}

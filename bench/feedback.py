@@ -1,4 +1,4 @@
-"""Closing the loop with Stella at scale: the real feedback pull (surveys.feedback.stella_feedback_pull) reading
+"""Closing the loop with Stella at scale: the real feedback pull (surveys.loop.feedback.stella_feedback_pull) reading
 100,000 feedback records from the sandbox's Stella over HTTP on 127.0.0.1 into a portal holding 100,000 survey
 requests, and the Teammates view on the counts the pull leaves, against the same on 1,000.
 
@@ -110,7 +110,7 @@ PORTAL_SEED = (
     WORLD
     + """
 from django.contrib.auth.models import User
-from surveys.accounts import account_upsert
+from surveys.accounts.account import account_upsert
 from surveys.models import SurveyRequest
 
 account, _ = account_upsert(
@@ -144,7 +144,8 @@ import json, time
 from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
-from surveys.feedback import stella_data_client, stella_feedback_pull
+from surveys.loop.feedback import stella_feedback_pull
+from surveys.loop.stella import stella_data_client
 from surveys.models import Account, Feedback, TeammateDailyCount
 
 account = Account.objects.select_related("integration").get(intercom_workspace_id="bench")

@@ -41,9 +41,9 @@ sandbox_people_create()
 SEED = """
 from datetime import timedelta
 from django.utils import timezone
-from surveys.accounts import account_upsert
+from surveys.accounts.account import account_upsert
 from surveys.models import SurveyRequest
-from surveys.sending import survey_requests_send_due
+from surveys.delivery.sending import survey_requests_send_due
 
 account, _ = account_upsert(workspace_id="bench", name="Bench", test_api_key="sandbox-test-key-bench")
 closed = timezone.now() - timedelta(minutes=1)

@@ -46,7 +46,7 @@ SELECT
     CASE WHEN i % 3 = 0 THEN 'email' ELSE 'chat' END, 'conversation', 'admin', '4100001', 'Tess Teammate',
     'tess@support.example', 'contact-' || i, 'user', 'Customer ' || i, 'c' || i || '@customer.example', '[]',
     CASE WHEN (i / 4) % 2 = 0 THEN 'invalid' ELSE 'sent' END, CASE WHEN (i / 4) % 2 = 0 THEN 'invalid' ELSE 'send' END,
-    '', '{}', CASE WHEN (i / 4) % 2 = 0 THEN 'Employee not found' ELSE '' END,
+    '', '{}', CASE WHEN (i / 4) % 2 = 0 THEN '__NOT_FOUND__' ELSE '' END,
     CASE WHEN (i / 8) % 2 = 0 THEN 'test' ELSE 'live' END, 2, datetime('now'), datetime('now'), ''
 FROM n
 """
@@ -57,7 +57,7 @@ INSERT INTO surveys_apirequest (
 SELECT s.id, s.account_id, s.mode, 'POST', 'https://api.stellaconnect.net/v1/requests', '{}', '{}',
     CASE WHEN a.k = 0 THEN 503 WHEN s.status = 'invalid' THEN 400 ELSE 200 END, '', 100,
     CASE WHEN a.k = 0 THEN 'retry' WHEN s.status = 'invalid' THEN 'invalid' ELSE 'sent' END,
-    CASE WHEN a.k = 1 AND s.status = 'invalid' THEN 'Employee not found' ELSE '' END,
+    CASE WHEN a.k = 1 AND s.status = 'invalid' THEN '__NOT_FOUND__' ELSE '' END,
     datetime(s.closed_at, '+' || (a.k * 30) || ' seconds'), datetime(s.closed_at, '+' || (a.k * 30) || ' seconds')
 FROM surveys_surveyrequest s, (SELECT 0 AS k UNION ALL SELECT 1) a
 """
@@ -65,9 +65,10 @@ FILL = """
 import sys
 from django.contrib.auth.models import User
 from django.db import connection
-from surveys.accounts import account_upsert
-from surveys.counts import daily_counts_rebuild
+from surveys.accounts.account import account_upsert
+from surveys.reporting.counts import daily_counts_rebuild
 from surveys.models import ApiRequest
+from integrations.messages import STELLA_EMPLOYEE_NOT_FOUND
 
 accounts = [account_upsert(workspace_id=f"ws{n}", name=f"Company {n}")[0] for n in range(10)]
 support = User.objects.create_user("support", password="support-pw-1")
@@ -75,8 +76,9 @@ accounts[0].support_users.add(support)
 User.objects.create_superuser("csm", "csm@example.com", "csm-pw-1")
 survey_rows, call_rows, requests = sys.stdin.read().split("\\f")
 with connection.cursor() as cursor:
-    cursor.execute(survey_rows.replace("__REQUESTS__", str(int(requests))).replace("__FIRST__", str(accounts[0].pk)))
-    cursor.execute(call_rows)
+    survey_rows = survey_rows.replace("__REQUESTS__", str(int(requests))).replace("__FIRST__", str(accounts[0].pk))
+    cursor.execute(survey_rows.replace("__NOT_FOUND__", STELLA_EMPLOYEE_NOT_FOUND.words))
+    cursor.execute(call_rows.replace("__NOT_FOUND__", STELLA_EMPLOYEE_NOT_FOUND.words))
     cursor.execute("UPDATE surveys_surveyrequest SET sent_at = closed_at WHERE status = 'sent'")
     cursor.execute("ANALYZE")
 daily_counts_rebuild()

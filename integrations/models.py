@@ -34,7 +34,7 @@ class InboundWebhook(models.Model):
     # A failure's traceback, for whoever fixes the cause (bounded: portal/errors.py); `error` is its last line.
     traceback = models.TextField(blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
-    # Body and headers erased (personal data): the body then says when and why (surveys/privacy.py).
+    # Body and headers erased (personal data): the body then says when and why (surveys/accounts/privacy.py).
     erased_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

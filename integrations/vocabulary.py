@@ -3,6 +3,8 @@
 The Intercom parser produces them, the survey domain stores and decides on them.
 """
 
+from datetime import timedelta
+
 from django.db import models
 
 
@@ -17,3 +19,16 @@ class AssigneeKind(models.TextChoices):
     BOT = "bot", "Bot"
     TEAM = "team", "Team"
     NOBODY = "nobody", "Unassigned"
+
+
+def email_normalised(value: str | None) -> str:
+    """An email as the portal stores and compares it: trimmed, lower case; "" for none. The one normalisation:
+    Intercom's, Stella's and a CSM's emails meet in the same columns."""
+    return (value or "").strip().lower()
+
+
+# How far ahead of our clock a notification's time may be, for two questions. A time more than a day ahead is
+# no real time at all: the parser refuses the payload as malformed. One up to a day ahead parses, but more than
+# a few minutes ahead is a forged or broken clock: the webhook is stored, and not acted on.
+MALFORMED_AHEAD = timedelta(days=1)
+CLOCK_SKEW_ALLOWED = timedelta(minutes=10)

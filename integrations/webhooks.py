@@ -88,7 +88,7 @@ def inbound_webhooks_wake(*, after: InboundWebhook) -> None:
     A task drains until no webhook is left waiting, so the task that will take the older
     one sees this one too (this one is committed before we look). In a burst, the first
     webhook wakes one task, and tasks that find full batches queue more, up to
-    INTAKE_DRAINS (surveys/intake.py). Should a task die, the broker delivers it again and a
+    INTAKE_DRAINS (surveys/intake/process.py). Should a task die, the broker delivers it again and a
     schedule runs the same task every minute.
     """
     if not _older_webhook_waiting(after.pk):

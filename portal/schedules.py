@@ -35,7 +35,7 @@ class Every:
 
 
 SCHEDULES = (
-    # A webhook queues a drain when none has older work, and drains queue more as the backlog needs (surveys/intake.py);
+    # A webhook queues a drain when none has older work, and drains queue more as the backlog needs (surveys/intake/process.py);
     # this catches any a lost queue message left waiting.
     Every("Process received Intercom webhooks", PROCESS_WEBHOOKS_TASK, minutes=1),
     # Queue whatever is due and nobody holds, and recover what a dead sender left.

@@ -40,7 +40,8 @@ INTERCOM_CLIENT_SECRET = env("INTERCOM_CLIENT_SECRET", default=LOCAL_INTERCOM_CL
 # Links to conversations in the Intercom inbox (EU: https://app.eu.intercom.com).
 INTERCOM_APP_URL = env("INTERCOM_APP_URL", default="https://app.intercom.com")
 INTERCOM_WEBHOOK_MAX_BYTES = env.int("INTERCOM_WEBHOOK_MAX_BYTES", default=1024 * 1024)
-# A signed notification older than this (or over 10 minutes in the future) is stored and ignored, never acted on.
+# A signed notification older than this (or too far in the future: integrations/vocabulary.py) is stored and
+# ignored, never acted on.
 INTERCOM_WEBHOOK_MAX_AGE_DAYS = env.int("INTERCOM_WEBHOOK_MAX_AGE_DAYS", default=7)
 # Intercom's REST API, for what a webhook leaves out (EU: https://api.eu.intercom.io).
 INTERCOM_API_URL = env(
@@ -303,10 +304,10 @@ Q_CLUSTER = {
     "poll": 0.5,
     "label": "Task queue",
 }
-# `manage.py runcluster` queues delayed sends and retries this often as they come due (surveys/on_time.py);
+# `manage.py runcluster` queues delayed sends and retries this often as they come due (surveys/delivery/on_time.py);
 # 0 turns that off, leaving them to the minute sweep.
 SEND_POLL_SECONDS = env.float("SEND_POLL_SECONDS", default=1.0)
-# A fair share of the task workers for each account (surveys/dispatch.py): at most SEND_ACCOUNT_IN_FLIGHT of an
+# A fair share of the task workers for each account (surveys/delivery/dispatch.py): at most SEND_ACCOUNT_IN_FLIGHT of an
 # account's survey requests are queued or sending at once, across every cluster (default: one cluster's workers
 # less one, so one account's slow or refused calls never hold them all); the poller queues at most
 # SEND_ACCOUNT_PER_TICK of an account each time it looks. The rest wait in the database, oldest first.
@@ -322,7 +323,7 @@ CLUSTER_NICE = env.int("CLUSTER_NICE", default=10)
 INTAKE_BATCH_SECONDS = env.float("INTAKE_BATCH_SECONDS", default=10)
 # Each transaction of the intake claims up to INTAKE_BATCH_SIZE waiting webhooks and commits them together, after at
 # most INTAKE_BATCH_TRANSACTION_SECONDS. On SQLite that transaction holds the only write lock, so it stays short:
-# a webhook request waits behind it. On PostgreSQL up to INTAKE_DRAINS tasks drain at once (surveys/intake.py).
+# a webhook request waits behind it. On PostgreSQL up to INTAKE_DRAINS tasks drain at once (surveys/intake/process.py).
 _SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
 INTAKE_BATCH_SIZE = env.int("INTAKE_BATCH_SIZE", default=100 if _SQLITE else 200)
 INTAKE_BATCH_TRANSACTION_SECONDS = env.float("INTAKE_BATCH_TRANSACTION_SECONDS", default=0.05 if _SQLITE else 2.0)
@@ -359,7 +360,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None, "displayOperationId": False},
 }
 
-# ---- Personal data (surveys/privacy.py) ----
+# ---- Personal data (surveys/accounts/privacy.py) ----
 # Customers' names, emails and contact ids, and raw webhook bodies and headers, are erased from stored
 # rows this many days after they were stored, by a daily job; statuses, reasons and counts stay.
 PERSONAL_DATA_RETENTION_DAYS = env.int("PERSONAL_DATA_RETENTION_DAYS", default=90)

@@ -9,9 +9,9 @@ from rest_framework.routers import DefaultRouter
 
 from integrations.views import intercom_webhook
 from portal.views import healthz, metrics, readyz
-from surveys.api import ApiRequestViewSet, SurveyRequestViewSet, TeammatesApiView
-from surveys.oauth import intercom_oauth_callback
-from surveys.views import StatusExportView, StatusPageView, TeammatesExportView, TeammatesView, TimeZoneView
+from surveys.accounts.oauth import intercom_oauth_callback
+from surveys.reporting.api import ApiRequestViewSet, SurveyRequestViewSet, TeammatesApiView
+from surveys.reporting.views import StatusExportView, StatusPageView, TeammatesExportView, TeammatesView, TimeZoneView
 
 api = DefaultRouter()
 api.register("survey-requests", SurveyRequestViewSet, basename="survey-request")

@@ -11,7 +11,7 @@ from django.conf import settings
 from portal.durations import format_duration
 from sandbox.models import IntercomRecord, StellaSandboxEmployee
 from sandbox.samples import Person, conversation_item
-from surveys.accounts import account_upsert
+from surveys.accounts.account import account_upsert
 from surveys.models import Account, IntegrationSettings, Teammate
 
 WORKSPACE = "demo"
@@ -52,7 +52,7 @@ TEAMMATES: list[Person] = [
 BOT: tuple[str, str, str] = ("4109999", "Fin", f"operator+{WORKSPACE}@intercom.io")
 # Stella needs an employee even for a do-not-send request: the bot is mapped to one by custom id.
 BOT_EMPLOYEE_ID = "fin-bot"
-# A teammate Intercom knows and Stella doesn't (no Stella employee has her email): Stella answers "Employee not found".
+# A teammate Intercom knows and Stella doesn't (no Stella employee has her email): Stella answers that no employee matches.
 NEWCOMER: Person = ("4100004", "Nia Newhire", "nia@support.example")
 CUSTOMERS: list[Person] = [
     ("contact-ada", "Ada Customer", "ada@customer.example"),

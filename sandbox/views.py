@@ -30,6 +30,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 from jwt.warnings import InsecureKeyLengthWarning
 
+from integrations import messages
 from portal.redaction import mask_secret
 from sandbox.models import (
     IntercomRecord,
@@ -79,21 +80,21 @@ def stella_requests(request: HttpRequest) -> JsonResponse:
 def _invalid(body: object) -> str:
     """Stella's own checks, in Stella's words; empty when the request is fine."""
     if not isinstance(body, dict) or not isinstance(body.get("channel"), str):
-        return "Validation error: channel is required"
+        return f"{messages.STELLA_VALIDATION_ERROR.words}: channel is required"
     if unknown := set(body) - BODY_FIELDS:
-        return f"Validation error: unknown field {sorted(unknown)[0]}"
+        return f"{messages.STELLA_VALIDATION_ERROR.words}: unknown field {sorted(unknown)[0]}"
     if body["channel"] not in ENABLED_CHANNELS:
-        return "Channel not enabled for company"
+        return messages.STELLA_CHANNEL_NOT_ENABLED.words
     known = _employee_named(body)
     if known is None:
-        return "Employee not found"
+        return messages.STELLA_EMPLOYEE_NOT_FOUND.words
     if not known.active:
-        return "Deactivated employee"
+        return messages.STELLA_EMPLOYEE_DEACTIVATED.words
     customer = body.get("customer") or {}
     try:
         validate_email(customer.get("email") or "")
     except ValidationError:
-        return "Invalid customer"
+        return messages.STELLA_INVALID_CUSTOMER.words
     return ""
 
 
@@ -317,7 +318,9 @@ def stella_data(request: HttpRequest) -> JsonResponse:
         after = _query_int(request, "after", default=None)
         limit = _query_int(request, "limit", default=PAGE_MAX)
     except ValueError:
-        return JsonResponse({"message": "Validation error: after and limit must be integers"}, status=400)
+        return JsonResponse(
+            {"message": f"{messages.STELLA_VALIDATION_ERROR.words}: after and limit must be integers"}, status=400
+        )
     _feedback_answers_arrive(now=timezone.now())
     company = _key_company(request.headers.get("x-api-key", ""))
     records = StellaSandboxFeedback.objects.filter(mode=mode, company=company).order_by("sequence_id")
@@ -341,7 +344,10 @@ def stella_employees(request: HttpRequest) -> JsonResponse:
         size = _query_int(request, "number_of_employees", default=EMPLOYEES_PAGE_DEFAULT) or EMPLOYEES_PAGE_DEFAULT
     except ValueError:
         return JsonResponse(
-            {"message": "Validation error: external_id and number_of_employees must be integers"}, status=400
+            {
+                "message": f"{messages.STELLA_VALIDATION_ERROR.words}: external_id and number_of_employees must be integers"
+            },
+            status=400,
         )
     size = max(1, min(size, EMPLOYEES_PAGE_MAX))
     employees = StellaSandboxEmployee.objects.order_by("id")

@@ -7,6 +7,6 @@ class SurveysConfig(AppConfig):
 
     def ready(self) -> None:
         from portal.metrics import metrics_register
-        from surveys.metrics import survey_metrics
+        from surveys.reporting.metrics import survey_metrics
 
         metrics_register(survey_metrics)

@@ -6,14 +6,19 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 from django_q.models import Failure
 
-from integrations.models import InboundWebhook
 from integrations.vocabulary import AssigneeKind, Channel
 from portal.schedules import send_task_name
-from surveys.accounts import account_attention
+from surveys.decisions.rules import (
+    Decision,
+    SurveyCandidate,
+    customer_identity,
+    during_delay,
+    suppression_window_bounds,
+)
 from surveys.models import (
     Account,
     ApiRequest,
@@ -23,7 +28,6 @@ from surveys.models import (
     SurveyRequest,
     Teammate,
 )
-from surveys.rules import Decision, SurveyCandidate, customer_identity, during_delay, suppression_window_bounds
 
 # A survey of the customer on its way or sent (for the suppression window)...
 SURVEYING = (SurveyRequest.Status.SCHEDULED, SurveyRequest.Status.SENDING, SurveyRequest.Status.SENT)
@@ -291,53 +295,6 @@ def account_test_week(account: Account) -> dict[str, int]:
         invalid=Count("pk", filter=Q(outcome=ApiRequest.Outcome.INVALID) & unresolved),
         other=Count("pk", filter=~Q(outcome__in=[ApiRequest.Outcome.SENT, ApiRequest.Outcome.INVALID]) & unresolved),
     )
-
-
-# An enabled account that hears nothing from Intercom for this long has lost its webhook, or never had one.
-WEBHOOK_SILENCE = timedelta(hours=24)
-
-
-@dataclass(frozen=True)
-class AccountAttention:
-    account: Account
-    problems: list[str]
-
-
-def accounts_with_last_webhook(accounts: QuerySet[Account]) -> QuerySet[Account]:
-    """The accounts, each with `last_webhook_at` (its workspace's last webhook, read off an index) and
-    its settings and health: what `account_problems` needs, in one query."""
-    last_webhook = (
-        InboundWebhook.objects.filter(workspace_id=OuterRef("intercom_workspace_id"))
-        .order_by("-received_at")
-        .values("received_at")[:1]
-    )
-    return accounts.select_related("integration", "health").annotate(last_webhook_at=Subquery(last_webhook))
-
-
-def account_problems(account: Account, *, now: datetime) -> list[str]:
-    """What a CSM has to fix on an account from `accounts_with_last_webhook`: its health, and an enabled
-    account that never heard from Intercom or stopped hearing."""
-    problems = account_attention(account.health) if hasattr(account, "health") else []
-    last_webhook_at = getattr(account, "last_webhook_at", None)
-    if not account.integration.enabled:
-        return problems
-    if last_webhook_at is None:
-        problems.append("No webhook received yet: paste the webhook URL into Intercom (see the onboarding checklist).")
-    elif last_webhook_at < now - WEBHOOK_SILENCE:
-        problems.append(
-            f"No webhook from Intercom since {timezone.localtime(last_webhook_at):%Y-%m-%d %H:%M %Z}: "
-            "check the webhook in Intercom's Developer Hub."
-        )
-    return problems
-
-
-def accounts_needing_attention(accounts: QuerySet[Account], *, now: datetime) -> list[AccountAttention]:
-    """Every account with something to fix, most problems first: what the admin's front page starts with."""
-    attention = []
-    for account in accounts_with_last_webhook(accounts).order_by("name"):
-        if problems := account_problems(account, now=now):
-            attention.append(AccountAttention(account, problems))
-    return sorted(attention, key=lambda item: -len(item.problems))
 
 
 def daily_count_totals(accounts: QuerySet[Account], *, day: date | None = None) -> dict[str, int]:

@@ -6,13 +6,17 @@ import time
 from django.conf import settings
 from django.utils import timezone
 
-from surveys.alerts import accounts_check_error_rates
-from surveys.dispatch import survey_request_take_next, survey_requests_dispatch_account, survey_requests_hand_over
-from surveys.feedback import stella_sync_all
-from surveys.intake import inbound_webhooks_process_pending
-from surveys.notes import intercom_notes_write_all
-from surveys.privacy import personal_data_erase_expired
-from surveys.sending import survey_request_send, survey_requests_send_due
+from surveys.accounts.privacy import personal_data_erase_expired
+from surveys.delivery.dispatch import (
+    survey_request_take_next,
+    survey_requests_dispatch_account,
+    survey_requests_hand_over,
+)
+from surveys.delivery.sending import survey_request_send, survey_requests_send_due
+from surveys.intake.process import inbound_webhooks_process_pending
+from surveys.loop.notes import intercom_notes_write_all
+from surveys.loop.sync import stella_sync_all
+from surveys.reporting.alerts import accounts_check_error_rates
 
 
 def process_inbound_webhooks() -> int:
@@ -21,7 +25,7 @@ def process_inbound_webhooks() -> int:
 
 def send_survey_request(survey_request_id: int) -> str:
     """Send it; then, its slot free, its account's next due requests, for up to SEND_CHAIN_SECONDS; then hand the
-    slot on through the queue (surveys/dispatch.py). Returns what came of the first."""
+    slot on through the queue (surveys/delivery/dispatch.py). Returns what came of the first."""
     deadline = time.monotonic() + settings.SEND_CHAIN_SECONDS
     outcomes: list[str] = []
     pk: int | None = survey_request_id

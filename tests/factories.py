@@ -3,8 +3,8 @@ from datetime import UTC, datetime, timedelta
 import factory
 
 from integrations.vocabulary import AssigneeKind, Channel
+from surveys.decisions.rules import Decision
 from surveys.models import Account, Feedback, IntegrationHealth, IntegrationSettings, SurveyRequest, Teammate
-from surveys.rules import Decision
 from tests.helpers import WORKSPACE_ID
 
 NOW = datetime(2025, 11, 28, 10, 0, tzinfo=UTC)

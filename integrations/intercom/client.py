@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 import requests
 from django.conf import settings
 
+from integrations import messages
 from integrations.intercom.payloads import MAX_ID_LENGTH, OPERATOR_EMAIL, Conversation, JsonObject, PayloadError
 from portal.paths import NotAPathSegment, path_of
 
@@ -32,7 +33,7 @@ class IntercomNotFound(IntercomError):
 
 
 # An account with no token is not an account whose token Intercom rejected: it reads as its own state.
-TOKEN_MISSING = "No Intercom access token: connect with Intercom"
+TOKEN_MISSING = messages.INTERCOM_TOKEN_MISSING.words
 
 
 class IntercomTokenMissing(IntercomNotFound):
@@ -168,7 +169,7 @@ class IntercomClient:
             raise IntercomUnavailable(f"Intercom could not be reached: {type(exc).__name__}") from None
         logger.info("intercom.api.call", extra={"method": method, "path": path, "status": response.status_code})
         if response.status_code == 401:
-            raise IntercomTokenRejected("Intercom access token rejected")
+            raise IntercomTokenRejected(messages.INTERCOM_TOKEN_REJECTED.words)
         if response.status_code == 404:
             raise IntercomNotFound(f"Intercom has no such {what}")
         if response.status_code == 429:

@@ -15,11 +15,11 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
-from integrations.vocabulary import AssigneeKind, Channel
+from integrations.vocabulary import MALFORMED_AHEAD, AssigneeKind, Channel
 from portal.paths import DOT_SEGMENTS, path_of
 from portal.text import is_storable, storable
 
@@ -398,7 +398,7 @@ _KIND_NAMES = {str: "a string", int: "a number", dict: "an object", list: "a lis
 
 # Intercom began in 2011; a notification from later than tomorrow is a forgery or a broken clock.
 EARLIEST_TIME = datetime(2011, 1, 1, tzinfo=UTC)
-MAX_CLOCK_AHEAD = timedelta(days=1)
+MAX_CLOCK_AHEAD = MALFORMED_AHEAD  # integrations/vocabulary.py says why two limits
 # Ids are stored in columns of these sizes.
 MAX_ID_LENGTH = 64
 MAX_NOTIFICATION_ID_LENGTH = 100

@@ -21,6 +21,7 @@ from django.db import models
 from django.utils import timezone
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
+from integrations import messages
 from integrations.metrics import stella_calls_observed
 from integrations.vocabulary import Channel
 from portal.redaction import mask_secret
@@ -37,6 +38,11 @@ class Outcome(models.TextChoices):
     RETRY = "retry", "Failed, will retry"
     FAILED = "failed", "Failed"
     AMBIGUOUS = "ambiguous", "Ambiguous: may have reached Stella"
+
+
+# Stella emails an account's monitoring address when more than this share of its requests fail within an hour
+# (docs/reference): the portal's own alert (surveys/reporting/alerts.py) starts at the same share, and says so.
+ERROR_ALERT_THRESHOLD = 0.05
 
 
 @dataclass(frozen=True)
@@ -157,9 +163,9 @@ def _result_for_response(response: requests.Response) -> StellaResult:
         message = f"Stella answered {status}, redirecting to {location}: check the account's Stella API URL"
         return StellaResult(Outcome.FAILED, status, message)
     if status == 400:
-        return StellaResult(Outcome.INVALID, status, stella_message(response) or "Validation error")
+        return StellaResult(Outcome.INVALID, status, stella_message(response) or messages.STELLA_VALIDATION_ERROR.words)
     if status in (401, 403):
-        return StellaResult(Outcome.INVALID, status, "API key rejected")
+        return StellaResult(Outcome.INVALID, status, messages.STELLA_KEY_REJECTED.words)
     if status == 429 or status >= 500:
         return StellaResult(Outcome.RETRY, status, f"Stella answered {status}", retry_after_seconds(response))
     # Another 4xx (a wrong URL, say) won't get better by itself: a person has to look.

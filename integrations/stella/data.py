@@ -31,6 +31,7 @@ from django.utils.dateparse import parse_datetime
 from jwt.warnings import InsecureKeyLengthWarning
 
 from integrations.stella.client import NOT_MADE, retry_after_seconds, stella_message, stella_session
+from integrations.vocabulary import email_normalised
 from portal.redaction import mask_secret
 from portal.text import storable
 
@@ -89,7 +90,7 @@ class StellaEmployeeRecord:
     def from_json(cls, data: dict[str, Any]) -> StellaEmployeeRecord:
         return cls(
             id=_text(data.get("id")),
-            email=_free_text(data.get("email")).strip().lower(),
+            email=email_normalised(_free_text(data.get("email"))),
             custom_id=_free_text(data.get("custom_employee_id") or data.get("custom_id")).strip(),
             first_name=_free_text(data.get("first_name")).strip(),
             last_name=_free_text(data.get("last_name")).strip(),
@@ -146,7 +147,7 @@ class FeedbackRecord:
             request_sent_at=_datetime(data.get("request_sent_at")),
             response_received_at=_datetime(data.get("response_received_at")),
             request_delivery_status=_free_text(data.get("request_delivery_status")),
-            employee_email=_free_text(employee.get("email")).strip().lower(),
+            employee_email=email_normalised(_free_text(employee.get("email"))),
             employee_custom_id=_free_text(employee.get("custom_id")).strip(),
             employee_name=name,
             star_rating=_star_rating(star),

@@ -9,23 +9,24 @@ from django.db.models import QuerySet
 from django.forms import BaseInlineFormSet, ModelForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.utils import timezone
 from django.utils.decorators import method_decorator
-from django.utils.html import format_html_join
-from django.utils.safestring import mark_safe
 from django.views.decorators.debug import sensitive_post_parameters
 
 from portal.durations import HumanDurationField, format_duration
 from portal.redaction import mask_secret
-from surveys.accounts import integration_health_ensure, integration_settings_update
+from surveys.accounts.account import integration_health_ensure, integration_settings_update
+from surveys.accounts.oauth import account_authorize_url
+from surveys.accounts.onboarding import SANDBOX_KEY_PREFIXES, sandbox_key_hint
 from surveys.admin import dry_run, feedback, onboarding
-from surveys.feedback import stella_sync_job_run, teammate_match_refresh
+from surveys.loop.employees import teammate_match_refresh
+from surveys.loop.sync import stella_sync_job_run
 from surveys.models import Account, IntegrationSettings, Teammate
-from surveys.oauth import account_authorize_url
-from surveys.onboarding import SANDBOX_KEY_PREFIXES, sandbox_key_hint
-from surveys.selectors import account_problems, account_test_week, accounts_with_last_webhook
+from surveys.reporting.attention import Problem, account_attention, accounts_attention
+from surveys.selectors import account_test_week
 
 if TYPE_CHECKING:
     from django.contrib.admin.options import _FieldsetSpec
@@ -130,6 +131,11 @@ class IntegrationSettingsInline(admin.StackedInline):
     ]
 
 
+def problems_html(problems: list[Problem]) -> str:
+    """Each problem with its fix (linked where it is made); "Nothing to fix" only when there is none."""
+    return render_to_string("admin/surveys/account/problems.html", {"problems": problems})
+
+
 @admin.register(Account)
 class AccountAdmin(admin.ModelAdmin):
     filter_horizontal = ["support_users"]
@@ -192,19 +198,26 @@ class AccountAdmin(admin.ModelAdmin):
         integration = account.integration
         return f"{mask_secret(integration.test_api_key) or '—'} / {mask_secret(integration.production_api_key) or '—'}"
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Account]:
-        return accounts_with_last_webhook(super().get_queryset(request))
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        """The page's accounts with their problems, read for the page at once (surveys/reporting/attention.py)."""
+        changelist = super().get_changelist_instance(request)
+        page = list(changelist.result_list)
+        found = accounts_attention(Account.objects.filter(pk__in=[account.pk for account in page]), now=timezone.now())
+        by_pk = {account.pk: problems for account, problems in found.items()}
+        for account in page:
+            account.attention_problems = by_pk.get(account.pk, [])
+        return changelist
 
     @admin.display(description="needs attention")
     def problems(self, account: Account) -> str:
-        problems = account_problems(account, now=timezone.now())
-        return format_html_join(mark_safe("<br>"), "⚠ {}", ((problem,) for problem in problems)) or mark_safe(
-            '<span class="ok">✓ Nothing to fix</span>'
-        )
+        problems = getattr(account, "attention_problems", None)
+        if problems is None:
+            problems = account_attention(account, now=timezone.now())
+        return problems_html(problems)
 
     @admin.display(description="needs attention")
     def attention(self, account: Account) -> str:
-        return self.problems(account) or "—"
+        return problems_html(account_attention(account, now=timezone.now()))
 
     @admin.display(description="reading back from Stella")
     def stella_sync_status(self, account: Account) -> str:
@@ -285,6 +298,7 @@ class AccountAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
             "original": account,
             "week": account_test_week(account),
+            "problems": account_attention(account, now=timezone.now()),
             "has_production_key": bool(integration.production_api_key),
         }
         return TemplateResponse(request, "admin/surveys/account/go_live.html", context)

@@ -16,12 +16,17 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 
-from integrations.intercom.client import TOKEN_MISSING
+from integrations import messages
 from portal.admin_helpers import NoCountPaginator, ReadOnlyAdminMixin, shortened
 from surveys.admin.tabs import admin_tabs
+from surveys.delivery.survey_requests import RESENDABLE
 from surveys.models import ApiRequest, InvalidApiRequest, SurveyRequest, TestApiRequest
-from surveys.presenters import FIXES, KNOWN_MESSAGES, api_request_outcome, api_request_reason, channel_label
-from surveys.services import RESENDABLE
+from surveys.reporting.presenters import api_request_outcome, api_request_reason, channel_label
+
+# What a call's error can be, each name once (integrations/messages.py): a cancellation is never a call's.
+CALL_ERRORS = [
+    (code, words) for code, words in messages.REASON_CHOICES if messages.MESSAGES[code].kind != messages.Kind.CANCELLED
+]
 
 
 class ErrorMessageFilter(admin.SimpleListFilter):
@@ -31,10 +36,14 @@ class ErrorMessageFilter(admin.SimpleListFilter):
     parameter_name = "error"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(message, message) for message in KNOWN_MESSAGES]
+        return CALL_ERRORS
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(error_message=self.value()) if self.value() else queryset
+        value = self.value()
+        if not value:
+            return queryset
+        # By code, or by the words it reads as (a link written by hand).
+        return queryset.filter(error_code__in=messages.REASON_GROUPS.get(value) or messages.codes_like(value))
 
 
 class ResolvedFilter(admin.SimpleListFilter):
@@ -133,7 +142,7 @@ class ApiRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def account_name(self, api_request: ApiRequest) -> str:
         return shortened(api_request.account.name, narrow=True)
 
-    @admin.display(description="error", ordering="error_message")
+    @admin.display(description="error", ordering="error_code")
     def error(self, api_request: ApiRequest) -> str:
         if not api_request.error_message:
             return ""
@@ -236,10 +245,6 @@ class ReasonGroup:
     teammates: list[tuple[str, int, str]]  # for a teammate's problem: who, how many, where to map them
 
 
-# Problems of one teammate's Stella profile: fixed per teammate, on the Teammates list.
-TEAMMATE_MESSAGES = ("Employee not found", "Employee profile not complete", "Deactivated employee")
-
-
 # The to-fix list reads the latest invalid requests only: what is recent is what a CSM works on, and
 # the page stays as fast on a log of millions (counting every invalid row ever would not).
 REASON_GROUPS_WINDOW = 1000
@@ -253,18 +258,20 @@ class ReasonGroups:
 
 
 def invalid_reason_groups(request: HttpRequest, *, window: int = REASON_GROUPS_WINDOW) -> ReasonGroups:
-    """Unresolved invalid requests among the latest `window`, by reason and account, most first, with the fix
+    """The latest `window` invalid requests not resolved by a resend, by reason and account, most first, with the fix
     and where to make it (for a teammate's problem, each teammate involved). One query, over an index."""
     rows = InvalidApiRequest.objects.all()
     account_id = request.GET.get("account__id__exact", "")
     if account_id.isdigit():
         rows = rows.filter(account_id=account_id)
     latest = list(
-        rows.order_by("-created_at").values_list(
+        rows.filter(ApiRequest.unresolved_condition())
+        .order_by("-created_at")
+        .values_list(
+            "error_code",
             "error_message",
             "account_id",
             "account__name",
-            "survey_request__status",
             "survey_request__teammate_name",
             "survey_request__teammate_email",
         )[: window + 1]
@@ -272,45 +279,39 @@ def invalid_reason_groups(request: HttpRequest, *, window: int = REASON_GROUPS_W
     partial = len(latest) > window
     counts: Counter[tuple[str, int, str]] = Counter()
     teammates: dict[tuple[str, int], Counter[tuple[str, str]]] = {}
-    for message, account, account_name, status, teammate_name, teammate_email in latest[:window]:
-        if status == SurveyRequest.Status.SENT:
-            continue  # resolved by a resend
+    for code, text, account, account_name, teammate_name, teammate_email in latest[:window]:
+        message = messages.words_of(code, text)
         counts[message, account, account_name] += 1
-        if message in TEAMMATE_MESSAGES:
+        entry = messages.message(code)
+        if entry is not None and entry.per_teammate:
             teammates.setdefault((message, account), Counter())[teammate_name, teammate_email] += 1
     changelist = reverse("admin:surveys_invalidapirequest_changelist")
-    groups = [
-        ReasonGroup(
-            message=message,
-            account=account_name,
-            count=count,
-            fix=FIXES.get(message, ""),
-            fix_url=_fix_url(message, account),
-            rows_url=changelist
-            + "?"
-            + urlencode({"error": message, "account__id__exact": str(account), "resolved": "no"}),
-            teammates=[
-                (name or email, n, _teammate_url(account, name, email))
-                for (name, email), n in teammates.get((message, account), Counter()).most_common()
-            ],
+    groups = []
+    for (message, account, account_name), count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+        code = messages.REASON_GROUPS.get(message, [""])[0]
+        entry = messages.message(code)
+        filter_by = {"error": code} if code else {}
+        groups.append(
+            ReasonGroup(
+                message=message,
+                account=account_name,
+                count=count,
+                fix=entry.fix if entry else "",
+                fix_url=messages.fix_url(entry, account) if entry else _settings_url(account),
+                rows_url=changelist
+                + "?"
+                + urlencode({**filter_by, "account__id__exact": str(account), "resolved": "no"}),
+                teammates=[
+                    (name or email, n, messages.fix_url(entry, account, teammate=email or name))
+                    for (name, email), n in teammates.get((message, account), Counter()).most_common()
+                ]
+                if entry
+                else [],
+            )
         )
-        for (message, account, account_name), count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    ]
     return ReasonGroups(groups, window, partial)
 
 
-def _teammate_url(account_id: int, name: str, email: str) -> str:
-    """The Teammates list narrowed to one teammate of the account, where their Stella custom id is typed."""
-    query = urlencode({"account__id__exact": str(account_id), "q": email or name})
-    return f"{reverse('admin:surveys_teammate_changelist')}?{query}"
-
-
-def _fix_url(message: str, account_id: int) -> str:
-    """Where a CSM fixes the cause: the account's teammates, its connection to Intercom, or its settings."""
-    if message in TEAMMATE_MESSAGES:
-        return reverse("admin:surveys_teammate_changelist") + f"?account__id__exact={account_id}"
-    if message in ("Intercom access token rejected", TOKEN_MISSING):
-        return reverse("admin:surveys_account_connect_intercom", args=[account_id])
-    if message.startswith(("Invalid customer", "Conversation not found")):
-        return ""  # nothing of ours to fix
+def _settings_url(account_id: int) -> str:
+    """An unknown message: the account's settings, where most of what Stella refuses is set."""
     return reverse("admin:surveys_account_change", args=[account_id]) + "#integration-group"

@@ -1,5 +1,5 @@
 """The account's dry run: its last days' closures replayed under rules a CSM proposes, beside what
-happened. It reads only: nothing is sent, saved or queued (surveys/dryrun.py)."""
+happened. It reads only: nothing is sent, saved or queued (surveys/decisions/dry_run.py)."""
 
 from typing import Any
 
@@ -12,7 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 
 from portal.durations import HumanDurationField
-from surveys.dryrun import (
+from surveys.decisions.dry_run import (
     DEFAULT_DAYS,
     MAX_DAYS,
     RULE_FIELDS,
@@ -23,7 +23,7 @@ from surveys.dryrun import (
     signed,
 )
 from surveys.models import Account, IntegrationSettings
-from surveys.presenters import REASON_EXPLANATIONS
+from surveys.reporting.presenters import explanation_of
 
 CHANNELS = ("email_enabled", "chat_enabled")
 # The form's fields as settings_summary names them.
@@ -94,7 +94,7 @@ def _table(result: DryRunResult | None) -> list[dict[str, Any]]:
         {
             "decision": row.outcome.label,
             "reason": row.outcome.reason_label,
-            "explanation": REASON_EXPLANATIONS.get(row.outcome.reason, ""),
+            "explanation": explanation_of(row.outcome.reason),
             "current": row.current,
             "proposed": row.proposed,
             "change": signed(row.change),

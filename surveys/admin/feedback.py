@@ -22,7 +22,10 @@ from django.utils.safestring import SafeString, mark_safe
 
 from portal.admin_helpers import ReadOnlyAdminMixin, shortened
 from portal.text import displayable
-from surveys.feedback import SYNC_JOBS, EmployeeSync, FeedbackPull, stella_sync_job_run, teammates_unknown_to_stella
+from surveys.loop.employees import EmployeeSync, teammates_unknown_to_stella
+from surveys.loop.feedback import FeedbackPull
+from surveys.loop.quarantine import quarantined_feedback_of
+from surveys.loop.sync import SYNC_JOBS, stella_sync_job_run
 from surveys.models import (
     Account,
     Feedback,
@@ -32,7 +35,6 @@ from surveys.models import (
     StellaSyncState,
     Teammate,
 )
-from surveys.quarantine import quarantined_feedback_of
 
 UNKNOWN_SHOWN = 20
 QUARANTINED_SHOWN = 5

@@ -10,7 +10,7 @@ from django.utils.html import format_html
 
 from integrations.models import InboundWebhook, UnverifiedWebhookCount
 from portal.admin_helpers import ReadOnlyAdminMixin, shortened
-from surveys.intake import REPLAYABLE, inbound_webhook_replay
+from surveys.intake.process import REPLAYABLE, inbound_webhook_replay
 from surveys.models import ConversationEvent
 
 

@@ -15,15 +15,15 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from surveys.models import Account, ApiRequest, SurveyRequest
-from surveys.oauth import account_authorize_url
-from surveys.onboarding import (
+from surveys.accounts.oauth import account_authorize_url
+from surveys.accounts.onboarding import (
     TestRequestRefused,
     account_checklist,
     account_intercom_check,
     account_test_request_send,
 )
-from surveys.presenters import present
+from surveys.models import Account, ApiRequest, SurveyRequest
+from surveys.reporting.presenters import present
 
 
 def urls(model_admin: admin.ModelAdmin) -> list[URLPattern]:

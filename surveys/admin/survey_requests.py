@@ -16,8 +16,9 @@ from portal.admin_helpers import ReadOnlyAdminMixin, shortened
 from portal.errors import traceback_bounded
 from portal.text import displayable
 from surveys.admin.tabs import OUTCOME_PARAM, admin_tabs
+from surveys.delivery.survey_requests import RESENDABLE, survey_requests_resend
 from surveys.models import ApiRequest, SurveyOutcome, SurveyRequest
-from surveys.presenters import (
+from surveys.reporting.presenters import (
     api_request_outcome,
     channel_label,
     rule_verdicts,
@@ -29,7 +30,6 @@ from surveys.presenters import (
     survey_request_reason,
 )
 from surveys.selectors import survey_request_send_failures
-from surveys.services import RESENDABLE, survey_requests_resend
 
 # A request whose sender keeps failing may have many failed tasks: its page shows the newest, and links to the rest.
 FAILURES_SHOWN = 3

@@ -12,9 +12,9 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 from playwright.sync_api import sync_playwright
 
-from surveys.counts import daily_counts_rebuild
+from surveys.decisions.rules import Decision, DoNotSendReason, InvalidReason, SuppressionReason
 from surveys.models import ApiRequest, SurveyRequest
-from surveys.rules import Decision, DoNotSendReason, InvalidReason, SuppressionReason
+from surveys.reporting.counts import daily_counts_rebuild
 from tests.factories import AccountFactory, SurveyRequestFactory
 
 CHROMIUM = Path("/usr/bin/chromium")

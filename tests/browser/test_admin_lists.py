@@ -6,6 +6,7 @@ import os
 import pytest
 from playwright.sync_api import expect
 
+from integrations import messages
 from integrations.models import InboundWebhook
 from tests.browser.conftest import BROWSER, log_in, screenshot
 
@@ -67,7 +68,7 @@ def test_the_tabs_lead_from_requests_to_invalid_requests_keeping_the_account(liv
     expect(csm_page.get_by_role("heading", name="Still to fix, by reason")).to_be_visible()
     group = csm_page.locator(".reason-groups tbody tr").first
     expect(group).to_contain_text("Employee not found")
-    expect(group).to_contain_text("Map the teammate")
+    expect(group).to_contain_text(messages.STELLA_EMPLOYEE_NOT_FOUND.fix)
     screenshot(csm_page, "admin-invalid-requests.png")
     group.get_by_role("link", name="Fix it").click()
     csm_page.wait_for_url(f"**/admin/surveys/teammate/?account__id__exact={log.pk}")

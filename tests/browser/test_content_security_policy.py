@@ -34,7 +34,7 @@ from surveys.models import (
     SurveyRequest,
     Teammate,
 )
-from surveys.status import TABS
+from surveys.reporting.status import TABS
 from tests.browser.conftest import BROWSER, log_in
 from tests.factories import SurveyRequestFactory
 

@@ -8,8 +8,8 @@ from datetime import timedelta
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from surveys.decisions.rules import Decision, DoNotSendReason, SuppressionReason
 from surveys.models import ConversationEvent, SurveyRequest
-from surveys.rules import Decision, DoNotSendReason, SuppressionReason
 from tests.browser.conftest import BROWSER, log_in, screenshot
 from tests.factories import AccountFactory, SurveyRequestFactory
 

@@ -29,7 +29,7 @@ def test_a_new_account_is_onboarded_from_its_checklist(live_server, page, log, s
     page.fill("#id_name", "Bolt Support")
     page.fill("#id_intercom_workspace_id", "wsbolt")
     page.get_by_role("button", name="Save and continue editing").click()
-    page.get_by_role("link", name="Onboarding checklist").click()
+    page.get_by_role("link", name="Onboarding checklist", exact=True).click()
     account = Account.objects.get(intercom_workspace_id="wsbolt")
     intercom = page.locator("#step-intercom")
     expect(intercom).to_contain_text("No Intercom access token: connect with Intercom")
@@ -66,7 +66,7 @@ def test_a_new_account_is_onboarded_from_its_checklist(live_server, page, log, s
     page.fill("#id_integration-0-test_api_key", "sandbox-test-key-bolt")
     page.fill("#id_integration-0-production_api_key", "sandbox-live-key-bolt")
     page.get_by_role("button", name="Save and continue editing").click()
-    page.get_by_role("link", name="Onboarding checklist").click()
+    page.get_by_role("link", name="Onboarding checklist", exact=True).click()
     expect(page.locator("#step-keys")).to_contain_text("Both Stella API keys are stored")
 
     # One test request, through the real send path.

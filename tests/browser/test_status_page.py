@@ -7,8 +7,8 @@ from urllib.parse import urlsplit
 
 from playwright.sync_api import expect
 
+from surveys.decisions.rules import Decision
 from surveys.models import SurveyRequest
-from surveys.rules import Decision
 from tests.browser.conftest import BROWSER, log_in, screenshot
 
 pytestmark = BROWSER

@@ -12,8 +12,8 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from surveys.counts import day_of
 from surveys.models import Feedback, StellaSyncState, SurveyRequest, TeammateDailyCount
+from surveys.reporting.counts import day_of
 from tests.browser.conftest import BROWSER, log_in, screenshot
 
 pytestmark = BROWSER

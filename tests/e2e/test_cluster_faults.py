@@ -15,8 +15,8 @@ from django.utils import timezone
 
 from sandbox.demo import sandbox_people_create
 from sandbox.models import StellaSandboxRequest
+from surveys.delivery.sending import survey_requests_send_due
 from surveys.models import SurveyRequest
-from surveys.sending import survey_requests_send_due
 from tests.factories import AccountFactory, SurveyRequestFactory
 from tests.helpers import wait_until
 

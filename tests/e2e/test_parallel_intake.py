@@ -18,8 +18,8 @@ from django.utils import timezone
 from integrations.models import InboundWebhook
 from sandbox.demo import sandbox_people_create
 from sandbox.models import StellaSandboxRequest
+from surveys.delivery.sending import survey_requests_send_due
 from surveys.models import SurveyRequest
-from surveys.sending import survey_requests_send_due
 from tests.e2e.test_cluster_faults import FINAL, ROOT, database_url, start_cluster, stop
 from tests.factories import AccountFactory
 from tests.helpers import notification, post_webhook, sign, wait_until
@@ -40,7 +40,7 @@ import os, sys
 import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 django.setup()
-from surveys.intake import inbound_webhooks_process_pending
+from surveys.intake.process import inbound_webhooks_process_pending
 print("ready", flush=True)
 sys.stdin.readline()
 print(inbound_webhooks_process_pending())

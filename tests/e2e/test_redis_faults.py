@@ -15,8 +15,8 @@ from django_q.models import OrmQ
 
 from sandbox.demo import sandbox_people_create
 from sandbox.models import StellaSandboxRequest
+from surveys.delivery.sending import survey_requests_send_due
 from surveys.models import SurveyRequest
-from surveys.sending import survey_requests_send_due
 from tests.e2e.test_cluster_faults import BATCH, FINAL, start_cluster, statuses, stop
 from tests.factories import AccountFactory, SurveyRequestFactory
 from tests.helpers import queued_tasks, wait_until

@@ -12,8 +12,8 @@ from django.utils import timezone
 from django_q.models import Failure, OrmQ
 
 from portal.schedules import send_task_name
+from surveys.delivery.survey_requests import survey_requests_queue
 from surveys.models import IntegrationHealth, SurveyRequest
-from surveys.services import survey_requests_queue
 from tests.e2e.test_cluster_faults import CLUSTER, start_cluster, stop
 from tests.factories import AccountFactory, SurveyRequestFactory
 from tests.helpers import queued_tasks, wait_until

@@ -14,7 +14,8 @@ from django.utils import timezone
 from sandbox.demo import BOT, BOT_EMPLOYEE_ID, CUSTOMERS, TEAMMATES, sandbox_conversation_create, sandbox_people_create
 from sandbox.models import StellaSandboxRequest
 from sandbox.samples import closed_conversation, closed_conversation_v1, reopened_conversation
-from surveys.accounts import integration_settings_update
+from surveys.accounts.account import integration_settings_update
+from surveys.delivery.sending import survey_request_send, survey_requests_send_due
 from surveys.models import (
     ApiRequest,
     ConversationEvent,
@@ -23,7 +24,6 @@ from surveys.models import (
     SurveyRequest,
     Teammate,
 )
-from surveys.sending import survey_request_send, survey_requests_send_due
 from tests.factories import AccountFactory
 from tests.helpers import load_fixture, run_queued_tasks, sign
 from tests.servers import Answer, scripted_stella

@@ -240,7 +240,7 @@ def test_a_conversation_link_that_is_not_intercoms_is_built_from_the_ids_instead
 
 
 def test_the_intake_task_hands_over_when_its_time_is_up(client, account):
-    from surveys.intake import inbound_webhooks_process_pending
+    from surveys.intake.process import inbound_webhooks_process_pending
     from tests.helpers import queued_tasks, queued_tasks_purge
 
     for n in range(3):

@@ -8,7 +8,7 @@ from django.db import connection, transaction
 from django.test import Client
 
 from integrations.models import InboundWebhook
-from surveys import intake
+from surveys.intake import process as intake
 from surveys.models import SurveyRequest
 from surveys.tasks import process_inbound_webhooks
 from tests.factories import AccountFactory

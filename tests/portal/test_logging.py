@@ -17,8 +17,8 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from surveys.delivery.sending import survey_request_send
 from surveys.models import SurveyRequest
-from surveys.sending import survey_request_send
 from tests.factories import SurveyRequestFactory
 from tests.helpers import load_fixture, post_webhook
 
@@ -121,7 +121,7 @@ def test_log_format_json_makes_the_portal_log_json_lines():
     """The setting end to end: a portal process started with LOG_FORMAT=json writes JSON lines on stderr."""
     script = (
         "import django, logging; django.setup(); "
-        "logging.getLogger('surveys.sending').warning('account.sending_paused', extra={'account': 12, 'reason': 'x'})"
+        "logging.getLogger('surveys.delivery.sending').warning('account.sending_paused', extra={'account': 12, 'reason': 'x'})"
     )
     env = {**os.environ, "LOG_FORMAT": "json", "DJANGO_SETTINGS_MODULE": "portal.settings"}
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True)
@@ -129,7 +129,7 @@ def test_log_format_json_makes_the_portal_log_json_lines():
     assert {key: line[key] for key in ("event", "level", "logger", "account", "reason")} == {
         "event": "account.sending_paused",
         "level": "WARNING",
-        "logger": "surveys.sending",
+        "logger": "surveys.delivery.sending",
         "account": 12,
         "reason": "x",
     }

@@ -168,7 +168,7 @@ def test_a_heartbeat_is_renewed_at_its_interval_and_forgotten_once_its_cluster_i
 
 def test_with_the_database_down_metrics_still_answers_and_says_which_figures_are_missing(scrape, database_down):
     text = scrape()
-    assert metric_value(text, "portal_metrics_collector_up", collector="surveys.metrics.survey_metrics") == 0
+    assert metric_value(text, "portal_metrics_collector_up", collector="surveys.reporting.metrics.survey_metrics") == 0
     assert metric_value(text, "portal_metrics_collector_up", collector="portal.heartbeat.cluster_metrics") == 0
     assert "portal_survey_requests_waiting" not in text
 

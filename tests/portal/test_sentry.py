@@ -52,7 +52,7 @@ def call_stella(api_key: str) -> None:
 
 
 def test_an_error_reaches_sentry_without_the_key_it_held(sentry):
-    logger = logging.getLogger("surveys.sending")
+    logger = logging.getLogger("surveys.delivery.sending")
     logger.info("stella.request.sending", extra={"api_key": STELLA_KEY})  # a breadcrumb
     try:
         call_stella(STELLA_KEY)

@@ -13,7 +13,7 @@ from django.utils import timezone
 from integrations.intercom.payloads import IntercomNotification
 from integrations.models import InboundWebhook
 from integrations.webhooks import conversation_key
-from surveys.intake import inbound_webhooks_process_pending
+from surveys.intake.process import inbound_webhooks_process_pending
 from tests.helpers import WORKSPACE_ID, notification, sign, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -17,10 +17,10 @@ from django.utils.html import escape
 from sandbox.demo import NEWCOMER, WORKSPACE
 from sandbox.management.commands.send_demo_webhooks import Command
 from sandbox.models import StellaSandboxEmployee, StellaSandboxRequest
-from surveys.accounts import account_upsert
+from surveys.accounts.account import account_upsert
+from surveys.decisions.rules import SuppressionReason
+from surveys.delivery.survey_requests import survey_requests_resend
 from surveys.models import Account, ApiRequest, Feedback, SurveyRequest, TeammateDailyCount
-from surveys.rules import SuppressionReason
-from surveys.services import survey_requests_resend
 from tests.helpers import run_queued_tasks
 from tests.servers import refused_port
 

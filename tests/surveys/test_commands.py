@@ -6,7 +6,7 @@ from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from surveys.accounts import integration_pause
+from surveys.accounts.account import integration_pause
 from surveys.models import Account
 
 pytestmark = pytest.mark.django_db

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from integrations import messages
 from integrations.intercom.signature import signature_for
 from sandbox.demo import (
     BOT,
@@ -23,9 +24,13 @@ from sandbox.demo import (
     sandbox_people_create,
 )
 from sandbox.samples import closed_conversation, closed_conversation_v1, reopened_conversation
-from surveys.feedback import stella_employees_sync, stella_feedback_pull, teammates_unknown_to_stella
+from surveys.loop.employees import stella_employees_sync, teammates_unknown_to_stella
+from surveys.loop.feedback import stella_feedback_pull
 from surveys.models import Account, SurveyOutcome, SurveyRequest
-from surveys.presenters import survey_request_outcome
+from surveys.reporting.presenters import survey_request_outcome
+
+_NOT_FOUND = messages.STELLA_EMPLOYEE_NOT_FOUND.words
+_NOT_ENABLED = messages.STELLA_CHANNEL_NOT_ENABLED.words
 
 TESS, OMAR, INES = TEAMMATES
 WEBHOOK_PATH = "/webhooks/intercom/"
@@ -45,7 +50,7 @@ class Scenario:
 class Command(BaseCommand):
     help = (
         "Post signed sample Intercom webhooks to the portal `make run` started, then say what became of each: "
-        "closures sent, sent flagged do not send, invalid (Employee not found; Channel not enabled for company), "
+        f"closures sent, sent flagged do not send, invalid ({_NOT_FOUND}; {_NOT_ENABLED}), "
         "suppressed, cancelled by a reopen, and one waiting out a channel delay. "
         "The portal is looked for at http://127.0.0.1:$PORT (PORT from the environment, 8000 if unset): "
         "run `make demo PORT=…` with the PORT you gave `make run`, or pass --url."
@@ -162,14 +167,14 @@ class Command(BaseCommand):
             ),
             Scenario(
                 f"Closed by {NEWCOMER[1]}, a teammate Stella has no employee for",
-                "invalid: Employee not found (Stella's answer; once Stella's employees are synced, decided here)",
+                f"invalid: {_NOT_FOUND} (Stella's answer; once Stella's employees are synced, decided here)",
                 ids[5],
                 [closed_conversation(conversation_id=ids[5], customer=dee, teammate=NEWCOMER, **demo)],
                 SurveyOutcome.INVALID,
             ),
             Scenario(
                 "Closed email, a channel Demo Company has turned off",
-                "invalid: Channel not enabled for company, decided here without calling Stella",
+                f"invalid: {_NOT_ENABLED}, decided here without calling Stella",
                 ids[6],
                 [closed_conversation(conversation_id=ids[6], channel="email", customer=bea, teammate=TESS, **demo)],
                 SurveyOutcome.INVALID,
@@ -299,7 +304,7 @@ class Command(BaseCommand):
             )
         self.stdout.write(
             f"Status page, as support / support (Demo Company): {base}/status/\n"
-            "    Invalid Requests: Employee not found, Channel not enabled for company; Suppressed: Ada's second chat\n"
+            f"    Invalid Requests: {_NOT_FOUND}, {_NOT_ENABLED}; Suppressed: Ada's second chat\n"
             f"Admin, as admin / admin (every account, every rule's verdict): {base}/admin/surveys/surveyrequest/"
         )
 

@@ -13,7 +13,7 @@ from django.db import transaction
 
 from portal.durations import format_duration, parse_duration_text
 from portal.redaction import mask_secret
-from surveys.accounts import account_upsert
+from surveys.accounts.account import account_upsert
 from surveys.models import Account, IntegrationSettings
 
 # Each secret's option, its field and what to call it; each may come from the command line (shows in `ps`

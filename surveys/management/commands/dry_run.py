@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.urls import reverse
 from django.utils import timezone
 
-from surveys.dryrun import DEFAULT_DAYS, DryRunResult, dry_run, proposed_settings, signed
+from surveys.decisions.dry_run import DEFAULT_DAYS, DryRunResult, dry_run, proposed_settings, signed
 from surveys.management.commands.account_upsert import duration
 from surveys.models import Account
 

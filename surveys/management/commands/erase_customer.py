@@ -3,7 +3,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from surveys.privacy import customer_erase
+from surveys.accounts.privacy import customer_erase
 
 
 class Command(BaseCommand):

@@ -2,7 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from surveys.counts import daily_counts_rebuild
+from surveys.reporting.counts import daily_counts_rebuild
 
 
 class Command(BaseCommand):

@@ -3,7 +3,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from portal.fields import encrypted_fields_rotate
-from surveys.accounts import integrations_resume_decryptable
+from surveys.accounts.account import integrations_resume_decryptable
 
 
 class Command(BaseCommand):

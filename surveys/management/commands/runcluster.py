@@ -13,7 +13,7 @@ from django_q.cluster import Cluster
 from portal.heartbeat import Heartbeat
 from portal.metrics import metrics_dir_prepare
 from portal.write_gate import background_process
-from surveys.on_time import DuePoller
+from surveys.delivery.on_time import DuePoller
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 class Command(BaseCommand):
     help = (
         "The django-q2 task cluster, as `qcluster` runs it, with the poller that queues delayed sends and "
-        "retries as they come due (surveys/on_time.py), at CLUSTER_NICE niceness, reporting in every "
+        "retries as they come due (surveys/delivery/on_time.py), at CLUSTER_NICE niceness, reporting in every "
         "CLUSTER_HEARTBEAT_SECONDS (portal/heartbeat.py). SIGTERM or Ctrl-C stops it all."
     )
 

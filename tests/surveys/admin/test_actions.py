@@ -175,7 +175,7 @@ def test_old_test_calls_dont_count_towards_going_live(admin_client, account, log
 
 
 def test_replaying_a_failed_webhook_once_the_bug_is_fixed_processes_it(client, admin_client, account, monkeypatch):
-    from surveys import intake
+    from surveys.intake import process as intake
 
     def broken(*args):
         raise KeyError("assignee")
@@ -195,7 +195,7 @@ def test_replaying_a_failed_webhook_once_the_bug_is_fixed_processes_it(client, a
 
 
 def test_a_failed_webhook_keeps_its_traceback_shown_escaped_on_its_page(client, admin_client, account, monkeypatch):
-    from surveys import intake
+    from surveys.intake import process as intake
 
     def assignee_of(conversation_id):
         raise ValueError(f"<script>alert('{conversation_id}')</script> has no <b>assignee</b>")

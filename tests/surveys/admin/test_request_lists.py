@@ -7,10 +7,11 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from integrations import messages
 from integrations.models import InboundWebhook
-from surveys.counts import daily_counts_rebuild
+from surveys.decisions.rules import Decision, DoNotSendReason
 from surveys.models import ApiRequest, SurveyRequest
-from surveys.rules import Decision, DoNotSendReason
+from surveys.reporting.counts import daily_counts_rebuild
 from surveys.selectors import account_test_week
 from tests.factories import AccountFactory, SurveyRequestFactory
 
@@ -94,7 +95,7 @@ def test_invalid_requests_are_grouped_by_reason_with_the_fix(admin_client, acme,
     groups = {(group.message, group.account): group for group in response.context["reason_groups"].groups}
     employee = groups["Employee not found", "Acme"]
     assert employee.count == 2
-    assert "Map the teammate" in employee.fix
+    assert employee.fix == messages.STELLA_EMPLOYEE_NOT_FOUND.fix
     assert employee.fix_url == reverse("admin:surveys_teammate_changelist") + f"?account__id__exact={acme.pk}"
     [(name, count, url)] = employee.teammates  # who to map, and where: the Teammates list, narrowed to them
     assert (name, count) == ("Tess Teammate", 2) and "q=tess%40support.example" in url

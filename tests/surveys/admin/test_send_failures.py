@@ -9,9 +9,9 @@ from django.utils import timezone
 from django_q.models import Failure, Task
 
 from portal.schedules import send_task_name
-from surveys import sending
+from surveys.delivery import sending
+from surveys.delivery.survey_requests import survey_requests_queue
 from surveys.models import SurveyRequest
-from surveys.services import survey_requests_queue
 from tests.factories import SurveyRequestFactory
 from tests.helpers import run_queued_tasks_through_django_q
 

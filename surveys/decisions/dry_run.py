@@ -1,0 +1,488 @@
+"""The dry run: what an account's closures of the last days would have come to under other rules
+(channels, channel delay, suppression window, do-not-send tags), beside what did come of them.
+
+Reads only: nothing is sent, saved or queued. The stored closures are replayed in time order
+through the rules the live path runs (`rules.evaluate_rules` and `decide`, the suppression
+window's bounds, the channel delay's cancelling events), in the order the live path applies them:
+
+- a close cancels its conversation's older close still waiting, then the rules decide
+  (`services.ClosureBatch.schedule`);
+- a reopen, reply, snooze or deletion during a close's delay cancels it, a first-message tag
+  makes the rules decide again (`services.survey_requests_apply_event`);
+- when its delay is over the rules decide once more, with what the send's look-ups learnt
+  (`sending._send`), and what Stella answered is taken as it was.
+
+What the live path reads from the database for each closure (the customer's surveys within the
+window, the conversation's history) is kept in memory as the replay moves forward in time, after
+reading everything in four queries: 100,000 closures replay in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+from django.db.models import BooleanField, ExpressionWrapper, Q, TextField
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
+from django.utils import timezone
+
+from integrations import messages
+from integrations.vocabulary import AssigneeKind, Channel
+from portal.durations import format_duration
+from surveys.decisions.rules import (
+    REASON_CHOICES,
+    Decision,
+    InvalidReason,
+    SurveyCandidate,
+    customer_identity,
+    decide,
+    during_delay,
+    evaluate_rules,
+    suppression_window_bounds,
+)
+from surveys.delivery.survey_requests import CANCEL_DETAILS, STATUS_FOR_DECISION, SUPERSEDED
+from surveys.models import Account, ConversationEvent, IntegrationSettings, SurveyOutcome, SurveyRequest
+from surveys.selectors import SURVEYED, SURVEYING
+
+Status = SurveyRequest.Status
+# The replay works in plain strings (an enum member hashes in Python, a string in C): the same values.
+CANCELLED = Status.CANCELLED.value
+SEND, DO_NOT_SEND = Decision.SEND.value, Decision.DO_NOT_SEND.value
+SCHEDULED, SENT = Status.SCHEDULED.value, Status.SENT.value
+STATUS_AFTER = {decision.value: status.value for decision, status in STATUS_FOR_DECISION.items()}
+DEFAULT_DAYS = 30
+MAX_DAYS = 90
+CHANGED_LIMIT = 100  # changed closures listed; all are counted
+# The settings a dry run may change: the account's rules.
+RULE_FIELDS = ("email_enabled", "chat_enabled", "channel_delay", "suppression_window", "do_not_send_tags")
+# Where a request stands once the rules let it through: what Stella (or a look-up) made of it. A
+# closure that reached this far is taken to fare the same in the replay; one that didn't, to be sent.
+AFTER_THE_RULES = frozenset({Status.SCHEDULED, Status.SENDING, Status.SENT, Status.FAILED, Status.AMBIGUOUS})
+# The table's order: the rules' decisions by precedence, then cancellations.
+DECISION_ORDER = [Decision.SEND, Decision.DO_NOT_SEND, Decision.SUPPRESSED, Decision.INVALID, CANCELLED]
+_SURVEYING, _SURVEYED = frozenset(SURVEYING), frozenset(SURVEYED)
+CHANNELS = {channel.value: channel for channel in Channel}  # "" (never looked up): None, as survey_candidate has it
+ASSIGNEE_KINDS = {kind.value: kind for kind in AssigneeKind}
+REASON_ORDER = ["", *(value for value, _ in REASON_CHOICES), *CANCEL_DETAILS.values(), SUPERSEDED]
+# What the replay reads of each closure, in _Closure's order.
+CLOSURE_FIELDS = (
+    "pk", "conversation_id", "closed_at", "channel", "assignee_kind", "customer_email", "customer_id", "tags_text",
+    "status", "decision", "reason", "status_detail", "email_verdict", "erased",
+)  # fmt: skip
+
+
+class Outcome(NamedTuple):
+    """What came of a closure, as the dry run compares it: the rules' decision and the reason that
+    decided, or cancelled and why."""
+
+    decision: str  # a Decision, or CANCELLED
+    reason: str  # a reason of rules.REASONS, a cancellation's detail, or ""
+
+    @property
+    def label(self) -> str:
+        if self.decision == CANCELLED:
+            return str(SurveyOutcome.CANCELLED.label)
+        return str(Decision(self.decision).label) if self.decision in Decision.values else self.decision
+
+    @property
+    def reason_label(self) -> str:
+        return messages.words_of(self.reason, self.reason)
+
+    def sort_key(self) -> tuple[int, int, str]:
+        decision = DECISION_ORDER.index(self.decision) if self.decision in DECISION_ORDER else len(DECISION_ORDER)
+        reason = REASON_ORDER.index(self.reason) if self.reason in REASON_ORDER else len(REASON_ORDER)
+        return decision, reason, self.reason
+
+
+def stored_outcome(*, status: str, decision: str, reason: str, status_detail: str) -> Outcome:
+    """What the live path made of a closure: its decision and reason, or its cancellation. What Stella
+    answered afterwards is not the rules' doing, so a request Stella refused still counts as "Send"."""
+    if status == Status.CANCELLED:
+        return Outcome(CANCELLED, str(status_detail))
+    return Outcome(str(decision), str(reason))
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: a decision and reason, how many closures came to it, and would."""
+
+    outcome: Outcome
+    current: int
+    proposed: int
+
+    @property
+    def change(self) -> int:
+        return self.proposed - self.current
+
+
+@dataclass(frozen=True)
+class ChangedClosure:
+    survey_request_id: int
+    conversation_id: str
+    closed_at: datetime
+    channel: str  # "" when never looked up
+    current: Outcome
+    proposed: Outcome
+
+    @property
+    def channel_label(self) -> str:
+        return Channel(self.channel).label if self.channel else "Not known"
+
+
+@dataclass(frozen=True)
+class DryRunResult:
+    account_id: int
+    since: datetime
+    until: datetime
+    current_settings: dict[str, str]
+    proposed_settings: dict[str, str]
+    closures: int
+    rows: list[Row]
+    changed: list[ChangedClosure]  # the first CHANGED_LIMIT, oldest first
+    changed_count: int
+    # Closed before their channel was looked up (cancelled, suppressed or refused first): the channel
+    # rules can't judge them, so turning a channel off or on doesn't change them here.
+    channel_unknown: int
+    # Whose customer was erased (personal data retention): the suppression window can't follow them.
+    erased: int
+    # Replayed with the current settings, these come out otherwise than they did: the settings
+    # changed during these days, or webhooks came out of order.
+    baseline_mismatches: int
+    events: int
+    load_seconds: float
+    replay_seconds: float
+
+    @property
+    def seconds(self) -> float:
+        return self.load_seconds + self.replay_seconds
+
+
+def signed(change: int) -> str:
+    """A change in a count as the table shows it: +3, −3, or nothing."""
+    return f"+{change:,}" if change > 0 else f"\u2212{-change:,}" if change < 0 else ""
+
+
+def proposed_settings(current: IntegrationSettings, **changes: Any) -> IntegrationSettings:
+    """The account's rules with `changes` (fields of RULE_FIELDS), as an unsaved copy the dry run never saves."""
+    if unknown := set(changes) - set(RULE_FIELDS):
+        raise ValueError(f"a dry run changes only {', '.join(RULE_FIELDS)}, not {', '.join(sorted(unknown))}")
+    return IntegrationSettings(**{name: changes.get(name, getattr(current, name)) for name in RULE_FIELDS})
+
+
+def settings_summary(integration: IntegrationSettings) -> dict[str, str]:
+    """The rules in the words of the account admin (channels, channel delay, suppression window, tags)."""
+    return {
+        "channels": ", ".join(sorted(Channel(channel).label for channel in integration.enabled_channels)) or "none",
+        "channel delay": format_duration(integration.channel_delay),
+        "suppression window": format_duration(integration.suppression_window),
+        "do-not-send tags": ", ".join(sorted(integration.do_not_send_tag_names)) or "none",
+    }
+
+
+class _Closure:
+    """One stored closure, and where the replay has it."""
+
+    __slots__ = (
+        "pk", "conversation_id", "closed_at", "send_at", "channel", "assignee_kind", "customer_email", "identity",
+        "pending_at_close", "pending_at_send", "stored_tags", "base_tags", "tags", "stored", "fate", "erased",
+        "status", "decision", "reason", "detail",
+    )  # fmt: skip
+
+    def __init__(self, row: tuple[Any, ...]) -> None:
+        (self.pk, self.conversation_id, self.closed_at, self.channel, self.assignee_kind, email, customer_id,
+         tags_text, status, decision, reason, detail, email_verdict, self.erased) = row  # fmt: skip
+        self.customer_email = email or None
+        self.identity = customer_identity(email, customer_id)
+        # As survey_candidate has it: an email not in the webhook is looked up before sending. Whether
+        # the send did look it up and found none shows in the stored verdict (JSON null reads "null" on
+        # SQLite, NULL elsewhere: only the reason counts); an erased one was there.
+        looked_up_none = email_verdict == InvalidReason.INVALID_CUSTOMER
+        self.pending_at_send = not email and not looked_up_none and (bool(customer_id) or self.erased)
+        self.pending_at_close = self.pending_at_send or (not email and bool(customer_id))
+        # Most closures have no tags: their JSON isn't decoded (a third of the time reading 100,000 rows).
+        self.stored_tags = tuple(json.loads(tags_text)) if tags_text and tags_text != "[]" else ()
+        self.base_tags = self.tags = self.stored_tags
+        self.stored = stored_outcome(status=status, decision=decision, reason=reason, status_detail=detail)
+        went_out = status in AFTER_THE_RULES or (status == Status.INVALID and decision != Decision.INVALID)
+        self.fate = status if went_out else SENT
+        self.send_at = self.closed_at
+        self.status = self.decision = self.reason = self.detail = ""
+
+    @property
+    def outcome(self) -> Outcome:
+        return Outcome(CANCELLED, self.detail) if self.status == CANCELLED else Outcome(self.decision, self.reason)
+
+
+@dataclass
+class _Loaded:
+    closures: list[_Closure]
+    events: list[tuple[str, str, datetime, tuple[str, ...]]]  # conversation id, kind, occurred at, tags
+    customers_surveyed_before: dict[tuple[str, str], list[datetime]]  # closed at, of surveys before the days
+    conversations_surveyed_before: set[str]
+    seconds: float = 0.0
+
+
+def _load(account_id: int, *, since: datetime, until: datetime, window: timedelta) -> _Loaded:
+    """Everything the replay needs, in four queries, oldest first."""
+    started = time.perf_counter()
+    requests = SurveyRequest.objects.filter(account_id=account_id)
+    in_days = requests.filter(closed_at__gte=since, closed_at__lte=until)
+    rows = (
+        in_days.annotate(
+            tags_text=Cast("tags", output_field=TextField()),
+            email_verdict=KeyTextTransform("customer_email_missing", "verdicts"),
+            erased=ExpressionWrapper(Q(erased_at__isnull=False), output_field=BooleanField()),
+        )
+        .order_by("closed_at", "pk")
+        .values_list(*CLOSURE_FIELDS)
+    )
+    closures = [_Closure(row) for row in rows.iterator(chunk_size=5000)]
+    events = [
+        (conversation_id, kind, occurred_at, tuple(tags or ()))
+        for conversation_id, kind, occurred_at, tags in ConversationEvent.objects.filter(
+            account_id=account_id, occurred_at__gte=since
+        )
+        .order_by("occurred_at", "pk")
+        .values_list("conversation_id", "kind", "occurred_at", "tags")
+    ]
+    # Surveys just before the days still hold back their customers' closes within the window...
+    customers: dict[tuple[str, str], list[datetime]] = {}
+    if window:
+        surveys_before = requests.filter(
+            closed_at__gt=since - window, closed_at__lt=since, decision=Decision.SEND, status__in=SURVEYING
+        ).values_list("customer_email", "customer_id", "closed_at")
+        for email, customer_id, closed_at in surveys_before:
+            if identity := customer_identity(email, customer_id):
+                customers.setdefault(identity, []).append(closed_at)
+    # ...and a conversation surveyed before them, however long ago, is not surveyed again.
+    conversations = set(
+        requests.filter(
+            closed_at__lt=since,
+            decision=Decision.SEND,
+            status__in=SURVEYED,
+            conversation_id__in=in_days.values("conversation_id"),
+        )
+        .values_list("conversation_id", flat=True)
+        .distinct()
+    )
+    return _Loaded(closures, events, customers, conversations, time.perf_counter() - started)
+
+
+def _untag(closures: list[_Closure], events: list[tuple[str, str, datetime, tuple[str, ...]]]) -> None:
+    """Each closure's tags as its close knew them: tags a later tag event added depend on the channel delay."""
+    tagged: dict[str, list[tuple[datetime, tuple[str, ...]]]] = {}
+    for conversation_id, kind, occurred_at, tags in events:
+        if kind == ConversationEvent.Kind.TAGGED:
+            tagged.setdefault(conversation_id, []).append((occurred_at, tags))
+    if not tagged:
+        return
+    for closure in closures:
+        later = {tag for at, tags in tagged.get(closure.conversation_id, ()) if at >= closure.closed_at for tag in tags}
+        if later:
+            closure.base_tags = tuple(tag for tag in closure.stored_tags if tag not in later)
+
+
+class _Replay:
+    """The live path's steps, in time order, over closures in memory, under one set of rules."""
+
+    def __init__(
+        self, loaded: _Loaded, integration: IntegrationSettings, verdicts: dict[tuple[Any, ...], tuple[str, str]]
+    ) -> None:
+        self.loaded = loaded
+        self.enabled_channels = integration.enabled_channels
+        self.tag_names = integration.do_not_send_tag_names
+        self.delay = integration.channel_delay
+        self.window = integration.suppression_window
+        self.conversations: dict[str, list[_Closure]] = {}
+        self.customer_surveys: dict[tuple[str, str], deque[_Closure]] = {}
+        self.waiting: deque[_Closure] = deque()  # in send order: every close waits the same delay
+        # The rules are pure: the same candidate, the same verdict. Keyed by what varies between closures,
+        # so shared only by replays with the same channels and tags.
+        self.verdicts = verdicts
+
+    def run(self) -> list[Outcome]:
+        closures, events = self.loaded.closures, self.loaded.events
+        for closure in closures:
+            closure.tags, closure.status, closure.detail = closure.base_tags, "", ""
+            closure.send_at = closure.closed_at + self.delay
+        next_event = 0
+        for closure in closures:
+            while next_event < len(events) and events[next_event][2] < closure.closed_at:
+                self.event(*events[next_event])
+                next_event += 1
+            self.close(closure)
+        for event in events[next_event:]:
+            self.event(*event)
+        self.send_due(None)
+        return [closure.outcome for closure in closures]
+
+    def send_due(self, now: datetime | None) -> None:
+        """Every close whose delay is over by `now` (all of them for None) is sent, before anything else at that time."""
+        while self.waiting and (now is None or self.waiting[0].send_at <= now):
+            self.send(self.waiting.popleft())
+
+    def close(self, closure: _Closure) -> None:
+        """services.ClosureBatch.schedule: a newer close cancels an older one still waiting, then the rules decide."""
+        if self.waiting and self.waiting[0].send_at <= closure.closed_at:
+            self.send_due(closure.closed_at)
+        others = self.conversations.setdefault(closure.conversation_id, [])
+        for older in others:
+            if older.status == SCHEDULED and older.closed_at < closure.closed_at:
+                older.status, older.detail = CANCELLED, SUPERSEDED
+        self.decide(closure, pending=closure.pending_at_close)
+        closure.status = STATUS_AFTER[closure.decision]
+        others.append(closure)
+        if closure.decision == SEND and closure.identity and self.window:
+            self.customer_surveys.setdefault(closure.identity, deque()).append(closure)
+        if closure.status == SCHEDULED:
+            self.waiting.append(closure)
+
+    def event(self, conversation_id: str, kind: str, occurred_at: datetime, tags: tuple[str, ...]) -> None:
+        """services.survey_requests_apply_event: cancel a close whose delay the event fell in; add a tag and decide again."""
+        self.send_due(occurred_at)
+        for closure in self.conversations.get(conversation_id, ()):
+            if closure.status != SCHEDULED:
+                continue
+            if kind in ConversationEvent.CANCELLING:
+                if during_delay(occurred_at, closed_at=closure.closed_at, delay_ends_at=closure.send_at):
+                    closure.status, closure.detail = CANCELLED, CANCEL_DETAILS[kind]
+            elif kind == ConversationEvent.Kind.TAGGED and closure.closed_at <= occurred_at:
+                closure.tags = tuple(dict.fromkeys(closure.tags + tags))
+                self.decide(closure, pending=closure.pending_at_close)
+                closure.status = STATUS_AFTER[closure.decision]
+
+    def send(self, closure: _Closure) -> None:
+        """sending._send: the rules decide again with what the look-ups learnt; what Stella answered stands."""
+        if closure.status != SCHEDULED:
+            return
+        self.decide(closure, pending=closure.pending_at_send)
+        sent = closure.decision in (SEND, DO_NOT_SEND)
+        closure.status = closure.fate if sent else STATUS_AFTER[closure.decision]
+
+    def decide(self, closure: _Closure, *, pending: bool) -> None:
+        """The rules' decision on what is known of the closure now, as survey_request_decide has it."""
+        key = (
+            closure.channel,
+            closure.assignee_kind,
+            closure.customer_email,
+            pending,
+            closure.tags,
+            self.customer_surveyed(closure),
+            self.conversation_surveyed(closure),
+        )
+        verdict = self.verdicts.get(key)
+        if verdict is None:
+            verdict = self.verdicts[key] = self.verdict(*key)
+        closure.decision, closure.reason = verdict
+
+    def verdict(
+        self, channel: str, assignee_kind: str, email: str | None, pending: bool, tags: tuple[str, ...], *flags: bool
+    ) -> tuple[str, str]:
+        """decide(evaluate_rules(…)) on the closure's SurveyCandidate, in plain strings."""
+        window, surveyed = flags
+        candidate = SurveyCandidate(
+            channel=CHANNELS.get(channel),
+            assignee_kind=ASSIGNEE_KINDS[assignee_kind],
+            customer_email=email,
+            customer_email_pending=pending,
+            tags=tags,
+            enabled_channels=self.enabled_channels,
+            do_not_send_tags=self.tag_names,
+            customer_surveyed_within_window=window,
+            conversation_already_surveyed=surveyed,
+        )
+        verdict = decide(evaluate_rules(candidate))
+        return verdict.decision.value, verdict.reason.value if verdict.reason else ""
+
+    def customer_surveyed(self, closure: _Closure) -> bool:
+        """The suppression window as selectors.IntakeReads.surveyed asks it, over the surveys replayed so far."""
+        bounds = suppression_window_bounds(closure.closed_at, self.window)
+        if bounds is None or closure.identity is None:
+            return False
+        after, before = bounds
+        if any(after < at < before for at in self.loaded.customers_surveyed_before.get(closure.identity, ())):
+            return True
+        surveys = self.customer_surveys.get(closure.identity)
+        if not surveys:
+            return False
+        # Nothing still to decide closed before the oldest close still waiting: older surveys can go.
+        while surveys and surveys[0].closed_at <= after - self.delay:
+            surveys.popleft()
+        return any(
+            other is not closure
+            and after < other.closed_at < before
+            and other.decision == SEND
+            and other.status in _SURVEYING
+            for other in surveys
+        )
+
+    def conversation_surveyed(self, closure: _Closure) -> bool:
+        """IntakeReads.surveyed's "already surveyed": another close of the conversation surveyed."""
+        if closure.conversation_id in self.loaded.conversations_surveyed_before:
+            return True
+        return any(
+            other is not closure and other.decision == SEND and other.status in _SURVEYED
+            for other in self.conversations.get(closure.conversation_id, ())
+        )
+
+
+def dry_run(
+    account: Account,
+    proposed: IntegrationSettings,
+    *,
+    days: int = DEFAULT_DAYS,
+    now: datetime | None = None,
+    changed_limit: int = CHANGED_LIMIT,
+) -> DryRunResult:
+    """Replay the account's closures of the last `days` under `proposed` (see `proposed_settings`)
+    and under its current settings, beside what was stored. Reads only."""
+    until = now or timezone.now()
+    since = until - timedelta(days=days)
+    current = account.integration
+    loaded = _load(
+        account.pk, since=since, until=until, window=max(current.suppression_window, proposed.suppression_window)
+    )
+    started = time.perf_counter()
+    closures = loaded.closures
+    _untag(closures, loaded.events)
+    verdicts: dict[tuple[frozenset[Channel], frozenset[str]], dict[tuple[Any, ...], tuple[str, str]]] = {}
+    baseline, proposal = (
+        _Replay(loaded, rules, verdicts.setdefault((rules.enabled_channels, rules.do_not_send_tag_names), {})).run()
+        for rules in (current, proposed)
+    )
+    stored = [closure.stored for closure in closures]
+    current_counts, proposed_counts = Counter(stored), Counter(proposal)
+    rows = [
+        Row(outcome, current_counts[outcome], proposed_counts[outcome])
+        for outcome in sorted(current_counts.keys() | proposed_counts.keys(), key=Outcome.sort_key)
+    ]
+    changed_count, changed = 0, list[ChangedClosure]()
+    for closure, was, would in zip(closures, stored, proposal, strict=True):
+        if was != would:
+            changed_count += 1
+            if len(changed) < changed_limit:
+                changed.append(
+                    ChangedClosure(closure.pk, closure.conversation_id, closure.closed_at, closure.channel, was, would)
+                )
+    return DryRunResult(
+        account_id=account.pk,
+        since=since,
+        until=until,
+        current_settings=settings_summary(current),
+        proposed_settings=settings_summary(proposed),
+        closures=len(closures),
+        rows=rows,
+        changed=changed,
+        changed_count=changed_count,
+        channel_unknown=sum(1 for closure in closures if not closure.channel),
+        erased=sum(1 for closure in closures if closure.erased),
+        baseline_mismatches=sum(1 for was, again in zip(stored, baseline, strict=True) if was != again),
+        events=len(loaded.events),
+        load_seconds=loaded.seconds,
+        replay_seconds=time.perf_counter() - started,
+    )

@@ -1,0 +1,211 @@
+"""Every rule that decides what happens to a closed conversation, and nothing else.
+
+Each rule is a pure function of a `SurveyCandidate` that returns its reason or None.
+`evaluate_rules` runs them all, so every verdict is stored; `decide` turns the
+verdicts into what happens, in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import models
+
+from integrations import messages
+from integrations.vocabulary import AssigneeKind, Channel
+
+
+class InvalidReason(models.TextChoices):
+    """Stella would refuse the request: it is logged as invalid, in Stella's words, without a call."""
+
+    CHANNEL_UNSUPPORTED = messages.CHANNEL_UNSUPPORTED.code, messages.CHANNEL_UNSUPPORTED.words
+    CHANNEL_DISABLED = messages.CHANNEL_DISABLED.code, messages.CHANNEL_DISABLED.words
+    INVALID_CUSTOMER = messages.INVALID_CUSTOMER.code, messages.INVALID_CUSTOMER.words
+    EMPLOYEE_NOT_FOUND = messages.EMPLOYEE_NOT_FOUND.code, messages.EMPLOYEE_NOT_FOUND.words
+    EMPLOYEE_UNKNOWN = messages.EMPLOYEE_UNKNOWN.code, messages.EMPLOYEE_UNKNOWN.words
+
+
+class DoNotSendReason(models.TextChoices):
+    """Stella records the interaction for reporting, flagged do not send: nobody is surveyed."""
+
+    BOT_ASSIGNEE = messages.BOT_ASSIGNEE.code, messages.BOT_ASSIGNEE.words
+    SUPPRESSED_TAG = messages.SUPPRESSED_TAG.code, messages.SUPPRESSED_TAG.words
+
+
+class SuppressionReason(models.TextChoices):
+    """Kept back: no request is made at all."""
+
+    SUPPRESSION_WINDOW = messages.SUPPRESSION_WINDOW.code, messages.SUPPRESSION_WINDOW.words
+    ALREADY_SURVEYED = messages.ALREADY_SURVEYED.code, messages.ALREADY_SURVEYED.words
+
+
+Reason = InvalidReason | DoNotSendReason | SuppressionReason
+# What a survey request's `reason` column may hold.
+REASON_CHOICES = [*InvalidReason.choices, *DoNotSendReason.choices, *SuppressionReason.choices]
+REASONS: dict[str, Reason] = {
+    reason.value: reason for vocabulary in (InvalidReason, DoNotSendReason, SuppressionReason) for reason in vocabulary
+}
+
+
+class Decision(models.TextChoices):
+    SEND = "send", "Send"
+    DO_NOT_SEND = "do_not_send", "Send, flagged do not send"
+    SUPPRESSED = "suppressed", "Suppress"
+    INVALID = "invalid", "Invalid"
+
+
+def stella_message(reason: InvalidReason) -> str:
+    """What Stella itself would answer for the same problem (integrations/messages.py), stored as the call's."""
+    return messages.MESSAGES[messages.MESSAGES[reason].stella].words
+
+
+@dataclass(frozen=True)
+class SurveyCandidate:
+    """What the rules need to know about one closure; a selector fills it, rules run no queries."""
+
+    channel: Channel | None  # None: not known yet, looked up before sending
+    assignee_kind: AssigneeKind
+    customer_email: str | None
+    customer_email_pending: bool  # the payload names a contact whose email is looked up before sending
+    tags: tuple[str, ...]
+    enabled_channels: frozenset[Channel]
+    do_not_send_tags: frozenset[str]
+    customer_surveyed_within_window: bool
+    conversation_already_surveyed: bool
+    # The last sync of Stella's employees found none the request would name: known only at send.
+    employee_unknown_to_stella: bool = False
+
+
+Rule = Callable[[SurveyCandidate], Reason | None]
+
+
+def employee_unknown(candidate: SurveyCandidate) -> Reason | None:
+    if candidate.assignee_kind != AssigneeKind.ADMIN:
+        return None  # a bot is sent flagged do not send, as before; no teammate is its own reason
+    return InvalidReason.EMPLOYEE_UNKNOWN if candidate.employee_unknown_to_stella else None
+
+
+def assignee_is_bot(candidate: SurveyCandidate) -> Reason | None:
+    return DoNotSendReason.BOT_ASSIGNEE if candidate.assignee_kind == AssigneeKind.BOT else None
+
+
+def first_message_tagged(candidate: SurveyCandidate) -> Reason | None:
+    tagged = any(tag.strip().casefold() in candidate.do_not_send_tags for tag in candidate.tags)
+    return DoNotSendReason.SUPPRESSED_TAG if tagged else None
+
+
+def channel_unsupported(candidate: SurveyCandidate) -> Reason | None:
+    return InvalidReason.CHANNEL_UNSUPPORTED if candidate.channel == Channel.UNSUPPORTED else None
+
+
+def channel_disabled(candidate: SurveyCandidate) -> Reason | None:
+    if candidate.channel in (None, Channel.UNSUPPORTED):
+        return None
+    return None if candidate.channel in candidate.enabled_channels else InvalidReason.CHANNEL_DISABLED
+
+
+def customer_email_missing(candidate: SurveyCandidate) -> Reason | None:
+    if candidate.customer_email_pending:
+        return None
+    return None if is_valid_email(candidate.customer_email) else InvalidReason.INVALID_CUSTOMER
+
+
+def assignee_missing(candidate: SurveyCandidate) -> Reason | None:
+    human_or_bot = (AssigneeKind.ADMIN, AssigneeKind.BOT)
+    return None if candidate.assignee_kind in human_or_bot else InvalidReason.EMPLOYEE_NOT_FOUND
+
+
+def surveyed_within_window(candidate: SurveyCandidate) -> Reason | None:
+    return SuppressionReason.SUPPRESSION_WINDOW if candidate.customer_surveyed_within_window else None
+
+
+def conversation_surveyed(candidate: SurveyCandidate) -> Reason | None:
+    return SuppressionReason.ALREADY_SURVEYED if candidate.conversation_already_surveyed else None
+
+
+RULES: tuple[Rule, ...] = (
+    channel_unsupported,
+    channel_disabled,
+    customer_email_missing,
+    assignee_missing,
+    employee_unknown,
+    assignee_is_bot,
+    first_message_tagged,
+    conversation_surveyed,
+    surveyed_within_window,
+)
+
+
+def evaluate_rules(candidate: SurveyCandidate) -> dict[str, Reason | None]:
+    return {rule.__name__: rule(candidate) for rule in RULES}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    decision: Decision
+    reason: Reason | None  # the one that decided; every verdict is kept beside it
+    error_message: str  # Stella's words, for invalid
+
+
+# Invalid beats do-not-send, which beats suppression: a do-not-send request surveys nobody,
+# so a suppression window has nothing to hold back, and Stella still records the interaction.
+PRECEDENCE: tuple[tuple[type[Reason], Decision], ...] = (
+    (InvalidReason, Decision.INVALID),
+    (DoNotSendReason, Decision.DO_NOT_SEND),
+    (SuppressionReason, Decision.SUPPRESSED),
+)
+
+
+def decide(verdicts: dict[str, Reason | None]) -> Verdict:
+    """What happens to the closure, from every rule's verdict: the first reason of the strongest kind decides."""
+    reasons = [reason for reason in verdicts.values() if reason is not None]
+    for vocabulary, decision in PRECEDENCE:
+        reason = next((reason for reason in reasons if isinstance(reason, vocabulary)), None)
+        if reason is not None:
+            message = stella_message(reason) if isinstance(reason, InvalidReason) else ""
+            return Verdict(decision, reason, message)
+    return Verdict(Decision.SEND, None, "")
+
+
+# When one closure's survey holds back another's, and when an event cancels a waiting close: pure, so
+# the live path (selectors.py, over the database) and the dry run (dryrun.py, in memory) share them.
+
+
+def customer_identity(customer_email: str, customer_id: str) -> tuple[str, str] | None:
+    """Whom the suppression window follows, as (field, value): the customer's email, else their
+    Intercom contact id; None when neither is known."""
+    if customer_email:
+        return "customer_email", customer_email
+    if customer_id:
+        return "customer_id", customer_id
+    return None
+
+
+def suppression_window_bounds(closed_at: datetime, window: timedelta) -> tuple[datetime, datetime] | None:
+    """A survey of the same customer closed strictly between these times suppresses a close at `closed_at`;
+    None: the account has no suppression window."""
+    if not window:
+        return None
+    return closed_at - window, closed_at + window
+
+
+def during_delay(occurred_at: datetime, *, closed_at: datetime, delay_ends_at: datetime) -> bool:
+    """Whether something that happened at `occurred_at` fell within a close's channel delay (from the close on)."""
+    return closed_at <= occurred_at < delay_ends_at
+
+
+# Pure, and asked again for every closure of a returning customer (the dry run asks 100,000 times).
+@lru_cache(maxsize=2**16)
+def is_valid_email(value: str | None) -> bool:
+    if not value:
+        return False
+    try:
+        validate_email(value)
+    except ValidationError:
+        return False
+    return True

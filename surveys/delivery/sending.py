@@ -1,0 +1,393 @@
+"""Sending due survey requests to Stella: on time, with the right key, at most once.
+
+The database, not the queue, is the truth about what is due: a task may be lost or
+delivered twice, so every send starts by claiming its request with a conditional
+update, and a sweep re-queues anything due that nobody holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import OuterRef, Subquery
+from django.utils import timezone
+
+from integrations import messages
+from integrations.intercom.client import (
+    IntercomClient,
+    IntercomError,
+    IntercomNotFound,
+    IntercomRateLimited,
+    IntercomTokenRejected,
+)
+from integrations.stella.client import StellaClient, StellaResult
+from integrations.vocabulary import AssigneeKind, Channel, email_normalised
+from portal.crypto import SecretUndecryptable
+from portal.logging import log_context
+from surveys.accounts.account import integration_pause, intercom_token_reject
+from surveys.accounts.teammates import teammate_look_up
+from surveys.decisions.rules import Decision
+from surveys.delivery.dispatch import survey_requests_dispatch
+from surveys.delivery.survey_requests import (
+    CANCEL_DETAILS,
+    InvalidTransition,
+    survey_request_clip,
+    survey_request_decide,
+    survey_request_feedback_request,
+    survey_request_reject_locally,
+    survey_request_transition,
+)
+from surveys.models import ApiRequest, IntegrationSettings, SurveyRequest, Teammate
+from surveys.reporting.counts import count_api_request_finished, count_api_request_recorded
+from surveys.selectors import cancelling_event, conversation_events, surveyed_at_send
+
+logger = logging.getLogger(__name__)
+
+Status = SurveyRequest.Status
+# What the send path may have learnt or decided: saved while the request is claimed.
+DECIDED_FIELDS = [
+    "channel", "channel_source", "assignee_kind", "teammate_name", "teammate_email", "customer_id",
+    "customer_role", "customer_name", "customer_email", "tags", "decision", "reason", "verdicts", "mode",
+]  # fmt: skip
+# What a finished call fills in on its ApiRequest row.
+RESULT_FIELDS = [
+    "status_code", "response_body", "duration_ms", "outcome", "error_message", "error_code", "finished_at"
+]  # fmt: skip
+
+
+def survey_request_send(survey_request_id: int, *, now: datetime) -> SurveyRequest:
+    """Send one due survey request to Stella, unless something cancelled, paused or took it first.
+
+    Looks up in Intercom what the webhook left out, lets the rules decide again with it,
+    then makes exactly one call and records its outcome. The claim, a conditional update
+    from scheduled to sending, is committed with the row of the call before the call is made.
+    """
+    mapping = Teammate.objects.filter(account_id=OuterRef("account_id"), intercom_id=OuterRef("teammate_id"))
+    requests = SurveyRequest.objects.select_related("account__integration", "account__health").annotate(
+        employee_custom_id=Subquery(mapping.values("stella_custom_id")[:1]),
+        employee_stella_match=Subquery(mapping.values("stella_match")[:1]),
+    )
+    for _ in range(2):  # a change made while we looked (a tag, say) costs one more look
+        survey_request = requests.get(pk=survey_request_id)
+        account = survey_request.account
+        if account.health.sending_paused_at or not account.integration.enabled:
+            # Leave it for the sweep, which queues it again once a CSM has fixed the key or enabled the account.
+            SurveyRequest.objects.filter(pk=survey_request.pk, status=Status.SCHEDULED).update(queued_at=None)
+            return survey_request
+        if survey_request.status != Status.SCHEDULED or survey_request.send_after > now:
+            return survey_request
+        try:
+            with log_context(account=account.pk, survey_request=survey_request.pk):  # on every line the send logs
+                return _send(survey_request, integration=account.integration, now=now)
+        except InvalidTransition:
+            continue  # another sender took it, a reopen cancelled it, or a tag changed it: look again
+        except SecretUndecryptable as exc:
+            return _pause_for_secret(survey_request, reason=str(exc), now=now)
+    survey_request.refresh_from_db()
+    return survey_request
+
+
+def _pause_for_secret(survey_request: SurveyRequest, *, reason: str, now: datetime) -> SurveyRequest:
+    """A key or token the portal can't decrypt fails every send of the account alike: pause it, and leave the
+    request unsent for the sweep to queue again once the account resumes."""
+    integration_pause(survey_request.account_id, reason=reason, now=now)
+    if survey_request.status != Status.SENDING:
+        SurveyRequest.objects.filter(pk=survey_request.pk, status=Status.SCHEDULED).update(queued_at=None)
+        return survey_request
+    try:  # claimed for the look-ups: give it back
+        return survey_request_transition(
+            survey_request, to=Status.SCHEDULED, queued_at=None, claimed_at=None, status_detail=reason
+        )
+    except InvalidTransition:  # taken meanwhile: its new holder finds the account paused
+        return survey_request
+
+
+def _send(survey_request: SurveyRequest, *, integration: IntegrationSettings, now: datetime) -> SurveyRequest:
+    """Look up, check, decide again, then call: each step may end the send with the request's new state."""
+    before = {field: getattr(survey_request, field) for field in DECIDED_FIELDS}
+    custom_id = getattr(survey_request, "employee_custom_id", None) or ""
+    stella_match = getattr(survey_request, "employee_stella_match", None) or ""
+    if survey_request.needs_lookup:
+        # Looking up costs Intercom calls and time: take the request first.
+        survey_request_transition(survey_request, to=Status.SENDING, claimed_at=now)
+        looked_up = _look_up(survey_request, integration=integration, now=now)
+        if isinstance(looked_up, SurveyRequest):
+            return looked_up  # the look-up itself decided where the request stands
+        if looked_up:
+            custom_id, stella_match = looked_up.stella_custom_id, looked_up.stella_match
+    # The last sync of Stella's employees knows this teammate won't be recognised: no call wasted on it.
+    unknown = integration.employee_sync_enabled and stella_match == Teammate.StellaMatch.UNMATCHED
+    if finished := _cancel_or_decide(survey_request, integration=integration, employee_unknown=unknown):
+        return finished
+    changed = {field: value for field in DECIDED_FIELDS if (value := getattr(survey_request, field)) != before[field]}
+    if survey_request.decision == Decision.INVALID:
+        return _reject(survey_request, integration=integration, message=survey_request.status_detail, **changed)
+    if survey_request.decision == Decision.SUPPRESSED:
+        return survey_request_transition(survey_request, to=Status.SUPPRESSED, **changed)
+    return _call_stella(survey_request, integration=integration, custom_id=custom_id, changed=changed, now=now)
+
+
+def _look_up(
+    survey_request: SurveyRequest, *, integration: IntegrationSettings, now: datetime
+) -> Teammate | SurveyRequest | None:
+    """What Intercom says, or the request's new state if Intercom's answer ends this send."""
+    try:
+        return survey_request_look_up(survey_request, integration=integration, now=now)
+    except IntercomRateLimited as exc:
+        return survey_request_transition(
+            survey_request,
+            to=Status.SCHEDULED,
+            send_after=exc.reset_at,
+            queued_at=None,
+            claimed_at=None,
+            status_detail=str(exc),
+        )
+    except IntercomTokenRejected as exc:
+        intercom_token_reject(survey_request.account_id, now=now)
+        return _reject(survey_request, integration=integration, message=str(exc))
+    except IntercomNotFound as exc:
+        return _reject(survey_request, integration=integration, message=str(exc))
+    except IntercomError as exc:
+        return _retry_later(survey_request, message=str(exc), retry_after=None, now=now)
+
+
+def _cancel_or_decide(
+    survey_request: SurveyRequest, *, integration: IntegrationSettings, employee_unknown: bool
+) -> SurveyRequest | None:
+    """Cancel the request if the conversation came back during its delay; otherwise the rules decide
+    again with all that is known now. Returns the request only if it was cancelled."""
+    survey_request_clip(survey_request)
+    # Without a channel delay nothing can cancel a send, and tags are already on the request.
+    if survey_request.delay_ends_at > survey_request.closed_at:
+        cancelled_by = cancelling_event(
+            conversation_events(survey_request), after=survey_request.closed_at, before=survey_request.delay_ends_at
+        )
+        if cancelled_by is not None:
+            detail = CANCEL_DETAILS[cancelled_by.kind]
+            return survey_request_transition(survey_request, to=Status.CANCELLED, status_detail=detail)
+    surveyed = surveyed_at_send(survey_request, integration=integration)
+    survey_request_decide(
+        survey_request, integration=integration, surveyed=surveyed, looked_up=True, employee_unknown=employee_unknown
+    )
+    survey_request.mode = integration.mode
+    return None
+
+
+def _call_stella(
+    survey_request: SurveyRequest,
+    *,
+    integration: IntegrationSettings,
+    custom_id: str,
+    changed: dict[str, Any],
+    now: datetime,
+) -> SurveyRequest:
+    """Exactly one call: its row is committed with the claim before it goes out, its outcome after."""
+    client = StellaClient(base_url=integration.stella_base_url)
+    api_key = integration.api_key_for(survey_request.mode)
+    feedback_request = survey_request_feedback_request(
+        survey_request, integration=integration, employee_custom_id=custom_id
+    )
+    api_request = ApiRequest(
+        survey_request=survey_request,
+        account_id=survey_request.account_id,
+        mode=survey_request.mode,
+        url=client.requests_url,
+        request_headers=client.logged_headers(api_key),
+        request_body=feedback_request.as_json(),
+        outcome=ApiRequest.Outcome.PENDING,
+    )
+    # Short transactions around the call, none during it: nothing waits on the database while Stella thinks.
+    with transaction.atomic():
+        if survey_request.status == Status.SCHEDULED:
+            survey_request_transition(survey_request, to=Status.SENDING, claimed_at=now, **changed)
+        else:  # claimed before the look-ups: still ours only if nobody took it since (the sweep gives up on us)
+            survey_request_transition(survey_request, to=Status.SENDING, expected={"claimed_at": now}, **changed)
+        api_request.save()
+        count_api_request_recorded(api_request)
+    result = client.create_request(api_request.request_body, api_key=api_key)
+    logger.info(
+        "stella.request.sent",
+        extra={"survey_request": survey_request.pk, "outcome": result.outcome, "status": result.status_code},
+    )
+    with transaction.atomic():
+        api_request_finish(api_request, result)
+        return _apply(survey_request, result, integration=integration, now=now)
+
+
+def api_request_finish(api_request: ApiRequest, result: StellaResult) -> ApiRequest:
+    """Record on the call's row what came of it."""
+    api_request.status_code = result.status_code
+    api_request.response_body = result.response_text
+    api_request.duration_ms = result.duration_ms
+    api_request.outcome = result.outcome
+    api_request.error_message = result.error_message
+    api_request.error_code = messages.code_of(result.error_message)
+    api_request.finished_at = result.finished_at
+    api_request.save(update_fields=RESULT_FIELDS)
+    count_api_request_finished(api_request)
+    return api_request
+
+
+def _apply(
+    survey_request: SurveyRequest, result: StellaResult, *, integration: IntegrationSettings, now: datetime
+) -> SurveyRequest:
+    attempts = survey_request.attempts + 1
+    if result.outcome == ApiRequest.Outcome.SENT:
+        return survey_request_transition(
+            survey_request, to=Status.SENT, sent_at=timezone.now(), attempts=attempts, status_detail=""
+        )
+    if result.outcome == ApiRequest.Outcome.RETRY:
+        return _retry_later(survey_request, message=result.error_message, retry_after=result.retry_after, now=now)
+    if result.outcome == ApiRequest.Outcome.INVALID and result.status_code in (401, 403):
+        # Every other call with this key would fail the same way: stop until a CSM changes it.
+        integration_pause(
+            survey_request.account_id, reason=f"Stella rejected the {survey_request.mode} API key", now=now
+        )
+    status = {ApiRequest.Outcome.INVALID: Status.INVALID, ApiRequest.Outcome.AMBIGUOUS: Status.AMBIGUOUS}.get(
+        result.outcome, Status.FAILED
+    )
+    return survey_request_transition(survey_request, to=status, attempts=attempts, status_detail=result.error_message)
+
+
+def _retry_later(
+    survey_request: SurveyRequest, *, message: str, retry_after: float | None, now: datetime
+) -> SurveyRequest:
+    """Exponential backoff with jitter, at least what Stella asked for, a bounded number of times."""
+    attempts = survey_request.attempts + 1
+    if attempts >= settings.STELLA_MAX_ATTEMPTS:
+        return survey_request_transition(
+            survey_request,
+            to=Status.FAILED,
+            attempts=attempts,
+            status_detail=f"Gave up after {attempts} attempts: {message}",
+        )
+    backoff = settings.STELLA_RETRY_BASE_SECONDS * 2 ** (attempts - 1) * random.uniform(0.5, 1.5)
+    send_after = now + timedelta(seconds=min(max(backoff, retry_after or 0), 3600))
+    return (
+        survey_request_transition(  # the cluster's poller queues it again at send_after (surveys/delivery/on_time.py)
+            survey_request,
+            to=Status.SCHEDULED,
+            attempts=attempts,
+            send_after=send_after,
+            queued_at=None,
+            claimed_at=None,
+            status_detail=f"Attempt {attempts} failed, retrying: {message}",
+        )
+    )
+
+
+def _reject(
+    survey_request: SurveyRequest, *, integration: IntegrationSettings, message: str, **fields: Any
+) -> SurveyRequest:
+    with transaction.atomic():
+        survey_request = survey_request_transition(survey_request, to=Status.INVALID, status_detail=message, **fields)
+        survey_request_reject_locally(survey_request)
+    return survey_request
+
+
+def survey_request_look_up(
+    survey_request: SurveyRequest, *, integration: IntegrationSettings, now: datetime
+) -> Teammate | None:
+    """Fill in from Intercom's REST API what the webhook left out: channel, customer, teammate.
+    Returns the teammate when it was looked up."""
+    client = IntercomClient(integration.intercom_token)
+    if not survey_request.channel:
+        _look_up_conversation(survey_request, client=client)
+    if not survey_request.customer_email and survey_request.customer_id:
+        _look_up_customer(survey_request, client=client)
+    if survey_request.teammate_id and not survey_request.teammate_email:
+        teammate = teammate_look_up(survey_request.account_id, survey_request.teammate_id, client=client, now=now)
+        survey_request.teammate_email = teammate.email
+        survey_request.teammate_name = survey_request.teammate_name or teammate.name
+        if teammate.is_bot:
+            survey_request.assignee_kind = AssigneeKind.BOT
+        return teammate
+    return None
+
+
+def _look_up_conversation(survey_request: SurveyRequest, *, client: IntercomClient) -> None:
+    try:
+        conversation = client.conversation(survey_request.conversation_id, url=survey_request.conversation_url)
+    except IntercomNotFound:
+        raise IntercomNotFound(messages.INTERCOM_CONVERSATION_NOT_FOUND.words) from None
+    survey_request.channel = conversation.channel or Channel.UNSUPPORTED
+    survey_request.channel_source = conversation.channel_source or "unknown"
+    customer = conversation.customer
+    if customer and not survey_request.customer_id:
+        survey_request.customer_id, survey_request.customer_role = customer.id or "", customer.role
+    if customer and customer.email and not survey_request.customer_email:
+        survey_request.customer_email, survey_request.customer_name = (
+            email_normalised(customer.email),
+            customer.name or "",
+        )
+    if conversation.assignee.kind == AssigneeKind.BOT and conversation.assignee.id == survey_request.teammate_id:
+        survey_request.assignee_kind = AssigneeKind.BOT
+
+
+def _look_up_customer(survey_request: SurveyRequest, *, client: IntercomClient) -> None:
+    try:
+        contact = client.contact(survey_request.customer_id)
+    except IntercomNotFound:
+        raise IntercomNotFound(messages.INVALID_CUSTOMER.words) from None
+    survey_request.customer_email = email_normalised(contact.email)
+    survey_request.customer_name = survey_request.customer_name or contact.name or ""
+    survey_request.customer_role = contact.role
+
+
+def survey_requests_send_due(*, now: datetime) -> int:
+    """The sweep, every minute: queue every due request nobody holds, and recover any a dead sender left
+    behind. The safety net: the cluster's poller queues requests the moment they come due (surveys/delivery/on_time.py),
+    this finds what it missed (it was down, the account was paused, a queue message was lost). Returns how
+    many it queued."""
+    survey_requests_recover_stale(now=now)
+    requeue_before = now - timedelta(seconds=2 * settings.Q_CLUSTER["retry"])
+    # Queued so long ago that its message was lost: its slot is given back, and it waits its turn again.
+    SurveyRequest.objects.filter(status=Status.SCHEDULED, queued_at__lt=requeue_before).update(queued_at=None)
+    ids = survey_requests_dispatch(now=now)
+    if ids:
+        logger.info("survey_requests.queued", extra={"count": len(ids)})
+    return len(ids)
+
+
+def survey_requests_recover_stale(*, now: datetime) -> int:
+    """Requests a sender claimed and never finished (it was killed, or timed out).
+
+    If it had started its call to Stella, the call may have gone through: ambiguous,
+    for a person to decide. Otherwise nothing reached Stella and it is sent again.
+    """
+    timeout = settings.Q_CLUSTER["timeout"]
+    stale_before = now - timedelta(seconds=timeout + max(5, timeout // 2))
+    recovered = 0
+    for survey_request in SurveyRequest.objects.filter(status=Status.SENDING, claimed_at__lt=stale_before):
+        in_flight = survey_request.api_requests.filter(outcome=ApiRequest.Outcome.PENDING)
+        attempts = survey_request.attempts + 1
+        try:
+            with transaction.atomic():
+                if in_flight.exists():
+                    message = "The sender stopped while waiting for Stella's answer: Stella may have accepted it"
+                    survey_request_transition(survey_request, to=Status.AMBIGUOUS, status_detail=message)
+                    in_flight.update(outcome=ApiRequest.Outcome.AMBIGUOUS, error_message=message, finished_at=now)
+                elif attempts >= settings.STELLA_MAX_ATTEMPTS:
+                    message = (
+                        f"The sender stopped {attempts} times before calling Stella; "
+                        "the request's admin page lists what it raised"
+                    )
+                    survey_request_transition(
+                        survey_request, to=Status.FAILED, attempts=attempts, status_detail=message
+                    )
+                else:  # nothing reached Stella: send it again, and count the try
+                    survey_request_transition(
+                        survey_request, to=Status.SCHEDULED, queued_at=None, claimed_at=None, attempts=attempts
+                    )
+        except InvalidTransition:
+            continue
+        recovered += 1
+        logger.warning(
+            "survey_request.recovered", extra={"survey_request": survey_request.pk, "to": survey_request.status}
+        )
+    return recovered

@@ -1,0 +1,446 @@
+"""Everything a survey request can do. Grep `survey_request_` to see it all."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from contextlib import suppress
+from datetime import datetime
+from functools import cached_property
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from integrations import messages
+from integrations.intercom.payloads import Conversation, IntercomNotification
+from integrations.models import InboundWebhook
+from integrations.stella.client import FeedbackRequest
+from integrations.vocabulary import email_normalised
+from surveys.decisions.rules import Decision, InvalidReason, decide, evaluate_rules
+from surveys.delivery.dispatch import survey_requests_admit
+from surveys.models import (
+    TRANSITIONS,
+    Account,
+    ApiRequest,
+    ConversationEvent,
+    IntegrationSettings,
+    SurveyRequest,
+    SurveyRequestQuerySet,
+    Teammate,
+)
+from surveys.reporting.counts import (
+    count_api_request_recorded,
+    count_survey_request_recorded,
+    count_survey_request_transition,
+)
+from surveys.selectors import (
+    Closing,
+    ConversationHistory,
+    IntakeReads,
+    Surveyed,
+    survey_candidate,
+    surveyed_at_send,
+    teammate_custom_ids,
+)
+
+logger = logging.getLogger(__name__)
+
+Status = SurveyRequest.Status
+STATUS_FOR_DECISION = {
+    Decision.SEND: Status.SCHEDULED,
+    Decision.DO_NOT_SEND: Status.SCHEDULED,
+    Decision.SUPPRESSED: Status.SUPPRESSED,
+    Decision.INVALID: Status.INVALID,
+}
+CANCEL_DETAILS: dict[str, str] = {
+    ConversationEvent.Kind.REOPENED: messages.REOPENED.words,
+    ConversationEvent.Kind.CUSTOMER_REPLIED: messages.CUSTOMER_REPLIED.words,
+    ConversationEvent.Kind.SNOOZED: messages.SNOOZED.words,
+    ConversationEvent.Kind.DELETED: messages.DELETED.words,
+}
+SUPERSEDED = messages.SUPERSEDED.words
+RESENDABLE = (Status.INVALID, Status.FAILED, Status.AMBIGUOUS)
+
+
+class InvalidTransition(Exception):
+    pass
+
+
+def survey_request_transition(
+    survey_request: SurveyRequest, *, to: str, expected: Mapping[str, Any] | None = None, **fields: Any
+) -> SurveyRequest:
+    """Move a request to another status, if it still is as we last saw it (and as `expected` says).
+
+    The conditional update is also the claim: of two workers moving the same request,
+    exactly one changes a row; the other gets InvalidTransition. It matches the status and
+    the last change's time, so a change made meanwhile (a tag turning the request into
+    do-not-send) is never overwritten by a mover that didn't see it. The status page's
+    counts move in the same transaction.
+    """
+    current, decision = survey_request.status, survey_request.decision
+    if to not in TRANSITIONS[current]:
+        raise InvalidTransition(f"{current} → {to} is not allowed")
+    fields = {"status": to, "updated_at": timezone.now(), **fields}
+    if "status_detail" in fields and "detail_code" not in fields:
+        fields["detail_code"] = messages.code_of(fields["status_detail"])
+    # No savepoint (two statements a move): nothing to undo when the update changes no row, and the
+    # InvalidTransition that says so is raised outside the block, so it never spoils a caller's transaction.
+    with transaction.atomic(savepoint=False):
+        changed = SurveyRequest.objects.filter(
+            pk=survey_request.pk, status=current, updated_at=survey_request.updated_at, **(expected or {})
+        ).update(**fields)
+        if changed:
+            for name, value in fields.items():
+                setattr(survey_request, name, value)
+            count_survey_request_transition(survey_request, old_status=current, old_decision=decision)
+    if not changed:
+        raise InvalidTransition(f"survey request {survey_request.pk} is no longer {current}")
+    return survey_request
+
+
+class ClosureBatch:
+    """Closed conversations recorded together: with every rule's verdict; if to be sent, due at close + channel
+    delay. What they need to know is read for the whole batch at once (selectors.IntakeReads), and their records,
+    calls logged as invalid and sends queued are written together by `flush()`, in a few statements however many.
+
+    One close per conversation waits at a time: a newer close cancels an older one still waiting,
+    and an older close arriving late is recorded as cancelled. A webhook that is not a close (a reopen, a tag)
+    reads and writes the database itself: flush before acting on one, and start a new batch after it.
+    """
+
+    def __init__(self, closings: list[Closing]) -> None:
+        self.closings = closings
+        self.pending: list[SurveyRequest] = []
+
+    @cached_property
+    def reads(self) -> IntakeReads:
+        return IntakeReads(self.closings)  # when the first close comes: a batch of events never reads
+
+    def schedule(
+        self, *, account: Account, notification: IntercomNotification, webhook: InboundWebhook | None
+    ) -> SurveyRequest:
+        """Record one close (saved by the next flush); the record of it already made, if there is one."""
+        conversation = notification.conversation
+        assert conversation is not None, "a closed-conversation notification carries its conversation"
+        integration = account.integration
+        history = self.reads.history(closing_of(account, notification))
+        closure_id = conversation.closure.part_id if conversation.closure else f"notification:{notification.id}"
+        if recorded := history.survey_request_for(closure_id):
+            logger.info("survey_request.closure_duplicate", extra={"conversation_id": conversation.id})
+            return recorded
+        if any(other.pk is None for other in history.survey_requests):
+            self.flush()  # an older close of the conversation this batch recorded: what follows may change it
+        survey_request = survey_request_build(
+            conversation,
+            account=account,
+            webhook=webhook,
+            closed_at=notification.created_at,
+            closure_id=closure_id,
+            earlier_tags=history.first_message_tags,
+        )
+        survey_request_supersede_older(history, closed_at=survey_request.closed_at)
+        surveyed = self.reads.surveyed(survey_request, integration=integration)
+        survey_request_decide(survey_request, integration=integration, surveyed=surveyed)
+        survey_request.status = STATUS_FOR_DECISION[Decision(survey_request.decision)]
+        survey_request_cancel_if_overtaken(survey_request, history=history)
+        now = timezone.now()
+        if survey_request.status == Status.SCHEDULED and survey_request.send_after <= now:
+            survey_request.queued_at = now  # due now: queued by the flush
+        self.pending.append(survey_request)
+        self.reads.recorded(survey_request)
+        count_survey_request_recorded(survey_request)
+        return survey_request
+
+    def flush(self) -> list[SurveyRequest]:
+        """Save what the batch recorded, log the invalid ones' calls, and queue those due now once committed."""
+        pending, self.pending = self.pending, []
+        if not pending:
+            return []
+        try:
+            with transaction.atomic():
+                SurveyRequest.objects.bulk_create(pending)
+        except IntegrityError:
+            if len(pending) > 1:
+                raise  # the intake acts on the batch's webhooks one at a time instead
+            # The same closure recorded meanwhile by a concurrent worker: the first record stands.
+            logger.info("survey_request.closure_duplicate", extra={"conversation_id": pending[0].conversation_id})
+            count_survey_request_recorded(pending[0], delta=-1)
+            return []
+        for survey_request in pending:
+            logger.info(
+                "survey_request.recorded",
+                extra={
+                    "survey_request": survey_request.pk,
+                    "status": survey_request.status,
+                    "reason": survey_request.reason,
+                },
+            )
+        survey_requests_reject_locally([sr for sr in pending if sr.status == Status.INVALID])
+        due = [survey_request.pk for survey_request in pending if survey_request.queued_at]
+        if due:
+            transaction.on_commit(lambda: survey_requests_queue(due))
+        return pending
+
+
+def closing_of(account: Account, notification: IntercomNotification) -> Closing:
+    """What IntakeReads needs of a closed-conversation notification."""
+    conversation = notification.conversation
+    assert conversation is not None, "a closed-conversation notification carries its conversation"
+    customer = conversation.customer
+    return Closing(
+        account=account,
+        conversation_id=conversation.id,
+        customer_email=email_normalised(customer.email) if customer else "",
+        customer_id=(customer.id or "") if customer else "",
+        closed_at=notification.created_at,
+    )
+
+
+def survey_request_build(
+    conversation: Conversation,
+    *,
+    account: Account,
+    webhook: InboundWebhook | None,
+    closed_at: datetime,
+    closure_id: str,
+    earlier_tags: tuple[str, ...] = (),
+) -> SurveyRequest:
+    """The unsaved record of one closure, as the webhook describes it, due at close + channel delay.
+    `earlier_tags`: first-message tags that arrived in tag events before the close."""
+    integration = account.integration
+    customer = conversation.customer
+    assignee = conversation.assignee
+    delay_ends_at = closed_at + integration.channel_delay
+    survey_request = SurveyRequest(
+        account=account,
+        inbound_webhook=webhook,
+        conversation_id=conversation.id,
+        conversation_url=conversation.url,
+        closure_id=closure_id,
+        closed_at=closed_at,
+        channel=conversation.channel or "",
+        channel_source=conversation.channel_source,
+        assignee_kind=assignee.kind,
+        teammate_id=assignee.id or "",
+        teammate_name=assignee.name or "",
+        teammate_email=email_normalised(assignee.email),
+        customer_id=(customer.id or "") if customer else "",
+        customer_role=customer.role if customer else "",
+        customer_name=(customer.name or "") if customer else "",
+        customer_email=email_normalised(customer.email) if customer else "",
+        mode=integration.mode,
+        send_after=delay_ends_at,
+        delay_ends_at=delay_ends_at,
+        tags=list(dict.fromkeys(conversation.do_not_send_tag_candidates + earlier_tags)),
+    )
+    return survey_request_clip(survey_request)
+
+
+def survey_request_supersede_older(history: ConversationHistory, *, closed_at: datetime) -> None:
+    """A newer close is the one surveyed: cancel the conversation's older closes still waiting."""
+    for older in history.survey_requests:
+        if older.status == Status.SCHEDULED and older.closed_at < closed_at:
+            with suppress(InvalidTransition):  # a sender took it a moment ago: too late to supersede
+                survey_request_transition(older, to=Status.CANCELLED, status_detail=SUPERSEDED)
+
+
+def survey_request_cancel_if_overtaken(survey_request: SurveyRequest, *, history: ConversationHistory) -> None:
+    """A new record that would wait is cancelled if a newer close, or a reopen, reply, snooze or
+    deletion during its delay, is already known (webhooks arrive out of order)."""
+    if survey_request.status != Status.SCHEDULED:
+        return
+    newer_close = any(
+        other.closed_at > survey_request.closed_at and other.status != Status.CANCELLED
+        for other in history.survey_requests
+    )
+    cancelling = history.cancelling_event(after=survey_request.closed_at, before=survey_request.delay_ends_at)
+    if newer_close or cancelling:
+        survey_request.status = Status.CANCELLED
+        survey_request.status_detail = (
+            CANCEL_DETAILS[ConversationEvent.Kind(cancelling.kind)] if cancelling else SUPERSEDED
+        )
+
+
+def survey_request_feedback_request(
+    survey_request: SurveyRequest, *, integration: IntegrationSettings, employee_custom_id: str = ""
+) -> FeedbackRequest:
+    """The request as Stella takes it."""
+    return FeedbackRequest(
+        channel=survey_request.channel,
+        conversation_id=survey_request.conversation_id,
+        conversation_url=survey_request.conversation_url,
+        customer_name=survey_request.customer_name,
+        customer_email=survey_request.customer_email,
+        employee_email=survey_request.teammate_email,
+        employee_custom_id=employee_custom_id,
+        tags=tuple(survey_request.tags),
+        do_not_send=survey_request.do_not_send,
+        brand=integration.brand,
+        language=integration.language,
+    )
+
+
+def survey_request_reject_locally(survey_request: SurveyRequest) -> ApiRequest:
+    """Log a request the rules found invalid as Stella would, in Stella's words, without calling Stella."""
+    return survey_requests_reject_locally([survey_request])[0]
+
+
+def survey_requests_reject_locally(survey_requests: list[SurveyRequest]) -> list[ApiRequest]:
+    """`survey_request_reject_locally` for several at once, in two statements."""
+    if not survey_requests:
+        return []
+    custom_ids = teammate_custom_ids({(sr.account_id, sr.teammate_id) for sr in survey_requests})
+    now = timezone.now()
+    api_requests = ApiRequest.objects.bulk_create(
+        ApiRequest(
+            survey_request=survey_request,
+            account_id=survey_request.account_id,
+            mode=survey_request.mode,
+            request_body=survey_request_feedback_request(
+                survey_request,
+                integration=survey_request.account.integration,
+                employee_custom_id=custom_ids.get((survey_request.account_id, survey_request.teammate_id), ""),
+            ).as_json(),
+            outcome=ApiRequest.Outcome.INVALID,
+            error_message=survey_request.status_detail,
+            error_code=survey_request.reason or messages.code_of(survey_request.status_detail),
+            finished_at=now,
+        )
+        for survey_request in survey_requests
+    )
+    for api_request in api_requests:
+        count_api_request_recorded(api_request)
+    return api_requests
+
+
+def survey_requests_queue(survey_request_ids: list[int]) -> None:
+    """Hand requests to the task queue, within their accounts' share of it (surveys/delivery/dispatch.py): those over it wait
+    for a slot. Call it once they are committed (on_commit), with queued_at set."""
+    survey_requests_admit(survey_request_ids, now=timezone.now())
+
+
+def survey_requests_apply_event(event: ConversationEvent) -> int:
+    """A reopen, reply, snooze or deletion cancels a close still waiting out its delay;
+    a first-message tag is added to it and the rules decide again. Returns how many changed."""
+    if event.kind in ConversationEvent.CANCELLING:
+        return survey_requests_cancel_for(event)
+    if event.kind == ConversationEvent.Kind.TAGGED:
+        return survey_requests_retag(event)
+    return 0
+
+
+def _waiting_before(event: ConversationEvent) -> SurveyRequestQuerySet:
+    """The conversation's closes still waiting that the event came after."""
+    return SurveyRequest.objects.filter(
+        account=event.account,
+        conversation_id=event.conversation_id,
+        status=Status.SCHEDULED,
+        closed_at__lte=event.occurred_at,
+    )
+
+
+def survey_requests_cancel_for(event: ConversationEvent) -> int:
+    """Cancel the conversation's closes whose channel delay the event fell in."""
+    cancelled = 0
+    for survey_request in _waiting_before(event).filter(delay_ends_at__gt=event.occurred_at):
+        with suppress(InvalidTransition):  # a sender took it a moment ago: the event came too late
+            survey_request_transition(
+                survey_request, to=Status.CANCELLED, status_detail=CANCEL_DETAILS[ConversationEvent.Kind(event.kind)]
+            )
+            cancelled += 1
+    return cancelled
+
+
+def survey_requests_retag(event: ConversationEvent) -> int:
+    """Add first-message tags to the conversation's waiting closes and let the rules decide again."""
+    changed = 0
+    for survey_request in _waiting_before(event).select_related("account__integration"):
+        integration = survey_request.account.integration
+        survey_request.tags = list(dict.fromkeys(survey_request.tags + event.tags))
+        surveyed = surveyed_at_send(survey_request, integration=integration)
+        survey_request_decide(survey_request, integration=integration, surveyed=surveyed)
+        with suppress(InvalidTransition):
+            survey_request_transition(
+                survey_request,
+                to=STATUS_FOR_DECISION[Decision(survey_request.decision)],
+                tags=survey_request.tags,
+                decision=survey_request.decision,
+                reason=survey_request.reason,
+                verdicts=survey_request.verdicts,
+                status_detail=survey_request.status_detail,
+            )
+            if survey_request.status == Status.INVALID:
+                survey_request_reject_locally(survey_request)
+            changed += 1
+    return changed
+
+
+def survey_request_decide(
+    survey_request: SurveyRequest,
+    *,
+    integration: IntegrationSettings,
+    surveyed: Surveyed,
+    looked_up: bool = False,
+    employee_unknown: bool = False,
+) -> None:
+    """Run every rule on what is known now; `looked_up`: Intercom has been asked, nothing is pending;
+    `employee_unknown`: Stella's employees, as last synced, don't include the one the request names."""
+    candidate = survey_candidate(
+        survey_request,
+        integration=integration,
+        surveyed=surveyed,
+        looked_up=looked_up,
+        employee_unknown=employee_unknown,
+    )
+    verdicts = evaluate_rules(candidate)
+    verdict = decide(verdicts)
+    survey_request.verdicts = {rule: reason.value if reason else None for rule, reason in verdicts.items()}
+    survey_request.decision = verdict.decision
+    survey_request.reason = verdict.reason.value if verdict.reason else ""
+    survey_request.status_detail = verdict.error_message
+
+
+def survey_request_clip(survey_request: SurveyRequest) -> SurveyRequest:
+    """Intercom sets no length on names; cut what would not fit its column rather than lose the closure."""
+    for field in SurveyRequest._meta.concrete_fields:
+        value = getattr(survey_request, field.attname)
+        max_length = field.max_length
+        if max_length and isinstance(value, str) and len(value) > max_length:
+            setattr(survey_request, field.attname, value[:max_length])
+    return survey_request
+
+
+def survey_requests_resend(survey_requests: list[SurveyRequest], *, by: str) -> list[SurveyRequest]:
+    """Send invalid, failed or ambiguous requests again, once the cause is fixed: each goes through
+    the rules again and, if it passes, makes a new call (a new row in the log). Ambiguous ones may
+    already have reached the customer: callers ask a person to confirm first."""
+    resent = []
+    now = timezone.now()
+    # A person resending a request the portal held back as unknown to Stella says the teammate is fixed (mapped,
+    # or added in Stella): Stella answers for them again, until the next employee sync says otherwise.
+    unknown = [sr for sr in survey_requests if sr.status in RESENDABLE and sr.reason == InvalidReason.EMPLOYEE_UNKNOWN]
+    for survey_request in unknown:
+        Teammate.objects.filter(account_id=survey_request.account_id, intercom_id=survey_request.teammate_id).update(
+            stella_match=Teammate.StellaMatch.NOT_CHECKED
+        )
+    for survey_request in survey_requests:
+        if survey_request.status not in RESENDABLE:
+            continue
+        try:
+            survey_request_transition(
+                survey_request,
+                to=Status.SCHEDULED,
+                send_after=now,
+                queued_at=now,
+                claimed_at=None,
+                attempts=0,
+                status_detail=f"Resent by {by}",
+            )
+        except InvalidTransition:
+            continue
+        resent.append(survey_request)
+    ids = [survey_request.pk for survey_request in resent]
+    transaction.on_commit(lambda: survey_requests_queue(ids))
+    logger.info("survey_requests.resent", extra={"count": len(ids), "by": by})
+    return resent

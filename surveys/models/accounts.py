@@ -1,0 +1,242 @@
+"""Accounts and their rules: what a CSM chose (IntegrationSettings), what the portal found (IntegrationHealth), and the account's Intercom teammates."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+
+from integrations.stella.client import ERROR_ALERT_THRESHOLD
+from integrations.vocabulary import Channel
+from portal.fields import EncryptedTextField, secret_plaintext
+
+DEFAULT_DO_NOT_SEND_TAGS = "fraud, dupe, do_not_send_stella"
+
+
+class Account(models.Model):
+    """A Stella Connect customer company, known to Intercom by its workspace id.
+
+    Accounts belong to the survey domain, not to the vendor layer: an account is a set of survey
+    rules and the credentials to act on them, and only the domain decides which webhooks, calls
+    and people belong to one.
+    """
+
+    name = models.CharField(max_length=200)
+    intercom_workspace_id = models.CharField(
+        "Intercom workspace id",
+        max_length=64,
+        unique=True,
+        help_text="The app_id Intercom puts on every webhook (Settings → Workspace data in Intercom).",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    support_users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="support_accounts",
+        help_text="People of this company who may see its status page and API (they need no admin access).",
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class IntegrationSettings(models.Model):
+    """What a CSM chose for an account; keys are read only through `api_key_for` and `intercom_token`.
+
+    Nothing here changes by itself: what the portal finds while it works (a rejected key, an
+    error-rate alert) is kept apart, in IntegrationHealth.
+    """
+
+    class Mode(models.TextChoices):
+        """Which Stella key requests are made with."""
+
+        TEST = "test", "Test"
+        LIVE = "live", "Live"
+
+    account = models.OneToOneField(Account, on_delete=models.CASCADE, related_name="integration")
+    enabled = models.BooleanField(default=True, help_text="Off: webhooks are recorded and ignored.")
+    mode = models.CharField(
+        max_length=8,
+        choices=Mode.choices,
+        default=Mode.TEST,
+        help_text="Test sends with the test key (surveys go to the test address); live with the production key.",
+    )
+    test_api_key = EncryptedTextField("test API key", blank=True)
+    production_api_key = EncryptedTextField("production API key", blank=True)
+    email_enabled = models.BooleanField("email channel", default=True)
+    chat_enabled = models.BooleanField("chat channel", default=True)
+    channel_delay = models.DurationField(
+        default=timedelta(0),
+        help_text="Wait this long after a close before sending; a reopen in the meantime cancels.",
+    )
+    suppression_window = models.DurationField(
+        default=timedelta(0),
+        help_text="Don't survey the same customer again within this time. 0 turns it off.",
+    )
+    do_not_send_tags = models.CharField(
+        max_length=500,
+        default=DEFAULT_DO_NOT_SEND_TAGS,
+        blank=True,
+        help_text="Comma-separated. A first message tagged with one is sent flagged do not send.",
+    )
+    brand = models.CharField(max_length=100, blank=True, help_text="Only for multi-brand Stella companies.")
+    language = models.CharField(max_length=16, blank=True, help_text="ISO 639-1, e.g. en or en-US.")
+    intercom_access_token = EncryptedTextField("Intercom access token", blank=True)
+    stella_api_url = models.URLField(
+        "Stella API URL",
+        blank=True,
+        help_text="Only if Stella gave the company its own host, e.g. https://acme.api.stellaconnect.net.",
+    )
+    alert_recipients = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text=f"Comma-separated emails told when over {ERROR_ALERT_THRESHOLD:.0%} of the last hour's requests are "
+        "invalid or failed.",
+    )
+    # Closing the loop with Stella: its employees and its feedback records, read back with the key in use.
+    stella_api_secret = EncryptedTextField(
+        "Stella API secret",
+        blank=True,
+        help_text="From Stella's Settings > Integrations, for the key in use; needed for employee sync and "
+        "feedback return.",
+    )
+    employee_sync_enabled = models.BooleanField(
+        "employee sync",
+        default=True,
+        help_text="Every hour, read Stella's employees and mark the teammates Stella won't recognise.",
+    )
+    feedback_return_enabled = models.BooleanField(
+        "feedback return",
+        default=True,
+        help_text="Every 15 minutes, read Stella's feedback records and match them to survey requests.",
+    )
+    intercom_notes_enabled = models.BooleanField(
+        "Intercom notes",
+        default=False,
+        help_text="Post an internal note on the conversation when its survey is decided and when feedback arrives",
+    )
+    intercom_note_author_id = models.CharField(
+        "Intercom note author",
+        max_length=64,
+        blank=True,
+        help_text="The Intercom admin id notes are posted as.",
+    )
+    reconcile_after = models.DurationField(
+        default=timedelta(hours=24),
+        help_text="How long an ambiguous or sent request may stay unreported by Stella before a person is asked "
+        "to look",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "integration settings"
+        verbose_name_plural = "integration settings"
+
+    def __str__(self) -> str:
+        return f"Settings for {self.account}"
+
+    @property
+    def stella_base_url(self) -> str:
+        return (self.stella_api_url or settings.STELLA_API_URL).rstrip("/")
+
+    @property
+    def enabled_channels(self) -> frozenset[Channel]:
+        return frozenset(
+            channel
+            for channel, enabled in ((Channel.EMAIL, self.email_enabled), (Channel.CHAT, self.chat_enabled))
+            if enabled
+        )
+
+    @property
+    def alert_recipient_list(self) -> list[str]:
+        return [email.strip() for email in self.alert_recipients.split(",") if email.strip()]
+
+    @property
+    def do_not_send_tag_names(self) -> frozenset[str]:
+        return frozenset(tag.strip().casefold() for tag in self.do_not_send_tags.split(",") if tag.strip())
+
+    # The only readers of stored secrets for the vendors' clients: the plaintext, or SecretUndecryptable.
+    def api_key_for(self, mode: str) -> str:
+        return secret_plaintext(self, "production_api_key" if mode == self.Mode.LIVE else "test_api_key")
+
+    @property
+    def intercom_token(self) -> str:
+        return secret_plaintext(self, "intercom_access_token")
+
+    @property
+    def stella_secret(self) -> str:
+        return secret_plaintext(self, "stella_api_secret")
+
+
+class IntegrationHealth(models.Model):
+    """What the portal found while working for an account, shown to CSMs as what needs attention.
+
+    Changed only through the named services in surveys/accounts/account.py, never by saving settings.
+    """
+
+    account = models.OneToOneField(Account, on_delete=models.CASCADE, related_name="health")
+    # Stella refused the key (401/403): no more calls until a CSM changes a key, the mode or the URL.
+    sending_paused_at = models.DateTimeField(null=True, blank=True)
+    sending_paused_reason = models.CharField(max_length=200, blank=True)
+    # Intercom refused the access token (401); cleared when a new token is stored.
+    intercom_token_rejected_at = models.DateTimeField(null=True, blank=True)
+    # What Intercom last said of the stored token (Check now, or connecting): when, and which workspace it is
+    # for. Cleared when a new token is stored.
+    intercom_token_checked_at = models.DateTimeField(null=True, blank=True)
+    intercom_token_workspace_id = models.CharField(max_length=64, blank=True)
+    intercom_token_workspace_name = models.CharField(max_length=200, blank=True)
+    # The error-rate alert, kept up to date every minute: shown as a banner while it lasts.
+    error_alert_since = models.DateTimeField(null=True, blank=True)
+    error_alert_rate = models.FloatField(null=True, blank=True)
+    error_alert_emailed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "integration health"
+        verbose_name_plural = "integration health"
+
+    def __str__(self) -> str:
+        return f"Health of {self.account}"
+
+
+class Teammate(models.Model):
+    """An Intercom teammate as last looked up, and the Stella employee they are, if not by email."""
+
+    class StellaMatch(models.TextChoices):
+        """Whether Stella has an active employee for the teammate, as the last employee sync found."""
+
+        NOT_CHECKED = "", "Not checked yet"
+        EMAIL = "email", "Matched by email"
+        CUSTOM_ID = "custom_id", "Matched by Stella custom id"
+        UNMATCHED = "unmatched", "Stella won't recognise them"
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="teammates")
+    intercom_id = models.CharField("Intercom admin id", max_length=64)
+    name = models.CharField(max_length=200, blank=True)
+    email = models.CharField(max_length=254, blank=True)
+    is_bot = models.BooleanField(default=False)
+    stella_custom_id = models.CharField(
+        "Stella employee custom id",
+        max_length=100,
+        blank=True,
+        help_text="When set, Stella is told this custom id instead of the teammate's email.",
+    )
+    fetched_at = models.DateTimeField(null=True, blank=True, help_text="Last looked up in Intercom.")
+    stella_match = models.CharField(
+        "Stella employee",
+        max_length=16,
+        choices=StellaMatch.choices,
+        blank=True,
+        help_text="Whether Stella knows the teammate, as the last employee sync found.",
+    )
+    stella_checked_at = models.DateTimeField("checked against Stella", null=True, blank=True)
+
+    class Meta:
+        ordering = ["account", "name"]
+        constraints = [models.UniqueConstraint(fields=["account", "intercom_id"], name="one_teammate_per_intercom_id")]
+
+    def __str__(self) -> str:
+        return self.name or self.email or self.intercom_id

@@ -1,0 +1,294 @@
+"""The read-only JSON API: the status page's rows, filters and scoping, for scripts and dashboards.
+
+Customers, outcomes and reasons come from the presenter, as on the page and in its CSV: masked the same, worded
+the same. Times are ISO 8601 with their offset, in the portal's zone (TIME_ZONE), whoever asks: a script's
+output doesn't follow a person's choice on the page.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from django.db.models import QuerySet
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_view
+from rest_framework import serializers, viewsets
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.pagination import Cursor, CursorPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from surveys.models import ApiRequest, SurveyRequest
+from surveys.reporting.presenters import Presented, present
+from surveys.reporting.status import (
+    API_REQUESTS,
+    EVERY_API_REQUEST,
+    EVERY_SURVEY_REQUEST,
+    SURVEY_REQUESTS,
+    TABS,
+    TABS_BY_KEY,
+    Listing,
+    StatusFilter,
+    StatusFilterForm,
+    Tab,
+    status_rows,
+)
+from surveys.reporting.teammate_stats import TEAMMATE_FILTERS, teammate_stats
+from surveys.selectors import accounts_visible_to
+
+
+def parse_datetime_safely(value: str) -> datetime | None:
+    try:
+        return parse_datetime(value)
+    except ValueError:  # well formed but impossible, e.g. a 31st of February
+        return None
+
+
+class PresentedSerializer(serializers.ModelSerializer):
+    """A row's model fields, and what every screen shows of it (present()): the customer masked, the reason in
+    plain words."""
+
+    shown: Presented
+    account = serializers.CharField(source="account.name")
+    customer_name = serializers.SerializerMethodField(help_text="Masked, as on the status page.")
+    customer_email = serializers.SerializerMethodField(help_text="Masked, as on the status page.")
+
+    def to_representation(self, instance: Any) -> Any:
+        self.shown = present(instance)  # once per row, for the fields below
+        return super().to_representation(instance)
+
+    def get_customer_name(self, row: Any) -> str:
+        return self.shown.customer_name
+
+    def get_customer_email(self, row: Any) -> str:
+        return self.shown.customer
+
+
+class SurveyRequestSerializer(PresentedSerializer):
+    reason_text = serializers.SerializerMethodField(help_text="The reason, in plain words.")
+    delivery_status = serializers.SerializerMethodField(
+        help_text="Stella's delivery status in its words (“Delivered”, “Not sent: suppression period”, “Hard "
+        "bounce”…), from its feedback record; empty until Stella reports the request."
+    )
+    delivery_explanation = serializers.SerializerMethodField(help_text="The delivery status, in plain words.")
+    star_rating = serializers.SerializerMethodField(help_text="The customer's star rating, 1 to 5; null: none.")
+    comment = serializers.SerializerMethodField(
+        help_text="The customer's comment, email addresses in it masked as the customer's are; empty once erased."
+    )
+    reconcile_text = serializers.SerializerMethodField(
+        help_text="Why a person should look at the request, in plain words (reconcile_flag); empty: no need."
+    )
+
+    class Meta:
+        model = SurveyRequest
+        fields = [
+            "id", "account", "conversation_id", "conversation_url", "closed_at", "channel", "customer_name",
+            "customer_email", "teammate_name", "teammate_email", "status", "decision", "reason", "reason_text",
+            "status_detail", "mode", "send_after", "sent_at", "attempts", "delivery_status", "delivery_explanation",
+            "star_rating", "comment", "reconcile_flag", "reconcile_text",
+        ]  # fmt: skip
+
+    def get_reason_text(self, survey_request: SurveyRequest) -> str:
+        return self.shown.explanation
+
+    def get_delivery_status(self, survey_request: SurveyRequest) -> str:
+        return self.shown.delivery_status
+
+    def get_delivery_explanation(self, survey_request: SurveyRequest) -> str:
+        return self.shown.delivery_explanation
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_star_rating(self, survey_request: SurveyRequest) -> int | None:
+        return self.shown.star_rating
+
+    def get_comment(self, survey_request: SurveyRequest) -> str:
+        return self.shown.comment
+
+    def get_reconcile_text(self, survey_request: SurveyRequest) -> str:
+        return self.shown.reconcile
+
+
+class ApiRequestSerializer(PresentedSerializer):
+    conversation_id = serializers.CharField(source="survey_request.conversation_id")
+    conversation_url = serializers.CharField(source="survey_request.conversation_url")
+    channel = serializers.CharField(source="survey_request.channel")
+    teammate = serializers.CharField(source="survey_request.teammate_name")
+    explanation = serializers.SerializerMethodField(help_text="The error message, in plain words.")
+
+    class Meta:
+        model = ApiRequest
+        fields = [
+            "id", "survey_request", "account", "created_at", "mode", "conversation_id", "conversation_url", "channel",
+            "customer_name", "customer_email", "teammate", "outcome", "status_code", "error_message", "explanation",
+            "duration_ms", "rejected_locally",
+        ]  # fmt: skip
+
+    def get_explanation(self, api_request: ApiRequest) -> str:
+        return self.shown.explanation
+
+
+class NewestFirst(CursorPagination):
+    """Pages by position in the log, never by counting it."""
+
+    page_size = 50
+    max_page_size = 500
+    page_size_query_param = "page_size"
+
+    def decode_cursor(self, request: Request) -> Cursor | None:
+        """A cursor we didn't make (its position is not a time) is refused like any invalid one, never queried."""
+        cursor = super().decode_cursor(request)
+        if cursor is not None and cursor.position is not None and parse_datetime_safely(str(cursor.position)) is None:
+            raise NotFound(self.invalid_cursor_message)
+        return cursor
+
+
+class ByClosure(NewestFirst):
+    ordering = ("-closed_at", "-id")
+
+
+class ByCall(NewestFirst):
+    ordering = ("-created_at", "-id")
+
+
+FILTERS = [
+    OpenApiParameter("account", int, description="One of your accounts (default: all of them)."),
+    OpenApiParameter(
+        "date_from", str, description="YYYY-MM-DD, a day in the portal's time zone (default: 30 days before date_to)."
+    ),
+    OpenApiParameter("date_to", str, description="YYYY-MM-DD, a day in the portal's time zone (default: today)."),
+    OpenApiParameter("channel", str, enum=["email", "chat", "unsupported"]),
+    OpenApiParameter("reason", str, description="A Stella error message, or a suppression reason code."),
+    OpenApiParameter("q", str, description="A conversation id."),
+]
+
+
+def raise_form_errors(form: StatusFilterForm) -> None:
+    """A filter that isn't valid answers 400 with the reasons per parameter."""
+    raise ValidationError(
+        {field: [error["message"] for error in errors.get_json_data()] for field, errors in form.errors.items()}
+    )
+
+
+class StatusViewSet(viewsets.ReadOnlyModelViewSet):
+    """Rows of the status page, as JSON: only your accounts, with the page's filters."""
+
+    listing: Listing
+    every: Tab
+    pagination_class = NewestFirst
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        timezone.activate(timezone.get_default_timezone())  # the middleware undoes it when the request ends
+
+    def get_queryset(self) -> QuerySet[Any]:
+        accounts = accounts_visible_to(self.request.user)
+        if self.action != "list":
+            return self.every_row(accounts)
+        form = StatusFilterForm(self.request.query_params, accounts=accounts)
+        if not form.is_valid():
+            raise_form_errors(form)
+        tab = form.cleaned_data.get("tab")
+        if tab and TABS_BY_KEY[tab].listing is not self.listing:
+            others = "API requests" if TABS_BY_KEY[tab].listing is API_REQUESTS else "survey requests"
+            raise ValidationError({"tab": [f"Tab {tab} lists {others}, not these."]})
+        return status_rows(StatusFilter.from_form(form, accounts=accounts, default_tab=self.every)).order_by()
+
+    def every_row(self, accounts: QuerySet[Any]) -> QuerySet[Any]:
+        raise NotImplementedError
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[OpenApiParameter("tab", str, enum=[t.key for t in TABS if t.listing is SURVEY_REQUESTS]), *FILTERS]
+    )
+)
+class SurveyRequestViewSet(StatusViewSet):
+    """Survey requests: one per closed conversation, with what was decided and why."""
+
+    serializer_class = SurveyRequestSerializer
+    listing, every = SURVEY_REQUESTS, EVERY_SURVEY_REQUEST
+    pagination_class = ByClosure
+
+    def every_row(self, accounts: QuerySet[Any]) -> QuerySet[SurveyRequest]:
+        return SurveyRequest.objects.select_related("account", "feedback").filter(account__in=accounts)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[OpenApiParameter("tab", str, enum=[t.key for t in TABS if t.listing is API_REQUESTS]), *FILTERS]
+    )
+)
+class ApiRequestViewSet(StatusViewSet):
+    """The log of requests to Stella (and of those rejected before reaching it), with their outcomes."""
+
+    serializer_class = ApiRequestSerializer
+    listing, every = API_REQUESTS, EVERY_API_REQUEST
+    pagination_class = ByCall
+
+    def every_row(self, accounts: QuerySet[Any]) -> QuerySet[ApiRequest]:
+        return ApiRequest.objects.select_related("account", "survey_request").filter(account__in=accounts)
+
+
+class TeammateCountsSerializer(serializers.Serializer):
+    requests = serializers.IntegerField(source="requested", help_text="Survey requests Stella recorded.")
+    delivered = serializers.IntegerField(help_text="Sent by Stella and not bounced for good.")
+    responded = serializers.IntegerField(help_text="Answered by the customer.")
+    ratings = serializers.IntegerField(source="rating_count", help_text="Answers with a star rating.")
+    response_rate = serializers.FloatField(
+        allow_null=True, help_text="responded / delivered, 0 to 1 (4 decimals); null when none was delivered."
+    )
+    average_rating = serializers.FloatField(
+        allow_null=True, help_text="The mean star rating, to one decimal; null when nobody rated."
+    )
+
+
+class TeammateRowSerializer(TeammateCountsSerializer):
+    teammate = serializers.CharField(
+        help_text="The Stella employee's email, else their custom id; empty when Stella named nobody."
+    )
+    teammate_name = serializers.CharField()
+    channel = serializers.CharField(help_text="In Stella's words: chat, email…")
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        """Who and which channel first, then the counts."""
+        fields = super().get_fields()
+        first = ["teammate", "teammate_name", "channel"]
+        return {name: fields[name] for name in [*first, *(name for name in fields if name not in first)]}
+
+
+class TeammatesSerializer(serializers.Serializer):
+    date_from = serializers.DateField()
+    date_to = serializers.DateField()
+    results = TeammateRowSerializer(many=True, source="rows", help_text="Most requests first.")
+    totals = TeammateCountsSerializer()
+
+
+class TeammatesApiView(APIView):
+    """The status page's Teammates view as JSON: per Stella employee and channel over the chosen days, the
+    requests Stella recorded, delivered and had answered, and the star ratings (from Stella's feedback records,
+    read every 15 minutes); only your accounts."""
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        timezone.activate(timezone.get_default_timezone())
+
+    @extend_schema(
+        parameters=[parameter for parameter in FILTERS if parameter.name in TEAMMATE_FILTERS],
+        responses=TeammatesSerializer,
+    )
+    def get(self, request: Request) -> Response:
+        accounts = accounts_visible_to(request.user)
+        params = {name: request.query_params[name] for name in TEAMMATE_FILTERS if name in request.query_params}
+        form = StatusFilterForm(params, accounts=accounts)
+        if not form.is_valid():
+            raise_form_errors(form)
+        status_filter = StatusFilter.from_form(form, accounts=accounts)
+        stats = teammate_stats(status_filter)
+        data = {
+            "date_from": status_filter.date_from,
+            "date_to": status_filter.date_to,
+            "rows": stats.rows,
+            "totals": stats.totals,
+        }
+        return Response(TeammatesSerializer(data).data)
