@@ -313,8 +313,9 @@ SEND_POLL_SECONDS = env.float("SEND_POLL_SECONDS", default=1.0)
 # SEND_ACCOUNT_PER_TICK of an account each time it looks. The rest wait in the database, oldest first.
 SEND_ACCOUNT_IN_FLIGHT = env.int("SEND_ACCOUNT_IN_FLIGHT", default=max(1, Q_CLUSTER["workers"] - 1))
 SEND_ACCOUNT_PER_TICK = env.int("SEND_ACCOUNT_PER_TICK", default=20)
-# A sender whose request is done sends its account's next due one itself, for up to this many seconds (then hands
-# it on through the queue): an account's share of the workers stays busy without waiting on the queue's poll.
+# A sender whose request is done sends its account's next due one itself, for up to this many seconds (at most a
+# quarter of Q_TIMEOUT), then hands it on through the queue: an account's share of the workers stays busy without
+# waiting on the queue's poll.
 SEND_CHAIN_SECONDS = env.float("SEND_CHAIN_SECONDS", default=5.0)
 # `manage.py runcluster` lowers its CPU priority by this much (nice), so on a machine it shares with the web
 # process, webhooks are answered first and the backlog takes what is left; 0 leaves it as started.

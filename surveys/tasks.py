@@ -26,7 +26,8 @@ def process_inbound_webhooks() -> int:
 def send_survey_request(survey_request_id: int) -> str:
     """Send it; then, its slot free, its account's next due requests, for up to SEND_CHAIN_SECONDS; then hand the
     slot on through the queue (surveys/delivery/dispatch.py). Returns what came of the first."""
-    deadline = time.monotonic() + settings.SEND_CHAIN_SECONDS
+    # Well inside the task's timeout (a send may take Stella's own timeout after it), whatever the setting says.
+    deadline = time.monotonic() + min(settings.SEND_CHAIN_SECONDS, settings.Q_CLUSTER["timeout"] / 4)
     outcomes: list[str] = []
     pk: int | None = survey_request_id
     while pk is not None:

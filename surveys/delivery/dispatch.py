@@ -50,21 +50,30 @@ def in_flight_cap() -> int:
 
 
 def survey_requests_admit(survey_request_ids: Collection[int], *, now: datetime) -> list[int]:
-    """Requests marked queued by whoever made them due (a close recorded, a resend): queued now if their accounts
-    have room, else given back to wait for a slot. Call once they are committed (on_commit)."""
+    """Requests marked queued by whoever made them due (a close recorded, a resend): queued now, oldest first, as far
+    as their accounts have room; the rest given back to wait for a slot. Call once they are committed (on_commit)."""
     if not survey_request_ids:
         return []
-    accounts = set(
-        SurveyRequest.objects.filter(pk__in=survey_request_ids)
-        .order_by()
-        .values_list("account_id", flat=True)
-        .distinct()
+    due = list(
+        SurveyRequest.objects.filter(pk__in=survey_request_ids, status=Status.SCHEDULED, send_after__lte=now)
+        .order_by("send_after", "pk")
+        .values_list("pk", "account_id")
     )
+    accounts = {account_id for _, account_id in due}
     with transaction.atomic():
         _lock(accounts)
-        # Given back first, then counted with every other request of their accounts: the oldest due go first.
+        # Given back first, so they count only once queued again.
         SurveyRequest.objects.filter(pk__in=survey_request_ids, status=Status.SCHEDULED).update(queued_at=None)
-        return _dispatch(now=now, accounts=sorted(accounts))
+        sending = _sending(accounts)
+        free = {account_id: in_flight_cap() - held for account_id, held in _in_flight(sending).items()}
+        chosen = []
+        for pk, account_id in due:
+            if free.get(account_id, 0) > 0:
+                chosen.append(pk)
+                free[account_id] -= 1
+        marked = _mark(chosen, now=now)
+    survey_requests_enqueue(marked)
+    return marked
 
 
 def survey_requests_hand_over(survey_request_id: int, *, now: datetime) -> list[int]:
@@ -80,7 +89,9 @@ def survey_requests_dispatch_account(account_id: int, *, now: datetime) -> list[
         return []
     with transaction.atomic():
         _lock([account_id])
-        return _dispatch(now=now, accounts=[account_id])
+        marked = _mark(_next_in_turn(now=now, accounts=[account_id]), now=now)
+    survey_requests_enqueue(marked)
+    return marked
 
 
 def survey_requests_dispatch(*, now: datetime) -> list[int]:
@@ -92,7 +103,9 @@ def survey_requests_dispatch(*, now: datetime) -> list[int]:
         return []
     with transaction.atomic():
         _lock(None)
-        return _dispatch(now=now, accounts=accounts)
+        marked = _mark(_next_in_turn(now=now, accounts=accounts), now=now)
+    survey_requests_enqueue(marked)  # once marked and committed
+    return marked
 
 
 def _lock(accounts: Collection[int] | None) -> None:
@@ -119,13 +132,6 @@ def survey_request_take_next(account_id: int, *, now: datetime) -> int | None:
         _lock([account_id])
         taken = _mark(_next_in_turn(now=now, accounts=[account_id])[:1], now=now)
     return taken[0] if taken else None
-
-
-def _dispatch(*, now: datetime, accounts: Collection[int]) -> list[int]:
-    marked = _mark(_next_in_turn(now=now, accounts=accounts), now=now)
-    if marked:
-        transaction.on_commit(lambda: survey_requests_enqueue(marked))
-    return marked
 
 
 def _mark(ids: list[int], *, now: datetime) -> list[int]:
@@ -156,23 +162,26 @@ def _next_in_turn(*, now: datetime, accounts: Collection[int]) -> list[int]:
     each holds (survey_request_in_flight), then each one's oldest; an account at its share costs no more."""
     if not accounts:
         return []
-    candidates = set(accounts)
-    sending = Account.objects.filter(
-        pk__in=candidates, health__sending_paused_at__isnull=True, integration__enabled=True
-    )
-    busy = dict(
-        SurveyRequest.objects.filter(IN_FLIGHT, account_id__in=candidates)
-        .order_by()
-        .values_list("account_id")
-        .annotate(n=Count("pk"))
-    )
+    busy = _in_flight(accounts)
     per_tick, cap = max(1, settings.SEND_ACCOUNT_PER_TICK), in_flight_cap()
     shares = [
         _oldest_due(account_id, now=now, count=free)
-        for account_id in sorted(sending.values_list("pk", flat=True))
-        if (free := min(cap - busy.get(account_id, 0), per_tick)) > 0
+        for account_id in sorted(_sending(accounts))
+        if (free := min(cap - busy[account_id], per_tick)) > 0
     ]
     return [pk for turn in itertools.zip_longest(*shares) for pk in turn if pk is not None]
+
+
+def _in_flight(accounts: Collection[int]) -> dict[int, int]:
+    """How many requests each account has queued or sending."""
+    held = SurveyRequest.objects.filter(IN_FLIGHT, account_id__in=accounts).order_by().values_list("account_id")
+    return dict.fromkeys(accounts, 0) | dict(held.annotate(n=Count("pk")))
+
+
+def _sending(accounts: Collection[int]) -> set[int]:
+    """Those of the accounts that send now: enabled, and not paused."""
+    sending = Account.objects.filter(pk__in=accounts, health__sending_paused_at__isnull=True, integration__enabled=True)
+    return set(sending.values_list("pk", flat=True))
 
 
 def _next_of_account(account_id: int, *, now: datetime) -> list[int]:
