@@ -154,8 +154,8 @@ def inbound_webhooks_claim(*, limit: int) -> Claim:
 
 # Each workspace's waiting webhooks numbered oldest first (its turn), and taken by turn: every workspace's first, then
 # every workspace's second... so a burst of one never holds back the others, and within a workspace (so within each
-# conversation, which belongs to one) the order is created_at's. The numbering reads every waiting row: a few ms for
-# 10,000 (the partial index webhook_waiting_workspace gives them in order).
+# conversation, which belongs to one) the order is created_at's. The numbering reads and sorts every waiting row
+# (the partial index on waiting rows finds them), once a batch.
 _FAIR_CLAIM = """
     SELECT {columns} FROM integrations_inboundwebhook w JOIN (
         SELECT id, ROW_NUMBER() OVER (PARTITION BY workspace_id ORDER BY occurred_at, id) AS turn
