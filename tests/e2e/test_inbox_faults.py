@@ -2,6 +2,7 @@
 webhooks, then restarted: every acknowledged webhook is stored once and acted on once."""
 
 import signal
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -39,7 +40,7 @@ def inbox_on(settings):
 
 
 def closure(n: int) -> dict:
-    payload = notification("conversation_admin_closed", id=f"n{n}")
+    payload = notification("conversation_admin_closed", id=f"n{n}", created_at=int(time.time()))  # the cluster's window
     payload["data"]["item"]["id"] = f"c{n}"
     return payload
 
