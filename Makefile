@@ -52,6 +52,7 @@ bench: setup
 	$(BIN)/python bench/lateness.py || failed=1; \
 	$(BIN)/python bench/feedback.py || failed=1; \
 	$(BIN)/python bench/scale.py || failed=1; \
+	$(BIN)/python bench/fairness.py || failed=1; \
 	exit $$failed
 
 screenshots: setup

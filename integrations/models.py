@@ -62,6 +62,16 @@ class InboundWebhook(models.Model):
         return f"{self.topic or 'webhook'} {self.notification_id or self.pk}"
 
 
+class WebhookInboxMark(models.Model):
+    """How far the intake has moved webhooks from the SQLite inbox into the database (integrations/inbox.py): the
+    inbox id moved up to, committed with the rows it moved. One row."""
+
+    moved_up_to = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"inbox moved up to {self.moved_up_to}"
+
+
 class UnverifiedWebhookCount(models.Model):
     """Requests that failed verification past the rate at which they are stored: only counted, per minute."""
 

@@ -17,6 +17,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Field
 from django.utils import timezone
 
+from integrations.inbox import InboxDuplicate, inbox_path, inbox_store, inbox_wake_needed
 from integrations.intercom.payloads import IntercomNotification, PayloadError
 from integrations.intercom.signature import signature_is_valid
 from integrations.models import InboundWebhook, UnverifiedWebhookCount
@@ -58,8 +59,27 @@ def intercom_webhook_receive(*, headers: Mapping[str, str], body: bytes, signatu
         )
         raise
     # The parser accepted it, so it is UTF-8: processing and replay read exactly the bytes the signature covered.
-    webhook = inbound_webhook_record(headers=headers, body=body, text=body.decode("utf-8"), notification=notification)
+    text = body.decode("utf-8")
+    if notification.id and not connection.in_atomic_block and inbox_path() is not None:
+        return _receive_into_inbox(headers=headers, body=body, text=text, notification=notification)
+    webhook = inbound_webhook_record(headers=headers, body=body, text=text, notification=notification)
     transaction.on_commit(lambda: inbound_webhooks_wake(after=webhook))
+    return webhook
+
+
+def _receive_into_inbox(
+    *, headers: Mapping[str, str], body: bytes, text: str, notification: IntercomNotification
+) -> InboundWebhook:
+    """On SQLite: into the inbox, never waiting on the cluster's write lock (integrations/inbox.py). The webhook
+    returned is not in the database yet: the intake moves it there."""
+    webhook = _webhook(headers=headers, body=body, text=text, notification=notification)
+    try:
+        inbox_id = inbox_store(webhook)
+    except InboxDuplicate:
+        logger.info("intercom.webhook.duplicate", extra={"notification_id": notification.id})
+        raise DuplicateNotification(notification.id) from None
+    if inbox_wake_needed(inbox_id):
+        enqueue(PROCESS_WEBHOOKS_TASK)
     return webhook
 
 
@@ -98,6 +118,31 @@ def inbound_webhook_record(
 ) -> InboundWebhook:
     """Store a webhook as it arrived (`text`: the body as stored). A notification id seen before raises
     DuplicateNotification: the unique constraint decides, so two concurrent deliveries can't both pass."""
+    webhook = _webhook(headers=headers, body=body, text=text, notification=notification, status=status, error=error)
+    try:
+        if connection.in_atomic_block:
+            with transaction.atomic():  # a savepoint: a duplicate mustn't break the caller's transaction
+                _insert(webhook)
+        else:
+            with foreground_write():  # Intercom waits on this: on SQLite, the cluster's next batch waits for it
+                _insert(webhook)  # autocommit: one round trip, where a transaction of its own would add a COMMIT
+    except IntegrityError:
+        if notification is not None and notification.id:
+            logger.info("intercom.webhook.duplicate", extra={"notification_id": notification.id})
+            raise DuplicateNotification(notification.id) from None
+        raise
+    return webhook
+
+
+def _webhook(
+    *,
+    headers: Mapping[str, str],
+    body: bytes,
+    text: str,
+    notification: IntercomNotification | None,
+    status: str = InboundWebhook.Status.RECEIVED,
+    error: str = "",
+) -> InboundWebhook:
     webhook = InboundWebhook(
         headers=redact_headers(headers),
         body=text,
@@ -113,18 +158,6 @@ def inbound_webhook_record(
         webhook.workspace_id = notification.app_id
         webhook.occurred_at = notification.created_at
         webhook.conversation_key = conversation_key(notification)
-    try:
-        if connection.in_atomic_block:
-            with transaction.atomic():  # a savepoint: a duplicate mustn't break the caller's transaction
-                _insert(webhook)
-        else:
-            with foreground_write():  # Intercom waits on this: on SQLite, the cluster's next batch waits for it
-                _insert(webhook)  # autocommit: one round trip, where a transaction of its own would add a COMMIT
-    except IntegrityError:
-        if notification is not None and notification.id:
-            logger.info("intercom.webhook.duplicate", extra={"notification_id": notification.id})
-            raise DuplicateNotification(notification.id) from None
-        raise
     return webhook
 
 

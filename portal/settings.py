@@ -307,6 +307,16 @@ Q_CLUSTER = {
 # `manage.py runcluster` queues delayed sends and retries this often as they come due (surveys/delivery/on_time.py);
 # 0 turns that off, leaving them to the minute sweep.
 SEND_POLL_SECONDS = env.float("SEND_POLL_SECONDS", default=1.0)
+# A fair share of the task workers for each account (surveys/delivery/dispatch.py): at most SEND_ACCOUNT_IN_FLIGHT of an
+# account's survey requests are queued or sending at once, across every cluster (default: one cluster's workers
+# less one, so one account's slow or refused calls never hold them all); the poller queues at most
+# SEND_ACCOUNT_PER_TICK of an account each time it looks. The rest wait in the database, oldest first.
+SEND_ACCOUNT_IN_FLIGHT = env.int("SEND_ACCOUNT_IN_FLIGHT", default=max(1, Q_CLUSTER["workers"] - 1))
+SEND_ACCOUNT_PER_TICK = env.int("SEND_ACCOUNT_PER_TICK", default=20)
+# A sender whose request is done sends its account's next due one itself, for up to this many seconds (at most a
+# quarter of Q_TIMEOUT), then hands it on through the queue: an account's share of the workers stays busy without
+# waiting on the queue's poll.
+SEND_CHAIN_SECONDS = env.float("SEND_CHAIN_SECONDS", default=5.0)
 # `manage.py runcluster` lowers its CPU priority by this much (nice), so on a machine it shares with the web
 # process, webhooks are answered first and the backlog takes what is left; 0 leaves it as started.
 CLUSTER_NICE = env.int("CLUSTER_NICE", default=10)
@@ -319,6 +329,9 @@ _SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
 INTAKE_BATCH_SIZE = env.int("INTAKE_BATCH_SIZE", default=100 if _SQLITE else 200)
 INTAKE_BATCH_TRANSACTION_SECONDS = env.float("INTAKE_BATCH_TRANSACTION_SECONDS", default=0.05 if _SQLITE else 2.0)
 INTAKE_DRAINS = env.int("INTAKE_DRAINS", default=Q_CLUSTER["workers"])
+# On SQLite, verified webhooks are stored in an inbox file of their own beside the database (integrations/inbox.py),
+# so a webhook request never waits for the write lock the intake's batches hold; false stores them in the database.
+WEBHOOK_INBOX = env.bool("WEBHOOK_INBOX", default=_SQLITE)
 if Q_REDIS_URL := env("Q_REDIS_URL", default=""):
     Q_CLUSTER["redis"] = Q_REDIS_URL
 else:

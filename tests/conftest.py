@@ -39,6 +39,13 @@ def only_slow_tests_start_processes(request, monkeypatch):
     monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse)
 
 
+@pytest.fixture(autouse=True)
+def webhooks_stored_in_the_database(settings):
+    """Webhook requests store into the database, where a test looks for them right after posting; the SQLite inbox
+    the portal uses by default (integrations/inbox.py) has tests of its own, and the end-to-end tests run with it."""
+    settings.WEBHOOK_INBOX = False
+
+
 @pytest.fixture
 def account(db) -> Account:
     return AccountFactory(intercom_workspace_id=WORKSPACE_ID)

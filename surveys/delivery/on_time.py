@@ -2,10 +2,9 @@
 about a second after its send-after time rather than at django-q2's next scheduler tick (every 30 s).
 
 One poller runs in each cluster's main process (`manage.py runcluster`). Once a second it asks one
-indexed question, "which scheduled requests came due in the last LOOKBACK and were never queued?",
-and queues those it marks first. Everything else stays with the minute sweep
-(surveys.delivery.sending.survey_requests_send_due): requests due longer ago, those of a paused or disabled
-account once it resumes, lost queue messages, dead senders. Two pollers, or a poller and the sweep,
+question, "which due requests were never queued, and which accounts have room for them?", and queues
+each account's share of them (surveys/delivery/dispatch.py) that it marks first. The minute sweep
+(surveys.delivery.sending.survey_requests_send_due) recovers lost queue messages and dead senders. Two pollers, or a poller and the sweep,
 may see the same request: the conditional update lets one queue it, and the send's claim lets one
 send it whatever happens to the queue.
 """
@@ -15,39 +14,22 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from django.db import connections, transaction
+from django.db import connections
 from django.utils import timezone
 
-from surveys.delivery.survey_requests import survey_requests_queue
-from surveys.models import SurveyRequest
+from surveys.delivery.dispatch import survey_requests_dispatch
 
 logger = logging.getLogger(__name__)
 
-# How far back the poller looks: a request due longer ago than this (the poller was down, its account
-# paused) is the sweep's, which runs every minute. It keeps the idle query to a short index range.
-LOOKBACK = timedelta(minutes=2)
-BATCH = 500
-
 
 def survey_requests_queue_coming_due(*, now: datetime) -> list[int]:
-    """Queue the requests that came due recently and nobody queued yet. Returns the ones this call queued."""
-    coming_due = (
-        SurveyRequest.objects.due(now=now)
-        .of_sending_accounts()
-        .filter(send_after__gt=now - LOOKBACK, queued_at__isnull=True)
-    )
-    ids = list(coming_due.values_list("pk", flat=True)[:BATCH])  # outside a transaction: no lock while idle
-    if not ids:
-        return []
-    with transaction.atomic():
-        # Another poller, or the sweep, may have marked some meanwhile: queue only the ones marked here.
-        marked = SurveyRequest.objects.filter(pk__in=ids, status=SurveyRequest.Status.SCHEDULED, queued_at__isnull=True)
-        marked.update(queued_at=now)
-        mine = list(SurveyRequest.objects.filter(pk__in=ids, queued_at=now).values_list("pk", flat=True))
-        transaction.on_commit(lambda: survey_requests_queue(mine))
-    logger.info("survey_requests.queued_on_time", extra={"count": len(mine)})
+    """Queue the due requests nobody queued yet, each account's fair share (surveys/delivery/dispatch.py): delayed sends and
+    retries as they come due, and what waits for an account's slot. Returns the ones this call queued."""
+    mine = survey_requests_dispatch(now=now)
+    if mine:
+        logger.info("survey_requests.queued_on_time", extra={"count": len(mine)})
     return mine
 
 

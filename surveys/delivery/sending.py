@@ -14,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from integrations import messages
@@ -33,6 +33,7 @@ from surveys.accounts.account import integration_pause, intercom_token_reject
 from surveys.accounts.teammates import teammate_look_up
 from surveys.decisions.decision import Rules, Stage, cancel_reason
 from surveys.decisions.rules import Decision
+from surveys.delivery.dispatch import survey_requests_dispatch
 from surveys.delivery.survey_requests import (
     InvalidTransition,
     survey_request_clip,
@@ -40,7 +41,6 @@ from surveys.delivery.survey_requests import (
     survey_request_feedback_request,
     survey_request_reject_locally,
     survey_request_transition,
-    survey_requests_queue,
 )
 from surveys.models import ApiRequest, IntegrationSettings, SurveyRequest, Teammate
 from surveys.reporting.counts import count_api_request_finished, count_api_request_recorded
@@ -58,7 +58,6 @@ DECIDED_FIELDS = [
 RESULT_FIELDS = [
     "status_code", "response_body", "duration_ms", "outcome", "error_message", "error_code", "finished_at"
 ]  # fmt: skip
-SWEEP_BATCH = 5000
 
 
 def survey_request_send(survey_request_id: int, *, now: datetime) -> SurveyRequest:
@@ -354,15 +353,9 @@ def survey_requests_send_due(*, now: datetime) -> int:
     many it queued."""
     survey_requests_recover_stale(now=now)
     requeue_before = now - timedelta(seconds=2 * settings.Q_CLUSTER["retry"])
-    with transaction.atomic():
-        due = (
-            SurveyRequest.objects.due(now=now)
-            .filter(Q(queued_at__isnull=True) | Q(queued_at__lt=requeue_before))
-            .of_sending_accounts()
-        )
-        ids = list(due.values_list("pk", flat=True)[:SWEEP_BATCH])
-        SurveyRequest.objects.filter(pk__in=ids, status=Status.SCHEDULED).update(queued_at=now)
-        transaction.on_commit(lambda: survey_requests_queue(ids))
+    # Queued so long ago that its message was lost: its slot is given back, and it waits its turn again.
+    SurveyRequest.objects.filter(status=Status.SCHEDULED, queued_at__lt=requeue_before).update(queued_at=None)
+    ids = survey_requests_dispatch(now=now)
     if ids:
         logger.info("survey_requests.queued", extra={"count": len(ids)})
     return len(ids)

@@ -17,8 +17,7 @@ from integrations.intercom.payloads import Conversation, IntercomNotification
 from integrations.models import InboundWebhook
 from integrations.stella.client import FeedbackRequest
 from integrations.vocabulary import email_normalised
-from portal.queue import TaskBatch, enqueue
-from portal.schedules import SEND_TASK, send_task_name
+from portal.queue import TaskBatch
 from surveys.decisions.decision import (
     CANCELLING_KINDS,
     CancelReason,
@@ -29,6 +28,7 @@ from surveys.decisions.decision import (
     closure_decide,
 )
 from surveys.decisions.rules import Decision, InvalidReason
+from surveys.delivery.dispatch import survey_requests_admit
 from surveys.models import (
     TRANSITIONS,
     Account,
@@ -399,11 +399,12 @@ def survey_requests_reject_locally(
     return api_requests
 
 
-def survey_requests_queue(survey_request_ids: list[int], *, tasks: TaskBatch | None = None) -> None:
-    """Hand requests to the task queue (or to `tasks`, pushed by its owner). Call it once they are committed
-    (on_commit), with queued_at set."""
-    for pk in survey_request_ids:
-        (tasks.enqueue if tasks else enqueue)(SEND_TASK, pk, name=send_task_name(pk))
+def survey_requests_queue(
+    survey_request_ids: list[int], *, tasks: TaskBatch | None = None, now: datetime | None = None
+) -> None:
+    """Hand requests to the task queue (or to `tasks`, pushed by its owner), within their accounts' share of it
+    (surveys/delivery/dispatch.py): those over it wait for a slot. Call it once they are committed (on_commit)."""
+    survey_requests_admit(survey_request_ids, now=now or timezone.now(), tasks=tasks)
 
 
 def survey_requests_apply_event(

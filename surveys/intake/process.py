@@ -7,8 +7,9 @@ rules decide.
 
 How several drains share the work on PostgreSQL, in one transaction per batch:
 
-1. **Claim**: the oldest waiting webhooks, `FOR UPDATE SKIP LOCKED LIMIT INTAKE_BATCH_SIZE`, over a
-   partial index on waiting rows in exactly that order, so drains take different rows.
+1. **Claim**: waiting webhooks in turns across workspaces (each one's oldest, then each one's second...: one
+   account's burst never holds back another's), `FOR UPDATE SKIP LOCKED LIMIT INTAKE_BATCH_SIZE`, so drains take
+   different rows.
 2. **Lease**: for each conversation among them, `pg_try_advisory_xact_lock` on its key. Only the
    holder acts on a conversation, until its transaction ends; a conversation leased by another drain
    is left to it (its rows we claimed stay waiting, and are only locked until we commit).
@@ -44,6 +45,8 @@ from django.conf import settings
 from django.db import DatabaseError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from integrations.inbox import PRUNE_EVERY as INBOX_PRUNE_EVERY
+from integrations.inbox import inbox_draining, inbox_move, inbox_prune, inbox_waiting
 from integrations.intercom.payloads import IntercomNotification
 from integrations.models import InboundWebhook
 from integrations.vocabulary import CLOCK_SKEW_ALLOWED
@@ -91,10 +94,11 @@ def inbound_webhooks_process_pending(*, seconds: float | None = None, now: datet
     """
     deadline = time.monotonic() + (settings.INTAKE_BATCH_SECONDS if seconds is None else seconds)
     done = 0
-    with _drain_slot() as slot:
-        if not slot:
+    with _drain_slot() as slot, inbox_draining() as alone:
+        if not slot or not alone:
             return 0  # as many drains as allowed are at work already
         helper_queued = False
+        moved = 0
         while True:
             if time.monotonic() >= deadline:
                 enqueue(PROCESS_WEBHOOKS_TASK)
@@ -102,8 +106,10 @@ def inbound_webhooks_process_pending(*, seconds: float | None = None, now: datet
             background_write_turn()  # on SQLite, after any webhook waiting to be stored (portal/write_gate.py)
             tasks = TaskBatch()  # the batch's sends, queued in one statement once it has committed
             with transaction.atomic():
+                # On SQLite, what arrived in the inbox first, committed with the batch (integrations/inbox.py).
+                arrived = inbox_move(limit=settings.INTAKE_BATCH_SIZE)
                 claim = inbound_webhooks_claim(limit=settings.INTAKE_BATCH_SIZE)
-                if not claim.claimed:
+                if not claim.claimed and not arrived:
                     break
                 if claim.claimed >= settings.INTAKE_BATCH_SIZE and not helper_queued and _parallel():
                     transaction.on_commit(partial(tasks.enqueue, PROCESS_WEBHOOKS_TASK))
@@ -114,20 +120,30 @@ def inbound_webhooks_process_pending(*, seconds: float | None = None, now: datet
                 )
             tasks.push()
             done += acted
-            if not acted:
+            moved += arrived
+            if moved >= INBOX_PRUNE_EVERY:
+                inbox_prune()
+                moved = 0
+            if not acted and not arrived:
                 time.sleep(CONTESTED_PAUSE_SECONDS * (0.5 + random.random()))  # noqa: S311
+        if moved:
+            inbox_prune()
+    if inbox_waiting():  # stored as this drain stopped: its request found the drain at work, and woke nobody
+        enqueue(PROCESS_WEBHOOKS_TASK)
     return done
 
 
 def inbound_webhooks_claim(*, limit: int) -> Claim:
-    """Lock the next waiting webhooks this drain may act on (see the module's docstring). Call it in a
-    transaction: what it holds, it holds until that transaction ends."""
+    """Lock the next waiting webhooks this drain may act on (see the module's docstring), taken in turns across
+    workspaces (_FAIR_CLAIM), in the order to act on them. Call it in a transaction: what it holds, it holds until
+    that transaction ends."""
     waiting = InboundWebhook.objects.filter(status=InboundWebhook.Status.RECEIVED).order_by("occurred_at", "pk")
     if not _parallel():
         # SQLite: the transaction began IMMEDIATE, holding the only write lock: nobody else can act meanwhile.
-        webhooks = list(waiting[:limit])
+        received = InboundWebhook.Status.RECEIVED
+        webhooks = list(InboundWebhook.objects.raw(_FAIR_CLAIM.format(columns="w.*"), [received, received, limit]))
         return Claim(webhooks=webhooks, claimed=len(webhooks))
-    first = list(waiting.select_for_update(skip_locked=True).values_list("pk", "conversation_key")[:limit])
+    first = _fair_claim_locked(limit=limit)
     mine = {pk for pk, key in first if not key}  # ordered with nothing else: ours alone
     if leased := _conversations_lease(sorted({key for _, key in first if key})):
         of_leased = waiting.filter(conversation_key__in=leased)
@@ -139,7 +155,43 @@ def inbound_webhooks_claim(*, limit: int) -> Claim:
             elif key not in cut:
                 mine.add(pk)
     webhooks = list(waiting.filter(pk__in=mine)) if mine else []
-    return Claim(webhooks=webhooks, claimed=len(first))
+    return Claim(webhooks=_in_turns(webhooks), claimed=len(first))
+
+
+# Each workspace's waiting webhooks numbered oldest first (its turn), and taken by turn: every workspace's first, then
+# every workspace's second... so a burst of one never holds back the others, and within a workspace (so within each
+# conversation, which belongs to one) the order is created_at's. The numbering reads and sorts every waiting row
+# (the partial index on waiting rows finds them), once a batch.
+_FAIR_CLAIM = """
+    SELECT {columns} FROM integrations_inboundwebhook w JOIN (
+        SELECT id, ROW_NUMBER() OVER (PARTITION BY workspace_id ORDER BY occurred_at, id) AS turn
+        FROM integrations_inboundwebhook WHERE status = %s
+    ) turns ON turns.id = w.id
+    WHERE w.status = %s ORDER BY turns.turn, w.occurred_at, w.id LIMIT %s
+"""
+
+
+def _fair_claim_locked(*, limit: int) -> list[tuple[int, str]]:
+    """(pk, conversation key) of up to `limit` waiting webhooks, by turn across workspaces, locked, passing over
+    those another drain holds (PostgreSQL)."""
+    received = InboundWebhook.Status.RECEIVED
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _FAIR_CLAIM.format(columns="w.id, w.conversation_key") + " FOR UPDATE OF w SKIP LOCKED",
+            [received, received, limit],
+        )
+        return [(pk, key) for pk, key in cursor.fetchall()]
+
+
+def _in_turns(webhooks: list[InboundWebhook]) -> list[InboundWebhook]:
+    """Webhooks given oldest first, reordered by turn across workspaces (each workspace's own order kept), so a
+    batch cut short by its time has acted on every workspace's oldest rather than on one workspace's burst."""
+    seen: dict[str, int] = {}
+    turns = []
+    for webhook in webhooks:
+        turns.append(seen.get(webhook.workspace_id, 0))
+        seen[webhook.workspace_id] = turns[-1] + 1
+    return [webhook for _, webhook in sorted(zip(turns, webhooks, strict=True), key=lambda pair: pair[0])]
 
 
 def inbound_webhooks_process_batch(claim: Claim, *, deadline: float, now: datetime, tasks: TaskBatch) -> int:

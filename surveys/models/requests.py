@@ -189,6 +189,18 @@ class SurveyRequest(models.Model):
                 condition=~models.Q(reconcile_flag=""),
                 name="survey_request_flagged",
             ),
+            # An account's fair share of the queue (surveys/delivery/dispatch.py): its due requests waiting for a
+            # slot, oldest first, and those holding one (queued or sending), counted.
+            models.Index(
+                fields=["account", "send_after"],
+                condition=models.Q(status="scheduled", queued_at__isnull=True),
+                name="survey_request_unqueued",
+            ),
+            models.Index(
+                fields=["account"],
+                condition=models.Q(status="sending") | models.Q(status="scheduled", queued_at__isnull=False),
+                name="survey_request_in_flight",
+            ),
         ]
 
     def __str__(self) -> str:

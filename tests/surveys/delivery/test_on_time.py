@@ -14,7 +14,7 @@ from django.db.models import F
 from django_q.models import Schedule
 
 from portal.schedules import SCHEDULES, SEND_TASK
-from surveys.delivery.on_time import LOOKBACK, DuePoller, survey_requests_queue_coming_due
+from surveys.delivery.on_time import DuePoller, survey_requests_queue_coming_due
 from surveys.delivery.sending import survey_request_send, survey_requests_send_due
 from surveys.models import SurveyRequest
 from tests.factories import AccountFactory, SurveyRequestFactory
@@ -58,7 +58,7 @@ def test_it_claims_nothing_not_yet_due_already_queued_or_not_sendable(account, d
 
 def test_an_idle_tick_is_one_query(account, django_assert_num_queries):
     SurveyRequestFactory(account=account, send_after=NOW + timedelta(minutes=5))
-    SurveyRequestFactory(account=account, send_after=NOW - timedelta(hours=1))  # the sweep's
+    SurveyRequestFactory(account=account, send_after=NOW - timedelta(hours=1), queued_at=NOW - SECOND)  # in flight
     with django_assert_num_queries(1):
         assert survey_requests_queue_coming_due(now=NOW) == []
 
@@ -115,12 +115,13 @@ def test_a_retry_is_queued_when_its_backoff_ends_and_then_sent(account, settings
 
 
 def test_the_sweep_still_recovers_what_the_poller_missed(account, django_capture_on_commit_callbacks):
-    """Due longer ago than the poller looks back (it was down), or queued and the message lost: the sweep's."""
-    missed = SurveyRequestFactory(account=account, send_after=NOW - LOOKBACK - SECOND)
+    """Due long ago (the poller was down): the poller's, as soon as it runs. Queued and the message lost: the
+    sweep's, which gives its slot back and queues it again."""
+    missed = SurveyRequestFactory(account=account, send_after=NOW - timedelta(hours=2))
     lost = SurveyRequestFactory(account=account, send_after=NOW - 10 * SECOND, queued_at=NOW - timedelta(hours=1))
     with django_capture_on_commit_callbacks(execute=True):
-        assert survey_requests_queue_coming_due(now=NOW) == []
-        assert survey_requests_send_due(now=NOW) == 2
+        assert survey_requests_queue_coming_due(now=NOW) == [missed.pk]
+        assert survey_requests_send_due(now=NOW) == 1
     assert sorted(queued_sends()) == sorted([missed.pk, lost.pk])
 
 
