@@ -36,7 +36,7 @@ from surveys.decisions.decision import Rules, Stage
 from surveys.decisions.rules import Decision
 from surveys.delivery.sending import survey_request_send
 from surveys.delivery.survey_requests import STATUS_FOR_DECISION, survey_request_decide, survey_request_reject_locally
-from surveys.intake.process import HANDLERS
+from surveys.intake.handlers import HANDLERS
 from surveys.loop.employees import stella_employees_sync
 from surveys.models import (
     Account,

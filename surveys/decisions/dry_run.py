@@ -343,11 +343,14 @@ class _Replay:
 
     def close(self, closure: _Closure) -> None:
         """services.IntakeBatch.close: a newer close cancels an older one still waiting, then the rules decide."""
-        if self.waiting and self.waiting[0].send_after <= closure.closed_at:
-            self.send_due(closure.closed_at)
+        # A close at the very moment an older survey comes due is taken in first, as the live intake does with a
+        # webhook that arrives with the send (neither cancels nor supersedes the other: the delay ended).
+        if self.waiting and self.waiting[0].send_after < closure.closed_at:
+            self.send_due(closure.closed_at - timedelta.resolution)
         others = self.conversations.setdefault(closure.conversation_id, [])
         for older in others:
-            if older.status == SCHEDULED and older.closed_at < closure.closed_at:
+            superseded = during_delay(closure.closed_at, closed_at=older.closed_at, delay_ends_at=older.send_after)
+            if older.status == SCHEDULED and older.closed_at < closure.closed_at and superseded:
                 older.status, older.reason = CANCELLED, SUPERSEDED
         self.decide(closure, pending=closure.pending_at_close, stage=Stage.KNOWN)
         closure.status = STATUS_AFTER[closure.decision]

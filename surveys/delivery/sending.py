@@ -25,6 +25,7 @@ from integrations.intercom.client import (
     IntercomRateLimited,
     IntercomTokenRejected,
 )
+from integrations.intercom.payloads import Customer
 from integrations.stella.client import StellaClient, StellaResult
 from integrations.vocabulary import AssigneeKind, Channel, email_normalised
 from portal.crypto import SecretUndecryptable
@@ -110,16 +111,10 @@ def _pause_for_secret(survey_request: SurveyRequest, *, reason: str, now: dateti
 def _send(survey_request: SurveyRequest, *, integration: IntegrationSettings, now: datetime) -> SurveyRequest:
     """Look up, check, decide again, then call: each step may end the send with the request's new state."""
     before = {field: getattr(survey_request, field) for field in DECIDED_FIELDS}
-    custom_id = getattr(survey_request, "employee_custom_id", None) or ""
-    stella_match = getattr(survey_request, "employee_stella_match", None) or ""
-    if survey_request.needs_lookup:
-        # Looking up costs Intercom calls and time: take the request first.
-        survey_request_transition(survey_request, to=Status.SENDING, claimed_at=now)
-        looked_up = _look_up(survey_request, integration=integration, now=now)
-        if isinstance(looked_up, SurveyRequest):
-            return looked_up  # the look-up itself decided where the request stands
-        if looked_up:
-            custom_id, stella_match = looked_up.stella_custom_id, looked_up.stella_match
+    teammate = _teammate_at_send(survey_request, integration=integration, now=now)
+    if isinstance(teammate, SurveyRequest):
+        return teammate  # the look-up itself decided where the request stands
+    custom_id, stella_match = teammate
     # The last sync of Stella's employees knows this teammate won't be recognised: no call wasted on it.
     unknown = integration.employee_sync_enabled and stella_match == Teammate.StellaMatch.UNMATCHED
     if finished := _cancel_or_decide(survey_request, integration=integration, employee_unknown=unknown):
@@ -130,6 +125,26 @@ def _send(survey_request: SurveyRequest, *, integration: IntegrationSettings, no
     if survey_request.decision == Decision.SUPPRESSED:
         return survey_request_transition(survey_request, to=Status.SUPPRESSED, **changed)
     return _call_stella(survey_request, integration=integration, custom_id=custom_id, changed=changed, now=now)
+
+
+def _teammate_at_send(
+    survey_request: SurveyRequest, *, integration: IntegrationSettings, now: datetime
+) -> tuple[str, str] | SurveyRequest:
+    """The teammate's Stella custom id and match, as the request's query annotated them or, when the webhook left
+    something out, as Intercom's look-up found them (the request taken first); or the request's new state if the
+    look-up ended the send."""
+    custom_id = getattr(survey_request, "employee_custom_id", None) or ""
+    stella_match = getattr(survey_request, "employee_stella_match", None) or ""
+    if not survey_request.needs_lookup:
+        return custom_id, stella_match
+    # Looking up costs Intercom calls and time: take the request first.
+    survey_request_transition(survey_request, to=Status.SENDING, claimed_at=now)
+    looked_up = _look_up(survey_request, integration=integration, now=now)
+    if isinstance(looked_up, SurveyRequest):
+        return looked_up
+    if looked_up:
+        return looked_up.stella_custom_id, looked_up.stella_match
+    return custom_id, stella_match
 
 
 def _look_up(
@@ -324,16 +339,20 @@ def _look_up_conversation(survey_request: SurveyRequest, *, client: IntercomClie
         raise IntercomNotFound(messages.INTERCOM_CONVERSATION_NOT_FOUND.words) from None
     survey_request.channel = conversation.channel or Channel.UNSUPPORTED
     survey_request.channel_source = conversation.channel_source or "unknown"
-    customer = conversation.customer
-    if customer and not survey_request.customer_id:
-        survey_request.customer_id, survey_request.customer_role = customer.id or "", customer.role
-    if customer and customer.email and not survey_request.customer_email:
-        survey_request.customer_email, survey_request.customer_name = (
-            email_normalised(customer.email),
-            customer.name or "",
-        )
+    _customer_fill(survey_request, conversation.customer)
     if conversation.assignee.kind == AssigneeKind.BOT and conversation.assignee.id == survey_request.teammate_id:
         survey_request.assignee_kind = AssigneeKind.BOT
+
+
+def _customer_fill(survey_request: SurveyRequest, customer: Customer | None) -> None:
+    """What the webhook left out of the customer, from the conversation Intercom returned."""
+    if customer is None:
+        return
+    if not survey_request.customer_id:
+        survey_request.customer_id, survey_request.customer_role = customer.id or "", customer.role
+    if customer.email and not survey_request.customer_email:
+        survey_request.customer_email = email_normalised(customer.email)
+        survey_request.customer_name = customer.name or ""
 
 
 def _look_up_customer(survey_request: SurveyRequest, *, client: IntercomClient) -> None:

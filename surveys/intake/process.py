@@ -35,14 +35,11 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 
 from django.conf import settings
-from django.db import DatabaseError, OperationalError, connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from integrations.inbox import PRUNE_EVERY as INBOX_PRUNE_EVERY
@@ -54,34 +51,23 @@ from portal.errors import exception_summary, exception_traceback
 from portal.queue import TaskBatch, enqueue
 from portal.schedules import PROCESS_WEBHOOKS_TASK
 from portal.write_gate import background_write_turn
-from surveys.accounts.privacy import contact_erase
-from surveys.delivery.survey_requests import IntakeBatch, closing_of
-from surveys.models import Account, ConversationEvent
+from surveys.intake.batch import IntakeBatch, closing_of
+from surveys.intake.claim import (
+    CONTESTED_PAUSE_SECONDS,
+    LEASE_LOCKS,
+    Claim,
+    drain_slot,
+    drains_in_parallel,
+    inbound_webhooks_claim,
+)
+from surveys.intake.handlers import CLOSED, HANDLERS
+from surveys.models import Account
 from surveys.reporting.counts import CountChanges
 
 logger = logging.getLogger(__name__)
 
 MAX_CLOCK_SKEW = CLOCK_SKEW_ALLOWED
-CLOSED = "conversation.admin.closed"
-# A topic's handler: what to do with the notification, through the batch (which keeps them in order); returns why it
-# was ignored, or "".
-Handler = Callable[[Account, IntercomNotification, InboundWebhook, IntakeBatch], str]
-# Advisory lock namespaces (the first of pg_*advisory*_lock's two keys): conversation leases, drain slots.
-LEASE_LOCKS = 0x1A7A
-DRAIN_SLOT_LOCKS = 0x1A7B
 # A drain whose whole claim belonged to conversations other drains hold waits about this long before looking again.
-CONTESTED_PAUSE_SECONDS = 0.02
-SLOT_TRIES = 10
-
-
-@dataclass
-class Claim:
-    """What one drain holds in its transaction: the webhooks it is to act on, oldest first, and how many
-    waiting rows the claim took at all (a full claim means more are waiting)."""
-
-    webhooks: list[InboundWebhook]
-    claimed: int
-    accounts: dict[str, Account | None] = field(default_factory=dict)
 
 
 def inbound_webhooks_process_pending(*, seconds: float | None = None, now: datetime | None = None) -> int:
@@ -93,105 +79,57 @@ def inbound_webhooks_process_pending(*, seconds: float | None = None, now: datet
     act at (default: the clock, read once as each batch begins).
     """
     deadline = time.monotonic() + (settings.INTAKE_BATCH_SECONDS if seconds is None else seconds)
-    done = 0
-    with _drain_slot() as slot, inbox_draining() as alone:
+    with drain_slot() as slot, inbox_draining() as alone:
         if not slot or not alone:
             return 0  # as many drains as allowed are at work already
-        helper_queued = False
-        moved = 0
-        while True:
-            if time.monotonic() >= deadline:
-                enqueue(PROCESS_WEBHOOKS_TASK)
-                break
-            background_write_turn()  # on SQLite, after any webhook waiting to be stored (portal/write_gate.py)
-            tasks = TaskBatch()  # the batch's sends, queued in one statement once it has committed
-            with transaction.atomic():
-                # On SQLite, what arrived in the inbox first, committed with the batch (integrations/inbox.py).
-                arrived = inbox_move(limit=settings.INTAKE_BATCH_SIZE)
-                claim = inbound_webhooks_claim(limit=settings.INTAKE_BATCH_SIZE)
-                if not claim.claimed and not arrived:
-                    break
-                if claim.claimed >= settings.INTAKE_BATCH_SIZE and not helper_queued and _parallel():
-                    transaction.on_commit(partial(tasks.enqueue, PROCESS_WEBHOOKS_TASK))
-                    helper_queued = True
-                batch_deadline = min(deadline, time.monotonic() + settings.INTAKE_BATCH_TRANSACTION_SECONDS)
-                acted = inbound_webhooks_process_batch(
-                    claim, deadline=batch_deadline, now=now or timezone.now(), tasks=tasks
-                )
-            tasks.push()
-            done += acted
-            moved += arrived
-            if moved >= INBOX_PRUNE_EVERY:
-                inbox_prune()
-                moved = 0
-            if not acted and not arrived:
-                time.sleep(CONTESTED_PAUSE_SECONDS * (0.5 + random.random()))  # noqa: S311
-        if moved:
-            inbox_prune()
+        done = _drain(deadline=deadline, now=now)
     if inbox_waiting():  # stored as this drain stopped: its request found the drain at work, and woke nobody
         enqueue(PROCESS_WEBHOOKS_TASK)
     return done
 
 
-def inbound_webhooks_claim(*, limit: int) -> Claim:
-    """Lock the next waiting webhooks this drain may act on (see the module's docstring), taken in turns across
-    workspaces (_FAIR_CLAIM), in the order to act on them. Call it in a transaction: what it holds, it holds until
-    that transaction ends."""
-    waiting = InboundWebhook.objects.filter(status=InboundWebhook.Status.RECEIVED).order_by("occurred_at", "pk")
-    if not _parallel():
-        # SQLite: the transaction began IMMEDIATE, holding the only write lock: nobody else can act meanwhile.
-        received = InboundWebhook.Status.RECEIVED
-        webhooks = list(InboundWebhook.objects.raw(_FAIR_CLAIM.format(columns="w.*"), [received, received, limit]))
-        return Claim(webhooks=webhooks, claimed=len(webhooks))
-    first = _fair_claim_locked(limit=limit)
-    mine = {pk for pk, key in first if not key}  # ordered with nothing else: ours alone
-    if leased := _conversations_lease(sorted({key for _, key in first if key})):
-        of_leased = waiting.filter(conversation_key__in=leased)
-        locked = set(of_leased.select_for_update(skip_locked=True).values_list("pk", flat=True))
-        cut: set[str] = set()
-        for pk, key in of_leased.values_list("pk", "conversation_key"):
-            if pk not in locked:
-                cut.add(key)  # another drain claimed it without the lease, and lets go at its commit
-            elif key not in cut:
-                mine.add(pk)
-    webhooks = list(waiting.filter(pk__in=mine)) if mine else []
-    return Claim(webhooks=_in_turns(webhooks), claimed=len(first))
+def _drain(*, deadline: float, now: datetime | None) -> int:
+    """Batch after batch until none is left or `deadline` (then a fresh task takes over); the inbox pruned as it goes."""
+    done = moved = 0
+    helper_queued = False
+    while True:
+        if time.monotonic() >= deadline:
+            enqueue(PROCESS_WEBHOOKS_TASK)
+            break
+        background_write_turn()  # on SQLite, after any webhook waiting to be stored (portal/write_gate.py)
+        batch = _next_batch(deadline=deadline, now=now, helper_queued=helper_queued)
+        if batch is None:
+            break
+        acted, arrived, helper_queued = batch
+        done += acted
+        moved += arrived
+        if moved >= INBOX_PRUNE_EVERY:
+            inbox_prune()
+            moved = 0
+        if not acted and not arrived:
+            time.sleep(CONTESTED_PAUSE_SECONDS * (0.5 + random.random()))  # noqa: S311
+    if moved:
+        inbox_prune()
+    return done
 
 
-# Each workspace's waiting webhooks numbered oldest first (its turn), and taken by turn: every workspace's first, then
-# every workspace's second... so a burst of one never holds back the others, and within a workspace (so within each
-# conversation, which belongs to one) the order is created_at's. The numbering reads and sorts every waiting row
-# (the partial index on waiting rows finds them), once a batch.
-_FAIR_CLAIM = """
-    SELECT {columns} FROM integrations_inboundwebhook w JOIN (
-        SELECT id, ROW_NUMBER() OVER (PARTITION BY workspace_id ORDER BY occurred_at, id) AS turn
-        FROM integrations_inboundwebhook WHERE status = %s
-    ) turns ON turns.id = w.id
-    WHERE w.status = %s ORDER BY turns.turn, w.occurred_at, w.id LIMIT %s
-"""
-
-
-def _fair_claim_locked(*, limit: int) -> list[tuple[int, str]]:
-    """(pk, conversation key) of up to `limit` waiting webhooks, by turn across workspaces, locked, passing over
-    those another drain holds (PostgreSQL)."""
-    received = InboundWebhook.Status.RECEIVED
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _FAIR_CLAIM.format(columns="w.id, w.conversation_key") + " FOR UPDATE OF w SKIP LOCKED",
-            [received, received, limit],
-        )
-        return [(pk, key) for pk, key in cursor.fetchall()]
-
-
-def _in_turns(webhooks: list[InboundWebhook]) -> list[InboundWebhook]:
-    """Webhooks given oldest first, reordered by turn across workspaces (each workspace's own order kept), so a
-    batch cut short by its time has acted on every workspace's oldest rather than on one workspace's burst."""
-    seen: dict[str, int] = {}
-    turns = []
-    for webhook in webhooks:
-        turns.append(seen.get(webhook.workspace_id, 0))
-        seen[webhook.workspace_id] = turns[-1] + 1
-    return [webhook for _, webhook in sorted(zip(turns, webhooks, strict=True), key=lambda pair: pair[0])]
+def _next_batch(*, deadline: float, now: datetime | None, helper_queued: bool) -> tuple[int, int, bool] | None:
+    """One batch in one transaction: (webhooks acted on, moved from the inbox, a helper drain queued), or None when
+    nothing is waiting. A full claim on PostgreSQL queues one more drain, once."""
+    tasks = TaskBatch()  # the batch's sends, queued in one statement once it has committed
+    with transaction.atomic():
+        # On SQLite, what arrived in the inbox first, committed with the batch (integrations/inbox.py).
+        arrived = inbox_move(limit=settings.INTAKE_BATCH_SIZE)
+        claim = inbound_webhooks_claim(limit=settings.INTAKE_BATCH_SIZE)
+        if not claim.claimed and not arrived:
+            return None
+        if claim.claimed >= settings.INTAKE_BATCH_SIZE and not helper_queued and drains_in_parallel():
+            transaction.on_commit(partial(tasks.enqueue, PROCESS_WEBHOOKS_TASK))
+            helper_queued = True
+        batch_deadline = min(deadline, time.monotonic() + settings.INTAKE_BATCH_TRANSACTION_SECONDS)
+        acted = inbound_webhooks_process_batch(claim, deadline=batch_deadline, now=now or timezone.now(), tasks=tasks)
+    tasks.push()
+    return acted, arrived, helper_queued
 
 
 def inbound_webhooks_process_batch(claim: Claim, *, deadline: float, now: datetime, tasks: TaskBatch) -> int:
@@ -258,56 +196,6 @@ def _process_one_at_a_time(claim: Claim, *, deadline: float, now: datetime, task
     return done
 
 
-def _parallel() -> bool:
-    return connection.vendor == "postgresql"
-
-
-def _drain_slot_take() -> int | None:
-    with connection.cursor() as cursor:
-        for slot in range(max(1, settings.INTAKE_DRAINS)):
-            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [DRAIN_SLOT_LOCKS, slot])
-            if cursor.fetchone()[0]:
-                return slot
-    return None
-
-
-def _conversations_lease(keys: list[str]) -> list[str]:
-    """The keys whose conversations this transaction now holds: none that another drain holds."""
-    if not keys:
-        return []
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT key FROM unnest(%s::text[]) AS key WHERE pg_try_advisory_xact_lock(%s, hashtext(key))",
-            [keys, LEASE_LOCKS],
-        )
-        return [key for (key,) in cursor.fetchall()]
-
-
-@contextmanager
-def _drain_slot() -> Iterator[bool]:
-    """One of INTAKE_DRAINS places for a drain, held for its run (a session advisory lock on PostgreSQL,
-    freed if the process dies); False if all are taken. SQLite runs one drain: there is nothing to share."""
-    if not _parallel():
-        yield True
-        return
-    slot = _drain_slot_take()
-    # A drain that has just found nothing left may not have let go of its place yet: give it a moment.
-    for _ in range(SLOT_TRIES):
-        if slot is not None:
-            break
-        time.sleep(CONTESTED_PAUSE_SECONDS)
-        slot = _drain_slot_take()
-    try:
-        yield slot is not None
-    finally:
-        if slot is not None:
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [DRAIN_SLOT_LOCKS, slot])
-            except DatabaseError:  # the session is gone, and its lock with it
-                logger.warning("intake.drain_slot.unlock_failed", extra={"slot": slot})
-
-
 FINISH_FIELDS = ["status", "error", "traceback", "processed_at"]
 REPLAYABLE = (InboundWebhook.Status.PROCESSED, InboundWebhook.Status.IGNORED, InboundWebhook.Status.FAILED)
 
@@ -322,7 +210,7 @@ def inbound_webhook_replay(webhook: InboundWebhook, *, now: datetime | None = No
     now = now or timezone.now()
     tasks = TaskBatch()
     with transaction.atomic():
-        if _parallel() and webhook.conversation_key:
+        if drains_in_parallel() and webhook.conversation_key:
             with connection.cursor() as cursor:  # wait for any drain acting on its conversation to commit
                 cursor.execute(
                     "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [LEASE_LOCKS, webhook.conversation_key]
@@ -433,52 +321,3 @@ def _finish(webhook: InboundWebhook, status: str, error: str, *, now: datetime, 
     webhook.error = error
     webhook.traceback = traceback
     webhook.processed_at = now
-
-
-def _closed(account: Account, notification: IntercomNotification, webhook: InboundWebhook, batch: IntakeBatch) -> str:
-    batch.close(account=account, notification=notification, webhook=webhook)
-    return ""
-
-
-def _event(kind: ConversationEvent.Kind) -> Handler:
-    def record(
-        account: Account, notification: IntercomNotification, webhook: InboundWebhook, batch: IntakeBatch
-    ) -> str:
-        tags: list[str] = []
-        if kind == ConversationEvent.Kind.TAGGED:
-            assert notification.conversation is not None
-            tags = list(notification.conversation.first_message_tags)
-            if not tags:
-                return "Tag is not on the first message"
-        assert notification.conversation_id is not None
-        batch.event(
-            account=account,
-            conversation_id=notification.conversation_id,
-            kind=kind,
-            occurred_at=notification.created_at,
-            tags=tags,
-            webhook=webhook,
-        )
-        return ""
-
-    return record
-
-
-def _contact_deleted(
-    account: Account, notification: IntercomNotification, webhook: InboundWebhook, batch: IntakeBatch
-) -> str:
-    contact_id = notification.contact_id
-    assert contact_id is not None, "the parser requires a contact.deleted item's id"
-    batch.write(lambda: contact_erase(account=account, contact_id=contact_id, webhook=webhook, now=batch.now))
-    return ""
-
-
-HANDLERS: dict[str, Handler] = {
-    CLOSED: _closed,
-    "conversation.admin.opened": _event(ConversationEvent.Kind.REOPENED),
-    "conversation.user.replied": _event(ConversationEvent.Kind.CUSTOMER_REPLIED),
-    "conversation.admin.snoozed": _event(ConversationEvent.Kind.SNOOZED),
-    "conversation.deleted": _event(ConversationEvent.Kind.DELETED),
-    "conversation_part.tag.created": _event(ConversationEvent.Kind.TAGGED),
-    "contact.deleted": _contact_deleted,
-}

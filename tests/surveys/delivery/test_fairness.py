@@ -16,6 +16,7 @@ from portal.schedules import SEND_TASK
 from surveys.delivery.dispatch import survey_requests_dispatch
 from surveys.delivery.on_time import survey_requests_queue_coming_due
 from surveys.intake import process as intake
+from surveys.intake.claim import inbound_webhooks_claim
 from surveys.models import SurveyRequest
 from surveys.tasks import send_survey_request
 from tests.factories import AccountFactory, SurveyRequestFactory
@@ -39,7 +40,7 @@ def store(client, name, *, id, seconds: int, workspace: str = "ws1test", convers
 
 def claimed(limit: int) -> list[str]:
     with transaction.atomic():
-        return [webhook.notification_id for webhook in intake.inbound_webhooks_claim(limit=limit).webhooks]
+        return [webhook.notification_id for webhook in inbound_webhooks_claim(limit=limit).webhooks]
 
 
 def test_a_claim_takes_turns_across_workspaces_rather_than_the_oldest_overall(client, account):
@@ -65,7 +66,7 @@ def test_a_batch_acts_on_another_workspace_before_the_rest_of_a_burst(client, ac
         store(client, "conversation_admin_closed", id=f"a{n}", seconds=n, conversation=f"a{n}")
     store(client, "conversation_admin_closed", id="b0", seconds=10, workspace=other.intercom_workspace_id)
     with transaction.atomic():
-        claim = intake.inbound_webhooks_claim(limit=settings.INTAKE_BATCH_SIZE)
+        claim = inbound_webhooks_claim(limit=settings.INTAKE_BATCH_SIZE)
         intake.inbound_webhooks_process_batch(claim, deadline=float("inf"), now=timezone.now(), tasks=TaskBatch())
     done = set(InboundWebhook.objects.exclude(status=InboundWebhook.Status.RECEIVED).values_list("notification_id"))
     assert done == {("a0",), ("a1",), ("b0",)}

@@ -13,6 +13,7 @@ from portal.queue import TaskBatch
 from portal.schedules import PROCESS_WEBHOOKS_TASK
 from surveys.decisions.rules import Decision, DoNotSendReason, InvalidReason, SuppressionReason
 from surveys.intake import process as intake
+from surveys.intake.claim import DRAIN_SLOT_LOCKS, inbound_webhooks_claim
 from surveys.models import ConversationEvent, DailyCount, SurveyRequest
 from surveys.reporting.counts import daily_counts_rebuild
 from surveys.tasks import process_inbound_webhooks
@@ -284,6 +285,19 @@ def test_newer_close_cancels_an_older_one_still_waiting(client, account):
     )
 
 
+def test_a_reopen_after_a_newer_close_cancels_the_newer_and_leaves_the_older_superseded(client, account):
+    """The first in time wins for each close: the older was superseded (minute 4) before the reopen (minute 6),
+    whichever of the two the loop over the conversation's closes meets first. (Found by the decision's property.)"""
+    configure(account, channel_delay=timedelta(minutes=10))
+    first = close(client)
+    second = close_again(client, after=timedelta(minutes=4), part_id="7100000010")
+    event(client, "conversation_admin_opened", at=CLOSED_AT + timedelta(minutes=6))
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, first.reason) == (S.CANCELLED, "superseded")
+    assert (second.status, second.reason) == (S.CANCELLED, "reopened")
+
+
 def test_older_close_arriving_late_is_recorded_cancelled(client, account):
     configure(account, channel_delay=timedelta(minutes=10))
     later = close_again(client, after=timedelta(minutes=4), part_id="7100000010")
@@ -426,7 +440,7 @@ def held_by_another_drain(hold):
 
 def claimed(limit: int = 10) -> list[str]:
     with transaction.atomic():
-        return [webhook.notification_id for webhook in intake.inbound_webhooks_claim(limit=limit).webhooks]
+        return [webhook.notification_id for webhook in inbound_webhooks_claim(limit=limit).webhooks]
 
 
 def test_a_stored_webhook_knows_its_conversation(client, account):
@@ -513,7 +527,7 @@ def test_a_batch_cut_short_by_its_time_leaves_the_rest_waiting_in_order(client, 
     store(client, "conversation_admin_closed", id="close", at=CLOSED_AT)
     store(client, "conversation_admin_opened", id="reopen", at=CLOSED_AT + timedelta(seconds=30))
     with transaction.atomic():
-        claim = intake.inbound_webhooks_claim(limit=10)
+        claim = inbound_webhooks_claim(limit=10)
         assert (
             intake.inbound_webhooks_process_batch(claim, deadline=0, now=timezone.now(), tasks=TaskBatch()) == 1
         )  # at least one, then time is up
@@ -559,7 +573,7 @@ def test_no_more_drains_run_than_allowed(client, account, settings):
 
     def take_the_only_slot():
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, 0)", [intake.DRAIN_SLOT_LOCKS])
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, 0)", [DRAIN_SLOT_LOCKS])
 
     with held_by_another_drain(take_the_only_slot):
         assert intake.inbound_webhooks_process_pending() == 0
