@@ -35,14 +35,11 @@ from surveys.reporting.status import (
     status_page,
     status_rows,
 )
+from surveys.reporting.teammate_figures import FEW_RESPONSES, GROUPS, Bar, TeammateRow
 from surveys.reporting.teammate_stats import (
-    FEW_RESPONSES,
     GROUP_LABELS,
-    GROUPS,
     RATINGS,
     TEAMMATE_FILTERS,
-    Bar,
-    TeammateRow,
     TeammateStats,
     feedback_behind,
     feedback_freshness,
