@@ -3,6 +3,7 @@ over the chosen days, the surveys Stella sent and had answered, the share of rat
 spread of the stars, the trend by week and the change against the days just before. Reads only
 TeammateDailyCount, which the feedback pull keeps current (surveys/loop/teammate_counts.py): two queries, whatever
 the log holds. And the records behind a figure (feedback_behind), for the drill-down: one page of them at a time.
+What a row's figures are, and how its stars and weeks are drawn: teammate_figures.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The API Request Status page for support teams: read-only, behind login, their accounts only."""
+"""The API Request Status page for support teams, and the CSVs of it and of the satisfaction report (whose pages are
+teammate_views.py): read-only, behind login, their accounts only."""
 
 from collections.abc import Iterator
 from datetime import tzinfo
@@ -30,9 +31,7 @@ from surveys.reporting.status import (
     status_rows,
 )
 from surveys.reporting.teammate_figures import TeammateRow
-from surveys.reporting.teammate_stats import (
-    teammate_stats,
-)
+from surveys.reporting.teammate_stats import teammate_stats
 from surveys.reporting.view_helpers import (
     defaults_shown,
     page_head,
