@@ -11,14 +11,8 @@ from integrations.views import intercom_webhook
 from portal.views import healthz, metrics, readyz
 from surveys.accounts.oauth import intercom_oauth_callback
 from surveys.reporting.api import ApiRequestViewSet, SurveyRequestViewSet, TeammatesApiView
-from surveys.reporting.views import (
-    StatusExportView,
-    StatusPageView,
-    TeammateResponsesView,
-    TeammatesExportView,
-    TeammatesView,
-    TimeZoneView,
-)
+from surveys.reporting.teammate_views import TeammateResponsesView, TeammatesView
+from surveys.reporting.views import StatusExportView, StatusPageView, TeammatesExportView, TimeZoneView
 
 # No stock "Api Root" page (no way back to the portal from it): /api/ is the API's docs.
 api = DefaultRouter(trailing_slash=True)

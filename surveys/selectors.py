@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
@@ -72,6 +72,31 @@ class Closing:
     closed_at: datetime
 
 
+def _conversation_key(closing: Closing) -> tuple[int, str]:
+    return (closing.account.pk, closing.conversation_id)
+
+
+@dataclass
+class _CustomerSearch:
+    """The customers of a batch's closures, and the widest span their suppression windows cover."""
+
+    emails: set[str] = field(default_factory=set)
+    contact_ids: set[str] = field(default_factory=set)
+    lowest: datetime | None = None
+    highest: datetime | None = None
+
+    def add(self, closing: Closing) -> tuple[str, str] | None:
+        """Take in a closure's customer and window; its identity, or None when there is none to search."""
+        customer = customer_identity(closing.customer_email, closing.customer_id)
+        bounds = suppression_window_bounds(closing.closed_at, closing.account.integration.suppression_window)
+        if customer is None or bounds is None:
+            return None
+        (self.emails if customer[0] == "customer_email" else self.contact_ids).add(customer[1])
+        self.lowest = bounds[0] if self.lowest is None else min(self.lowest, bounds[0])
+        self.highest = bounds[1] if self.highest is None else max(self.highest, bounds[1])
+        return customer
+
+
 class IntakeReads:
     """What a batch of closures needs to know of the portal's survey requests, read for the whole batch in
     three queries (their conversations' requests and events, their customers' surveys in the window) and
@@ -88,56 +113,53 @@ class IntakeReads:
 
     def expect(self, closings: list[Closing]) -> None:
         """Read what these closures need to know, unless read already."""
-        closings = [
-            closing for closing in closings if (closing.account.pk, closing.conversation_id) not in self._histories
-        ]
+        closings = [closing for closing in closings if _conversation_key(closing) not in self._histories]
         if not closings:
             return
-        account_ids = {closing.account.pk for closing in closings}
-        conversation_ids = {closing.conversation_id for closing in closings}
-        wanted = {(closing.account.pk, closing.conversation_id) for closing in closings}
+        wanted = {_conversation_key(closing) for closing in closings}
         for key in wanted:
             self._histories[key] = ConversationHistory(events=[], survey_requests=[])
-        requests = SurveyRequest.objects.filter(account_id__in=account_ids, conversation_id__in=conversation_ids)
-        for survey_request in requests.only(*HISTORY_FIELDS).order_by("closed_at", "pk"):
+        self._read_histories(closings, wanted)
+        self._read_customers(closings)
+
+    def _read_histories(self, closings: list[Closing], wanted: set[tuple[int, str]]) -> None:
+        """The requests and events of the closures' conversations, in two queries."""
+        scope = {
+            "account_id__in": {closing.account.pk for closing in closings},
+            "conversation_id__in": {closing.conversation_id for closing in closings},
+        }
+        requests = SurveyRequest.objects.filter(**scope).only(*HISTORY_FIELDS).order_by("closed_at", "pk")
+        for survey_request in requests:
             if (key := (survey_request.account_id, survey_request.conversation_id)) in wanted:
-                survey_request = self._by_pk.setdefault(survey_request.pk, survey_request)
-                self._histories[key].survey_requests.append(survey_request)
-        events = ConversationEvent.objects.filter(account_id__in=account_ids, conversation_id__in=conversation_ids)
-        for event in events.order_by("occurred_at", "pk"):
+                self._histories[key].survey_requests.append(self._by_pk.setdefault(survey_request.pk, survey_request))
+        for event in ConversationEvent.objects.filter(**scope).order_by("occurred_at", "pk"):
             if (key := (event.account_id, event.conversation_id)) in wanted:
                 self._histories[key].events.append(event)
-        self._read_customers(closings)
 
     def _read_customers(self, closings: list[Closing]) -> None:
         """Every survey on its way or sent to the batch's customers, within any of their closes' windows."""
-        emails: set[str] = set()
-        contact_ids: set[str] = set()
-        lowest = highest = None
+        search = _CustomerSearch()
         for closing in closings:
-            customer = customer_identity(closing.customer_email, closing.customer_id)
-            bounds = suppression_window_bounds(closing.closed_at, closing.account.integration.suppression_window)
-            if customer is None or bounds is None:
-                continue
-            self._customers.setdefault((closing.account.pk, *customer), [])
-            (emails if customer[0] == "customer_email" else contact_ids).add(customer[1])
-            lowest = bounds[0] if lowest is None else min(lowest, bounds[0])
-            highest = bounds[1] if highest is None else max(highest, bounds[1])
-        if lowest is None or highest is None:
+            if (customer := search.add(closing)) is not None:
+                self._customers.setdefault((closing.account.pk, *customer), [])
+        if search.lowest is None or search.highest is None:
             return
         surveys = SurveyRequest.objects.filter(
             account_id__in={closing.account.pk for closing in closings},
             decision=Decision.SEND,
             status__in=SURVEYING,
-            closed_at__gt=lowest,
-            closed_at__lt=highest,
-        ).filter(Q(customer_email__in=emails) | Q(customer_id__in=contact_ids))
+            closed_at__gt=search.lowest,
+            closed_at__lt=search.highest,
+        ).filter(Q(customer_email__in=search.emails) | Q(customer_id__in=search.contact_ids))
         for survey in surveys.only(*HISTORY_FIELDS):
-            known = self._customers.get(
-                (survey.account_id, *(customer_identity(survey.customer_email, survey.customer_id) or ("", "")))
-            )
-            if known is not None and survey.pk not in {other.pk for other in known}:
-                known.append(self._by_pk.setdefault(survey.pk, survey))
+            self._add_customer_survey(survey)
+
+    def _add_customer_survey(self, survey: SurveyRequest) -> None:
+        """A survey read for a customer the batch expects, kept once (one object per row)."""
+        identity = customer_identity(survey.customer_email, survey.customer_id) or ("", "")
+        known = self._customers.get((survey.account_id, *identity))
+        if known is not None and survey.pk not in {other.pk for other in known}:
+            known.append(self._by_pk.setdefault(survey.pk, survey))
 
     def history(self, closing: Closing) -> ConversationHistory:
         self.expect([closing])

@@ -22,8 +22,9 @@ from portal.crypto import SecretUndecryptable, secret_decrypt, secret_encrypt
 from portal.durations import HumanDurationField, format_duration
 from portal.redaction import mask_secret
 from surveys.accounts.account import integration_health_ensure, integration_settings_update
+from surveys.accounts.checklist import SANDBOX_KEY_PREFIXES, sandbox_key_hint
 from surveys.accounts.oauth import account_authorize_url
-from surveys.accounts.onboarding import SANDBOX_KEY_PREFIXES, account_go_live_week, sandbox_key_hint
+from surveys.accounts.test_request import account_go_live_week
 from surveys.admin import dry_run, feedback, onboarding
 from surveys.loop.employees import teammate_match_refresh
 from surveys.loop.sync import stella_sync_job_run

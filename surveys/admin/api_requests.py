@@ -260,11 +260,27 @@ class ReasonGroups:
 def invalid_reason_groups(request: HttpRequest, *, window: int = REASON_GROUPS_WINDOW) -> ReasonGroups:
     """The latest `window` invalid requests not resolved by a resend, by reason and account, most first, with the fix
     and where to make it (for a teammate's problem, each teammate involved). One query, over an index."""
+    latest = _latest_unresolved(request, window=window + 1)
+    counts, teammates = _count_by_reason(latest[:window])
+    changelist = reverse("admin:surveys_invalidapirequest_changelist")
+    groups = [
+        _reason_group(message, account, account_name, count, teammates.get((message, account), Counter()), changelist)
+        for (message, account, account_name), count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    ]
+    return ReasonGroups(groups, window, len(latest) > window)
+
+
+# An invalid request as the to-fix list reads it: error code and message, account id and name, teammate name and email.
+_InvalidRow = tuple[str, str, int, str, str, str]
+
+
+def _latest_unresolved(request: HttpRequest, *, window: int) -> list[_InvalidRow]:
+    """The latest `window` invalid requests no resend has resolved, of the account the list is filtered on if any."""
     rows = InvalidApiRequest.objects.all()
     account_id = request.GET.get("account__id__exact", "")
     if account_id.isdigit():
         rows = rows.filter(account_id=account_id)
-    latest = list(
+    return list(
         rows.filter(ApiRequest.unresolved_condition())
         .order_by("-created_at")
         .values_list(
@@ -274,42 +290,46 @@ def invalid_reason_groups(request: HttpRequest, *, window: int = REASON_GROUPS_W
             "account__name",
             "survey_request__teammate_name",
             "survey_request__teammate_email",
-        )[: window + 1]
+        )[:window]
     )
-    partial = len(latest) > window
+
+
+def _count_by_reason(
+    rows: list[_InvalidRow],
+) -> tuple[Counter[tuple[str, int, str]], dict[tuple[str, int], Counter[tuple[str, str]]]]:
+    """How many of `rows` each (message, account) has, and, for a teammate's problem, how many each teammate has."""
     counts: Counter[tuple[str, int, str]] = Counter()
     teammates: dict[tuple[str, int], Counter[tuple[str, str]]] = {}
-    for code, text, account, account_name, teammate_name, teammate_email in latest[:window]:
+    for code, text, account, account_name, teammate_name, teammate_email in rows:
         message = messages.words_of(code, text)
         counts[message, account, account_name] += 1
         entry = messages.message(code)
         if entry is not None and entry.per_teammate:
             teammates.setdefault((message, account), Counter())[teammate_name, teammate_email] += 1
-    changelist = reverse("admin:surveys_invalidapirequest_changelist")
-    groups = []
-    for (message, account, account_name), count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
-        code = messages.REASON_GROUPS.get(message, [""])[0]
-        entry = messages.message(code)
-        filter_by = {"error": code} if code else {}
-        groups.append(
-            ReasonGroup(
-                message=message,
-                account=account_name,
-                count=count,
-                fix=entry.fix if entry else "",
-                fix_url=messages.fix_url(entry, account) if entry else _settings_url(account),
-                rows_url=changelist
-                + "?"
-                + urlencode({**filter_by, "account__id__exact": str(account), "resolved": "no"}),
-                teammates=[
-                    (name or email, n, messages.fix_url(entry, account, teammate=email or name))
-                    for (name, email), n in teammates.get((message, account), Counter()).most_common()
-                ]
-                if entry
-                else [],
-            )
-        )
-    return ReasonGroups(groups, window, partial)
+    return counts, teammates
+
+
+def _reason_group(
+    message: str, account: int, account_name: str, count: int, teammates: Counter[tuple[str, str]], changelist: str
+) -> ReasonGroup:
+    """One line of the to-fix list: the fix the message's registry entry names, and where to make it."""
+    code = messages.REASON_GROUPS.get(message, [""])[0]
+    entry = messages.message(code)
+    filter_by = {"error": code} if code else {}
+    return ReasonGroup(
+        message=message,
+        account=account_name,
+        count=count,
+        fix=entry.fix if entry else "",
+        fix_url=messages.fix_url(entry, account) if entry else _settings_url(account),
+        rows_url=changelist + "?" + urlencode({**filter_by, "account__id__exact": str(account), "resolved": "no"}),
+        teammates=[
+            (name or email, n, messages.fix_url(entry, account, teammate=email or name))
+            for (name, email), n in teammates.most_common()
+        ]
+        if entry
+        else [],
+    )
 
 
 def _settings_url(account_id: int) -> str:

@@ -15,13 +15,10 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from surveys.accounts.checklist import account_checklist
 from surveys.accounts.oauth import account_authorize_url
-from surveys.accounts.onboarding import (
-    TestRequestRefused,
-    account_checklist,
-    account_intercom_check,
-    account_test_request_send,
-)
+from surveys.accounts.onboarding import account_intercom_check
+from surveys.accounts.test_request import TestRequestRefused, account_test_request_send
 from surveys.models import Account, ApiRequest, SurveyRequest
 from surveys.reporting.presenters import present
 

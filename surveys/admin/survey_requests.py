@@ -18,7 +18,7 @@ from portal.errors import traceback_bounded
 from portal.text import displayable, plural
 from surveys.admin.tabs import OUTCOME_PARAM, admin_tabs
 from surveys.delivery.survey_requests import RESENDABLE, survey_requests_resend
-from surveys.loop.employees import teammates_recheck_before_resend
+from surveys.loop.employees import ResendRecheck, teammates_recheck_before_resend
 from surveys.models import ApiRequest, SurveyOutcome, SurveyRequest
 from surveys.reporting.presenters import (
     api_request_outcome,
@@ -43,34 +43,57 @@ def resend_with_confirmation(
     """The resend action of both admins: ambiguous requests may already have reached the customer,
     so resending one takes a confirmation first."""
     resendable = list(survey_requests.select_related("account"))
-    ambiguous = [s for s in resendable if s.status == SurveyRequest.Status.AMBIGUOUS]
-    if ambiguous and request.POST.get("confirmed") != "yes":
-        return TemplateResponse(
-            request,
-            "admin/surveys/confirm_resend.html",
-            {
-                **model_admin.admin_site.each_context(request),
-                "title": "Resend requests that may already have reached the customer?",
-                "ambiguous": ambiguous,
-                "others": [s for s in resendable if s.status != SurveyRequest.Status.AMBIGUOUS],
-                "selected": [str(pk) for pk in selected.values_list("pk", flat=True)],
-                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-                "opts": model_admin.model._meta,
-            },
-        )
+    if _is_ambiguous_unconfirmed(resendable, request):
+        return _confirm_resend(model_admin, request, resendable, selected=selected)
     # Stella had no such employee: read Stella's employees again first, so a teammate added in Stella since is recognised.
     recheck = teammates_recheck_before_resend(resendable, now=timezone.now())
     unknown = {survey_request.pk for survey_request in recheck.still_unknown}
     resent = survey_requests_resend([s for s in resendable if s.pk not in unknown], by=request.user.get_username())
-    not_resendable = selected.count() - len(resendable)
+    _report_resent(model_admin, request, len(resent), not_resendable=selected.count() - len(resendable))
+    _report_recheck(model_admin, request, recheck)
+    return None
+
+
+def _is_ambiguous(survey_request: SurveyRequest) -> bool:
+    return survey_request.status == SurveyRequest.Status.AMBIGUOUS
+
+
+def _is_ambiguous_unconfirmed(resendable: list[SurveyRequest], request: HttpRequest) -> bool:
+    return any(_is_ambiguous(s) for s in resendable) and request.POST.get("confirmed") != "yes"
+
+
+def _confirm_resend(
+    model_admin: admin.ModelAdmin, request: HttpRequest, resendable: list[SurveyRequest], *, selected: QuerySet
+) -> TemplateResponse:
+    """The page that asks whether to resend requests that may already have reached the customer."""
+    return TemplateResponse(
+        request,
+        "admin/surveys/confirm_resend.html",
+        {
+            **model_admin.admin_site.each_context(request),
+            "title": "Resend requests that may already have reached the customer?",
+            "ambiguous": [s for s in resendable if _is_ambiguous(s)],
+            "others": [s for s in resendable if not _is_ambiguous(s)],
+            "selected": [str(pk) for pk in selected.values_list("pk", flat=True)],
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "opts": model_admin.model._meta,
+        },
+    )
+
+
+def _report_resent(model_admin: admin.ModelAdmin, request: HttpRequest, resent: int, *, not_resendable: int) -> None:
     model_admin.message_user(
         request,
-        f"Resending {plural(len(resent), 'survey request')}: each goes through the rules again and, if it passes, "
+        f"Resending {plural(resent, 'survey request')}: each goes through the rules again and, if it passes, "
         "to Stella as a new request."
         + (f" {plural(not_resendable, 'selected request')} weren't invalid, failed or ambiguous and were left alone."
            if not_resendable else ""),
         messages.SUCCESS if resent else messages.WARNING,
     )  # fmt: skip
+
+
+def _report_recheck(model_admin: admin.ModelAdmin, request: HttpRequest, recheck: ResendRecheck) -> None:
+    """What re-reading Stella's employees left unresolved: teammates Stella still lacks, reads that failed."""
     if recheck.still_unknown:
         who = sorted({s.teammate_name or s.teammate_email or s.teammate_id for s in recheck.still_unknown})
         model_admin.message_user(
@@ -81,7 +104,6 @@ def resend_with_confirmation(
         )
     for why in recheck.unchecked:
         model_admin.message_user(request, f"Stella's employees could not be read again ({why}).", messages.WARNING)
-    return None
 
 
 class OutcomeFilter(admin.SimpleListFilter):

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Protocol
 
 from integrations.vocabulary import AssigneeKind, Channel
@@ -170,14 +170,9 @@ def goes_first(other: Known, closure: ClosureFacts) -> bool:
 def conversation_surveyed(closure: ClosureFacts, known: Iterable[Known], stage: Stage) -> bool:
     """Another close of the conversation has been surveyed (its survey gone out), or, at the send, is still waiting
     and goes first."""
-    for other in known:
-        if other.conversation_id != closure.conversation_id or other.decision != Decision.SEND:
-            continue
-        if other.status in GONE_OUT:
-            return True
-        if stage is Stage.SEND and other.status == SCHEDULED and goes_first(other, closure):
-            return True
-    return False
+    return any(
+        other.conversation_id == closure.conversation_id and _surveyed_before(other, closure, stage) for other in known
+    )
 
 
 def customer_surveyed(closure: ClosureFacts, window: timedelta, known: Iterable[Known], stage: Stage) -> bool:
@@ -186,16 +181,21 @@ def customer_surveyed(closure: ClosureFacts, window: timedelta, known: Iterable[
     if bounds is None or closure.identity is None:
         return False
     after, before = bounds
-    for other in known:
-        if other.decision != Decision.SEND or not after < other.closed_at < before:
-            continue
-        if other.identity != closure.identity:
-            continue
-        if other.status in GONE_OUT:
-            return True
-        if stage is Stage.SEND and other.status == SCHEDULED and goes_first(other, closure):
-            return True
-    return False
+    return any(
+        after < other.closed_at < before
+        and other.identity == closure.identity
+        and _surveyed_before(other, closure, stage)
+        for other in known
+    )
+
+
+def _surveyed_before(other: Known, closure: ClosureFacts, stage: Stage) -> bool:
+    """`other` is a survey that has gone out, or, at the send, one still waiting that goes before `closure`."""
+    if other.decision != Decision.SEND:
+        return False
+    if other.status in GONE_OUT:
+        return True
+    return stage is Stage.SEND and other.status == SCHEDULED and goes_first(other, closure)
 
 
 class ClosureFacts(Protocol):
@@ -286,15 +286,14 @@ def cancel_reason(
     deletion during its delay (`events`: (occurred at, kind), other kinds ignored) and a newer close of its
     conversation during its delay (`newer_closes`: closed at, of closes not cancelled themselves). After the delay
     nothing cancels: the close is sent, and a newer one finds the conversation surveyed."""
-    first: tuple[datetime, int, CancelReason] | None = None
-    for occurred_at, kind in events:
-        reason = CANCELLING_KINDS.get(kind)
-        if reason is not None and during_delay(occurred_at, closed_at=closed_at, delay_ends_at=delay_ends_at):
-            if first is None or occurred_at < first[0]:
-                first = (occurred_at, 0, reason)
-    for at in newer_closes:
-        if during_delay(at, closed_at=closed_at, delay_ends_at=delay_ends_at) and at > closed_at:
-            if first is not None and (at, 1) >= first[:2]:
-                continue
-            first = (at, 1, CancelReason.SUPERSEDED)
-    return first[2] if first else None
+    during = partial(during_delay, closed_at=closed_at, delay_ends_at=delay_ends_at)
+    # (when, events before closes at the same moment, why); the first of equals is the one kept.
+    candidates: list[tuple[datetime, int, CancelReason]] = [
+        (occurred_at, 0, reason)
+        for occurred_at, kind in events
+        if (reason := CANCELLING_KINDS.get(kind)) is not None and during(occurred_at)
+    ]
+    candidates += [(at, 1, CancelReason.SUPERSEDED) for at in newer_closes if during(at) and at > closed_at]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda candidate: candidate[:2])[2]

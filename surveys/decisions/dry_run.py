@@ -20,92 +20,26 @@ reading everything in four queries: 100,000 closures replay in seconds.
 from __future__ import annotations
 
 import gc
-import json
 import time
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
-from django.db.models import BooleanField, ExpressionWrapper, Q, TextField
-from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast
 from django.utils import timezone
 
-from integrations import messages
-from integrations.vocabulary import AssigneeKind, Channel
+from integrations.vocabulary import Channel
 from portal.durations import format_duration
-from surveys.decisions.decision import (
-    CANCELLING_KINDS,
-    CancelReason,
-    Rules,
-    Stage,
-    closure_decide,
-    customer_identity,
-    during_delay,
-    suppression_window_bounds,
-)
-from surveys.decisions.rules import REASON_CHOICES, Decision, InvalidReason
-from surveys.delivery.survey_requests import STATUS_FOR_DECISION
-from surveys.models import Account, ConversationEvent, IntegrationSettings, SurveyOutcome, SurveyRequest
-from surveys.selectors import SURVEYED, SURVEYING
+from surveys.decisions.replay import CANCELLED, Loaded, Outcome, Replay, ReplayedClosure, load_closures, untag
+from surveys.models import Account, IntegrationSettings
 
-Status = SurveyRequest.Status
-# The replay works in plain strings (an enum member hashes in Python, a string in C): the same values.
-CANCELLED = Status.CANCELLED.value
-SEND, DO_NOT_SEND = Decision.SEND.value, Decision.DO_NOT_SEND.value
-SCHEDULED, SENT = Status.SCHEDULED.value, Status.SENT.value
-SUPERSEDED = CancelReason.SUPERSEDED.value
-STATUS_AFTER = {decision.value: status.value for decision, status in STATUS_FOR_DECISION.items()}
+__all__ = ["CANCELLED", "Outcome", "dry_run", "proposed_settings", "settings_summary", "signed"]
+
 DEFAULT_DAYS = 30
 MAX_DAYS = 90
 CHANGED_LIMIT = 100  # changed closures listed; all are counted
 # The settings a dry run may change: the account's rules.
 RULE_FIELDS = ("email_enabled", "chat_enabled", "channel_delay", "suppression_window", "do_not_send_tags")
-# Where a request stands once the rules let it through: what Stella (or a look-up) made of it. A
-# closure that reached this far is taken to fare the same in the replay; one that didn't, to be sent.
-AFTER_THE_RULES = frozenset({Status.SCHEDULED, Status.SENDING, Status.SENT, Status.FAILED, Status.AMBIGUOUS})
-# The table's order: the rules' decisions by precedence, then cancellations.
-DECISION_ORDER = [Decision.SEND, Decision.DO_NOT_SEND, Decision.SUPPRESSED, Decision.INVALID, CANCELLED]
-CHANNELS = {channel.value: channel for channel in Channel}  # "" (never looked up): None, as selectors.closure_of has it
-ASSIGNEE_KINDS = {kind.value: kind for kind in AssigneeKind}
-REASON_ORDER = ["", *(value for value, _ in REASON_CHOICES)]
-# What the replay reads of each closure, in _Closure's order.
-CLOSURE_FIELDS = (
-    "pk", "conversation_id", "closed_at", "channel", "assignee_kind", "customer_email", "customer_id", "tags_text",
-    "status", "decision", "reason", "email_verdict", "erased",
-)  # fmt: skip
-
-
-class Outcome(NamedTuple):
-    """What came of a closure, as the dry run compares it: the rules' decision and the reason that
-    decided, or cancelled and why."""
-
-    decision: str  # a Decision, or CANCELLED
-    reason: str  # a reason of rules.REASONS (a rule's, or a cancellation's), or ""
-
-    @property
-    def label(self) -> str:
-        if self.decision == CANCELLED:
-            return str(SurveyOutcome.CANCELLED.label)
-        return str(Decision(self.decision).label) if self.decision in Decision.values else self.decision
-
-    @property
-    def reason_label(self) -> str:
-        return messages.words_of(self.reason, self.reason)
-
-    def sort_key(self) -> tuple[int, int, str]:
-        decision = DECISION_ORDER.index(self.decision) if self.decision in DECISION_ORDER else len(DECISION_ORDER)
-        reason = REASON_ORDER.index(self.reason) if self.reason in REASON_ORDER else len(REASON_ORDER)
-        return decision, reason, self.reason
-
-
-def stored_outcome(*, status: str, decision: str, reason: str) -> Outcome:
-    """What the live path made of a closure: its decision and reason, or its cancellation. What Stella
-    answered afterwards is not the rules' doing, so a request Stella refused still counts as "Send"."""
-    if status == Status.CANCELLED:
-        return Outcome(CANCELLED, str(reason))
-    return Outcome(str(decision), str(reason))
 
 
 @dataclass(frozen=True)
@@ -185,228 +119,6 @@ def settings_summary(integration: IntegrationSettings) -> dict[str, str]:
     }
 
 
-class _Closure:
-    """One stored closure, and where the replay has it: what decision.closure_decide reads of a closure (and of
-    the other closures it weighs)."""
-
-    __slots__ = (
-        "pk", "conversation_id", "closed_at", "send_after", "channel", "assignee_kind", "customer_email", "identity",
-        "customer_email_pending", "pending_at_close", "pending_at_send", "stored_tags", "base_tags", "tags", "stored",
-        "fate", "erased", "status", "decision", "reason",
-    )  # fmt: skip
-    employee_unknown = False  # known only to a send: what Stella answered is taken as it was
-
-    def __init__(self, row: tuple[Any, ...]) -> None:
-        (self.pk, self.conversation_id, self.closed_at, channel, assignee_kind, email, customer_id,
-         tags_text, status, decision, reason, email_verdict, self.erased) = row  # fmt: skip
-        self.channel = CHANNELS.get(channel)
-        self.assignee_kind = ASSIGNEE_KINDS[assignee_kind]
-        self.customer_email = email or None
-        self.identity = customer_identity(email, customer_id)
-        # As selectors.closure_of has it: an email not in the webhook is looked up before sending. Whether
-        # the send did look it up and found none shows in the stored verdict (JSON null reads "null" on
-        # SQLite, NULL elsewhere: only the reason counts); an erased one was there.
-        looked_up_none = email_verdict == InvalidReason.INVALID_CUSTOMER
-        self.pending_at_send = not email and not looked_up_none and (bool(customer_id) or self.erased)
-        self.pending_at_close = self.pending_at_send or (not email and bool(customer_id))
-        self.customer_email_pending = self.pending_at_close
-        # Most closures have no tags: their JSON isn't decoded (a third of the time reading 100,000 rows).
-        self.stored_tags = tuple(json.loads(tags_text)) if tags_text and tags_text != "[]" else ()
-        self.base_tags = self.tags = self.stored_tags
-        self.stored = stored_outcome(status=status, decision=decision, reason=reason)
-        went_out = status in AFTER_THE_RULES or (status == Status.INVALID and decision != Decision.INVALID)
-        self.fate = status if went_out else SENT
-        self.send_after = self.closed_at
-        self.status = self.decision = self.reason = ""
-
-    @property
-    def outcome(self) -> Outcome:
-        return Outcome(CANCELLED, self.reason) if self.status == CANCELLED else Outcome(self.decision, self.reason)
-
-
-class _Before:
-    """A survey before the replayed days, as the decision weighs it: it may still hold a customer or
-    conversation back."""
-
-    __slots__ = ("pk", "conversation_id", "identity", "closed_at", "send_after", "status", "decision")
-
-    def __init__(self, pk: int, conversation_id: str, email: str, customer_id: str, closed_at: datetime, status: str):
-        self.pk, self.conversation_id, self.closed_at, self.send_after = pk, conversation_id, closed_at, closed_at
-        self.identity = customer_identity(email, customer_id)
-        # Still waiting when the days began: it goes first, and the send stage counts it as the live path did.
-        self.status, self.decision = status, SEND
-
-
-@dataclass
-class _Loaded:
-    closures: list[_Closure]
-    events: list[tuple[str, str, datetime, tuple[str, ...]]]  # conversation id, kind, occurred at, tags
-    customers_surveyed_before: dict[tuple[str, str], list[_Before]]  # surveys before the days, by customer
-    conversations_surveyed_before: dict[str, list[_Before]]  # a survey gone out before the days, by conversation
-    seconds: float = 0.0
-
-
-def _load(account_id: int, *, since: datetime, until: datetime, window: timedelta) -> _Loaded:
-    """Everything the replay needs, in four queries, oldest first."""
-    started = time.perf_counter()
-    requests = SurveyRequest.objects.filter(account_id=account_id)
-    in_days = requests.filter(closed_at__gte=since, closed_at__lte=until)
-    rows = (
-        in_days.annotate(
-            tags_text=Cast("tags", output_field=TextField()),
-            email_verdict=KeyTextTransform("customer_email_missing", "verdicts"),
-            erased=ExpressionWrapper(Q(erased_at__isnull=False), output_field=BooleanField()),
-        )
-        .order_by("closed_at", "pk")
-        .values_list(*CLOSURE_FIELDS)
-    )
-    closures = [_Closure(row) for row in rows.iterator(chunk_size=5000)]
-    events = [
-        (conversation_id, kind, occurred_at, tuple(tags or ()))
-        for conversation_id, kind, occurred_at, tags in ConversationEvent.objects.filter(
-            account_id=account_id, occurred_at__gte=since
-        )
-        .order_by("occurred_at", "pk")
-        .values_list("conversation_id", "kind", "occurred_at", "tags")
-    ]
-    # Surveys just before the days still hold back their customers' closes within the window...
-    customers: dict[tuple[str, str], list[_Before]] = {}
-    if window:
-        surveys_before = requests.filter(
-            closed_at__gt=since - window, closed_at__lt=since, decision=Decision.SEND, status__in=SURVEYING
-        ).values_list("pk", "conversation_id", "customer_email", "customer_id", "closed_at", "status")
-        for row in surveys_before:
-            if (before := _Before(*row)).identity:
-                customers.setdefault(before.identity, []).append(before)
-    # ...and a conversation surveyed before them, however long ago, is not surveyed again.
-    conversations = {
-        conversation_id: [_Before(0, conversation_id, "", "", since, SENT)]
-        for conversation_id in requests.filter(
-            closed_at__lt=since,
-            decision=Decision.SEND,
-            status__in=SURVEYED,
-            conversation_id__in=in_days.values("conversation_id"),
-        )
-        .values_list("conversation_id", flat=True)
-        .distinct()
-    }
-    return _Loaded(closures, events, customers, conversations, time.perf_counter() - started)
-
-
-def _untag(closures: list[_Closure], events: list[tuple[str, str, datetime, tuple[str, ...]]]) -> None:
-    """Each closure's tags as its close knew them: tags a later tag event added depend on the channel delay."""
-    tagged: dict[str, list[tuple[datetime, tuple[str, ...]]]] = {}
-    for conversation_id, kind, occurred_at, tags in events:
-        if kind == ConversationEvent.Kind.TAGGED:
-            tagged.setdefault(conversation_id, []).append((occurred_at, tags))
-    if not tagged:
-        return
-    for closure in closures:
-        later = {tag for at, tags in tagged.get(closure.conversation_id, ()) if at >= closure.closed_at for tag in tags}
-        if later:
-            closure.base_tags = tuple(tag for tag in closure.stored_tags if tag not in later)
-
-
-class _Replay:
-    """The live path's steps, in time order, over closures in memory, under one set of rules: each step asks
-    decision.closure_decide, as the live path does, over the closures replayed so far."""
-
-    def __init__(self, loaded: _Loaded, integration: IntegrationSettings) -> None:
-        self.loaded = loaded
-        self.rules = Rules.of(integration)
-        self.delay = integration.channel_delay
-        self.window = integration.suppression_window
-        self.conversations: dict[str, list[_Closure]] = {}
-        self.customer_surveys: dict[tuple[str, str], deque[_Closure]] = {}
-        self.waiting: deque[_Closure] = deque()  # in send order: every close waits the same delay
-
-    def run(self) -> list[Outcome]:
-        closures, events = self.loaded.closures, self.loaded.events
-        for closure in closures:
-            closure.tags, closure.status, closure.reason = closure.base_tags, "", ""
-            closure.send_after = closure.closed_at + self.delay
-        next_event = 0
-        for closure in closures:
-            while next_event < len(events) and events[next_event][2] < closure.closed_at:
-                self.event(*events[next_event])
-                next_event += 1
-            self.close(closure)
-        for event in events[next_event:]:
-            self.event(*event)
-        self.send_due(None)
-        return [closure.outcome for closure in closures]
-
-    def send_due(self, now: datetime | None) -> None:
-        """Every close whose delay is over by `now` (all of them for None) is sent, before anything else at that time."""
-        while self.waiting and (now is None or self.waiting[0].send_after <= now):
-            self.send(self.waiting.popleft())
-
-    def close(self, closure: _Closure) -> None:
-        """services.IntakeBatch.close: a newer close cancels an older one still waiting, then the rules decide."""
-        # A close at the very moment an older survey comes due is taken in first, as the live intake does with a
-        # webhook that arrives with the send (neither cancels nor supersedes the other: the delay ended).
-        if self.waiting and self.waiting[0].send_after < closure.closed_at:
-            self.send_due(closure.closed_at - timedelta.resolution)
-        others = self.conversations.setdefault(closure.conversation_id, [])
-        for older in others:
-            superseded = during_delay(closure.closed_at, closed_at=older.closed_at, delay_ends_at=older.send_after)
-            if older.status == SCHEDULED and older.closed_at < closure.closed_at and superseded:
-                older.status, older.reason = CANCELLED, SUPERSEDED
-        self.decide(closure, pending=closure.pending_at_close, stage=Stage.KNOWN)
-        closure.status = STATUS_AFTER[closure.decision]
-        others.append(closure)
-        if closure.decision == SEND and closure.identity and self.window:
-            self.customer_surveys.setdefault(closure.identity, deque()).append(closure)
-        if closure.status == SCHEDULED:
-            self.waiting.append(closure)
-
-    def event(self, conversation_id: str, kind: str, occurred_at: datetime, tags: tuple[str, ...]) -> None:
-        """services.survey_requests_apply_event: cancel a close whose delay the event fell in; add a tag and decide again."""
-        self.send_due(occurred_at)
-        for closure in self.conversations.get(conversation_id, ()):
-            if closure.status != SCHEDULED:
-                continue
-            if kind in CANCELLING_KINDS:
-                if during_delay(occurred_at, closed_at=closure.closed_at, delay_ends_at=closure.send_after):
-                    closure.status, closure.reason = CANCELLED, CANCELLING_KINDS[kind].value
-            elif kind == ConversationEvent.Kind.TAGGED and closure.closed_at <= occurred_at:
-                closure.tags = tuple(dict.fromkeys(closure.tags + tags))
-                self.decide(closure, pending=closure.pending_at_close, stage=Stage.KNOWN)
-                closure.status = STATUS_AFTER[closure.decision]
-
-    def send(self, closure: _Closure) -> None:
-        """sending._send: the rules decide again with what the look-ups learnt; what Stella answered stands."""
-        if closure.status != SCHEDULED:
-            return
-        self.decide(closure, pending=closure.pending_at_send, stage=Stage.SEND)
-        sent = closure.decision in (SEND, DO_NOT_SEND)
-        closure.status = closure.fate if sent else STATUS_AFTER[closure.decision]
-
-    def decide(self, closure: _Closure, *, pending: bool, stage: Stage) -> None:
-        """The one decision on what is known of the closure now, as services.survey_request_decide asks it."""
-        closure.customer_email_pending = pending
-        fate = closure_decide(closure, self.rules, self.known(closure), stage)
-        closure.decision, closure.reason = fate.decision.value, fate.reason.value if fate.reason else ""
-
-    def known(self, closure: _Closure) -> list[Any]:
-        """The candidates the live path would gather: the conversation's closes, the customer's surveys in the
-        window (replayed, and before the days)."""
-        known: list[Any] = [
-            *self.conversations.get(closure.conversation_id, ()),
-            *self.loaded.conversations_surveyed_before.get(closure.conversation_id, ()),
-        ]
-        bounds = suppression_window_bounds(closure.closed_at, self.window)
-        if bounds is None or closure.identity is None:
-            return known
-        known.extend(self.loaded.customers_surveyed_before.get(closure.identity, ()))
-        if surveys := self.customer_surveys.get(closure.identity):
-            # Nothing still to decide closed before the oldest close still waiting: older surveys can go.
-            while surveys and surveys[0].closed_at <= bounds[0] - self.delay:
-                surveys.popleft()
-            known.extend(surveys)
-        return known
-
-
 def dry_run(
     account: Account,
     proposed: IntegrationSettings,
@@ -420,35 +132,15 @@ def dry_run(
     until = now or timezone.now()
     since = until - timedelta(days=days)
     current = account.integration
-    loaded = _load(
+    loaded = load_closures(
         account.pk, since=since, until=until, window=max(current.suppression_window, proposed.suppression_window)
     )
     started = time.perf_counter()
     closures = loaded.closures
-    _untag(closures, loaded.events)
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # the replay makes many small objects and frees none: a collection would only walk them
-    try:
-        baseline, proposal = (_Replay(loaded, rules).run() for rules in (current, proposed))
-    finally:
-        if gc_was_enabled:
-            gc.enable()
+    untag(closures, loaded.events)
+    baseline, proposal = _replay_both(loaded, current, proposed)
     stored = [closure.stored for closure in closures]
-    current_counts, proposed_counts = Counter(stored), Counter(proposal)
-    rows = [
-        Row(outcome, current_counts[outcome], proposed_counts[outcome])
-        for outcome in sorted(current_counts.keys() | proposed_counts.keys(), key=Outcome.sort_key)
-    ]
-    changed_count, changed = 0, list[ChangedClosure]()
-    for closure, was, would in zip(closures, stored, proposal, strict=True):
-        if was != would:
-            changed_count += 1
-            if len(changed) < changed_limit:
-                changed.append(
-                    ChangedClosure(
-                        closure.pk, closure.conversation_id, closure.closed_at, closure.channel or "", was, would
-                    )
-                )
+    changed_count, changed = _changed(closures, stored, proposal, limit=changed_limit)
     return DryRunResult(
         account_id=account.pk,
         since=since,
@@ -456,13 +148,55 @@ def dry_run(
         current_settings=settings_summary(current),
         proposed_settings=settings_summary(proposed),
         closures=len(closures),
-        rows=rows,
+        rows=_rows(stored, proposal),
         changed=changed,
         changed_count=changed_count,
-        channel_unknown=sum(1 for closure in closures if not closure.channel),
-        erased=sum(1 for closure in closures if closure.erased),
-        baseline_mismatches=sum(1 for was, again in zip(stored, baseline, strict=True) if was != again),
+        channel_unknown=sum(not closure.channel for closure in closures),
+        erased=sum(bool(closure.erased) for closure in closures),
+        baseline_mismatches=_differences(stored, baseline),
         events=len(loaded.events),
         load_seconds=loaded.seconds,
         replay_seconds=time.perf_counter() - started,
     )
+
+
+def _replay_both(loaded: Loaded, current: IntegrationSettings, proposed: IntegrationSettings) -> list[list[Outcome]]:
+    """What the closures come to replayed under the current settings, then under the proposed ones."""
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # the replay makes many small objects and frees none: a collection would only walk them
+    try:
+        return [Replay(loaded, rules).run() for rules in (current, proposed)]
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _rows(stored: list[Outcome], proposal: list[Outcome]) -> list[Row]:
+    """The table: every outcome either way, in the table's order, with how many closures came and would come to it."""
+    current_counts, proposed_counts = Counter(stored), Counter(proposal)
+    return [
+        Row(outcome, current_counts[outcome], proposed_counts[outcome])
+        for outcome in sorted(current_counts.keys() | proposed_counts.keys(), key=Outcome.sort_key)
+    ]
+
+
+def _changed(
+    closures: list[ReplayedClosure], stored: list[Outcome], proposal: list[Outcome], *, limit: int
+) -> tuple[int, list[ChangedClosure]]:
+    """How many closures would come out otherwise, and the first `limit` of them, oldest first."""
+    count, changed = 0, list[ChangedClosure]()
+    for closure, was, would in zip(closures, stored, proposal, strict=True):
+        if was == would:
+            continue
+        count += 1
+        if len(changed) < limit:
+            changed.append(
+                ChangedClosure(
+                    closure.pk, closure.conversation_id, closure.closed_at, closure.channel or "", was, would
+                )
+            )
+    return count, changed
+
+
+def _differences(stored: list[Outcome], replayed: list[Outcome]) -> int:
+    return sum(was != again for was, again in zip(stored, replayed, strict=True))

@@ -229,19 +229,29 @@ def teammates_recheck_before_resend(survey_requests: Iterable[SurveyRequest], *,
         if synced.skipped or synced.error:
             unchecked.append(f"{account}: {synced.skipped or synced.error}")
             continue
-        active = StellaEmployee.objects.filter(account=account, active=True)
-        emails = {email_normalised(email) for email in active.exclude(email="").values_list("email", flat=True)}
-        custom_ids = set(active.exclude(custom_id="").values_list("custom_id", flat=True))
-        custom_id_of = dict(
-            Teammate.objects.filter(account=account, intercom_id__in=[r.teammate_id for r in requests if r.teammate_id])
-            .exclude(stella_custom_id="")
-            .values_list("intercom_id", "stella_custom_id")
-        )
-        for survey_request in requests:
-            custom_id = custom_id_of.get(survey_request.teammate_id, "") if survey_request.teammate_id else ""
-            match = _match(
-                email=survey_request.teammate_email, custom_id=custom_id, emails=emails, custom_ids=custom_ids
-            )
-            if match == Match.UNMATCHED:
-                still_unknown.append(survey_request)
+        still_unknown += _unmatched(account, requests)
     return ResendRecheck(still_unknown=still_unknown, unchecked=unchecked)
+
+
+def _unmatched(account: Account, requests: list[SurveyRequest]) -> list[SurveyRequest]:
+    """Those of an account's requests whose teammate matches none of its active Stella employees, by email or by the
+    custom id a CSM gave the teammate."""
+    active = StellaEmployee.objects.filter(account=account, active=True)
+    emails = {email_normalised(email) for email in active.exclude(email="").values_list("email", flat=True)}
+    custom_ids = set(active.exclude(custom_id="").values_list("custom_id", flat=True))
+    custom_id_of = dict(
+        Teammate.objects.filter(account=account, intercom_id__in=[r.teammate_id for r in requests if r.teammate_id])
+        .exclude(stella_custom_id="")
+        .values_list("intercom_id", "stella_custom_id")
+    )
+    return [
+        survey_request
+        for survey_request in requests
+        if _match(
+            email=survey_request.teammate_email,
+            custom_id=custom_id_of.get(survey_request.teammate_id, "") if survey_request.teammate_id else "",
+            emails=emails,
+            custom_ids=custom_ids,
+        )
+        == Match.UNMATCHED
+    ]

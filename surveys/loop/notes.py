@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from integrations.intercom.client import IntercomClient, IntercomError, IntercomRateLimited
 from portal.crypto import SecretUndecryptable
-from surveys.accounts.onboarding import TEST_CLOSURE_ID
+from surveys.accounts.test_request import TEST_CLOSURE_ID
 from surveys.models import Account, Feedback, IntercomNote, StellaSyncState, SurveyRequest
 from surveys.reporting.presenters import stars_in_words, survey_request_outcome, survey_request_reason
 

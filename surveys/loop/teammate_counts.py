@@ -101,37 +101,43 @@ class TeammateCounts:
             for key, totals in self.deltas.items()
             if any(totals) or key in self.names or key in self.teams
         )
-        if not rows:
-            return
-        meta = TeammateDailyCount._meta
-        quote = connection.ops.quote_name
-        table = quote(meta.db_table)
-        key_names = ("account", "day", "mode", "teammate", "channel")
-        names = (*key_names, "teammate_name", "team", *COUNT_COLUMNS)
-        column = {field.name: quote(field.column) for field in meta.concrete_fields if field.column}
-        updates = [f"{column[name]} = {table}.{column[name]} + EXCLUDED.{column[name]}" for name in COUNT_COLUMNS]
-        for kept in ("teammate_name", "team"):  # the latest non-empty one
-            updates.append(
-                f"{column[kept]} = CASE WHEN EXCLUDED.{column[kept]} <> '' "
-                f"THEN EXCLUDED.{column[kept]} ELSE {table}.{column[kept]} END"
-            )
-        day_field = meta.get_field("day")
-        chunk = max(1, (connection.features.max_query_params or 999) // len(names))
+        chunk = max(1, (connection.features.max_query_params or 999) // len(_UPSERT_COLUMNS))
         for start in range(0, len(rows), chunk):
             part = rows[start : start + chunk]
-            params: list[Any] = []
-            for (day, mode, teammate, channel), totals in part:
-                day_value = day_field.get_db_prep_value(day, connection)
-                key = (day, mode, teammate, channel)
-                name, team = self.names.get(key, ""), self.teams.get(key, "")
-                params += [account_id, day_value, mode, teammate, channel, name, team, *totals]
-            placeholders = ", ".join(["(" + ", ".join(["%s"] * len(names)) + ")"] * len(part))
+            params = [value for key, totals in part for value in self._upsert_params(account_id, key, totals)]
             with connection.cursor() as cursor:
-                cursor.execute(
-                    f"INSERT INTO {table} ({', '.join(column[name] for name in names)}) VALUES {placeholders} "
-                    f"ON CONFLICT ({', '.join(column[name] for name in key_names)}) DO UPDATE SET {', '.join(updates)}",
-                    params,
-                )
+                cursor.execute(_upsert_sql(len(part)), params)
+
+    def _upsert_params(self, account_id: int, key: Key, totals: list[int]) -> list[Any]:
+        """One row's values, in _UPSERT_COLUMNS' order."""
+        day, mode, teammate, channel = key
+        day_value = TeammateDailyCount._meta.get_field("day").get_db_prep_value(day, connection)
+        name, team = self.names.get(key, ""), self.teams.get(key, "")
+        return [account_id, day_value, mode, teammate, channel, name, team, *totals]
+
+
+_KEY_COLUMNS = ("account", "day", "mode", "teammate", "channel")
+_UPSERT_COLUMNS = (*_KEY_COLUMNS, "teammate_name", "team", *COUNT_COLUMNS)
+
+
+def _upsert_sql(rows: int) -> str:
+    """INSERT of `rows` rows of _UPSERT_COLUMNS that adds the counts to those already there, and keeps the latest
+    non-empty name and team."""
+    meta = TeammateDailyCount._meta
+    quote = connection.ops.quote_name
+    table = quote(meta.db_table)
+    column = {field.name: quote(field.column) for field in meta.concrete_fields if field.column}
+    updates = [f"{column[name]} = {table}.{column[name]} + EXCLUDED.{column[name]}" for name in COUNT_COLUMNS]
+    updates += [
+        f"{column[kept]} = CASE WHEN EXCLUDED.{column[kept]} <> '' "
+        f"THEN EXCLUDED.{column[kept]} ELSE {table}.{column[kept]} END"
+        for kept in ("teammate_name", "team")
+    ]
+    placeholders = ", ".join(["(" + ", ".join(["%s"] * len(_UPSERT_COLUMNS)) + ")"] * rows)
+    return (
+        f"INSERT INTO {table} ({', '.join(column[name] for name in _UPSERT_COLUMNS)}) VALUES {placeholders} "
+        f"ON CONFLICT ({', '.join(column[name] for name in _KEY_COLUMNS)}) DO UPDATE SET {', '.join(updates)}"
+    )
 
 
 @transaction.atomic
@@ -148,36 +154,25 @@ def teammate_counts_rebuild(
         with connection.cursor() as cursor:
             cursor.execute(f"LOCK TABLE {tables} IN SHARE ROW EXCLUSIVE MODE")
     count_model._default_manager.all().delete()
-    totals: dict[tuple[int, Key], list[int]] = {}
-    names: dict[tuple[int, Key], str] = {}
-    teams: dict[tuple[int, Key], str] = {}
+    by_account: dict[int, TeammateCounts] = {}
     records = (
         feedback_model._default_manager.filter(is_recovery=False, request_created_at__isnull=False)
         .order_by("request_created_at", "pk")
         .only("account_id", *(name for name in COUNTED_FIELDS if name not in ("uuid", "survey_request")))
     )
     for row in records.iterator(chunk_size=chunk):
-        counted = counted_of(row)  # type: ignore[arg-type]
-        if counted is None:
-            continue
-        key = (row.account_id, counted[0])  # type: ignore[attr-defined]
-        sums = totals.setdefault(key, [0] * len(COUNT_COLUMNS))
-        for index, value in enumerate(counted[1]):
-            sums[index] += value
-        if row.employee_name:  # type: ignore[attr-defined]
-            names[key] = clip(row.employee_name, TeammateDailyCount, "teammate_name")  # type: ignore[attr-defined]
-        if row.team:  # type: ignore[attr-defined]
-            teams[key] = clip(row.team, TeammateDailyCount, "team")  # type: ignore[attr-defined]
+        by_account.setdefault(row.account_id, TeammateCounts()).add(row, sign=1)  # type: ignore[attr-defined, arg-type]
     count_model._default_manager.bulk_create(
         (
             count_model(
                 account_id=account_id, day=day, mode=mode, teammate=teammate, channel=channel,
-                teammate_name=names.get((account_id, (day, mode, teammate, channel)), ""),
-                team=teams.get((account_id, (day, mode, teammate, channel)), ""),
+                teammate_name=counts.names.get(key, ""), team=counts.teams.get(key, ""),
                 **dict(zip(COUNT_COLUMNS, sums, strict=True)),
             )
-            for (account_id, (day, mode, teammate, channel)), sums in totals.items()
+            for account_id, counts in by_account.items()
+            for key, sums in counts.deltas.items()
+            for day, mode, teammate, channel in [key]
         ),
         batch_size=1000,
     )  # fmt: skip
-    return len(totals)
+    return sum(len(counts.deltas) for counts in by_account.values())

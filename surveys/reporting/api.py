@@ -34,10 +34,9 @@ from surveys.reporting.status import (
     Tab,
     status_rows,
 )
+from surveys.reporting.teammate_figures import FEW_RESPONSES, GROUPS
 from surveys.reporting.teammate_stats import (
     DEFAULT_SORT,
-    FEW_RESPONSES,
-    GROUPS,
     SORTS,
     TEAMMATE_FILTERS,
     teammate_stats,

@@ -3,12 +3,13 @@ over the chosen days, the surveys Stella sent and had answered, the share of rat
 spread of the stars, the trend by week and the change against the days just before. Reads only
 TeammateDailyCount, which the feedback pull keeps current (surveys/loop/teammate_counts.py): two queries, whatever
 the log holds. And the records behind a figure (feedback_behind), for the drill-down: one page of them at a time.
+What a row's figures are, and how its stars and weeks are drawn: teammate_figures.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -21,200 +22,27 @@ from portal.paths import path_of
 from portal.text import displayable
 from surveys.models import Feedback, Teammate, TeammateDailyCount
 from surveys.reporting.presenters import (
-    NO_FIGURE,
-    average_rating,
     mask_emails_in,
-    percent_label,
-    rating_label,
-    response_rate,
     stars,
     stars_in_words,
     stella_channel_label,
     teammate_label,
 )
 from surveys.reporting.status import StatusFilter
+from surveys.reporting.teammate_figures import (
+    FIGURE_COLUMNS,
+    GROUPS,
+    LOW_RATINGS,
+    STAR_COLUMNS,
+    Figures,
+    TeammateRow,
+    Week,
+)
 
 # The status page's filters the report takes: its figures are per teammate, team or channel, whatever the
 # reason or conversation.
 TEAMMATE_FILTERS = ("account", "date_from", "date_to")
-# What the report groups by, and the column of the daily counts each reads.
-GROUPS = {"teammate": "teammate", "team": "team", "channel": "channel"}
 GROUP_LABELS = {"teammate": "Teammate", "team": "Team", "channel": "Channel"}
-# Below this many ratings a share or an average says little: the report cautions.
-FEW_RESPONSES = 10
-# "Low ratings": the ratings the satisfaction share leaves out.
-LOW_RATINGS = (1, 2, 3)
-NO_TEAM = "No team given"
-FIGURE_COLUMNS = ("requested", "delivered", "responded", "rating_sum", "rating_count")
-STAR_COLUMNS = ("stars_1", "stars_2", "stars_3", "stars_4", "stars_5")
-
-
-@dataclass(frozen=True)
-class Figures:
-    """What the counts add up to for one row and period."""
-
-    requested: int = 0
-    delivered: int = 0
-    responded: int = 0
-    rating_sum: int = 0
-    rating_count: int = 0
-    stars: tuple[int, ...] = (0, 0, 0, 0, 0)  # how many 1★, 2★ … 5★
-
-    def plus(self, other: Figures) -> Figures:
-        return Figures(
-            requested=self.requested + other.requested,
-            delivered=self.delivered + other.delivered,
-            responded=self.responded + other.responded,
-            rating_sum=self.rating_sum + other.rating_sum,
-            rating_count=self.rating_count + other.rating_count,
-            stars=tuple(a + b for a, b in zip(self.stars, other.stars, strict=True)),
-        )
-
-    @property
-    def response_rate(self) -> float | None:
-        return response_rate(self.responded, self.delivered)
-
-    @property
-    def average_rating(self) -> float | None:
-        return average_rating(self.rating_sum, self.rating_count)
-
-    @property
-    def satisfied(self) -> int:
-        """Ratings of 4 or 5 stars."""
-        return self.stars[3] + self.stars[4]
-
-    @property
-    def satisfaction(self) -> float | None:
-        """4–5★ ratings out of all ratings, 0 to 1; None when nobody rated."""
-        return round(self.satisfied / self.rating_count, 4) if self.rating_count else None
-
-    @property
-    def few(self) -> bool:
-        """Too few ratings to trust a share or an average (some, but fewer than FEW_RESPONSES)."""
-        return self.rating_count < FEW_RESPONSES
-
-    @property
-    def response_rate_label(self) -> str:
-        return percent_label(self.response_rate)
-
-    @property
-    def average_rating_label(self) -> str:
-        return rating_label(self.average_rating)
-
-    @property
-    def satisfaction_label(self) -> str:
-        return percent_label(self.satisfaction)
-
-    @property
-    def spread(self) -> list[Spread]:
-        """Each star's count and share of the ratings, 5★ first, as the report draws them."""
-        return [
-            Spread(star=star, count=self.stars[star - 1], share=self.stars[star - 1] / (self.rating_count or 1))
-            for star in range(5, 0, -1)
-        ]
-
-    @property
-    def low(self) -> int:
-        return sum(self.stars[star - 1] for star in LOW_RATINGS)
-
-
-@dataclass(frozen=True)
-class Spread:
-    star: int
-    count: int
-    share: float  # 0 to 1
-
-    @property
-    def percent(self) -> int:
-        return round(self.share * 100)
-
-
-@dataclass(frozen=True)
-class Week:
-    """One week (Monday to Sunday, cut to the chosen days) of a row: its ratings and how many were 4–5★."""
-
-    starts: date
-    ratings: int = 0
-    satisfied: int = 0
-
-    @property
-    def satisfaction(self) -> float | None:
-        return round(self.satisfied / self.ratings, 4) if self.ratings else None
-
-    @property
-    def label(self) -> str:
-        share = percent_label(self.satisfaction)
-        if not self.ratings:
-            return f"Week of {self.starts:%-d %b}: no ratings"
-        return f"Week of {self.starts:%-d %b}: {share} satisfied, of {self.ratings} rating{'s' if self.ratings != 1 else ''}"
-
-
-@dataclass(frozen=True)
-class TeammateRow(Figures):
-    """One teammate, team or channel over the chosen days (with every key empty: everyone's total), and the same
-    over the days just before, as many."""
-
-    group: str = "teammate"
-    teammate: str = ""  # the Stella employee's email, else their custom id; empty: Stella named nobody
-    teammate_name: str = ""
-    team: str = ""  # the teammate's team leader in Stella
-    channel: str = ""  # in Stella's words
-    previous: Figures = field(default_factory=Figures)
-    weeks: tuple[Week, ...] = ()
-    total: bool = False
-
-    @property
-    def label(self) -> str:
-        if self.total:
-            return "Total"
-        if self.group == "team":
-            return displayable(self.team) or NO_TEAM
-        if self.group == "channel":
-            return self.channel_label
-        return teammate_label(self.teammate, self.teammate_name)
-
-    @property
-    def channel_label(self) -> str:
-        return stella_channel_label(self.channel)
-
-    @property
-    def key(self) -> str:
-        """What the drill-down narrows to: the teammate, team or channel."""
-        return getattr(self, GROUPS[self.group])
-
-    @property
-    def change(self) -> float | None:
-        """The satisfaction share's change against the days before, in points (0.05: 5 points up)."""
-        if self.satisfaction is None or self.previous.satisfaction is None:
-            return None
-        return round(self.satisfaction - self.previous.satisfaction, 4)
-
-    @property
-    def change_label(self) -> str:
-        if self.change is None:
-            return NO_FIGURE
-        points = round(self.change * 100)
-        return "±0 pts" if points == 0 else f"{'+' if points > 0 else '−'}{abs(points)} pts"
-
-    @property
-    def spread_bars(self) -> list[Bar]:
-        return spread_bars(self)
-
-    @property
-    def trend_bars(self) -> list[Bar]:
-        return trend_bars(self.weeks)
-
-    @property
-    def caution(self) -> str:
-        """Why not to trust the row's share and average, if so."""
-        if not self.rating_count or not self.few:
-            return ""
-        return f"Only {self.rating_count} rating{'s' if self.rating_count != 1 else ''}: too few to trust"
-
-    @property
-    def change_few(self) -> bool:
-        """The change rests on too few ratings, now or before."""
-        return self.change is not None and (self.few or self.previous.few)
 
 
 @dataclass(frozen=True)
@@ -278,21 +106,52 @@ def teammate_stats(
     the portal's TIME_ZONE), and the same over the days before, in one query; their weeks in a second. Rows
     with no request in the chosen days are left out of the rows, not of the totals' previous figures. Bots
     (Intercom bots mapped to a Stella employee) are left out unless asked for."""
-    column = GROUPS[group]
     previous_from, previous_to = previous_period(status_filter)
+    weeks = weeks_of(status_filter.date_from, status_filter.date_to)
+    weekly = _weekly(status_filter, group=group, bots=bots)
+    rows: list[TeammateRow] = []
+    previous_total = Figures()
+    for row in _grouped(status_filter, group=group, since=previous_from, bots=bots):
+        current, previous = _figures(row, "_now"), _figures(row, "_before")
+        previous_total = previous_total.plus(previous)
+        if current.requested:
+            key = row[GROUPS[group]]
+            weeks_of_row = tuple(weekly.get(key, {}).get(week, Week(week)) for week in weeks)
+            rows.append(_row(current, previous=previous, weeks=weeks_of_row, **_row_keys(group, key, row)))
+    sort = sort if sort.lstrip("-") in SORTS else DEFAULT_SORT
+    return TeammateStats(
+        rows=sorted_rows(rows, sort),
+        totals=_totals(rows, group=group, previous=previous_total, weeks=weeks),
+        weeks=weeks,
+        group=group,
+        previous_from=previous_from,
+        previous_to=previous_to,
+        sort=sort,
+    )
+
+
+def _grouped(
+    status_filter: StatusFilter, *, group: str, since: date, bots: bool
+) -> QuerySet[TeammateDailyCount, dict[str, Any]]:
+    """Per teammate (team, channel): the counts' sums over the chosen days ("_now") and the days before ("_before")."""
+    column = GROUPS[group]
     now, before = Q(day__gte=status_filter.date_from), Q(day__lt=status_filter.date_from)
     sums = {
         f"{name}{suffix}": Sum(name, filter=period)
         for name in (*FIGURE_COLUMNS, *STAR_COLUMNS)
         for suffix, period in (("_now", now), ("_before", before))
     }
-    grouped = (
-        _counts(status_filter, since=previous_from, bots=bots)
+    return (
+        _counts(status_filter, since=since, bots=bots)
         .values(column)
         .annotate(name=Max("teammate_name"), leader=Max("team"), **sums)
         .order_by(column)
     )
-    weekly: dict[str, dict[date, Week]] = {}
+
+
+def _weekly(status_filter: StatusFilter, *, group: str, bots: bool) -> dict[str, dict[date, Week]]:
+    """Per teammate (team, channel), their weeks of the chosen days that have counts."""
+    column = GROUPS[group]
     per_week = (
         _counts(status_filter, since=status_filter.date_from, bots=bots)
         .annotate(week=TruncWeek("day"))
@@ -300,52 +159,34 @@ def teammate_stats(
         .annotate(ratings=Sum("rating_count"), satisfied=Sum(F("stars_4") + F("stars_5")))
         .order_by()
     )
+    weekly: dict[str, dict[date, Week]] = {}
     for row in per_week:
         week = _as_date(row["week"])
         weekly.setdefault(row[column], {})[week] = Week(week, row["ratings"] or 0, row["satisfied"] or 0)
-    weeks = weeks_of(status_filter.date_from, status_filter.date_to)
-    rows: list[TeammateRow] = []
-    previous_total = Figures()
-    for row in grouped:
-        current, previous = _figures(row, "_now"), _figures(row, "_before")
-        previous_total = previous_total.plus(previous)
-        if not current.requested:
-            continue
-        key = row[column]
-        rows.append(
-            _row(
-                current,
-                group=group,
-                teammate=key if group == "teammate" else "",
-                teammate_name=(row["name"] or "") if group == "teammate" else "",
-                team=key if group == "team" else ((row["leader"] or "") if group == "teammate" else ""),
-                channel=key if group == "channel" else "",
-                previous=previous,
-                weeks=tuple(weekly.get(key, {}).get(week, Week(week)) for week in weeks),
-            )
-        )
-    current_total = Figures()
+    return weekly
+
+
+def _row_keys(group: str, key: str, row: dict[str, Any]) -> dict[str, str]:
+    """Who or what a row is: the group's key, and for a teammate their name and team leader."""
+    if group == "teammate":
+        return {"group": group, "teammate": key, "teammate_name": row["name"] or "", "team": row["leader"] or ""}
+    return {"group": group, GROUPS[group]: key}
+
+
+def _totals(rows: list[TeammateRow], *, group: str, previous: Figures, weeks: list[date]) -> TeammateRow:
+    """Everyone's row: the rows' figures and weeks added up, and the days before's of every teammate."""
+    current = Figures()
     for row in rows:
-        current_total = current_total.plus(row)
-    totals = _row(
-        current_total,
+        current = current.plus(row)
+    return _row(
+        current,
         group=group,
-        previous=previous_total,
+        previous=previous,
         weeks=tuple(
             Week(week, sum(row.weeks[n].ratings for row in rows), sum(row.weeks[n].satisfied for row in rows))
             for n, week in enumerate(weeks)
         ),
         total=True,
-    )
-    sort = sort if sort.lstrip("-") in SORTS else DEFAULT_SORT
-    return TeammateStats(
-        rows=sorted_rows(rows, sort),
-        totals=totals,
-        weeks=weeks,
-        group=group,
-        previous_from=previous_from,
-        previous_to=previous_to,
-        sort=sort,
     )
 
 
@@ -472,34 +313,43 @@ def feedback_behind(
     if status_filter.account_ids is not None:
         records = records.filter(account_id__in=status_filter.account_ids)
     if key is not None:
-        if group == "teammate":
-            records = records.filter(Q(employee_email=key) | Q(employee_email="", employee_custom_id=key))
-        else:
-            records = records.filter(**{GROUPS[group]: key})
+        records = records.filter(_of_key(group, key))
     if not bots:
         records = records.exclude(_bot_teammate("employee_email")).exclude(_bot_teammate("employee_custom_id"))
+    records = _rated(records, rating).select_related("account", "survey_request")
+    found = Paginator(records.order_by("-response_received_at", "-pk"), BEHIND_PAGE_SIZE).get_page(page)
+    return found, [_behind(record) for record in found.object_list]
+
+
+def _of_key(group: str, key: str) -> Q:
+    """The records of one teammate (by email, else by custom id), team or channel."""
+    if group == "teammate":
+        return Q(employee_email=key) | Q(employee_email="", employee_custom_id=key)
+    return Q(**{GROUPS[group]: key})
+
+
+def _rated(records: QuerySet[Feedback], rating: str) -> QuerySet[Feedback]:
+    """The records with a rating of RATINGS: "low", "satisfied" or one star; every one for anything else."""
     if rating == "low":
-        records = records.filter(star_rating__in=LOW_RATINGS)
-    elif rating == "satisfied":
-        records = records.filter(star_rating__in=(4, 5))
-    elif rating in RATINGS and rating:
-        records = records.filter(star_rating=int(rating))
-    records = records.select_related("account", "survey_request").order_by("-response_received_at", "-pk")
-    found = Paginator(records, BEHIND_PAGE_SIZE).get_page(page)
-    answers = [
-        Behind(
-            responded_at=record.response_received_at,
-            account=record.account.name,
-            conversation_id=displayable(record.ext_interaction_id),
-            conversation_url=conversation_url(record),
-            teammate=teammate_label(record.employee_email or record.employee_custom_id, record.employee_name),
-            channel=stella_channel_label(record.channel),
-            star_rating=record.star_rating,
-            comment=mask_emails_in(displayable(record.comment)),
-        )
-        for record in found.object_list
-    ]
-    return found, answers
+        return records.filter(star_rating__in=LOW_RATINGS)
+    if rating == "satisfied":
+        return records.filter(star_rating__in=(4, 5))
+    if rating in RATINGS and rating:
+        return records.filter(star_rating=int(rating))
+    return records
+
+
+def _behind(record: Feedback) -> Behind:
+    return Behind(
+        responded_at=record.response_received_at,
+        account=record.account.name,
+        conversation_id=displayable(record.ext_interaction_id),
+        conversation_url=conversation_url(record),
+        teammate=teammate_label(record.employee_email or record.employee_custom_id, record.employee_name),
+        channel=stella_channel_label(record.channel),
+        star_rating=record.star_rating,
+        comment=mask_emails_in(displayable(record.comment)),
+    )
 
 
 @dataclass(frozen=True)
@@ -518,57 +368,3 @@ def feedback_freshness(status_filter: StatusFilter) -> FeedbackFreshness:
         never=Count("pk", filter=Q(stella_sync__feedback_synced_at__isnull=True)),
     )
     return FeedbackFreshness(oldest_read_at=read["oldest"], never_read=read["never"])
-
-
-# ---- How the report draws a row's stars and weeks (SVG, sized by attributes: the CSP allows no inline style) ----
-
-
-@dataclass(frozen=True)
-class Bar:
-    x: float
-    width: float
-    y: float
-    height: float
-    css: str
-    label: str
-    rating: str = ""  # the drill-down's rating filter for the bar
-
-
-def spread_bars(figures: Figures) -> list[Bar]:
-    """The stars' spread as one bar 100 wide, 5★ on the left: a segment per star, as wide as its share."""
-    bars, x = [], 0.0
-    for spread in figures.spread:
-        if not spread.count:
-            continue
-        width = round(spread.share * 100, 2)
-        label = f"{spread.star}★: {spread.count} ({spread.percent}%)"
-        bars.append(Bar(x=x, width=width, y=0, height=10, css=f"s{spread.star}", label=label, rating=str(spread.star)))
-        x = round(x + width, 2)
-    return bars
-
-
-TREND_HEIGHT = 24
-
-
-def trend_bars(weeks: tuple[Week, ...]) -> list[Bar]:
-    """Each week's satisfaction share as a bar (100 wide in all, TREND_HEIGHT high at 100%); a week with no
-    rating is a dot on the baseline; a week with few ratings is drawn paler."""
-    if not weeks:
-        return []
-    step = 100 / len(weeks)
-    bars = []
-    for n, week in enumerate(weeks):
-        share = week.satisfaction
-        height = 1.0 if share is None else max(1.0, round(share * TREND_HEIGHT, 2))
-        css = "none" if share is None else ("few" if week.ratings < FEW_RESPONSES else "")
-        bars.append(
-            Bar(
-                x=round(n * step + step * 0.15, 2),
-                width=round(step * 0.7, 2),
-                y=round(TREND_HEIGHT - height, 2),
-                height=height,
-                css=css,
-                label=week.label,
-            )
-        )
-    return bars
