@@ -65,8 +65,10 @@ def _measure(database: str, *, extra_env: dict[str, str]) -> dict[str, object]:
             webhook_rounds.append(webhook.per_second)
             non_2xx += noop.non_2xx + webhook.non_2xx
             acknowledged += sum(count for status, count in webhook.statuses.items() if 200 <= status < 300)
+        # Stored: in the database, or (SQLite) in the inbox waiting to be moved in (integrations/inbox.py).
         stored = running.query(
-            "import json; from integrations.models import InboundWebhook as W; print(json.dumps(W.objects.count()))"
+            "import json; from integrations.models import InboundWebhook as W; from integrations.inbox import inbox_waiting\n"
+            "print(json.dumps(W.objects.count() + inbox_waiting()))"
         )
         # Then what the cluster would do: act on every stored webhook, timed.
         processed, seconds, survey_requests = running.query_numbers(
