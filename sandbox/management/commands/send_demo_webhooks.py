@@ -108,7 +108,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"The sandbox's customers answer {settings.SANDBOX_FEEDBACK_SHARE:.0%} of the surveys delivered, "
             f"{settings.SANDBOX_FEEDBACK_DELAY_SECONDS} s later: their ratings show within a couple of minutes on "
-            f"the status page and its Teammates view ({base}/status/)."
+            f"the status page and its Satisfaction report ({base}/status/teammates/)."
         )
 
     def scenarios(self, *, now: int, run: str) -> list[Scenario]:
