@@ -20,43 +20,9 @@ from integrations.intercom.client import (
 from portal.crypto import SecretUndecryptable
 from surveys.accounts.account import integration_health_ensure, intercom_token_accept, intercom_token_reject
 from surveys.accounts.checklist import (
-    SANDBOX_KEY_PREFIXES,
-    WEBHOOK_TOPICS,
-    Checklist,
-    Step,
-    account_checklist,
-    sandbox_key_hint,
     workspace_words,
 )
-from surveys.accounts.test_request import (
-    TEST_CLOSURE_ID,
-    TEST_CONVERSATION_PREFIX,
-    TestRequestRefused,
-    account_go_live_week,
-    account_test_employee_email,
-    account_test_employees,
-    account_test_request_send,
-)
 from surveys.models import Account
-
-# Onboarding's names, wherever they live: the tests and older imports take them from here.
-__all__ = [
-    "SANDBOX_KEY_PREFIXES",
-    "TEST_CLOSURE_ID",
-    "TEST_CONVERSATION_PREFIX",
-    "WEBHOOK_TOPICS",
-    "Checklist",
-    "IntercomCheck",
-    "Step",
-    "TestRequestRefused",
-    "account_checklist",
-    "account_go_live_week",
-    "account_intercom_check",
-    "account_test_employee_email",
-    "account_test_employees",
-    "account_test_request_send",
-    "sandbox_key_hint",
-]
 
 
 @dataclass(frozen=True)

@@ -81,9 +81,8 @@ class RuleSettings(Protocol):
     channel_delay: timedelta
 
 
-class Known(Protocol):
-    """Another survey request of the customer or conversation, as far as the decision reads it: a SurveyRequest
-    (`identity` is a property of it), or the dry run's closure."""
+class _Survey(Protocol):
+    """What the decision reads of any survey request, the one decided or another."""
 
     @property
     def pk(self) -> int | None: ...
@@ -93,6 +92,12 @@ class Known(Protocol):
     def closed_at(self) -> datetime: ...
     @property
     def send_after(self) -> datetime: ...
+
+
+class Known(_Survey, Protocol):
+    """Another survey request of the customer or conversation, as far as the decision reads it: a SurveyRequest
+    (`identity` is a property of it), or the dry run's closure."""
+
     @property
     def status(self) -> str: ...
     @property
@@ -198,17 +203,9 @@ def _surveyed_before(other: Known, closure: ClosureFacts, stage: Stage) -> bool:
     return stage is Stage.SEND and other.status == SCHEDULED and goes_first(other, closure)
 
 
-class ClosureFacts(Protocol):
+class ClosureFacts(_Survey, Protocol):
     """What `closure_decide` reads of a closure: a `Closure`, or the dry run's replayed closure."""
 
-    @property
-    def pk(self) -> int | None: ...
-    @property
-    def conversation_id(self) -> str: ...
-    @property
-    def closed_at(self) -> datetime: ...
-    @property
-    def send_after(self) -> datetime: ...
     @property
     def channel(self) -> Channel | None: ...
     @property

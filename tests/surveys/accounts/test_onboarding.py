@@ -13,14 +13,9 @@ from django.utils import timezone
 from integrations.intercom.client import IntercomClient, IntercomTokenMissing
 from sandbox.models import StellaSandboxEmployee, StellaSandboxRequest
 from surveys.accounts.account import intercom_token_accept
-from surveys.accounts.onboarding import (
-    SANDBOX_KEY_PREFIXES,
-    WEBHOOK_TOPICS,
-    TestRequestRefused,
-    account_go_live_week,
-    account_intercom_check,
-    account_test_request_send,
-)
+from surveys.accounts.checklist import SANDBOX_KEY_PREFIXES, WEBHOOK_TOPICS
+from surveys.accounts.onboarding import account_intercom_check
+from surveys.accounts.test_request import TestRequestRefused, account_go_live_week, account_test_request_send
 from surveys.delivery.sending import survey_request_send
 from surveys.models import ApiRequest, IntegrationHealth, IntegrationSettings, SurveyRequest, Teammate
 from surveys.reporting.attention import account_attention

@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from sandbox.models import IntercomSandboxNote as NoteReceived
-from surveys.accounts.onboarding import TEST_CLOSURE_ID
+from surveys.accounts.test_request import TEST_CLOSURE_ID
 from surveys.decisions.rules import SuppressionReason
 from surveys.loop.notes import intercom_notes_write_all
 from surveys.models import Feedback, IntercomNote, SurveyRequest
