@@ -17,7 +17,7 @@ from sandbox.demo import sandbox_people_create
 from sandbox.models import StellaSandboxRequest
 from surveys.delivery.sending import survey_requests_send_due
 from surveys.models import SurveyRequest
-from tests.e2e.test_cluster_faults import BATCH, FINAL, start_cluster, statuses, stop
+from tests.e2e.test_cluster_faults import BATCH, CLUSTER, FINAL, start_cluster, statuses, stop
 from tests.factories import AccountFactory, SurveyRequestFactory
 from tests.helpers import queued_tasks, wait_until
 
@@ -41,6 +41,10 @@ def test_killed_cluster_on_redis_loses_its_tasks_but_the_sweep_sends_each_reques
 ):
     settings.SANDBOX_STELLA_LATENCY_MS = 250
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 2, "retry": 3}
+    # Room for the whole batch in the queue at once (the fair share would hold all but a few back in the database),
+    # so the kill takes many tasks with it, as it would with many accounts sending.
+    settings.SEND_ACCOUNT_IN_FLIGHT = settings.SEND_ACCOUNT_PER_TICK = BATCH
+    cluster_settings = {**CLUSTER, "SEND_ACCOUNT_IN_FLIGHT": str(BATCH), "SEND_ACCOUNT_PER_TICK": str(BATCH)}
     sandbox_people_create()
     account = AccountFactory(integration__test_api_key="sandbox-test-key-0001")
     past = timezone.now() - timedelta(minutes=1)
@@ -52,7 +56,7 @@ def test_killed_cluster_on_redis_loses_its_tasks_but_the_sweep_sends_each_reques
     assert len(queued_tasks()) == BATCH
     assert not OrmQ.objects.exists()
 
-    cluster = start_cluster(stella_url)
+    cluster = start_cluster(stella_url, settings=cluster_settings)
     try:
         wait_until(lambda: statuses()[SurveyRequest.Status.SENT] >= 5, timeout=60, message=statuses, interval=0.2)
         stop(cluster, signal.SIGKILL)
@@ -62,7 +66,7 @@ def test_killed_cluster_on_redis_loses_its_tasks_but_the_sweep_sends_each_reques
         # What the dead cluster had taken off the list (in flight or fetched ahead) is gone with it.
         assert len(queued_tasks()) < unfinished, (len(queued_tasks()), at_kill)
 
-        cluster = start_cluster(stella_url)
+        cluster = start_cluster(stella_url, settings=cluster_settings)
 
         def all_final() -> bool:
             # What the every-minute sweep does in production, run here as often as the test waits.
