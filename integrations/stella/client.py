@@ -29,7 +29,7 @@ from portal.redaction import mask_secret
 RESPONSE_CAP = 4000
 
 
-class Outcome(models.TextChoices):
+class CallOutcome(models.TextChoices):
     """What came of one call to Stella."""
 
     PENDING = "pending", "Sending"
@@ -88,7 +88,7 @@ class FeedbackRequest:
 class StellaResult:
     """What happened to one call, ready to be logged."""
 
-    outcome: Outcome
+    outcome: CallOutcome
     status_code: int | None
     error_message: str
     retry_after: float | None = None  # seconds Stella asked us to wait
@@ -157,19 +157,21 @@ class StellaClient:
 def _result_for_response(response: requests.Response) -> StellaResult:
     status = response.status_code
     if 200 <= status < 300:
-        return StellaResult(Outcome.SENT, status, "")
+        return StellaResult(CallOutcome.SENT, status, "")
     if 300 <= status < 400:
         location = response.headers.get("Location", "nowhere")[:200]
         message = f"Stella answered {status}, redirecting to {location}: check the account's Stella API URL"
-        return StellaResult(Outcome.FAILED, status, message)
+        return StellaResult(CallOutcome.FAILED, status, message)
     if status == 400:
-        return StellaResult(Outcome.INVALID, status, stella_message(response) or messages.STELLA_VALIDATION_ERROR.words)
+        return StellaResult(
+            CallOutcome.INVALID, status, stella_message(response) or messages.STELLA_VALIDATION_ERROR.words
+        )
     if status in (401, 403):
-        return StellaResult(Outcome.INVALID, status, messages.STELLA_KEY_REJECTED.words)
+        return StellaResult(CallOutcome.INVALID, status, messages.STELLA_KEY_REJECTED.words)
     if status == 429 or status >= 500:
-        return StellaResult(Outcome.RETRY, status, f"Stella answered {status}", retry_after_seconds(response))
+        return StellaResult(CallOutcome.RETRY, status, f"Stella answered {status}", retry_after_seconds(response))
     # Another 4xx (a wrong URL, say) won't get better by itself: a person has to look.
-    return StellaResult(Outcome.FAILED, status, f"Stella answered {status}")
+    return StellaResult(CallOutcome.FAILED, status, f"Stella answered {status}")
 
 
 # Raised while preparing the request, before a byte is sent: a setting to fix, not a retry.
@@ -181,14 +183,14 @@ def _result_for_exception(exc: requests.RequestException) -> StellaResult:
     if isinstance(exc, NOT_MADE):
         # Not the exception's text: for a bad header it quotes the header, which is the API key.
         message = f"Could not make the request ({type(exc).__name__}): check the account's Stella API URL and keys"
-        return StellaResult(Outcome.FAILED, None, message)
+        return StellaResult(CallOutcome.FAILED, None, message)
     if _never_reached_stella(exc):
-        return StellaResult(Outcome.RETRY, None, f"Could not connect to Stella ({type(exc).__name__})")
+        return StellaResult(CallOutcome.RETRY, None, f"Could not connect to Stella ({type(exc).__name__})")
     if isinstance(exc, requests.ReadTimeout):
         message = f"No answer within {settings.STELLA_READ_TIMEOUT:g} s: Stella may have accepted it"
     else:
         message = f"The connection broke after the request went out ({type(exc).__name__}): Stella may have accepted it"
-    return StellaResult(Outcome.AMBIGUOUS, None, message)
+    return StellaResult(CallOutcome.AMBIGUOUS, None, message)
 
 
 def _never_reached_stella(exc: requests.RequestException) -> bool:

@@ -92,9 +92,9 @@ def _table(result: DryRunResult | None) -> list[dict[str, Any]]:
         return []
     return [
         {
-            "decision": row.outcome.label,
-            "reason": row.outcome.reason_label,
-            "explanation": explanation_of(row.outcome.reason),
+            "decision": row.result.label,
+            "reason": row.result.reason_label,
+            "explanation": explanation_of(row.result.reason),
             "current": row.current,
             "proposed": row.proposed,
             "change": signed(row.change),

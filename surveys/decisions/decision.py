@@ -281,7 +281,8 @@ def cancel_reason(
 ) -> CancelReason | None:
     """Why a close waiting out its delay is cancelled, if it is: the first in time of a reopen, reply, snooze or
     deletion during its delay (`events`: (occurred at, kind), other kinds ignored) and a newer close of its
-    conversation during its delay (`newer_closes`: closed at, of closes not cancelled themselves). After the delay
+    conversation during its delay (`newer_closes`: closed at, whatever became of those closes since: when one
+    happened, it superseded this one, and a webhook that arrives late changes nothing of that). After the delay
     nothing cancels: the close is sent, and a newer one finds the conversation surveyed."""
     during = partial(during_delay, closed_at=closed_at, delay_ends_at=delay_ends_at)
     # (when, events before closes at the same moment, why); the first of equals is the one kept.

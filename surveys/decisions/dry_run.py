@@ -30,10 +30,10 @@ from django.utils import timezone
 
 from integrations.vocabulary import Channel
 from portal.durations import format_duration
-from surveys.decisions.replay import CANCELLED, Loaded, Outcome, Replay, ReplayedClosure, load_closures, untag
+from surveys.decisions.replay import CANCELLED, ClosureResult, Loaded, Replay, ReplayedClosure, load_closures, untag
 from surveys.models import Account, IntegrationSettings
 
-__all__ = ["CANCELLED", "Outcome", "dry_run", "proposed_settings", "settings_summary", "signed"]
+__all__ = ["CANCELLED", "ClosureResult", "dry_run", "proposed_settings", "settings_summary", "signed"]
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 90
@@ -46,7 +46,7 @@ RULE_FIELDS = ("email_enabled", "chat_enabled", "channel_delay", "suppression_wi
 class Row:
     """One line of the table: a decision and reason, how many closures came to it, and would."""
 
-    outcome: Outcome
+    result: ClosureResult
     current: int
     proposed: int
 
@@ -61,8 +61,8 @@ class ChangedClosure:
     conversation_id: str
     closed_at: datetime
     channel: str  # "" when never looked up
-    current: Outcome
-    proposed: Outcome
+    current: ClosureResult
+    proposed: ClosureResult
 
     @property
     def channel_label(self) -> str:
@@ -160,7 +160,9 @@ def dry_run(
     )
 
 
-def _replay_both(loaded: Loaded, current: IntegrationSettings, proposed: IntegrationSettings) -> list[list[Outcome]]:
+def _replay_both(
+    loaded: Loaded, current: IntegrationSettings, proposed: IntegrationSettings
+) -> list[list[ClosureResult]]:
     """What the closures come to replayed under the current settings, then under the proposed ones."""
     gc_was_enabled = gc.isenabled()
     gc.disable()  # the replay makes many small objects and frees none: a collection would only walk them
@@ -171,17 +173,17 @@ def _replay_both(loaded: Loaded, current: IntegrationSettings, proposed: Integra
             gc.enable()
 
 
-def _rows(stored: list[Outcome], proposal: list[Outcome]) -> list[Row]:
-    """The table: every outcome either way, in the table's order, with how many closures came and would come to it."""
+def _rows(stored: list[ClosureResult], proposal: list[ClosureResult]) -> list[Row]:
+    """The table: every result either way, in the table's order, with how many closures came and would come to it."""
     current_counts, proposed_counts = Counter(stored), Counter(proposal)
     return [
-        Row(outcome, current_counts[outcome], proposed_counts[outcome])
-        for outcome in sorted(current_counts.keys() | proposed_counts.keys(), key=Outcome.sort_key)
+        Row(result, current_counts[result], proposed_counts[result])
+        for result in sorted(current_counts.keys() | proposed_counts.keys(), key=ClosureResult.sort_key)
     ]
 
 
 def _changed(
-    closures: list[ReplayedClosure], stored: list[Outcome], proposal: list[Outcome], *, limit: int
+    closures: list[ReplayedClosure], stored: list[ClosureResult], proposal: list[ClosureResult], *, limit: int
 ) -> tuple[int, list[ChangedClosure]]:
     """How many closures would come out otherwise, and the first `limit` of them, oldest first."""
     count, changed = 0, list[ChangedClosure]()
@@ -198,5 +200,5 @@ def _changed(
     return count, changed
 
 
-def _differences(stored: list[Outcome], replayed: list[Outcome]) -> int:
+def _differences(stored: list[ClosureResult], replayed: list[ClosureResult]) -> int:
     return sum(was != again for was, again in zip(stored, replayed, strict=True))

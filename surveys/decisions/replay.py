@@ -56,7 +56,7 @@ CLOSURE_FIELDS = (
 )  # fmt: skip
 
 
-class Outcome(NamedTuple):
+class ClosureResult(NamedTuple):
     """What came of a closure, as the dry run compares it: the rules' decision and the reason that
     decided, or cancelled and why."""
 
@@ -79,12 +79,12 @@ class Outcome(NamedTuple):
         return decision, reason, self.reason
 
 
-def stored_outcome(*, status: str, decision: str, reason: str) -> Outcome:
+def stored_result(*, status: str, decision: str, reason: str) -> ClosureResult:
     """What the live path made of a closure: its decision and reason, or its cancellation. What Stella
     answered afterwards is not the rules' doing, so a request Stella refused still counts as "Send"."""
     if status == Status.CANCELLED:
-        return Outcome(CANCELLED, str(reason))
-    return Outcome(str(decision), str(reason))
+        return ClosureResult(CANCELLED, str(reason))
+    return ClosureResult(str(decision), str(reason))
 
 
 class ReplayedClosure:
@@ -110,14 +110,18 @@ class ReplayedClosure:
         self.customer_email_pending = self.pending_at_close
         self.stored_tags = _stored_tags(tags_text)
         self.base_tags = self.tags = self.stored_tags
-        self.stored = stored_outcome(status=status, decision=decision, reason=reason)
+        self.stored = stored_result(status=status, decision=decision, reason=reason)
         self.fate = _fate(status, decision)
         self.send_after = self.closed_at
         self.status = self.decision = self.reason = ""
 
     @property
-    def outcome(self) -> Outcome:
-        return Outcome(CANCELLED, self.reason) if self.status == CANCELLED else Outcome(self.decision, self.reason)
+    def result(self) -> ClosureResult:
+        return (
+            ClosureResult(CANCELLED, self.reason)
+            if self.status == CANCELLED
+            else ClosureResult(self.decision, self.reason)
+        )
 
 
 def _pending_at_send(email: str, customer_id: str, email_verdict: str | None, *, erased: bool) -> bool:
@@ -247,7 +251,7 @@ class Replay:
         self.customer_surveys: dict[tuple[str, str], deque[ReplayedClosure]] = {}
         self.waiting: deque[ReplayedClosure] = deque()  # in send order: every close waits the same delay
 
-    def run(self) -> list[Outcome]:
+    def run(self) -> list[ClosureResult]:
         closures, events = self.loaded.closures, self.loaded.events
         for closure in closures:
             closure.tags, closure.status, closure.reason = closure.base_tags, "", ""
@@ -261,7 +265,7 @@ class Replay:
         for event in events[next_event:]:
             self.event(*event)
         self.send_due(None)
-        return [closure.outcome for closure in closures]
+        return [closure.result for closure in closures]
 
     def send_due(self, now: datetime | None) -> None:
         """Every close whose delay is over by `now` (all of them for None) is sent, before anything else at that time."""

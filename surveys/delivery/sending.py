@@ -185,11 +185,7 @@ def _cancel_or_decide(
         closed_at=survey_request.closed_at,
         delay_ends_at=survey_request.delay_ends_at,
         events=[(event.occurred_at, event.kind) for event in events],
-        newer_closes=[
-            other.closed_at
-            for other in known
-            if other.conversation_id == survey_request.conversation_id and other.status != Status.CANCELLED
-        ],
+        newer_closes=[other.closed_at for other in known if other.conversation_id == survey_request.conversation_id],
     )
     if reason is not None:
         return survey_request_transition(survey_request, to=Status.CANCELLED, reason=reason, status_detail="")

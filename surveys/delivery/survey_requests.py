@@ -175,10 +175,7 @@ def _cancel_reason(
         closed_at=survey_request.closed_at,
         delay_ends_at=survey_request.delay_ends_at,
         events=[(event.occurred_at, event.kind) for event in history.events],
-        newer_closes=[
-            *newer_closes,
-            *(other.closed_at for other in history.survey_requests if other.status != Status.CANCELLED),
-        ],
+        newer_closes=[*newer_closes, *(other.closed_at for other in history.survey_requests)],
     )
 
 

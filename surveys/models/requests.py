@@ -9,7 +9,7 @@ from django.db import models
 
 from integrations import messages
 from integrations.models import InboundWebhook
-from integrations.stella.client import Outcome as CallOutcome
+from integrations.stella.client import CallOutcome
 from integrations.vocabulary import AssigneeKind, Channel
 from surveys.decisions.decision import customer_identity
 from surveys.decisions.rules import REASON_CHOICES, Decision

@@ -15,7 +15,7 @@ import responses
 from integrations.intercom.client import IntercomClient, IntercomError
 from integrations.intercom.payloads import IntercomNotification
 from integrations.models import InboundWebhook, UnverifiedWebhookCount
-from integrations.stella.client import Outcome, StellaClient
+from integrations.stella.client import CallOutcome, StellaClient
 from surveys.models import ConversationEvent, SurveyRequest
 from surveys.tasks import process_inbound_webhooks
 from tests.helpers import notification, post_webhook, sign
@@ -260,7 +260,7 @@ def test_a_redirect_from_stella_is_failed_naming_the_location_and_the_key_goes_n
     responses.get("https://elsewhere.example/x", json={})
     responses.post("https://elsewhere.example/x", json={})
     result = StellaClient(base_url="https://stella.test").create_request({"channel": "chat"}, api_key="key-12345678")
-    assert result.outcome == Outcome.FAILED
+    assert result.outcome == CallOutcome.FAILED
     assert result.error_message == (
         f"Stella answered {status}, redirecting to https://elsewhere.example/x: check the account's Stella API URL"
     )

@@ -17,7 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from integrations.models import InboundWebhook
-from integrations.stella.client import Outcome, StellaClient
+from integrations.stella.client import CallOutcome, StellaClient
 from portal.heartbeat import Heartbeat, cluster_heartbeat_record
 from portal.models import ClusterHeartbeat
 from surveys.models import SurveyRequest
@@ -82,8 +82,8 @@ def test_stella_calls_are_counted_by_outcome_with_how_long_they_took(scrape):
     with responses.RequestsMock() as stella:
         stella.post("https://stella.test/v1/requests", status=201, json={})
         stella.post("https://stella.test/v1/requests", status=400, json={"message": "Employee not found"})
-        assert client.create_request({}, api_key="k" * 12).outcome == Outcome.SENT
-        assert client.create_request({}, api_key="k" * 12).outcome == Outcome.INVALID
+        assert client.create_request({}, api_key="k" * 12).outcome == CallOutcome.SENT
+        assert client.create_request({}, api_key="k" * 12).outcome == CallOutcome.INVALID
     after = scrape()
     for outcome in ("sent", "invalid"):
         assert (

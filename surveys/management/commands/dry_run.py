@@ -58,7 +58,7 @@ def report(result: DryRunResult, account: Account, *, changed_printed: int = CHA
         *table(
             ["Decision", "Reason", "Current", "Proposed", "Change"],
             [
-                [row.outcome.label, row.outcome.reason_label or "—", f"{row.current:,}", f"{row.proposed:,}"]
+                [row.result.label, row.result.reason_label or "—", f"{row.current:,}", f"{row.proposed:,}"]
                 + [signed(row.change)]
                 for row in result.rows
             ],

@@ -3,7 +3,7 @@
 import pytest
 import responses
 
-from integrations.stella.client import FeedbackRequest, Outcome, StellaClient
+from integrations.stella.client import CallOutcome, FeedbackRequest, StellaClient
 
 
 def test_long_responses_are_capped():
@@ -16,7 +16,7 @@ def test_long_responses_are_capped():
 
 def test_connection_refused_never_reached_stella(refused_url):
     client = StellaClient(base_url=refused_url)
-    assert client.create_request({}, api_key="k" * 12).outcome == Outcome.RETRY
+    assert client.create_request({}, api_key="k" * 12).outcome == CallOutcome.RETRY
 
 
 @pytest.mark.parametrize(
@@ -28,7 +28,7 @@ def test_a_request_that_cannot_be_made_is_failed_not_ambiguous(base_url, key):
     client = StellaClient(base_url=base_url)
     with responses.RequestsMock(assert_all_requests_are_fired=False):
         result = client.create_request({}, api_key=key)
-    assert result.outcome == Outcome.FAILED
+    assert result.outcome == CallOutcome.FAILED
     assert result.error_message.startswith("Could not make the request")
     assert "1234" not in result.error_message  # never the key
 

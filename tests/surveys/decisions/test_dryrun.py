@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from integrations.vocabulary import AssigneeKind, Channel
-from surveys.decisions.dry_run import CANCELLED, Outcome, dry_run, proposed_settings
+from surveys.decisions.dry_run import CANCELLED, ClosureResult, dry_run, proposed_settings
 from surveys.decisions.rules import CancelReason, Decision, DoNotSendReason, InvalidReason, SuppressionReason
 from surveys.delivery.sending import survey_request_send
 from surveys.models import ApiRequest, ConversationEvent, DailyCount, IntegrationSettings, SurveyRequest
@@ -27,10 +27,10 @@ pytestmark = pytest.mark.django_db
 # The admin page and the command replay the days up to now.
 NOW = timezone.now().replace(microsecond=0)
 S = SurveyRequest.Status
-SEND = Outcome(Decision.SEND, "")
-WINDOW = Outcome(Decision.SUPPRESSED, SuppressionReason.SUPPRESSION_WINDOW)
-ALREADY = Outcome(Decision.SUPPRESSED, SuppressionReason.ALREADY_SURVEYED)
-REOPENED = Outcome(CANCELLED, CancelReason.REOPENED)
+SEND = ClosureResult(Decision.SEND, "")
+WINDOW = ClosureResult(Decision.SUPPRESSED, SuppressionReason.SUPPRESSION_WINDOW)
+ALREADY = ClosureResult(Decision.SUPPRESSED, SuppressionReason.ALREADY_SURVEYED)
+REOPENED = ClosureResult(CANCELLED, CancelReason.REOPENED)
 
 
 def sent(account, *, days_ago: float, **fields) -> SurveyRequest:
@@ -43,13 +43,13 @@ def run(account, *, days: int = 30, changed_limit: int = 200, **changes):
     return dry_run(account, proposed, days=days, now=NOW, changed_limit=changed_limit)
 
 
-def counts(result) -> tuple[dict[Outcome, int], dict[Outcome, int]]:
-    current = {row.outcome: row.current for row in result.rows if row.current}
-    proposed = {row.outcome: row.proposed for row in result.rows if row.proposed}
+def counts(result) -> tuple[dict[ClosureResult, int], dict[ClosureResult, int]]:
+    current = {row.result: row.current for row in result.rows if row.current}
+    proposed = {row.result: row.proposed for row in result.rows if row.proposed}
     return current, proposed
 
 
-def changes(result) -> dict[str, tuple[Outcome, Outcome]]:
+def changes(result) -> dict[str, tuple[ClosureResult, ClosureResult]]:
     return {closure.conversation_id: (closure.current, closure.proposed) for closure in result.changed}
 
 
@@ -132,17 +132,17 @@ def test_turning_a_channel_off_makes_its_closes_invalid(account):
         status_detail="Conversation not found in Intercom",  # the look-up failed: channel never known
     )
     result = run(account, chat_enabled=False)
-    disabled = Outcome(Decision.INVALID, InvalidReason.CHANNEL_DISABLED)
+    disabled = ClosureResult(Decision.INVALID, InvalidReason.CHANNEL_DISABLED)
     assert changes(result) == {"chat1": (SEND, disabled)}
     assert result.channel_unknown == 1  # said so, not guessed
-    assert result.rows[-1].outcome.reason_label == "Channel not enabled for company"
+    assert result.rows[-1].result.reason_label == "Channel not enabled for company"
 
 
 def test_a_do_not_send_tag_makes_tagged_closes_do_not_send(account):
     sent(account, days_ago=3, conversation_id="t1", tags=["VIP"])
     sent(account, days_ago=3, conversation_id="t2", tags=["billing"])
     result = run(account, do_not_send_tags="fraud, vip")
-    assert changes(result) == {"t1": (SEND, Outcome(Decision.DO_NOT_SEND, DoNotSendReason.SUPPRESSED_TAG))}
+    assert changes(result) == {"t1": (SEND, ClosureResult(Decision.DO_NOT_SEND, DoNotSendReason.SUPPRESSED_TAG))}
 
 
 def test_an_email_never_looked_up_is_not_taken_for_a_missing_one(account):
@@ -189,14 +189,14 @@ def test_the_current_column_is_what_was_stored(account):
     result = run(account)
 
     stored = Counter(
-        Outcome(CANCELLED, reason) if status == S.CANCELLED else Outcome(decision, reason)
+        ClosureResult(CANCELLED, reason) if status == S.CANCELLED else ClosureResult(decision, reason)
         for status, decision, reason in SurveyRequest.objects.filter(
             account=account, closed_at__gte=NOW - timedelta(days=30)
         ).values_list("status", "decision", "reason")
     )
-    assert {row.outcome: row.current for row in result.rows} == stored
+    assert {row.result: row.current for row in result.rows} == stored
     assert result.closures == 27
-    assert [row.outcome.label for row in result.rows][:2] == [Decision.SEND.label, Decision.DO_NOT_SEND.label]
+    assert [row.result.label for row in result.rows][:2] == [Decision.SEND.label, Decision.DO_NOT_SEND.label]
 
 
 @responses.activate
@@ -452,14 +452,14 @@ def test_the_dry_run_predicts_what_the_live_path_does_under_the_proposed_rules(c
     deliver(client, "wsnow", steps)
     deliver(client, "wsother", steps)
 
-    def stored(account) -> dict[tuple[str, object], Outcome]:
+    def stored(account) -> dict[tuple[str, object], ClosureResult]:
         rows = SurveyRequest.objects.filter(account=account).values_list(
             "conversation_id", "closed_at", "status", "decision", "reason"
         )
         return {
-            (conversation, closed_at): Outcome(CANCELLED, reason)
+            (conversation, closed_at): ClosureResult(CANCELLED, reason)
             if status == S.CANCELLED
-            else Outcome(decision, reason)
+            else ClosureResult(decision, reason)
             for conversation, closed_at, status, decision, reason in rows
         }
 
@@ -473,4 +473,4 @@ def test_the_dry_run_predicts_what_the_live_path_does_under_the_proposed_rules(c
     predicted.update({(c.conversation_id, c.closed_at): c.proposed for c in result.changed})
     assert predicted == live_under_proposed
     assert result.baseline_mismatches == 0
-    assert {row.outcome: row.proposed for row in result.rows if row.proposed} == Counter(live_under_proposed.values())
+    assert {row.result: row.proposed for row in result.rows if row.proposed} == Counter(live_under_proposed.values())
