@@ -170,3 +170,28 @@ def test_live_and_dry_run_agree_whatever_order_the_webhooks_arrive_in(client, tr
             workspace = f"wsprop{next(accounts)}"
             outcomes.append(deliver(client, steps, owner, channel, rules, workspace=workspace, lags=lags, batch=batch))
     assert outcomes[0] == outcomes[1]
+
+
+@override_settings(
+    STELLA_API_URL="https://stella.test", INTERCOM_API_URL="https://intercom.test", INTAKE_BATCH_TRANSACTION_SECONDS=60
+)
+def test_a_late_reopen_never_relabels_a_close_superseded_before_it(client):
+    """Closes at minutes 1-4 of one conversation and a reopen at 5, arriving as close 1, the reopen, closes 3, 4
+    and 2: closes 1-3 were superseded (each by the next, before the reopen), close 4 was reopened."""
+    steps = [*(Step(minute, "close", 0) for minute in range(1, 5)), Step(5, "reopen", 0)]
+    rules = {
+        "channel_delay": timedelta(minutes=30),
+        "suppression_window": timedelta(0),
+        "email_enabled": True,
+        "chat_enabled": True,
+    }
+    with responses.RequestsMock(assert_all_requests_are_fired=False):
+        outcome = deliver(
+            client, steps, [0], ["chat"], rules, workspace=f"wsprop{next(accounts)}", lags=[5, 8, 5, 5, 2], batch=1
+        )
+    assert [reason for _, (_, _, reason) in sorted(outcome.items(), key=lambda item: item[0][1])] == [
+        "superseded",
+        "superseded",
+        "superseded",
+        "reopened",
+    ]
