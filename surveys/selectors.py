@@ -62,7 +62,7 @@ def conversation_events(survey_request: SurveyRequest) -> list[ConversationEvent
 
 
 @dataclass(frozen=True)
-class Closing:
+class IncomingClosure:
     """A closure about to be recorded, as the batch's reads need it: whose conversation, which customer, when."""
 
     account: Account
@@ -72,8 +72,8 @@ class Closing:
     closed_at: datetime
 
 
-def _conversation_key(closing: Closing) -> tuple[int, str]:
-    return (closing.account.pk, closing.conversation_id)
+def _conversation_key(closure: IncomingClosure) -> tuple[int, str]:
+    return (closure.account.pk, closure.conversation_id)
 
 
 @dataclass
@@ -85,10 +85,10 @@ class _CustomerSearch:
     lowest: datetime | None = None
     highest: datetime | None = None
 
-    def add(self, closing: Closing) -> tuple[str, str] | None:
+    def add(self, closure: IncomingClosure) -> tuple[str, str] | None:
         """Take in a closure's customer and window; its identity, or None when there is none to search."""
-        customer = customer_identity(closing.customer_email, closing.customer_id)
-        bounds = suppression_window_bounds(closing.closed_at, closing.account.integration.suppression_window)
+        customer = customer_identity(closure.customer_email, closure.customer_id)
+        bounds = suppression_window_bounds(closure.closed_at, closure.account.integration.suppression_window)
         if customer is None or bounds is None:
             return None
         (self.emails if customer[0] == "customer_email" else self.contact_ids).add(customer[1])
@@ -105,28 +105,28 @@ class IntakeReads:
     One object per request row, whichever question found it, so a change made through one answer (a close
     superseded) is what every other answer sees."""
 
-    def __init__(self, closings: list[Closing]) -> None:
+    def __init__(self, closures: list[IncomingClosure]) -> None:
         self._histories: dict[tuple[int, str], ConversationHistory] = {}
         self._customers: dict[tuple[int, str, str], list[SurveyRequest]] = {}
         self._by_pk: dict[int, SurveyRequest] = {}
-        self.expect(closings)
+        self.expect(closures)
 
-    def expect(self, closings: list[Closing]) -> None:
+    def expect(self, closures: list[IncomingClosure]) -> None:
         """Read what these closures need to know, unless read already."""
-        closings = [closing for closing in closings if _conversation_key(closing) not in self._histories]
-        if not closings:
+        closures = [closure for closure in closures if _conversation_key(closure) not in self._histories]
+        if not closures:
             return
-        wanted = {_conversation_key(closing) for closing in closings}
+        wanted = {_conversation_key(closure) for closure in closures}
         for key in wanted:
             self._histories[key] = ConversationHistory(events=[], survey_requests=[])
-        self._read_histories(closings, wanted)
-        self._read_customers(closings)
+        self._read_histories(closures, wanted)
+        self._read_customers(closures)
 
-    def _read_histories(self, closings: list[Closing], wanted: set[tuple[int, str]]) -> None:
+    def _read_histories(self, closures: list[IncomingClosure], wanted: set[tuple[int, str]]) -> None:
         """The requests and events of the closures' conversations, in two queries."""
         scope = {
-            "account_id__in": {closing.account.pk for closing in closings},
-            "conversation_id__in": {closing.conversation_id for closing in closings},
+            "account_id__in": {closure.account.pk for closure in closures},
+            "conversation_id__in": {closure.conversation_id for closure in closures},
         }
         requests = SurveyRequest.objects.filter(**scope).only(*HISTORY_FIELDS).order_by("closed_at", "pk")
         for survey_request in requests:
@@ -136,16 +136,16 @@ class IntakeReads:
             if (key := (event.account_id, event.conversation_id)) in wanted:
                 self._histories[key].events.append(event)
 
-    def _read_customers(self, closings: list[Closing]) -> None:
+    def _read_customers(self, closures: list[IncomingClosure]) -> None:
         """Every survey on its way or sent to the batch's customers, within any of their closes' windows."""
         search = _CustomerSearch()
-        for closing in closings:
-            if (customer := search.add(closing)) is not None:
-                self._customers.setdefault((closing.account.pk, *customer), [])
+        for closure in closures:
+            if (customer := search.add(closure)) is not None:
+                self._customers.setdefault((closure.account.pk, *customer), [])
         if search.lowest is None or search.highest is None:
             return
         surveys = SurveyRequest.objects.filter(
-            account_id__in={closing.account.pk for closing in closings},
+            account_id__in={closure.account.pk for closure in closures},
             decision=Decision.SEND,
             status__in=SURVEYING,
             closed_at__gt=search.lowest,
@@ -161,9 +161,9 @@ class IntakeReads:
         if known is not None and survey.pk not in {other.pk for other in known}:
             known.append(self._by_pk.setdefault(survey.pk, survey))
 
-    def history(self, closing: Closing) -> ConversationHistory:
-        self.expect([closing])
-        return self._histories[(closing.account.pk, closing.conversation_id)]
+    def history(self, closure: IncomingClosure) -> ConversationHistory:
+        self.expect([closure])
+        return self._histories[(closure.account.pk, closure.conversation_id)]
 
     def recorded(self, survey_request: SurveyRequest) -> None:
         """A request the batch has just recorded (perhaps not saved yet), of a closure it expected: later

@@ -40,7 +40,7 @@ from surveys.reporting.counts import (
     count_survey_request_recorded,
 )
 from surveys.selectors import (
-    Closing,
+    IncomingClosure,
     IntakeReads,
 )
 
@@ -64,8 +64,10 @@ class IntakeBatch:
     and an older close arriving late is recorded as cancelled.
     """
 
-    def __init__(self, closings: list[Closing], *, now: datetime, counts: CountChanges, tasks: TaskBatch) -> None:
-        self.closings = closings
+    def __init__(
+        self, closures: list[IncomingClosure], *, now: datetime, counts: CountChanges, tasks: TaskBatch
+    ) -> None:
+        self.closures = closures
         self.now, self.counts, self.tasks = now, counts, tasks
         self.pending: list[SurveyRequest] = []
         self._reads: IntakeReads | None = None
@@ -73,7 +75,7 @@ class IntakeBatch:
     @property
     def reads(self) -> IntakeReads:
         if self._reads is None:  # when the first close comes: a batch of events never reads
-            self._reads = IntakeReads(self.closings)
+            self._reads = IntakeReads(self.closures)
         return self._reads
 
     def close(
@@ -83,7 +85,7 @@ class IntakeBatch:
         conversation = notification.conversation
         assert conversation is not None, "a closed-conversation notification carries its conversation"
         integration = account.integration
-        history = self.reads.history(closing_of(account, notification))
+        history = self.reads.history(incoming_closure(account, notification))
         closure_id = conversation.closure.part_id if conversation.closure else f"notification:{notification.id}"
         if recorded := history.survey_request_for(closure_id):
             logger.info("survey_request.closure_duplicate", extra={"conversation_id": conversation.id})
@@ -178,12 +180,12 @@ class IntakeBatch:
         return pending
 
 
-def closing_of(account: Account, notification: IntercomNotification) -> Closing:
+def incoming_closure(account: Account, notification: IntercomNotification) -> IncomingClosure:
     """What IntakeReads needs of a closed-conversation notification."""
     conversation = notification.conversation
     assert conversation is not None, "a closed-conversation notification carries its conversation"
     customer = conversation.customer
-    return Closing(
+    return IncomingClosure(
         account=account,
         conversation_id=conversation.id,
         customer_email=email_normalised(customer.email) if customer else "",

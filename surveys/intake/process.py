@@ -51,7 +51,7 @@ from portal.errors import exception_summary, exception_traceback
 from portal.queue import TaskBatch, enqueue
 from portal.schedules import PROCESS_WEBHOOKS_TASK
 from portal.write_gate import background_write_turn
-from surveys.intake.batch import IntakeBatch, closing_of
+from surveys.intake.batch import IntakeBatch, incoming_closure
 from surveys.intake.claim import (
     CONTESTED_PAUSE_SECONDS,
     LEASE_LOCKS,
@@ -159,12 +159,12 @@ def _process_together(
 ) -> list[InboundWebhook]:
     notifications = [_notification(webhook) for webhook in claim.webhooks]
     _accounts_read(claim.accounts, {notification.app_id for notification in notifications})
-    closings = [
-        closing_of(account, notification)
+    closures = [
+        incoming_closure(account, notification)
         for notification in notifications
         if notification.topic == CLOSED and (account := claim.accounts.get(notification.app_id))
     ]
-    batch = IntakeBatch(closings, now=now, counts=counts, tasks=tasks)
+    batch = IntakeBatch(closures, now=now, counts=counts, tasks=tasks)
     done: list[InboundWebhook] = []
     for webhook, notification in zip(claim.webhooks, notifications, strict=True):
         if done and time.monotonic() >= deadline:
