@@ -6,7 +6,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from integrations.intercom.payloads import PayloadError
+from integrations.intercom.json_fields import PayloadError
 from integrations.metrics import webhook_answers_counted
 from integrations.webhooks import DuplicateNotification, InvalidSignature, intercom_webhook_receive
 

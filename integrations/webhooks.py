@@ -18,7 +18,8 @@ from django.db.models import F, Field
 from django.utils import timezone
 
 from integrations.inbox import InboxDuplicate, inbox_path, inbox_store, inbox_wake_needed
-from integrations.intercom.payloads import IntercomNotification, PayloadError
+from integrations.intercom.json_fields import PayloadError
+from integrations.intercom.payloads import IntercomNotification
 from integrations.intercom.signature import signature_is_valid
 from integrations.models import InboundWebhook, UnverifiedWebhookCount
 from portal.queue import enqueue

@@ -12,7 +12,8 @@ import requests
 from django.conf import settings
 
 from integrations import messages
-from integrations.intercom.payloads import MAX_ID_LENGTH, OPERATOR_EMAIL, Conversation, JsonObject, PayloadError
+from integrations.intercom.json_fields import MAX_ID_LENGTH, JsonObject, PayloadError
+from integrations.intercom.payloads import OPERATOR_EMAIL, Conversation
 from portal.paths import NotAPathSegment, path_of
 
 logger = logging.getLogger(__name__)

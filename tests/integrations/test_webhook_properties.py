@@ -18,7 +18,8 @@ from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from integrations.intercom.payloads import IntercomNotification, PayloadError
+from integrations.intercom.json_fields import PayloadError
+from integrations.intercom.payloads import IntercomNotification
 from integrations.models import InboundWebhook
 from surveys.models import ConversationEvent, SurveyRequest
 from surveys.tasks import process_inbound_webhooks

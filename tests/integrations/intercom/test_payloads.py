@@ -3,7 +3,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from integrations.intercom.payloads import IntercomNotification, PayloadError
+from integrations.intercom.json_fields import PayloadError
+from integrations.intercom.payloads import IntercomNotification
 from integrations.vocabulary import AssigneeKind, Channel
 from tests.helpers import CAPTURED_FIXTURES, FIXTURES, load_fixture
 
