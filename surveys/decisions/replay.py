@@ -235,7 +235,12 @@ def _tag_events(
 
 
 def _tags_added_since(tagged: Iterable[tuple[datetime, tuple[str, ...]]], since: datetime) -> set[str]:
-    return {tag for at, tags in tagged if at >= since for tag in tags}
+    """Tags first added at or after `since`: one tagged before it too was already on the first message then."""
+    before: set[str] = set()
+    after: set[str] = set()
+    for at, tags in tagged:
+        (after if at >= since else before).update(tags)
+    return after - before
 
 
 class Replay:

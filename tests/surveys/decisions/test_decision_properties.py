@@ -195,3 +195,24 @@ def test_a_late_reopen_never_relabels_a_close_superseded_before_it(client):
         "superseded",
         "reopened",
     ]
+
+
+@override_settings(
+    STELLA_API_URL="https://stella.test", INTERCOM_API_URL="https://intercom.test", INTAKE_BATCH_TRANSACTION_SECONDS=60
+)
+def test_a_tag_added_again_after_a_close_was_already_on_it(client):
+    """Tagged fraud at minute 1, closed at 2 (the close carries the tag), tagged fraud again at 3: the close was
+    sent flagged do not send, and the dry run replays it so."""
+    steps = [Step(1, "tag", 0), Step(2, "close", 0), Step(3, "tag", 0)]
+    rules = {
+        "channel_delay": timedelta(0),
+        "suppression_window": timedelta(0),
+        "email_enabled": True,
+        "chat_enabled": True,
+    }
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.post("https://stella.test/v1/requests", json={}, status=200)
+        outcome = deliver(
+            client, steps, [0], ["chat"], rules, workspace=f"wsprop{next(accounts)}", lags=[0, 0, 0], batch=1
+        )
+    assert [decision for _, decision, _ in outcome.values()] == ["do_not_send"]
