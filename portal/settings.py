@@ -146,6 +146,8 @@ INSTALLED_APPS = [
     # Swagger UI's files for /api/docs/, served from here: the docs page loads nothing from outside.
     "drf_spectacular_sidecar",
     "django_q",
+    # Configuration on record: every change to an account's settings (portal/history.py).
+    "simple_history",
     "portal",
     "integrations",
     "surveys",

@@ -32,6 +32,7 @@ from integrations.intercom.client import (
     intercom_token_for_code,
 )
 from portal.crypto import SecretUndecryptable, secret_decrypt, secret_encrypt
+from portal.history import Source, configuration_changed_by
 from surveys.accounts.account import WorkspaceChangeUnconfirmed, account_connect_intercom
 from surveys.models import Account
 
@@ -137,14 +138,15 @@ def _connect(
 ) -> HttpResponse:
     previous, workspace_id = account.intercom_workspace_id, me.workspace_id
     try:
-        account_connect_intercom(
-            account,
-            workspace_id=workspace_id,
-            workspace_name=me.workspace_name,
-            token=token,
-            now=timezone.now(),
-            confirmed=confirmed,
-        )
+        with configuration_changed_by(Source.CONNECT, user=request.user):
+            account_connect_intercom(
+                account,
+                workspace_id=workspace_id,
+                workspace_name=me.workspace_name,
+                token=token,
+                now=timezone.now(),
+                confirmed=confirmed,
+            )
     except IntegrityError:  # taken by another account since we looked
         return _taken(request, account, workspace_id)
     moved = f" (it was connected to workspace {previous})" if previous and previous != workspace_id else ""

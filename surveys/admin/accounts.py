@@ -20,12 +20,13 @@ from django.views.decorators.debug import sensitive_post_parameters
 
 from portal.crypto import SecretUndecryptable, secret_decrypt, secret_encrypt
 from portal.durations import HumanDurationField, format_duration
+from portal.history import Source, configuration_changed_by
 from portal.redaction import mask_secret
 from surveys.accounts.account import integration_health_ensure, integration_settings_update
 from surveys.accounts.checklist import SANDBOX_KEY_PREFIXES, sandbox_key_hint
 from surveys.accounts.oauth import account_authorize_url
 from surveys.accounts.test_request import account_go_live_week
-from surveys.admin import dry_run, feedback, onboarding
+from surveys.admin import configuration, dry_run, feedback, onboarding
 from surveys.loop.employees import teammate_match_refresh
 from surveys.loop.sync import stella_sync_job_run
 from surveys.models import Account, IntegrationSettings, Teammate
@@ -257,6 +258,24 @@ class AccountAdmin(admin.ModelAdmin):
     def stella_unknown_teammates(self, account: Account) -> str:
         return feedback.unknown_teammates_block(account)
 
+    # Configuration on record (surveys/admin/configuration.py): what the form saves is put down to the user, and
+    # the page shows the account's history below the form.
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
+        with configuration_changed_by(Source.ADMIN, user=request.user):
+            return super().add_view(request, form_url, extra_context)
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
+        with configuration_changed_by(Source.ADMIN, user=request.user):
+            return super().change_view(request, object_id, form_url, extra_context)
+
+    def render_change_form(
+        self, request: HttpRequest, context: dict[str, Any], add: bool = False, change: bool = False,
+        form_url: str = "", obj: Account | None = None,
+    ) -> HttpResponse:  # fmt: skip
+        if obj is not None and obj.pk:
+            context.update(configuration.history_context(self, request, obj))
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
     @method_decorator(sensitive_post_parameters(*(f"integration-0-{name}" for name in SECRET_FIELDS)))
     def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         """Keys typed into the form stay out of error reports. A secret typed into a submission that comes back with
@@ -312,6 +331,7 @@ class AccountAdmin(admin.ModelAdmin):
             ),
             *dry_run.urls(self),
             *onboarding.urls(self),
+            *configuration.urls(self),
             *feedback.urls(self),
         ]
         return urls + super().get_urls()
@@ -342,7 +362,8 @@ class AccountAdmin(admin.ModelAdmin):
             if not integration.production_api_key:
                 self.message_user(request, "Enter the production API key first.", messages.ERROR)
                 return back
-            integration_settings_update(integration, mode=IntegrationSettings.Mode.LIVE)
+            with configuration_changed_by(Source.GO_LIVE, user=request.user):
+                integration_settings_update(integration, mode=IntegrationSettings.Mode.LIVE)
             self.message_user(request, f"{account} is live: surveys now go to customers with the production key.")
             return back
         context = {

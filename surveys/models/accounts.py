@@ -10,6 +10,7 @@ from django.db import models
 from integrations.stella.client import ERROR_ALERT_THRESHOLD
 from integrations.vocabulary import Channel
 from portal.fields import EncryptedTextField, secret_plaintext
+from portal.history import ConfigurationHistory
 
 DEFAULT_DO_NOT_SEND_TAGS = "fraud, dupe, do_not_send_stella"
 
@@ -36,6 +37,8 @@ class Account(models.Model):
         related_name="support_accounts",
         help_text="People of this company who may see its status page and API (they need no admin access).",
     )
+    # Every change on record, support users too (portal/history.py).
+    history = ConfigurationHistory(m2m_fields=["support_users"])
 
     class Meta:
         ordering = ["name"]
@@ -131,6 +134,8 @@ class IntegrationSettings(models.Model):
         "to look",
     )
     updated_at = models.DateTimeField(auto_now=True)
+    # Every change on record, each field the model has, secrets as mask and fingerprint (portal/history.py).
+    history = ConfigurationHistory()
 
     class Meta:
         verbose_name = "integration settings"

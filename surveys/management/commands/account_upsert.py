@@ -12,6 +12,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 
 from portal.durations import format_duration, parse_duration_text
+from portal.history import Source, configuration_changed_by
 from portal.redaction import mask_secret
 from surveys.accounts.account import account_upsert
 from surveys.models import Account, IntegrationSettings
@@ -52,6 +53,14 @@ def duration(text: str) -> timedelta:
 def names(text: str) -> list[str]:
     """Comma-separated names, blanks dropped: "a, b," → ["a", "b"]."""
     return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def os_user() -> str:
+    """Who runs the command, as the history records them: the OS user (there is no portal user here)."""
+    try:
+        return f"{getpass.getuser()} (shell)"
+    except (KeyError, OSError):
+        return "shell"
 
 
 def option(field: str) -> str:
@@ -176,7 +185,9 @@ class Command(BaseCommand):
         # A value pasted with a stray space or newline would be refused by Stella, or break a header.
         fields = {name: value.strip() if isinstance(value, str) else value for name, value in fields.items()}
         try:
-            with transaction.atomic():  # a user created for an account that then fails validation is undone
+            # A user created for an account that then fails validation is undone; the change is on record as the
+            # OS user's, through this command.
+            with transaction.atomic(), configuration_changed_by(Source.UPSERT, actor=os_user()):
                 added, created_users = self.users(options["support_users"], create=options["create_support_users"])
                 removed, _ = self.users(options["removed_support_users"], create=False)
                 account, created = account_upsert(
