@@ -80,6 +80,7 @@ class IntegrationSettingsForm(forms.ModelForm):
             "email_enabled", "chat_enabled", "channel_delay", "suppression_window", "do_not_send_tags",
             "intercom_access_token", "alert_recipients", "stella_api_secret", "employee_sync_enabled",
             "feedback_return_enabled", "reconcile_after", "intercom_notes_enabled", "intercom_note_author_id",
+            "intercom_region",
         ]  # fmt: skip
         widgets = {name: forms.PasswordInput(render_value=False) for name in SECRET_FIELDS}
 
@@ -99,6 +100,7 @@ class IntegrationSettingsForm(forms.ModelForm):
                 field.help_text = "What you typed is kept (not saved yet): save to store it, or type another."
             if settings.SANDBOX and name in SANDBOX_KEY_PREFIXES:
                 field.help_text = f"{field.help_text} {sandbox_key_hint(name)}".strip()
+        self.fields["intercom_region"].required = False
         secret = self.fields["stella_api_secret"]
         secret.help_text = f"{IntegrationSettings._meta.get_field('stella_api_secret').help_text} {secret.help_text}"
         if settings.SANDBOX:
@@ -122,6 +124,10 @@ class IntegrationSettingsForm(forms.ModelForm):
 
     def clean_stella_api_secret(self) -> str:
         return self._clean_secret("stella_api_secret")
+
+    def clean_intercom_region(self) -> str:
+        """Left out of the form keeps the stored region (a form from before regions had none)."""
+        return self.cleaned_data.get("intercom_region") or self.instance.intercom_region
 
     def clean_reconcile_after(self) -> timedelta:
         """Empty (or left out of the form) keeps the stored time: 0 would flag every request at once."""
@@ -148,7 +154,17 @@ class IntegrationSettingsInline(admin.StackedInline):
             "Stella: employees and feedback",
             {"fields": ["stella_api_secret", "employee_sync_enabled", "feedback_return_enabled", "reconcile_after"]},
         ),
-        ("Intercom", {"fields": ["intercom_access_token", "intercom_notes_enabled", "intercom_note_author_id"]}),
+        (
+            "Intercom",
+            {
+                "fields": [
+                    "intercom_access_token",
+                    "intercom_region",
+                    "intercom_notes_enabled",
+                    "intercom_note_author_id",
+                ]
+            },
+        ),
         ("Error-rate alert", {"fields": ["alert_recipients"]}),
     ]
 

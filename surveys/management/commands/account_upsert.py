@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_email
 from django.db import transaction
 
+from integrations.vocabulary import IntercomRegion
 from portal.durations import format_duration, parse_duration_text
 from portal.history import Source, configuration_changed_by
 from portal.redaction import mask_secret
@@ -40,6 +41,7 @@ PLAIN_SETTINGS = (
     "reconcile_after",
     "intercom_notes_enabled",
     "intercom_note_author_id",
+    "intercom_region",
 )
 
 
@@ -147,6 +149,11 @@ class Command(BaseCommand):
             "--intercom-note-author", dest="intercom_note_author_id", metavar="ADMIN_ID",
             help="The Intercom admin id notes are posted as.",
         )  # fmt: skip
+        parser.add_argument(
+            "--intercom-region",
+            choices=IntercomRegion.values,
+            help="Where Intercom hosts the workspace: us, eu or au (set by itself when Intercom says it).",
+        )
         parser.add_argument(
             "--alert-recipients",
             metavar="EMAILS",
@@ -332,5 +339,5 @@ class Command(BaseCommand):
             f"employee sync {'on' if integration.employee_sync_enabled else 'off'}, "
             f"feedback return {'on' if integration.feedback_return_enabled else 'off'}, "
             f"reconcile after {format_duration(integration.reconcile_after)}, "
-            f"Intercom notes {notes}"
+            f"Intercom notes {notes}, Intercom region {integration.intercom_region}"
         )
