@@ -110,6 +110,14 @@ class ConfigurationHistory(HistoricalRecords):
             for field in self.get_m2m_fields_from_model(sender):
                 m2m_changed.connect(self._baseline_before_m2m, sender=field.remote_field.through, weak=False)
 
+    def m2m_changed(self, instance: models.Model, action: str, attr: str, pk_set: Any, reverse: bool, **_: Any) -> None:
+        """Also from the other side (`user.support_accounts.add(account)`): a record for each tracked row changed."""
+        if not reverse:
+            super().m2m_changed(instance, action, attr, pk_set, reverse)
+            return
+        for changed in self.cls._base_manager.filter(pk__in=pk_set or ()):
+            super().m2m_changed(changed, action, attr, pk_set, False)
+
     def get_history_user(self, instance: models.Model) -> Any:
         origin = _origin.get()
         if origin is not None and origin.user is not None:
@@ -152,9 +160,13 @@ class ConfigurationHistory(HistoricalRecords):
         if not kwargs.get("raw", False):
             self._baseline(instance)
 
-    def _baseline_before_m2m(self, sender: Any, instance: models.Model, action: str, reverse: bool, **_: Any) -> None:
-        if action in ("pre_add", "pre_remove", "pre_clear") and not reverse and isinstance(instance, self.cls):
-            self._baseline(instance)
+    def _baseline_before_m2m(
+        self, sender: Any, instance: models.Model, action: str, reverse: bool, pk_set: Any = None, **_: Any
+    ) -> None:
+        if action not in ("pre_add", "pre_remove", "pre_clear"):
+            return
+        for changed in self.cls._base_manager.filter(pk__in=pk_set or ()) if reverse else [instance]:
+            self._baseline(changed)
 
 
 def _automatic_fields(instance: models.Model) -> list[str]:

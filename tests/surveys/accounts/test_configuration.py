@@ -173,3 +173,9 @@ def test_the_rules_a_restore_puts_back_are_the_admins_rules_section():
     fields = rule_fields(AccountAdmin(Account, None))
     assert {"channel_delay", "suppression_window", "do_not_send_tags", "email_enabled", "chat_enabled"} <= set(fields)
     assert not {"mode", "test_api_key", "production_api_key", "intercom_access_token"} & set(fields)
+
+
+def test_a_support_user_given_from_the_users_side_is_on_record_too(account):
+    ada = User.objects.create_user("ada.acme")
+    ada.support_accounts.add(account)
+    assert changes_of(history(account)[0])["Support users"] == ("—", "ada.acme")
