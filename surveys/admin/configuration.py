@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import URLPattern, path, reverse
@@ -74,6 +74,10 @@ def restore_view(model_admin: admin.ModelAdmin, request: HttpRequest, account_id
         )
     except NotRestorable as exc:
         messages.error(request, f"{exc} Nothing was changed.")
+        return back
+    except ValidationError as exc:  # a value the rules no longer allow
+        messages.error(request, f"Those rules can't be put back as they were: {'; '.join(exc.messages)}. Nothing "
+                       "was changed.")  # fmt: skip
         return back
     assert record is not None  # integration_rules_restore refused it otherwise
     when = date_format(timezone.localtime(record.history_date), "DATETIME_FORMAT")
