@@ -1,4 +1,4 @@
-"""A CSM changes a team's delay and tags on the account page, sees the change below the form (who, when, through
+"""A CSM changes a team's delay, tags and Intercom region on the account page, sees the change below the form (who, when, through
 what, old → new), and puts the earlier rules back with one click, on a laptop screen."""
 
 from datetime import timedelta
@@ -29,6 +29,7 @@ def test_a_csm_reads_the_history_and_restores_earlier_rules(live_server, page, l
     page.goto(f"{live_server.url}/admin/surveys/account/{account.pk}/change/")
     page.fill("#id_integration-0-channel_delay", "2h")
     page.fill("#id_integration-0-do_not_send_tags", "billing_disputes")
+    page.select_option("#id_integration-0-intercom_region", label="Europe")
     page.get_by_role("button", name="Save and continue editing").click()
     expect(page.locator(".messagelist .success")).to_be_visible()
 
@@ -41,6 +42,7 @@ def test_a_csm_reads_the_history_and_restores_earlier_rules(live_server, page, l
     expect(newest.locator(".changes")).to_contain_text(
         "Do not send tags: fraud, dupe, vip_escalations_team → billing_disputes"
     )
+    expect(newest.locator(".changes")).to_contain_text("Intercom region: United States → Europe")
     earlier = history.locator("tbody tr").nth(1)
     expect(earlier.locator(".who")).to_have_text("margaret.hamilton-longname@northwind.example")
     # Everything in a row fits a 1366 px screen: the restore button is in view, not off to the right.
@@ -61,3 +63,4 @@ def test_a_csm_reads_the_history_and_restores_earlier_rules(live_server, page, l
     expect(restored.locator(".through")).to_have_text("Restore of earlier rules")
     expect(restored.locator(".changes")).to_contain_text("Channel delay: 2h → 10m")
     assert IntegrationSettings.history.filter(id=integration.pk, history_source="restore").count() == 1
+    assert integration.intercom_region == "eu"  # not a rule: a restore leaves it
