@@ -14,6 +14,14 @@ class Channel(models.TextChoices):
     UNSUPPORTED = "unsupported", "Unsupported"
 
 
+class IntercomRegion(models.TextChoices):
+    """Where Intercom hosts a workspace's data, and so which of its API hosts serves the workspace."""
+
+    US = "us", "United States"
+    EU = "eu", "Europe"
+    AU = "au", "Australia"
+
+
 class AssigneeKind(models.TextChoices):
     ADMIN = "admin", "Teammate"
     BOT = "bot", "Bot"

@@ -1,4 +1,5 @@
-"""Model fields for secrets: what the database holds is ciphertext (EncryptedTextField) or a hash (SHA256Field)."""
+"""Model fields for secrets: what the database holds is ciphertext (EncryptedTextField), a hash (SHA256Field), or
+for history, a mask and a fingerprint (SecretFingerprintField)."""
 
 from dataclasses import dataclass, field
 from typing import Any
@@ -8,6 +9,7 @@ from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.expressions import Expression
 from django.db.models.functions import Cast
+from django.utils.crypto import salted_hmac
 
 from portal.crypto import (
     SecretUndecryptable,
@@ -17,6 +19,7 @@ from portal.crypto import (
     secret_rotate,
     token_hash,
 )
+from portal.redaction import mask_secret
 
 # How the reason of a pause an undecryptable secret caused reads, and is recognised once the secret reads again.
 UNDECRYPTABLE = "can't be decrypted with FIELD_ENCRYPTION_KEYS"
@@ -80,6 +83,41 @@ class SHA256Field(models.CharField):
         if not value or isinstance(value, Digest):
             return value
         return token_hash(value)
+
+
+class SecretFingerprint(str):
+    """A SecretFingerprintField's value as stored: kept and compared unchanged."""
+
+
+def secret_fingerprint(value: str) -> str:
+    """What a record may keep of a secret: its mask and 8 hex digits of an HMAC keyed with SECRET_KEY, so two
+    different keys with the same last 4 characters still read as different, and nothing leads back to either."""
+    if not value:
+        return ""
+    digest = salted_hmac("portal.fields.secret_fingerprint", value).hexdigest()[:8]
+    shown = "undecryptable" if isinstance(value, Ciphertext) else mask_secret(value)
+    return SecretFingerprint(f"{shown} #{digest}")
+
+
+class SecretFingerprintField(models.TextField):
+    """Keeps only `secret_fingerprint` of the text it is given, never the text (history's copy of a secret): the
+    instance holds the fingerprint from its save on, so even a record in memory shows no secret."""
+
+    def from_db_value(self, value: str | None, expression: Expression, connection: BaseDatabaseWrapper) -> str | None:
+        return SecretFingerprint(value) if value else value
+
+    def pre_save(self, model_instance: models.Model, add: bool) -> Any:
+        value = getattr(model_instance, self.attname)
+        if value and not isinstance(value, SecretFingerprint):
+            value = secret_fingerprint(value)
+            setattr(model_instance, self.attname, value)
+        return value
+
+    def get_prep_value(self, value: Any) -> Any:
+        value = super().get_prep_value(value)
+        if not value or isinstance(value, SecretFingerprint):
+            return value
+        return secret_fingerprint(value)
 
 
 @dataclass

@@ -43,10 +43,15 @@ INTERCOM_WEBHOOK_MAX_BYTES = env.int("INTERCOM_WEBHOOK_MAX_BYTES", default=1024 
 # A signed notification older than this (or too far in the future: integrations/vocabulary.py) is stored and
 # ignored, never acted on.
 INTERCOM_WEBHOOK_MAX_AGE_DAYS = env.int("INTERCOM_WEBHOOK_MAX_AGE_DAYS", default=7)
-# Intercom's REST API, for what a webhook leaves out (EU: https://api.eu.intercom.io).
+# Intercom's REST API, for what a webhook leaves out, and its OAuth token exchange: US workspaces' (the default region).
 INTERCOM_API_URL = env(
     "INTERCOM_API_URL", default=f"{PORTAL_URL}/sandbox/intercom" if SANDBOX else "https://api.intercom.io"
 )
+# Intercom hosts each workspace in one region and serves it only at that region's API host: an account's region
+# picks one of these. Unset (and in the sandbox, for every region), a region's host is INTERCOM_API_URL.
+INTERCOM_API_URL_US = env("INTERCOM_API_URL_US", default="")
+INTERCOM_API_URL_EU = env("INTERCOM_API_URL_EU", default="" if SANDBOX else "https://api.eu.intercom.io")
+INTERCOM_API_URL_AU = env("INTERCOM_API_URL_AU", default="" if SANDBOX else "https://api.au.intercom.io")
 INTERCOM_API_VERSION = env("INTERCOM_API_VERSION", default="2.14")
 # "Connect with Intercom" (OAuth): your Intercom app's client id, and where Intercom asks for consent.
 INTERCOM_CLIENT_ID = env("INTERCOM_CLIENT_ID", default="sandbox-client-id")
@@ -146,6 +151,8 @@ INSTALLED_APPS = [
     # Swagger UI's files for /api/docs/, served from here: the docs page loads nothing from outside.
     "drf_spectacular_sidecar",
     "django_q",
+    # Configuration on record: every change to an account's settings (portal/history.py).
+    "simple_history",
     "portal",
     "integrations",
     "surveys",

@@ -38,7 +38,11 @@ class ScriptedServer:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("Content-Length") or 0)
-                self.answer(json.loads(self.rfile.read(length) or b"{}"))
+                raw = self.rfile.read(length) or b"{}"
+                try:
+                    self.answer(json.loads(raw))
+                except ValueError:  # a form, as Intercom's OAuth token exchange posts
+                    self.answer({"form": raw.decode(errors="replace")})
 
             def do_GET(self) -> None:  # noqa: N802
                 self.answer({})

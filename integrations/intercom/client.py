@@ -14,6 +14,7 @@ from django.conf import settings
 from integrations import messages
 from integrations.intercom.json_fields import MAX_ID_LENGTH, JsonObject, PayloadError
 from integrations.intercom.payloads import OPERATOR_EMAIL, Conversation
+from integrations.vocabulary import IntercomRegion
 from portal.paths import NotAPathSegment, path_of
 
 logger = logging.getLogger(__name__)
@@ -64,12 +65,44 @@ class IntercomContact:
     email: str | None
 
 
+def intercom_api_url(region: str = IntercomRegion.US) -> str:
+    """The API host of a workspace's region: INTERCOM_API_URL_US, _EU or _AU; INTERCOM_API_URL where that is unset."""
+    hosts = {
+        IntercomRegion.US: settings.INTERCOM_API_URL_US,
+        IntercomRegion.EU: settings.INTERCOM_API_URL_EU,
+        IntercomRegion.AU: settings.INTERCOM_API_URL_AU,
+    }
+    return str(hosts.get(IntercomRegion(region)) or settings.INTERCOM_API_URL).rstrip("/")
+
+
+def intercom_region_of(value: object) -> IntercomRegion | None:
+    """A region as Intercom names it (`workspace_region`, `app.region`: "US", "eu", "Europe"…); None when it says
+    none we know, so a region nobody told us about is never guessed."""
+    if not isinstance(value, str):
+        return None
+    name = value.strip().casefold()
+    for region in IntercomRegion:
+        if name in (region.value, str(region.label).casefold()):
+            return region
+    return None
+
+
 @dataclass(frozen=True)
 class IntercomMe:
-    """Who a token speaks for, as GET /me says: the workspace (app.id_code, the app_id on its webhooks)."""
+    """Who a token speaks for, as GET /me says: the workspace (app.id_code, the app_id on its webhooks), and its
+    region where Intercom says it (app.region)."""
 
     workspace_id: str
     workspace_name: str
+    region: IntercomRegion | None = None
+
+
+@dataclass(frozen=True)
+class IntercomGrant:
+    """What Intercom's token exchange gave: the access token, and the workspace's region where it says it."""
+
+    token: str
+    region: IntercomRegion | None = None
 
 
 @dataclass(frozen=True)
@@ -139,7 +172,7 @@ class IntercomClient:
             name = app.optional("name", str) or ""
         except PayloadError:
             name = ""
-        return IntercomMe(workspace_id=workspace_id, workspace_name=name[:200])
+        return IntercomMe(workspace_id=workspace_id, workspace_name=name[:200], region=_region_in(app))
 
     def workspace_id(self) -> str:
         """The workspace this token belongs to (the app_id on its webhooks)."""
@@ -180,7 +213,8 @@ class IntercomClient:
         if 300 <= response.status_code < 400:
             location = response.headers.get("Location", "nowhere")[:200]
             raise IntercomError(
-                f"Intercom answered {response.status_code}, redirecting to {location}: check INTERCOM_API_URL"
+                f"Intercom answered {response.status_code}, redirecting to {location}: check INTERCOM_API_URL "
+                "(or the account's region's INTERCOM_API_URL_EU / _AU)"
             )
         if response.status_code != 200:
             raise IntercomError(f"Intercom answered {response.status_code} for the {what}")
@@ -191,6 +225,13 @@ class IntercomClient:
         if not isinstance(data, dict):
             raise IntercomError(f"Intercom's {what} is not a JSON object")
         return data
+
+
+def _region_in(app: JsonObject) -> IntercomRegion | None:
+    try:
+        return intercom_region_of(app.optional("region", str))
+    except PayloadError:
+        return None
 
 
 def _path(segments: tuple[str, ...], *, what: str) -> str:
@@ -216,8 +257,9 @@ def intercom_authorize_url(*, state: str, redirect_uri: str) -> str:
     return f"{settings.INTERCOM_OAUTH_URL}?{urlencode(query)}"
 
 
-def intercom_token_for_code(code: str, *, base_url: str | None = None) -> str:
-    """The access token for an OAuth code (POST /auth/eagle/token); IntercomError if Intercom refuses."""
+def intercom_token_for_code(code: str, *, base_url: str | None = None) -> IntercomGrant:
+    """The access token for an OAuth code (POST /auth/eagle/token, at `base_url`: the region's host), and the
+    workspace's region where the answer says it (`workspace_region`); IntercomError if Intercom refuses."""
     try:
         response = requests.post(
             f"{(base_url or settings.INTERCOM_API_URL).rstrip('/')}/auth/eagle/token",
@@ -235,9 +277,11 @@ def intercom_token_for_code(code: str, *, base_url: str | None = None) -> str:
     if response.status_code != 200:
         raise IntercomError(f"Intercom refused the authorisation code ({response.status_code})")
     try:
-        token = response.json().get("access_token") or response.json().get("token")
+        answer = response.json()
     except ValueError:
-        token = None
+        answer = None
+    answer = answer if isinstance(answer, dict) else {}
+    token = answer.get("access_token") or answer.get("token")
     if not token:
         raise IntercomError("Intercom's answer held no access token")
-    return str(token)
+    return IntercomGrant(token=str(token), region=intercom_region_of(answer.get("workspace_region")))

@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from portal.fields import UNDECRYPTABLE, Ciphertext
+from portal.history import Source, configuration_changed_by
 from surveys.models import Account, IntegrationHealth, IntegrationSettings, StellaSyncState
 
 logger = logging.getLogger(__name__)
@@ -115,8 +116,10 @@ def account_connect_intercom(
     now: datetime,
     workspace_name: str = "",
     confirmed: bool = False,
+    region: str | None = None,
 ) -> Account:
-    """Point the account at the workspace Intercom says the token is for, and keep the token.
+    """Point the account at the workspace Intercom says the token is for, and keep the token (and the workspace's
+    region, where Intercom said it).
 
     An account with a workspace id of its own moves to another workspace only when `confirmed`
     (else WorkspaceChangeUnconfirmed), since that workspace's webhooks then come to it instead.
@@ -128,7 +131,8 @@ def account_connect_intercom(
     with transaction.atomic():
         account.intercom_workspace_id = workspace_id
         account.save(update_fields=["intercom_workspace_id"])
-        integration_settings_update(account.integration, intercom_access_token=token)
+        region_change = {"intercom_region": region} if region else {}
+        integration_settings_update(account.integration, intercom_access_token=token, **region_change)
         # Intercom has just said which workspace the token is for.
         health = integration_health_ensure(account)
         intercom_token_accept(health, checked_at=now, workspace_id=workspace_id, workspace_name=workspace_name)
@@ -136,6 +140,19 @@ def account_connect_intercom(
         "account.intercom_connected", extra={"account": account.pk, "workspace_changed": current != workspace_id}
     )
     return account
+
+
+def account_intercom_region_observe(account: Account, region: str | None) -> bool:
+    """Intercom said where the account's workspace is hosted (`workspace_region`, `app.region`): from now on its
+    calls go to that region's host. Recorded as told by Intercom; nothing when it said nothing or the same.
+    Returns whether the region changed."""
+    integration = IntegrationSettings.objects.filter(account=account).first()
+    if not region or integration is None or integration.intercom_region == region:
+        return False
+    with configuration_changed_by(Source.INTERCOM):
+        integration_settings_update(integration, intercom_region=region)
+    logger.info("account.intercom_region_changed", extra={"account": account.pk, "region": region})
+    return True
 
 
 def integration_pause(account_id: int, *, reason: str, now: datetime) -> bool:

@@ -28,12 +28,16 @@ from integrations.intercom.client import (
     IntercomClient,
     IntercomError,
     IntercomMe,
+    intercom_api_url,
     intercom_authorize_url,
+    intercom_region_of,
     intercom_token_for_code,
 )
+from integrations.vocabulary import IntercomRegion
 from portal.crypto import SecretUndecryptable, secret_decrypt, secret_encrypt
+from portal.history import Source, configuration_changed_by
 from surveys.accounts.account import WorkspaceChangeUnconfirmed, account_connect_intercom
-from surveys.models import Account
+from surveys.models import Account, IntegrationSettings
 
 SESSION_KEY = "intercom_oauth"
 PENDING_KEY = "intercom_oauth_pending"
@@ -67,8 +71,7 @@ def intercom_oauth_callback(request: HttpRequest) -> HttpResponse:
     if request.GET.get("error") or not request.GET.get("code"):
         return _failed(request, "Intercom did not authorise the connection: nothing was changed.", account=account)
     try:
-        token = intercom_token_for_code(request.GET["code"])
-        me = IntercomClient(token).me()
+        token, me = _exchange(account, request.GET["code"])
     except IntercomError as exc:
         return _failed(request, f"{exc}: nothing was changed.", account=account)
     if _owned_by_another(account, me.workspace_id):
@@ -82,12 +85,24 @@ def intercom_oauth_callback(request: HttpRequest) -> HttpResponse:
             "current": change.current,
             "workspace": me.workspace_id,
             "workspace_name": me.workspace_name,
+            "region": me.region or "",
             "token": secret_encrypt(token),
             "expires": time.time() + PENDING_SECONDS,
             "back": back,
         }
         context = {"account": account, "current": change.current, "new": change.new}
         return render(request, "surveys/oauth_confirm.html", context)
+
+
+def _exchange(account: Account, code: str) -> tuple[str, IntercomMe]:
+    """The token for `code` and whom it speaks for, each asked at the host of the region the account is in, or that
+    Intercom says the workspace is in (the token's answer, then /me). Raises IntercomError."""
+    integration = IntegrationSettings.objects.filter(account=account).first()
+    region = intercom_region_of(integration.intercom_region if integration else None) or IntercomRegion.US
+    grant = intercom_token_for_code(code, base_url=intercom_api_url(region))
+    region = grant.region or region
+    me = IntercomClient(grant.token, base_url=intercom_api_url(region)).me()
+    return grant.token, IntercomMe(me.workspace_id, me.workspace_name, region=me.region or region)
 
 
 def _callback_account(request: HttpRequest, expected: dict[str, Any] | None) -> Account | HttpResponse:
@@ -128,7 +143,11 @@ def _confirmed(request: HttpRequest) -> HttpResponse:
         token = secret_decrypt(pending["token"])
     except SecretUndecryptable:
         return _failed(request, "The connection could not be completed: start again.", account=account)
-    me = IntercomMe(workspace_id=workspace_id, workspace_name=pending.get("workspace_name", ""))
+    me = IntercomMe(
+        workspace_id=workspace_id,
+        workspace_name=pending.get("workspace_name", ""),
+        region=intercom_region_of(pending.get("region")),
+    )
     return _connect(request, account, me=me, token=token, back=pending["back"], confirmed=True)
 
 
@@ -137,14 +156,16 @@ def _connect(
 ) -> HttpResponse:
     previous, workspace_id = account.intercom_workspace_id, me.workspace_id
     try:
-        account_connect_intercom(
-            account,
-            workspace_id=workspace_id,
-            workspace_name=me.workspace_name,
-            token=token,
-            now=timezone.now(),
-            confirmed=confirmed,
-        )
+        with configuration_changed_by(Source.CONNECT, user=request.user):
+            account_connect_intercom(
+                account,
+                workspace_id=workspace_id,
+                workspace_name=me.workspace_name,
+                token=token,
+                now=timezone.now(),
+                confirmed=confirmed,
+                region=me.region,
+            )
     except IntegrityError:  # taken by another account since we looked
         return _taken(request, account, workspace_id)
     moved = f" (it was connected to workspace {previous})" if previous and previous != workspace_id else ""

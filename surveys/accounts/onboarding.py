@@ -18,7 +18,12 @@ from integrations.intercom.client import (
     IntercomTokenRejected,
 )
 from portal.crypto import SecretUndecryptable
-from surveys.accounts.account import integration_health_ensure, intercom_token_accept, intercom_token_reject
+from surveys.accounts.account import (
+    account_intercom_region_observe,
+    integration_health_ensure,
+    intercom_token_accept,
+    intercom_token_reject,
+)
 from surveys.accounts.checklist import (
     workspace_words,
 )
@@ -41,7 +46,8 @@ def account_intercom_check(account: Account, *, now: datetime) -> IntercomCheck:
     nothing is asked, and nothing is flagged."""
     health = integration_health_ensure(account)
     try:
-        me = IntercomClient(account.integration.intercom_token).me()
+        integration = account.integration
+        me = IntercomClient(integration.intercom_token, base_url=integration.intercom_api_url).me()
     except IntercomTokenMissing as exc:
         return IntercomCheck(ok=False, message=f"{exc}.")
     except IntercomTokenRejected:
@@ -51,6 +57,8 @@ def account_intercom_check(account: Account, *, now: datetime) -> IntercomCheck:
         # Unreachable, rate limited, an answer we can't read: nothing learnt about the token itself.
         return IntercomCheck(ok=False, message=f"Could not check the token: {exc}. Try again in a moment.")
     intercom_token_accept(health, checked_at=now, workspace_id=me.workspace_id, workspace_name=me.workspace_name)
+    if me.workspace_id == account.intercom_workspace_id:
+        account_intercom_region_observe(account, me.region)
     workspace = workspace_words(me.workspace_id, me.workspace_name)
     if me.workspace_id != account.intercom_workspace_id:
         return IntercomCheck(

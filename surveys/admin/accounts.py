@@ -20,12 +20,13 @@ from django.views.decorators.debug import sensitive_post_parameters
 
 from portal.crypto import SecretUndecryptable, secret_decrypt, secret_encrypt
 from portal.durations import HumanDurationField, format_duration
+from portal.history import Source, configuration_changed_by
 from portal.redaction import mask_secret
 from surveys.accounts.account import integration_health_ensure, integration_settings_update
 from surveys.accounts.checklist import SANDBOX_KEY_PREFIXES, sandbox_key_hint
 from surveys.accounts.oauth import account_authorize_url
 from surveys.accounts.test_request import account_go_live_week
-from surveys.admin import dry_run, feedback, onboarding
+from surveys.admin import configuration, dry_run, feedback, onboarding
 from surveys.loop.employees import teammate_match_refresh
 from surveys.loop.sync import stella_sync_job_run
 from surveys.models import Account, IntegrationSettings, Teammate
@@ -79,6 +80,7 @@ class IntegrationSettingsForm(forms.ModelForm):
             "email_enabled", "chat_enabled", "channel_delay", "suppression_window", "do_not_send_tags",
             "intercom_access_token", "alert_recipients", "stella_api_secret", "employee_sync_enabled",
             "feedback_return_enabled", "reconcile_after", "intercom_notes_enabled", "intercom_note_author_id",
+            "intercom_region",
         ]  # fmt: skip
         widgets = {name: forms.PasswordInput(render_value=False) for name in SECRET_FIELDS}
 
@@ -98,6 +100,7 @@ class IntegrationSettingsForm(forms.ModelForm):
                 field.help_text = "What you typed is kept (not saved yet): save to store it, or type another."
             if settings.SANDBOX and name in SANDBOX_KEY_PREFIXES:
                 field.help_text = f"{field.help_text} {sandbox_key_hint(name)}".strip()
+        self.fields["intercom_region"].required = False
         secret = self.fields["stella_api_secret"]
         secret.help_text = f"{IntegrationSettings._meta.get_field('stella_api_secret').help_text} {secret.help_text}"
         if settings.SANDBOX:
@@ -121,6 +124,10 @@ class IntegrationSettingsForm(forms.ModelForm):
 
     def clean_stella_api_secret(self) -> str:
         return self._clean_secret("stella_api_secret")
+
+    def clean_intercom_region(self) -> str:
+        """Left out of the form keeps the stored region (a form from before regions had none)."""
+        return self.cleaned_data.get("intercom_region") or self.instance.intercom_region
 
     def clean_reconcile_after(self) -> timedelta:
         """Empty (or left out of the form) keeps the stored time: 0 would flag every request at once."""
@@ -147,7 +154,17 @@ class IntegrationSettingsInline(admin.StackedInline):
             "Stella: employees and feedback",
             {"fields": ["stella_api_secret", "employee_sync_enabled", "feedback_return_enabled", "reconcile_after"]},
         ),
-        ("Intercom", {"fields": ["intercom_access_token", "intercom_notes_enabled", "intercom_note_author_id"]}),
+        (
+            "Intercom",
+            {
+                "fields": [
+                    "intercom_access_token",
+                    "intercom_region",
+                    "intercom_notes_enabled",
+                    "intercom_note_author_id",
+                ]
+            },
+        ),
         ("Error-rate alert", {"fields": ["alert_recipients"]}),
     ]
 
@@ -257,6 +274,24 @@ class AccountAdmin(admin.ModelAdmin):
     def stella_unknown_teammates(self, account: Account) -> str:
         return feedback.unknown_teammates_block(account)
 
+    # Configuration on record (surveys/admin/configuration.py): what the form saves is put down to the user, and
+    # the page shows the account's history below the form.
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
+        with configuration_changed_by(Source.ADMIN, user=request.user):
+            return super().add_view(request, form_url, extra_context)
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
+        with configuration_changed_by(Source.ADMIN, user=request.user):
+            return super().change_view(request, object_id, form_url, extra_context)
+
+    def render_change_form(
+        self, request: HttpRequest, context: dict[str, Any], add: bool = False, change: bool = False,
+        form_url: str = "", obj: Account | None = None,
+    ) -> HttpResponse:  # fmt: skip
+        if obj is not None and obj.pk:
+            context.update(configuration.history_context(self, request, obj))
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
     @method_decorator(sensitive_post_parameters(*(f"integration-0-{name}" for name in SECRET_FIELDS)))
     def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         """Keys typed into the form stay out of error reports. A secret typed into a submission that comes back with
@@ -312,6 +347,7 @@ class AccountAdmin(admin.ModelAdmin):
             ),
             *dry_run.urls(self),
             *onboarding.urls(self),
+            *configuration.urls(self),
             *feedback.urls(self),
         ]
         return urls + super().get_urls()
@@ -342,7 +378,8 @@ class AccountAdmin(admin.ModelAdmin):
             if not integration.production_api_key:
                 self.message_user(request, "Enter the production API key first.", messages.ERROR)
                 return back
-            integration_settings_update(integration, mode=IntegrationSettings.Mode.LIVE)
+            with configuration_changed_by(Source.GO_LIVE, user=request.user):
+                integration_settings_update(integration, mode=IntegrationSettings.Mode.LIVE)
             self.message_user(request, f"{account} is live: surveys now go to customers with the production key.")
             return back
         context = {

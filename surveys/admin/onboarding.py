@@ -15,6 +15,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from portal.history import Source, configuration_changed_by
 from surveys.accounts.checklist import account_checklist
 from surveys.accounts.oauth import account_authorize_url
 from surveys.accounts.onboarding import account_intercom_check
@@ -50,7 +51,8 @@ def checklist_view(model_admin: admin.ModelAdmin, request: HttpRequest, account_
         if action is None:
             messages.error(request, "Unknown action: nothing was done.")
             return _back(account)
-        return action(request, account)
+        with configuration_changed_by(Source.CHECKLIST, user=request.user):
+            return action(request, account)
     checklist = account_checklist(
         account,
         webhook_url=webhook_url(request),

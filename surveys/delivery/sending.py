@@ -313,7 +313,7 @@ def survey_request_look_up(
 ) -> Teammate | None:
     """Fill in from Intercom's REST API what the webhook left out: channel, customer, teammate.
     Returns the teammate when it was looked up."""
-    client = IntercomClient(integration.intercom_token)
+    client = IntercomClient(integration.intercom_token, base_url=integration.intercom_api_url)
     if not survey_request.channel:
         _look_up_conversation(survey_request, client=client)
     if not survey_request.customer_email and survey_request.customer_id:

@@ -137,7 +137,7 @@ def intercom_notes_post(account: Account, *, now: datetime) -> int:
         waiting.update(status=IntercomNote.Status.FAILED, error="No teammate set to post the notes as.")
         return 0
     try:
-        client = IntercomClient(integration.intercom_token)
+        client = IntercomClient(integration.intercom_token, base_url=integration.intercom_api_url)
     except (IntercomError, SecretUndecryptable) as exc:
         waiting.update(status=IntercomNote.Status.FAILED, error=str(exc)[:ERROR_LENGTH])
         return 0

@@ -7,9 +7,11 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import models
 
+from integrations.intercom.client import intercom_api_url
 from integrations.stella.client import ERROR_ALERT_THRESHOLD
-from integrations.vocabulary import Channel
+from integrations.vocabulary import Channel, IntercomRegion
 from portal.fields import EncryptedTextField, secret_plaintext
+from portal.history import ConfigurationHistory
 
 DEFAULT_DO_NOT_SEND_TAGS = "fraud, dupe, do_not_send_stella"
 
@@ -36,6 +38,8 @@ class Account(models.Model):
         related_name="support_accounts",
         help_text="People of this company who may see its status page and API (they need no admin access).",
     )
+    # Every change on record, support users too (portal/history.py).
+    history = ConfigurationHistory(m2m_fields=["support_users"])
 
     class Meta:
         ordering = ["name"]
@@ -86,6 +90,14 @@ class IntegrationSettings(models.Model):
     brand = models.CharField(max_length=100, blank=True, help_text="Only for multi-brand Stella companies.")
     language = models.CharField(max_length=16, blank=True, help_text="ISO 639-1, e.g. en or en-US.")
     intercom_access_token = EncryptedTextField("Intercom access token", blank=True)
+    intercom_region = models.CharField(
+        "Intercom region",
+        max_length=2,
+        choices=IntercomRegion.choices,
+        default=IntercomRegion.US,
+        help_text="Where Intercom hosts the workspace: its API, notes and connecting use that region's host. Set by "
+        "itself when Intercom says it (connecting, Check now).",
+    )
     stella_api_url = models.URLField(
         "Stella API URL",
         blank=True,
@@ -131,6 +143,8 @@ class IntegrationSettings(models.Model):
         "to look",
     )
     updated_at = models.DateTimeField(auto_now=True)
+    # Every change on record, each field the model has, secrets as mask and fingerprint (portal/history.py).
+    history = ConfigurationHistory()
 
     class Meta:
         verbose_name = "integration settings"
@@ -162,6 +176,11 @@ class IntegrationSettings(models.Model):
     # The only readers of stored secrets for the vendors' clients: the plaintext, or SecretUndecryptable.
     def api_key_for(self, mode: str) -> str:
         return secret_plaintext(self, "production_api_key" if mode == self.Mode.LIVE else "test_api_key")
+
+    @property
+    def intercom_api_url(self) -> str:
+        """The Intercom API host of the account's region (INTERCOM_API_URL_US / _EU / _AU)."""
+        return intercom_api_url(self.intercom_region)
 
     @property
     def intercom_token(self) -> str:

@@ -11,7 +11,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_email
 from django.db import transaction
 
+from integrations.vocabulary import IntercomRegion
 from portal.durations import format_duration, parse_duration_text
+from portal.history import Source, configuration_changed_by
 from portal.redaction import mask_secret
 from surveys.accounts.account import account_upsert
 from surveys.models import Account, IntegrationSettings
@@ -39,6 +41,7 @@ PLAIN_SETTINGS = (
     "reconcile_after",
     "intercom_notes_enabled",
     "intercom_note_author_id",
+    "intercom_region",
 )
 
 
@@ -52,6 +55,14 @@ def duration(text: str) -> timedelta:
 def names(text: str) -> list[str]:
     """Comma-separated names, blanks dropped: "a, b," → ["a", "b"]."""
     return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def os_user() -> str:
+    """Who runs the command, as the history records them: the OS user (there is no portal user here)."""
+    try:
+        return f"{getpass.getuser()} (shell)"
+    except (KeyError, OSError):
+        return "shell"
 
 
 def option(field: str) -> str:
@@ -139,6 +150,11 @@ class Command(BaseCommand):
             help="The Intercom admin id notes are posted as.",
         )  # fmt: skip
         parser.add_argument(
+            "--intercom-region",
+            choices=IntercomRegion.values,
+            help="Where Intercom hosts the workspace: us, eu or au (set by itself when Intercom says it).",
+        )
+        parser.add_argument(
             "--alert-recipients",
             metavar="EMAILS",
             help="Comma-separated emails told of a high error rate; empty clears them.",
@@ -176,7 +192,9 @@ class Command(BaseCommand):
         # A value pasted with a stray space or newline would be refused by Stella, or break a header.
         fields = {name: value.strip() if isinstance(value, str) else value for name, value in fields.items()}
         try:
-            with transaction.atomic():  # a user created for an account that then fails validation is undone
+            # A user created for an account that then fails validation is undone; the change is on record as the
+            # OS user's, through this command.
+            with transaction.atomic(), configuration_changed_by(Source.UPSERT, actor=os_user()):
                 added, created_users = self.users(options["support_users"], create=options["create_support_users"])
                 removed, _ = self.users(options["removed_support_users"], create=False)
                 account, created = account_upsert(
@@ -321,5 +339,5 @@ class Command(BaseCommand):
             f"employee sync {'on' if integration.employee_sync_enabled else 'off'}, "
             f"feedback return {'on' if integration.feedback_return_enabled else 'off'}, "
             f"reconcile after {format_duration(integration.reconcile_after)}, "
-            f"Intercom notes {notes}"
+            f"Intercom notes {notes}, Intercom region {integration.intercom_region}"
         )

@@ -94,6 +94,10 @@ NO_CUSTOMER_TEXT: dict[str, str] = {
     # The domain.
     "surveys.Account": "the company's name and Intercom workspace",
     "surveys.IntegrationSettings": "what a CSM chose: rules, encrypted keys, URLs, tags, and staff to alert",
+    "surveys.HistoricalAccount": "the account's configuration on record (portal/history.py): what surveys.Account "
+    "holds, and who changed it (" + STAFF + ")",
+    "surveys.HistoricalIntegrationSettings": "the settings' configuration on record: what surveys.IntegrationSettings "
+    "holds (keys only as mask and fingerprint), and who changed it (" + STAFF + ")",
     "surveys.IntegrationHealth": "what the portal found of a key or token, and the workspace's name",
     "surveys.Teammate": "teammates as Intercom lists them: " + STAFF,
     "surveys.StellaEmployee": "employees as Stella lists them: " + STAFF,
