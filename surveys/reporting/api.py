@@ -57,6 +57,7 @@ class PresentedSerializer(serializers.ModelSerializer):
 
     shown: Presented
     account = serializers.CharField(source="account.name")
+    account_id = serializers.IntegerField(help_text="The account's id: what the `account` filter takes.")
     customer_name = serializers.SerializerMethodField(help_text="Masked, as on the status page.")
     customer_email = serializers.SerializerMethodField(help_text="Masked, as on the status page.")
 
@@ -85,14 +86,17 @@ class SurveyRequestSerializer(PresentedSerializer):
     reconcile_text = serializers.SerializerMethodField(
         help_text="Why a person should look at the request, in plain words (reconcile_flag); empty: no need."
     )
+    resolved = serializers.BooleanField(
+        read_only=True, help_text="Sent since a call to Stella for it failed (a resend, a retry): nothing left to fix."
+    )
 
     class Meta:
         model = SurveyRequest
         fields = [
-            "id", "account", "conversation_id", "conversation_url", "closed_at", "channel", "customer_name",
+            "id", "account", "account_id", "conversation_id", "conversation_url", "closed_at", "channel", "customer_name",
             "customer_email", "teammate_name", "teammate_email", "status", "decision", "reason", "reason_text",
             "status_detail", "mode", "send_after", "sent_at", "attempts", "delivery_status", "delivery_explanation",
-            "star_rating", "comment", "reconcile_flag", "reconcile_text",
+            "star_rating", "comment", "reconcile_flag", "reconcile_text", "resolved",
         ]  # fmt: skip
 
     def get_reason_text(self, survey_request: SurveyRequest) -> str:
@@ -121,13 +125,18 @@ class ApiRequestSerializer(PresentedSerializer):
     channel = serializers.CharField(source="survey_request.channel")
     teammate = serializers.CharField(source="survey_request.teammate_name")
     explanation = serializers.SerializerMethodField(help_text="The error message, in plain words.")
+    resolved = serializers.BooleanField(
+        source="is_resolved",
+        read_only=True,
+        help_text="A call that failed whose survey request was sent since (by a resend): nothing left to fix.",
+    )
 
     class Meta:
         model = ApiRequest
         fields = [
-            "id", "survey_request", "account", "created_at", "mode", "conversation_id", "conversation_url", "channel",
+            "id", "survey_request", "account", "account_id", "created_at", "mode", "conversation_id", "conversation_url", "channel",
             "customer_name", "customer_email", "teammate", "outcome", "status_code", "error_message", "explanation",
-            "duration_ms", "rejected_locally",
+            "duration_ms", "rejected_locally", "resolved",
         ]  # fmt: skip
 
     def get_explanation(self, api_request: ApiRequest) -> str:
@@ -198,7 +207,13 @@ class StatusViewSet(viewsets.ReadOnlyModelViewSet):
         if tab and TABS_BY_KEY[tab].listing is not self.listing:
             others = "API requests" if TABS_BY_KEY[tab].listing is API_REQUESTS else "survey requests"
             raise ValidationError({"tab": [f"Tab {tab} lists {others}, not these."]})
-        return status_rows(StatusFilter.from_form(form, accounts=accounts, default_tab=self.every)).order_by()
+        return self.annotated(
+            status_rows(StatusFilter.from_form(form, accounts=accounts, default_tab=self.every)).order_by()
+        )
+
+    def annotated(self, rows: QuerySet[Any]) -> QuerySet[Any]:
+        """What a row's serializer needs beyond its fields."""
+        return rows
 
     def every_row(self, accounts: QuerySet[Any]) -> QuerySet[Any]:
         raise NotImplementedError
@@ -217,7 +232,10 @@ class SurveyRequestViewSet(StatusViewSet):
     pagination_class = ByClosure
 
     def every_row(self, accounts: QuerySet[Any]) -> QuerySet[SurveyRequest]:
-        return SurveyRequest.objects.select_related("account", "feedback").filter(account__in=accounts)
+        return self.annotated(SurveyRequest.objects.select_related("account", "feedback").filter(account__in=accounts))
+
+    def annotated(self, rows: QuerySet[Any]) -> QuerySet[Any]:
+        return rows.with_resolved()
 
 
 @extend_schema_view(
