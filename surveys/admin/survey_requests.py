@@ -334,8 +334,8 @@ class SurveyRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         total = failed.count() if len(shown) == FAILURES_SHOWN else len(shown)
         everything = reverse("admin:django_q_failure_changelist") + "?" + urlencode({"q": shown[0].name})
         return format_html(
-            '<p>{} failed send task(s), newest first; all are in the task queue\'s <a href="{}">failed tasks</a>.</p>{}',
-            total,
+            '<p>{}, newest first; all are in the task queue\'s <a href="{}">failed tasks</a>.</p>{}',
+            plural(total, "failed send task"),
             everything,
             format_html_join(
                 "",

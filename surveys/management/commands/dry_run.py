@@ -26,7 +26,9 @@ def find_account(key: str) -> Account:
 def channel_fields(text: str) -> dict[str, bool]:
     channels = {channel.strip() for channel in text.split(",") if channel.strip()}
     if unknown := channels - {"email", "chat"}:
-        raise CommandError(f"Unknown channel(s): {', '.join(sorted(unknown))}; use email and/or chat")
+        raise CommandError(
+            f"Unknown {'channel' if len(unknown) == 1 else 'channels'}: {', '.join(sorted(unknown))}; use email and/or chat"
+        )
     return {"email_enabled": "email" in channels, "chat_enabled": "chat" in channels}
 
 
