@@ -94,7 +94,7 @@ def _table(result: DryRunResult | None) -> list[dict[str, Any]]:
         {
             "decision": row.outcome.label,
             "reason": row.outcome.reason_label,
-            "explanation": explanation_of(row.outcome.reason),
+            "explanation": explanation_of(row.outcome.reason, csm=True),
             "current": row.current,
             "proposed": row.proposed,
             "change": signed(row.change),

@@ -208,12 +208,12 @@ class SurveyRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="reason", ordering="reason")
     def why(self, survey_request: SurveyRequest) -> str:
-        reason, explanation = survey_request_reason(survey_request)
+        reason, explanation = survey_request_reason(survey_request, csm=True)
         return shortened(reason, title=explanation)
 
     @admin.display(description="in plain words")
     def explanation(self, survey_request: SurveyRequest) -> str:
-        return survey_request_reason(survey_request)[1] or "—"
+        return survey_request_reason(survey_request, csm=True)[1] or "—"
 
     @admin.display(description="Stella")
     def stella(self, survey_request: SurveyRequest) -> str:

@@ -80,7 +80,7 @@ def test_adding_the_teammate_in_stella_then_resending_sends_the_survey(live_serv
     calls = list(ApiRequest.objects.filter(survey_request=refused).order_by("created_at"))
     assert [call.outcome for call in calls] == ["invalid", "sent"]  # no second Employee not found
     page.goto(f"{live_server.url}/admin/surveys/invalidapirequest/?account__id__exact={refused.account_id}")
-    expect(page.locator("#result_list")).to_contain_text("✓ sent since")
+    expect(page.locator("#result_list")).to_contain_text("✓ resolved by a resend")
     expect(page.locator(".reason-groups")).not_to_contain_text("Nia Newhire")
 
 
