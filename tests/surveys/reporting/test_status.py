@@ -150,6 +150,15 @@ def test_filters_narrow_the_rows(account, page):
     assert ids(page(tab="sent", date_from=old_day, date_to=old_day)) == ["old"]
 
 
+def test_the_chart_says_when_the_filter_narrows_only_the_list(account, page):
+    """The counts and the chart come from the daily counts, by account and day: a channel, reason or conversation
+    filter narrows the rows, and the chart says it doesn't narrow them."""
+    scope = "the filter narrows the list below only"
+    assert scope not in page(tab="sent").content.decode()
+    for narrowed in ({"channel": "email"}, {"reason": "suppression_window"}, {"q": "215000000000001"}):
+        assert scope in page(tab="sent", **narrowed).content.decode(), narrowed
+
+
 def test_csv_export_is_what_the_filter_shows_with_emails_masked(client, account, support):
     now = timezone.now()
     SurveyRequestFactory(
