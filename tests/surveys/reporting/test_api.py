@@ -209,3 +209,9 @@ def test_every_row_gives_its_account_id_for_the_filter_and_says_whether_a_resend
     one = api.get(f"/api/survey-requests/{resent.pk}/").json()
     assert (one["account_id"], one["resolved"]) == (account.pk, True)
     assert api.get(f"/api/api-requests/{calls['refused'].pk}/").json()["resolved"] is True
+
+
+def test_the_api_root_leads_to_its_docs(api):
+    """No stock "Api Root" page with no way back: /api/ is the docs (which have the portal's header)."""
+    response = api.get("/api/")
+    assert (response.status_code, response["Location"]) == (302, "/api/docs/")
