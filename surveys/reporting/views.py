@@ -15,7 +15,7 @@ from django.views.generic import TemplateView
 
 from portal.csv_export import Cell, csv_response
 from portal.middleware import user_time_zone_save
-from surveys.reporting.presenters import present
+from surveys.reporting.presenters import present, stella_channel_label
 from surveys.reporting.status import (
     CHART_KINDS,
     SURVEY_REQUESTS,
@@ -96,11 +96,18 @@ class TeammatesExportView(LoginRequiredMixin, View):
         status_filter = StatusFilter.from_form(form, accounts=accounts)
         group, bots, sort = report_choices(request.GET)
         stats = teammate_stats(status_filter, group=group, bots=bots, sort=sort)
-        rows = [[row.teammate, row.teammate_name, row.team, row.channel, *_figures(row)] for row in stats.rows]
+        # The channel as the page and the status page's CSV name it ("Chat"), not Stella's "chat".
+        rows = [
+            [row.teammate, row.teammate_name, row.team, _channel(row.channel), *_figures(row)] for row in stats.rows
+        ]
         totals: list[Cell] = ["", TOTAL, "", "", *_figures(stats.totals)]
         header = [*TEAMMATE_COLUMNS, *(f"satisfaction_week_of_{week}" for week in stats.weeks)]
         filename = f"teammates-{status_filter.date_from}-{status_filter.date_to}.csv"
         return csv_response(filename, header, [*rows, totals])
+
+
+def _channel(channel: str) -> str:
+    return stella_channel_label(channel) if channel else ""
 
 
 TEAMMATE_COLUMNS = [
