@@ -17,7 +17,7 @@ from django.utils.http import urlencode
 
 from integrations import messages
 from portal.admin_helpers import NoCountPaginator, ReadOnlyAdminMixin, name_cell, shortened
-from surveys.admin.tabs import admin_tabs
+from surveys.admin.tabs import RESEND_LABEL, admin_tabs
 from surveys.delivery.survey_requests import RESENDABLE
 from surveys.models import ApiRequest, InvalidApiRequest, SurveyRequest, TestApiRequest
 from surveys.reporting.presenters import RESOLVED_BY_RESEND, api_request_outcome, api_request_reason, channel_label
@@ -186,9 +186,7 @@ class ApiRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def has_resend_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("surveys.change_surveyrequest")
 
-    @admin.action(
-        description="Resend the selected requests' surveys (invalid, failed or ambiguous)", permissions=["resend"]
-    )
+    @admin.action(description=RESEND_LABEL, permissions=["resend"])
     def resend(self, request: HttpRequest, queryset: QuerySet[ApiRequest]) -> Any:
         from surveys.admin.survey_requests import resend_with_confirmation
 

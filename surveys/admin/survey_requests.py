@@ -16,7 +16,7 @@ from integrations import messages as messages_registry
 from portal.admin_helpers import ReadOnlyAdminMixin, name_cell, shortened
 from portal.errors import traceback_bounded
 from portal.text import displayable, plural
-from surveys.admin.tabs import OUTCOME_PARAM, admin_tabs
+from surveys.admin.tabs import OUTCOME_PARAM, RESEND_LABEL, admin_tabs
 from surveys.delivery.survey_requests import RESENDABLE, survey_requests_resend
 from surveys.loop.employees import ResendRecheck, teammates_recheck_before_resend
 from surveys.models import ApiRequest, SurveyOutcome, SurveyRequest
@@ -355,8 +355,6 @@ class SurveyRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def has_resend_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("surveys.change_surveyrequest")
 
-    @admin.action(
-        description="Resend the selected (invalid, failed or ambiguous) once the cause is fixed", permissions=["resend"]
-    )
+    @admin.action(description=RESEND_LABEL, permissions=["resend"])
     def resend(self, request: HttpRequest, queryset: QuerySet[SurveyRequest]) -> TemplateResponse | None:
         return resend_with_confirmation(self, request, queryset.filter(status__in=RESENDABLE), selected=queryset)

@@ -15,8 +15,10 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
 from integrations import messages
+from surveys.admin.tabs import RESEND_LABEL
 from surveys.decisions.rules import Decision
 from surveys.models import ApiRequest, SurveyOutcome, SurveyRequest
 from surveys.reporting.status import TABS
@@ -302,8 +304,13 @@ def _admin_lists(admin_client: Client) -> None:
         for row in Tables(page.content.decode()).table(id="result_list"):
             name = conversation_of(row["Conversation"][0])
             assert (row["Outcome"][0], row["Reason"][0]) == (CASES[name].outcome, _cut(CASES[name].words)), name
-    for changelist in ("apirequest", "testapirequest", "invalidapirequest"):
+    for changelist in ("surveyrequest", "apirequest", "testapirequest", "invalidapirequest"):
         page = admin_client.get(reverse(f"admin:surveys_{changelist}_changelist"))
+        # One name for the one resend action, on every list.
+        actions = re.findall(r'<option value="(\w+)"[^>]*>([^<]*)</option>', page.content.decode())
+        assert ("resend", escape(RESEND_LABEL)) in actions, changelist
+        if changelist == "surveyrequest":
+            continue
         for row in Tables(page.content.decode()).table(id="result_list"):
             name = conversation_of(row["Conversation"][0])
             outcome = row["Outcome"][0] if "Outcome" in row else None
