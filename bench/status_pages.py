@@ -31,9 +31,10 @@ PAGES = {
     "admin: Invalid Requests": ("csm", "/admin/surveys/invalidapirequest/"),
     "satisfaction report (by teammate)": ("support", "/status/teammates/"),
     "satisfaction report (by team, sorted by change)": ("support", "/status/teammates/?group=team&sort=-change"),
+    # t15 has low ratings (every one 1★: the fill gives each teammate one star value), a full page of them.
     "satisfaction report: a teammate's low ratings": (
         "support",
-        "/status/teammates/responses/?key=t7%40support.example&rating=low",
+        "/status/teammates/responses/?key=t15%40support.example&rating=low",
     ),
 }
 # Stella's record of each sent request, and the teammate counts they make (as the feedback pull keeps them).

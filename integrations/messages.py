@@ -61,6 +61,25 @@ class Message:
     def asked(self) -> str:
         return self.question or f"{self.words}?"
 
+    def told(self, *, csm: bool) -> str:
+        """What happened, then what the reader does about it: a CSM, the fix; a support user, who to ask (nothing
+        more where nothing of ours is to fix)."""
+        return f"{self.explanation} {self.next_step(csm=csm)}".strip()
+
+    def next_step(self, *, csm: bool) -> str:
+        if self.place == FixPlace.NOWHERE:
+            return ""
+        return self.fix if csm else WHO_TO_ASK[self.place]
+
+
+# Who a support user asks, by where the fix is made: the fix itself is a CSM's to make.
+WHO_TO_ASK = {
+    FixPlace.STELLA: "Ask your CSM: it is changed in Stella.",
+    FixPlace.TEAMMATES: "Ask your CSM to set the teammate up in Stella.",
+    FixPlace.INTERCOM: "Ask your CSM to connect the account with Intercom.",
+    FixPlace.SETTINGS: "Ask your CSM to correct the account's settings.",
+}
+
 
 _ADD_IN_STELLA = "Add the teammate in Stella, or give them their Stella custom id under Teammates."
 
@@ -68,8 +87,7 @@ _ADD_IN_STELLA = "Add the teammate in Stella, or give them their Stella custom i
 STELLA_EMPLOYEE_NOT_FOUND = Message(
     "stella_employee_not_found",
     "Employee not found",
-    "Stella has no employee with the teammate's email or custom id, so it can't credit anyone with the survey. "
-    "Ask your CSM to add the teammate to Stella.",
+    "Stella has no employee with the teammate's email or custom id, so it can't credit anyone with the survey.",
     _ADD_IN_STELLA,
     FixPlace.TEAMMATES,
     Kind.STELLA,
@@ -228,7 +246,7 @@ EMPLOYEE_UNKNOWN = Message(
     "employee_unknown",
     STELLA_EMPLOYEE_NOT_FOUND.words,
     "Stella's employees, as last synced, include nobody with the teammate's email or Stella custom id, so Stella "
-    f"would refuse it. {_NOT_CALLED} Ask your CSM to add the teammate to Stella.",
+    f"would refuse it. {_NOT_CALLED}",
     _ADD_IN_STELLA,
     FixPlace.TEAMMATES,
     Kind.INVALID,

@@ -241,12 +241,17 @@ def teammate_custom_ids(pairs: set[tuple[int, str]]) -> dict[tuple[int, str], st
     }
 
 
+def is_csm(user: AbstractBaseUser | AnonymousUser) -> bool:
+    """A CSM: staff who may view survey requests. They read a reason's fix where a support user reads who to ask."""
+    return isinstance(user, User) and user.is_active and user.is_staff and user.has_perm("surveys.view_surveyrequest")
+
+
 def accounts_visible_to(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Account]:
     """CSMs (staff who may view survey requests) see every account; support users see theirs;
     anonymous and inactive users see none."""
     if not isinstance(user, User) or not user.is_active:
         return Account.objects.none()
-    if user.is_staff and user.has_perm("surveys.view_surveyrequest"):
+    if is_csm(user):
         return Account.objects.all()
     return Account.objects.filter(support_users=user)
 

@@ -14,14 +14,13 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
-from django.utils.safestring import mark_safe
 
 from integrations import messages
 from portal.admin_helpers import NoCountPaginator, ReadOnlyAdminMixin, name_cell, shortened
-from surveys.admin.tabs import admin_tabs
+from surveys.admin.tabs import RESEND_LABEL, admin_tabs
 from surveys.delivery.survey_requests import RESENDABLE
 from surveys.models import ApiRequest, InvalidApiRequest, SurveyRequest, TestApiRequest
-from surveys.reporting.presenters import api_request_outcome, api_request_reason, channel_label
+from surveys.reporting.presenters import RESOLVED_BY_RESEND, api_request_outcome, api_request_reason, channel_label
 
 # What a call's error can be, each name once (integrations/messages.py): a cancellation is never a call's.
 CALL_ERRORS = [
@@ -147,8 +146,10 @@ class ApiRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if not api_request.error_message:
             return ""
         where = "before reaching Stella" if api_request.rejected_locally else "by Stella"
-        message, explanation = api_request_reason(api_request)
-        resolved = mark_safe(' <span class="resolved">✓ sent since</span>') if api_request.is_resolved else ""
+        message, explanation = api_request_reason(api_request, csm=True)
+        resolved = (
+            format_html(' <span class="resolved">✓ {}</span>', RESOLVED_BY_RESEND) if api_request.is_resolved else ""
+        )
         return format_html("{}{}", shortened(message, title=f"{explanation} ({where})"), resolved)
 
     @admin.display(description="request headers")
@@ -180,14 +181,12 @@ class ApiRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="in plain words")
     def explanation(self, api_request: ApiRequest) -> str:
-        return api_request_reason(api_request)[1] or "—"
+        return api_request_reason(api_request, csm=True)[1] or "—"
 
     def has_resend_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("surveys.change_surveyrequest")
 
-    @admin.action(
-        description="Resend the selected requests' surveys (invalid, failed or ambiguous)", permissions=["resend"]
-    )
+    @admin.action(description=RESEND_LABEL, permissions=["resend"])
     def resend(self, request: HttpRequest, queryset: QuerySet[ApiRequest]) -> Any:
         from surveys.admin.survey_requests import resend_with_confirmation
 

@@ -94,7 +94,7 @@ def _table(result: DryRunResult | None) -> list[dict[str, Any]]:
         {
             "decision": row.result.label,
             "reason": row.result.reason_label,
-            "explanation": explanation_of(row.result.reason),
+            "explanation": explanation_of(row.result.reason, csm=True),
             "current": row.current,
             "proposed": row.proposed,
             "change": signed(row.change),

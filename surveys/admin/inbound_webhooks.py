@@ -10,6 +10,7 @@ from django.utils.html import format_html
 
 from integrations.models import InboundWebhook, UnverifiedWebhookCount
 from portal.admin_helpers import ReadOnlyAdminMixin, shortened
+from portal.text import plural
 from surveys.intake.process import REPLAYABLE, inbound_webhook_replay
 from surveys.models import ConversationEvent
 
@@ -72,14 +73,18 @@ class InboundWebhookAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         erased = queryset.filter(erased_at__isnull=False).count()
         if erased:
             self.message_user(
-                request, f"{erased} webhook(s) left alone: their bodies were erased (personal data).", messages.WARNING
+                request,
+                f"{plural(erased, 'webhook')} left alone: their bodies were erased (personal data).",
+                messages.WARNING,
             )
         skipped = queryset.exclude(status__in=REPLAYABLE).filter(erased_at__isnull=True).count()
         if outcomes:
             self.message_user(request, "Replayed: " + "; ".join(outcomes), messages.SUCCESS)
         if skipped:
             self.message_user(
-                request, f"{skipped} invalid webhook(s) left alone: they never passed verification.", messages.WARNING
+                request,
+                f"{plural(skipped, 'invalid webhook')} left alone: they never passed verification.",
+                messages.WARNING,
             )
 
     @admin.display(description="body")

@@ -67,8 +67,8 @@ def checklist_view(model_admin: admin.ModelAdmin, request: HttpRequest, account_
         "opts": model_admin.model._meta,
         "original": account,
         "checklist": checklist,
-        "last_closure": present(checklist.last_closure) if checklist.last_closure else None,
-        "last_test_call": present(checklist.last_test_call) if checklist.last_test_call else None,
+        "last_closure": present(checklist.last_closure, csm=True) if checklist.last_closure else None,
+        "last_test_call": present(checklist.last_test_call, csm=True) if checklist.last_test_call else None,
         "can_change": model_admin.has_change_permission(request, account),
         # The sandbox's Intercom closes a conversation on request, so every step can be done locally.
         "sandbox_closure_url": reverse("sandbox_simulate_closure", args=[account.pk]) if settings.SANDBOX else "",
@@ -121,7 +121,7 @@ def _test_request_words(survey_request: SurveyRequest, call: ApiRequest | None) 
         reverse("admin:surveys_surveyrequest_change", args=[survey_request.pk]),
         survey_request.conversation_id,
     )
-    shown = present(call) if call is not None else present(survey_request)
+    shown = present(call, csm=True) if call is not None else present(survey_request, csm=True)
     outcome = f"{shown.outcome}: {shown.reason}" if shown.reason else shown.outcome
     # What a refusal means, and what to do; an accepted test request needs no words (its survey goes to Stella's
     # test address, not to "the customer" the general explanation speaks of).

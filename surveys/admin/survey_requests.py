@@ -16,7 +16,7 @@ from integrations import messages as messages_registry
 from portal.admin_helpers import ReadOnlyAdminMixin, name_cell, shortened
 from portal.errors import traceback_bounded
 from portal.text import displayable, plural
-from surveys.admin.tabs import OUTCOME_PARAM, admin_tabs
+from surveys.admin.tabs import OUTCOME_PARAM, RESEND_LABEL, admin_tabs
 from surveys.delivery.survey_requests import RESENDABLE, survey_requests_resend
 from surveys.loop.employees import ResendRecheck, teammates_recheck_before_resend
 from surveys.models import ApiRequest, SurveyOutcome, SurveyRequest
@@ -208,12 +208,12 @@ class SurveyRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="reason", ordering="reason")
     def why(self, survey_request: SurveyRequest) -> str:
-        reason, explanation = survey_request_reason(survey_request)
+        reason, explanation = survey_request_reason(survey_request, csm=True)
         return shortened(reason, title=explanation)
 
     @admin.display(description="in plain words")
     def explanation(self, survey_request: SurveyRequest) -> str:
-        return survey_request_reason(survey_request)[1] or "—"
+        return survey_request_reason(survey_request, csm=True)[1] or "—"
 
     @admin.display(description="Stella")
     def stella(self, survey_request: SurveyRequest) -> str:
@@ -334,8 +334,8 @@ class SurveyRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         total = failed.count() if len(shown) == FAILURES_SHOWN else len(shown)
         everything = reverse("admin:django_q_failure_changelist") + "?" + urlencode({"q": shown[0].name})
         return format_html(
-            '<p>{} failed send task(s), newest first; all are in the task queue\'s <a href="{}">failed tasks</a>.</p>{}',
-            total,
+            '<p>{}, newest first; all are in the task queue\'s <a href="{}">failed tasks</a>.</p>{}',
+            plural(total, "failed send task"),
             everything,
             format_html_join(
                 "",
@@ -355,8 +355,6 @@ class SurveyRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def has_resend_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("surveys.change_surveyrequest")
 
-    @admin.action(
-        description="Resend the selected (invalid, failed or ambiguous) once the cause is fixed", permissions=["resend"]
-    )
+    @admin.action(description=RESEND_LABEL, permissions=["resend"])
     def resend(self, request: HttpRequest, queryset: QuerySet[SurveyRequest]) -> TemplateResponse | None:
         return resend_with_confirmation(self, request, queryset.filter(status__in=RESENDABLE), selected=queryset)

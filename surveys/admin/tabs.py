@@ -16,6 +16,8 @@ from surveys.selectors import accounts_visible_to, daily_count_totals
 PAGE_PARAMS = {"p", "o", "e", "_changelist_filters"}  # paging and sorting belong to one list
 SHARED_PARAMS = ("account__id__exact", "q")  # mean the same on every list
 OUTCOME_PARAM = "outcome"
+# The one resend action of every request list, named the same on each.
+RESEND_LABEL = "Resend the selected requests once the cause is fixed (invalid, failed or ambiguous ones)"
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,15 @@ STATUS_AFTER = {decision.value: status.value for decision, status in STATUS_FOR_
 # Where a request stands once the rules let it through: what Stella (or a look-up) made of it. A
 # closure that reached this far is taken to fare the same in the replay; one that didn't, to be sent.
 AFTER_THE_RULES = frozenset({Status.SCHEDULED, Status.SENDING, Status.SENT, Status.FAILED, Status.AMBIGUOUS})
+# Each decision as the outcome it comes to, in the words of every other screen ("Sent", not the rules' "Send"): the
+# replay takes a closure the rules let through as sent, whatever Stella answered it.
+OUTCOME_OF_DECISION = {
+    Decision.SEND.value: SurveyOutcome.SENT,
+    Decision.DO_NOT_SEND.value: SurveyOutcome.DO_NOT_SEND,
+    Decision.SUPPRESSED.value: SurveyOutcome.SUPPRESSED,
+    Decision.INVALID.value: SurveyOutcome.INVALID,
+    CANCELLED: SurveyOutcome.CANCELLED,
+}
 # The table's order: the rules' decisions by precedence, then cancellations.
 DECISION_ORDER = [Decision.SEND, Decision.DO_NOT_SEND, Decision.SUPPRESSED, Decision.INVALID, CANCELLED]
 CHANNELS = {channel.value: channel for channel in Channel}  # "" (never looked up): None, as selectors.closure_of has it
@@ -65,9 +74,8 @@ class ClosureResult(NamedTuple):
 
     @property
     def label(self) -> str:
-        if self.decision == CANCELLED:
-            return str(SurveyOutcome.CANCELLED.label)
-        return str(Decision(self.decision).label) if self.decision in Decision.values else self.decision
+        outcome = OUTCOME_OF_DECISION.get(self.decision)
+        return str(outcome.label) if outcome else self.decision
 
     @property
     def reason_label(self) -> str:
@@ -81,7 +89,7 @@ class ClosureResult(NamedTuple):
 
 def stored_result(*, status: str, decision: str, reason: str) -> ClosureResult:
     """What the live path made of a closure: its decision and reason, or its cancellation. What Stella
-    answered afterwards is not the rules' doing, so a request Stella refused still counts as "Send"."""
+    answered afterwards is not the rules' doing, so a request Stella refused still counts as "Sent"."""
     if status == Status.CANCELLED:
         return ClosureResult(CANCELLED, str(reason))
     return ClosureResult(str(decision), str(reason))

@@ -71,6 +71,13 @@ class SurveyRequestQuerySet(models.QuerySet["SurveyRequest"]):
         """Scheduled and past their send-after time, the longest waiting first."""
         return self.filter(status=SurveyRequest.Status.SCHEDULED, send_after__lte=now).order_by("send_after")
 
+    def with_resolved(self) -> SurveyRequestQuerySet:
+        """Each row's `resolved`: sent since a call for it failed (a resend, a retry), so nothing is left to fix; the
+        request's side of ApiRequest.is_resolved."""
+        failed_call = ApiRequest.objects.filter(survey_request=models.OuterRef("pk")).exclude(outcome=CallOutcome.SENT)
+        resolved = models.Q(status=SurveyRequest.Status.SENT) & models.Exists(failed_call)
+        return self.annotate(resolved=models.ExpressionWrapper(resolved, output_field=models.BooleanField()))
+
     def of_sending_accounts(self) -> SurveyRequestQuerySet:
         """Of accounts that send now: enabled, and not paused (a rejected key). The others' requests wait."""
         return self.filter(account__health__sending_paused_at__isnull=True, account__integration__enabled=True)

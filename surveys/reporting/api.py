@@ -6,7 +6,7 @@ output doesn't follow a person's choice on the page.
 """
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -19,7 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from surveys.models import ApiRequest, SurveyRequest
+from surveys.models import ApiRequest, SurveyRequest, SurveyRequestQuerySet
 from surveys.reporting.presenters import Presented, present
 from surveys.reporting.status import (
     API_REQUESTS,
@@ -41,7 +41,7 @@ from surveys.reporting.teammate_stats import (
     TEAMMATE_FILTERS,
     teammate_stats,
 )
-from surveys.selectors import accounts_visible_to
+from surveys.selectors import accounts_visible_to, is_csm
 
 
 def parse_datetime_safely(value: str) -> datetime | None:
@@ -57,11 +57,19 @@ class PresentedSerializer(serializers.ModelSerializer):
 
     shown: Presented
     account = serializers.CharField(source="account.name")
+    account_id = serializers.IntegerField(help_text="The account's id: what the `account` filter takes.")
     customer_name = serializers.SerializerMethodField(help_text="Masked, as on the status page.")
     customer_email = serializers.SerializerMethodField(help_text="Masked, as on the status page.")
+    outcome_label = serializers.SerializerMethodField(
+        help_text="Where it stands, in the words of the status page, its CSV and the admin (“Sent, flagged do not "
+        "send”, “Invalid”…)."
+    )
+    reason_label = serializers.SerializerMethodField(
+        help_text="The reason's name, as every screen gives it; empty: none."
+    )
 
     def to_representation(self, instance: Any) -> Any:
-        self.shown = present(instance)  # once per row, for the fields below
+        self.shown = present(instance, csm=is_csm(self.context["request"].user))  # once per row, for the fields below
         return super().to_representation(instance)
 
     def get_customer_name(self, row: Any) -> str:
@@ -70,9 +78,15 @@ class PresentedSerializer(serializers.ModelSerializer):
     def get_customer_email(self, row: Any) -> str:
         return self.shown.customer
 
+    def get_outcome_label(self, row: Any) -> str:
+        return self.shown.outcome
+
+    def get_reason_label(self, row: Any) -> str:
+        return self.shown.reason
+
 
 class SurveyRequestSerializer(PresentedSerializer):
-    reason_text = serializers.SerializerMethodField(help_text="The reason, in plain words.")
+    reason_text = serializers.SerializerMethodField(help_text="What the reason means, in plain words.")
     delivery_status = serializers.SerializerMethodField(
         help_text="Stella's delivery status in its words (“Delivered”, “Not sent: suppression period”, “Hard "
         "bounce”…), from its feedback record; empty until Stella reports the request."
@@ -85,14 +99,18 @@ class SurveyRequestSerializer(PresentedSerializer):
     reconcile_text = serializers.SerializerMethodField(
         help_text="Why a person should look at the request, in plain words (reconcile_flag); empty: no need."
     )
+    resolved = serializers.BooleanField(
+        read_only=True, help_text="Sent since a call to Stella for it failed (a resend, a retry): nothing left to fix."
+    )
 
     class Meta:
         model = SurveyRequest
         fields = [
-            "id", "account", "conversation_id", "conversation_url", "closed_at", "channel", "customer_name",
-            "customer_email", "teammate_name", "teammate_email", "status", "decision", "reason", "reason_text",
-            "status_detail", "mode", "send_after", "sent_at", "attempts", "delivery_status", "delivery_explanation",
-            "star_rating", "comment", "reconcile_flag", "reconcile_text",
+            "id", "account", "account_id", "conversation_id", "conversation_url", "closed_at", "channel",
+            "customer_name", "customer_email", "teammate_name", "teammate_email", "status", "outcome_label", "decision",
+            "reason", "reason_label", "reason_text", "status_detail", "mode", "send_after", "sent_at", "attempts",
+            "delivery_status", "delivery_explanation", "star_rating", "comment", "reconcile_flag", "reconcile_text",
+            "resolved",
         ]  # fmt: skip
 
     def get_reason_text(self, survey_request: SurveyRequest) -> str:
@@ -121,13 +139,18 @@ class ApiRequestSerializer(PresentedSerializer):
     channel = serializers.CharField(source="survey_request.channel")
     teammate = serializers.CharField(source="survey_request.teammate_name")
     explanation = serializers.SerializerMethodField(help_text="The error message, in plain words.")
+    resolved = serializers.BooleanField(
+        source="is_resolved",
+        read_only=True,
+        help_text="A call that failed whose survey request was sent since (by a resend): nothing left to fix.",
+    )
 
     class Meta:
         model = ApiRequest
         fields = [
-            "id", "survey_request", "account", "created_at", "mode", "conversation_id", "conversation_url", "channel",
-            "customer_name", "customer_email", "teammate", "outcome", "status_code", "error_message", "explanation",
-            "duration_ms", "rejected_locally",
+            "id", "survey_request", "account", "account_id", "created_at", "mode", "conversation_id", "conversation_url",
+            "channel", "customer_name", "customer_email", "teammate", "outcome", "outcome_label", "status_code",
+            "error_message", "reason_label", "explanation", "duration_ms", "rejected_locally", "resolved",
         ]  # fmt: skip
 
     def get_explanation(self, api_request: ApiRequest) -> str:
@@ -198,7 +221,13 @@ class StatusViewSet(viewsets.ReadOnlyModelViewSet):
         if tab and TABS_BY_KEY[tab].listing is not self.listing:
             others = "API requests" if TABS_BY_KEY[tab].listing is API_REQUESTS else "survey requests"
             raise ValidationError({"tab": [f"Tab {tab} lists {others}, not these."]})
-        return status_rows(StatusFilter.from_form(form, accounts=accounts, default_tab=self.every)).order_by()
+        return self.annotated(
+            status_rows(StatusFilter.from_form(form, accounts=accounts, default_tab=self.every)).order_by()
+        )
+
+    def annotated(self, rows: QuerySet[Any]) -> QuerySet[Any]:
+        """What a row's serializer needs beyond its fields."""
+        return rows
 
     def every_row(self, accounts: QuerySet[Any]) -> QuerySet[Any]:
         raise NotImplementedError
@@ -217,7 +246,10 @@ class SurveyRequestViewSet(StatusViewSet):
     pagination_class = ByClosure
 
     def every_row(self, accounts: QuerySet[Any]) -> QuerySet[SurveyRequest]:
-        return SurveyRequest.objects.select_related("account", "feedback").filter(account__in=accounts)
+        return self.annotated(SurveyRequest.objects.select_related("account", "feedback").filter(account__in=accounts))
+
+    def annotated(self, rows: QuerySet[Any]) -> QuerySet[Any]:
+        return cast(SurveyRequestQuerySet, rows).with_resolved()  # status_rows' survey requests, or every_row's
 
 
 @extend_schema_view(

@@ -341,10 +341,11 @@ FOR_SUPPORT = ("paused", "error_alert")
 
 
 def support_alerts(accounts: QuerySet[Account], *, now: datetime) -> list[tuple[Account, Problem]]:
-    """The problems of `accounts` the status page's banner shows."""
+    """The problems of `accounts` the status views' banner shows (FOR_SUPPORT): the model's own, from what it reads
+    of the account rows alone, since those are read off them; one query, never a scan of the log, on every view."""
     return [
         (account, problem)
-        for account, problems in accounts_attention(accounts, now=now).items()
-        for problem in problems
+        for account in with_attention_facts(accounts).order_by("name")
+        for problem in account_problems(account, now=now, invalid=[], unknown_teammates=(0, ""), quarantined=0)
         if problem.code in FOR_SUPPORT
     ]

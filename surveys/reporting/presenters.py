@@ -53,10 +53,11 @@ def rule_verdicts(verdicts: dict[str, str | None]) -> list[tuple[str, str]]:
     return answers
 
 
-def explanation_of(code: str, text: str = "") -> str:
-    """What a reason means for a support user; a message nobody knows, verbatim."""
+def explanation_of(code: str, text: str = "", *, csm: bool = False) -> str:
+    """What a reason means and what the reader does about it: a support user, who to ask; a CSM, the fix
+    (Message.told). A message nobody knows, verbatim."""
     entry = messages.message(code)
-    return entry.explanation if entry else text
+    return entry.told(csm=csm) if entry else text
 
 
 @dataclass(frozen=True)
@@ -98,13 +99,16 @@ def survey_request_outcome(survey_request: SurveyRequest) -> str:
     return survey_request.get_status_display()
 
 
+RESOLVED_BY_RESEND = "resolved by a resend"
+
+
 def api_request_outcome(api_request: ApiRequest) -> str:
     """A call's outcome in the same words as its survey request's: an accepted do-not-send call is
     "Sent, flagged do not send", and an old failure a resend has since fixed says so."""
     if api_request.outcome == ApiRequest.Outcome.SENT and api_request.survey_request.do_not_send:
         return SurveyOutcome.DO_NOT_SEND.label
     if api_request.is_resolved:
-        return f"{api_request.get_outcome_display()}, resolved by a resend"
+        return f"{api_request.get_outcome_display()}, {RESOLVED_BY_RESEND}"
     return api_request.get_outcome_display()
 
 
@@ -115,8 +119,9 @@ def channel_label(survey_request: SurveyRequest) -> str:
     return "To be looked up" if survey_request.outcome == SurveyOutcome.WAITING else "Not known"
 
 
-def survey_request_reason(survey_request: SurveyRequest) -> tuple[str, str]:
-    """The reason, and what it means: the rule that decided, else what happened since (Stella's message, a reopen)."""
+def survey_request_reason(survey_request: SurveyRequest, *, csm: bool = False) -> tuple[str, str]:
+    """The reason, and what it means: the rule that decided, else what happened since (Stella's message, a reopen);
+    then who to ask, or for a CSM the fix."""
     code = survey_request.reason or survey_request.detail_code
     detail = survey_request.status_detail
     entry = messages.message(code)
@@ -126,15 +131,19 @@ def survey_request_reason(survey_request: SurveyRequest) -> tuple[str, str]:
     # What happened since the rule decided (a call's answer, a retry) says more than the rule's words.
     if detail and detail not in (entry.words, messages.words_of(entry.stella)):
         explanation = f"{explanation} {detail}".strip()
-    return entry.words, explanation
+    return entry.words, f"{explanation} {entry.next_step(csm=csm)}".strip()
 
 
-def api_request_reason(api_request: ApiRequest) -> tuple[str, str]:
-    """The error message (empty when there is none) and what the call's outcome means, in plain words."""
+def api_request_reason(api_request: ApiRequest, *, csm: bool = False) -> tuple[str, str]:
+    """The error message (empty when there is none) and what the call's outcome means, in plain words; then who to
+    ask, or for a CSM the fix, unless a resend has resolved it."""
     code = api_request.message_code
     message = messages.words_of(code, api_request.error_message)
-    if message:
-        explanation = explanation_of(code, message)
+    entry = messages.message(code)
+    if entry is not None:  # resolved by a resend: nothing left to do, nobody to ask
+        explanation = entry.explanation if api_request.is_resolved else entry.told(csm=csm)
+    elif message:
+        explanation = message
     elif api_request.outcome == ApiRequest.Outcome.SENT and api_request.survey_request.do_not_send:
         explanation = DO_NOT_SEND_EXPLANATION
     else:
@@ -146,17 +155,18 @@ def api_request_reason(api_request: ApiRequest) -> tuple[str, str]:
     return message, explanation
 
 
-def present(row: ApiRequest | SurveyRequest) -> Presented:
+def present(row: ApiRequest | SurveyRequest, *, csm: bool = False) -> Presented:
     """One call or one survey request, as every screen shows it: what came from outside (names, Stella's words, the
-    comment) without control characters or bidirectional overrides."""
+    comment) without control characters or bidirectional overrides. For a support user, the explanation ends with
+    who to ask; for a CSM (`csm`, see selectors.is_csm), with the fix."""
     if isinstance(row, ApiRequest):
         survey_request = row.survey_request
         outcome, time = api_request_outcome(row), row.created_at
-        reason, explanation = api_request_reason(row)
+        reason, explanation = api_request_reason(row, csm=csm)
     else:
         survey_request = row
         outcome, time = survey_request_outcome(row), row.closed_at
-        reason, explanation = survey_request_reason(row)
+        reason, explanation = survey_request_reason(row, csm=csm)
     stella = stella_side(row) if isinstance(row, SurveyRequest) else StellaSide()
     return Presented(
         time=time,

@@ -302,8 +302,10 @@ def feedback_behind(
 ) -> tuple[Page, list[Behind]]:
     """The customers' answers behind a figure of the report: the records of the teammate, team or channel (key
     None: everyone) whose request Stella created in the chosen days, answered, newest answer first, narrowed to
-    a rating ("low", "satisfied" or a star); one page of them (a count and a page: two queries), and the page's
-    answers as the drill-down shows them."""
+    a rating ("low", "satisfied" or a star); one page of them, and the page's answers as the drill-down shows them.
+    Three queries: a count, the page's ids (sorted narrow, off the teammate's index), then those records with
+    their account and request; sorting whole joined records instead costs three times as much on a busy
+    teammate's month."""
     records = Feedback.objects.filter(
         is_recovery=False,
         request_created_at__gte=status_filter.starts,
@@ -316,9 +318,10 @@ def feedback_behind(
         records = records.filter(_of_key(group, key))
     if not bots:
         records = records.exclude(_bot_teammate("employee_email")).exclude(_bot_teammate("employee_custom_id"))
-    records = _rated(records, rating).select_related("account", "survey_request")
-    found = Paginator(records.order_by("-response_received_at", "-pk"), BEHIND_PAGE_SIZE).get_page(page)
-    return found, [_behind(record) for record in found.object_list]
+    ids = _rated(records, rating).order_by("-response_received_at", "-pk").values_list("pk", flat=True)
+    found = Paginator(ids, BEHIND_PAGE_SIZE).get_page(page)
+    shown = Feedback.objects.select_related("account", "survey_request").in_bulk(list(found.object_list))
+    return found, [_behind(shown[pk]) for pk in found.object_list if pk in shown]
 
 
 def _of_key(group: str, key: str) -> Q:

@@ -15,7 +15,7 @@ from django.views.generic import TemplateView
 
 from portal.csv_export import Cell, csv_response
 from portal.middleware import user_time_zone_save
-from surveys.reporting.presenters import present
+from surveys.reporting.presenters import present, stella_channel_label
 from surveys.reporting.status import (
     CHART_KINDS,
     SURVEY_REQUESTS,
@@ -39,7 +39,7 @@ from surveys.reporting.view_helpers import (
     report_choices,
     teammate_query,
 )
-from surveys.selectors import accounts_visible_to
+from surveys.selectors import accounts_visible_to, is_csm
 
 
 class StatusPageView(LoginRequiredMixin, TemplateView):
@@ -54,6 +54,7 @@ class StatusPageView(LoginRequiredMixin, TemplateView):
         status_filter = StatusFilter.from_form(shown, accounts=accounts)
         rows, older = status_page(status_filter)
         counts = status_counts(status_filter)
+        csm = is_csm(self.request.user)  # reads each reason's fix where a support user reads who to ask
         query = {key: value for key, value in shown.data.items() if key not in ("before", "tab") and value}
         return super().get_context_data(
             form=form,
@@ -62,7 +63,7 @@ class StatusPageView(LoginRequiredMixin, TemplateView):
             status_filter=status_filter,
             tab=status_filter.tab,
             tabs=[(tab, _count(counts, tab), query_string(query, tab=tab.key)) for tab in TABS],
-            rows=[present(row) for row in rows],
+            rows=[present(row, csm=csm) for row in rows],
             stella_column=status_filter.tab.listing is SURVEY_REQUESTS,
             **_status_links(query, status_filter, older=older),
             chart=status_chart(counts, status_filter),
@@ -95,11 +96,18 @@ class TeammatesExportView(LoginRequiredMixin, View):
         status_filter = StatusFilter.from_form(form, accounts=accounts)
         group, bots, sort = report_choices(request.GET)
         stats = teammate_stats(status_filter, group=group, bots=bots, sort=sort)
-        rows = [[row.teammate, row.teammate_name, row.team, row.channel, *_figures(row)] for row in stats.rows]
+        # The channel as the page and the status page's CSV name it ("Chat"), not Stella's "chat".
+        rows = [
+            [row.teammate, row.teammate_name, row.team, _channel(row.channel), *_figures(row)] for row in stats.rows
+        ]
         totals: list[Cell] = ["", TOTAL, "", "", *_figures(stats.totals)]
         header = [*TEAMMATE_COLUMNS, *(f"satisfaction_week_of_{week}" for week in stats.weeks)]
         filename = f"teammates-{status_filter.date_from}-{status_filter.date_to}.csv"
         return csv_response(filename, header, [*rows, totals])
+
+
+def _channel(channel: str) -> str:
+    return stella_channel_label(channel) if channel else ""
 
 
 TEAMMATE_COLUMNS = [
@@ -171,7 +179,7 @@ class StatusExportView(LoginRequiredMixin, View):
     """The current tab and filter as CSV: every matching row, streamed, customers masked as on the page.
 
     UTF-8 with a byte order mark, so that Excel reads the masked names and the dashes right; times in ISO 8601
-    with their offset, in the user's zone."""
+    with their offset, to the second on every tab, in the user's zone."""
 
     def get(self, request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
         accounts = accounts_visible_to(request.user)
@@ -182,7 +190,8 @@ class StatusExportView(LoginRequiredMixin, View):
         rows = status_rows(status_filter).iterator(chunk_size=2000)
         filename = f"{status_filter.tab.key}-{status_filter.date_from}-{status_filter.date_to}.csv"
         # Streamed after this view returns, when the user's zone is no longer active: the rows take it along.
-        return csv_response(filename, COLUMNS, _csv_rows(rows, timezone.get_current_timezone()))
+        rows_shown = _csv_rows(rows, timezone.get_current_timezone(), csm=is_csm(request.user))
+        return csv_response(filename, COLUMNS, rows_shown)
 
 
 COLUMNS = [
@@ -205,12 +214,12 @@ COLUMNS = [
 ]
 
 
-def _csv_rows(rows: Iterator, zone: tzinfo) -> Iterator[list[Cell]]:
+def _csv_rows(rows: Iterator, zone: tzinfo, *, csm: bool) -> Iterator[list[Cell]]:
     for row in rows:
         with timezone.override(zone):  # for the times in the words too ("resent … on 2026-11-29 10:14 CET")
-            shown = present(row)
+            shown = present(row, csm=csm)
         yield [
-            shown.time.astimezone(zone).isoformat(),
+            shown.time.astimezone(zone).isoformat(timespec="seconds"),  # one format on every tab: no microseconds
             shown.account,
             shown.conversation_id,
             shown.conversation_url,

@@ -80,7 +80,10 @@ def test_adding_the_teammate_in_stella_then_resending_sends_the_survey(live_serv
     calls = list(ApiRequest.objects.filter(survey_request=refused).order_by("created_at"))
     assert [call.outcome for call in calls] == ["invalid", "sent"]  # no second Employee not found
     page.goto(f"{live_server.url}/admin/surveys/invalidapirequest/?account__id__exact={refused.account_id}")
-    expect(page.locator("#result_list")).to_contain_text("✓ sent since")
+    expect(page.locator("#result_list")).to_contain_text("✓ resolved by a resend")
+    badge = page.locator("#result_list .resolved").first.bounding_box()
+    assert badge and badge["x"] + badge["width"] <= 1366  # the longer badge stays on the screen
+    page.screenshot(path="/tmp/advice-resolved.png")
     expect(page.locator(".reason-groups")).not_to_contain_text("Nia Newhire")
 
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from surveys.decisions.rules import Decision, DoNotSendReason, SuppressionReason
-from surveys.models import ConversationEvent, SurveyRequest
+from surveys.models import ConversationEvent, SurveyOutcome, SurveyRequest
 from tests.browser.conftest import BROWSER, log_in, screenshot
 from tests.factories import AccountFactory, SurveyRequestFactory
 
@@ -75,7 +75,7 @@ def test_a_csm_sees_what_a_window_and_a_delay_would_do_before_turning_them_on(li
     reopened = counts.locator("tr", has_text="Reopened during the channel delay")
     expect(reopened.locator("td").nth(4)).to_have_text(re.compile(r"^\+\d+$"))
     send = counts.locator("tbody tr").first
-    expect(send.locator("td").first).to_have_text(Decision.SEND.label)
+    expect(send.locator("td").first).to_have_text(SurveyOutcome.SENT.label)  # as on every other screen
     expect(send.locator("td").nth(4)).to_have_text(re.compile("^\u2212\\d+$"))
     expect(page.locator(".dry-run-summary")).to_contain_text("would come out differently")
     expect(page.locator(".dry-run .notes")).not_to_contain_text("Replayed with the current settings")

@@ -148,3 +148,16 @@ def test_the_api_docs_page_renders_with_nothing_from_outside(live_server, page, 
     expect(page.locator(".opblock-summary-path", has_text="/api/survey-requests/").first).to_be_visible()
     expect(page.locator(".opblock-summary-path", has_text="/api/api-requests/").first).to_be_visible()
     assert sent_out == []
+
+
+def test_a_support_user_reads_who_to_ask_and_that_the_filter_narrows_only_the_list(live_server, page, log):
+    sign_in(page, live_server, "/status/?tab=invalid&channel=email")
+    caption = page.locator(".chart figcaption")
+    expect(caption).to_contain_text("the filter narrows the list below only")
+    first_row = page.locator("table.rows tbody tr").first
+    expect(first_row).to_contain_text("Employee not found")
+    expect(first_row).to_contain_text("Ask your CSM to set the teammate up in Stella.")
+    expect(first_row).not_to_contain_text("under Teammates")  # the fix is the CSM's
+    box = caption.bounding_box()
+    assert box and box["x"] + box["width"] <= 1366  # the note wraps inside the chart's card
+    page.screenshot(path="/tmp/r19-status-invalid-email.png")

@@ -1,6 +1,7 @@
 """`make demo` against a live portal over real HTTP on 127.0.0.1: every scenario, and what the status
 page then shows a support user of Demo Company."""
 
+import logging
 import re
 import shutil
 import subprocess
@@ -112,8 +113,12 @@ def test_demo_walks_through_every_scenario_and_the_status_page_shows_them(portal
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_demo_reports_each_scenario_and_sums_up(portal):
-    output = demo(f"{portal.url}/webhooks/intercom/")
+def test_demo_reports_each_scenario_and_sums_up(portal, caplog):
+    with caplog.at_level(logging.INFO):
+        output = demo(f"{portal.url}/webhooks/intercom/")
+    # No INFO lines between the report's (its read-back logs each call to Stella); logging is back on after.
+    assert [record.getMessage() for record in caplog.records if record.levelno < logging.WARNING] == []
+    assert logging.root.manager.disable == logging.NOTSET
     assert output.count("    expected: ") == output.count("    now:      ") == 10
     assert "now:      not processed yet" in output  # wait=0: reported at once
     assert "As expected: 0 of 10." in output

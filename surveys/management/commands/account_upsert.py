@@ -266,7 +266,9 @@ class Command(BaseCommand):
             return {}
         channels = {name.lower() for name in names(text)} - {"none"}
         if unknown := channels - {"email", "chat"}:
-            raise CommandError(f"Unknown channel(s): {', '.join(sorted(unknown))}; use email and/or chat, or none")
+            raise CommandError(
+                f"Unknown {'channel' if len(unknown) == 1 else 'channels'}: {', '.join(sorted(unknown))}; use email and/or chat, or none"
+            )
         return {"email_enabled": "email" in channels, "chat_enabled": "chat" in channels}
 
     @staticmethod

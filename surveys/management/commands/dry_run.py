@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.urls import reverse
 from django.utils import timezone
 
+from portal.text import plural
 from surveys.decisions.dry_run import DEFAULT_DAYS, DryRunResult, dry_run, proposed_settings, signed
 from surveys.management.commands.account_upsert import duration
 from surveys.models import Account
@@ -26,7 +27,9 @@ def find_account(key: str) -> Account:
 def channel_fields(text: str) -> dict[str, bool]:
     channels = {channel.strip() for channel in text.split(",") if channel.strip()}
     if unknown := channels - {"email", "chat"}:
-        raise CommandError(f"Unknown channel(s): {', '.join(sorted(unknown))}; use email and/or chat")
+        raise CommandError(
+            f"Unknown {'channel' if len(unknown) == 1 else 'channels'}: {', '.join(sorted(unknown))}; use email and/or chat"
+        )
     return {"email_enabled": "email" in channels, "chat_enabled": "chat" in channels}
 
 
@@ -46,7 +49,8 @@ def table(headers: list[str], rows: list[list[str]], *, right: int) -> list[str]
 def report(result: DryRunResult, account: Account, *, changed_printed: int = CHANGED_PRINTED) -> list[str]:
     when = f"{timezone.localtime(result.since):%Y-%m-%d %H:%M} to {timezone.localtime(result.until):%Y-%m-%d %H:%M %Z}"
     lines = [
-        f"Dry run for {account} (workspace {account.intercom_workspace_id}): {result.closures} closures from {when}.",
+        f"Dry run for {account} (workspace {account.intercom_workspace_id}): "
+        f"{plural(result.closures, 'closure')} from {when}.",
         "Nothing was sent or changed.",
         "",
         *table(
@@ -56,7 +60,7 @@ def report(result: DryRunResult, account: Account, *, changed_printed: int = CHA
         ),
         "",
         *table(
-            ["Decision", "Reason", "Current", "Proposed", "Change"],
+            ["Outcome", "Reason", "Current", "Proposed", "Change"],
             [
                 [row.result.label, row.result.reason_label or "—", f"{row.current:,}", f"{row.proposed:,}"]
                 + [signed(row.change)]
@@ -65,7 +69,7 @@ def report(result: DryRunResult, account: Account, *, changed_printed: int = CHA
             right=3,
         ),
         "",
-        f"{result.changed_count} closures would come out differently.",
+        f"{plural(result.changed_count, 'closure')} would come out differently.",
     ]
     if result.channel_unknown:
         lines.append(

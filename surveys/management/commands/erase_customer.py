@@ -3,6 +3,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from portal.text import plural
 from surveys.accounts.privacy import customer_erase
 
 
@@ -32,14 +33,15 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(f"{exc}: give the customer's email, e.g. --email someone@example.com") from None
         self.stdout.write(
-            f"Erased {email}: {erased.survey_requests} survey request(s) "
-            f"({erased.cancelled} waiting one(s) cancelled), {erased.api_requests} logged call(s), "
-            f"{erased.intercom_notes} Intercom note(s), {erased.webhooks} webhook(s)."
+            f"Erased {email}: {plural(erased.survey_requests, 'survey request')} "
+            f"({erased.cancelled} waiting {'one' if erased.cancelled == 1 else 'ones'} cancelled), "
+            f"{plural(erased.api_requests, 'logged call')}, {plural(erased.intercom_notes, 'Intercom note')}, "
+            f"{plural(erased.webhooks, 'webhook')}."
         )
         if erased.in_flight:
             self.stdout.write(
                 self.style.WARNING(
-                    f"{erased.in_flight} request(s) were being sent to Stella meanwhile: run this again in a "
+                    f"{plural(erased.in_flight, 'request')} {'was' if erased.in_flight == 1 else 'were'} being sent to Stella meanwhile: run this again in a "
                     "minute to erase what that send records."
                 )
             )

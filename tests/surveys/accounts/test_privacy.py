@@ -176,8 +176,8 @@ def test_erase_customer_erases_one_person_everywhere_and_says_how_much(account):
     output = run("erase_customer", "--email", " Ada@Customer.EXAMPLE ")
 
     assert output == (
-        "Erased Ada@Customer.EXAMPLE: 4 survey request(s) (1 waiting one(s) cancelled), 3 logged call(s), "
-        "0 Intercom note(s), 6 webhook(s).\n"
+        "Erased Ada@Customer.EXAMPLE: 4 survey requests (1 waiting one cancelled), 3 logged calls, "
+        "0 Intercom notes, 6 webhooks.\n"
     )
     for erased in (sent, same_contact, waiting, elsewhere):
         erased.refresh_from_db()
@@ -198,7 +198,7 @@ def test_erase_customer_linked_only_reads_no_webhook_bodies(account):
     sent = sent_request(account)
     unlinked = stored_webhook(topic="conversation.admin.replied", status="ignored")
 
-    assert "1 webhook(s)" in run("erase_customer", "--email", ADA, "--linked-only")
+    assert "1 webhook." in run("erase_customer", "--email", ADA, "--linked-only")
 
     sent.inbound_webhook.refresh_from_db()
     assert sent.inbound_webhook.erased_at is not None
@@ -208,7 +208,7 @@ def test_erase_customer_linked_only_reads_no_webhook_bodies(account):
 
 def test_erase_customer_warns_about_a_request_being_sent_meanwhile(account):
     sent_request(account, status=S.SENDING, sent_at=None)
-    assert "1 request(s) were being sent to Stella meanwhile" in run("erase_customer", "--email", ADA)
+    assert "1 request was being sent to Stella meanwhile" in run("erase_customer", "--email", ADA)
 
 
 def test_erase_customer_wants_an_email():

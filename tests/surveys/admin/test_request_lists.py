@@ -120,7 +120,7 @@ def test_a_resend_stella_accepts_resolves_the_earlier_invalid_rows(admin_client,
 
     response, html = html_of(admin_client, "invalidapirequest")
     assert response.context["reason_groups"].groups == []  # nothing left to fix
-    assert "✓ sent since" in html
+    assert "✓ resolved by a resend" in html
     detail = admin_client.get(reverse("admin:surveys_apirequest_change", args=[rejected.pk])).content.decode()
     assert "Resolved: resent and accepted by Stella" in detail
     assert account_test_week(acme)["invalid"] == 0  # go-live counts only what is still wrong

@@ -54,7 +54,7 @@ def test_a_send_that_raises_leaves_its_traceback_on_the_request_page_escaped(adm
     due.refresh_from_db()
     assert due.status == SurveyRequest.Status.SCHEDULED  # it raised before its claim: the sweep queues it again
     shown = page(admin_client, due)
-    assert "1 failed send task(s), newest first" in shown
+    assert "1 failed send task, newest first" in shown
     assert '<pre class="traceback">' in shown and "in build_the_request" in shown
     assert f"&lt;img src=x onerror=alert(1)&gt; for request {due.pk}" in shown
     assert "<img src=x" not in shown
@@ -72,7 +72,7 @@ def test_the_request_page_shows_the_newest_failures_and_counts_them_all(admin_cl
 
     shown = page(admin_client, survey_request)
 
-    assert "4 failed send task(s), newest first" in shown
+    assert "4 failed send tasks, newest first" in shown
     assert [f"from {n} minutes ago" in shown for n in range(4)] == [True, True, True, False]
     assert "another request" not in shown
     assert reverse("admin:django_q_failure_changelist") + "?q=send+survey+request+" in shown

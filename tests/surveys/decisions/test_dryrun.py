@@ -196,7 +196,7 @@ def test_the_current_column_is_what_was_stored(account):
     )
     assert {row.result: row.current for row in result.rows} == stored
     assert result.closures == 27
-    assert [row.result.label for row in result.rows][:2] == [Decision.SEND.label, Decision.DO_NOT_SEND.label]
+    assert [row.result.label for row in result.rows][:2] == ["Sent", "Sent, flagged do not send"]
 
 
 @responses.activate
@@ -350,11 +350,11 @@ def test_command_prints_the_table(account, capsys):
     assert "3 closures from" in out and "Nothing was sent or changed." in out
     assert "suppression window  0" in out and "7d" in out
     lines = out.splitlines()
-    header = next(line for line in lines if line.startswith("Decision"))
-    assert header.split() == ["Decision", "Reason", "Current", "Proposed", "Change"]
-    assert any(line.startswith("Send ") and line.split()[-3:] == ["2", "1", "\u22121"] for line in lines)
+    header = next(line for line in lines if line.startswith("Outcome"))
+    assert header.split() == ["Outcome", "Reason", "Current", "Proposed", "Change"]
+    assert any(line.startswith("Sent ") and line.split()[-3:] == ["2", "1", "\u22121"] for line in lines)
     assert any("Channel not enabled for company" in line and line.endswith("+1") for line in lines)
-    assert "1 closures would come out differently." in out
+    assert "1 closure would come out differently." in out
     assert "a2" in out and reverse("admin:surveys_surveyrequest_change", args=[SurveyRequest.objects.get(
         conversation_id="a2").pk]) in out  # fmt: skip
 

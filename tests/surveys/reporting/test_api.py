@@ -178,3 +178,40 @@ def test_the_schema_describes_stellas_side_of_a_survey_request(api):
     fields = schema["components"]["schemas"]["SurveyRequest"]["properties"]
     assert set(STELLA_FIELDS) <= set(fields)
     assert fields["star_rating"]["type"] == "integer" and fields["star_rating"]["nullable"] is True
+
+
+def test_every_row_gives_its_account_id_for_the_filter_and_says_whether_a_resend_resolved_it(api, account):
+    """The account filter takes an id: every row carries it. An invalid call whose request a resend sent is
+    resolved; the still-invalid one and the call that sent are not."""
+    resent = SurveyRequestFactory(account=account, status=S.SENT, conversation_id="resent", closed_at=timezone.now())
+    stuck = SurveyRequestFactory(account=account, status=S.INVALID, conversation_id="stuck", closed_at=timezone.now())
+    calls = {
+        name: ApiRequest.objects.create(
+            survey_request=request, account=account, mode="test", url="https://s/v1/requests", outcome=outcome
+        )
+        for name, request, outcome in [
+            ("refused", resent, "invalid"),
+            ("resend", resent, "sent"),
+            ("stuck", stuck, "invalid"),
+        ]
+    }
+    rows = api.get("/api/api-requests/", {"account": account.pk}).json()["results"]
+    assert {row["id"]: (row["account_id"], row["resolved"]) for row in rows} == {
+        calls["refused"].pk: (account.pk, True),
+        calls["resend"].pk: (account.pk, False),
+        calls["stuck"].pk: (account.pk, False),
+    }
+    rows = api.get("/api/survey-requests/", {"account": account.pk}).json()["results"]
+    assert {row["conversation_id"]: (row["account_id"], row["resolved"]) for row in rows} == {
+        "resent": (account.pk, True),
+        "stuck": (account.pk, False),
+    }
+    one = api.get(f"/api/survey-requests/{resent.pk}/").json()
+    assert (one["account_id"], one["resolved"]) == (account.pk, True)
+    assert api.get(f"/api/api-requests/{calls['refused'].pk}/").json()["resolved"] is True
+
+
+def test_the_api_root_leads_to_its_docs(api):
+    """No stock "Api Root" page with no way back: /api/ is the docs (which have the portal's header)."""
+    response = api.get("/api/")
+    assert (response.status_code, response["Location"]) == (302, "/api/docs/")

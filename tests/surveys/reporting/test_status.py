@@ -13,7 +13,8 @@ from django.utils import timezone
 from portal.middleware import SESSION_KEY
 from portal.models import UserPreference, time_zones
 from surveys.decisions.rules import Decision, DoNotSendReason, SuppressionReason
-from surveys.models import ApiRequest, DailyCount, Feedback, SurveyOutcome, SurveyRequest
+from surveys.models import Account, ApiRequest, DailyCount, Feedback, SurveyOutcome, SurveyRequest
+from surveys.reporting.attention import FOR_SUPPORT, accounts_attention, support_alerts
 from surveys.reporting.counts import daily_counts_rebuild
 from surveys.reporting.status import axis_step
 from surveys.reporting.views import COLUMNS
@@ -150,6 +151,15 @@ def test_filters_narrow_the_rows(account, page):
     assert ids(page(tab="sent", date_from=old_day, date_to=old_day)) == ["old"]
 
 
+def test_the_chart_says_when_the_filter_narrows_only_the_list(account, page):
+    """The counts and the chart come from the daily counts, by account and day: a channel, reason or conversation
+    filter narrows the rows, and the chart says it doesn't narrow them."""
+    scope = "the filter narrows the list below only"
+    assert scope not in page(tab="sent").content.decode()
+    for narrowed in ({"channel": "email"}, {"reason": "suppression_window"}, {"q": "215000000000001"}):
+        assert scope in page(tab="sent", **narrowed).content.decode(), narrowed
+
+
 def test_csv_export_is_what_the_filter_shows_with_emails_masked(client, account, support):
     now = timezone.now()
     SurveyRequestFactory(
@@ -185,6 +195,34 @@ def test_alert_banner_shows_while_the_account_alerts(account, page):
     html = unescape(page().content.decode())
     assert f"Over 5% of {account.name}'s requests in the last hour were invalid or failed" in html
     assert "(12%, since" in html
+
+
+def test_the_banner_reads_the_attention_models_problems_off_the_account_rows_alone(account, django_assert_num_queries):
+    """What the banner shows (sending paused, the error-rate alert) is the attention model's, and comes from the
+    account rows: one query on every status view, not a scan of the log's invalid requests."""
+    account.health.error_alert_since = timezone.now()
+    account.health.error_alert_rate = 12.4
+    account.health.sending_paused_at, account.health.sending_paused_reason = timezone.now(), "API key rejected"
+    account.health.save()
+    survey_request = SurveyRequestFactory(account=account, status=S.INVALID, closed_at=timezone.now())
+    ApiRequest.objects.create(
+        survey_request=survey_request,
+        account=account,
+        mode="test",
+        outcome="invalid",
+        error_message="Employee not found",
+    )
+    accounts = Account.objects.filter(pk=account.pk)
+    everything = [
+        (each, problem)
+        for each, problems in accounts_attention(accounts, now=timezone.now()).items()
+        for problem in problems
+        if problem.code in FOR_SUPPORT
+    ]
+    with django_assert_num_queries(1):
+        alerts = support_alerts(accounts, now=timezone.now())
+    assert [problem.code for _, problem in alerts] == ["paused", "error_alert"]
+    assert [(each, problem.text) for each, problem in alerts] == [(each, problem.text) for each, problem in everything]
 
 
 def test_csm_sees_every_account(client, admin_user, account):

@@ -143,6 +143,8 @@ def test_the_report_groups_by_team_or_channel(signed_in, counts):
         ("Chat", 19, 9), ("Email", 9, 1),
     ]  # fmt: skip
     assert by_channel.totals.requested == by_team.totals.requested == 28
+    export = b"".join(signed_in.get("/status/teammates.csv", {**DATES, "group": "channel"}).streaming_content)
+    assert [line[3] for line in csv.reader(io.StringIO(export.decode("utf-8-sig")))][1:3] == ["Chat", "Email"]
 
 
 def test_bots_are_left_out_unless_asked_for(signed_in, account, counts):
