@@ -37,9 +37,17 @@ class ConversationHistory:
     events: list[ConversationEvent]
     survey_requests: list[SurveyRequest]
 
-    @property
-    def first_message_tags(self) -> tuple[str, ...]:
-        return tuple(tag for event in self.events if event.kind == ConversationEvent.Kind.TAGGED for tag in event.tags)
+    def tags_added(self, *, since: datetime | None = None, before: datetime) -> tuple[str, ...]:
+        """First-message tags the tag events known so far added from `since` (None: ever) until just before `before`,
+        whatever order they arrived in."""
+        return tuple(
+            tag
+            for event in self.events
+            if event.kind == ConversationEvent.Kind.TAGGED
+            and (since is None or since <= event.occurred_at)
+            and event.occurred_at < before
+            for tag in event.tags
+        )
 
     def survey_request_for(self, closure_id: str) -> SurveyRequest | None:
         """The closure's record, if it was recorded before (Intercom retried, or the webhook was replayed)."""

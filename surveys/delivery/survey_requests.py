@@ -195,6 +195,21 @@ def survey_request_cancel_if_overtaken(survey_request: SurveyRequest, *, history
         survey_request.reason, survey_request.status_detail = reason, ""
 
 
+def survey_request_retag_if_overtaken(
+    survey_request: SurveyRequest, *, history: ConversationHistory, rules: Rules, known: Sequence[Known]
+) -> None:
+    """A new record that would wait takes the first-message tags a tag event during its delay added, if that event
+    is already known (it arrived first), and the rules decide again, as `survey_requests_retag` would have."""
+    if survey_request.status != Status.SCHEDULED:
+        return
+    late = history.tags_added(since=survey_request.closed_at, before=survey_request.send_after)
+    if not set(late) - set(survey_request.tags):
+        return
+    survey_request.tags = list(dict.fromkeys(survey_request.tags + list(late)))
+    survey_request_decide(survey_request, rules=rules, known=known, stage=Stage.KNOWN)
+    survey_request.status = STATUS_FOR_DECISION[Decision(survey_request.decision)]
+
+
 def survey_request_feedback_request(
     survey_request: SurveyRequest, *, integration: IntegrationSettings, employee_custom_id: str = ""
 ) -> FeedbackRequest:

@@ -216,3 +216,24 @@ def test_a_tag_added_again_after_a_close_was_already_on_it(client):
             client, steps, [0], ["chat"], rules, workspace=f"wsprop{next(accounts)}", lags=[0, 0, 0], batch=1
         )
     assert [decision for _, decision, _ in outcome.values()] == ["do_not_send"]
+
+
+@override_settings(
+    STELLA_API_URL="https://stella.test", INTERCOM_API_URL="https://intercom.test", INTAKE_BATCH_TRANSACTION_SECONDS=60
+)
+def test_a_tag_added_after_a_close_that_arrives_first_counts_only_while_the_close_waits(client):
+    """Conversation surveyed at minute 1 (sent at 31), closed again at 40, tagged at 41; the tag's webhook arrives
+    first. The close at 40 found the conversation surveyed, so it is suppressed; the tag came after it was decided."""
+    steps = [Step(1, "close", 0), Step(40, "close", 0), Step(41, "tag", 0)]
+    rules = {
+        "channel_delay": timedelta(minutes=30),
+        "suppression_window": timedelta(0),
+        "email_enabled": True,
+        "chat_enabled": True,
+    }
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.post("https://stella.test/v1/requests", json={}, status=200)
+        outcome = deliver(
+            client, steps, [0], ["chat"], rules, workspace=f"wsprop{next(accounts)}", lags=[0, 10, 0], batch=1
+        )
+    assert [decision for _, decision, _ in sorted(outcome.values())] == ["send", "suppressed"]
