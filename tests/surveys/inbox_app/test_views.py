@@ -13,7 +13,7 @@ from django.conf import settings
 from integrations.intercom.signature import body_signature_for, signature_for
 from surveys.decisions.rules import CancelReason, Decision, InvalidReason
 from surveys.models import ApiRequest, SurveyRequest
-from tests.factories import FeedbackFactory, SurveyRequestFactory
+from tests.factories import AccountFactory, FeedbackFactory, SurveyRequestFactory
 from tests.helpers import WORKSPACE_ID
 
 pytestmark = pytest.mark.django_db
@@ -253,3 +253,13 @@ def test_a_teammate_name_with_a_nul_or_markdown_still_stops_and_shows_as_typed(c
     assert "\x00" not in waiting.status_detail and waiting.verdicts["stopped_in_intercom"]["admin_name"].startswith(
         "Eve"
     )
+
+
+def test_another_workspace_never_sees_or_stops_this_ones_survey(client, waiting):
+    other = AccountFactory(intercom_workspace_id="wsother")
+    payload = submit_request("9000123", {"survey_request": waiting.pk})
+    payload["workspace_id"] = other.intercom_workspace_id
+    response = post(client, SUBMIT, payload)
+    assert "No survey yet." in words(response) and "ada@customer.example" not in words(response)
+    waiting.refresh_from_db()
+    assert waiting.status == S.SCHEDULED
