@@ -1,12 +1,14 @@
 from django.urls import path
 
-from sandbox import simulate, views
+from sandbox import inbox, simulate, views
 
 urlpatterns = [
     path("stella/v1/requests", views.stella_requests, name="sandbox_stella_requests"),
     path("stella/v2/data", views.stella_data, name="sandbox_stella_data"),
     path("stella/v2/employees", views.stella_employees, name="sandbox_stella_employees"),
     path("simulate/closure/<int:account_id>", simulate.simulate_closure, name="sandbox_simulate_closure"),
+    # Intercom's inbox with the inbox app in a conversation's details (README, "Inside Intercom: the inbox app").
+    path("intercom/inbox", inbox.intercom_inbox, name="sandbox_intercom_inbox"),
     path("intercom/oauth", views.intercom_oauth, name="sandbox_intercom_oauth"),
     path("intercom/auth/eagle/token", views.intercom_token, name="sandbox_intercom_token"),
     path("intercom/me", views.intercom_me, name="sandbox_intercom_me"),
