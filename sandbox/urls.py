@@ -1,6 +1,6 @@
 from django.urls import path
 
-from sandbox import inbox, simulate, views
+from sandbox import inbox, recovery, simulate, views
 
 urlpatterns = [
     path("stella/v1/requests", views.stella_requests, name="sandbox_stella_requests"),
@@ -18,5 +18,18 @@ urlpatterns = [
         views.intercom_conversation_reply,
         name="sandbox_intercom_conversation_reply",
     ),
+    # Service recovery's tag and assignment, and a Slack-compatible webhook.
+    path("intercom/tags", recovery.intercom_tags, name="sandbox_intercom_tags"),
+    path(
+        "intercom/conversations/<str:conversation_id>/tags",
+        recovery.intercom_conversation_tags,
+        name="sandbox_intercom_conversation_tags",
+    ),
+    path(
+        "intercom/conversations/<str:conversation_id>/parts",
+        recovery.intercom_conversation_parts,
+        name="sandbox_intercom_conversation_parts",
+    ),
+    path("webhook/<str:name>", recovery.text_webhook, name="sandbox_text_webhook"),
     path("intercom/<str:kind>/<str:intercom_id>", views.intercom_record, name="sandbox_intercom_record"),
 ]
