@@ -244,3 +244,14 @@ ACTIONS: dict[str, Callable[[Account, RecoveryAction], None]] = {
     Kind.WEBHOOK: _webhook,
     Kind.EMAIL: _email,
 }
+
+
+def recovery_state(action: RecoveryAction) -> str:
+    """Where an action stands, in words: done when, waiting until when, failed why."""
+    if action.status == Status.DONE and action.done_at:
+        return f"done {timezone.localtime(action.done_at):%Y-%m-%d %H:%M %Z}"
+    if action.status == Status.WAITING:
+        return f"waiting, not before {timezone.localtime(action.do_after):%Y-%m-%d %H:%M %Z}"
+    if action.status == Status.FAILED:
+        return f"failed: {action.error}"
+    return str(action.get_status_display()).lower()

@@ -5,6 +5,7 @@ from datetime import timedelta
 from itertools import count
 
 import pytest
+from django.contrib.auth.models import User
 from django.core import mail
 from django.utils import timezone
 
@@ -178,3 +179,25 @@ def test_without_an_author_the_intercom_actions_fail_saying_why(account):
     recovery_all(now=timezone.now())
     errors = set(RecoveryAction.objects.values_list("status", "error"))
     assert errors == {(A.FAILED, "No teammate set to act as in Intercom (the Intercom note author).")}
+
+
+@pytest.mark.django_db
+def test_the_survey_request_and_the_satisfaction_report_show_what_recovery_did(client, account):
+    recovering(account, low_rating_tag="", low_rating_assign="", low_rating_note=False, intercom_note_author_id="")
+    now = timezone.now()
+    recovered = SurveyRequestFactory(account=account, sent=True)
+    FeedbackFactory(account=account, survey_request=recovered, star_rating=1, response_received_at=now,
+                    request_created_at=now)  # fmt: skip
+    still_open = SurveyRequestFactory(account=account, sent=True)
+    FeedbackFactory(account=account, survey_request=still_open, star_rating=2, response_received_at=now,
+                    request_created_at=now)  # fmt: skip
+    recovery_all(now=now)  # both emailed
+    RecoveryAction.objects.filter(survey_request=still_open).update(status=A.FAILED, error="SMTP refused")
+    client.force_login(User.objects.create_superuser("csm", "csm@stella.example", "csm-pw-12345"))
+
+    page = client.get(f"/admin/surveys/surveyrequest/{recovered.pk}/change/").content.decode()
+    assert "Email to the alert recipients: done " in page
+    page = client.get(f"/admin/surveys/surveyrequest/{still_open.pk}/change/").content.decode()
+    assert "Email to the alert recipients: failed: SMTP refused" in page
+    report = client.get("/status/teammates/").content.decode()
+    assert "<strong>1</strong> recovered (every action done), <strong>1</strong> open" in report
