@@ -16,6 +16,7 @@ from django.utils import timezone
 from integrations import messages
 from integrations.intercom.canvas import CanvasRequest, button, canvas, divider, plain, text
 from portal.text import displayable
+from surveys.accounts.account import account_inbox_app_seen
 from surveys.accounts.test_request import TEST_CLOSURE_ID
 from surveys.delivery.survey_requests import survey_request_stop_in_intercom
 from surveys.models import Account, SurveyOutcome, SurveyRequest
@@ -30,6 +31,7 @@ def inbox_canvas(request: CanvasRequest, *, now: datetime | None = None) -> dict
     account = Account.objects.select_related("integration").filter(intercom_workspace_id=request.workspace_id).first()
     if account is None:
         return canvas(not_connected(request.workspace_id))
+    account_inbox_app_seen(account, now=now or timezone.now())
     if not request.conversation_id:
         return canvas([text(TITLE, style="header"), text("Open a conversation to see its survey.", style="muted")])
     if request.component_id == DONT_SURVEY:

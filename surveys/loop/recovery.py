@@ -149,7 +149,10 @@ def _lost_claims_fail(account: Account, *, now: datetime) -> None:
 
 
 def _waiting(account: Account, *, now: datetime) -> QuerySet[RecoveryAction]:
-    return RecoveryAction.objects.filter(account=account, status=Status.WAITING, do_after__lte=now)
+    # Nothing more is said of a customer once erased (surveys/accounts/privacy.py): their actions stay undone.
+    return RecoveryAction.objects.filter(
+        account=account, status=Status.WAITING, do_after__lte=now, survey_request__erased_at__isnull=True
+    )
 
 
 # ---- the actions ----

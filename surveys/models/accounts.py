@@ -228,6 +228,8 @@ class IntegrationHealth(models.Model):
     error_alert_since = models.DateTimeField(null=True, blank=True)
     error_alert_rate = models.FloatField(null=True, blank=True)
     error_alert_emailed_at = models.DateTimeField(null=True, blank=True)
+    # Inbox app and service recovery: when Intercom last asked for the inbox app's canvas (to the hour).
+    inbox_app_seen_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = "integration health"

@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 import responses
 from django.conf import settings
+from django.contrib.auth.models import User
 
 from integrations.intercom.signature import body_signature_for, signature_for
+from surveys.accounts.checklist import DONE, TODO, account_checklist
 from surveys.decisions.rules import CancelReason, Decision, InvalidReason
 from surveys.models import ApiRequest, SurveyRequest
 from tests.factories import AccountFactory, FeedbackFactory, SurveyRequestFactory
@@ -263,3 +265,14 @@ def test_another_workspace_never_sees_or_stops_this_ones_survey(client, waiting)
     assert "No survey yet." in words(response) and "ada@customer.example" not in words(response)
     waiting.refresh_from_db()
     assert waiting.status == S.SCHEDULED
+
+
+def test_the_checklist_gives_the_apps_urls_and_sees_it_installed_once_intercom_asks(client, waiting):
+    assert account_checklist(waiting.account, webhook_url="", sandbox=False).inbox_app.state == TODO
+    client.force_login(User.objects.create_superuser("csm", "csm@stella.example", "csm-pw-12345"))
+    page = client.get(f"/admin/surveys/account/{waiting.account.pk}/checklist/").content.decode()
+    assert (
+        "http://testserver/intercom/canvas/initialize/" in page and "http://testserver/intercom/canvas/submit/" in page
+    )
+    post(client, INITIALIZE, canvas_request())
+    assert account_checklist(waiting.account, webhook_url="", sandbox=False).inbox_app.state == DONE
