@@ -321,7 +321,7 @@ def _inbox_app_step(account: Account) -> Step:
         return Step(DONE, f"Intercom showed the inbox app in a conversation on {timezone.localtime(seen):%Y-%m-%d}.")
     return Step(
         TODO,
-        "Optional: let teammates see each conversation's survey in Intercom, and stop one that waits. In Intercom's "
+        "Let teammates see each conversation's survey in Intercom, and stop one that waits. In Intercom's "
         "Developer Hub, your app → Canvas Kit: add it to the Inbox (conversation details) with the URLs below; a "
         "teammate then adds the app to their conversation details.",
     )

@@ -59,3 +59,34 @@ def test_dont_survey_in_the_sandbox_inbox_ends_the_waiting_request_without_a_ste
     page.get_by_role("link", name="Bea Buyer").click()
     expect(canvas).to_contain_text("★☆☆☆☆ (1 of 5 stars)")
     expect(canvas).to_contain_text("Nobody **answered** my question")
+
+
+def test_a_csm_turns_on_service_recovery_and_finds_the_inbox_apps_urls_on_the_checklist(live_server, page):
+    account = AccountFactory(name="Northwind Traders International Customer Care", intercom_workspace_id="wsnorth")
+    User.objects.create_superuser("csm", "csm@stella.example", "csm-pw-12345")
+    log_in(page, f"{live_server.url}/admin/login/", "csm", "csm-pw-12345")
+
+    page.goto(f"{live_server.url}/admin/surveys/account/{account.pk}/change/")
+    page.fill("#id_integration-0-low_rating_threshold", "2")
+    page.fill("#id_integration-0-low_rating_tag", "low-rating")
+    page.check("#id_integration-0-low_rating_note")
+    page.fill("#id_integration-0-low_rating_assign", "team:5500001")
+    hook = "https://hooks.slack.example/services/T0001/B0001/northwindsecret99"
+    page.fill("#id_integration-0-low_rating_webhook", hook)
+    page.locator("#id_integration-0-low_rating_threshold").scroll_into_view_if_needed()
+    screenshot(page, "admin-service-recovery.png")
+    page.get_by_role("button", name="Save and continue editing").click()
+    expect(page.locator(".messagelist .success")).to_be_visible()
+    integration = type(account.integration).objects.get(account=account)
+    assert (integration.low_rating_threshold, integration.low_rating_assign) == (2, "team:5500001")
+    assert integration.low_rating_webhook_url == hook
+    assert "northwindsecret99" not in page.content()  # shown back masked, as a key is
+
+    page.goto(f"{live_server.url}/admin/surveys/account/{account.pk}/checklist/")
+    step = page.locator("#step-inbox-app")
+    expect(step).to_contain_text("Optional")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+    step.get_by_role("button", name="Copy").first.click()
+    assert page.evaluate("navigator.clipboard.readText()") == f"{live_server.url}/intercom/canvas/initialize/"
+    step.scroll_into_view_if_needed()
+    screenshot(page, "admin-checklist-inbox-app.png")
