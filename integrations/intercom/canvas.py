@@ -23,6 +23,7 @@ from integrations.intercom.payloads import MAX_ID_LENGTH, JsonObject, PayloadErr
 # a name) is escaped so it shows as typed and can't make a link.
 _MARKDOWN = re.compile(r"([\\`*_\[\]()<>#!|~])")
 MAX_COMPONENT_ID_LENGTH = 100
+MAX_NAME_LENGTH = 200  # a teammate's name, as the survey request keeps who stopped it
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class CanvasRequest:
             workspace_id=workspace_id,
             conversation_id=conversation.optional_id("id") or context.optional_id("conversation_id"),
             admin_id=admin.optional_id("id"),
-            admin_name=admin.optional("name", str) or admin.optional("email", str) or "",
+            admin_name=(admin.optional("name", str) or admin.optional("email", str) or "")[:MAX_NAME_LENGTH],
             component_id=component_id,
             stored_data=stored,
         )

@@ -276,3 +276,12 @@ def test_the_checklist_gives_the_apps_urls_and_sees_it_installed_once_intercom_a
     )
     post(client, INITIALIZE, canvas_request())
     assert account_checklist(waiting.account, webhook_url="", sandbox=False).inbox_app.state == DONE
+
+
+def test_a_teammate_name_of_a_megabyte_is_kept_to_two_hundred_characters(client, waiting):
+    payload = submit_request("9000123", {"survey_request": waiting.pk})
+    payload["admin"]["name"] = "N" * 500_000
+    post(client, SUBMIT, payload)
+    waiting.refresh_from_db()
+    assert waiting.status == S.CANCELLED
+    assert len(waiting.verdicts["stopped_in_intercom"]["admin_name"]) == 200
