@@ -318,6 +318,12 @@ ERASED = _cancelled(
     "The customer's personal data was erased before it was sent",
     "The customer asked to be forgotten, so nothing is sent about them.",
 )
+STOPPED_IN_INTERCOM = _cancelled(
+    "stopped_in_intercom",
+    "Stopped by a teammate in Intercom",
+    "A teammate pressed Don't survey this conversation in the inbox app before the survey went out; Stella was "
+    "not called.",
+)
 
 MESSAGES: dict[str, Message] = {
     message.code: message
@@ -328,7 +334,7 @@ MESSAGES: dict[str, Message] = {
         INTERCOM_TOKEN_MISSING, INTERCOM_TOKEN_REJECTED, INTERCOM_CONVERSATION_NOT_FOUND,
         CHANNEL_UNSUPPORTED, CHANNEL_DISABLED, INVALID_CUSTOMER, EMPLOYEE_NOT_FOUND, EMPLOYEE_UNKNOWN,
         BOT_ASSIGNEE, SUPPRESSED_TAG, SUPPRESSION_WINDOW, ALREADY_SURVEYED,
-        REOPENED, CUSTOMER_REPLIED, SNOOZED, DELETED, SUPERSEDED, ERASED,
+        REOPENED, CUSTOMER_REPLIED, SNOOZED, DELETED, SUPERSEDED, ERASED, STOPPED_IN_INTERCOM,
     )
 }  # fmt: skip
 

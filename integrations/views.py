@@ -20,37 +20,38 @@ def intercom_webhook(request: HttpRequest) -> JsonResponse:
     """One endpoint for every workspace; Intercom checks the URL with HEAD."""
     if request.method == "HEAD":
         return JsonResponse({})
-    if refused := _refused_unread(request):
+    if refused := refused_unread(request, signature_header="X-Hub-Signature"):
         return refused
     signature = request.headers["X-Hub-Signature"]
     try:
         webhook = intercom_webhook_receive(headers=request.headers, body=request.body, signature=signature)
     except InvalidSignature:
-        return _error(401, "X-Hub-Signature does not match the body")
+        return error_response(401, "X-Hub-Signature does not match the body")
     except PayloadError as exc:
-        return _error(400, str(exc))
+        return error_response(400, str(exc))
     except DuplicateNotification:
         return JsonResponse({"status": "duplicate"})
     except DatabaseError:
         logger.exception("intercom.webhook.database_error")
-        return _error(503, "could not store the webhook; please retry")
+        return error_response(503, "could not store the webhook; please retry")
     return JsonResponse({"status": webhook.status})
 
 
-def _refused_unread(request: HttpRequest) -> JsonResponse | None:
-    """The answer to a request refused before its body is read: a length that isn't one or too large, no signature."""
+def refused_unread(request: HttpRequest, *, signature_header: str) -> JsonResponse | None:
+    """The answer to a request from Intercom refused before its body is read: a length that isn't one or too large,
+    no signature. Webhooks and the inbox app's Canvas Kit requests (surveys/inbox_app/views.py) alike."""
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         length = -1
     if length < 0:
-        return _error(400, "Content-Length is not a number of bytes")
+        return error_response(400, "Content-Length is not a number of bytes")
     if length > settings.INTERCOM_WEBHOOK_MAX_BYTES:
-        return _error(413, f"body is larger than {settings.INTERCOM_WEBHOOK_MAX_BYTES} bytes")
-    if not request.headers.get("X-Hub-Signature"):
-        return _error(400, "X-Hub-Signature header is missing")
+        return error_response(413, f"body is larger than {settings.INTERCOM_WEBHOOK_MAX_BYTES} bytes")
+    if not request.headers.get(signature_header):
+        return error_response(400, f"{signature_header} header is missing")
     return None
 
 
-def _error(status: int, message: str) -> JsonResponse:
+def error_response(status: int, message: str) -> JsonResponse:
     return JsonResponse({"error": message}, status=status)

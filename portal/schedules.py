@@ -20,6 +20,7 @@ CHECK_ERROR_RATES_TASK = "surveys.tasks.check_error_rates"
 ERASE_EXPIRED_TASK = "surveys.tasks.erase_expired_personal_data"
 STELLA_SYNC_TASK = "surveys.tasks.sync_with_stella"
 INTERCOM_NOTES_TASK = "surveys.tasks.write_intercom_notes"
+RECOVERY_TASK = "surveys.tasks.recover_low_ratings"
 
 
 def send_task_name(survey_request_id: int) -> str:
@@ -49,6 +50,8 @@ SCHEDULES = (
     Every("Read back from Stella: employees and feedback", STELLA_SYNC_TASK, minutes=settings.STELLA_SYNC_MINUTES),
     # Post internal notes on Intercom conversations, for accounts that turn them on.
     Every("Write notes back to Intercom", INTERCOM_NOTES_TASK, minutes=1),
+    # Service recovery on low ratings (tag, note, assign, webhook, email), for accounts with a threshold.
+    Every("Service recovery on low ratings", RECOVERY_TASK, minutes=1),
 )
 # Schedules no longer declared, deleted where an older version left them. Delayed sends and retries
 # are queued on time by `manage.py runcluster`'s poller now, not by a one-off schedule moved to each.

@@ -10,6 +10,7 @@ from rest_framework.routers import DefaultRouter
 from integrations.views import intercom_webhook
 from portal.views import healthz, metrics, readyz
 from surveys.accounts.oauth import intercom_oauth_callback
+from surveys.inbox_app.views import canvas_initialize, canvas_submit
 from surveys.reporting.api import ApiRequestViewSet, SurveyRequestViewSet, TeammatesApiView
 from surveys.reporting.teammate_views import TeammateResponsesView, TeammatesView
 from surveys.reporting.views import StatusExportView, StatusPageView, TeammatesExportView, TimeZoneView
@@ -30,6 +31,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("webhooks/intercom/", intercom_webhook, name="intercom_webhook"),
     path("intercom/oauth/callback/", intercom_oauth_callback, name="intercom_oauth_callback"),
+    # The inbox app's Canvas Kit endpoints (README, "Inside Intercom: the inbox app").
+    path("intercom/canvas/initialize/", canvas_initialize, name="intercom_canvas_initialize"),
+    path("intercom/canvas/submit/", canvas_submit, name="intercom_canvas_submit"),
     path("healthz", healthz, name="healthz"),
     # For operators (README, "Operating the portal"): readiness, and Prometheus's figures behind METRICS_TOKEN.
     path("readyz", readyz, name="readyz"),

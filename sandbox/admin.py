@@ -4,6 +4,7 @@ from portal.admin_helpers import ReadOnlyAdminMixin
 from sandbox.models import (
     IntercomRecord,
     IntercomSandboxNote,
+    SandboxReceived,
     StellaSandboxEmployee,
     StellaSandboxFeedback,
     StellaSandboxRequest,
@@ -51,4 +52,14 @@ class IntercomSandboxNoteAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["received_at", "conversation_id", "admin_id", "status_code", "body"]
     list_filter = ["status_code"]
     search_fields = ["conversation_id"]
+    show_full_result_count = False
+
+
+@admin.register(SandboxReceived)
+class SandboxReceivedAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """What service recovery did in the sandbox: tags, assignments, webhook messages."""
+
+    list_display = ["received_at", "kind", "target", "status_code", "body"]
+    list_filter = ["kind", "status_code"]
+    search_fields = ["target"]
     show_full_result_count = False

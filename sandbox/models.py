@@ -141,3 +141,27 @@ class IntercomSandboxNote(models.Model):
 
     def __str__(self) -> str:
         return f"{self.status_code} note on {self.conversation_id}"
+
+
+class SandboxReceived(models.Model):
+    """What service recovery did to the sandbox's Intercom and webhook (sandbox/recovery.py): a tag, an assignment,
+    a Slack-compatible webhook message; with what it answered (429 when it played a rate limit)."""
+
+    class Kind(models.TextChoices):
+        TAG = "tag", "Conversation tagged"
+        ASSIGN = "assign", "Conversation assigned"
+        WEBHOOK = "webhook", "Webhook message"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    target = models.CharField(max_length=64, blank=True, help_text="The conversation, or the webhook's name.")
+    body = models.JSONField(null=True)
+    status_code = models.PositiveSmallIntegerField(default=200)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        verbose_name = "received by the sandbox's Intercom or webhook"
+        verbose_name_plural = "received by the sandbox's Intercom or webhook"
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.target}"

@@ -1,12 +1,14 @@
 from django.urls import path
 
-from sandbox import simulate, views
+from sandbox import inbox, recovery, simulate, views
 
 urlpatterns = [
     path("stella/v1/requests", views.stella_requests, name="sandbox_stella_requests"),
     path("stella/v2/data", views.stella_data, name="sandbox_stella_data"),
     path("stella/v2/employees", views.stella_employees, name="sandbox_stella_employees"),
     path("simulate/closure/<int:account_id>", simulate.simulate_closure, name="sandbox_simulate_closure"),
+    # Intercom's inbox with the inbox app in a conversation's details (README, "Inside Intercom: the inbox app").
+    path("intercom/inbox", inbox.intercom_inbox, name="sandbox_intercom_inbox"),
     path("intercom/oauth", views.intercom_oauth, name="sandbox_intercom_oauth"),
     path("intercom/auth/eagle/token", views.intercom_token, name="sandbox_intercom_token"),
     path("intercom/me", views.intercom_me, name="sandbox_intercom_me"),
@@ -16,5 +18,18 @@ urlpatterns = [
         views.intercom_conversation_reply,
         name="sandbox_intercom_conversation_reply",
     ),
+    # Service recovery's tag and assignment, and a Slack-compatible webhook.
+    path("intercom/tags", recovery.intercom_tags, name="sandbox_intercom_tags"),
+    path(
+        "intercom/conversations/<str:conversation_id>/tags",
+        recovery.intercom_conversation_tags,
+        name="sandbox_intercom_conversation_tags",
+    ),
+    path(
+        "intercom/conversations/<str:conversation_id>/parts",
+        recovery.intercom_conversation_parts,
+        name="sandbox_intercom_conversation_parts",
+    ),
+    path("webhook/<str:name>", recovery.text_webhook, name="sandbox_text_webhook"),
     path("intercom/<str:kind>/<str:intercom_id>", views.intercom_record, name="sandbox_intercom_record"),
 ]

@@ -15,6 +15,7 @@ from surveys.delivery.dispatch import (
 from surveys.delivery.sending import survey_request_send, survey_requests_send_due
 from surveys.intake.process import inbound_webhooks_process_pending
 from surveys.loop.notes import intercom_notes_write_all
+from surveys.loop.recovery import recovery_all
 from surveys.loop.sync import stella_sync_all
 from surveys.reporting.alerts import accounts_check_error_rates
 
@@ -61,3 +62,7 @@ def sync_with_stella() -> int:
 
 def write_intercom_notes() -> int:
     return intercom_notes_write_all(now=timezone.now())
+
+
+def recover_low_ratings() -> int:
+    return recovery_all(now=timezone.now())

@@ -189,6 +189,37 @@ class IntercomClient:
             json={"message_type": "note", "type": "admin", "admin_id": admin_id, "body": body},
         )
 
+    def conversation_tag_add(self, conversation_id: str, *, admin_id: str, tag: str) -> None:
+        """Tag the conversation with `tag`, made first if the workspace hasn't it (POST /tags creates or finds)."""
+        found = self._request("POST", "tags", what="tag", json={"name": tag})
+        tag_id = found.get("id")
+        if not isinstance(tag_id, str | int) or isinstance(tag_id, bool) or not str(tag_id):
+            raise IntercomError("Intercom's tag has no id")
+        self._request(
+            "POST",
+            "conversations",
+            conversation_id,
+            "tags",
+            what="conversation",
+            json={"id": str(tag_id), "admin_id": admin_id},
+        )
+
+    def conversation_assign(self, conversation_id: str, *, admin_id: str, assignee_id: str, team: bool) -> None:
+        """Assign the conversation to a teammate or a team, as the teammate `admin_id`."""
+        self._request(
+            "POST",
+            "conversations",
+            conversation_id,
+            "parts",
+            what="conversation",
+            json={
+                "message_type": "assignment",
+                "type": "team" if team else "admin",
+                "admin_id": admin_id,
+                "assignee_id": assignee_id,
+            },
+        )
+
     def _get(self, *segments: str, what: str) -> dict[str, Any]:
         return self._request("GET", *segments, what=what)
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 
 from portal.fields import UNDECRYPTABLE, Ciphertext
 from portal.history import Source, configuration_changed_by
@@ -213,3 +214,14 @@ def intercom_token_accept(
     IntegrationHealth.objects.filter(pk=health.pk).update(**fields)
     for name, value in fields.items():
         setattr(health, name, value)
+
+
+# ---- Inbox app and service recovery ----
+INBOX_APP_SEEN_EVERY = timedelta(hours=1)
+
+
+def account_inbox_app_seen(account: Account, *, now: datetime) -> None:
+    """Intercom asked for the inbox app's canvas in the account's workspace: the app is installed (kept to the
+    hour, so a busy inbox writes once an hour)."""
+    stale = Q(inbox_app_seen_at__isnull=True) | Q(inbox_app_seen_at__lt=now - INBOX_APP_SEEN_EVERY)
+    IntegrationHealth.objects.filter(stale, account=account).update(inbox_app_seen_at=now)

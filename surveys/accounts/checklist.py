@@ -89,6 +89,9 @@ class Checklist:
     unmapped_teammates: list[Teammate]
     week: dict[str, int]
     problems: list[Problem]  # surveys/reporting/attention.py: what the account page and the front page list too
+    # Inbox app and service recovery: an optional step, not counted in `steps`; the app's two URLs.
+    inbox_app: Step = Step(TODO, "")
+    inbox_app_urls: tuple[str, ...] = ()
 
     @property
     def steps(self) -> list[Step]:
@@ -113,6 +116,7 @@ def account_checklist(
     sandbox: bool,
     fallback_employee_email: str = "",
     sandbox_secret: str = "",
+    inbox_app_urls: tuple[str, ...] = (),
     now: datetime | None = None,
 ) -> Checklist:
     """Where the account stands on each step of onboarding, and what to do next, for the checklist page.
@@ -171,6 +175,8 @@ def account_checklist(
         unmapped_teammates=unmapped,
         week=week,
         problems=problems,
+        inbox_app=_inbox_app_step(account),
+        inbox_app_urls=inbox_app_urls,
     )
 
 
@@ -307,6 +313,18 @@ def _go_live_step(integration: IntegrationSettings, week: dict[str, int]) -> Ste
     if not week["succeeded"]:
         return Step(TODO, "In test mode, and no test request succeeded in the last 7 days: test before going live.")
     return Step(TODO, f"Ready to go live: {plural(week['succeeded'], 'test request')} succeeded in the last 7 days.")
+
+
+def _inbox_app_step(account: Account) -> Step:
+    seen = health_of(account).inbox_app_seen_at
+    if seen:
+        return Step(DONE, f"Intercom showed the inbox app in a conversation on {timezone.localtime(seen):%Y-%m-%d}.")
+    return Step(
+        TODO,
+        "Let teammates see each conversation's survey in Intercom, and stop one that waits. In Intercom's "
+        "Developer Hub, your app → Canvas Kit: add it to the Inbox (conversation details) with the URLs below; a "
+        "teammate then adds the app to their conversation details.",
+    )
 
 
 def workspace_words(workspace_id: str, name: str) -> str:

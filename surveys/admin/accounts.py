@@ -42,7 +42,13 @@ MAX_RECONCILE_AFTER = timedelta(days=30)
 # customer held back over a year is never surveyed at all.
 MAX_CHANNEL_DELAY = timedelta(days=7)
 MAX_SUPPRESSION_WINDOW = timedelta(days=365)
-SECRET_FIELDS = ("test_api_key", "production_api_key", "intercom_access_token", "stella_api_secret")
+SECRET_FIELDS = (
+    "test_api_key",
+    "production_api_key",
+    "intercom_access_token",
+    "stella_api_secret",
+    "low_rating_webhook",
+)
 
 
 class IntegrationSettingsForm(forms.ModelForm):
@@ -81,6 +87,8 @@ class IntegrationSettingsForm(forms.ModelForm):
             "intercom_access_token", "alert_recipients", "stella_api_secret", "employee_sync_enabled",
             "feedback_return_enabled", "reconcile_after", "intercom_notes_enabled", "intercom_note_author_id",
             "intercom_region",
+            # Inbox app and service recovery.
+            "low_rating_threshold", "low_rating_tag", "low_rating_note", "low_rating_assign", "low_rating_webhook",
         ]  # fmt: skip
         widgets = {name: forms.PasswordInput(render_value=False) for name in SECRET_FIELDS}
 
@@ -129,6 +137,9 @@ class IntegrationSettingsForm(forms.ModelForm):
         """Left out of the form keeps the stored region (a form from before regions had none)."""
         return self.cleaned_data.get("intercom_region") or self.instance.intercom_region
 
+    def clean_low_rating_webhook(self) -> str:
+        return self._clean_secret("low_rating_webhook")
+
     def clean_reconcile_after(self) -> timedelta:
         """Empty (or left out of the form) keeps the stored time: 0 would flag every request at once."""
         if not str(self.data.get(self.add_prefix("reconcile_after"), "")).strip():
@@ -166,7 +177,18 @@ class IntegrationSettingsInline(admin.StackedInline):
             },
         ),
         ("Error-rate alert", {"fields": ["alert_recipients"]}),
-    ]
+        (
+            "Inbox app and service recovery",
+            {
+                "fields": [
+                    "low_rating_threshold", "low_rating_tag", "low_rating_note", "low_rating_assign",
+                    "low_rating_webhook",
+                ],
+                "description": "On a low rating: any of these, and an email to the alert recipients above. "
+                "Intercom actions are made as the Intercom note author.",
+            },
+        ),
+    ]  # fmt: skip
 
 
 # Where a secret typed into a form sent back with an error waits for the corrected save, and for how long.

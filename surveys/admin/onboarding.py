@@ -59,6 +59,10 @@ def checklist_view(model_admin: admin.ModelAdmin, request: HttpRequest, account_
         sandbox=settings.SANDBOX,
         fallback_employee_email=getattr(request.user, "email", ""),
         sandbox_secret=getattr(settings, "SANDBOX_STELLA_API_SECRET", ""),
+        inbox_app_urls=tuple(
+            request.build_absolute_uri(reverse(name))
+            for name in ("intercom_canvas_initialize", "intercom_canvas_submit")
+        ),
     )
     context = {
         **model_admin.admin_site.each_context(request),

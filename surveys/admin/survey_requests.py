@@ -19,6 +19,7 @@ from portal.text import displayable, plural
 from surveys.admin.tabs import OUTCOME_PARAM, RESEND_LABEL, admin_tabs
 from surveys.delivery.survey_requests import RESENDABLE, survey_requests_resend
 from surveys.loop.employees import ResendRecheck, teammates_recheck_before_resend
+from surveys.loop.recovery import recovery_state
 from surveys.models import ApiRequest, SurveyOutcome, SurveyRequest
 from surveys.reporting.presenters import (
     api_request_outcome,
@@ -185,7 +186,7 @@ class SurveyRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     inlines = [ApiRequestInline]
     fieldsets = [
         (None, {"fields": ["account", "conversation", "closed_at", "outcome", "why", "explanation", "send_after", "sent_at", "attempts"]}),
-        ("Stella", {"fields": ["reconcile", "delivery_status", "star_rating", "customer_comment", "feedback_record"]}),
+        ("Stella", {"fields": ["reconcile", "delivery_status", "star_rating", "customer_comment", "feedback_record", "service_recovery"]}),
         ("Decision", {"fields": ["decision", "rule_verdicts", "mode"]}),
         ("Conversation", {"fields": ["channel_shown", "channel_source", "tags", "customer_name", "customer_email", "customer_role", "customer_id"]}),
         ("Teammate", {"fields": ["assignee_kind", "teammate_name", "teammate_email", "teammate_id"]}),
@@ -290,6 +291,17 @@ class SurveyRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             format_html_join(
                 "", "; {} {}", ((label, f"{timezone.localtime(moment):%Y-%m-%d %H:%M %Z}") for label, moment in moments)
             ),
+        )
+
+    @admin.display(description="service recovery")
+    def service_recovery(self, survey_request: SurveyRequest) -> SafeString | str:
+        """What was done on a low rating (surveys/loop/recovery.py), and when; a failure with why."""
+        actions = survey_request.recovery_actions.order_by("pk")
+        if not actions:
+            return "None: not rated at or under the account's low-rating threshold"
+        return format_html(
+            "<ul>{}</ul>",
+            format_html_join("", "<li>{}: {}</li>", ((a.get_kind_display(), recovery_state(a)) for a in actions)),
         )
 
     @admin.display(description="mode", ordering="mode")

@@ -52,6 +52,7 @@ class CancelReason(TextChoices):
     DELETED = messages.DELETED.code, messages.DELETED.words
     SUPERSEDED = messages.SUPERSEDED.code, messages.SUPERSEDED.words
     ERASED = messages.ERASED.code, messages.ERASED.words
+    STOPPED_IN_INTERCOM = messages.STOPPED_IN_INTERCOM.code, messages.STOPPED_IN_INTERCOM.words
 
 
 Reason = InvalidReason | DoNotSendReason | SuppressionReason

@@ -163,8 +163,8 @@ def survey_request_supersede_older(
             survey_request_relabel(older, reason=reason)  # an event arrived first, but happened after this close
 
 
-# Cancellations the first-in-time rule may relabel once an earlier event or close arrives late.
-CANCELLED_BY_TIME = frozenset(CancelReason) - {CancelReason.ERASED}
+# Cancellations the first-in-time rule may relabel once an earlier event or close arrives late (not a person's act).
+CANCELLED_BY_TIME = frozenset(CancelReason) - {CancelReason.ERASED, CancelReason.STOPPED_IN_INTERCOM}
 
 
 def _cancel_reason(
@@ -414,3 +414,29 @@ def survey_requests_resend(survey_requests: list[SurveyRequest], *, by: str) -> 
     transaction.on_commit(lambda: survey_requests_queue(ids))
     logger.info("survey_requests.resent", extra={"count": len(ids), "by": by})
     return resent
+
+
+def survey_request_stop_in_intercom(
+    survey_request: SurveyRequest, *, admin_id: str, admin_name: str, now: datetime | None = None
+) -> bool:
+    """A teammate pressed Don't survey this conversation in the inbox app: a request still waiting ends, cancelled,
+    without a call to Stella; who and when are kept in its verdicts and said in its status detail. False when it
+    no longer waits (sent meanwhile, or stopped already: a replayed press changes nothing)."""
+    if survey_request.status != Status.SCHEDULED:
+        return False
+    now = now or timezone.now()
+    who = admin_name or f"Intercom teammate {admin_id}"
+    stopped = {"admin_id": admin_id, "admin_name": admin_name, "at": now.isoformat()}
+    try:
+        survey_request_transition(
+            survey_request,
+            to=Status.CANCELLED,
+            reason=CancelReason.STOPPED_IN_INTERCOM,
+            status_detail=f"Stopped by {who} on {timezone.localtime(now):%Y-%m-%d %H:%M %Z}."[:500],
+            detail_code=CancelReason.STOPPED_IN_INTERCOM.value,
+            verdicts={**survey_request.verdicts, CancelReason.STOPPED_IN_INTERCOM.value: stopped},
+        )
+    except InvalidTransition:  # a sender took it a moment ago: too late to stop
+        return False
+    logger.info("survey_requests.stopped_in_intercom", extra={"survey_request": survey_request.pk})
+    return True

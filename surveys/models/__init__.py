@@ -10,7 +10,14 @@ from surveys.models.accounts import (
     Teammate,
 )
 from surveys.models.counts import CallCount, DailyCount, TeammateDailyCount
-from surveys.models.loop import Feedback, IntercomNote, QuarantinedFeedback, StellaEmployee, StellaSyncState
+from surveys.models.loop import (
+    Feedback,
+    IntercomNote,
+    QuarantinedFeedback,
+    RecoveryAction,
+    StellaEmployee,
+    StellaSyncState,
+)
 from surveys.models.requests import (
     TRANSITIONS,
     ApiRequest,
@@ -41,6 +48,7 @@ __all__ = [
     "InvalidApiRequest",
     "InvalidApiRequestManager",
     "QuarantinedFeedback",
+    "RecoveryAction",
     "StellaEmployee",
     "StellaSyncState",
     "SurveyOutcome",

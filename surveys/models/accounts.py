@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models
 
 from integrations.intercom.client import intercom_api_url
@@ -142,6 +143,36 @@ class IntegrationSettings(models.Model):
         help_text="How long an ambiguous or sent request may stay unreported by Stella before a person is asked "
         "to look",
     )
+    # ---- Inbox app and service recovery (surveys/inbox_app/, surveys/loop/recovery.py) ----
+    low_rating_threshold = models.PositiveSmallIntegerField(
+        "low rating threshold",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(5)],
+        help_text="A rating of this many stars or fewer starts service recovery (the actions below, and an email to "
+        "the alert recipients). Empty: off.",
+    )
+    low_rating_tag = models.CharField(
+        "tag low ratings", max_length=100, blank=True, help_text="Tag the Intercom conversation with this tag."
+    )
+    low_rating_note = models.BooleanField(
+        "note on low ratings",
+        default=False,
+        help_text="Post an internal note with the rating, the comment and the teammate credited (as the Intercom "
+        "note author).",
+    )
+    low_rating_assign = models.CharField(
+        "assign low ratings to",
+        max_length=70,
+        blank=True,
+        help_text="Assign the conversation for follow-up: a teammate's Intercom admin id, or team:ID for a team.",
+    )
+    low_rating_webhook = EncryptedTextField(
+        "low rating webhook",
+        blank=True,
+        validators=[URLValidator(schemes=["https", "http"])],
+        help_text='POST {"text": …} here (a Slack incoming webhook, or any automation).',
+    )
     updated_at = models.DateTimeField(auto_now=True)
     # Every change on record, each field the model has, secrets as mask and fingerprint (portal/history.py).
     history = ConfigurationHistory()
@@ -190,6 +221,10 @@ class IntegrationSettings(models.Model):
     def stella_secret(self) -> str:
         return secret_plaintext(self, "stella_api_secret")
 
+    @property
+    def low_rating_webhook_url(self) -> str:
+        return secret_plaintext(self, "low_rating_webhook")
+
 
 class IntegrationHealth(models.Model):
     """What the portal found while working for an account, shown to CSMs as what needs attention.
@@ -212,6 +247,8 @@ class IntegrationHealth(models.Model):
     error_alert_since = models.DateTimeField(null=True, blank=True)
     error_alert_rate = models.FloatField(null=True, blank=True)
     error_alert_emailed_at = models.DateTimeField(null=True, blank=True)
+    # Inbox app and service recovery: when Intercom last asked for the inbox app's canvas (to the hour).
+    inbox_app_seen_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = "integration health"

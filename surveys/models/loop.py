@@ -201,3 +201,48 @@ class IntercomNote(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_event_display()} note on conversation {self.survey_request_id}"
+
+
+class RecoveryAction(models.Model):
+    """One service-recovery action on a low rating (surveys/loop/recovery.py): an outbox row, one per Stella feedback
+    record and kind, which the unique constraint holds to whatever runs twice (an edited record, two pulls at once).
+    Claimed (`doing`) before it is done; one found still `doing` may have reached the other side, so it is never
+    done again: it is marked failed."""
+
+    class Kind(models.TextChoices):
+        TAG = "tag", "Tagged the conversation"
+        NOTE = "note", "Internal note"
+        ASSIGN = "assign", "Assigned for follow-up"
+        WEBHOOK = "webhook", "Webhook"
+        EMAIL = "email", "Email to the alert recipients"
+
+    class Status(models.TextChoices):
+        WAITING = "waiting", "Waiting"
+        DOING = "doing", "Under way"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="recovery_actions")
+    feedback = models.ForeignKey(Feedback, on_delete=models.CASCADE, related_name="recovery_actions")
+    survey_request = models.ForeignKey(
+        SurveyRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="recovery_actions"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.WAITING)
+    do_after = models.DateTimeField(help_text="Not before: a rate limit's reset, after a 429.")
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    done_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        constraints = [models.UniqueConstraint(fields=["feedback", "kind"], name="one_recovery_action_per_kind")]
+        indexes = [
+            models.Index(
+                fields=["account", "do_after"], condition=models.Q(status="waiting"), name="recovery_action_waiting"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} for feedback {self.feedback_id}"

@@ -9,6 +9,7 @@ from django.core.paginator import Page
 from django.urls import reverse
 from django.views.generic import TemplateView
 
+from surveys.reporting.recovery import recovery_counts
 from surveys.reporting.status import StatusFilter, StatusFilterForm
 from surveys.reporting.teammate_figures import FEW_RESPONSES, GROUPS, Bar, TeammateRow
 from surveys.reporting.teammate_stats import (
@@ -67,6 +68,7 @@ class TeammatesView(LoginRequiredMixin, TemplateView):
             bots=bots,
             bots_url=query_string(report_query(query, group, not bots, sort=self.request.GET.get("sort", ""))),
             freshness=feedback_freshness(status_filter),
+            recovery=recovery_counts(status_filter),
             status_url=reverse("status") + query_string(query),
             export_url=reverse("status_teammates_export")
             + query_string(report_query(query, group, bots, sort=stats.sort)),

@@ -82,7 +82,7 @@ def test_a_new_account_is_onboarded_from_its_checklist(live_server, page, log, s
     expect(test_request.locator("select[name=employee_email]")).to_have_value(chosen)  # the last choice, kept
     expect(page.locator("#step-teammates")).to_contain_text("✓ Done")  # Tess, who closed the conversation
     screenshot(page, "admin-checklist.png")
-    done = [text.upper() for text in page.locator(".checklist > li .state").all_inner_texts()]
+    done = [text.upper() for text in page.locator("ol.checklist > li .state").all_inner_texts()]
     assert done.count("✓ DONE") == len(done) - 1, done  # all but Live
 
     # And there it is, under Test Requests.

@@ -82,12 +82,13 @@ def test_with_the_sandbox_it_is_all_there(tmp_path):
     assert started["tables"] == [
         "sandbox_intercomrecord",
         "sandbox_intercomsandboxnote",
+        "sandbox_sandboxreceived",
         "sandbox_stellasandboxcounter",
         "sandbox_stellasandboxemployee",
         "sandbox_stellasandboxfeedback",
         "sandbox_stellasandboxrequest",
     ]
-    assert started["migrations"][-1] == "0004_names_apart_from_the_product"
+    assert started["migrations"][-1] == "0005_service_recovery"
     assert "sandbox.StellaSandboxEmployee" in started["admin"]
     # Stella refuses a GET to its Requests API; Intercom wants a token; the consent page shows.
     assert started["answers"] == {URLS[0]: 405, URLS[1]: 401, URLS[2]: 200}

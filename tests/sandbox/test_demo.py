@@ -13,15 +13,18 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.test import Client
+from django.utils import timezone
 from django.utils.html import escape
 
-from sandbox.demo import NEWCOMER, WORKSPACE
+from sandbox.demo import NEWCOMER, TEAMMATES, WORKSPACE
 from sandbox.management.commands.send_demo_webhooks import Command
 from sandbox.models import StellaSandboxEmployee, StellaSandboxRequest
 from surveys.accounts.account import account_upsert
 from surveys.decisions.rules import SuppressionReason
+from surveys.delivery.sending import survey_request_send
 from surveys.delivery.survey_requests import survey_requests_resend
 from surveys.models import Account, ApiRequest, Feedback, SurveyRequest, TeammateDailyCount
+from surveys.tasks import process_inbound_webhooks
 from tests.helpers import run_queued_tasks
 from tests.servers import refused_port
 
@@ -90,7 +93,8 @@ def test_demo_walks_through_every_scenario_and_the_status_page_shows_them(portal
     # Stella refused the newcomer; the email closure never reached it.
     refused = StellaSandboxRequest.objects.get(status_code=400)
     assert (refused.body["employee"], refused.response) == ({"email": NEWCOMER[2]}, {"message": "Employee not found"})
-    assert StellaSandboxRequest.objects.filter(status_code=200).count() == 5
+    # The five sent above, and service recovery's chat (rated 1★ once sent; the stopped one never reaches Stella).
+    assert StellaSandboxRequest.objects.filter(status_code=200).count() == 6
     assert sorted(ApiRequest.objects.invalid().values_list("error_message", flat=True)) == [
         "Channel not enabled for company",
         "Employee not found",
@@ -236,3 +240,29 @@ def test_after_the_demo_stella_reads_back_delivery_ratings_and_the_teammate_it_w
     assert statuses == {"Delivered", "Not sent: do not send flag"}
     assert Feedback.objects.filter(account=account, star_rating__isnull=False).exists()
     assert TeammateDailyCount.objects.filter(account=account, delivered__gt=0).exists()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_demo_ends_with_a_conversation_stopped_in_the_inbox_app_and_one_recovered(portal, monkeypatch):
+    """With the cluster's work done whenever the demo waits (here, the intake and the sender are run in turn)."""
+
+    def send_due() -> int:
+        for survey_request in SurveyRequest.objects.filter(status="scheduled", send_after__lte=timezone.now()):
+            survey_request_send(survey_request.pk, now=timezone.now())
+        return 0
+
+    monkeypatch.setattr(Command, "wait_for", lambda self, ids, *, seconds: process_inbound_webhooks())
+    monkeypatch.setattr("sandbox.demo_inbox.time.sleep", lambda seconds: process_inbound_webhooks() + send_due())
+    output = demo(f"{portal.url}/webhooks/intercom/")
+    stopped = re.search(r"^Inside Intercom: a waiting conversation, (\d+),", output, flags=re.M).group(1)
+    request = SurveyRequest.objects.get(conversation_id=stopped)
+    assert (request.status, request.reason) == ("cancelled", "stopped_in_intercom")
+    assert f"then:     cancelled (Stopped by a teammate in Intercom: Stopped by {TEAMMATES[0][1]} on" in output
+    assert not ApiRequest.objects.filter(survey_request=request).exists()
+    rated = re.search(r"^Service recovery: conversation (\d+), sent and rated 1★$", output, flags=re.M).group(1)
+    actions = SurveyRequest.objects.get(conversation_id=rated).recovery_actions
+    assert sorted(actions.values_list("kind", "status")) == [
+        ("assign", "done"), ("email", "done"), ("note", "done"), ("tag", "done"), ("webhook", "done"),
+    ]  # fmt: skip
+    assert "Tagged the conversation: done" in output and "Webhook: done" in output

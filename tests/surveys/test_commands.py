@@ -264,3 +264,33 @@ def test_account_upsert_sets_the_read_back_from_stella_and_intercom_notes(monkey
     assert (integration.intercom_notes_enabled, integration.intercom_note_author_id) == (True, "4100099")
     assert "stella-secret-0000-9999" not in out
     assert "employee sync off, feedback return on, reconcile after 12h, Intercom notes on, as 4100099" in out
+
+
+# ---- Inbox app and service recovery ----
+
+
+def test_account_upsert_sets_service_recovery_and_keeps_the_webhook_secret(monkeypatch, db):
+    monkeypatch.setenv("ACME_HOOK", "https://hooks.slack.example/services/T000/B000/abcdefsecret1234")
+    out, _ = upsert(
+        "acme-recovery", "--low-rating-threshold", "2", "--low-rating-tag", "low-rating", "--low-rating-note",
+        "--low-rating-assign", "team:5500001", "--low-rating-webhook-env", "ACME_HOOK",
+    )  # fmt: skip
+    integration = Account.objects.get(intercom_workspace_id="acme-recovery").integration
+    assert (integration.low_rating_threshold, integration.low_rating_tag, integration.low_rating_note) == (
+        2, "low-rating", True,
+    )  # fmt: skip
+    assert integration.low_rating_assign == "team:5500001"
+    assert integration.low_rating_webhook_url.endswith("abcdefsecret1234")
+    assert "Service recovery at 2★ or fewer: tag low-rating, note, assign to team:5500001, webhook" in out
+    assert "abcdefsecret1234" not in out
+    out, _ = upsert("acme-recovery", "--low-rating-threshold", "0")
+    assert "Service recovery off" in out
+    assert Account.objects.get(intercom_workspace_id="acme-recovery").integration.low_rating_threshold is None
+
+
+def test_account_upsert_refuses_a_threshold_out_of_range_and_a_webhook_that_isnt_a_url(monkeypatch, db):
+    with pytest.raises(CommandError, match="1 to 5 stars"):
+        upsert("acme-recovery", "--low-rating-threshold", "6")
+    monkeypatch.setenv("NOT_A_URL", "hooks.slack.example/no-scheme")
+    with pytest.raises(CommandError, match="low_rating_webhook"):
+        upsert("acme-recovery", "--low-rating-webhook-env", "NOT_A_URL")

@@ -24,6 +24,13 @@ from sandbox.demo import (
     sandbox_newcomer_forget,
     sandbox_people_create,
 )
+from sandbox.demo_inbox import (
+    demo_low_rating_close,
+    demo_recover,
+    demo_recovery_settings,
+    demo_stop_from_inbox,
+    one_star_conversation_id,
+)
 from sandbox.samples import closed_conversation, closed_conversation_v1, reopened_conversation
 from surveys.loop.employees import stella_employees_sync, teammates_unknown_to_stella
 from surveys.loop.feedback import stella_feedback_pull
@@ -94,7 +101,8 @@ class Command(BaseCommand):
         for note in put_back:
             self.stdout.write(f"Put back the demo's settings ({note}): the scenarios rely on them.")
         # Conversation ids and customers of this run: unique to the millisecond, so runs never meet.
-        scenarios = self.scenarios(now=int(time.time()), run=str(time.time_ns() // 1_000_000))
+        run = str(time.time_ns() // 1_000_000)
+        scenarios = self.scenarios(now=int(time.time()), run=run)
         for scenario in scenarios:
             if scenario.after:
                 self.wait_for([scenario.after], seconds=min(wait, 10))
@@ -103,6 +111,31 @@ class Command(BaseCommand):
         self.stdout.write(f"Posted {sum(len(s.webhooks) for s in scenarios)} webhooks to {url}")
         self.report(scenarios, wait=wait, base=portal_base(url))
         self.read_back(accounts, base=portal_base(url))
+        self.inbox_app_and_recovery(url, run=run, wait=wait)
+
+    def inbox_app_and_recovery(self, url: str, *, run: str, wait: float) -> None:
+        """Inbox app and service recovery: a waiting conversation stopped from Intercom, a 1★ answer recovered."""
+        base, now = portal_base(url), int(time.time())
+        stopped = f"{run}11"  # the scenarios above use {run}0 to {run}9
+        self.post(url, closed_conversation(app_id=DELAYED_WORKSPACE, conversation_id=stopped, at=now,
+                                           customer=demo_customers_create(f"{run}s")[0], teammate=TESS))  # fmt: skip
+        self.wait_for([stopped], seconds=min(wait, 10))
+        self.stdout.write(
+            f"Inside Intercom: a waiting conversation, {stopped}, and Don't survey pressed in the inbox app"
+        )
+        self.stdout.write(f"    then:     {demo_stop_from_inbox(base, stopped)}")
+        self.stdout.write(f"    see it as Intercom would: {base}/sandbox/intercom/inbox?workspace={DELAYED_WORKSPACE}"
+                          f"&conversation={stopped}")  # fmt: skip
+        account = demo_recovery_settings(base)
+        rated = one_star_conversation_id(run)
+        self.post(url, demo_low_rating_close(rated, run=run, now=now))
+        self.stdout.write(f"Service recovery: conversation {rated}, sent and rated 1★")
+        done = demo_recover(
+            account, rated, wait=max(wait, 10),
+            sent=lambda: SurveyRequest.objects.filter(conversation_id=rated, status=SurveyRequest.Status.SENT).exists(),
+        )  # fmt: skip
+        self.stdout.write("    then:     " + "; ".join(done))
+        self.stdout.write(f"    counted on the Satisfaction report: {base}/status/teammates/")
 
     def read_back(self, accounts: list[Account], *, base: str) -> None:
         """Read Stella's employees and feedback now, as the cluster does every STELLA_SYNC_MINUTES: the delivery

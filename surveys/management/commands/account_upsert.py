@@ -25,6 +25,8 @@ SECRETS = {
     "production_api_key": "production API key",
     "intercom_access_token": "Intercom access token",
     "stella_api_secret": "Stella API secret",
+    # Inbox app and service recovery: a webhook URL (Slack's holds its token) is a secret too.
+    "low_rating_webhook": "low rating webhook URL",
 }
 # Settings the command passes on as they are given; "" clears a text one.
 PLAIN_SETTINGS = (
@@ -42,6 +44,11 @@ PLAIN_SETTINGS = (
     "intercom_notes_enabled",
     "intercom_note_author_id",
     "intercom_region",
+    # Inbox app and service recovery.
+    "low_rating_threshold",
+    "low_rating_tag",
+    "low_rating_note",
+    "low_rating_assign",
 )
 
 
@@ -50,6 +57,17 @@ def duration(text: str) -> timedelta:
         return parse_duration_text(text)
     except ValueError as exc:
         raise ArgumentTypeError(str(exc)) from None
+
+
+def stars(text: str) -> int:
+    """A low-rating threshold: 1 to 5 stars, or 0 for none (stored as empty)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise ArgumentTypeError(f"{text!r} is not a number of stars") from None
+    if not 0 <= value <= 5:
+        raise ArgumentTypeError("give 1 to 5 stars, or 0 to turn service recovery off")
+    return value
 
 
 def names(text: str) -> list[str]:
@@ -149,6 +167,21 @@ class Command(BaseCommand):
             "--intercom-note-author", dest="intercom_note_author_id", metavar="ADMIN_ID",
             help="The Intercom admin id notes are posted as.",
         )  # fmt: skip
+        # ---- Inbox app and service recovery ----
+        parser.add_argument(
+            "--low-rating-threshold", type=stars, metavar="N",
+            help="Start service recovery on a rating of N stars or fewer (1-5); 0 turns it off.",
+        )  # fmt: skip
+        parser.add_argument("--low-rating-tag", metavar="TAG", help="Tag the conversation; empty: don't.")
+        parser.add_argument(
+            "--low-rating-note",
+            action=BooleanOptionalAction,
+            help="Post an internal note with the rating, the comment and the teammate credited.",
+        )
+        parser.add_argument(
+            "--low-rating-assign", metavar="ID",
+            help="Assign the conversation to this teammate (Intercom admin id) or team (team:ID); empty: don't.",
+        )  # fmt: skip
         parser.add_argument(
             "--intercom-region",
             choices=IntercomRegion.values,
@@ -185,6 +218,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         fields = {name: options[name] for name in PLAIN_SETTINGS if options[name] is not None}
+        if fields.get("low_rating_threshold") == 0:
+            fields["low_rating_threshold"] = None  # off
         fields.update(self.secrets(options))
         fields.update(self.channels(options["channels"]))
         if options["alert_recipients"] is not None:
@@ -341,5 +376,21 @@ class Command(BaseCommand):
             f"employee sync {'on' if integration.employee_sync_enabled else 'off'}, "
             f"feedback return {'on' if integration.feedback_return_enabled else 'off'}, "
             f"reconcile after {format_duration(integration.reconcile_after)}, "
-            f"Intercom notes {notes}, Intercom region {integration.intercom_region}"
+            f"Intercom notes {notes}, Intercom region {integration.intercom_region}\n"
+            f"  {Command.summary_of_recovery(integration)}"
         )
+
+    @staticmethod
+    def summary_of_recovery(integration: IntegrationSettings) -> str:
+        """Service recovery on low ratings: what it does."""
+        if integration.low_rating_threshold is None:
+            return "Service recovery off"
+        actions = [
+            f"tag {integration.low_rating_tag}" if integration.low_rating_tag else "",
+            "note" if integration.low_rating_note else "",
+            f"assign to {integration.low_rating_assign}" if integration.low_rating_assign else "",
+            f"webhook {mask_secret(integration.low_rating_webhook)}" if integration.low_rating_webhook else "",
+            "email the alert recipients" if integration.alert_recipients else "",
+        ]
+        done = ", ".join(action for action in actions if action) or "nothing chosen"
+        return f"Service recovery at {integration.low_rating_threshold}★ or fewer: {done}"

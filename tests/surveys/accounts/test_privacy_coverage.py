@@ -144,6 +144,10 @@ NO_CUSTOMER_TEXT: dict[str, str] = {
     "surveys.IntercomNote.event": CHOICE,
     "surveys.IntercomNote.status": CHOICE,
     "surveys.IntercomNote.error": "why a post failed, in the portal's words (integrations/intercom/client.py)",
+    # Inbox app and service recovery: what was done, never what it said (built from the feedback when done).
+    "surveys.RecoveryAction.kind": CHOICE,
+    "surveys.RecoveryAction.status": CHOICE,
+    "surveys.RecoveryAction.error": "why an action failed, in the portal's words (surveys/loop/recovery.py)",
     # The sandbox.
     "sandbox.StellaSandboxEmployee": SANDBOX,
     "sandbox.StellaSandboxRequest": SANDBOX,
@@ -151,6 +155,7 @@ NO_CUSTOMER_TEXT: dict[str, str] = {
     "sandbox.StellaSandboxFeedback": SANDBOX,
     "sandbox.StellaSandboxCounter": SANDBOX,
     "sandbox.IntercomSandboxNote": SANDBOX,
+    "sandbox.SandboxReceived": SANDBOX,
 }
 
 

@@ -183,6 +183,9 @@ def test_every_url_of_the_portal_is_covered_here():
              "favicon.ico",
              # Saves only the signed-in user's own time zone; the docs page needs a login and shows only the schema.
              "status/time-zone/", "api/docs/",
+             # The inbox app: signed by Intercom, each workspace sees only its own account's conversations
+             # (tests/surveys/inbox_app/test_views.py, test_another_workspace_never_sees_or_stops_this_ones_survey).
+             "intercom/canvas/initialize/", "intercom/canvas/submit/",
              # Only redirects old admin bookmarks to their new address, which the admin tests cover.
              "^admin/integrations/(?P<rest>(account|teammate|conversationevent)/.*)$"}  # fmt: skip
     top = {str(pattern.pattern) for pattern in get_resolver().url_patterns}
