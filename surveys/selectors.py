@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Max, Q, QuerySet, Sum
 from django.utils import timezone
 from django_q.models import Failure
 
@@ -70,6 +70,7 @@ class Closing:
     customer_email: str
     customer_id: str
     closed_at: datetime
+    teammate_id: str = ""  # whose share of the account's sample the closure is
 
 
 def _conversation_key(closing: Closing) -> tuple[int, str]:
@@ -109,6 +110,7 @@ class IntakeReads:
         self._histories: dict[tuple[int, str], ConversationHistory] = {}
         self._customers: dict[tuple[int, str, str], list[SurveyRequest]] = {}
         self._by_pk: dict[int, SurveyRequest] = {}
+        self._sample_positions: dict[tuple[int, str], int] = {}
         self.expect(closings)
 
     def expect(self, closings: list[Closing]) -> None:
@@ -121,6 +123,38 @@ class IntakeReads:
             self._histories[key] = ConversationHistory(events=[], survey_requests=[])
         self._read_histories(closings, wanted)
         self._read_customers(closings)
+        self._read_sample_positions(closings)
+
+    def _read_sample_positions(self, closings: list[Closing]) -> None:
+        """The next place in each of the closures' teammates' samples, in one query (an index's last entry each)."""
+        wanted = {(closing.account.pk, closing.teammate_id) for closing in closings} - self._sample_positions.keys()
+        if not wanted:
+            return
+        last = (
+            SurveyRequest.objects.filter(
+                account_id__in={account_id for account_id, _ in wanted},
+                teammate_id__in={teammate_id for _, teammate_id in wanted},
+                sample_position__isnull=False,
+            )
+            .values_list("account_id", "teammate_id")
+            .annotate(last=Max("sample_position"))
+            .order_by()
+        )
+        for account_id, teammate_id, position in last:
+            if (account_id, teammate_id) in wanted:
+                self._sample_positions[(account_id, teammate_id)] = position + 1
+        for key in wanted:
+            self._sample_positions.setdefault(key, 0)
+
+    def sample_position_take(self, survey_request: SurveyRequest) -> int:
+        """The next place in the sample of the request's teammate, taken for it: every closure recorded gets one,
+        whether the account samples or not, so a dry run can try a sample on closures already recorded. Two
+        workers recording the same teammate's closures at the same moment may give two the same place: the
+        share stays within a closure or two of the sample's."""
+        key = (survey_request.account_id, survey_request.teammate_id)
+        position = self._sample_positions.get(key, 0)
+        self._sample_positions[key] = position + 1
+        return position
 
     def _read_histories(self, closings: list[Closing], wanted: set[tuple[int, str]]) -> None:
         """The requests and events of the closures' conversations, in two queries."""
@@ -217,6 +251,11 @@ def closure_of(survey_request: SurveyRequest, *, looked_up: bool = False, employ
         identity=survey_request.identity,
         tags=tuple(survey_request.tags),
         employee_unknown=employee_unknown,
+        team_id=survey_request.team_id,
+        teammate_replies=survey_request.teammate_replies,
+        last_admin_reply_at=survey_request.last_admin_reply_at,
+        sample_stratum=survey_request.teammate_id,
+        sample_position=survey_request.sample_position,
     )
 
 

@@ -24,8 +24,10 @@ from portal.redaction import mask_secret
 from surveys.accounts.account import integration_health_ensure, integration_settings_update
 from surveys.accounts.checklist import SANDBOX_KEY_PREFIXES, sandbox_key_hint
 from surveys.accounts.oauth import account_authorize_url
+from surveys.accounts.teams import account_teams
 from surveys.accounts.test_request import account_go_live_week
 from surveys.admin import dry_run, feedback, onboarding
+from surveys.decisions.dry_run import WHOM_TO_SURVEY
 from surveys.loop.employees import teammate_match_refresh
 from surveys.loop.sync import stella_sync_job_run
 from surveys.models import Account, IntegrationSettings, Teammate
@@ -79,6 +81,7 @@ class IntegrationSettingsForm(forms.ModelForm):
             "email_enabled", "chat_enabled", "channel_delay", "suppression_window", "do_not_send_tags",
             "intercom_access_token", "alert_recipients", "stella_api_secret", "employee_sync_enabled",
             "feedback_return_enabled", "reconcile_after", "intercom_notes_enabled", "intercom_note_author_id",
+            *WHOM_TO_SURVEY,
         ]  # fmt: skip
         widgets = {name: forms.PasswordInput(render_value=False) for name in SECRET_FIELDS}
 
@@ -136,6 +139,7 @@ class IntegrationSettingsInline(admin.StackedInline):
     can_delete = False
     min_num = 1
     max_num = 1
+    readonly_fields = ["intercom_teams"]
     fieldsets = [
         (None, {"fields": ["enabled", "mode"]}),
         ("Stella Connect", {"fields": ["test_api_key", "production_api_key", "stella_api_url", "brand", "language"]}),
@@ -143,6 +147,7 @@ class IntegrationSettingsInline(admin.StackedInline):
             "Rules",
             {"fields": ["email_enabled", "chat_enabled", "channel_delay", "suppression_window", "do_not_send_tags"]},
         ),
+        ("Rules: whom to survey", {"fields": ["intercom_teams", *WHOM_TO_SURVEY]}),
         (
             "Stella: employees and feedback",
             {"fields": ["stella_api_secret", "employee_sync_enabled", "feedback_return_enabled", "reconcile_after"]},
@@ -150,6 +155,13 @@ class IntegrationSettingsInline(admin.StackedInline):
         ("Intercom", {"fields": ["intercom_access_token", "intercom_notes_enabled", "intercom_note_author_id"]}),
         ("Error-rate alert", {"fields": ["alert_recipients"]}),
     ]
+
+    @admin.display(description="Intercom teams")
+    def intercom_teams(self, integration: IntegrationSettings | None) -> str:
+        """The workspace's teams by name beside their ids, for the team rules (asked of Intercom: GET /teams)."""
+        if integration is None or integration.pk is None:
+            return "Save the account, connected with Intercom, to see its teams."
+        return render_to_string("admin/surveys/account/intercom_teams.html", {"found": account_teams(integration)})
 
 
 # Where a secret typed into a form sent back with an error waits for the corrected save, and for how long.

@@ -40,6 +40,7 @@ from surveys.delivery.survey_requests import (
     survey_request_clip,
     survey_request_decide,
     survey_request_feedback_request,
+    survey_request_quiet_detail,
     survey_request_reject_locally,
     survey_request_transition,
 )
@@ -54,6 +55,7 @@ Status = SurveyRequest.Status
 DECIDED_FIELDS = [
     "channel", "channel_source", "assignee_kind", "teammate_name", "teammate_email", "customer_id",
     "customer_role", "customer_name", "customer_email", "tags", "decision", "reason", "verdicts", "mode",
+    "teammate_replies",
 ]  # fmt: skip
 # What a finished call fills in on its ApiRequest row.
 RESULT_FIELDS = [
@@ -82,6 +84,8 @@ def survey_request_send(survey_request_id: int, *, now: datetime) -> SurveyReque
             return survey_request
         if survey_request.status != Status.SCHEDULED or survey_request.send_after > now:
             return survey_request
+        if _postponed_for_quiet_hours(survey_request, integration=account.integration, now=now):
+            return survey_request
         try:
             with log_context(account=account.pk, survey_request=survey_request.pk):  # on every line the send logs
                 return _send(survey_request, integration=account.integration, now=now)
@@ -91,6 +95,26 @@ def survey_request_send(survey_request_id: int, *, now: datetime) -> SurveyReque
             return _pause_for_secret(survey_request, reason=str(exc), now=now)
     survey_request.refresh_from_db()
     return survey_request
+
+
+def _postponed_for_quiet_hours(
+    survey_request: SurveyRequest, *, integration: IntegrationSettings, now: datetime
+) -> bool:
+    """A send due during the account's quiet hours (set since it was recorded, or a retry or resend falling in them)
+    waits for them to end, saying so; the sweep's poller queues it then."""
+    quiet = Rules.of(integration).quiet_hours
+    goes = quiet.ends_after(now) if quiet else now
+    if goes <= now:
+        return False
+    survey_request.send_after = goes
+    survey_request_quiet_detail(survey_request, integration=integration)
+    SurveyRequest.objects.filter(pk=survey_request.pk, status=Status.SCHEDULED).update(
+        send_after=goes,
+        queued_at=None,
+        status_detail=survey_request.status_detail,
+        detail_code=messages.QUIET_HOURS.code,
+    )
+    return True
 
 
 def _pause_for_secret(survey_request: SurveyRequest, *, reason: str, now: datetime) -> SurveyRequest:
@@ -135,7 +159,7 @@ def _teammate_at_send(
     look-up ended the send."""
     custom_id = getattr(survey_request, "employee_custom_id", None) or ""
     stella_match = getattr(survey_request, "employee_stella_match", None) or ""
-    if not survey_request.needs_lookup:
+    if not survey_request.needs_lookup and not _replies_wanted(survey_request, integration):
         return custom_id, stella_match
     # Looking up costs Intercom calls and time: take the request first.
     survey_request_transition(survey_request, to=Status.SENDING, claimed_at=now)
@@ -318,7 +342,7 @@ def survey_request_look_up(
     """Fill in from Intercom's REST API what the webhook left out: channel, customer, teammate.
     Returns the teammate when it was looked up."""
     client = IntercomClient(integration.intercom_token)
-    if not survey_request.channel:
+    if not survey_request.channel or _replies_wanted(survey_request, integration):
         _look_up_conversation(survey_request, client=client)
     if not survey_request.customer_email and survey_request.customer_id:
         _look_up_customer(survey_request, client=client)
@@ -332,13 +356,21 @@ def survey_request_look_up(
     return None
 
 
+def _replies_wanted(survey_request: SurveyRequest, integration: IntegrationSettings) -> bool:
+    """The account's minimum of teammate replies needs them counted, and only Intercom's REST API has them all."""
+    return integration.min_teammate_replies > 0 and survey_request.teammate_replies is None
+
+
 def _look_up_conversation(survey_request: SurveyRequest, *, client: IntercomClient) -> None:
     try:
         conversation = client.conversation(survey_request.conversation_id, url=survey_request.conversation_url)
     except IntercomNotFound:
         raise IntercomNotFound(messages.INTERCOM_CONVERSATION_NOT_FOUND.words) from None
-    survey_request.channel = conversation.channel or Channel.UNSUPPORTED
-    survey_request.channel_source = conversation.channel_source or "unknown"
+    if not survey_request.channel:
+        survey_request.channel = conversation.channel or Channel.UNSUPPORTED
+        survey_request.channel_source = conversation.channel_source or "unknown"
+    # Counted now; the team and the last reply stay as the close had them (the rules read them at close).
+    survey_request.teammate_replies = conversation.teammate_replies
     _customer_fill(survey_request, conversation.customer)
     if conversation.assignee.kind == AssigneeKind.BOT and conversation.assignee.id == survey_request.teammate_id:
         survey_request.assignee_kind = AssigneeKind.BOT
