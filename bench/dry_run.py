@@ -7,7 +7,7 @@ channels (and a few never looked up), four teammates, three teams, teammate repl
 days before the close, each closure's place in its teammate's sample. The dry run is then timed in-process (median
 of 3, after a warm-up) with a channel delay, a suppression window, a channel turned off and a tag added; and again
 with every rule of whom to survey on as well (teams included and excluded, a minimum of replies, a maximum of days
-since the last reply, a 50% sample).
+since the last reply, a 50% sample, the last teammate to reply credited, quiet hours).
 Target: 100,000 closures in under 10 s, at most 4 queries, and time growing about as the closures do
 (10 times the rows: linear would take 10 times as long; under 20, well short of quadratic's 100); with every rule
 on, within 2x of the same without the rules of whom to survey.
@@ -81,7 +81,7 @@ def fill(workspace_id, closures, seed):
         last_reply = closed_at - timedelta(seconds=rng.expovariate(1 / (2 * 86400))) if replies else None
         requests.append(SurveyRequest(
             team_id=rng.choice(["", "814865", "814866"]), teammate_replies=replies, last_admin_reply_at=last_reply,
-            sample_position=positions[teammate_id],
+            sample_position=positions[teammate_id], sample_stratum=teammate_id,
             account=account, conversation_id=conversation_id,
             conversation_url=f"https://app.intercom.com/a/apps/{workspace_id}/conversations/{conversation_id}",
             closure_id=f"part-{n}", closed_at=closed_at, channel=channel, channel_source=channel or "",
@@ -129,7 +129,7 @@ for size in json.loads(input()):
         account.integration, chat_enabled=False, channel_delay=timedelta(minutes=10),
         suppression_window=timedelta(days=7), do_not_send_tags="fraud, dupe, do_not_send_stella, vip",
         include_teams="814865, 814866", exclude_teams="814866", min_teammate_replies=1, max_days_since_reply=7,
-        sample_percent=50,
+        sample_percent=50, attribution="last_replier", time_zone="Europe/Paris", quiet_hours="21:00-08:00",
     )
     dry_run(account, proposed)  # warm-up
     times, every_times = [], []

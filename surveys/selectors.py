@@ -133,10 +133,10 @@ class IntakeReads:
         last = (
             SurveyRequest.objects.filter(
                 account_id__in={account_id for account_id, _ in wanted},
-                teammate_id__in={teammate_id for _, teammate_id in wanted},
+                sample_stratum__in={teammate_id for _, teammate_id in wanted},
                 sample_position__isnull=False,
             )
-            .values_list("account_id", "teammate_id")
+            .values_list("account_id", "sample_stratum")
             .annotate(last=Max("sample_position"))
             .order_by()
         )
@@ -146,15 +146,15 @@ class IntakeReads:
         for key in wanted:
             self._sample_positions.setdefault(key, 0)
 
-    def sample_position_take(self, survey_request: SurveyRequest) -> int:
-        """The next place in the sample of the request's teammate, taken for it: every closure recorded gets one,
+    def sample_place_take(self, survey_request: SurveyRequest) -> None:
+        """The next place in the sample of the request's teammate at close, taken for it: every closure recorded gets one,
         whether the account samples or not, so a dry run can try a sample on closures already recorded. Two
         workers recording the same teammate's closures at the same moment may give two the same place: the
         share stays within a closure or two of the sample's."""
-        key = (survey_request.account_id, survey_request.teammate_id)
-        position = self._sample_positions.get(key, 0)
-        self._sample_positions[key] = position + 1
-        return position
+        survey_request.sample_stratum = survey_request.teammate_id
+        key = (survey_request.account_id, survey_request.sample_stratum)
+        survey_request.sample_position = self._sample_positions.get(key, 0)
+        self._sample_positions[key] = survey_request.sample_position + 1
 
     def _read_histories(self, closings: list[Closing], wanted: set[tuple[int, str]]) -> None:
         """The requests and events of the closures' conversations, in two queries."""
@@ -254,7 +254,7 @@ def closure_of(survey_request: SurveyRequest, *, looked_up: bool = False, employ
         team_id=survey_request.team_id,
         teammate_replies=survey_request.teammate_replies,
         last_admin_reply_at=survey_request.last_admin_reply_at,
-        sample_stratum=survey_request.teammate_id,
+        sample_stratum=survey_request.sample_stratum,
         sample_position=survey_request.sample_position,
     )
 

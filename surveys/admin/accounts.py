@@ -101,6 +101,8 @@ class IntegrationSettingsForm(forms.ModelForm):
                 field.help_text = "What you typed is kept (not saved yet): save to store it, or type another."
             if settings.SANDBOX and name in SANDBOX_KEY_PREFIXES:
                 field.help_text = f"{field.help_text} {sandbox_key_hint(name)}".strip()
+        for name in WHOM_TO_SURVEY:  # see clean: a form posted without them keeps them
+            self.fields[name].required = False
         secret = self.fields["stella_api_secret"]
         secret.help_text = f"{IntegrationSettings._meta.get_field('stella_api_secret').help_text} {secret.help_text}"
         if settings.SANDBOX:
@@ -124,6 +126,15 @@ class IntegrationSettingsForm(forms.ModelForm):
 
     def clean_stella_api_secret(self) -> str:
         return self._clean_secret("stella_api_secret")
+
+    def clean(self) -> dict[str, Any]:
+        """A rule of whom to survey the posted form leaves out (a script's post, a page from before it was on the
+        form) keeps its stored value; one left empty is checked as the model has it."""
+        cleaned = super().clean() or self.cleaned_data
+        for name in WHOM_TO_SURVEY:
+            if self.add_prefix(name) not in self.data:
+                cleaned[name] = getattr(self.instance, name)
+        return cleaned
 
     def clean_reconcile_after(self) -> timedelta:
         """Empty (or left out of the form) keeps the stored time: 0 would flag every request at once."""

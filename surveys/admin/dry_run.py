@@ -38,6 +38,7 @@ SUMMARY_NAMES = {
     "max_days_since_reply": "days since the last reply",
     "sample_percent": "sample",
     "quiet_hours": "quiet hours",
+    "attribution": "credit",
 }
 
 
@@ -76,6 +77,9 @@ class DryRunForm(forms.Form):
     )
     sample_percent = forms.IntegerField(
         label="Sample %", min_value=1, max_value=100, help_text=_model_field("sample_percent").help_text
+    )
+    attribution = forms.ChoiceField(
+        label="Credit", choices=_model_field("attribution").choices, help_text=_model_field("attribution").help_text
     )
     time_zone = forms.CharField(label="Time zone", validators=_model_field("time_zone").validators)
     quiet_hours = forms.CharField(

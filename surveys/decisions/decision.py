@@ -109,6 +109,7 @@ class Rules:
     max_since_reply: timedelta | None = None
     sample_percent: int = 100
     quiet_hours: QuietHours | None = None  # when nothing goes out, in the account's time zone
+    last_replier: bool = False  # a survey credits the last teammate to reply, found before sending
 
     @classmethod
     def of(cls, settings: RuleSettings) -> Rules:
@@ -124,6 +125,7 @@ class Rules:
             max_since_reply=timedelta(days=days) if days is not None else None,
             sample_percent=settings.sample_percent,
             quiet_hours=QuietHours.of(settings.quiet_hours, settings.time_zone),
+            last_replier=settings.attribution == "last_replier",
         )
 
     def send_after(self, closed_at: datetime) -> datetime:
@@ -163,6 +165,7 @@ class RuleSettings(Protocol):
     sample_percent: int
     quiet_hours: str
     time_zone: str
+    attribution: str
 
 
 class _Survey(Protocol):
@@ -362,6 +365,9 @@ def closure_decide(closure: ClosureFacts, rules: Rules, known: Iterable[Known], 
         customer_surveyed(closure, rules.window, others, stage),
         conversation_surveyed(closure, others, stage),
         _left_out(closure, rules),
+        # Crediting the last teammate to reply, whom only the send's look-up finds: a team or nobody assigned is
+        # nobody's to judge before.
+        rules.last_replier and closure.teammate_replies is None,
     )
 
 
@@ -379,6 +385,7 @@ def verdicts_decide(
     customer_within_window: bool,
     conversation_already_surveyed: bool,
     left_out: tuple[bool, bool, bool, bool] = (False, False, False, False),
+    assignee_pending: bool = False,
 ) -> Fate:
     """Every rule's verdict on what is known, and the decision they come to (rules.decide)."""
     candidate = SurveyCandidate(
@@ -396,6 +403,7 @@ def verdicts_decide(
         too_few_replies=left_out[1],
         reply_too_old=left_out[2],
         not_sampled=left_out[3],
+        assignee_pending=assignee_pending,
     )
     verdicts = tuple((rule.__name__, rule(candidate)) for rule in RULES)
     verdict = decide(dict(verdicts))

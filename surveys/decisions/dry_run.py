@@ -45,8 +45,8 @@ CHANGED_LIMIT = 100  # changed closures listed; all are counted
 # The settings a dry run may change: the account's rules.
 # The rules of whom to survey and when (issue 20), among them.
 WHOM_TO_SURVEY = (
-    "include_teams", "exclude_teams", "min_teammate_replies", "max_days_since_reply", "sample_percent", "time_zone",
-    "quiet_hours",
+    "include_teams", "exclude_teams", "min_teammate_replies", "max_days_since_reply", "sample_percent", "attribution",
+    "time_zone", "quiet_hours",
 )  # fmt: skip
 RULE_FIELDS = (
     "email_enabled",
@@ -152,6 +152,7 @@ def whom_to_survey_summary(integration: IntegrationSettings) -> dict[str, str]:
         "minimum teammate replies": str(integration.min_teammate_replies or "none"),
         "days since the last reply": f"at most {days}" if days is not None else "any",
         "sample": f"{integration.sample_percent}%",
+        "credit": integration.get_attribution_display().lower(),
         "quiet hours": f"{integration.quiet_hours} {integration.time_zone}" if integration.quiet_hours else "none",
     }
 

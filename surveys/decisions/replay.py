@@ -53,7 +53,7 @@ REASON_ORDER = ["", *(value for value, _ in REASON_CHOICES)]
 CLOSURE_FIELDS = (
     "pk", "conversation_id", "closed_at", "channel", "assignee_kind", "customer_email", "customer_id", "tags_text",
     "status", "decision", "reason", "email_verdict", "erased", "team_id", "teammate_replies", "last_admin_reply_at",
-    "teammate_id", "sample_position",
+    "sample_stratum", "sample_position",
 )  # fmt: skip
 
 

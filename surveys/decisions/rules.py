@@ -109,6 +109,8 @@ class SurveyCandidate:
     too_few_replies: bool = False
     reply_too_old: bool = False
     not_sampled: bool = False
+    # The teammate credited is the last to reply, not yet looked up: no assignee yet is no one missing.
+    assignee_pending: bool = False
 
 
 Rule = Callable[[SurveyCandidate], Reason | None]
@@ -146,6 +148,8 @@ def customer_email_missing(candidate: SurveyCandidate) -> Reason | None:
 
 
 def assignee_missing(candidate: SurveyCandidate) -> Reason | None:
+    if candidate.assignee_pending:
+        return None
     human_or_bot = (AssigneeKind.ADMIN, AssigneeKind.BOT)
     return None if candidate.assignee_kind in human_or_bot else InvalidReason.EMPLOYEE_NOT_FOUND
 

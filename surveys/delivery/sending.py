@@ -25,7 +25,7 @@ from integrations.intercom.client import (
     IntercomRateLimited,
     IntercomTokenRejected,
 )
-from integrations.intercom.payloads import Customer
+from integrations.intercom.payloads import Author, Conversation, Customer
 from integrations.stella.client import StellaClient, StellaResult
 from integrations.vocabulary import AssigneeKind, Channel, email_normalised
 from portal.crypto import SecretUndecryptable
@@ -55,7 +55,7 @@ Status = SurveyRequest.Status
 DECIDED_FIELDS = [
     "channel", "channel_source", "assignee_kind", "teammate_name", "teammate_email", "customer_id",
     "customer_role", "customer_name", "customer_email", "tags", "decision", "reason", "verdicts", "mode",
-    "teammate_replies",
+    "teammate_replies", "teammate_id", "attribution",
 ]  # fmt: skip
 # What a finished call fills in on its ApiRequest row.
 RESULT_FIELDS = [
@@ -343,7 +343,9 @@ def survey_request_look_up(
     Returns the teammate when it was looked up."""
     client = IntercomClient(integration.intercom_token)
     if not survey_request.channel or _replies_wanted(survey_request, integration):
-        _look_up_conversation(survey_request, client=client)
+        conversation = _look_up_conversation(survey_request, client=client)
+        if integration.attribution == LAST_REPLIER:
+            _credit_last_replier(survey_request, conversation.last_replier)
     if not survey_request.customer_email and survey_request.customer_id:
         _look_up_customer(survey_request, client=client)
     if survey_request.teammate_id and not survey_request.teammate_email:
@@ -357,11 +359,38 @@ def survey_request_look_up(
 
 
 def _replies_wanted(survey_request: SurveyRequest, integration: IntegrationSettings) -> bool:
-    """The account's minimum of teammate replies needs them counted, and only Intercom's REST API has them all."""
-    return integration.min_teammate_replies > 0 and survey_request.teammate_replies is None
+    """The account's minimum of teammate replies needs them counted, or its credit the last teammate to reply: only
+    Intercom's REST API has the conversation's replies."""
+    wanted = integration.min_teammate_replies > 0 or integration.attribution == LAST_REPLIER
+    return wanted and survey_request.teammate_replies is None
 
 
-def _look_up_conversation(survey_request: SurveyRequest, *, client: IntercomClient) -> None:
+def _credit_last_replier(survey_request: SurveyRequest, replier: Author | None) -> None:
+    """Name the last human teammate to reply instead of the assignee (looked up next, by id, for their email and
+    Stella custom id), and say why."""
+    if survey_request.assignee_kind == AssigneeKind.BOT:
+        return  # a bot's conversation is recorded flagged do not send, whoever replied
+    if replier is None or not replier.id:
+        survey_request.attribution = "No teammate replied: the assignee at close is credited"
+        return
+    assigned = ASSIGNED_WORDS.get(survey_request.assignee_kind)
+    survey_request.attribution = (
+        f"The last teammate to reply is credited (the conversation was {assigned})"
+        if assigned
+        else "The last teammate to reply is credited"
+    )
+    if replier.id != survey_request.teammate_id:
+        survey_request.teammate_id, survey_request.teammate_name = replier.id, replier.name or ""
+        survey_request.teammate_email = ""
+    survey_request.assignee_kind = AssigneeKind.ADMIN
+
+
+# How the conversation was assigned at close, for the words of `attribution`.
+ASSIGNED_WORDS: dict[str, str] = {AssigneeKind.TEAM: "assigned to a team", AssigneeKind.NOBODY: "assigned to nobody"}
+LAST_REPLIER = "last_replier"
+
+
+def _look_up_conversation(survey_request: SurveyRequest, *, client: IntercomClient) -> Conversation:
     try:
         conversation = client.conversation(survey_request.conversation_id, url=survey_request.conversation_url)
     except IntercomNotFound:
@@ -374,6 +403,7 @@ def _look_up_conversation(survey_request: SurveyRequest, *, client: IntercomClie
     _customer_fill(survey_request, conversation.customer)
     if conversation.assignee.kind == AssigneeKind.BOT and conversation.assignee.id == survey_request.teammate_id:
         survey_request.assignee_kind = AssigneeKind.BOT
+    return conversation
 
 
 def _customer_fill(survey_request: SurveyRequest, customer: Customer | None) -> None:

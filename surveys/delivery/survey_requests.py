@@ -339,15 +339,20 @@ def survey_requests_retag(
         survey_request.tags = list(dict.fromkeys(survey_request.tags + event.tags))
         known = send_candidates(survey_request, rules=rules)
         survey_request_decide(survey_request, rules=rules, known=known, stage=Stage.KNOWN)
+        to = STATUS_FOR_DECISION[Decision(survey_request.decision)]
+        survey_request.detail_code = ""
+        if to == Status.SCHEDULED:  # still waiting: for the quiet hours to end, it may say
+            survey_request_quiet_detail(survey_request, integration=survey_request.account.integration)
         with suppress(InvalidTransition):
             survey_request_transition(
                 survey_request,
-                to=STATUS_FOR_DECISION[Decision(survey_request.decision)],
+                to=to,
                 tags=survey_request.tags,
                 decision=survey_request.decision,
                 reason=survey_request.reason,
                 verdicts=survey_request.verdicts,
                 status_detail=survey_request.status_detail,
+                detail_code=survey_request.detail_code or messages.code_of(survey_request.status_detail),
                 counts=counts,
             )
             if survey_request.status == Status.INVALID:

@@ -99,7 +99,7 @@ class IntakeBatch:
             closure_id=closure_id,
             earlier_tags=history.first_message_tags,
         )
-        survey_request.sample_position = self.reads.sample_position_take(survey_request)
+        self.reads.sample_place_take(survey_request)
         survey_request_supersede_older(history, closed_at=survey_request.closed_at, counts=self.counts)
         known = self.reads.known(survey_request)
         survey_request_decide(survey_request, rules=Rules.of(integration), known=known, stage=Stage.KNOWN)

@@ -199,6 +199,14 @@ class IntegrationSettings(models.Model):
         help_text="Survey this percentage of closures, the same share of each teammate's, always the same ones "
         "(a closure delivered twice is decided the same). 100 surveys every closure.",
     )
+    attribution = models.CharField(
+        "credit",
+        max_length=16,
+        choices=[("assignee", "The assignee at close"), ("last_replier", "The last teammate to reply")],
+        default="assignee",
+        help_text="Whom a survey names: the teammate assigned when the conversation closed, or the last human "
+        "teammate who wrote a reply (also when it was assigned to a team or nobody; Intercom is asked before sending).",
+    )
     time_zone = models.CharField(
         max_length=64,
         default="UTC",

@@ -134,6 +134,11 @@ class SurveyRequest(models.Model):
     teammate_replies = models.PositiveIntegerField(null=True, blank=True)
     last_admin_reply_at = models.DateTimeField(null=True, blank=True)
     sample_position = models.PositiveIntegerField(null=True, blank=True)
+    # Whose share of the sample it is: the teammate assigned at close (the one credited may be another, see
+    # `attribution`), so the place keeps its meaning.
+    sample_stratum = models.CharField(max_length=64, blank=True, default="", db_default="")
+    # Whom the survey credits and why, when not simply the assignee at close (the account's attribution rule).
+    attribution = models.CharField(max_length=300, blank=True, default="", db_default="")
 
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.SCHEDULED)
     decision = models.CharField(max_length=16, choices=Decision.choices)
@@ -186,7 +191,7 @@ class SurveyRequest(models.Model):
             models.Index(fields=["account", "-closed_at"]),
             models.Index(fields=["account", "status", "-closed_at"]),
             # The next place in a teammate's sample (surveys/selectors.py IntakeReads).
-            models.Index(fields=["account", "teammate_id", "-sample_position"], name="survey_request_sample"),
+            models.Index(fields=["account", "sample_stratum", "-sample_position"], name="survey_request_sample"),
             # Finding a deleted Intercom contact's requests; what the retention job still has to erase.
             models.Index(fields=["account", "customer_id"]),
             models.Index(

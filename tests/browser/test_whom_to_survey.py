@@ -29,13 +29,13 @@ def test_a_csm_picks_teams_by_name_and_tries_a_sample(live_server, page, log, se
         )
     account = AccountFactory(
         name="Northwind Traders International Support (EMEA)", intercom_workspace_id="wsnorth",
-        integration__intercom_access_token="sandbox-token-0003",
+        integration__intercom_access_token="sandbox-token-browser"  # teams are kept 10 minutes per token,
     )  # fmt: skip
     now = timezone.now()
     for n in range(20):
         SurveyRequestFactory(
             account=account, conversation_id=str(7000 + n), closed_at=now - timedelta(hours=n + 1),
-            teammate_id="4100001", sample_position=n, status=SurveyRequest.Status.SENT, decision=Decision.SEND,
+            teammate_id="4100001", sample_stratum="4100001", sample_position=n, status=SurveyRequest.Status.SENT, decision=Decision.SEND,
         )  # fmt: skip
     log_in(page, f"{live_server.url}/admin/login/", "csm", "csm-pw-12345")
     page.wait_for_url("**/admin/")

@@ -180,3 +180,32 @@ def test_quiet_hours_hold_a_send_until_they_end_and_a_reply_meanwhile_still_canc
 
 def to_zone(moment):
     return moment.astimezone(ZoneInfo("Asia/Kolkata"))
+
+
+def test_the_last_teammate_to_reply_is_credited_also_for_a_team_or_nobody(account):
+    configure(account, attribution="last_replier")
+    now = int(time.time())
+    nobody = (None, None, None)
+    for conversation_id, customer in (("a1", ADA), ("a2", BEA), ("a3", CAI)):
+        replies = ((TESS, now - 900), (OMAR, now - 600)) if conversation_id != "a3" else ()
+        sandbox_conversation_create(
+            conversation_id, channel="chat", customer=customer, teammate=nobody, started_at=now - 1200, replies=replies
+        )
+    deliver(
+        closed("a1", teammate=nobody, team_id=VIP),  # assigned to a team: Omar replied last
+        closed("a2", customer=BEA),  # assigned to Tess: Omar replied last
+        closed("a3", teammate=nobody, customer=CAI),  # nobody assigned, nobody replied
+    )
+    found, asked = outcomes()
+    assert found == {"a1": (S.SENT, ""), "a2": (S.SENT, ""), "a3": (S.INVALID, "employee_not_found")}
+    employees = {
+        request.body["ext_interaction_id"]: request.body["employee"] for request in StellaSandboxRequest.objects.all()
+    }
+    assert employees == {"a1": {"email": OMAR[2]}, "a2": {"email": OMAR[2]}}
+    credited = dict(SurveyRequest.objects.values_list("conversation_id", "attribution"))
+    assert credited == {
+        "a1": "The last teammate to reply is credited (the conversation was assigned to a team)",
+        "a2": "The last teammate to reply is credited",
+        "a3": "No teammate replied: the assignee at close is credited",
+    }
+    assert SurveyRequest.objects.get(conversation_id="a1").teammate_name == OMAR[1]  # looked up: GET /admins/{id}

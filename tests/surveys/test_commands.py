@@ -280,8 +280,10 @@ def test_account_upsert_sets_the_rules_of_whom_to_survey():
     )
     assert "included teams 5100001, 5100003, excluded teams 5100002, minimum teammate replies 1" in out
     assert "days since the last reply at most 7, sample 25%" in out
-    out, _ = upsert("acme-rules", "--time-zone", "Europe/Paris", "--quiet-hours", "21:00-08:00")
-    assert "quiet hours 21:00-08:00 Europe/Paris" in out
+    out, _ = upsert(
+        "acme-rules", "--time-zone", "Europe/Paris", "--quiet-hours", "21:00-08:00", "--attribution", "last-replier"
+    )
+    assert "credit the last teammate to reply, quiet hours 21:00-08:00 Europe/Paris" in out
     upsert("acme-rules", "--max-days-since-reply", "off", "--include-teams", "", "--sample-percent", "100")
     integration.refresh_from_db()
     assert (integration.max_days_since_reply, integration.include_teams, integration.sample_percent) == (None, "", 100)

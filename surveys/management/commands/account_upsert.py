@@ -46,6 +46,7 @@ PLAIN_SETTINGS = (
     "min_teammate_replies",
     "max_days_since_reply",
     "sample_percent",
+    "attribution",
     "time_zone",
     "quiet_hours",
 )
@@ -181,6 +182,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--sample-percent", type=int, metavar="N",
             help="Survey N%% of closures (1-100), the same share of each teammate's; 100 surveys all.",
+        )  # fmt: skip
+        parser.add_argument(
+            "--attribution", type=lambda text: text.replace("-", "_"), choices=["assignee", "last_replier"],
+            help="Whom a survey credits: assignee (at close), or last-replier (the last human teammate who wrote a "
+            "reply, also when the conversation was assigned to a team or nobody).",
         )  # fmt: skip
         parser.add_argument(
             "--time-zone", metavar="TZ", help="The account's time zone, for its quiet hours (IANA, e.g. Europe/Paris)."

@@ -132,6 +132,7 @@ class Command(BaseCommand):
         parser.add_argument("--min-teammate-replies", type=int, help="0 turns it off.")
         parser.add_argument("--max-days-since-reply", type=int, help="Days; -1 turns it off.")
         parser.add_argument("--sample-percent", type=int, help="1 to 100.")
+        parser.add_argument("--attribution", choices=["assignee", "last_replier"])
         parser.add_argument("--time-zone", help="e.g. Europe/Paris")
         parser.add_argument("--quiet-hours", help="HH:MM-HH:MM, e.g. 21:00-08:00; empty: none.")
         parser.add_argument("--changed", type=int, default=CHANGED_PRINTED, help="How many changed closures to list.")
@@ -149,6 +150,7 @@ class Command(BaseCommand):
             ("exclude_teams", "exclude_teams"),
             ("min_teammate_replies", "min_teammate_replies"),
             ("sample_percent", "sample_percent"),
+            ("attribution", "attribution"),
             ("time_zone", "time_zone"),
             ("quiet_hours", "quiet_hours"),
         ):

@@ -5,7 +5,8 @@ replays, and to the same whichever order they came in.
 Hypothesis makes the traffic: closes, reopens, replies, snoozes and deletions over two or three
 customers and up to four conversations of one account, with a random suppression window and channel delay, and the
 rules of whom to survey: teams included or excluded, a minimum of teammate replies (counted from the conversation
-Intercom's REST API returns), a maximum of days since the last reply, a sample; and quiet hours. Each
+Intercom's REST API returns), a maximum of days since the last reply, a sample; quiet hours; the credit given to the assignee or the last teammate
+to reply. Each
 sequence is delivered twice, to two accounts with the same rules, in two random orders and batch sizes. A webhook
 may arrive late, but before the surveys that depend on it are due (what no rule can make up for: a reopen
 arriving after its close was sent)."""
@@ -26,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sandbox.samples import closed_conversation, comment, conversation_item
+from surveys.decisions.decision import QuietHours
 from surveys.decisions.dry_run import dry_run
 from surveys.delivery.sending import survey_request_send
 from surveys.intake.process import inbound_webhooks_process_pending
@@ -38,6 +40,7 @@ pytestmark = pytest.mark.django_db
 START = timezone.now().replace(second=0, microsecond=0) - timedelta(days=2)
 CUSTOMERS = ["ada", "bea", "cai"]
 TEAMMATES = [("4100001", "Tess Teammate", "tess@support.example"), ("4100002", "Omar Operator", "omar@x.example")]
+NOBODY = (None, None, None)  # assigned to nobody at close
 EVENTS = {
     "reopen": "conversation_admin_opened",
     "reply": "conversation_user_replied",
@@ -87,11 +90,13 @@ def traffic(draw):
         "max_days_since_reply": draw(st.sampled_from([None, None, 3])),
         "sample_percent": draw(st.sampled_from([100, 100, 50, 34])),
         "quiet_hours": draw(st.sampled_from(["", "", quiet_hours(20, 80), quiet_hours(100, 400)])),
+        "attribution": draw(st.sampled_from(["assignee", "assignee", "last_replier"])),
     }
     conversation = st.fixed_dictionaries(
         {
             "team": st.sampled_from([None, "11", "22"]),
-            "teammate": st.sampled_from(TEAMMATES),
+            "teammate": st.sampled_from([*TEAMMATES, NOBODY]),
+            "replier": st.sampled_from(TEAMMATES),
             "replies": st.integers(0, 3),
             "last_reply_days": st.sampled_from([None, 1, 5]),
         }
@@ -121,10 +126,16 @@ def payload(step: Step, n: int, *, workspace: str, owner: list[int], channel: li
     return body
 
 
-def deadlines(steps: list[Step], owner: list[int], delay: timedelta) -> list[int]:
+def deadlines(steps: list[Step], owner: list[int], delay: timedelta, quiet: str) -> list[int]:
     """The latest minute each webhook may arrive: before any survey of its conversation or customer due from its
-    time on is sent (a close's own survey included)."""
-    dues = [(step.minute + delay.total_seconds() // 60, step) for step in steps if step.kind == "close"]
+    time on is sent (a close's own survey included), after its delay and any quiet hours it runs into."""
+    hours = QuietHours.of(quiet, "UTC")
+
+    def due(minute: int) -> int:
+        at = START + timedelta(minutes=minute) + delay
+        return int(((hours.ends_after(at) if hours else at) - START).total_seconds() // 60)
+
+    dues = [(due(step.minute), step) for step in steps if step.kind == "close"]
     latest = []
     for step in steps:
         related = [
@@ -143,7 +154,7 @@ def rest_conversation(request, *, facts: list[dict], channel: list[str]):
     conversation_id = request.url.rsplit("/", 1)[1]
     index = int(conversation_id.rsplit("-c", 1)[1])
     fact, at = facts[index], int(START.timestamp())
-    parts = [comment(f"{conversation_id}-r{n}", at=at + n, author=fact["teammate"]) for n in range(fact["replies"])]
+    parts = [comment(f"{conversation_id}-r{n}", at=at + n, author=fact["replier"]) for n in range(fact["replies"])]
     parts.append({**comment(f"{conversation_id}-note", at=at, author=fact["teammate"]), "part_type": "note"})
     bot = comment(f"{conversation_id}-bot", at=at, author=("999", "Fin", "operator+x@intercom.io"))
     parts.append({**bot, "author": {**bot["author"], "type": "bot"}})
@@ -190,10 +201,10 @@ def deliver(client, steps, owner, channel, rules, facts, *, workspace: str, lags
     result = dry_run(account, account.integration, days=5)
     assert (result.baseline_mismatches, result.changed_count) == (0, 0), result.rows
     rows = SurveyRequest.objects.filter(account=account).values_list(
-        "conversation_id", "closed_at", "status", "decision", "reason", "teammate_id", "verdicts"
+        "conversation_id", "closed_at", "status", "decision", "reason", "sample_stratum", "verdicts"
     )
     if rules["sample_percent"] < 100:  # how many of each teammate's closures the sample left out
-        return dict(Counter((teammate, verdicts.get("left_out_of_sample")) for *_, teammate, verdicts in rows).items())
+        return dict(Counter((stratum, verdicts.get("left_out_of_sample")) for *_, stratum, verdicts in rows).items())
     return {(conversation.split("-", 1)[1], closed_at): rest[:3] for conversation, closed_at, *rest in rows}
 
 
@@ -212,7 +223,7 @@ def deliver(client, steps, owner, channel, rules, facts, *, workspace: str, lags
 )
 def test_live_and_dry_run_agree_whatever_order_the_webhooks_arrive_in(client, traffic, data):
     steps, owner, channel, rules, facts = traffic
-    latest = deadlines(steps, owner, rules["channel_delay"])
+    latest = deadlines(steps, owner, rules["channel_delay"], rules["quiet_hours"])
     outcomes = []
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.post("https://stella.test/v1/requests", json={}, status=200)

@@ -126,3 +126,12 @@ def test_a_close_due_in_quiet_hours_waits_for_them_to_end_after_its_delay():
     assert rules.send_after(datetime(2026, 3, 2, 21, 45, tzinfo=UTC)) == datetime(2026, 3, 3, 7, 0, tzinfo=UTC)
     assert rules.longest_wait == timedelta(hours=9, minutes=30)
     assert replace(RULES, delay=timedelta(minutes=5)).send_after(T0) == T0 + timedelta(minutes=5)
+
+
+@pytest.mark.parametrize("kind", [AssigneeKind.TEAM, AssigneeKind.NOBODY])
+def test_crediting_the_last_replier_leaves_a_team_or_nobody_to_the_sends_look_up(kind):
+    closure = replace(CLOSURE, assignee_kind=kind)
+    assert fate(closure).reason == InvalidReason.EMPLOYEE_NOT_FOUND  # crediting the assignee: nobody to credit
+    assert fate(closure, last_replier=True).decision == Decision.SEND  # not looked up yet
+    # Looked up, and nobody replied: the assignee stays, and there is nobody to credit.
+    assert fate(replace(closure, teammate_replies=0), last_replier=True).reason == InvalidReason.EMPLOYEE_NOT_FOUND
