@@ -287,6 +287,61 @@ ALREADY_SURVEYED = Message(
 )
 
 
+# ---- Left out by the account's own rules: whom to survey (issue 20) ----
+_LEFT_OUT_FIX = "Nothing to fix, if that is what the account wants; the rule is under the account's Rules."
+TEAM_LEFT_OUT = Message(
+    "team_left_out",
+    "Team not surveyed",
+    "The conversation was assigned to a team the account doesn't survey (not one of its included teams, or one "
+    "of its excluded teams) when it closed. Nothing was sent to Stella.",
+    _LEFT_OUT_FIX,
+    FixPlace.NOWHERE,
+    Kind.SUPPRESSED,
+    question="Team left out by the account's team rule?",
+)
+TOO_FEW_REPLIES = Message(
+    "too_few_replies",
+    "Too few teammate replies",
+    "Human teammates wrote fewer replies in the conversation than the account's minimum, so there is little for "
+    "the customer to rate (auto-closed, abandoned or handled by a bot). Nothing was sent to Stella.",
+    _LEFT_OUT_FIX,
+    FixPlace.NOWHERE,
+    Kind.SUPPRESSED,
+    question="Fewer teammate replies than the account's minimum?",
+)
+REPLY_TOO_OLD = Message(
+    "reply_too_old",
+    "Closed long after the last teammate reply",
+    "The conversation closed more days after a teammate last replied than the account allows: the customer "
+    "would rate a conversation they no longer remember. Nothing was sent to Stella.",
+    _LEFT_OUT_FIX,
+    FixPlace.NOWHERE,
+    Kind.SUPPRESSED,
+    question="Closed too long after the last teammate reply?",
+)
+NOT_SAMPLED = Message(
+    "not_sampled",
+    "Not in the sample",
+    "The account surveys a sample of its closures, the same share of each teammate's, and this one was not "
+    "picked. Nothing was sent to Stella.",
+    _LEFT_OUT_FIX,
+    FixPlace.NOWHERE,
+    Kind.SUPPRESSED,
+    question="Left out of the account's sample?",
+)
+
+# A survey waiting, not a verdict: shown as its row's detail while it waits.
+QUIET_HOURS = Message(
+    "quiet_hours",
+    "Waiting for the account's quiet hours to end",
+    "It fell due during the account's quiet hours, so it goes when they end; a reopen, reply, snooze or deletion "
+    "until then still cancels it.",
+    "Nothing to fix; the quiet hours are under the account's Rules.",
+    FixPlace.NOWHERE,
+    Kind.SUPPRESSED,
+)
+
+
 # ---- Why a waiting request was cancelled ----
 def _cancelled(code: str, words: str, explanation: str) -> Message:
     return Message(code, words, explanation, "Nothing to fix.", FixPlace.NOWHERE, Kind.CANCELLED)
@@ -334,6 +389,7 @@ MESSAGES: dict[str, Message] = {
         INTERCOM_TOKEN_MISSING, INTERCOM_TOKEN_REJECTED, INTERCOM_CONVERSATION_NOT_FOUND,
         CHANNEL_UNSUPPORTED, CHANNEL_DISABLED, INVALID_CUSTOMER, EMPLOYEE_NOT_FOUND, EMPLOYEE_UNKNOWN,
         BOT_ASSIGNEE, SUPPRESSED_TAG, SUPPRESSION_WINDOW, ALREADY_SURVEYED,
+        TEAM_LEFT_OUT, TOO_FEW_REPLIES, REPLY_TOO_OLD, NOT_SAMPLED, QUIET_HOURS,
         REOPENED, CUSTOMER_REPLIED, SNOOZED, DELETED, SUPERSEDED, ERASED, STOPPED_IN_INTERCOM,
     )
 }  # fmt: skip

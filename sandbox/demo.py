@@ -10,7 +10,7 @@ from django.conf import settings
 
 from portal.durations import format_duration
 from sandbox.models import IntercomRecord, StellaSandboxEmployee
-from sandbox.samples import Person, conversation_item
+from sandbox.samples import Person, comment, conversation_item
 from surveys.accounts.account import account_upsert
 from surveys.models import Account, IntegrationSettings, Teammate
 
@@ -49,6 +49,8 @@ TEAMMATES: list[Person] = [
     ("4100002", "Omar Operator", "omar@support.example"),
     ("4100003", "Ines Inbox", "ines@support.example"),
 ]
+# Intercom's teams in the sandbox (GET /teams): id, name.
+TEAMS: list[tuple[str, str]] = [("5100001", "Billing"), ("5100002", "VIP customers"), ("5100003", "Onboarding")]
 BOT: tuple[str, str, str] = ("4109999", "Fin", f"operator+{WORKSPACE}@intercom.io")
 # Stella needs an employee even for a do-not-send request: the bot is mapped to one by custom id.
 BOT_EMPLOYEE_ID = "fin-bot"
@@ -130,6 +132,12 @@ def sandbox_people_create() -> None:
                 "data": {"type": "admin", "id": teammate_id, "name": name, "email": email, "has_inbox_seat": True}
             },
         )
+    for team_id, name in TEAMS:
+        IntercomRecord.objects.update_or_create(
+            kind=IntercomRecord.Kind.TEAM,
+            intercom_id=team_id,
+            defaults={"data": {"type": "team", "id": team_id, "name": name, "admin_ids": []}},
+        )
     for _, _, email in TEAMMATES:
         StellaSandboxEmployee.objects.get_or_create(email=email)
     StellaSandboxEmployee.objects.get_or_create(custom_id=BOT_EMPLOYEE_ID)
@@ -164,9 +172,18 @@ def demo_customers_create(run: str) -> list[Person]:
 
 
 def sandbox_conversation_create(
-    conversation_id: str, *, channel: str, customer: Person, teammate: Person, started_at: int
+    conversation_id: str,
+    *,
+    channel: str,
+    customer: Person,
+    teammate: Person,
+    started_at: int,
+    replies: tuple[tuple[Person, int], ...] = (),
+    team_id: str | None = None,
 ) -> None:
-    """A conversation the sandbox's Intercom returns for GET /conversations/{id}."""
+    """A conversation the sandbox's Intercom returns for GET /conversations/{id}, with a comment part for each of
+    `replies` (who wrote it, when) and its statistics."""
+    parts = [comment(f"{conversation_id}-reply-{n}", at=at, author=author) for n, (author, at) in enumerate(replies)]
     data = conversation_item(
         conversation_id=conversation_id,
         channel=channel,
@@ -175,9 +192,11 @@ def sandbox_conversation_create(
         customer_email=customer[2] or "",
         assignee_id=teammate[0],
         tags=(),
-        parts=[],
+        parts=parts,
         state="closed",
         started_at=started_at,
+        team_id=team_id,
+        last_admin_reply_at=max((at for _, at in replies), default=None),
     )
     IntercomRecord.objects.update_or_create(
         kind=IntercomRecord.Kind.CONVERSATION, intercom_id=conversation_id, defaults={"data": data}

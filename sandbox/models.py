@@ -42,12 +42,13 @@ class StellaSandboxRequest(models.Model):
 
 
 class IntercomRecord(models.Model):
-    """A conversation, contact or teammate the sandbox's Intercom REST API answers with, as stored JSON."""
+    """A conversation, contact, teammate or team the sandbox's Intercom REST API answers with, as stored JSON."""
 
     class Kind(models.TextChoices):
         CONVERSATION = "conversations", "Conversation"
         CONTACT = "contacts", "Contact"
         ADMIN = "admins", "Teammate"
+        TEAM = "teams", "Team"
 
     kind = models.CharField(max_length=16, choices=Kind.choices)
     intercom_id = models.CharField(max_length=64)

@@ -7,6 +7,7 @@ values a scenario needs.
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from portal.paths import path_of
@@ -68,7 +69,11 @@ def conversation_item(
     parts: list[dict[str, Any]],
     state: str,
     started_at: int,
+    team_id: str | None = None,
+    last_admin_reply_at: int | None = None,
 ) -> dict[str, Any]:
+    """A conversation as 2.x webhooks and the REST API describe it: `statistics.last_admin_reply_at` in a webhook's
+    ISO-8601 text."""
     return {
         "type": "conversation",
         "id": conversation_id,
@@ -89,7 +94,7 @@ def conversation_item(
         },
         "contacts": {"type": "contact.list", "contacts": [{"type": "contact", "id": customer_id, "external_id": None}]},
         "admin_assignee_id": int(assignee_id) if assignee_id else None,
-        "team_assignee_id": None,
+        "team_assignee_id": int(team_id) if team_id else None,
         "open": state != "closed",
         "state": state,
         "read": True,
@@ -98,6 +103,10 @@ def conversation_item(
             "tags": [{"type": "tag", "id": str(1000 + i), "name": tag} for i, tag in enumerate(tags)],
         },
         "priority": "not_priority",
+        "statistics": {
+            "type": "conversation_statistics",
+            "last_admin_reply_at": _iso(last_admin_reply_at) if last_admin_reply_at else None,
+        },
         "teammates": {"type": "admin.list", "admins": [{"type": "admin", "id": assignee_id}] if assignee_id else []},
         "conversation_parts": {
             "type": "conversation_part.list",
@@ -105,6 +114,15 @@ def conversation_item(
             "total_count": len(parts),
         },
     }
+
+
+def _iso(at: int) -> str:
+    return datetime.fromtimestamp(at, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def comment(part_id: str, *, at: int, author: Person) -> dict[str, Any]:
+    """A reply a teammate wrote (part_type comment), as a conversation's parts hold it."""
+    return _part(part_id, "comment", at=at, author=_author(author), body="<p>Here you go.</p>")
 
 
 Person = tuple[str, str | None, str | None]  # id, name, email
@@ -124,16 +142,23 @@ def closed_conversation(
     bot: bool = False,
     tags: tuple[str, ...] = (),
     notification_id: str | None = None,
+    team_id: str | None = None,
+    last_admin_reply_at: int | None = None,
 ) -> dict[str, Any]:
-    """`conversation.admin.closed`: closed by its assignee (a teammate, or Fin when bot=True)."""
+    """`conversation.admin.closed`: closed by its assignee (a teammate, or Fin when bot=True), assigned to the team
+    `team_id` too if given; a teammate last replied at `last_admin_reply_at` (statistics), if given."""
     author = _author(teammate)
     if bot:
         author = {"id": teammate[0], "type": "bot", "name": "Fin", "email": f"operator+{app_id}@intercom.io"}
-    return _conversation_event(
+    body = _conversation_event(
         "conversation.admin.closed", "close", app_id=app_id, conversation_id=conversation_id, at=at,
         channel=channel, customer=customer, assignee_id=teammate[0], author=author, tags=tags,
         notification_id=notification_id,
     )  # fmt: skip
+    item = body["data"]["item"]
+    item["team_assignee_id"] = int(team_id) if team_id else None
+    item["statistics"]["last_admin_reply_at"] = _iso(last_admin_reply_at) if last_admin_reply_at else None
+    return body
 
 
 def reopened_conversation(

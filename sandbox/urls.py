@@ -12,6 +12,7 @@ urlpatterns = [
     path("intercom/oauth", views.intercom_oauth, name="sandbox_intercom_oauth"),
     path("intercom/auth/eagle/token", views.intercom_token, name="sandbox_intercom_token"),
     path("intercom/me", views.intercom_me, name="sandbox_intercom_me"),
+    path("intercom/teams", views.intercom_teams, name="sandbox_intercom_teams"),
     # Before the catch-all record route below: a note is a POST to a conversation's /reply.
     path(
         "intercom/conversations/<str:conversation_id>/reply",

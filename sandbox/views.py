@@ -479,6 +479,15 @@ def intercom_record(request: HttpRequest, kind: str, intercom_id: str) -> JsonRe
     return JsonResponse(record.data)
 
 
+@require_GET
+def intercom_teams(request: HttpRequest) -> JsonResponse:
+    """GET /teams: every team stored (IntercomRecord of kind teams), as Intercom lists them."""
+    if refused := _intercom_unauthorized(request):
+        return refused
+    teams = IntercomRecord.objects.filter(kind=IntercomRecord.Kind.TEAM).order_by("intercom_id")
+    return JsonResponse({"type": "team.list", "teams": [team.data for team in teams]})
+
+
 # Intercom's OAuth install flow: a consent page, the token endpoint, and GET /me.
 CODE_SALT, TOKEN_SALT = "sandbox-intercom-code", "sandbox-intercom-token"
 DEMO_TOKEN_PREFIX = "sandbox-intercom-token-"

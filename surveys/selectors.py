@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Max, Q, QuerySet, Sum
 from django.utils import timezone
 from django_q.models import Failure
 
@@ -78,6 +78,7 @@ class IncomingClosure:
     customer_email: str
     customer_id: str
     closed_at: datetime
+    teammate_id: str = ""  # whose share of the account's sample the closure is
 
 
 def _conversation_key(closure: IncomingClosure) -> tuple[int, str]:
@@ -117,6 +118,7 @@ class IntakeReads:
         self._histories: dict[tuple[int, str], ConversationHistory] = {}
         self._customers: dict[tuple[int, str, str], list[SurveyRequest]] = {}
         self._by_pk: dict[int, SurveyRequest] = {}
+        self._sample_positions: dict[tuple[int, str], int] = {}
         self.expect(closures)
 
     def expect(self, closures: list[IncomingClosure]) -> None:
@@ -129,6 +131,38 @@ class IntakeReads:
             self._histories[key] = ConversationHistory(events=[], survey_requests=[])
         self._read_histories(closures, wanted)
         self._read_customers(closures)
+        self._read_sample_positions(closures)
+
+    def _read_sample_positions(self, closures: list[IncomingClosure]) -> None:
+        """The next place in each of the closures' teammates' samples, in one query (an index's last entry each)."""
+        wanted = {(closure.account.pk, closure.teammate_id) for closure in closures} - self._sample_positions.keys()
+        if not wanted:
+            return
+        last = (
+            SurveyRequest.objects.filter(
+                account_id__in={account_id for account_id, _ in wanted},
+                sample_stratum__in={teammate_id for _, teammate_id in wanted},
+                sample_position__isnull=False,
+            )
+            .values_list("account_id", "sample_stratum")
+            .annotate(last=Max("sample_position"))
+            .order_by()
+        )
+        for account_id, teammate_id, position in last:
+            if (account_id, teammate_id) in wanted:
+                self._sample_positions[(account_id, teammate_id)] = position + 1
+        for key in wanted:
+            self._sample_positions.setdefault(key, 0)
+
+    def sample_place_take(self, survey_request: SurveyRequest) -> None:
+        """The next place in the sample of the request's teammate at close, taken for it: every closure recorded gets one,
+        whether the account samples or not, so a dry run can try a sample on closures already recorded. Two
+        workers recording the same teammate's closures at the same moment may give two the same place: the
+        share stays within a closure or two of the sample's."""
+        survey_request.sample_stratum = survey_request.teammate_id
+        key = (survey_request.account_id, survey_request.sample_stratum)
+        survey_request.sample_position = self._sample_positions.get(key, 0)
+        self._sample_positions[key] = survey_request.sample_position + 1
 
     def _read_histories(self, closures: list[IncomingClosure], wanted: set[tuple[int, str]]) -> None:
         """The requests and events of the closures' conversations, in two queries."""
@@ -225,6 +259,11 @@ def closure_of(survey_request: SurveyRequest, *, looked_up: bool = False, employ
         identity=survey_request.identity,
         tags=tuple(survey_request.tags),
         employee_unknown=employee_unknown,
+        team_id=survey_request.team_id,
+        teammate_replies=survey_request.teammate_replies,
+        last_admin_reply_at=survey_request.last_admin_reply_at,
+        sample_stratum=survey_request.sample_stratum,
+        sample_position=survey_request.sample_position,
     )
 
 

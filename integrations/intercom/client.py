@@ -106,6 +106,12 @@ class IntercomGrant:
 
 
 @dataclass(frozen=True)
+class IntercomTeam:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
 class IntercomAdmin:
     id: str
     name: str
@@ -159,6 +165,18 @@ class IntercomClient:
             )
         except PayloadError as exc:
             raise IntercomError(f"Intercom's teammate {admin_id} is not readable: {exc}") from None
+
+    def teams(self) -> list[IntercomTeam]:
+        """The workspace's teams (GET /teams), by name."""
+        listing = JsonObject(self._get("teams", what="teams"), "")
+        try:
+            teams = [
+                IntercomTeam(id=team.require_id("id"), name=team.optional("name", str) or "")
+                for team in listing.objects("teams")
+            ]
+        except PayloadError as exc:
+            raise IntercomError(f"Intercom's teams are not readable: {exc}") from None
+        return sorted(teams, key=lambda team: (team.name.casefold(), team.id))
 
     def me(self) -> IntercomMe:
         """The workspace this token belongs to: GET /me → app.id_code and app.name."""

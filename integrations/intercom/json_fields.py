@@ -84,8 +84,7 @@ class JsonObject:
 
     def require_time(self, key: str) -> datetime:
         seconds = self.require(key, int)
-        latest = time.time() + MAX_CLOCK_AHEAD.total_seconds()
-        if not EARLIEST_TIME.timestamp() <= seconds <= latest:
+        if not is_plausible_time(seconds):
             raise PayloadError(f"{self._at(key)} is not a time between 2011 and tomorrow")
         return datetime.fromtimestamp(seconds, tz=UTC)
 
@@ -126,6 +125,11 @@ INTERCOM_HOSTS = {"app.intercom.com", "app.intercom.io", "app.eu.intercom.com", 
 _URL_CHARACTERS = re.compile(r"[!-\[\]-~]+")  # visible ASCII but the backslash
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _BRACKET = re.compile(r"[\[\]{}]")
+
+
+def is_plausible_time(seconds: float) -> bool:
+    """A time Intercom could have sent (unix seconds): since Intercom began, and not later than the clock allows."""
+    return EARLIEST_TIME.timestamp() <= seconds <= time.time() + MAX_CLOCK_AHEAD.total_seconds()
 
 
 def load_bounded(body: bytes | str) -> Any:

@@ -15,7 +15,7 @@ its body again: the request parses it once. The objects are msgspec Structs, whi
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -27,6 +27,7 @@ from integrations.intercom.json_fields import (
     JsonObject,
     PayloadError,
     is_intercom_url,
+    is_plausible_time,
     load_bounded,
 )
 from integrations.vocabulary import AssigneeKind, Channel
@@ -86,6 +87,14 @@ class Conversation(msgspec.Struct, frozen=True):
     customer: Customer | None
     closure: Closure | None
     state: str | None
+    # The team it is assigned to (2.x `team_assignee_id`, or a 1.x team assignee); "": none, or not said.
+    team_id: str = ""
+    # When a teammate last replied (2.x `statistics.last_admin_reply_at`); None: never, or not said.
+    last_admin_reply_at: datetime | None = None
+    # Only from the REST API, whose parts are the conversation's (a webhook's are the event's): how many comments
+    # human teammates wrote, and the last of them to write one (id, name, email). None: not known here.
+    teammate_replies: int | None = None
+    last_replier: Author | None = None
 
     @property
     def do_not_send_tag_candidates(self) -> tuple[str, ...]:
@@ -94,8 +103,14 @@ class Conversation(msgspec.Struct, frozen=True):
 
     @classmethod
     def from_rest(cls, data: dict[str, Any], *, url: str) -> Conversation:
-        """A conversation from Intercom's REST API (GET /conversations/{id}): the 2.x webhook item's shape."""
-        return _conversation(JsonObject(data, ""), url=url)
+        """A conversation from Intercom's REST API (GET /conversations/{id}): the 2.x webhook item's shape, with
+        its parts (up to Intercom's 500 most recent), so the teammates' comments are counted."""
+        item = JsonObject(data, "")
+        conversation = _conversation(item, url=url)
+        comments = [part.author for part in _parts(item) if part.is_teammate_comment]
+        return msgspec.structs.replace(
+            conversation, teammate_replies=len(comments), last_replier=comments[-1] if comments else None
+        )
 
 
 class IntercomNotification(msgspec.Struct, frozen=True):
@@ -161,7 +176,7 @@ class _Stored(msgspec.Struct, frozen=True):
 
 # Raise it whenever the parser comes to read a body differently: notifications kept by an earlier one are then
 # read from their bodies again (a replay after a fix acts on what this parser reads).
-STORED_VERSION = 1
+STORED_VERSION = 2
 _STORED_ENCODER = msgspec.json.Encoder()
 _STORED_DECODER = msgspec.json.Decoder(_Stored)
 
@@ -193,7 +208,7 @@ def _conversation(item: JsonObject, *, url: str | None, app_id: str = "", app_ur
     """The conversation `item` describes; its link is `url` if given, else the payload's link to Intercom's
     own app, else one built from `app_url` and the ids."""
     conversation_id = item.require_id("id")
-    parts = [_Part(part) for part in item.object_or_empty("conversation_parts").objects("conversation_parts")]
+    parts = _parts(item)
     message = item.optional_object("conversation_message")  # older shape
     source = item.optional_object("source")  # newer shape
     first = source if source is not None else message
@@ -213,7 +228,40 @@ def _conversation(item: JsonObject, *, url: str | None, app_id: str = "", app_ur
         customer=_customer(item, source),
         closure=_closure(parts),
         state=item.optional("state", str),
+        team_id=_team_id(item) or "",
+        last_admin_reply_at=_statistics_time(item, "last_admin_reply_at"),
     )
+
+
+def _parts(item: JsonObject) -> list[_Part]:
+    return [_Part(part) for part in item.object_or_empty("conversation_parts").objects("conversation_parts")]
+
+
+def _team_id(item: JsonObject) -> str | None:
+    """The team the conversation is assigned to: 2.x `team_assignee_id`, or a 1.x assignee of type team."""
+    older = item.optional_object("assignee")
+    if older is not None:
+        return older.optional_id("id") if older.optional("type", str) == "team" else None
+    return item.optional_id("team_assignee_id")
+
+
+def _statistics_time(item: JsonObject, key: str) -> datetime | None:
+    """A time from `statistics`: unix seconds in the REST API, ISO-8601 text in 2.x webhooks. One that is neither
+    (or implausible) reads as not said: statistics never make a notification unreadable."""
+    statistics = item.data.get("statistics")
+    value = statistics.get(key) if isinstance(statistics, dict) else None
+    try:
+        if isinstance(value, str):
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            moment = datetime.fromtimestamp(value, tz=UTC)
+        else:
+            return None
+    except (ValueError, OverflowError, OSError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment if is_plausible_time(moment.timestamp()) else None
 
 
 def _channel_source(item: JsonObject, source: JsonObject | None) -> str:
@@ -360,3 +408,9 @@ class _Part:
         self.assigned_to_id = assigned_to.optional_id("id") if assigned_to else None
         # Newer shape only: tags on the part itself, a list of tag objects.
         self.tags = tuple(tag.require("name", str) for tag in part.objects("tags"))
+
+    @property
+    def is_teammate_comment(self) -> bool:
+        """A comment (a reply the customer sees, not a note) written by a human teammate."""
+        author = self.author
+        return self.part_type == "comment" and author is not None and author.type == "admin" and not author.is_bot

@@ -25,8 +25,10 @@ from portal.redaction import mask_secret
 from surveys.accounts.account import integration_health_ensure, integration_settings_update
 from surveys.accounts.checklist import SANDBOX_KEY_PREFIXES, sandbox_key_hint
 from surveys.accounts.oauth import account_authorize_url
+from surveys.accounts.teams import account_teams
 from surveys.accounts.test_request import account_go_live_week
 from surveys.admin import configuration, dry_run, feedback, onboarding
+from surveys.decisions.dry_run import WHOM_TO_SURVEY
 from surveys.loop.employees import teammate_match_refresh
 from surveys.loop.sync import stella_sync_job_run
 from surveys.models import Account, IntegrationSettings, Teammate
@@ -89,6 +91,7 @@ class IntegrationSettingsForm(forms.ModelForm):
             "intercom_region",
             # Inbox app and service recovery.
             "low_rating_threshold", "low_rating_tag", "low_rating_note", "low_rating_assign", "low_rating_webhook",
+            *WHOM_TO_SURVEY,
         ]  # fmt: skip
         widgets = {name: forms.PasswordInput(render_value=False) for name in SECRET_FIELDS}
 
@@ -109,6 +112,8 @@ class IntegrationSettingsForm(forms.ModelForm):
             if settings.SANDBOX and name in SANDBOX_KEY_PREFIXES:
                 field.help_text = f"{field.help_text} {sandbox_key_hint(name)}".strip()
         self.fields["intercom_region"].required = False
+        for name in WHOM_TO_SURVEY:  # see clean: a form posted without them keeps them
+            self.fields[name].required = False
         secret = self.fields["stella_api_secret"]
         secret.help_text = f"{IntegrationSettings._meta.get_field('stella_api_secret').help_text} {secret.help_text}"
         if settings.SANDBOX:
@@ -140,6 +145,15 @@ class IntegrationSettingsForm(forms.ModelForm):
     def clean_low_rating_webhook(self) -> str:
         return self._clean_secret("low_rating_webhook")
 
+    def clean(self) -> dict[str, Any]:
+        """A rule of whom to survey the posted form leaves out (a script's post, a page from before it was on the
+        form) keeps its stored value; one left empty is checked as the model has it."""
+        cleaned = super().clean() or self.cleaned_data
+        for name in WHOM_TO_SURVEY:
+            if self.add_prefix(name) not in self.data:
+                cleaned[name] = getattr(self.instance, name)
+        return cleaned
+
     def clean_reconcile_after(self) -> timedelta:
         """Empty (or left out of the form) keeps the stored time: 0 would flag every request at once."""
         if not str(self.data.get(self.add_prefix("reconcile_after"), "")).strip():
@@ -154,6 +168,7 @@ class IntegrationSettingsInline(admin.StackedInline):
     can_delete = False
     min_num = 1
     max_num = 1
+    readonly_fields = ["intercom_teams"]
     fieldsets = [
         (None, {"fields": ["enabled", "mode"]}),
         ("Stella Connect", {"fields": ["test_api_key", "production_api_key", "stella_api_url", "brand", "language"]}),
@@ -161,6 +176,7 @@ class IntegrationSettingsInline(admin.StackedInline):
             "Rules",
             {"fields": ["email_enabled", "chat_enabled", "channel_delay", "suppression_window", "do_not_send_tags"]},
         ),
+        ("Rules: whom to survey", {"fields": ["intercom_teams", *WHOM_TO_SURVEY]}),
         (
             "Stella: employees and feedback",
             {"fields": ["stella_api_secret", "employee_sync_enabled", "feedback_return_enabled", "reconcile_after"]},
@@ -189,6 +205,13 @@ class IntegrationSettingsInline(admin.StackedInline):
             },
         ),
     ]  # fmt: skip
+
+    @admin.display(description="Intercom teams")
+    def intercom_teams(self, integration: IntegrationSettings | None) -> str:
+        """The workspace's teams by name beside their ids, for the team rules (asked of Intercom: GET /teams)."""
+        if integration is None or integration.pk is None:
+            return "Save the account, connected with Intercom, to see its teams."
+        return render_to_string("admin/surveys/account/intercom_teams.html", {"found": account_teams(integration)})
 
 
 # Where a secret typed into a form sent back with an error waits for the corrected save, and for how long.

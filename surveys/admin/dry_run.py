@@ -6,7 +6,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
@@ -16,6 +16,7 @@ from surveys.decisions.dry_run import (
     DEFAULT_DAYS,
     MAX_DAYS,
     RULE_FIELDS,
+    WHOM_TO_SURVEY,
     DryRunResult,
     dry_run,
     proposed_settings,
@@ -31,6 +32,13 @@ SUMMARY_NAMES = {
     "channel_delay": "channel delay",
     "suppression_window": "suppression window",
     "do_not_send_tags": "do-not-send tags",
+    "include_teams": "included teams",
+    "exclude_teams": "excluded teams",
+    "min_teammate_replies": "minimum teammate replies",
+    "max_days_since_reply": "days since the last reply",
+    "sample_percent": "sample",
+    "quiet_hours": "quiet hours",
+    "attribution": "credit",
 }
 
 
@@ -48,6 +56,38 @@ class DryRunForm(forms.Form):
     do_not_send_tags = forms.CharField(
         label="Do-not-send tags", required=False, help_text=_model_field("do_not_send_tags").help_text
     )
+    include_teams = forms.CharField(
+        label="Included teams", required=False, help_text=_model_field("include_teams").help_text
+    )
+    exclude_teams = forms.CharField(
+        label="Excluded teams", required=False, help_text=_model_field("exclude_teams").help_text
+    )
+    min_teammate_replies = forms.IntegerField(
+        label="Minimum teammate replies",
+        min_value=0,
+        max_value=100,
+        help_text=_model_field("min_teammate_replies").help_text,
+    )
+    max_days_since_reply = forms.IntegerField(
+        label="Max days since reply",
+        min_value=0,
+        max_value=365,
+        required=False,
+        help_text=_model_field("max_days_since_reply").help_text,
+    )
+    sample_percent = forms.IntegerField(
+        label="Sample %", min_value=1, max_value=100, help_text=_model_field("sample_percent").help_text
+    )
+    attribution = forms.ChoiceField(
+        label="Credit", choices=_model_field("attribution").choices, help_text=_model_field("attribution").help_text
+    )
+    time_zone = forms.CharField(label="Time zone", validators=_model_field("time_zone").validators)
+    quiet_hours = forms.CharField(
+        label="Quiet hours",
+        required=False,
+        validators=_model_field("quiet_hours").validators,
+        help_text=_model_field("quiet_hours").help_text,
+    )
     days = forms.IntegerField(
         min_value=1, max_value=MAX_DAYS, initial=DEFAULT_DAYS, help_text="Replay the closures of this many days."
     )
@@ -59,7 +99,7 @@ def dry_run_view(model_admin: admin.ModelAdmin, request: HttpRequest, account_id
         raise PermissionDenied
     integration = account.integration
     initial = {**{name: getattr(integration, name) for name in RULE_FIELDS}, "days": DEFAULT_DAYS}
-    form = DryRunForm(request.GET if "days" in request.GET else None, initial=initial)
+    form = DryRunForm(_with_current(request, integration) if "days" in request.GET else None, initial=initial)
     result = None
     if form.is_bound and form.is_valid():
         proposed = proposed_settings(integration, **{name: form.cleaned_data[name] for name in RULE_FIELDS})
@@ -78,6 +118,17 @@ def dry_run_view(model_admin: admin.ModelAdmin, request: HttpRequest, account_id
         "changed": result.changed if result else [],
     }
     return TemplateResponse(request, "admin/surveys/account/dry_run.html", context)
+
+
+def _with_current(request: HttpRequest, integration: IntegrationSettings) -> QueryDict:
+    """The query, with the current value of each rule of whom to survey it leaves out (a link made before they
+    were on the form keeps them as they are)."""
+    data = request.GET.copy()
+    for name in WHOM_TO_SURVEY:
+        if name not in data:
+            value = getattr(integration, name)
+            data[name] = "" if value is None else str(value)
+    return data
 
 
 def _fields_with_current(form: DryRunForm, integration: IntegrationSettings) -> list[tuple[Any, str]]:

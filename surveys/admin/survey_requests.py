@@ -187,7 +187,7 @@ class SurveyRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["account", "conversation", "closed_at", "outcome", "why", "explanation", "send_after", "sent_at", "attempts"]}),
         ("Stella", {"fields": ["reconcile", "delivery_status", "star_rating", "customer_comment", "feedback_record", "service_recovery"]}),
-        ("Decision", {"fields": ["decision", "rule_verdicts", "mode"]}),
+        ("Decision", {"fields": ["decision", "rule_verdicts", "attribution", "mode"]}),
         ("Conversation", {"fields": ["channel_shown", "channel_source", "tags", "customer_name", "customer_email", "customer_role", "customer_id"]}),
         ("Teammate", {"fields": ["assignee_kind", "teammate_name", "teammate_email", "teammate_id"]}),
         ("Source", {"fields": ["status", "status_detail", "send_failures", "inbound_webhook", "closure_id", "created_at", "updated_at"]}),

@@ -10,18 +10,23 @@ memory, the dry run's replay) and asks:
   - `SEND` (the send's re-check): surveys that have gone out, and those still waiting that go first
     (due earlier; at the same time, closed earlier; then recorded earlier, one not recorded yet last), so two
     closes of one customer recorded side by side survey them once, not never, whatever order they arrived in.
+- `sampled(stratum, position, percent)`: whether a closure is in the account's sample.
+- `Rules.send_after(closed_at)`: when a close is due: after the channel delay, and after the account's quiet hours
+  if it falls due inside them (the delay's cancel rules then last until it goes).
 - `cancel_reason(...)`: a close still waiting is cancelled by the first, in time, of a reopen, reply, snooze or
   deletion during its channel delay, or a newer close of its conversation (superseded).
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from enum import Enum
 from functools import lru_cache, partial
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from integrations.vocabulary import AssigneeKind, Channel
 from surveys.decisions.rules import (
@@ -51,6 +56,43 @@ class Stage(Enum):
 
 
 @dataclass(frozen=True)
+class QuietHours:
+    """A daily span of local time when no survey goes out: `start` to `end`, past midnight when `end` comes first."""
+
+    start: time
+    end: time
+    zone: ZoneInfo
+
+    @classmethod
+    def of(cls, text: str, zone: str) -> QuietHours | None:
+        """From "HH:MM-HH:MM" in the time zone `zone` (an IANA name); None for "" (no quiet hours)."""
+        if not text.strip():
+            return None
+        start, end = (time.fromisoformat(part.strip()) for part in text.split("-"))
+        return cls(start, end, ZoneInfo(zone))
+
+    @property
+    def span(self) -> timedelta:
+        """How long the quiet hours last (at most a day)."""
+        today = datetime(2000, 1, 1)
+        length = datetime.combine(today, self.end) - datetime.combine(today, self.start)
+        return length if length > timedelta(0) else length + timedelta(days=1)
+
+    def ends_after(self, due: datetime) -> datetime:
+        """When a send due at `due` may go: `due` itself, or the end of the quiet hours it falls in."""
+        local = due.astimezone(self.zone)
+        moment = local.time().replace(tzinfo=None)
+        if self.start <= self.end:
+            inside, next_day = self.start <= moment < self.end, False
+        else:
+            inside, next_day = moment >= self.start or moment < self.end, moment >= self.start
+        if not inside:
+            return due
+        day = local.date() + timedelta(days=1 if next_day else 0)
+        return datetime.combine(day, self.end, tzinfo=self.zone).astimezone(due.tzinfo)
+
+
+@dataclass(frozen=True)
 class Rules:
     """An account's rules, as the decision reads them."""
 
@@ -58,15 +100,49 @@ class Rules:
     do_not_send_tags: frozenset[str]
     window: timedelta
     delay: timedelta
+    # Whom to survey: conversations assigned at close to one of these teams (none given: any team or none), and
+    # not to one of those; with at least this many teammate replies; closed at most this long after the last
+    # one (None: however long); this share of each teammate's closures.
+    include_teams: frozenset[str] = frozenset()
+    exclude_teams: frozenset[str] = frozenset()
+    min_teammate_replies: int = 0
+    max_since_reply: timedelta | None = None
+    sample_percent: int = 100
+    quiet_hours: QuietHours | None = None  # when nothing goes out, in the account's time zone
+    last_replier: bool = False  # a survey credits the last teammate to reply, found before sending
 
     @classmethod
     def of(cls, settings: RuleSettings) -> Rules:
+        days = settings.max_days_since_reply
         return cls(
             enabled_channels=settings.enabled_channels,
             do_not_send_tags=settings.do_not_send_tag_names,
             window=settings.suppression_window,
             delay=settings.channel_delay,
+            include_teams=settings.include_team_ids,
+            exclude_teams=settings.exclude_team_ids,
+            min_teammate_replies=settings.min_teammate_replies,
+            max_since_reply=timedelta(days=days) if days is not None else None,
+            sample_percent=settings.sample_percent,
+            quiet_hours=QuietHours.of(settings.quiet_hours, settings.time_zone),
+            last_replier=settings.attribution == "last_replier",
         )
+
+    def send_after(self, closed_at: datetime) -> datetime:
+        """When a close is due: after the channel delay and, if that falls in the quiet hours, when they end."""
+        due = closed_at + self.delay
+        return self.quiet_hours.ends_after(due) if self.quiet_hours else due
+
+    @property
+    def longest_wait(self) -> timedelta:
+        """The longest a close waits from its close to its send: the delay, and the quiet hours after it."""
+        return self.delay + (self.quiet_hours.span if self.quiet_hours else timedelta(0))
+
+    def team_left_out(self, team_id: str) -> bool:
+        """Whether a conversation assigned to `team_id` ("" for none) at close is left out by the team rules."""
+        if self.include_teams and team_id not in self.include_teams:
+            return True
+        return team_id in self.exclude_teams
 
 
 class RuleSettings(Protocol):
@@ -77,8 +153,19 @@ class RuleSettings(Protocol):
     @property
     def do_not_send_tag_names(self) -> frozenset[str]: ...
 
+    @property
+    def include_team_ids(self) -> frozenset[str]: ...
+    @property
+    def exclude_team_ids(self) -> frozenset[str]: ...
+
     suppression_window: timedelta
     channel_delay: timedelta
+    min_teammate_replies: int
+    max_days_since_reply: int | None
+    sample_percent: int
+    quiet_hours: str
+    time_zone: str
+    attribution: str
 
 
 class _Survey(Protocol):
@@ -121,6 +208,11 @@ class Closure:
     identity: tuple[str, str] | None  # whom the suppression window follows
     tags: tuple[str, ...]
     employee_unknown: bool = False  # the last sync of Stella's employees found none the request would name
+    team_id: str = ""  # the team assigned at close; "" none
+    teammate_replies: int | None = None  # comments by human teammates; None: not counted (yet)
+    last_admin_reply_at: datetime | None = None  # None: no teammate replied, or not known
+    sample_stratum: str = ""  # whose share of the sample the closure is: its teammate at close
+    sample_position: int | None = None  # its place among the stratum's closures; None: recorded before sampling
 
 
 @dataclass(frozen=True)
@@ -220,6 +312,41 @@ class ClosureFacts(_Survey, Protocol):
     def tags(self) -> tuple[str, ...]: ...
     @property
     def employee_unknown(self) -> bool: ...
+    @property
+    def team_id(self) -> str: ...
+    @property
+    def teammate_replies(self) -> int | None: ...
+    @property
+    def last_admin_reply_at(self) -> datetime | None: ...
+    @property
+    def sample_stratum(self) -> str: ...
+    @property
+    def sample_position(self) -> int | None: ...
+
+
+def sampled(stratum: str, position: int, percent: int) -> bool:
+    """Whether the closure at `position` (0, 1, 2… in the order a stratum's closures were recorded) is in a sample
+    of `percent`: systematic sampling, from a starting point of the stratum's own (a checksum of its name, the same
+    in every process), so any run of a teammate's closures is sampled within one closure of `percent`, and the
+    same closure is always decided the same."""
+    if percent >= 100:
+        return True
+    start = zlib.crc32(stratum.encode()) % 100
+    return (start + (position + 1) * percent) // 100 > (start + position * percent) // 100
+
+
+def _left_out(closure: ClosureFacts, rules: Rules) -> tuple[bool, bool, bool, bool]:
+    """The rules of whom to survey, on what is known of the closure: team, replies, last reply, sample. What isn't
+    known yet (replies before the send's look-up, a position of a closure recorded before sampling) leaves it in."""
+    replies, last_reply, position = closure.teammate_replies, closure.last_admin_reply_at, closure.sample_position
+    return (
+        rules.team_left_out(closure.team_id),
+        replies is not None and replies < rules.min_teammate_replies,
+        rules.max_since_reply is not None
+        and last_reply is not None
+        and closure.closed_at - last_reply > rules.max_since_reply,
+        position is not None and not sampled(closure.sample_stratum, position, rules.sample_percent),
+    )
 
 
 def closure_decide(closure: ClosureFacts, rules: Rules, known: Iterable[Known], stage: Stage) -> Fate:
@@ -237,6 +364,10 @@ def closure_decide(closure: ClosureFacts, rules: Rules, known: Iterable[Known], 
         rules.do_not_send_tags,
         customer_surveyed(closure, rules.window, others, stage),
         conversation_surveyed(closure, others, stage),
+        _left_out(closure, rules),
+        # Crediting the last teammate to reply, whom only the send's look-up finds: a team or nobody assigned is
+        # nobody's to judge before.
+        rules.last_replier and closure.teammate_replies is None,
     )
 
 
@@ -253,6 +384,8 @@ def verdicts_decide(
     do_not_send_tags: frozenset[str],
     customer_within_window: bool,
     conversation_already_surveyed: bool,
+    left_out: tuple[bool, bool, bool, bool] = (False, False, False, False),
+    assignee_pending: bool = False,
 ) -> Fate:
     """Every rule's verdict on what is known, and the decision they come to (rules.decide)."""
     candidate = SurveyCandidate(
@@ -266,6 +399,11 @@ def verdicts_decide(
         customer_surveyed_within_window=customer_within_window,
         conversation_already_surveyed=conversation_already_surveyed,
         employee_unknown_to_stella=employee_unknown,
+        team_left_out=left_out[0],
+        too_few_replies=left_out[1],
+        reply_too_old=left_out[2],
+        not_sampled=left_out[3],
+        assignee_pending=assignee_pending,
     )
     verdicts = tuple((rule.__name__, rule(candidate)) for rule in RULES)
     verdict = decide(dict(verdicts))

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db.models import Field
 from django.utils import timezone
 
 from integrations.vocabulary import Channel
@@ -33,13 +34,28 @@ from portal.durations import format_duration
 from surveys.decisions.replay import CANCELLED, ClosureResult, Loaded, Replay, ReplayedClosure, load_closures, untag
 from surveys.models import Account, IntegrationSettings
 
-__all__ = ["CANCELLED", "ClosureResult", "dry_run", "proposed_settings", "settings_summary", "signed"]
+__all__ = [
+    "CANCELLED", "WHOM_TO_SURVEY", "ClosureResult", "dry_run", "proposed_settings", "settings_summary", "signed",
+    "whom_to_survey_summary",
+]  # fmt: skip
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 90
 CHANGED_LIMIT = 100  # changed closures listed; all are counted
 # The settings a dry run may change: the account's rules.
-RULE_FIELDS = ("email_enabled", "chat_enabled", "channel_delay", "suppression_window", "do_not_send_tags")
+# The rules of whom to survey and when (issue 20), among them.
+WHOM_TO_SURVEY = (
+    "include_teams", "exclude_teams", "min_teammate_replies", "max_days_since_reply", "sample_percent", "attribution",
+    "time_zone", "quiet_hours",
+)  # fmt: skip
+RULE_FIELDS = (
+    "email_enabled",
+    "chat_enabled",
+    "channel_delay",
+    "suppression_window",
+    "do_not_send_tags",
+    *WHOM_TO_SURVEY,
+)
 
 
 @dataclass(frozen=True)
@@ -85,6 +101,8 @@ class DryRunResult:
     channel_unknown: int
     # Whose customer was erased (personal data retention): the suppression window can't follow them.
     erased: int
+    # Ended before Intercom was asked for their teammates' replies: the minimum of replies can't judge them.
+    replies_unknown: int
     # Replayed with the current settings, these come out otherwise than they did: the settings
     # changed during these days, or webhooks came out of order.
     baseline_mismatches: int
@@ -106,16 +124,36 @@ def proposed_settings(current: IntegrationSettings, **changes: Any) -> Integrati
     """The account's rules with `changes` (fields of RULE_FIELDS), as an unsaved copy the dry run never saves."""
     if unknown := set(changes) - set(RULE_FIELDS):
         raise ValueError(f"a dry run changes only {', '.join(RULE_FIELDS)}, not {', '.join(sorted(unknown))}")
+    for name, value in changes.items():  # as the account's form would take them (ValidationError otherwise)
+        field = IntegrationSettings._meta.get_field(name)
+        assert isinstance(field, Field)
+        field.clean(value, current)
     return IntegrationSettings(**{name: changes.get(name, getattr(current, name)) for name in RULE_FIELDS})
 
 
 def settings_summary(integration: IntegrationSettings) -> dict[str, str]:
-    """The rules in the words of the account admin (channels, channel delay, suppression window, tags)."""
+    """The rules in the words of the account admin (channels, channel delay, suppression window, tags, and whom to
+    survey)."""
     return {
         "channels": ", ".join(sorted(Channel(channel).label for channel in integration.enabled_channels)) or "none",
         "channel delay": format_duration(integration.channel_delay),
         "suppression window": format_duration(integration.suppression_window),
         "do-not-send tags": ", ".join(sorted(integration.do_not_send_tag_names)) or "none",
+        **whom_to_survey_summary(integration),
+    }
+
+
+def whom_to_survey_summary(integration: IntegrationSettings) -> dict[str, str]:
+    """The rules of whom to survey in the account admin's words: teams, replies, the last reply, the sample."""
+    days = integration.max_days_since_reply
+    return {
+        "included teams": ", ".join(sorted(integration.include_team_ids)) or "any",
+        "excluded teams": ", ".join(sorted(integration.exclude_team_ids)) or "none",
+        "minimum teammate replies": str(integration.min_teammate_replies or "none"),
+        "days since the last reply": f"at most {days}" if days is not None else "any",
+        "sample": f"{integration.sample_percent}%",
+        "credit": integration.get_attribution_display().lower(),
+        "quiet hours": f"{integration.quiet_hours} {integration.time_zone}" if integration.quiet_hours else "none",
     }
 
 
@@ -153,6 +191,7 @@ def dry_run(
         changed_count=changed_count,
         channel_unknown=sum(not closure.channel for closure in closures),
         erased=sum(bool(closure.erased) for closure in closures),
+        replies_unknown=sum(closure.replies_at_send is None for closure in closures),
         baseline_mismatches=_differences(stored, baseline),
         events=len(loaded.events),
         load_seconds=loaded.seconds,

@@ -61,7 +61,8 @@ REASON_ORDER = ["", *(value for value, _ in REASON_CHOICES)]
 # What the replay reads of each closure, in ReplayedClosure's order.
 CLOSURE_FIELDS = (
     "pk", "conversation_id", "closed_at", "channel", "assignee_kind", "customer_email", "customer_id", "tags_text",
-    "status", "decision", "reason", "email_verdict", "erased",
+    "status", "decision", "reason", "email_verdict", "erased", "team_id", "teammate_replies", "last_admin_reply_at",
+    "sample_stratum", "sample_position",
 )  # fmt: skip
 
 
@@ -102,13 +103,16 @@ class ReplayedClosure:
     __slots__ = (
         "pk", "conversation_id", "closed_at", "send_after", "channel", "assignee_kind", "customer_email", "identity",
         "customer_email_pending", "pending_at_close", "pending_at_send", "stored_tags", "base_tags", "tags", "stored",
-        "fate", "erased", "status", "decision", "reason",
+        "fate", "erased", "status", "decision", "reason", "team_id", "teammate_replies", "replies_at_send",
+        "last_admin_reply_at", "sample_stratum", "sample_position",
     )  # fmt: skip
     employee_unknown = False  # known only to a send: what Stella answered is taken as it was
 
     def __init__(self, row: tuple[Any, ...]) -> None:
         (self.pk, self.conversation_id, self.closed_at, channel, assignee_kind, email, customer_id,
-         tags_text, status, decision, reason, email_verdict, self.erased) = row  # fmt: skip
+         tags_text, status, decision, reason, email_verdict, self.erased, self.team_id, self.replies_at_send,
+         self.last_admin_reply_at, self.sample_stratum, self.sample_position) = row  # fmt: skip
+        self.teammate_replies = None  # counted only by the send's look-up
         self.channel = CHANNELS.get(channel)
         self.assignee_kind = ASSIGNEE_KINDS[assignee_kind]
         self.customer_email = email or None
@@ -258,17 +262,17 @@ class Replay:
     def __init__(self, loaded: Loaded, integration: IntegrationSettings) -> None:
         self.loaded = loaded
         self.rules = Rules.of(integration)
-        self.delay = integration.channel_delay
         self.window = integration.suppression_window
         self.conversations: dict[str, list[ReplayedClosure]] = {}
         self.customer_surveys: dict[tuple[str, str], deque[ReplayedClosure]] = {}
-        self.waiting: deque[ReplayedClosure] = deque()  # in send order: every close waits the same delay
+        # In send order: every close waits the same delay, then until the quiet hours end (later closes never go first).
+        self.waiting: deque[ReplayedClosure] = deque()
 
     def run(self) -> list[ClosureResult]:
         closures, events = self.loaded.closures, self.loaded.events
         for closure in closures:
             closure.tags, closure.status, closure.reason = closure.base_tags, "", ""
-            closure.send_after = closure.closed_at + self.delay
+            closure.send_after = self.rules.send_after(closure.closed_at)
         next_event = 0
         for closure in closures:
             while next_event < len(events) and events[next_event][2] < closure.closed_at:
@@ -326,6 +330,7 @@ class Replay:
     def decide(self, closure: ReplayedClosure, *, pending: bool, stage: Stage) -> None:
         """The one decision on what is known of the closure now, as services.survey_request_decide asks it."""
         closure.customer_email_pending = pending
+        closure.teammate_replies = closure.replies_at_send if stage is Stage.SEND else None
         fate = closure_decide(closure, self.rules, self.known(closure), stage)
         closure.decision, closure.reason = fate.decision.value, fate.reason.value if fate.reason else ""
 
@@ -342,7 +347,7 @@ class Replay:
         known.extend(self.loaded.customers_surveyed_before.get(closure.identity, ()))
         if surveys := self.customer_surveys.get(closure.identity):
             # Nothing still to decide closed before the oldest close still waiting: older surveys can go.
-            while surveys and surveys[0].closed_at <= bounds[0] - self.delay:
+            while surveys and surveys[0].closed_at <= bounds[0] - self.rules.longest_wait:
                 surveys.popleft()
             known.extend(surveys)
         return known

@@ -43,6 +43,16 @@ class SuppressionReason(TextChoices):
     ALREADY_SURVEYED = messages.ALREADY_SURVEYED.code, messages.ALREADY_SURVEYED.words
 
 
+class LeftOutReason(TextChoices):
+    """Left out by the account's own rules of whom to survey: suppressed, whatever else is true of it (it is nobody's
+    error, and Stella is told nothing, not even flagged do not send)."""
+
+    TEAM_LEFT_OUT = messages.TEAM_LEFT_OUT.code, messages.TEAM_LEFT_OUT.words
+    TOO_FEW_REPLIES = messages.TOO_FEW_REPLIES.code, messages.TOO_FEW_REPLIES.words
+    REPLY_TOO_OLD = messages.REPLY_TOO_OLD.code, messages.REPLY_TOO_OLD.words
+    NOT_SAMPLED = messages.NOT_SAMPLED.code, messages.NOT_SAMPLED.words
+
+
 class CancelReason(TextChoices):
     """Why a close still waiting was cancelled: stored as the code, shown in these words."""
 
@@ -55,12 +65,15 @@ class CancelReason(TextChoices):
     STOPPED_IN_INTERCOM = messages.STOPPED_IN_INTERCOM.code, messages.STOPPED_IN_INTERCOM.words
 
 
-Reason = InvalidReason | DoNotSendReason | SuppressionReason
+Reason = LeftOutReason | InvalidReason | DoNotSendReason | SuppressionReason
 # What a survey request's `reason` column may hold: the rule that decided, or why it was cancelled.
-REASON_CHOICES = [*InvalidReason.choices, *DoNotSendReason.choices, *SuppressionReason.choices, *CancelReason.choices]
+REASON_CHOICES = [
+    *LeftOutReason.choices, *InvalidReason.choices, *DoNotSendReason.choices, *SuppressionReason.choices,
+    *CancelReason.choices,
+]  # fmt: skip
 REASONS: dict[str, Reason | CancelReason] = {
     reason.value: reason
-    for vocabulary in (InvalidReason, DoNotSendReason, SuppressionReason, CancelReason)
+    for vocabulary in (LeftOutReason, InvalidReason, DoNotSendReason, SuppressionReason, CancelReason)
     for reason in vocabulary
 }
 
@@ -92,6 +105,13 @@ class SurveyCandidate:
     conversation_already_surveyed: bool
     # The last sync of Stella's employees found none the request would name: known only at send.
     employee_unknown_to_stella: bool = False
+    # The account's rules of whom to survey, as decision.closure_decide found them of this closure.
+    team_left_out: bool = False
+    too_few_replies: bool = False
+    reply_too_old: bool = False
+    not_sampled: bool = False
+    # The teammate credited is the last to reply, not yet looked up: no assignee yet is no one missing.
+    assignee_pending: bool = False
 
 
 Rule = Callable[[SurveyCandidate], Reason | None]
@@ -129,6 +149,8 @@ def customer_email_missing(candidate: SurveyCandidate) -> Reason | None:
 
 
 def assignee_missing(candidate: SurveyCandidate) -> Reason | None:
+    if candidate.assignee_pending:
+        return None
     human_or_bot = (AssigneeKind.ADMIN, AssigneeKind.BOT)
     return None if candidate.assignee_kind in human_or_bot else InvalidReason.EMPLOYEE_NOT_FOUND
 
@@ -141,7 +163,27 @@ def conversation_surveyed(candidate: SurveyCandidate) -> Reason | None:
     return SuppressionReason.ALREADY_SURVEYED if candidate.conversation_already_surveyed else None
 
 
+def team_not_surveyed(candidate: SurveyCandidate) -> Reason | None:
+    return LeftOutReason.TEAM_LEFT_OUT if candidate.team_left_out else None
+
+
+def teammate_replies_too_few(candidate: SurveyCandidate) -> Reason | None:
+    return LeftOutReason.TOO_FEW_REPLIES if candidate.too_few_replies else None
+
+
+def last_reply_too_old(candidate: SurveyCandidate) -> Reason | None:
+    return LeftOutReason.REPLY_TOO_OLD if candidate.reply_too_old else None
+
+
+def left_out_of_sample(candidate: SurveyCandidate) -> Reason | None:
+    return LeftOutReason.NOT_SAMPLED if candidate.not_sampled else None
+
+
 RULES: tuple[Rule, ...] = (
+    team_not_surveyed,
+    teammate_replies_too_few,
+    last_reply_too_old,
+    left_out_of_sample,
     channel_unsupported,
     channel_disabled,
     customer_email_missing,
@@ -165,9 +207,11 @@ class Verdict:
     error_message: str  # Stella's words, for invalid
 
 
-# Invalid beats do-not-send, which beats suppression: a do-not-send request surveys nobody,
-# so a suppression window has nothing to hold back, and Stella still records the interaction.
+# Left out by the account's own rules beats everything: what the account doesn't survey is nobody's error and
+# nothing for Stella to record. Then invalid beats do-not-send, which beats suppression: a do-not-send request
+# surveys nobody, so a suppression window has nothing to hold back, and Stella still records the interaction.
 PRECEDENCE: tuple[tuple[type[Reason], Decision], ...] = (
+    (LeftOutReason, Decision.SUPPRESSED),
     (InvalidReason, Decision.INVALID),
     (DoNotSendReason, Decision.DO_NOT_SEND),
     (SuppressionReason, Decision.SUPPRESSED),

@@ -25,7 +25,7 @@ from integrations.intercom.client import (
     IntercomRateLimited,
     IntercomTokenRejected,
 )
-from integrations.intercom.payloads import Customer
+from integrations.intercom.payloads import Author, Conversation, Customer
 from integrations.stella.client import StellaClient, StellaResult
 from integrations.vocabulary import AssigneeKind, Channel, email_normalised
 from portal.crypto import SecretUndecryptable
@@ -40,6 +40,7 @@ from surveys.delivery.survey_requests import (
     survey_request_clip,
     survey_request_decide,
     survey_request_feedback_request,
+    survey_request_quiet_detail,
     survey_request_reject_locally,
     survey_request_transition,
 )
@@ -54,6 +55,7 @@ Status = SurveyRequest.Status
 DECIDED_FIELDS = [
     "channel", "channel_source", "assignee_kind", "teammate_name", "teammate_email", "customer_id",
     "customer_role", "customer_name", "customer_email", "tags", "decision", "reason", "verdicts", "mode",
+    "teammate_replies", "teammate_id", "attribution",
 ]  # fmt: skip
 # What a finished call fills in on its ApiRequest row.
 RESULT_FIELDS = [
@@ -82,6 +84,8 @@ def survey_request_send(survey_request_id: int, *, now: datetime) -> SurveyReque
             return survey_request
         if survey_request.status != Status.SCHEDULED or survey_request.send_after > now:
             return survey_request
+        if _postponed_for_quiet_hours(survey_request, integration=account.integration, now=now):
+            return survey_request
         try:
             with log_context(account=account.pk, survey_request=survey_request.pk):  # on every line the send logs
                 return _send(survey_request, integration=account.integration, now=now)
@@ -91,6 +95,26 @@ def survey_request_send(survey_request_id: int, *, now: datetime) -> SurveyReque
             return _pause_for_secret(survey_request, reason=str(exc), now=now)
     survey_request.refresh_from_db()
     return survey_request
+
+
+def _postponed_for_quiet_hours(
+    survey_request: SurveyRequest, *, integration: IntegrationSettings, now: datetime
+) -> bool:
+    """A send due during the account's quiet hours (set since it was recorded, or a retry or resend falling in them)
+    waits for them to end, saying so; the sweep's poller queues it then."""
+    quiet = Rules.of(integration).quiet_hours
+    goes = quiet.ends_after(now) if quiet else now
+    if goes <= now:
+        return False
+    survey_request.send_after = goes
+    survey_request_quiet_detail(survey_request, integration=integration)
+    SurveyRequest.objects.filter(pk=survey_request.pk, status=Status.SCHEDULED).update(
+        send_after=goes,
+        queued_at=None,
+        status_detail=survey_request.status_detail,
+        detail_code=messages.QUIET_HOURS.code,
+    )
+    return True
 
 
 def _pause_for_secret(survey_request: SurveyRequest, *, reason: str, now: datetime) -> SurveyRequest:
@@ -135,7 +159,7 @@ def _teammate_at_send(
     look-up ended the send."""
     custom_id = getattr(survey_request, "employee_custom_id", None) or ""
     stella_match = getattr(survey_request, "employee_stella_match", None) or ""
-    if not survey_request.needs_lookup:
+    if not survey_request.needs_lookup and not _replies_wanted(survey_request, integration):
         return custom_id, stella_match
     # Looking up costs Intercom calls and time: take the request first.
     survey_request_transition(survey_request, to=Status.SENDING, claimed_at=now)
@@ -314,8 +338,10 @@ def survey_request_look_up(
     """Fill in from Intercom's REST API what the webhook left out: channel, customer, teammate.
     Returns the teammate when it was looked up."""
     client = IntercomClient(integration.intercom_token, base_url=integration.intercom_api_url)
-    if not survey_request.channel:
-        _look_up_conversation(survey_request, client=client)
+    if not survey_request.channel or _replies_wanted(survey_request, integration):
+        conversation = _look_up_conversation(survey_request, client=client)
+        if integration.attribution == LAST_REPLIER:
+            _credit_last_replier(survey_request, conversation.last_replier)
     if not survey_request.customer_email and survey_request.customer_id:
         _look_up_customer(survey_request, client=client)
     if survey_request.teammate_id and not survey_request.teammate_email:
@@ -328,16 +354,52 @@ def survey_request_look_up(
     return None
 
 
-def _look_up_conversation(survey_request: SurveyRequest, *, client: IntercomClient) -> None:
+def _replies_wanted(survey_request: SurveyRequest, integration: IntegrationSettings) -> bool:
+    """The account's minimum of teammate replies needs them counted, or its credit the last teammate to reply: only
+    Intercom's REST API has the conversation's replies."""
+    wanted = integration.min_teammate_replies > 0 or integration.attribution == LAST_REPLIER
+    return wanted and survey_request.teammate_replies is None
+
+
+def _credit_last_replier(survey_request: SurveyRequest, replier: Author | None) -> None:
+    """Name the last human teammate to reply instead of the assignee (looked up next, by id, for their email and
+    Stella custom id), and say why."""
+    if survey_request.assignee_kind == AssigneeKind.BOT:
+        return  # a bot's conversation is recorded flagged do not send, whoever replied
+    if replier is None or not replier.id:
+        survey_request.attribution = "No teammate replied: the assignee at close is credited"
+        return
+    assigned = ASSIGNED_WORDS.get(survey_request.assignee_kind)
+    survey_request.attribution = (
+        f"The last teammate to reply is credited (the conversation was {assigned})"
+        if assigned
+        else "The last teammate to reply is credited"
+    )
+    if replier.id != survey_request.teammate_id:
+        survey_request.teammate_id, survey_request.teammate_name = replier.id, replier.name or ""
+        survey_request.teammate_email = ""
+    survey_request.assignee_kind = AssigneeKind.ADMIN
+
+
+# How the conversation was assigned at close, for the words of `attribution`.
+ASSIGNED_WORDS: dict[str, str] = {AssigneeKind.TEAM: "assigned to a team", AssigneeKind.NOBODY: "assigned to nobody"}
+LAST_REPLIER = "last_replier"
+
+
+def _look_up_conversation(survey_request: SurveyRequest, *, client: IntercomClient) -> Conversation:
     try:
         conversation = client.conversation(survey_request.conversation_id, url=survey_request.conversation_url)
     except IntercomNotFound:
         raise IntercomNotFound(messages.INTERCOM_CONVERSATION_NOT_FOUND.words) from None
-    survey_request.channel = conversation.channel or Channel.UNSUPPORTED
-    survey_request.channel_source = conversation.channel_source or "unknown"
+    if not survey_request.channel:
+        survey_request.channel = conversation.channel or Channel.UNSUPPORTED
+        survey_request.channel_source = conversation.channel_source or "unknown"
+    # Counted now; the team and the last reply stay as the close had them (the rules read them at close).
+    survey_request.teammate_replies = conversation.teammate_replies
     _customer_fill(survey_request, conversation.customer)
     if conversation.assignee.kind == AssigneeKind.BOT and conversation.assignee.id == survey_request.teammate_id:
         survey_request.assignee_kind = AssigneeKind.BOT
+    return conversation
 
 
 def _customer_fill(survey_request: SurveyRequest, customer: Customer | None) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from datetime import datetime
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 from django.db import transaction
 from django.db.models import Q
@@ -119,7 +120,8 @@ def survey_request_build(
     integration = account.integration
     customer = conversation.customer
     assignee = conversation.assignee
-    delay_ends_at = closed_at + integration.channel_delay
+    # After the channel delay and any quiet hours it runs into: until then a reopen or reply still cancels.
+    delay_ends_at = Rules.of(integration).send_after(closed_at)
     survey_request = SurveyRequest(
         account=account,
         inbound_webhook=webhook,
@@ -141,8 +143,23 @@ def survey_request_build(
         send_after=delay_ends_at,
         delay_ends_at=delay_ends_at,
         tags=list(dict.fromkeys(conversation.do_not_send_tag_candidates + earlier_tags)),
+        team_id=conversation.team_id,
+        last_admin_reply_at=conversation.last_admin_reply_at,
     )
     return survey_request_clip(survey_request)
+
+
+def survey_request_quiet_detail(survey_request: SurveyRequest, *, integration: IntegrationSettings) -> None:
+    """A request that waits for the quiet hours to end says so, and when it goes (the account's local time)."""
+    if survey_request.status != Status.SCHEDULED:
+        return
+    if survey_request.send_after <= survey_request.closed_at + integration.channel_delay:
+        return
+    goes = survey_request.send_after.astimezone(ZoneInfo(integration.time_zone))
+    survey_request.status_detail = (
+        f"{messages.QUIET_HOURS.words}: goes at {goes:%Y-%m-%d %H:%M} {integration.time_zone}"
+    )
+    survey_request.detail_code = messages.QUIET_HOURS.code
 
 
 def survey_request_supersede_older(
@@ -334,15 +351,20 @@ def survey_requests_retag(
         survey_request.tags = list(dict.fromkeys(survey_request.tags + event.tags))
         known = send_candidates(survey_request, rules=rules)
         survey_request_decide(survey_request, rules=rules, known=known, stage=Stage.KNOWN)
+        to = STATUS_FOR_DECISION[Decision(survey_request.decision)]
+        survey_request.detail_code = ""
+        if to == Status.SCHEDULED:  # still waiting: for the quiet hours to end, it may say
+            survey_request_quiet_detail(survey_request, integration=survey_request.account.integration)
         with suppress(InvalidTransition):
             survey_request_transition(
                 survey_request,
-                to=STATUS_FOR_DECISION[Decision(survey_request.decision)],
+                to=to,
                 tags=survey_request.tags,
                 decision=survey_request.decision,
                 reason=survey_request.reason,
                 verdicts=survey_request.verdicts,
                 status_detail=survey_request.status_detail,
+                detail_code=survey_request.detail_code or messages.code_of(survey_request.status_detail),
                 counts=counts,
             )
             if survey_request.status == Status.INVALID:

@@ -25,6 +25,7 @@ from surveys.delivery.survey_requests import (
     survey_request_build,
     survey_request_cancel_if_overtaken,
     survey_request_decide,
+    survey_request_quiet_detail,
     survey_request_retag_if_overtaken,
     survey_request_supersede_older,
     survey_requests_apply_event,
@@ -101,6 +102,7 @@ class IntakeBatch:
             closure_id=closure_id,
             earlier_tags=history.tags_added(before=notification.created_at),
         )
+        self.reads.sample_place_take(survey_request)
         survey_request_supersede_older(history, closed_at=survey_request.closed_at, counts=self.counts)
         known = self.reads.known(survey_request)
         rules = Rules.of(integration)
@@ -108,6 +110,7 @@ class IntakeBatch:
         survey_request.status = STATUS_FOR_DECISION[Decision(survey_request.decision)]
         survey_request_cancel_if_overtaken(survey_request, history=history)
         survey_request_retag_if_overtaken(survey_request, history=history, rules=rules, known=known)
+        survey_request_quiet_detail(survey_request, integration=integration)
         if survey_request.status == Status.SCHEDULED and survey_request.send_after <= self.now:
             survey_request.queued_at = self.now  # due now: queued by the flush
         self.pending.append(survey_request)
@@ -194,4 +197,5 @@ def incoming_closure(account: Account, notification: IntercomNotification) -> In
         customer_email=email_normalised(customer.email) if customer else "",
         customer_id=(customer.id or "") if customer else "",
         closed_at=notification.created_at,
+        teammate_id=conversation.assignee.id or "",
     )

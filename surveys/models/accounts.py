@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models
 
@@ -15,6 +18,34 @@ from portal.fields import EncryptedTextField, secret_plaintext
 from portal.history import ConfigurationHistory
 
 DEFAULT_DO_NOT_SEND_TAGS = "fraud, dupe, do_not_send_stella"
+
+
+TEAM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def validate_team_ids(text: str) -> None:
+    """Intercom team ids, comma-separated (the admin lists each team's beside its name)."""
+    if bad := [team.strip() for team in text.split(",") if team.strip() and not TEAM_ID.fullmatch(team.strip())]:
+        raise ValidationError(
+            f"Not an Intercom team id: {', '.join(bad)}. Give the ids, comma-separated (e.g. 814865)."
+        )
+
+
+QUIET_HOURS = re.compile(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d")
+
+
+def validate_time_zone(name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(f"Not a time zone: {name!r}. Give its IANA name, e.g. Europe/Paris or UTC.") from None
+
+
+def validate_quiet_hours(text: str) -> None:
+    """HH:MM-HH:MM, 24-hour clock, two different times."""
+    text = text.strip()
+    if text and (not QUIET_HOURS.fullmatch(text) or text[:5] == text[6:]):
+        raise ValidationError(f"Not quiet hours: {text!r}. Write them as HH:MM-HH:MM, e.g. 21:00-08:00.")
 
 
 class Account(models.Model):
@@ -173,6 +204,64 @@ class IntegrationSettings(models.Model):
         validators=[URLValidator(schemes=["https", "http"])],
         help_text='POST {"text": …} here (a Slack incoming webhook, or any automation).',
     )
+    # ---- Rules of whom to survey (issue 20): each leaves a closure out, suppressed with the rule as its reason ----
+    include_teams = models.CharField(
+        max_length=500,
+        blank=True,
+        validators=[validate_team_ids],
+        help_text="Intercom team ids, comma-separated. Set: only conversations assigned to one of these teams when "
+        "they close are surveyed. Empty: any team, or none.",
+    )
+    exclude_teams = models.CharField(
+        max_length=500,
+        blank=True,
+        validators=[validate_team_ids],
+        help_text="Intercom team ids, comma-separated: conversations assigned to one of these teams when they close "
+        "are not surveyed.",
+    )
+    min_teammate_replies = models.PositiveSmallIntegerField(
+        "minimum teammate replies",
+        default=0,
+        validators=[MaxValueValidator(100)],
+        help_text="Survey only conversations where human teammates wrote at least this many replies (notes and bots "
+        "don't count). 0 turns it off; above 0, Intercom is asked for the conversation before sending.",
+    )
+    max_days_since_reply = models.PositiveSmallIntegerField(
+        "maximum days since the last reply",
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(365)],
+        help_text="Don't survey a conversation closed more than this many days after a teammate last replied "
+        "(Intercom itself asks within 7). Empty turns it off.",
+    )
+    sample_percent = models.PositiveSmallIntegerField(
+        "sample (% of closures)",
+        default=100,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="Survey this percentage of closures, the same share of each teammate's, always the same ones "
+        "(a closure delivered twice is decided the same). 100 surveys every closure.",
+    )
+    attribution = models.CharField(
+        "credit",
+        max_length=16,
+        choices=[("assignee", "The assignee at close"), ("last_replier", "The last teammate to reply")],
+        default="assignee",
+        help_text="Whom a survey names: the teammate assigned when the conversation closed, or the last human "
+        "teammate who wrote a reply (also when it was assigned to a team or nobody; Intercom is asked before sending).",
+    )
+    time_zone = models.CharField(
+        max_length=64,
+        default="UTC",
+        validators=[validate_time_zone],
+        help_text="The account's time zone (IANA, e.g. Europe/Paris), for its quiet hours.",
+    )
+    quiet_hours = models.CharField(
+        max_length=11,
+        blank=True,
+        validators=[validate_quiet_hours],
+        help_text="HH:MM-HH:MM in the account's time zone, e.g. 21:00-08:00 (past midnight is fine): a survey falling "
+        "due then waits until they end, and a reopen or reply meanwhile still cancels it. Empty: none.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
     # Every change on record, each field the model has, secrets as mask and fingerprint (portal/history.py).
     history = ConfigurationHistory()
@@ -201,6 +290,14 @@ class IntegrationSettings(models.Model):
         return [email.strip() for email in self.alert_recipients.split(",") if email.strip()]
 
     @property
+    def include_team_ids(self) -> frozenset[str]:
+        return team_ids(self.include_teams)
+
+    @property
+    def exclude_team_ids(self) -> frozenset[str]:
+        return team_ids(self.exclude_teams)
+
+    @property
     def do_not_send_tag_names(self) -> frozenset[str]:
         return frozenset(tag.strip().casefold() for tag in self.do_not_send_tags.split(",") if tag.strip())
 
@@ -224,6 +321,11 @@ class IntegrationSettings(models.Model):
     @property
     def low_rating_webhook_url(self) -> str:
         return secret_plaintext(self, "low_rating_webhook")
+
+
+def team_ids(text: str) -> frozenset[str]:
+    """Comma-separated Intercom team ids as a set: "12, 34," → {"12", "34"}."""
+    return frozenset(team.strip() for team in text.split(",") if team.strip())
 
 
 class IntegrationHealth(models.Model):

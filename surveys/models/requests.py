@@ -134,6 +134,18 @@ class SurveyRequest(models.Model):
     customer_name = models.CharField(max_length=200, blank=True)
     customer_email = models.CharField(max_length=254, blank=True)
     tags = models.JSONField(default=list, blank=True, help_text="First-message tags, else the conversation's.")
+    # What the account's rules of whom to survey read (issue 20): the team assigned at close; the comments human
+    # teammates wrote (None: not counted, Intercom is asked only when a rule needs it); when one last replied; the
+    # closure's place among its teammate's closures, for the sample (None: recorded before there was one).
+    team_id = models.CharField(max_length=64, blank=True, default="", db_default="")
+    teammate_replies = models.PositiveIntegerField(null=True, blank=True)
+    last_admin_reply_at = models.DateTimeField(null=True, blank=True)
+    sample_position = models.PositiveIntegerField(null=True, blank=True)
+    # Whose share of the sample it is: the teammate assigned at close (the one credited may be another, see
+    # `attribution`), so the place keeps its meaning.
+    sample_stratum = models.CharField(max_length=64, blank=True, default="", db_default="")
+    # Whom the survey credits and why, when not simply the assignee at close (the account's attribution rule).
+    attribution = models.CharField(max_length=300, blank=True, default="", db_default="")
 
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.SCHEDULED)
     decision = models.CharField(max_length=16, choices=Decision.choices)
@@ -185,6 +197,8 @@ class SurveyRequest(models.Model):
             models.Index(fields=["account", "customer_email", "closed_at"]),
             models.Index(fields=["account", "-closed_at"]),
             models.Index(fields=["account", "status", "-closed_at"]),
+            # The next place in a teammate's sample (surveys/selectors.py IntakeReads).
+            models.Index(fields=["account", "sample_stratum", "-sample_position"], name="survey_request_sample"),
             # Finding a deleted Intercom contact's requests; what the retention job still has to erase.
             models.Index(fields=["account", "customer_id"]),
             models.Index(

@@ -37,6 +37,10 @@ RULE_REASONS = {
     "first_message_tagged": messages.SUPPRESSED_TAG,
     "conversation_surveyed": messages.ALREADY_SURVEYED,
     "surveyed_within_window": messages.SUPPRESSION_WINDOW,
+    "team_not_surveyed": messages.TEAM_LEFT_OUT,
+    "teammate_replies_too_few": messages.TOO_FEW_REPLIES,
+    "last_reply_too_old": messages.REPLY_TOO_OLD,
+    "left_out_of_sample": messages.NOT_SAMPLED,
 }
 
 

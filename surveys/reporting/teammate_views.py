@@ -6,9 +6,11 @@ from typing import Any
 
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.paginator import Page
+from django.db.models import QuerySet
 from django.urls import reverse
 from django.views.generic import TemplateView
 
+from surveys.models import Account
 from surveys.reporting.recovery import recovery_counts
 from surveys.reporting.status import StatusFilter, StatusFilterForm
 from surveys.reporting.teammate_figures import FEW_RESPONSES, GROUPS, Bar, TeammateRow
@@ -58,6 +60,7 @@ class TeammatesView(LoginRequiredMixin, TemplateView):
             status_filter=status_filter,
             stats=stats,
             few=FEW_RESPONSES,
+            sampled=_sampled(accounts, status_filter),
             rows=[_linked(row, _behind_urls(behind, here, row)) for row in stats.rows],
             totals=_linked(stats.totals, _behind_urls(behind, here, stats.totals)),
             keep=[(name, value) for name, value in report_query({}, group, bots, sort=sort).items()],
@@ -88,6 +91,14 @@ REPORT_COLUMNS = [
     ("By week", "", "The satisfaction share of each week, Monday to Sunday"),
     ("Change", "change", "The satisfaction share against the days just before, as many"),
 ]
+
+
+def _sampled(accounts: QuerySet[Account], status_filter: StatusFilter) -> list[tuple[str, int]]:
+    """The accounts shown that survey a sample of their closures, and how much: their figures count the sample."""
+    shown = accounts.filter(integration__sample_percent__lt=100)
+    if status_filter.account_ids is not None:
+        shown = shown.filter(pk__in=status_filter.account_ids)
+    return list(shown.values_list("name", "integration__sample_percent"))
 
 
 def _sort_headers(here: Mapping[str, str], stats: TeammateStats) -> list[dict[str, str]]:

@@ -294,3 +294,44 @@ def test_account_upsert_refuses_a_threshold_out_of_range_and_a_webhook_that_isnt
     monkeypatch.setenv("NOT_A_URL", "hooks.slack.example/no-scheme")
     with pytest.raises(CommandError, match="low_rating_webhook"):
         upsert("acme-recovery", "--low-rating-webhook-env", "NOT_A_URL")
+
+
+def test_account_upsert_sets_the_rules_of_whom_to_survey():
+    out, _ = upsert(
+        "acme-rules", "--include-teams", "5100001, 5100003", "--exclude-teams", "5100002",
+        "--min-teammate-replies", "1", "--max-days-since-reply", "7", "--sample-percent", "25",
+    )  # fmt: skip
+    integration = Account.objects.get(intercom_workspace_id="acme-rules").integration
+    assert (integration.include_team_ids, integration.exclude_team_ids) == ({"5100001", "5100003"}, {"5100002"})
+    assert (integration.min_teammate_replies, integration.max_days_since_reply, integration.sample_percent) == (
+        1,
+        7,
+        25,
+    )
+    assert "included teams 5100001, 5100003, excluded teams 5100002, minimum teammate replies 1" in out
+    assert "days since the last reply at most 7, sample 25%" in out
+    out, _ = upsert(
+        "acme-rules", "--time-zone", "Europe/Paris", "--quiet-hours", "21:00-08:00", "--attribution", "last-replier"
+    )
+    assert "credit the last teammate to reply, quiet hours 21:00-08:00 Europe/Paris" in out
+    upsert("acme-rules", "--max-days-since-reply", "off", "--include-teams", "", "--sample-percent", "100")
+    integration.refresh_from_db()
+    assert (integration.max_days_since_reply, integration.include_teams, integration.sample_percent) == (None, "", 100)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sample-percent", "0"], "sample_percent"),
+        (["--sample-percent", "101"], "sample_percent"),
+        (["--include-teams", "Billing team"], "Not an Intercom team id: Billing team"),
+        (["--min-teammate-replies", "1000"], "min_teammate_replies"),
+        (["--time-zone", "Mars/Olympus"], "Not a time zone: 'Mars/Olympus'"),
+        (["--quiet-hours", "9pm-8am"], "Not quiet hours: '9pm-8am'"),
+        (["--quiet-hours", "08:00-08:00"], "Not quiet hours"),
+    ],
+)
+def test_account_upsert_refuses_rules_it_cannot_keep(args, message):
+    with pytest.raises(CommandError, match=message):
+        upsert("acme-rules", *args)
+    assert not Account.objects.filter(intercom_workspace_id="acme-rules").exists()

@@ -16,6 +16,7 @@ from portal.durations import format_duration, parse_duration_text
 from portal.history import Source, configuration_changed_by
 from portal.redaction import mask_secret
 from surveys.accounts.account import account_upsert
+from surveys.decisions.dry_run import whom_to_survey_summary
 from surveys.models import Account, IntegrationSettings
 
 # Each secret's option, its field and what to call it; each may come from the command line (shows in `ps`
@@ -49,6 +50,15 @@ PLAIN_SETTINGS = (
     "low_rating_tag",
     "low_rating_note",
     "low_rating_assign",
+    # Whom to survey (issue 20).
+    "include_teams",
+    "exclude_teams",
+    "min_teammate_replies",
+    "max_days_since_reply",
+    "sample_percent",
+    "attribution",
+    "time_zone",
+    "quiet_hours",
 )
 
 
@@ -81,6 +91,29 @@ def os_user() -> str:
         return f"{getpass.getuser()} (shell)"
     except (KeyError, OSError):
         return "shell"
+
+
+def plain_settings(options: dict[str, Any]) -> dict[str, Any]:
+    """The settings given as plain values; those that say "off" (a threshold of 0, days "off") as empty."""
+    fields = {name: options[name] for name in PLAIN_SETTINGS if options[name] is not None}
+    if fields.get("low_rating_threshold") == 0:
+        fields["low_rating_threshold"] = None
+    if fields.get("max_days_since_reply") == OFF:
+        fields["max_days_since_reply"] = None
+    return fields
+
+
+def days_or_off(text: str) -> int | str:
+    """A number of days, or "off" ("" too): the rule turned off."""
+    if text.strip().lower() in ("", "off"):
+        return OFF
+    try:
+        return int(text)
+    except ValueError:
+        raise ArgumentTypeError(f"{text!r} is not a number of days, or off") from None
+
+
+OFF = "off"
 
 
 def option(field: str) -> str:
@@ -188,6 +221,41 @@ class Command(BaseCommand):
             help="Where Intercom hosts the workspace: us, eu or au (set by itself when Intercom says it).",
         )
         parser.add_argument(
+            "--include-teams", metavar="IDS",
+            help="Survey only conversations assigned to one of these Intercom teams at close (comma-separated team "
+            "ids; the account's admin page lists them by name); empty: any team, or none.",
+        )  # fmt: skip
+        parser.add_argument(
+            "--exclude-teams", metavar="IDS",
+            help="Don't survey conversations assigned to one of these Intercom teams at close; empty: none.",
+        )  # fmt: skip
+        parser.add_argument(
+            "--min-teammate-replies", type=int, metavar="N",
+            help="Survey only conversations where human teammates wrote at least N replies; 0 turns it off.",
+        )  # fmt: skip
+        parser.add_argument(
+            "--max-days-since-reply", type=days_or_off, metavar="DAYS",
+            help="Don't survey a conversation closed more than DAYS days after a teammate last replied; off turns "
+            "it off.",
+        )  # fmt: skip
+        parser.add_argument(
+            "--sample-percent", type=int, metavar="N",
+            help="Survey N%% of closures (1-100), the same share of each teammate's; 100 surveys all.",
+        )  # fmt: skip
+        parser.add_argument(
+            "--attribution", type=lambda text: text.replace("-", "_"), choices=["assignee", "last_replier"],
+            help="Whom a survey credits: assignee (at close), or last-replier (the last human teammate who wrote a "
+            "reply, also when the conversation was assigned to a team or nobody).",
+        )  # fmt: skip
+        parser.add_argument(
+            "--time-zone", metavar="TZ", help="The account's time zone, for its quiet hours (IANA, e.g. Europe/Paris)."
+        )
+        parser.add_argument(
+            "--quiet-hours", metavar="HH:MM-HH:MM",
+            help="No survey goes out then, in the account's time zone (e.g. 21:00-08:00, past midnight is fine): one "
+            "falling due waits until they end. Empty: none.",
+        )  # fmt: skip
+        parser.add_argument(
             "--alert-recipients",
             metavar="EMAILS",
             help="Comma-separated emails told of a high error rate; empty clears them.",
@@ -217,9 +285,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        fields = {name: options[name] for name in PLAIN_SETTINGS if options[name] is not None}
-        if fields.get("low_rating_threshold") == 0:
-            fields["low_rating_threshold"] = None  # off
+        fields = plain_settings(options)
         fields.update(self.secrets(options))
         fields.update(self.channels(options["channels"]))
         if options["alert_recipients"] is not None:
@@ -351,8 +417,14 @@ class Command(BaseCommand):
             f"test key {masked['test_api_key']}, production key {masked['production_api_key']}, "
             f"Intercom token {masked['intercom_access_token']}\n"
             f"  {self.summary_of_requests(account)}\n"
-            f"  Stella API secret {masked['stella_api_secret']}, {self.summary_of_the_loop(integration)}"
+            f"  Stella API secret {masked['stella_api_secret']}, {self.summary_of_the_loop(integration)}\n"
+            f"  {self.summary_of_whom_to_survey(integration)}"
         )
+
+    @staticmethod
+    def summary_of_whom_to_survey(integration: IntegrationSettings) -> str:
+        """The rules of whom to survey, as the dry run words them."""
+        return ", ".join(f"{name} {value}" for name, value in whom_to_survey_summary(integration).items())
 
     @staticmethod
     def summary_of_requests(account: Account) -> str:

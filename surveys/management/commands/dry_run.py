@@ -1,6 +1,7 @@
 from argparse import ArgumentParser
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.urls import reverse
 from django.utils import timezone
@@ -46,6 +47,29 @@ def table(headers: list[str], rows: list[list[str]], *, right: int) -> list[str]
     ]
 
 
+def notes(result: DryRunResult) -> list[str]:
+    """What the dry run can't judge, and what it found out of order."""
+    found: list[str] = []
+    if result.channel_unknown:
+        found.append(
+            f"{result.channel_unknown} closures ended before their channel was looked up in Intercom: "
+            "the channel settings can't change them here."
+        )
+    if result.replies_unknown and result.proposed_settings["minimum teammate replies"] != "none":
+        found.append(
+            f"{result.replies_unknown} closures ended before Intercom was asked for their teammates' replies: "
+            "the minimum of replies can't change them here."
+        )
+    if result.erased:
+        found.append(f"{result.erased} closures lost their customer to the retention: the window can't follow them.")
+    if result.baseline_mismatches:
+        found.append(
+            f"Replayed with the current settings, {result.baseline_mismatches} closures come out otherwise than "
+            "they did: the settings changed during these days, or webhooks arrived out of order."
+        )
+    return found
+
+
 def report(result: DryRunResult, account: Account, *, changed_printed: int = CHANGED_PRINTED) -> list[str]:
     when = f"{timezone.localtime(result.since):%Y-%m-%d %H:%M} to {timezone.localtime(result.until):%Y-%m-%d %H:%M %Z}"
     lines = [
@@ -71,18 +95,7 @@ def report(result: DryRunResult, account: Account, *, changed_printed: int = CHA
         "",
         f"{plural(result.changed_count, 'closure')} would come out differently.",
     ]
-    if result.channel_unknown:
-        lines.append(
-            f"{result.channel_unknown} closures ended before their channel was looked up in Intercom: "
-            "the channel settings can't change them here."
-        )
-    if result.erased:
-        lines.append(f"{result.erased} closures lost their customer to the retention: the window can't follow them.")
-    if result.baseline_mismatches:
-        lines.append(
-            f"Replayed with the current settings, {result.baseline_mismatches} closures come out otherwise than "
-            "they did: the settings changed during these days, or webhooks arrived out of order."
-        )
+    lines += notes(result)
     if result.changed:
         shown = result.changed[:changed_printed]
         lines += ["", f"Conversations whose outcome changes (the first {len(shown)} of {result.changed_count}):"]
@@ -118,6 +131,14 @@ class Command(BaseCommand):
         parser.add_argument("--delay", type=duration, help="The channel delay, e.g. 0, 90s, 10m, 2h")
         parser.add_argument("--suppression-window", type=duration, help="e.g. 0 (off), 12h, 7d")
         parser.add_argument("--do-not-send-tags", help="Comma-separated tag names.")
+        parser.add_argument("--include-teams", help="Comma-separated Intercom team ids; empty: any team.")
+        parser.add_argument("--exclude-teams", help="Comma-separated Intercom team ids; empty: none.")
+        parser.add_argument("--min-teammate-replies", type=int, help="0 turns it off.")
+        parser.add_argument("--max-days-since-reply", type=int, help="Days; -1 turns it off.")
+        parser.add_argument("--sample-percent", type=int, help="1 to 100.")
+        parser.add_argument("--attribution", choices=["assignee", "last_replier"])
+        parser.add_argument("--time-zone", help="e.g. Europe/Paris")
+        parser.add_argument("--quiet-hours", help="HH:MM-HH:MM, e.g. 21:00-08:00; empty: none.")
         parser.add_argument("--changed", type=int, default=CHANGED_PRINTED, help="How many changed closures to list.")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -129,8 +150,21 @@ class Command(BaseCommand):
             ("delay", "channel_delay"),
             ("suppression_window", "suppression_window"),
             ("do_not_send_tags", "do_not_send_tags"),
+            ("include_teams", "include_teams"),
+            ("exclude_teams", "exclude_teams"),
+            ("min_teammate_replies", "min_teammate_replies"),
+            ("sample_percent", "sample_percent"),
+            ("attribution", "attribution"),
+            ("time_zone", "time_zone"),
+            ("quiet_hours", "quiet_hours"),
         ):
             if options[option] is not None:
                 changes[name] = options[option]
-        result = dry_run(account, proposed_settings(account.integration, **changes), days=options["days"])
+        if (days := options["max_days_since_reply"]) is not None:
+            changes["max_days_since_reply"] = days if days >= 0 else None
+        try:
+            proposed = proposed_settings(account.integration, **changes)
+        except ValidationError as exc:
+            raise CommandError(" ".join(exc.messages)) from None
+        result = dry_run(account, proposed, days=options["days"])
         self.stdout.write("\n".join(report(result, account, changed_printed=options["changed"])))

@@ -4,8 +4,9 @@ from datetime import UTC, datetime
 import pytest
 
 from integrations.intercom.json_fields import PayloadError
-from integrations.intercom.payloads import IntercomNotification
+from integrations.intercom.payloads import Conversation, IntercomNotification
 from integrations.vocabulary import AssigneeKind, Channel
+from sandbox.samples import closed_conversation, comment
 from tests.helpers import CAPTURED_FIXTURES, FIXTURES, load_fixture
 
 
@@ -505,3 +506,29 @@ def test_built_samples_read_like_the_captures():
     assert (bot.conversation.assignee.kind, bot.conversation.tags) == (AssigneeKind.BOT, ("dupe",))
     reopened = parse(reopened_conversation(app_id="demo", conversation_id="42", at=1764324100))
     assert (reopened.topic, reopened.conversation_id) == ("conversation.admin.opened", "42")
+
+
+def test_team_and_last_reply_from_a_2x_webhook_and_replies_from_the_rest_api():
+    at = 1_780_000_000
+    body = closed_conversation(app_id="ws", conversation_id="9", at=at, team_id="5100001", last_admin_reply_at=at - 60)
+    conversation = parse(body).conversation
+    assert (conversation.team_id, conversation.last_admin_reply_at) == ("5100001", datetime.fromtimestamp(at - 60, UTC))
+    assert conversation.teammate_replies is None  # a webhook's parts are the event's, not the conversation's
+    item = body["data"]["item"]
+    tess, fin = ("41", "Tess", "tess@x.example"), ("49", "Fin", "operator+ws@intercom.io")
+    item["conversation_parts"]["conversation_parts"] = [
+        comment("p1", at=at - 300, author=tess),
+        {**comment("p2", at=at - 200, author=tess), "part_type": "note"},
+        comment("p3", at=at - 100, author=fin),  # the operator's address: a bot
+        comment("p4", at=at - 60, author=("42", "Omar", None)),
+    ]
+    item["statistics"]["last_admin_reply_at"] = at - 60  # unix seconds, as REST has it
+    rest = Conversation.from_rest(item, url="https://app.intercom.com/x")
+    assert (rest.teammate_replies, rest.last_replier.id, rest.last_admin_reply_at.timestamp()) == (2, "42", at - 60)
+
+
+@pytest.mark.parametrize("value", ["yesterday", "2099-01-01T00:00:00Z", True, [1], 10**20])
+def test_statistics_never_make_a_notification_unreadable(value):
+    body = closed_conversation(app_id="ws", conversation_id="9", at=1_780_000_000)
+    body["data"]["item"]["statistics"]["last_admin_reply_at"] = value
+    assert parse(body).conversation.last_admin_reply_at is None

@@ -58,6 +58,9 @@ SANDBOX = (
 NO_CUSTOMER_TEXT: dict[str, str] = {
     "surveys.ApiRequest.error_code": "a code of integrations/messages.py, never free text",
     "surveys.SurveyRequest.detail_code": "a code of integrations/messages.py, never free text",
+    "surveys.SurveyRequest.team_id": "an Intercom team's id, checked as an id by the parser",
+    "surveys.SurveyRequest.sample_stratum": "a teammate's Intercom admin id, as teammate_id holds it",
+    "surveys.SurveyRequest.attribution": "the portal's own words on whom it credited, naming nobody",
     # Django's and the libraries' tables.
     "admin.LogEntry": "what staff changed in the admin: an id, the row's name (no model's name holds a customer) "
     "and which fields",

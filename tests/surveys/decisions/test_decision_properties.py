@@ -3,7 +3,10 @@ stored and acted on by the real batch intake, due requests sent by the real send
 replays, and to the same whichever order they came in.
 
 Hypothesis makes the traffic: closes, reopens, replies, snoozes, deletions and first-message tags over two or three
-customers and up to four conversations of one account, with a random suppression window and channel delay. Each
+customers and up to four conversations of one account, with a random suppression window and channel delay, and the
+rules of whom to survey: teams included or excluded, a minimum of teammate replies (counted from the conversation
+Intercom's REST API returns), a maximum of days since the last reply, a sample; quiet hours; the credit given to the assignee or the last teammate
+to reply. Each
 sequence is delivered twice, to two accounts with the same rules, in two random orders and batch sizes. A webhook
 may arrive late, but before the surveys that depend on it are due (what no rule can make up for: a reopen
 arriving after its close was sent)."""
@@ -11,8 +14,10 @@ arriving after its close was sent)."""
 import itertools
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 import pytest
 import responses
@@ -21,7 +26,8 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sandbox.samples import closed_conversation
+from sandbox.samples import closed_conversation, comment, conversation_item
+from surveys.decisions.decision import QuietHours
 from surveys.decisions.dry_run import dry_run
 from surveys.delivery.sending import survey_request_send
 from surveys.intake.process import inbound_webhooks_process_pending
@@ -33,6 +39,8 @@ pytestmark = pytest.mark.django_db
 
 START = timezone.now().replace(second=0, microsecond=0) - timedelta(days=2)
 CUSTOMERS = ["ada", "bea", "cai"]
+TEAMMATES = [("4100001", "Tess Teammate", "tess@support.example"), ("4100002", "Omar Operator", "omar@x.example")]
+NOBODY = (None, None, None)  # assigned to nobody at close
 EVENTS = {
     "reopen": "conversation_admin_opened",
     "reply": "conversation_user_replied",
@@ -49,6 +57,11 @@ class Step:
     minute: int
     kind: str  # "close", or a key of EVENTS
     conversation: int
+
+
+def quiet_hours(first: int, last: int) -> str:
+    """Quiet hours from minute `first` of the traffic to minute `last`, in UTC."""
+    return f"{START + timedelta(minutes=first):%H:%M}-{START + timedelta(minutes=last):%H:%M}"
 
 
 @st.composite
@@ -68,11 +81,30 @@ def traffic(draw):
         "suppression_window": timedelta(minutes=draw(st.sampled_from([0, 45, 24 * 60]))),
         "email_enabled": draw(st.booleans()),
         "chat_enabled": True,
+        "include_teams": draw(st.sampled_from(["", "11", "11,22"])),
+        "exclude_teams": draw(st.sampled_from(["", "22"])),
+        "min_teammate_replies": draw(st.sampled_from([0, 0, 1, 2])),
+        "max_days_since_reply": draw(st.sampled_from([None, None, 3])),
+        "sample_percent": draw(st.sampled_from([100, 100, 50, 34])),
+        "quiet_hours": draw(st.sampled_from(["", "", quiet_hours(20, 80), quiet_hours(100, 400)])),
+        "attribution": draw(st.sampled_from(["assignee", "assignee", "last_replier"])),
     }
-    return steps, owner, channel, rules
+    conversation = st.fixed_dictionaries(
+        {
+            "team": st.sampled_from([None, "11", "22"]),
+            "teammate": st.sampled_from([*TEAMMATES, NOBODY]),
+            "replier": st.sampled_from(TEAMMATES),
+            "replies": st.integers(0, 3),
+            "last_reply_days": st.sampled_from([None, 1, 5]),
+        }
+    )
+    facts = [draw(conversation) for _ in range(conversations)]
+    return steps, owner, channel, rules, facts
 
 
-def payload(steps: list[Step], n: int, *, workspace: str, owner: list[int], channel: list[str]) -> dict:
+def payload(
+    steps: list[Step], n: int, *, workspace: str, owner: list[int], channel: list[str], facts: list[dict]
+) -> dict:
     step = steps[n]
     at = int((START + timedelta(minutes=step.minute)).timestamp())
     conversation = f"{workspace}-c{step.conversation}"
@@ -80,10 +112,13 @@ def payload(steps: list[Step], n: int, *, workspace: str, owner: list[int], chan
         customer = CUSTOMERS[owner[step.conversation]]
         # A close carries the first message's tags as they are at that moment: those tagged before it.
         tagged = any(s.kind == "tag" and s.conversation == step.conversation and s.minute < step.minute for s in steps)
+        fact = facts[step.conversation]
+        last_reply = fact["last_reply_days"]
         return closed_conversation(
             app_id=workspace, conversation_id=conversation, at=at, channel=channel[step.conversation],
             customer=(f"contact-{customer}", customer.title(), f"{customer}@customer.example"),
-            notification_id=f"{workspace}-n{n}", tags=("fraud",) if tagged else (),
+            notification_id=f"{workspace}-n{n}", tags=("fraud",) if tagged else (), teammate=fact["teammate"], team_id=fact["team"],
+            last_admin_reply_at=at - last_reply * 24 * 3600 if last_reply is not None else None,
         )  # fmt: skip
     body = notification(EVENTS[step.kind], app_id=workspace, id=f"{workspace}-n{n}", created_at=at)
     item = body["data"]["item"]
@@ -93,10 +128,16 @@ def payload(steps: list[Step], n: int, *, workspace: str, owner: list[int], chan
     return body
 
 
-def deadlines(steps: list[Step], owner: list[int], delay: timedelta) -> list[int]:
+def deadlines(steps: list[Step], owner: list[int], delay: timedelta, quiet: str) -> list[int]:
     """The latest minute each webhook may arrive: before any survey of its conversation or customer due from its
-    time on is sent (a close's own survey included)."""
-    dues = [(step.minute + delay.total_seconds() // 60, step) for step in steps if step.kind == "close"]
+    time on is sent (a close's own survey included), after its delay and any quiet hours it runs into."""
+    hours = QuietHours.of(quiet, "UTC")
+
+    def due(minute: int) -> int:
+        at = START + timedelta(minutes=minute) + delay
+        return int(((hours.ends_after(at) if hours else at) - START).total_seconds() // 60)
+
+    dues = [(due(step.minute), step) for step in steps if step.kind == "close"]
     latest = []
     for step in steps:
         related = [
@@ -109,9 +150,28 @@ def deadlines(steps: list[Step], owner: list[int], delay: timedelta) -> list[int
     return latest
 
 
-def deliver(client, steps, owner, channel, rules, *, workspace: str, lags: list[int], batch: int) -> dict:
+def rest_conversation(request, *, facts: list[dict], channel: list[str]):
+    """GET /conversations/{id}: the conversation with as many teammate comments as its facts say (and a note, a bot's
+    comment, which don't count)."""
+    conversation_id = request.url.rsplit("/", 1)[1]
+    index = int(conversation_id.rsplit("-c", 1)[1])
+    fact, at = facts[index], int(START.timestamp())
+    parts = [comment(f"{conversation_id}-r{n}", at=at + n, author=fact["replier"]) for n in range(fact["replies"])]
+    parts.append({**comment(f"{conversation_id}-note", at=at, author=fact["teammate"]), "part_type": "note"})
+    bot = comment(f"{conversation_id}-bot", at=at, author=("999", "Fin", "operator+x@intercom.io"))
+    parts.append({**bot, "author": {**bot["author"], "type": "bot"}})
+    data = conversation_item(
+        conversation_id=conversation_id, channel=channel[index], customer_id="contact-x", customer_name=None,
+        customer_email="", assignee_id=fact["teammate"][0], tags=(), parts=parts, state="closed", started_at=at,
+    )  # fmt: skip
+    return 200, {}, json.dumps(data)
+
+
+def deliver(client, steps, owner, channel, rules, facts, *, workspace: str, lags: list[int], batch: int) -> dict:
     """Post each webhook at its arrival, act on what has arrived in batches of `batch`, and send what is due, minute by
-    minute; return what came of each closure."""
+    minute; return what came of each closure: its outcome, or, where the sample left it out or in (the sample takes
+    each teammate's closures in the order they were recorded, which the order of arrival decides), its teammate
+    and the sample's verdict."""
     account = AccountFactory(intercom_workspace_id=workspace)
     IntegrationSettings.objects.filter(account=account).update(**rules)
     arrivals = sorted(
@@ -123,7 +183,7 @@ def deliver(client, steps, owner, channel, rules, *, workspace: str, lags: list[
     for minute in range(last + 1):
         while pending and pending[0][0] <= minute:
             _, n = pending.pop(0)
-            body = payload(steps, n, workspace=workspace, owner=owner, channel=channel)
+            body = payload(steps, n, workspace=workspace, owner=owner, channel=channel, facts=facts)
             assert post_webhook(client, json.dumps(body).encode(), process=False).status_code == 200
         with override_settings(INTAKE_BATCH_SIZE=batch):
             inbound_webhooks_process_pending(seconds=60)
@@ -132,14 +192,22 @@ def deliver(client, steps, owner, channel, rules, *, workspace: str, lags: list[
         ).order_by("send_after", "closed_at", "pk")
         for pk, send_after in due.values_list("pk", "send_after"):
             survey_request_send(pk, now=send_after)
+    # Every webhook is in: what waits for the quiet hours to end goes when they end, in its turn.
+    waiting = SurveyRequest.objects.filter(account=account, status=S.SCHEDULED).order_by(
+        "send_after", "closed_at", "pk"
+    )
+    for pk, send_after in waiting.values_list("pk", "send_after"):
+        survey_request_send(pk, now=send_after)
     assert not SurveyRequest.objects.filter(account=account, status__in=[S.SCHEDULED, S.SENDING]).exists()
     account.integration.refresh_from_db()  # the rules the live path read
     result = dry_run(account, account.integration, days=5)
     assert (result.baseline_mismatches, result.changed_count) == (0, 0), result.rows
     rows = SurveyRequest.objects.filter(account=account).values_list(
-        "conversation_id", "closed_at", "status", "decision", "reason"
+        "conversation_id", "closed_at", "status", "decision", "reason", "sample_stratum", "verdicts"
     )
-    return {(conversation.split("-", 1)[1], closed_at): rest for conversation, closed_at, *rest in rows}
+    if rules["sample_percent"] < 100:  # how many of each teammate's closures the sample left out
+        return dict(Counter((stratum, verdicts.get("left_out_of_sample")) for *_, stratum, verdicts in rows).items())
+    return {(conversation.split("-", 1)[1], closed_at): rest[:3] for conversation, closed_at, *rest in rows}
 
 
 # The same examples on every run, so CI doesn't turn on a new find; to look for more, run a copy with
@@ -155,12 +223,17 @@ def deliver(client, steps, owner, channel, rules, *, workspace: str, lags: list[
     STELLA_API_URL="https://stella.test", INTERCOM_API_URL="https://intercom.test", INTAKE_BATCH_TRANSACTION_SECONDS=60
 )
 def test_live_and_dry_run_agree_whatever_order_the_webhooks_arrive_in(client, traffic, data):
-    steps, owner, channel, rules = traffic
-    latest = deadlines(steps, owner, rules["channel_delay"])
+    steps, owner, channel, rules, facts = traffic
+    latest = deadlines(steps, owner, rules["channel_delay"], rules["quiet_hours"])
     outcomes = []
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.post("https://stella.test/v1/requests", json={}, status=200)
         mock.get(re.compile(r"https://intercom\.test/admins/.*"), json={"name": "Tess", "email": "tess@x.example"})
+        mock.add_callback(
+            responses.GET,
+            re.compile(r"https://intercom\.test/conversations/.*"),
+            callback=partial(rest_conversation, facts=facts, channel=channel),
+        )
         for _ in range(2):
             lags = [
                 data.draw(st.integers(0, max(0, deadline - step.minute)))
@@ -168,7 +241,9 @@ def test_live_and_dry_run_agree_whatever_order_the_webhooks_arrive_in(client, tr
             ]
             batch = data.draw(st.integers(1, 6))
             workspace = f"wsprop{next(accounts)}"
-            outcomes.append(deliver(client, steps, owner, channel, rules, workspace=workspace, lags=lags, batch=batch))
+            outcomes.append(
+                deliver(client, steps, owner, channel, rules, facts, workspace=workspace, lags=lags, batch=batch)
+            )
     assert outcomes[0] == outcomes[1]
 
 

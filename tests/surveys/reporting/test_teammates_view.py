@@ -324,3 +324,11 @@ def test_the_openapi_schema_describes_the_teammates_endpoint(api):
         "response_rate", "average_rating", "satisfied", "satisfaction", "stars", "few_ratings", "previous", "change",
         "weeks",
     }  # fmt: skip
+
+
+def test_the_report_says_which_accounts_figures_are_a_sample(signed_in, account, counts):
+    assert "Sampled:" not in signed_in.get("/status/teammates/", DATES).content.decode()
+    account.integration.sample_percent = 25
+    account.integration.save()
+    html = signed_in.get("/status/teammates/", DATES).content.decode()
+    assert f"Sampled: {account.name} surveys 25% of its closures" in html
