@@ -11,9 +11,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from integrations.models import InboundWebhook
+from portal.heartbeat import cluster_heartbeat_record
 from portal.queue import TaskBatch
 from portal.schedules import SEND_TASK
-from surveys.delivery.dispatch import survey_requests_dispatch
+from surveys.delivery.dispatch import survey_request_take_next, survey_requests_dispatch
 from surveys.delivery.on_time import survey_requests_queue_coming_due
 from surveys.intake import process as intake
 from surveys.intake.claim import inbound_webhooks_claim
@@ -103,6 +104,37 @@ def test_sending_requests_count_against_the_share(account, settings, django_capt
     with django_capture_on_commit_callbacks(execute=True):
         assert survey_requests_dispatch(now=NOW) == [other[0].pk]
     assert SurveyRequest.objects.filter(pk__in=[r.pk for r in waiting], queued_at__isnull=False).count() == 0
+
+
+def clusters(count: int, *, workers: int, settings) -> None:
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": workers}
+    for n in range(count):
+        cluster_heartbeat_record(f"host:{n}", started_at=NOW, now=NOW, metrics=[])
+
+
+def test_an_account_alone_may_use_every_live_worker_but_one(account, settings, django_capture_on_commit_callbacks):
+    """Nobody else has anything to send: its burst goes out as fast as the workers can, not at its share's pace."""
+    settings.SEND_ACCOUNT_IN_FLIGHT = 2
+    clusters(2, workers=4, settings=settings)
+    burst = due(account, 10)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert survey_requests_dispatch(now=NOW) == [r.pk for r in burst[:7]]
+        assert survey_requests_dispatch(now=NOW + SECOND) == []
+
+
+def test_once_another_account_sends_the_one_alone_is_back_to_its_share(
+    account, settings, django_capture_on_commit_callbacks
+):
+    """Its senders take no more of its requests (each stops after the send under way); the other's is queued."""
+    settings.SEND_ACCOUNT_IN_FLIGHT = 2
+    clusters(2, workers=4, settings=settings)
+    due(account, 5, status=S.SENDING, claimed_at=NOW)
+    due(account, 3, start=5)
+    assert survey_request_take_next(account.pk, now=NOW) is not None  # alone: 6 of its 7
+    other = due(AccountFactory(), 1, start=100)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert survey_requests_dispatch(now=NOW) == [other[0].pk]
+    assert survey_request_take_next(account.pk, now=NOW) is None  # 6 in flight, over its share of 2
 
 
 def test_the_poller_queues_at_most_its_tick_of_an_account(account, settings, django_capture_on_commit_callbacks):
