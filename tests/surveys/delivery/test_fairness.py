@@ -181,6 +181,29 @@ def test_a_sender_sends_its_accounts_next_while_it_has_time(account, settings, d
 
 
 @responses.activate
+def test_a_sender_hands_its_worker_over_when_another_accounts_send_waits_for_one(
+    account, settings, django_capture_on_commit_callbacks
+):
+    """Every worker may be busy (the intake holds one): another account's queued send goes before this one's next."""
+    settings.SEND_ACCOUNT_IN_FLIGHT = 1
+    account.integration.test_api_key = "test-key-0000-1111-2222-abcd"
+    account.integration.save()
+    responses.post(f"{settings.STELLA_API_URL}/v1/requests", json={})
+    now = datetime.now(UTC)
+    first, second = (
+        SurveyRequestFactory(account=account, channel="chat", send_after=now - (10 - n) * SECOND) for n in range(2)
+    )
+    other = SurveyRequestFactory(account=AccountFactory(), channel="chat", send_after=now - SECOND, queued_at=now)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert survey_requests_dispatch(now=now) == [first.pk]
+        assert send_survey_request(first.pk) == S.SENT
+    assert len(responses.calls) == 1  # the other's send waits in the queue: this worker goes to it
+    assert queued_sends() == [first.pk, second.pk]  # this account's next behind it
+    other.refresh_from_db()
+    assert other.status == S.SCHEDULED
+
+
+@responses.activate
 def test_out_of_time_a_sender_hands_its_slot_on_through_the_queue(
     account, settings, django_capture_on_commit_callbacks
 ):
