@@ -162,16 +162,22 @@ def test_closures_past_the_share_wait_in_the_database_unqueued(
     assert len(queued_sends()) == 2
 
 
-@responses.activate
-def test_a_sender_sends_its_accounts_next_while_it_has_time(account, settings, django_capture_on_commit_callbacks):
-    settings.SEND_ACCOUNT_IN_FLIGHT = 1
+def due_now(account, count: int, settings) -> tuple[datetime, list[SurveyRequest]]:
+    """`count` chat requests of `account` due in the last seconds, oldest first, with Stella (mocked) accepting them."""
     account.integration.test_api_key = "test-key-0000-1111-2222-abcd"
     account.integration.save()
     responses.post(f"{settings.STELLA_API_URL}/v1/requests", json={})
     now = datetime.now(UTC)
-    requests = [
-        SurveyRequestFactory(account=account, channel="chat", send_after=now - (10 - n) * SECOND) for n in range(3)
+    made = [
+        SurveyRequestFactory(account=account, channel="chat", send_after=now - (10 - n) * SECOND) for n in range(count)
     ]
+    return now, made
+
+
+@responses.activate
+def test_a_sender_sends_its_accounts_next_while_it_has_time(account, settings, django_capture_on_commit_callbacks):
+    settings.SEND_ACCOUNT_IN_FLIGHT = 1
+    now, requests = due_now(account, 3, settings)
     with django_capture_on_commit_callbacks(execute=True):
         assert survey_requests_dispatch(now=now) == [requests[0].pk]
         assert send_survey_request(requests[0].pk) == S.SENT  # then the next two, in this task, one at a time
@@ -186,13 +192,7 @@ def test_a_sender_hands_its_worker_over_when_another_accounts_send_waits_for_one
 ):
     """Every worker may be busy (the intake holds one): another account's queued send goes before this one's next."""
     settings.SEND_ACCOUNT_IN_FLIGHT = 1
-    account.integration.test_api_key = "test-key-0000-1111-2222-abcd"
-    account.integration.save()
-    responses.post(f"{settings.STELLA_API_URL}/v1/requests", json={})
-    now = datetime.now(UTC)
-    first, second = (
-        SurveyRequestFactory(account=account, channel="chat", send_after=now - (10 - n) * SECOND) for n in range(2)
-    )
+    now, (first, second) = due_now(account, 2, settings)
     other = SurveyRequestFactory(account=AccountFactory(), channel="chat", send_after=now - SECOND, queued_at=now)
     with django_capture_on_commit_callbacks(execute=True):
         assert survey_requests_dispatch(now=now) == [first.pk]
@@ -208,13 +208,7 @@ def test_out_of_time_a_sender_hands_its_slot_on_through_the_queue(
     account, settings, django_capture_on_commit_callbacks
 ):
     settings.SEND_ACCOUNT_IN_FLIGHT, settings.SEND_CHAIN_SECONDS = 1, 0
-    account.integration.test_api_key = "test-key-0000-1111-2222-abcd"
-    account.integration.save()
-    responses.post(f"{settings.STELLA_API_URL}/v1/requests", json={})
-    now = datetime.now(UTC)
-    first, second = (
-        SurveyRequestFactory(account=account, channel="chat", send_after=now - (10 - n) * SECOND) for n in range(2)
-    )
+    now, (first, second) = due_now(account, 2, settings)
     with django_capture_on_commit_callbacks(execute=True):
         assert survey_requests_dispatch(now=now) == [first.pk]
         assert send_survey_request(first.pk) == S.SENT
