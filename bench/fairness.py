@@ -313,6 +313,35 @@ def spread(values: list[float | None]) -> dict[str, float] | None:
     return {"min": min(present), "median": round(statistics.median(present), 3), "max": max(present)}
 
 
+def load_spread(results: list[dict[str, Any]]) -> dict[str, float]:
+    """The lowest, median and highest 1-minute load average seen during any of these runs."""
+    return {
+        "min": min(r["load_1min"]["min"] for r in results),
+        "median": round(statistics.median(r["load_1min"]["median"] for r in results), 2),
+        "max": max(r["load_1min"]["max"] for r in results),
+    }
+
+
+@contextmanager
+def load_seen(every: float = 5.0) -> Iterator[list[float]]:
+    """The 1-minute load average, sampled every `every` seconds while the block runs (other work on the machine)."""
+    seen = [round(os.getloadavg()[0], 2)]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(every):
+            seen.append(round(os.getloadavg()[0], 2))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        sampler.join()
+        seen.append(round(os.getloadavg()[0], 2))
+
+
 def figures(runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     lines: list[dict[str, Any]] = []
     for database in PROCESSES:
@@ -322,6 +351,7 @@ def figures(runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
                     "sent_ratio", "a_not_final_when_b_done", "all_sent_after_s")  # fmt: skip
             lines.append({
                 "figure": f"fair_{database}", **{key: spread([r[key] for r in results]) for key in keys},
+                "load_1min": load_spread(results),
                 "lost": sum(r["lost"] for r in results), "duplicates": sum(r["duplicates"] for r in results),
                 "errors": sum(r["errors"] for r in results), "target": "B within 2x of idle, or under 2 s / 5 s",
                 "ok": all(
@@ -338,6 +368,7 @@ def figures(runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
             steady_keys = ("rate", "p99_ms_without", "p99_ms_with", "p99_ratio", "backlog_drained_after_s")
             lines.append({
                 "figure": f"steady_{database}", **{key: spread([r[key] for r in results]) for key in steady_keys},
+                "load_1min": load_spread(results),
                 "errors": sum(r["errors"] for r in results), "target": "p99 with <= 3x without, and < 1000 ms",
                 "ok": all(r["p99_ratio"] <= 3 and r["p99_ms_with"] < 1000 and not r["errors"] for r in results),
             })  # fmt: skip
@@ -352,8 +383,10 @@ def main(parts: tuple[str, ...], repeat: int) -> bool:
         for run in range(repeat):
             for database in PROCESSES:
                 for part in parts:
-                    result = fair(database, stella, run) if stella and part == "fair" else steady(database)
+                    with load_seen() as seen:
+                        result = fair(database, stella, run) if stella and part == "fair" else steady(database)
                     result["load_average"] = [round(load, 2) for load in os.getloadavg()]
+                    result["load_1min"] = {"min": min(seen), "median": statistics.median(seen), "max": max(seen)}
                     print(json.dumps(result), flush=True)
                     runs.setdefault(part, []).append(result)
     lines = figures(runs)
@@ -365,7 +398,9 @@ def main(parts: tuple[str, ...], repeat: int) -> bool:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("parts", nargs="*", help="fair, steady (default: both)")
-    parser.add_argument("--repeat", type=int, default=1, help="Runs of each part (figures give min/median/max).")
+    parser.add_argument(
+        "--repeat", "--runs", type=int, default=1, help="Runs of each part (figures give min/median/max)."
+    )
     parser.add_argument("--burst", type=int, default=BURST_N, help="A's burst (a smaller one to try the bench out).")
     parser.add_argument("--database", choices=list(PROCESSES), action="append", help="Only these (default: both).")
     arguments = parser.parse_args()

@@ -45,6 +45,25 @@ def cluster_heartbeat_max_age() -> timedelta:
     return timedelta(seconds=settings.CLUSTER_HEARTBEAT_MAX_AGE_SECONDS)
 
 
+def cluster_alive(heartbeat: ClusterHeartbeat, *, now: datetime) -> bool:
+    """It reported in within CLUSTER_HEARTBEAT_MAX_AGE_SECONDS."""
+    return now - heartbeat.beat_at <= cluster_heartbeat_max_age()
+
+
+def clusters_alive(*, now: datetime) -> int:
+    """How many task clusters reported in lately (cluster_alive): read at most once every CLUSTER_HEARTBEAT_SECONDS
+    in a process, as the dispatch of sends asks on every send."""
+    global _alive  # noqa: PLW0603  (this process's last reading)
+    read_at, count = _alive
+    if read_at is None or not timedelta(0) <= now - read_at < timedelta(seconds=settings.CLUSTER_HEARTBEAT_SECONDS):
+        count = ClusterHeartbeat.objects.filter(beat_at__gte=now - cluster_heartbeat_max_age()).count()
+        _alive = (now, count)
+    return count
+
+
+_alive: tuple[datetime | None, int] = (None, 0)
+
+
 def cluster_metrics(now: datetime) -> Iterable[Metric]:
     """For /metrics: how long since a cluster last reported in, how many did lately, and what each counted."""
     heartbeats = list(ClusterHeartbeat.objects.all())  # a row per cluster process: a handful
@@ -57,7 +76,7 @@ def cluster_metrics(now: datetime) -> Iterable[Metric]:
     alive = GaugeMetricFamily(
         "portal_clusters_alive",
         "Task clusters that reported in within CLUSTER_HEARTBEAT_MAX_AGE_SECONDS.",
-        value=sum(now - heartbeat.beat_at <= cluster_heartbeat_max_age() for heartbeat in heartbeats),
+        value=sum(cluster_alive(heartbeat, now=now) for heartbeat in heartbeats),
     )
     yield from (age, alive)
     for heartbeat in heartbeats:

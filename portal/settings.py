@@ -314,9 +314,10 @@ Q_CLUSTER = {
 # `manage.py runcluster` queues delayed sends and retries this often as they come due (surveys/delivery/on_time.py);
 # 0 turns that off, leaving them to the minute sweep.
 SEND_POLL_SECONDS = env.float("SEND_POLL_SECONDS", default=1.0)
-# A fair share of the task workers for each account (surveys/delivery/dispatch.py): at most SEND_ACCOUNT_IN_FLIGHT of an
-# account's survey requests are queued or sending at once, across every cluster (default: one cluster's workers
-# less one, so one account's slow or refused calls never hold them all); the poller queues at most
+# A fair share of the task workers for each account (surveys/delivery/dispatch.py): while another account has sends
+# queued or under way, at most SEND_ACCOUNT_IN_FLIGHT of an account's survey requests are queued or sending at once,
+# across every cluster (default: one cluster's workers less one, so one account's slow or refused calls never hold
+# them all); an account alone may use every live cluster's workers but one. The poller queues at most
 # SEND_ACCOUNT_PER_TICK of an account each time it looks. The rest wait in the database, oldest first.
 SEND_ACCOUNT_IN_FLIGHT = env.int("SEND_ACCOUNT_IN_FLIGHT", default=max(1, Q_CLUSTER["workers"] - 1))
 SEND_ACCOUNT_PER_TICK = env.int("SEND_ACCOUNT_PER_TICK", default=20)

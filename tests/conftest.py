@@ -74,6 +74,13 @@ def fixtures_are_never_too_old(settings):
 
 
 @pytest.fixture(autouse=True)
+def clusters_counted_afresh(monkeypatch):
+    """A process reads how many clusters are alive once every CLUSTER_HEARTBEAT_SECONDS (portal/heartbeat.py): each
+    test counts the heartbeats it made, not those of a test before it."""
+    monkeypatch.setattr("portal.heartbeat._alive", (None, 0))
+
+
+@pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

@@ -1,9 +1,11 @@
 """Handing due survey requests to the task queue, a fair share to each account.
 
 The queue is first in, first out: an account whose 10,000 requests were queued at once would hold every other
-account's sends behind them, and one whose Stella calls time out or answer 429 would hold every worker. So an
-account never has more than SEND_ACCOUNT_IN_FLIGHT requests queued or sending at once, across all clusters; the
-rest wait in the database, unqueued, oldest first, until one of its slots frees:
+account's sends behind them, and one whose Stella calls time out or answer 429 would hold every worker. So while
+another account has sends queued or under way, an account has at most SEND_ACCOUNT_IN_FLIGHT requests queued or
+sending at once, across all clusters; alone, every live cluster's workers but one (at the share alone, 3 of 2
+clusters' 8 workers, A's 10,000 burst was half sent after 10 minutes on a busy 2-core machine). The rest wait in
+the database, unqueued, oldest first, until one of its slots frees:
 
 - a send that ends hands its slot to the account's next due request at once: the same worker sends it, for up to
   SEND_CHAIN_SECONDS (`survey_request_take_next`), then hands the slot on through the queue
@@ -31,6 +33,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Q
 
+from portal.heartbeat import clusters_alive
 from portal.queue import TaskBatch, enqueue
 from portal.schedules import SEND_TASK, send_task_name
 from surveys.models import Account, SurveyRequest
@@ -46,7 +49,24 @@ IN_FLIGHT = Q(status=Status.SENDING) | Q(status=Status.SCHEDULED, queued_at__isn
 
 
 def in_flight_cap() -> int:
+    """An account's share while another account has sends queued or under way."""
     return max(1, settings.SEND_ACCOUNT_IN_FLIGHT)
+
+
+def in_flight_cap_alone(*, now: datetime) -> int:
+    """An account's share while no other account has anything to send: every live cluster's workers but one (kept
+    for another account's first send), and never less than its share. A cluster counts while it reports in."""
+    return max(in_flight_cap(), clusters_alive(now=now) * settings.Q_CLUSTER["workers"] - 1)
+
+
+def _caps(accounts: Collection[int], *, waiting: Collection[int], now: datetime) -> dict[int, int]:
+    """Each account's share now: alone (in_flight_cap_alone) if no other account has sends waiting (of `waiting`,
+    those the caller knows of) or in flight, else in_flight_cap. An account over its share when another's sends
+    arrive gets nothing more, so each of its senders stops after the send under way."""
+    shared, alone = in_flight_cap(), in_flight_cap_alone(now=now)
+    busy = set(SurveyRequest.objects.filter(IN_FLIGHT).order_by().values_list("account_id", flat=True).distinct())
+    others = busy | set(waiting)
+    return {account_id: alone if others <= {account_id} else shared for account_id in accounts}
 
 
 def survey_requests_admit(
@@ -67,7 +87,8 @@ def survey_requests_admit(
         # Given back first, so they count only once queued again.
         SurveyRequest.objects.filter(pk__in=survey_request_ids, status=Status.SCHEDULED).update(queued_at=None)
         sending = _sending(accounts)
-        free = {account_id: in_flight_cap() - held for account_id, held in _in_flight(sending).items()}
+        caps = _caps(sending, waiting=sending, now=now)
+        free = {account_id: caps[account_id] - held for account_id, held in _in_flight(sending).items()}
         chosen = []
         for pk, account_id in due:
             if free.get(account_id, 0) > 0:
@@ -125,15 +146,53 @@ def _lock(accounts: Collection[int] | None) -> None:
 
 
 def survey_request_take_next(account_id: int, *, now: datetime) -> int | None:
-    """For a sender whose request is done: its account's next due request, if the account has a slot free, marked
-    queued (in flight) for this sender to send itself, without a trip through the queue (which a worker looks at
-    only every half second when it found it empty). None if there is none, or no slot."""
-    if not _next_of_account(account_id, now=now):
+    """For a sender whose request is done: its account's next due request, if the account sends and has a slot
+    free, marked queued (in flight) for this sender to send itself, without a trip through the queue (which a worker
+    looks at only every half second when it found it empty). None if there is none, no slot, or another account's
+    send waits in the queue for a worker.
+
+    Once per send of a backlog, so in one statement under the account's lock (_TAKE_NEXT): the general path
+    (_next_in_turn, then _mark) costs five more round trips, and took as long as the send's own work."""
+    if not _sending([account_id]) or _another_account_waits_for_a_worker(account_id):
         return None
-    with transaction.atomic():
+    table = connection.ops.quote_name(SurveyRequest._meta.db_table)
+    with transaction.atomic(), connection.cursor() as cursor:
         _lock([account_id])
-        taken = _mark(_next_in_turn(now=now, accounts=[account_id])[:1], now=now)
+        cursor.execute(
+            _TAKE_NEXT.format(table=table),
+            {
+                "now": connection.ops.adapt_datetimefield_value(now),
+                "account": account_id,
+                "cap": _caps([account_id], waiting=(), now=now)[account_id],
+                "scheduled": Status.SCHEDULED,
+                "sending": Status.SENDING,
+            },
+        )
+        taken = cursor.fetchone()
     return taken[0] if taken else None
+
+
+def _another_account_waits_for_a_worker(account_id: int) -> bool:
+    """Another account's send is queued and no worker has taken it yet: this sender hands its worker over (its
+    account's next goes through the queue, behind it). A slot kept free for others is not enough: the intake's task
+    holds a worker too, and on SQLite's one cluster of 4 an account's 3 chains left another's send queued for up to
+    SEND_CHAIN_SECONDS (B's median 6.9 s from stored to sent during A's burst)."""
+    waiting = SurveyRequest.objects.filter(status=Status.SCHEDULED, queued_at__isnull=False)
+    return waiting.exclude(account_id=account_id).exists()
+
+
+# The account's oldest due request nobody holds, marked queued if the account has fewer than its share in flight
+# (the same rows as _oldest_due and _in_flight read, through the same indexes).
+_TAKE_NEXT = """
+    UPDATE {table} SET queued_at = %(now)s WHERE id = (
+        SELECT id FROM {table} WHERE account_id = %(account)s AND status = %(scheduled)s AND queued_at IS NULL
+        AND send_after <= %(now)s ORDER BY send_after, id LIMIT 1
+    ) AND (
+        SELECT count(*) FROM {table} WHERE account_id = %(account)s
+        AND (status = %(sending)s OR (status = %(scheduled)s AND queued_at IS NOT NULL))
+    ) < %(cap)s
+    RETURNING id
+"""
 
 
 def _mark(ids: list[int], *, now: datetime) -> list[int]:
@@ -165,11 +224,12 @@ def _next_in_turn(*, now: datetime, accounts: Collection[int]) -> list[int]:
     if not accounts:
         return []
     busy = _in_flight(accounts)
-    per_tick, cap = max(1, settings.SEND_ACCOUNT_PER_TICK), in_flight_cap()
+    per_tick, sending = max(1, settings.SEND_ACCOUNT_PER_TICK), _sending(accounts)
+    caps = _caps(sending, waiting=sending, now=now)
     shares = [
         _oldest_due(account_id, now=now, count=free)
-        for account_id in sorted(_sending(accounts))
-        if (free := min(cap - busy[account_id], per_tick)) > 0
+        for account_id in sorted(sending)
+        if (free := min(caps[account_id] - busy[account_id], per_tick)) > 0
     ]
     return [pk for turn in itertools.zip_longest(*shares) for pk in turn if pk is not None]
 

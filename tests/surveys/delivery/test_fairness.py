@@ -11,9 +11,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from integrations.models import InboundWebhook
+from portal.heartbeat import cluster_heartbeat_record
 from portal.queue import TaskBatch
 from portal.schedules import SEND_TASK
-from surveys.delivery.dispatch import survey_requests_dispatch
+from surveys.delivery.dispatch import survey_request_take_next, survey_requests_dispatch
 from surveys.delivery.on_time import survey_requests_queue_coming_due
 from surveys.intake import process as intake
 from surveys.intake.claim import inbound_webhooks_claim
@@ -105,6 +106,37 @@ def test_sending_requests_count_against_the_share(account, settings, django_capt
     assert SurveyRequest.objects.filter(pk__in=[r.pk for r in waiting], queued_at__isnull=False).count() == 0
 
 
+def clusters(count: int, *, workers: int, settings) -> None:
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": workers}
+    for n in range(count):
+        cluster_heartbeat_record(f"host:{n}", started_at=NOW, now=NOW, metrics=[])
+
+
+def test_an_account_alone_may_use_every_live_worker_but_one(account, settings, django_capture_on_commit_callbacks):
+    """Nobody else has anything to send: its burst goes out as fast as the workers can, not at its share's pace."""
+    settings.SEND_ACCOUNT_IN_FLIGHT = 2
+    clusters(2, workers=4, settings=settings)
+    burst = due(account, 10)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert survey_requests_dispatch(now=NOW) == [r.pk for r in burst[:7]]
+        assert survey_requests_dispatch(now=NOW + SECOND) == []
+
+
+def test_once_another_account_sends_the_one_alone_is_back_to_its_share(
+    account, settings, django_capture_on_commit_callbacks
+):
+    """Its senders take no more of its requests (each stops after the send under way); the other's is queued."""
+    settings.SEND_ACCOUNT_IN_FLIGHT = 2
+    clusters(2, workers=4, settings=settings)
+    due(account, 5, status=S.SENDING, claimed_at=NOW)
+    due(account, 3, start=5)
+    assert survey_request_take_next(account.pk, now=NOW) is not None  # alone: 6 of its 7
+    other = due(AccountFactory(), 1, start=100)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert survey_requests_dispatch(now=NOW) == [other[0].pk]
+    assert survey_request_take_next(account.pk, now=NOW) is None  # 6 in flight, over its share of 2
+
+
 def test_the_poller_queues_at_most_its_tick_of_an_account(account, settings, django_capture_on_commit_callbacks):
     settings.SEND_ACCOUNT_IN_FLIGHT, settings.SEND_ACCOUNT_PER_TICK = 10, 2
     burst = due(account, 5)
@@ -130,16 +162,22 @@ def test_closures_past_the_share_wait_in_the_database_unqueued(
     assert len(queued_sends()) == 2
 
 
-@responses.activate
-def test_a_sender_sends_its_accounts_next_while_it_has_time(account, settings, django_capture_on_commit_callbacks):
-    settings.SEND_ACCOUNT_IN_FLIGHT = 1
+def due_now(account, count: int, settings) -> tuple[datetime, list[SurveyRequest]]:
+    """`count` chat requests of `account` due in the last seconds, oldest first, with Stella (mocked) accepting them."""
     account.integration.test_api_key = "test-key-0000-1111-2222-abcd"
     account.integration.save()
     responses.post(f"{settings.STELLA_API_URL}/v1/requests", json={})
     now = datetime.now(UTC)
-    requests = [
-        SurveyRequestFactory(account=account, channel="chat", send_after=now - (10 - n) * SECOND) for n in range(3)
+    made = [
+        SurveyRequestFactory(account=account, channel="chat", send_after=now - (10 - n) * SECOND) for n in range(count)
     ]
+    return now, made
+
+
+@responses.activate
+def test_a_sender_sends_its_accounts_next_while_it_has_time(account, settings, django_capture_on_commit_callbacks):
+    settings.SEND_ACCOUNT_IN_FLIGHT = 1
+    now, requests = due_now(account, 3, settings)
     with django_capture_on_commit_callbacks(execute=True):
         assert survey_requests_dispatch(now=now) == [requests[0].pk]
         assert send_survey_request(requests[0].pk) == S.SENT  # then the next two, in this task, one at a time
@@ -149,17 +187,28 @@ def test_a_sender_sends_its_accounts_next_while_it_has_time(account, settings, d
 
 
 @responses.activate
+def test_a_sender_hands_its_worker_over_when_another_accounts_send_waits_for_one(
+    account, settings, django_capture_on_commit_callbacks
+):
+    """Every worker may be busy (the intake holds one): another account's queued send goes before this one's next."""
+    settings.SEND_ACCOUNT_IN_FLIGHT = 1
+    now, (first, second) = due_now(account, 2, settings)
+    other = SurveyRequestFactory(account=AccountFactory(), channel="chat", send_after=now - SECOND, queued_at=now)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert survey_requests_dispatch(now=now) == [first.pk]
+        assert send_survey_request(first.pk) == S.SENT
+    assert len(responses.calls) == 1  # the other's send waits in the queue: this worker goes to it
+    assert queued_sends() == [first.pk, second.pk]  # this account's next behind it
+    other.refresh_from_db()
+    assert other.status == S.SCHEDULED
+
+
+@responses.activate
 def test_out_of_time_a_sender_hands_its_slot_on_through_the_queue(
     account, settings, django_capture_on_commit_callbacks
 ):
     settings.SEND_ACCOUNT_IN_FLIGHT, settings.SEND_CHAIN_SECONDS = 1, 0
-    account.integration.test_api_key = "test-key-0000-1111-2222-abcd"
-    account.integration.save()
-    responses.post(f"{settings.STELLA_API_URL}/v1/requests", json={})
-    now = datetime.now(UTC)
-    first, second = (
-        SurveyRequestFactory(account=account, channel="chat", send_after=now - (10 - n) * SECOND) for n in range(2)
-    )
+    now, (first, second) = due_now(account, 2, settings)
     with django_capture_on_commit_callbacks(execute=True):
         assert survey_requests_dispatch(now=now) == [first.pk]
         assert send_survey_request(first.pk) == S.SENT

@@ -20,9 +20,10 @@ from tests.helpers import notification, post_webhook
 # Processing a batch of closures: the claim, the accounts, the conversations' requests and events, the customers'
 # surveys in the window; the records in one insert, the send tasks in another, the counts, the webhooks' statuses,
 # and the claim that finds nothing left: however many closures. Then the sends, each account's fair share of the queue
-# (surveys/delivery/dispatch.py): their accounts, given back, counted in flight, the accounts that send, each one's oldest due,
-# marked queued: 6 more.
-BATCH_QUERIES = 16
+# (surveys/delivery/dispatch.py): their accounts, given back, counted in flight, the accounts that send, whether another
+# account has sends in flight and how many clusters are alive (for an account's share alone; a process reads the
+# heartbeats once every CLUSTER_HEARTBEAT_SECONDS), each one's oldest due, marked queued: 8 more.
+BATCH_QUERIES = 18
 # One send: read it, check the rules against other requests, claim it with its call's row and count; record the answer,
 # mark it sent and count. Transaction control (BEGIN, COMMIT: SQLite shows them, PostgreSQL's driver doesn't) aside.
 SEND_QUERIES = 8
