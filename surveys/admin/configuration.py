@@ -37,7 +37,9 @@ def urls(model_admin: admin.ModelAdmin) -> list[URLPattern]:
 
 def rule_fields(model_admin: admin.ModelAdmin) -> list[str]:
     """The settings a restore puts back: those of the settings form's fieldsets named "Rules…", as the admin
-    shows them, so a rule added to that section is restorable without more work."""
+    shows them, so a rule added to that section is restorable without more work (what the section only shows,
+    such as Intercom's team names, is not a setting)."""
+    settings = {field.name for field in IntegrationSettings._meta.concrete_fields}
     for inline in model_admin.inlines:
         if inline.model is IntegrationSettings:
             return [
@@ -46,6 +48,7 @@ def rule_fields(model_admin: admin.ModelAdmin) -> list[str]:
                 if str(title or "").startswith("Rules")
                 for entry in options["fields"]
                 for name in ((entry,) if isinstance(entry, str) else entry)
+                if name in settings
             ]
     return []
 

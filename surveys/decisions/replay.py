@@ -306,8 +306,10 @@ class Replay:
             self.waiting.append(closure)
 
     def event(self, conversation_id: str, kind: str, occurred_at: datetime, tags: tuple[str, ...]) -> None:
-        """services.survey_requests_apply_event: cancel a close whose delay the event fell in; add a tag and decide again."""
-        self.send_due(occurred_at)
+        """services.survey_requests_apply_event: cancel a close whose delay the event fell in; add a tag and decide again.
+        An event at the very moment a survey comes due is taken in before that survey is sent, as a close is (and a
+        reopen then is after the delay: it cancels nothing)."""
+        self.send_due(occurred_at - timedelta.resolution)
         for closure in self.conversations.get(conversation_id, ()):
             if closure.status != SCHEDULED:
                 continue

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -219,7 +219,8 @@ def survey_request_retag_if_overtaken(
     is already known (it arrived first), and the rules decide again, as `survey_requests_retag` would have."""
     if survey_request.status != Status.SCHEDULED:
         return
-    late = history.tags_added(since=survey_request.closed_at, before=survey_request.send_after)
+    # Up to the moment it comes due: an event then is taken in before the send (as replay.Replay.event has it).
+    late = history.tags_added(since=survey_request.closed_at, before=survey_request.send_after + timedelta.resolution)
     if not set(late) - set(survey_request.tags):
         return
     survey_request.tags = list(dict.fromkeys(survey_request.tags + list(late)))

@@ -331,3 +331,24 @@ def test_a_tag_added_after_a_close_that_arrives_first_counts_only_while_the_clos
             client, steps, [0], ["chat"], rules, [PLAIN], workspace=f"wsprop{next(accounts)}", lags=[0, 10, 0], batch=1
         )
     assert [decision for _, decision, _ in sorted(outcome.values())] == ["send", "suppressed"]
+
+
+@override_settings(
+    STELLA_API_URL="https://stella.test", INTERCOM_API_URL="https://intercom.test", INTAKE_BATCH_TRANSACTION_SECONDS=60
+)
+def test_a_tag_at_the_moment_a_survey_comes_due_is_taken_in_before_the_send(client):
+    """Closed at minute 1 with a 5-minute delay, tagged at 6: the tag is in before the send, live and replayed."""
+    steps = [Step(1, "close", 0), Step(6, "tag", 0)]
+    rules = {
+        **EVERY_CLOSURE,
+        "channel_delay": timedelta(minutes=5),
+        "suppression_window": timedelta(0),
+        "email_enabled": True,
+        "chat_enabled": True,
+    }
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.post("https://stella.test/v1/requests", json={}, status=200)
+        outcome = deliver(
+            client, steps, [0], ["chat"], rules, [PLAIN], workspace=f"wsprop{next(accounts)}", lags=[0, 0], batch=1
+        )
+    assert [decision for _, decision, _ in outcome.values()] == ["do_not_send"]
