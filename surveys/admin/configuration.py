@@ -3,6 +3,7 @@ and putting a version's rules back in one action, itself recorded (surveys/accou
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.contrib import admin, messages
@@ -40,17 +41,18 @@ def rule_fields(model_admin: admin.ModelAdmin) -> list[str]:
     shows them, so a rule added to that section is restorable without more work (what the section only shows,
     such as Intercom's team names, is not a setting)."""
     settings = {field.name for field in IntegrationSettings._meta.concrete_fields}
-    for inline in model_admin.inlines:
-        if inline.model is IntegrationSettings:
-            return [
-                name
-                for title, options in inline.fieldsets or ()
-                if str(title or "").startswith("Rules")
-                for entry in options["fields"]
-                for name in ((entry,) if isinstance(entry, str) else entry)
-                if name in settings
-            ]
-    return []
+    inline = next((inline for inline in model_admin.inlines if inline.model is IntegrationSettings), None)
+    fieldsets = [options["fields"] for title, options in getattr(inline, "fieldsets", None) or () if _is_rules(title)]
+    return [name for fields in fieldsets for name in _names(fields) if name in settings]
+
+
+def _is_rules(title: object) -> bool:
+    return str(title or "").startswith("Rules")
+
+
+def _names(fields: Sequence[str | Sequence[str]]) -> list[str]:
+    """A fieldset's field names, those shown side by side on one line included."""
+    return [name for entry in fields for name in ((entry,) if isinstance(entry, str) else entry)]
 
 
 def history_context(model_admin: admin.ModelAdmin, request: HttpRequest, account: Account) -> dict[str, Any]:
