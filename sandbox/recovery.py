@@ -11,8 +11,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from sandbox.intercom_api import RATE_LIMITED_PREFIX, intercom_unauthorized
 from sandbox.models import SandboxReceived
-from sandbox.views import RATE_LIMITED_PREFIX, _intercom_unauthorized
 
 
 def _body(request: HttpRequest) -> dict[str, Any] | None:
@@ -33,7 +33,7 @@ def _invalid(message: str) -> JsonResponse:
 @require_POST
 def intercom_tags(request: HttpRequest) -> JsonResponse:
     """POST /tags {"name"}: creates or finds the tag; its id is its name here."""
-    if refused := _intercom_unauthorized(request):
+    if refused := intercom_unauthorized(request):
         return refused
     body = _body(request)
     if body is None or not isinstance(body.get("name"), str) or not body["name"].strip():
@@ -45,7 +45,7 @@ def intercom_tags(request: HttpRequest) -> JsonResponse:
 @require_POST
 def intercom_conversation_tags(request: HttpRequest, conversation_id: str) -> JsonResponse:
     """POST /conversations/{id}/tags {"id", "admin_id"}."""
-    if refused := _intercom_unauthorized(request):
+    if refused := intercom_unauthorized(request):
         return refused
     body = _body(request)
     if body is None or not body.get("id") or not body.get("admin_id"):
@@ -58,7 +58,7 @@ def intercom_conversation_tags(request: HttpRequest, conversation_id: str) -> Js
 @require_POST
 def intercom_conversation_parts(request: HttpRequest, conversation_id: str) -> JsonResponse:
     """POST /conversations/{id}/parts {"message_type": "assignment", "type", "admin_id", "assignee_id"}."""
-    if refused := _intercom_unauthorized(request):
+    if refused := intercom_unauthorized(request):
         return refused
     body = _body(request)
     if body is None or body.get("message_type") != "assignment" or body.get("type") not in ("admin", "team"):
