@@ -22,7 +22,7 @@ from playwright.sync_api import expect
 from integrations.models import InboundWebhook, UnverifiedWebhookCount
 from portal.models import ApiToken
 from portal.schedules import schedules_ensure
-from sandbox.models import IntercomRecord, StellaSandboxFeedback, StellaSandboxRequest
+from sandbox.models import IntercomRecord, SandboxReceived, StellaSandboxFeedback, StellaSandboxRequest
 from sandbox.models import IntercomSandboxNote as SandboxNote
 from sandbox.models import StellaSandboxEmployee as SandboxEmployee
 from surveys.models import (
@@ -136,6 +136,7 @@ def world(log, settings, live_server):
         sequence_id=1, company="acme", mode="test", channel="chat", request_created_at=now, request_delivery_status="Delivered"
     )  # fmt: skip
     SandboxNote.objects.create(conversation_id=sent.conversation_id, admin_id="7", body="Surveyed.")
+    SandboxReceived.objects.create(kind=SandboxReceived.Kind.TAG, target=sent.conversation_id, body={"name": "low"})
     schedules_ensure()
     Task.objects.create(
         id=uuid.uuid4().hex, name="done", func="math.floor", started=now, stopped=now, success=True, result=1
@@ -245,6 +246,8 @@ def test_connecting_with_intercom_and_the_sandbox_break_no_rule_of_the_policy(li
     recorder.collect()
     recorder.open(f"{live_server.url}/intercom/oauth/callback/?code=x&state=not-ours")
     expect(page.get_by_role("heading", name="Connecting with Intercom failed")).to_be_visible()
+    # The sandbox's Intercom inbox, drawing the inbox app's canvas.
+    recorder.open(f"{live_server.url}/sandbox/intercom/inbox")
     # The lockout page, after one wrong password too many.
     page.context.clear_cookies()
     for n in range(5):
