@@ -183,12 +183,13 @@ def test_a_support_user_given_from_the_users_side_is_on_record_too(account):
 
 def test_rules_the_settings_no_longer_allow_are_not_put_back(admin_client, account):
     integration = account.integration
-    integration_settings_update(integration, do_not_send_tags="fraud")
+    integration_settings_update(integration, sample_percent=25)
     version = IntegrationSettings.history.filter(id=integration.pk).first()
-    IntegrationSettings.history.filter(history_id=version.history_id).update(do_not_send_tags="x" * 600)
-    integration_settings_update(integration, do_not_send_tags="vip")
+    # A value the column holds (so on every database) but today's rules refuse: a sample of none.
+    IntegrationSettings.history.filter(history_id=version.history_id).update(sample_percent=0)
+    integration_settings_update(integration, sample_percent=50)
     url = reverse("admin:surveys_account_rules_restore", args=[account.pk, version.history_id])
     page = admin_client.post(url, follow=True).content.decode()
     assert "can&#x27;t be put back as they were" in page
     integration.refresh_from_db()
-    assert integration.do_not_send_tags == "vip"
+    assert integration.sample_percent == 50
