@@ -96,6 +96,12 @@ def stored_result(*, status: str, decision: str, reason: str) -> ClosureResult:
     return ClosureResult(str(decision), str(reason))
 
 
+# Cancellations a person made (a teammate's Don't survey, an erasure), which the replay takes as they were.
+STOPPED_BY_A_PERSON = frozenset(
+    ClosureResult(CANCELLED, reason.value) for reason in (CancelReason.STOPPED_IN_INTERCOM, CancelReason.ERASED)
+)
+
+
 class ReplayedClosure:
     """One stored closure, and where the replay has it: what decision.closure_decide reads of a closure (and of
     the other closures it weighs)."""
@@ -299,6 +305,9 @@ class Replay:
         _supersede_older(others, closed_at=closure.closed_at)
         self.decide(closure, pending=closure.pending_at_close, stage=Stage.KNOWN)
         closure.status = STATUS_AFTER[closure.decision]
+        if closure.status == SCHEDULED and closure.stored in STOPPED_BY_A_PERSON:
+            # Stopped while it waited, by a teammate or an erasure: no rule decides that, so it stands.
+            closure.status, closure.reason = CANCELLED, closure.stored.reason
         others.append(closure)
         if closure.decision == SEND and closure.identity and self.window:
             self.customer_surveys.setdefault(closure.identity, deque()).append(closure)

@@ -18,6 +18,7 @@ from integrations.vocabulary import AssigneeKind, Channel
 from surveys.decisions.dry_run import CANCELLED, ClosureResult, dry_run, proposed_settings
 from surveys.decisions.rules import CancelReason, Decision, DoNotSendReason, InvalidReason, SuppressionReason
 from surveys.delivery.sending import survey_request_send
+from surveys.delivery.survey_requests import survey_request_stop_in_intercom
 from surveys.models import ApiRequest, ConversationEvent, DailyCount, IntegrationSettings, SurveyRequest
 from tests.factories import AccountFactory, SurveyRequestFactory
 from tests.helpers import load_fixture, notification, post_webhook
@@ -474,3 +475,16 @@ def test_the_dry_run_predicts_what_the_live_path_does_under_the_proposed_rules(c
     assert predicted == live_under_proposed
     assert result.baseline_mismatches == 0
     assert {row.result: row.proposed for row in result.rows if row.proposed} == Counter(live_under_proposed.values())
+
+
+def test_a_survey_a_teammate_stopped_in_intercom_stays_stopped_in_the_replay(account):
+    """Don't survey (the inbox app) is a person's act, not a rule's: the replay takes it as it was, so the current
+    settings replay every closure as it went, and a proposal that would still make it wait keeps it stopped."""
+    IntegrationSettings.objects.filter(account=account).update(channel_delay=timedelta(hours=1))
+    waiting = SurveyRequestFactory(
+        account=account, closed_at=NOW - timedelta(days=1), send_after=NOW, conversation_id="stopped-1"
+    )
+    assert survey_request_stop_in_intercom(waiting, admin_id="7", admin_name="Tess Teammate", now=NOW)
+    result = run(account, suppression_window=timedelta(days=2))
+    stopped = ClosureResult(CANCELLED, CancelReason.STOPPED_IN_INTERCOM)
+    assert (result.baseline_mismatches, counts(result)) == (0, ({stopped: 1}, {stopped: 1}))
