@@ -3,7 +3,7 @@ sandbox, and the accounts `make run` creates (and `make demo` relies on)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -16,8 +16,12 @@ from surveys.models import Account, IntegrationSettings, Teammate
 
 WORKSPACE = "demo"
 DELAYED_WORKSPACE = "demo-delayed"
+RULES_WORKSPACE = "demo-rules"
+QUIET_WORKSPACE = "demo-quiet"
 DELAY = timedelta(minutes=1)
 SUPPRESSION_WINDOW = timedelta(days=7)
+ONBOARDING_TEAM = "5100003"  # left out by Demo Company, rules (one of TEAMS)
+MAX_DAYS_SINCE_REPLY = 7
 
 # Each demo account, and the settings the demo's scenarios rely on: Demo Company surveys chat only
 # (an email closure is invalid) and holds a customer back for 7 days; the delayed one waits a minute.
@@ -42,6 +46,23 @@ DEMO_ACCOUNTS: dict[str, tuple[str, dict[str, Any]]] = {
             "suppression_window": timedelta(0),
         },
     ),
+    RULES_WORKSPACE: (
+        "Demo Company, rules",
+        {
+            "enabled": True,
+            "chat_enabled": True,
+            "channel_delay": timedelta(0),
+            "suppression_window": timedelta(0),
+            "exclude_teams": ONBOARDING_TEAM,
+            "min_teammate_replies": 1,
+            "max_days_since_reply": MAX_DAYS_SINCE_REPLY,
+        },
+    ),
+    # Its quiet hours are set around the time of each run (demo_quiet_hours_now): a close always falls in them.
+    QUIET_WORKSPACE: (
+        "Demo Company, quiet hours",
+        {"enabled": True, "chat_enabled": True, "channel_delay": timedelta(0), "time_zone": "UTC"},
+    ),
 }
 
 TEAMMATES: list[Person] = [
@@ -50,7 +71,7 @@ TEAMMATES: list[Person] = [
     ("4100003", "Ines Inbox", "ines@support.example"),
 ]
 # Intercom's teams in the sandbox (GET /teams): id, name.
-TEAMS: list[tuple[str, str]] = [("5100001", "Billing"), ("5100002", "VIP customers"), ("5100003", "Onboarding")]
+TEAMS: list[tuple[str, str]] = [("5100001", "Billing"), ("5100002", "VIP customers"), (ONBOARDING_TEAM, "Onboarding")]
 BOT: tuple[str, str, str] = ("4109999", "Fin", f"operator+{WORKSPACE}@intercom.io")
 # Stella needs an employee even for a do-not-send request: the bot is mapped to one by custom id.
 BOT_EMPLOYEE_ID = "fin-bot"
@@ -109,6 +130,14 @@ def demo_accounts_ensure() -> tuple[list[Account], list[str]]:
                 f"{account.name}: {', '.join(_setting_words(field, value) for field, value in changed.items())}"
             )
     return accounts, put_back
+
+
+def demo_quiet_hours_now(now: datetime) -> str:
+    """Set Demo Company, quiet hours' quiet hours to the two hours around `now` (UTC), so that a close now waits for
+    them to end. Returns them."""
+    quiet = f"{now - timedelta(hours=1):%H:%M}-{now + timedelta(hours=1):%H:%M}"
+    account_upsert(workspace_id=QUIET_WORKSPACE, quiet_hours=quiet)
+    return quiet
 
 
 def _setting_words(field: str, value: Any) -> str:

@@ -80,16 +80,44 @@ EXPECTED = {
         "",
     ),
     "Closed email, with a 1-minute channel delay": ("scheduled", "send", "", ""),
+    # Left out by the rules of whom to survey (Demo Company, rules), and one held by quiet hours (Demo Company, quiet
+    # hours): the sender here runs at once, the quiet hours still hold it.
+    "Closed chat of the Onboarding team, a team Demo Company, rules leaves out": (
+        "suppressed",
+        "suppressed",
+        "team_left_out",
+        "",
+    ),
+    "Closed chat with no teammate reply (Demo Company, rules wants at least one)": (
+        "suppressed",
+        "suppressed",
+        "too_few_replies",
+        "",
+    ),
+    "Closed 10 days after a teammate last replied (Demo Company, rules: at most 7)": (
+        "suppressed",
+        "suppressed",
+        "reply_too_old",
+        "",
+    ),
 }
+QUIET = "Closed chat during Demo Company, quiet hours' quiet hours"
+
+
+def without_quiet(found):
+    return {title: outcome for title, outcome in found.items() if title != QUIET}
 
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_demo_walks_through_every_scenario_and_the_status_page_shows_them(portal):
     output = demo(f"{portal.url}/webhooks/intercom/")
-    assert "Posted 11 webhooks" in output
+    assert "Posted 15 webhooks" in output
     run_queued_tasks()
-    assert outcomes(output) == EXPECTED
+    quiet = outcomes(output)[QUIET]
+    assert without_quiet(outcomes(output)) == EXPECTED
+    assert quiet[:3] == ("scheduled", "send", "")
+    assert quiet[3].startswith("Waiting for the account's quiet hours to end: goes at ")
     # Stella refused the newcomer; the email closure never reached it.
     refused = StellaSandboxRequest.objects.get(status_code=400)
     assert (refused.body["employee"], refused.response) == ({"email": NEWCOMER[2]}, {"message": "Employee not found"})
@@ -123,11 +151,16 @@ def test_demo_reports_each_scenario_and_sums_up(portal, caplog):
     # No INFO lines between the report's (its read-back logs each call to Stella); logging is back on after.
     assert [record.getMessage() for record in caplog.records if record.levelno < logging.WARNING] == []
     assert logging.root.manager.disable == logging.NOTSET
-    assert output.count("    expected: ") == output.count("    now:      ") == 10
+    assert output.count("    expected: ") == output.count("    now:      ") == 14
     assert "now:      not processed yet" in output  # wait=0: reported at once
-    assert "As expected: 0 of 10." in output
+    assert "As expected: 0 of 14." in output
     assert f"Status page, as support / support (Demo Company): {portal.url}/status/" in output
     assert "Invalid Requests: Employee not found, Channel not enabled for company; Suppressed: Ada's" in output
+    assert "    expected: suppressed, left out (Team not surveyed), decided here" in output
+    assert "    expected: suppressed, left out (Too few teammate replies), after counting the replies" in output
+    assert "    expected: suppressed, left out (Closed long after the last teammate reply), decided here" in output
+    assert "    expected: waiting for the account's quiet hours to end: not left out, sent when they end" in output
+    assert re.search(r"^Demo Company, quiet hours: quiet hours \d\d:\d\d-\d\d:\d\d UTC", output, flags=re.M)
     assert "Read back from Stella" in output and "- Demo Company: 0 feedback records read" in output
 
 
@@ -139,12 +172,15 @@ def test_a_second_run_comes_to_the_same_outcomes(portal):
     run_queued_tasks()
     second = demo(f"{portal.url}/webhooks/intercom/")
     run_queued_tasks()
-    assert outcomes(first) == EXPECTED
+    assert without_quiet(outcomes(first)) == EXPECTED
     # The first run's read-back found Stella has no employee for Nia: her next request is invalid without a call.
     newcomer = f"Closed by {NEWCOMER[1]}, a teammate Stella has no employee for"
-    assert outcomes(second) == {**EXPECTED, newcomer: ("invalid", "invalid", "employee_unknown", "Employee not found")}
+    assert without_quiet(outcomes(second)) == {
+        **EXPECTED,
+        newcomer: ("invalid", "invalid", "employee_unknown", "Employee not found"),
+    }
     assert StellaSandboxRequest.objects.filter(status_code=400).count() == 1
-    assert SurveyRequest.objects.filter(status="suppressed").count() == 2
+    assert SurveyRequest.objects.filter(status="suppressed").count() == 2 * 4  # Ada's second chat, three left out
 
 
 @pytest.mark.slow
@@ -197,7 +233,7 @@ def test_demo_finds_the_portal_from_port_alone(portal, settings):
     settings.PORT = portal.thread.port
     out = StringIO()
     call_command("send_demo_webhooks", wait=0, stdout=out)
-    assert f"Posted 11 webhooks to http://127.0.0.1:{settings.PORT}/webhooks/intercom/" in out.getvalue()
+    assert f"Posted 15 webhooks to http://127.0.0.1:{settings.PORT}/webhooks/intercom/" in out.getvalue()
 
 
 @pytest.mark.slow

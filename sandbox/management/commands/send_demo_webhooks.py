@@ -15,11 +15,16 @@ from integrations.intercom.signature import signature_for
 from sandbox.demo import (
     BOT,
     DELAYED_WORKSPACE,
+    MAX_DAYS_SINCE_REPLY,
     NEWCOMER,
+    ONBOARDING_TEAM,
+    QUIET_WORKSPACE,
+    RULES_WORKSPACE,
     TEAMMATES,
     WORKSPACE,
     demo_accounts_ensure,
     demo_customers_create,
+    demo_quiet_hours_now,
     sandbox_conversation_create,
     sandbox_newcomer_forget,
     sandbox_people_create,
@@ -59,7 +64,8 @@ class Command(BaseCommand):
     help = (
         "Post signed sample Intercom webhooks to the portal `make run` started, then say what became of each: "
         f"closures sent, sent flagged do not send, invalid ({_NOT_FOUND}; {_NOT_ENABLED}), "
-        "suppressed, cancelled by a reopen, and one waiting out a channel delay. "
+        "suppressed, cancelled by a reopen, one waiting out a channel delay, and closures left out by the rules of "
+        "whom to survey (a team, too few replies, a reply long ago) or waiting for the quiet hours to end. "
         "The portal is looked for at http://127.0.0.1:$PORT (PORT from the environment, 8000 if unset): "
         "run `make demo PORT=…` with the PORT you gave `make run`, or pass --url."
     )
@@ -102,7 +108,10 @@ class Command(BaseCommand):
             self.stdout.write(f"Put back the demo's settings ({note}): the scenarios rely on them.")
         # Conversation ids and customers of this run: unique to the millisecond, so runs never meet.
         run = str(time.time_ns() // 1_000_000)
-        scenarios = self.scenarios(now=int(time.time()), run=run)
+        quiet = demo_quiet_hours_now(timezone.now())
+        self.stdout.write(f"Demo Company, quiet hours: quiet hours {quiet} UTC for this run, around now.")
+        now = int(time.time())
+        scenarios = [*self.scenarios(now=now, run=run), *self.rule_scenarios(now=now, run=run)]
         for scenario in scenarios:
             if scenario.after:
                 self.wait_for([scenario.after], seconds=min(wait, 10))
@@ -247,6 +256,53 @@ class Command(BaseCommand):
                 ids[9],
                 [closed_conversation(conversation_id=ids[9], channel="email", customer=cai, teammate=INES, **delayed)],
                 SurveyOutcome.SENT,
+                waits=True,
+            ),
+        ]
+
+    @staticmethod
+    def rule_scenarios(*, now: int, run: str) -> list[Scenario]:
+        """Closures the rules of whom to survey leave out (Demo Company, rules), and one the quiet hours hold."""
+        team, few, old, quiet = (f"{run}2{n}" for n in range(4))  # {run}20 to {run}23
+        customer = demo_customers_create(f"{run}r")[0]
+        # The sandbox's Intercom has this conversation with no teammate reply: the send's look-up counts none.
+        sandbox_conversation_create(few, channel="chat", customer=customer, teammate=TESS, started_at=now - 600)
+        rules: dict[str, Any] = {"app_id": RULES_WORKSPACE, "at": now, "customer": customer, "teammate": TESS}
+        long_ago = now - (MAX_DAYS_SINCE_REPLY + 3) * 86400
+        left_out = "suppressed, left out"
+        return [
+            Scenario(
+                "Closed chat of the Onboarding team, a team Demo Company, rules leaves out",
+                f"{left_out} ({messages.TEAM_LEFT_OUT.words}), decided here",
+                team,
+                [closed_conversation(conversation_id=team, team_id=ONBOARDING_TEAM, **rules)],
+                SurveyOutcome.SUPPRESSED,
+            ),
+            Scenario(
+                "Closed chat with no teammate reply (Demo Company, rules wants at least one)",
+                f"{left_out} ({messages.TOO_FEW_REPLIES.words}), after counting the replies in Intercom",
+                few,
+                [closed_conversation(conversation_id=few, **rules)],
+                SurveyOutcome.SUPPRESSED,
+            ),
+            Scenario(
+                f"Closed {MAX_DAYS_SINCE_REPLY + 3} days after a teammate last replied "
+                f"(Demo Company, rules: at most {MAX_DAYS_SINCE_REPLY})",
+                f"{left_out} ({messages.REPLY_TOO_OLD.words}), decided here",
+                old,
+                [closed_conversation(conversation_id=old, last_admin_reply_at=long_ago, **rules)],
+                SurveyOutcome.SUPPRESSED,
+            ),
+            Scenario(
+                "Closed chat during Demo Company, quiet hours' quiet hours",
+                f"{messages.QUIET_HOURS.words.lower()}: not left out, sent when they end",
+                quiet,
+                [
+                    closed_conversation(
+                        app_id=QUIET_WORKSPACE, conversation_id=quiet, at=now, customer=customer, teammate=TESS
+                    )
+                ],  # fmt: skip
+                SurveyOutcome.WAITING,
                 waits=True,
             ),
         ]
