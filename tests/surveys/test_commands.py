@@ -241,9 +241,13 @@ def test_demo_setup_creates_the_demo_accounts_and_admin_once():
     first = run("portal_setup_demo")
     second = run("portal_setup_demo")
     assert "Created the local admin user" in first and "Created the local admin user" not in second
-    assert sorted(Account.objects.values_list("intercom_workspace_id", flat=True)) == ["demo", "demo-delayed"]
+    assert sorted(Account.objects.values_list("intercom_workspace_id", flat=True)) == [
+        "demo", "demo-delayed", "demo-quiet", "demo-rules",
+    ]  # fmt: skip
     delayed = Account.objects.get(intercom_workspace_id="demo-delayed").integration
     assert delayed.channel_delay == timedelta(minutes=1)
+    rules = Account.objects.get(intercom_workspace_id="demo-rules").integration
+    assert (rules.min_teammate_replies, rules.max_days_since_reply) == (1, 7)
     assert User.objects.get(username="admin").is_superuser
     support = User.objects.get(username="support")
     assert not support.is_staff
