@@ -19,7 +19,7 @@ from integrations.stella.data import (
 )
 from integrations.vocabulary import AssigneeKind, email_normalised
 from portal.crypto import SecretUndecryptable
-from portal.text import is_storable
+from portal.text import is_storable, plural
 from surveys.loop.stella import IN_CHUNK, clip, error_text, stella_data_client, stella_sync_state
 from surveys.models import (
     Account,
@@ -52,7 +52,8 @@ class EmployeeSync:
         if self.skipped or self.error:
             return self.skipped or f"Employee sync failed: {self.error}"
         return (
-            f"{self.employees} Stella employees ({self.removed} removed); {self.matched} teammates matched, "
+            f"{plural(self.employees, 'Stella employee')} ({self.removed} removed); "
+            f"{plural(self.matched, 'teammate')} matched, "
             f"{self.unmatched} Stella won't recognise"
         )
 

@@ -22,7 +22,7 @@ from integrations.stella.data import (
 )
 from integrations.vocabulary import email_normalised
 from portal.crypto import SecretUndecryptable
-from portal.text import storable_data
+from portal.text import plural, storable_data
 from surveys.loop.quarantine import REFUSED, feedback_record_unstorable, feedback_refused_reason, quarantined_feedback
 from surveys.loop.reconcile import Reconciliation, survey_requests_reconcile
 from surveys.loop.stella import clip, error_text, stella_data_client, stella_sync_state
@@ -65,7 +65,7 @@ class FeedbackPull:
         if self.skipped:
             return self.skipped
         text = (
-            f"{self.records} feedback records read in {self.pages} pages ({self.created} new, "
+            f"{plural(self.records, 'feedback record')} read in {plural(self.pages, 'page')} ({self.created} new, "
             f"{self.linked} linked to survey requests)"
         )
         if self.quarantined:

@@ -26,8 +26,13 @@ from sandbox.demo import sandbox_people_create
 from sandbox.models import StellaSandboxFeedback
 from surveys.admin.accounts import IntegrationSettingsForm
 from surveys.delivery.sending import survey_request_send
-from surveys.loop.employees import stella_employees_sync, teammates_recheck_before_resend, teammates_unknown_to_stella
-from surveys.loop.feedback import stella_feedback_pull
+from surveys.loop.employees import (
+    EmployeeSync,
+    stella_employees_sync,
+    teammates_recheck_before_resend,
+    teammates_unknown_to_stella,
+)
+from surveys.loop.feedback import FeedbackPull, stella_feedback_pull
 from surveys.loop.reconcile import survey_requests_reconcile
 from surveys.loop.stella import stella_data_client
 from surveys.loop.sync import stella_sync_all
@@ -951,3 +956,13 @@ def test_an_ambiguous_call_that_reached_the_sandbox_is_confirmed_sent(sandbox_ac
     assert pull.reconciled is not None and pull.reconciled.confirmed_sent == 1
     assert request.status == S.SENT
     assert request.status_detail.startswith("Stella reports it: record ")
+
+
+def test_what_a_pull_and_a_sync_did_reads_in_words_one_or_many():
+    assert str(FeedbackPull(pages=1, records=1, created=1, linked=1, caught_up=True)).startswith(
+        "1 feedback record read in 1 page (1 new, 1 linked to survey requests)"
+    )
+    assert str(EmployeeSync(employees=1, matched=1)) == (
+        "1 Stella employee (0 removed); 1 teammate matched, 0 Stella won't recognise"
+    )
+    assert str(EmployeeSync(employees=4, matched=2)).startswith("4 Stella employees (0 removed); 2 teammates matched")
