@@ -218,8 +218,31 @@ EVERY_CLOSURE = {
 PLAIN = {"team": None, "teammate": TEAMMATES[0], "replier": TEAMMATES[0], "replies": 1, "last_reply_days": None}
 
 
+def one_conversation(client, steps: list[Step], *, delay_minutes: int, lags: list[int]) -> dict:
+    """`deliver` for one chat of one customer, with a channel delay and every other rule off."""
+    rules = {
+        **EVERY_CLOSURE,
+        "channel_delay": timedelta(minutes=delay_minutes),
+        "suppression_window": timedelta(0),
+        "email_enabled": True,
+        "chat_enabled": True,
+    }
+    with (
+        override_settings(
+            STELLA_API_URL="https://stella.test",
+            INTERCOM_API_URL="https://intercom.test",
+            INTAKE_BATCH_TRANSACTION_SECONDS=60,
+        ),
+        responses.RequestsMock(assert_all_requests_are_fired=False) as mock,
+    ):
+        mock.post("https://stella.test/v1/requests", json={}, status=200)
+        return deliver(
+            client, steps, [0], ["chat"], rules, [PLAIN], workspace=f"wsprop{next(accounts)}", lags=lags, batch=1
+        )
+
+
 # The same examples on every run, so CI doesn't turn on a new find; to look for more, run a copy with
-# derandomize=False and pytest --hypothesis-seed=N (seeds 1-6, 80 examples each, found nothing more once a repeated tag was kept).
+# derandomize=False and pytest --hypothesis-seed=N (80 examples a seed). The examples below are what seeds found.
 @settings(
     max_examples=40,
     deadline=None,
@@ -255,32 +278,11 @@ def test_live_and_dry_run_agree_whatever_order_the_webhooks_arrive_in(client, tr
     assert outcomes[0] == outcomes[1]
 
 
-@override_settings(
-    STELLA_API_URL="https://stella.test", INTERCOM_API_URL="https://intercom.test", INTAKE_BATCH_TRANSACTION_SECONDS=60
-)
 def test_a_late_reopen_never_relabels_a_close_superseded_before_it(client):
     """Closes at minutes 1-4 of one conversation and a reopen at 5, arriving as close 1, the reopen, closes 3, 4
     and 2: closes 1-3 were superseded (each by the next, before the reopen), close 4 was reopened."""
     steps = [*(Step(minute, "close", 0) for minute in range(1, 5)), Step(5, "reopen", 0)]
-    rules = {
-        **EVERY_CLOSURE,
-        "channel_delay": timedelta(minutes=30),
-        "suppression_window": timedelta(0),
-        "email_enabled": True,
-        "chat_enabled": True,
-    }
-    with responses.RequestsMock(assert_all_requests_are_fired=False):
-        outcome = deliver(
-            client,
-            steps,
-            [0],
-            ["chat"],
-            rules,
-            [PLAIN],
-            workspace=f"wsprop{next(accounts)}",
-            lags=[5, 8, 5, 5, 2],
-            batch=1,
-        )
+    outcome = one_conversation(client, steps, delay_minutes=30, lags=[5, 8, 5, 5, 2])
     assert [reason for _, (_, _, reason) in sorted(outcome.items(), key=lambda item: item[0][1])] == [
         "superseded",
         "superseded",
@@ -289,66 +291,24 @@ def test_a_late_reopen_never_relabels_a_close_superseded_before_it(client):
     ]
 
 
-@override_settings(
-    STELLA_API_URL="https://stella.test", INTERCOM_API_URL="https://intercom.test", INTAKE_BATCH_TRANSACTION_SECONDS=60
-)
 def test_a_tag_added_again_after_a_close_was_already_on_it(client):
     """Tagged fraud at minute 1, closed at 2 (the close carries the tag), tagged fraud again at 3: the close was
     sent flagged do not send, and the dry run replays it so."""
     steps = [Step(1, "tag", 0), Step(2, "close", 0), Step(3, "tag", 0)]
-    rules = {
-        **EVERY_CLOSURE,
-        "channel_delay": timedelta(0),
-        "suppression_window": timedelta(0),
-        "email_enabled": True,
-        "chat_enabled": True,
-    }
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        mock.post("https://stella.test/v1/requests", json={}, status=200)
-        outcome = deliver(
-            client, steps, [0], ["chat"], rules, [PLAIN], workspace=f"wsprop{next(accounts)}", lags=[0, 0, 0], batch=1
-        )
+    outcome = one_conversation(client, steps, delay_minutes=0, lags=[0, 0, 0])
     assert [decision for _, decision, _ in outcome.values()] == ["do_not_send"]
 
 
-@override_settings(
-    STELLA_API_URL="https://stella.test", INTERCOM_API_URL="https://intercom.test", INTAKE_BATCH_TRANSACTION_SECONDS=60
-)
 def test_a_tag_added_after_a_close_that_arrives_first_counts_only_while_the_close_waits(client):
     """Conversation surveyed at minute 1 (sent at 31), closed again at 40, tagged at 41; the tag's webhook arrives
     first. The close at 40 found the conversation surveyed, so it is suppressed; the tag came after it was decided."""
     steps = [Step(1, "close", 0), Step(40, "close", 0), Step(41, "tag", 0)]
-    rules = {
-        **EVERY_CLOSURE,
-        "channel_delay": timedelta(minutes=30),
-        "suppression_window": timedelta(0),
-        "email_enabled": True,
-        "chat_enabled": True,
-    }
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        mock.post("https://stella.test/v1/requests", json={}, status=200)
-        outcome = deliver(
-            client, steps, [0], ["chat"], rules, [PLAIN], workspace=f"wsprop{next(accounts)}", lags=[0, 10, 0], batch=1
-        )
+    outcome = one_conversation(client, steps, delay_minutes=30, lags=[0, 10, 0])
     assert [decision for _, decision, _ in sorted(outcome.values())] == ["send", "suppressed"]
 
 
-@override_settings(
-    STELLA_API_URL="https://stella.test", INTERCOM_API_URL="https://intercom.test", INTAKE_BATCH_TRANSACTION_SECONDS=60
-)
 def test_a_tag_at_the_moment_a_survey_comes_due_is_taken_in_before_the_send(client):
     """Closed at minute 1 with a 5-minute delay, tagged at 6: the tag is in before the send, live and replayed."""
     steps = [Step(1, "close", 0), Step(6, "tag", 0)]
-    rules = {
-        **EVERY_CLOSURE,
-        "channel_delay": timedelta(minutes=5),
-        "suppression_window": timedelta(0),
-        "email_enabled": True,
-        "chat_enabled": True,
-    }
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        mock.post("https://stella.test/v1/requests", json={}, status=200)
-        outcome = deliver(
-            client, steps, [0], ["chat"], rules, [PLAIN], workspace=f"wsprop{next(accounts)}", lags=[0, 0], batch=1
-        )
+    outcome = one_conversation(client, steps, delay_minutes=5, lags=[0, 0])
     assert [decision for _, decision, _ in outcome.values()] == ["do_not_send"]
