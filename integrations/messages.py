@@ -334,8 +334,8 @@ NOT_SAMPLED = Message(
 QUIET_HOURS = Message(
     "quiet_hours",
     "Waiting for the account's quiet hours to end",
-    "It fell due during the account's quiet hours, so it goes when they end; a reopen, reply, snooze or deletion "
-    "until then still cancels it.",
+    "It fell due during the account's quiet hours (in the account's time zone, or the customer's where the account "
+    "keeps them so), so it goes when they end; a reopen, reply, snooze or deletion until then still cancels it.",
     "Nothing to fix; the quiet hours are under the account's Rules.",
     FixPlace.NOWHERE,
     Kind.SUPPRESSED,

@@ -13,6 +13,7 @@ from django.conf import settings
 
 from integrations import messages
 from integrations.intercom.json_fields import MAX_ID_LENGTH, JsonObject, PayloadError
+from integrations.intercom.location import CustomerLocation
 from integrations.intercom.payloads import OPERATOR_EMAIL, Conversation
 from integrations.vocabulary import IntercomRegion
 from portal.paths import NotAPathSegment, path_of
@@ -63,6 +64,7 @@ class IntercomContact:
     role: str
     name: str | None
     email: str | None
+    location: CustomerLocation | None = None
 
 
 def intercom_api_url(region: str = IntercomRegion.US) -> str:
@@ -151,6 +153,7 @@ class IntercomClient:
                 role=contact.optional("role", str) or "contact",
                 name=contact.optional("name", str) or None,
                 email=contact.optional("email", str) or None,
+                location=CustomerLocation.of_contact(contact),
             )
         except PayloadError as exc:
             raise IntercomError(f"Intercom's contact {contact_id} is not readable: {exc}") from None

@@ -38,6 +38,7 @@ SUMMARY_NAMES = {
     "max_days_since_reply": "days since the last reply",
     "sample_percent": "sample",
     "quiet_hours": "quiet hours",
+    "quiet_hours_zone": "quiet hours",
     "attribution": "credit",
 }
 
@@ -87,6 +88,11 @@ class DryRunForm(forms.Form):
         required=False,
         validators=_model_field("quiet_hours").validators,
         help_text=_model_field("quiet_hours").help_text,
+    )
+    quiet_hours_zone = forms.ChoiceField(
+        label="Quiet hours in",
+        choices=_model_field("quiet_hours_zone").choices,
+        help_text=_model_field("quiet_hours_zone").help_text,
     )
     days = forms.IntegerField(
         min_value=1, max_value=MAX_DAYS, initial=DEFAULT_DAYS, help_text="Replay the closures of this many days."

@@ -11,8 +11,9 @@ memory, the dry run's replay) and asks:
     (due earlier; at the same time, closed earlier; then recorded earlier, one not recorded yet last), so two
     closes of one customer recorded side by side survey them once, not never, whatever order they arrived in.
 - `sampled(stratum, position, percent)`: whether a closure is in the account's sample.
-- `Rules.send_after(closed_at)`: when a close is due: after the channel delay, and after the account's quiet hours
-  if it falls due inside them (the delay's cancel rules then last until it goes).
+- `Rules.send_after(closed_at, zone)`: when a close is due: after the channel delay, and after the account's quiet
+  hours if it falls due inside them (the delay's cancel rules then last until it goes), read in the customer's time
+  zone where the account asks so and the send's look-up found it.
 - `cancel_reason(...)`: a close still waiting is cancelled by the first, in time, of a reopen, reply, snooze or
   deletion during its channel delay, or a newer close of its conversation (superseded).
 """
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
 from enum import Enum
 from functools import lru_cache, partial
@@ -38,6 +39,8 @@ from surveys.decisions.rules import (
     decide,
 )
 
+# A customer's time zone the send's look-up couldn't find (SurveyRequest.customer_time_zone): the account's is used.
+UNKNOWN_ZONE = "unknown"
 # Status values (SurveyRequest.Status), as strings: this module reads no model.
 SCHEDULED, SENDING, SENT, CANCELLED = "scheduled", "sending", "sent", "cancelled"
 GONE_OUT = frozenset({SENDING, SENT})
@@ -109,6 +112,7 @@ class Rules:
     max_since_reply: timedelta | None = None
     sample_percent: int = 100
     quiet_hours: QuietHours | None = None  # when nothing goes out, in the account's time zone
+    customer_zone: bool = False  # the quiet hours are kept in each customer's zone where it is known
     last_replier: bool = False  # a survey credits the last teammate to reply, found before sending
 
     @classmethod
@@ -125,13 +129,30 @@ class Rules:
             max_since_reply=timedelta(days=days) if days is not None else None,
             sample_percent=settings.sample_percent,
             quiet_hours=QuietHours.of(settings.quiet_hours, settings.time_zone),
+            customer_zone=settings.quiet_hours_zone == "customer",
             last_replier=settings.attribution == "last_replier",
         )
 
-    def send_after(self, closed_at: datetime) -> datetime:
-        """When a close is due: after the channel delay and, if that falls in the quiet hours, when they end."""
+    def send_after(self, closed_at: datetime, zone: str = "") -> datetime:
+        """When a close is due: after the channel delay and, if that falls in the quiet hours, when they end.
+        `zone`: the customer's time zone, as the request records it (see `quiet_hours_in`)."""
         due = closed_at + self.delay
-        return self.quiet_hours.ends_after(due) if self.quiet_hours else due
+        quiet = self.quiet_hours_in(zone)
+        return quiet.ends_after(due) if quiet else due
+
+    def quiet_hours_in(self, zone: str) -> QuietHours | None:
+        """The quiet hours a survey of a customer in `zone` keeps. Kept in the customer's zone, they are known only
+        once the send has looked the customer up: none before ("" , not looked up), the account's where Intercom
+        didn't say (UNKNOWN_ZONE)."""
+        if self.quiet_hours is None or not self.customer_zone:
+            return self.quiet_hours
+        if not zone:
+            return None
+        return self.quiet_hours if zone == UNKNOWN_ZONE else replace(self.quiet_hours, zone=ZoneInfo(zone))
+
+    def zone_wanted(self, zone: str) -> bool:
+        """Whether a survey recorded with `zone` must look up its customer's time zone before it may go."""
+        return self.customer_zone and self.quiet_hours is not None and not zone
 
     @property
     def longest_wait(self) -> timedelta:
@@ -165,6 +186,7 @@ class RuleSettings(Protocol):
     sample_percent: int
     quiet_hours: str
     time_zone: str
+    quiet_hours_zone: str
     attribution: str
 
 

@@ -46,7 +46,7 @@ CHANGED_LIMIT = 100  # changed closures listed; all are counted
 # The rules of whom to survey and when (issue 20), among them.
 WHOM_TO_SURVEY = (
     "include_teams", "exclude_teams", "min_teammate_replies", "max_days_since_reply", "sample_percent", "attribution",
-    "time_zone", "quiet_hours",
+    "time_zone", "quiet_hours", "quiet_hours_zone",
 )  # fmt: skip
 RULE_FIELDS = (
     "email_enabled",
@@ -153,8 +153,17 @@ def whom_to_survey_summary(integration: IntegrationSettings) -> dict[str, str]:
         "days since the last reply": f"at most {days}" if days is not None else "any",
         "sample": f"{integration.sample_percent}%",
         "credit": integration.get_attribution_display().lower(),
-        "quiet hours": f"{integration.quiet_hours} {integration.time_zone}" if integration.quiet_hours else "none",
+        "quiet hours": quiet_hours_words(integration),
     }
+
+
+def quiet_hours_words(integration: IntegrationSettings) -> str:
+    """ "21:00-08:00 Europe/Paris", or "21:00-08:00 in each customer's time zone (else Europe/Paris)", or "none"."""
+    if not integration.quiet_hours:
+        return "none"
+    if integration.quiet_hours_zone == "customer":
+        return f"{integration.quiet_hours} in each customer's time zone (else {integration.time_zone})"
+    return f"{integration.quiet_hours} {integration.time_zone}"
 
 
 def dry_run(

@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from heapq import heappop, heappush
 from typing import Any, NamedTuple
 
 from django.db.models import BooleanField, ExpressionWrapper, Q, TextField
@@ -62,7 +63,7 @@ REASON_ORDER = ["", *(value for value, _ in REASON_CHOICES)]
 CLOSURE_FIELDS = (
     "pk", "conversation_id", "closed_at", "channel", "assignee_kind", "customer_email", "customer_id", "tags_text",
     "status", "decision", "reason", "email_verdict", "erased", "team_id", "teammate_replies", "last_admin_reply_at",
-    "sample_stratum", "sample_position",
+    "sample_stratum", "sample_position", "customer_time_zone",
 )  # fmt: skip
 
 
@@ -110,14 +111,14 @@ class ReplayedClosure:
         "pk", "conversation_id", "closed_at", "send_after", "channel", "assignee_kind", "customer_email", "identity",
         "customer_email_pending", "pending_at_close", "pending_at_send", "stored_tags", "base_tags", "tags", "stored",
         "fate", "erased", "status", "decision", "reason", "team_id", "teammate_replies", "replies_at_send",
-        "last_admin_reply_at", "sample_stratum", "sample_position",
+        "last_admin_reply_at", "sample_stratum", "sample_position", "customer_time_zone",
     )  # fmt: skip
     employee_unknown = False  # known only to a send: what Stella answered is taken as it was
 
     def __init__(self, row: tuple[Any, ...]) -> None:
         (self.pk, self.conversation_id, self.closed_at, channel, assignee_kind, email, customer_id,
          tags_text, status, decision, reason, email_verdict, self.erased, self.team_id, self.replies_at_send,
-         self.last_admin_reply_at, self.sample_stratum, self.sample_position) = row  # fmt: skip
+         self.last_admin_reply_at, self.sample_stratum, self.sample_position, self.customer_time_zone) = row  # fmt: skip
         self.teammate_replies = None  # counted only by the send's look-up
         self.channel = CHANNELS.get(channel)
         self.assignee_kind = ASSIGNEE_KINDS[assignee_kind]
@@ -271,14 +272,15 @@ class Replay:
         self.window = integration.suppression_window
         self.conversations: dict[str, list[ReplayedClosure]] = {}
         self.customer_surveys: dict[tuple[str, str], deque[ReplayedClosure]] = {}
-        # In send order: every close waits the same delay, then until the quiet hours end (later closes never go first).
-        self.waiting: deque[ReplayedClosure] = deque()
+        # In send order (as the live sender's turn: due first, then closed first): a heap, since quiet hours kept in
+        # each customer's time zone let a later close go first.
+        self.waiting: list[tuple[datetime, datetime, int, ReplayedClosure]] = []
 
     def run(self) -> list[ClosureResult]:
         closures, events = self.loaded.closures, self.loaded.events
         for closure in closures:
             closure.tags, closure.status, closure.reason = closure.base_tags, "", ""
-            closure.send_after = self.rules.send_after(closure.closed_at)
+            closure.send_after = self.rules.send_after(closure.closed_at, closure.customer_time_zone)
         next_event = 0
         for closure in closures:
             while next_event < len(events) and events[next_event][2] < closure.closed_at:
@@ -292,14 +294,14 @@ class Replay:
 
     def send_due(self, now: datetime | None) -> None:
         """Every close whose delay is over by `now` (all of them for None) is sent, before anything else at that time."""
-        while self.waiting and (now is None or self.waiting[0].send_after <= now):
-            self.send(self.waiting.popleft())
+        while self.waiting and (now is None or self.waiting[0][0] <= now):
+            self.send(heappop(self.waiting)[-1])
 
     def close(self, closure: ReplayedClosure) -> None:
         """intake.batch.IntakeBatch.close: a newer close cancels an older one still waiting out its delay, then the
         rules decide. A close at the very moment an older survey comes due is taken in before that survey is sent,
         as the live intake takes a webhook that arrives with the send (the delay is over: it supersedes nothing)."""
-        if self.waiting and self.waiting[0].send_after < closure.closed_at:
+        if self.waiting and self.waiting[0][0] < closure.closed_at:
             self.send_due(closure.closed_at - timedelta.resolution)
         others = self.conversations.setdefault(closure.conversation_id, [])
         _supersede_older(others, closed_at=closure.closed_at)
@@ -312,7 +314,7 @@ class Replay:
         if closure.decision == SEND and closure.identity and self.window:
             self.customer_surveys.setdefault(closure.identity, deque()).append(closure)
         if closure.status == SCHEDULED:
-            self.waiting.append(closure)
+            heappush(self.waiting, (closure.send_after, closure.closed_at, closure.pk, closure))
 
     def event(self, conversation_id: str, kind: str, occurred_at: datetime, tags: tuple[str, ...]) -> None:
         """services.survey_requests_apply_event: cancel a close whose delay the event fell in; add a tag and decide again.

@@ -25,6 +25,7 @@ from integrations.intercom.client import (
     IntercomRateLimited,
     IntercomTokenRejected,
 )
+from integrations.intercom.location import time_zone_of
 from integrations.intercom.payloads import Author, Conversation, Customer
 from integrations.stella.client import StellaClient, StellaResult
 from integrations.vocabulary import AssigneeKind, Channel, email_normalised
@@ -32,7 +33,7 @@ from portal.crypto import SecretUndecryptable
 from portal.logging import log_context
 from surveys.accounts.account import integration_pause, intercom_token_reject
 from surveys.accounts.teammates import teammate_look_up
-from surveys.decisions.decision import Rules, Stage, cancel_reason
+from surveys.decisions.decision import UNKNOWN_ZONE, Rules, Stage, cancel_reason
 from surveys.decisions.rules import Decision
 from surveys.delivery.dispatch import survey_requests_dispatch
 from surveys.delivery.survey_requests import (
@@ -55,7 +56,7 @@ Status = SurveyRequest.Status
 DECIDED_FIELDS = [
     "channel", "channel_source", "assignee_kind", "teammate_name", "teammate_email", "customer_id",
     "customer_role", "customer_name", "customer_email", "tags", "decision", "reason", "verdicts", "mode",
-    "teammate_replies", "teammate_id", "attribution",
+    "teammate_replies", "teammate_id", "attribution", "customer_time_zone",
 ]  # fmt: skip
 # What a finished call fills in on its ApiRequest row.
 RESULT_FIELDS = [
@@ -101,10 +102,12 @@ def _postponed_for_quiet_hours(
     survey_request: SurveyRequest, *, integration: IntegrationSettings, now: datetime
 ) -> bool:
     """A send due during the account's quiet hours (set since it was recorded, or a retry or resend falling in them)
-    waits for them to end, saying so; the sweep's poller queues it then."""
-    quiet = Rules.of(integration).quiet_hours
-    goes = quiet.ends_after(now) if quiet else now
-    if goes <= now:
+    waits for them to end, saying so; the sweep's poller queues it then. Kept in the customer's time zone, they
+    wait for the look-up that finds it (`_teammate_at_send`)."""
+    if Rules.of(integration).zone_wanted(survey_request.customer_time_zone):
+        return False
+    goes = _quiet_until(survey_request, integration=integration, now=now)
+    if goes is None:
         return False
     survey_request.send_after = goes
     survey_request_quiet_detail(survey_request, integration=integration)
@@ -115,6 +118,14 @@ def _postponed_for_quiet_hours(
         detail_code=messages.QUIET_HOURS.code,
     )
     return True
+
+
+def _quiet_until(survey_request: SurveyRequest, *, integration: IntegrationSettings, now: datetime) -> datetime | None:
+    """When the quiet hours a send due `now` falls in end (kept in the customer's time zone where the account keeps
+    them so and it is known), or None if it falls in none."""
+    quiet = Rules.of(integration).quiet_hours_in(survey_request.customer_time_zone)
+    goes = quiet.ends_after(now) if quiet else now
+    return goes if goes > now else None
 
 
 def _pause_for_secret(survey_request: SurveyRequest, *, reason: str, now: datetime) -> SurveyRequest:
@@ -159,16 +170,41 @@ def _teammate_at_send(
     look-up ended the send."""
     custom_id = getattr(survey_request, "employee_custom_id", None) or ""
     stella_match = getattr(survey_request, "employee_stella_match", None) or ""
-    if not survey_request.needs_lookup and not _replies_wanted(survey_request, integration):
+    zone_wanted = Rules.of(integration).zone_wanted(survey_request.customer_time_zone)
+    if not survey_request.needs_lookup and not _replies_wanted(survey_request, integration) and not zone_wanted:
         return custom_id, stella_match
     # Looking up costs Intercom calls and time: take the request first.
     survey_request_transition(survey_request, to=Status.SENDING, claimed_at=now)
     looked_up = _look_up(survey_request, integration=integration, now=now)
     if isinstance(looked_up, SurveyRequest):
         return looked_up
+    if zone_wanted and (waiting := _wait_for_customers_quiet_hours(survey_request, integration=integration, now=now)):
+        return waiting
     if looked_up:
         return looked_up.stella_custom_id, looked_up.stella_match
     return custom_id, stella_match
+
+
+def _wait_for_customers_quiet_hours(
+    survey_request: SurveyRequest, *, integration: IntegrationSettings, now: datetime
+) -> SurveyRequest | None:
+    """Now that the customer's time zone is known: a send due inside their quiet hours is given back to wait for
+    them to end, and a reopen or reply until then still cancels it (its delay lasts until it goes)."""
+    goes = _quiet_until(survey_request, integration=integration, now=now)
+    if goes is None:
+        return None
+    survey_request.send_after = survey_request.delay_ends_at = goes
+    survey_request_quiet_detail(survey_request, integration=integration)
+    return survey_request_transition(
+        survey_request,
+        to=Status.SCHEDULED,
+        send_after=goes,
+        delay_ends_at=goes,
+        queued_at=None,
+        claimed_at=None,
+        customer_time_zone=survey_request.customer_time_zone,
+        status_detail=survey_request.status_detail,
+    )
 
 
 def _look_up(
@@ -342,8 +378,7 @@ def survey_request_look_up(
         conversation = _look_up_conversation(survey_request, client=client)
         if integration.attribution == LAST_REPLIER:
             _credit_last_replier(survey_request, conversation.last_replier)
-    if not survey_request.customer_email and survey_request.customer_id:
-        _look_up_customer(survey_request, client=client)
+    _look_up_customer(survey_request, integration=integration, client=client)
     if survey_request.teammate_id and not survey_request.teammate_email:
         teammate = teammate_look_up(survey_request.account_id, survey_request.teammate_id, client=client, now=now)
         survey_request.teammate_email = teammate.email
@@ -413,14 +448,26 @@ def _customer_fill(survey_request: SurveyRequest, customer: Customer | None) -> 
         survey_request.customer_name = customer.name or ""
 
 
-def _look_up_customer(survey_request: SurveyRequest, *, client: IntercomClient) -> None:
+def _look_up_customer(
+    survey_request: SurveyRequest, *, integration: IntegrationSettings, client: IntercomClient
+) -> None:
+    """The customer's email where the webhook left it out, and their time zone where the quiet hours are kept in it."""
+    zone_wanted = Rules.of(integration).zone_wanted(survey_request.customer_time_zone)
+    if not survey_request.customer_id:
+        if zone_wanted:
+            survey_request.customer_time_zone = UNKNOWN_ZONE  # no contact to ask: the account's zone
+        return
+    if survey_request.customer_email and not zone_wanted:
+        return
     try:
         contact = client.contact(survey_request.customer_id)
     except IntercomNotFound:
         raise IntercomNotFound(messages.INVALID_CUSTOMER.words) from None
-    survey_request.customer_email = email_normalised(contact.email)
-    survey_request.customer_name = survey_request.customer_name or contact.name or ""
-    survey_request.customer_role = contact.role
+    if not survey_request.customer_email:
+        survey_request.customer_email = email_normalised(contact.email)
+        survey_request.customer_name = survey_request.customer_name or contact.name or ""
+        survey_request.customer_role = contact.role
+    survey_request.customer_time_zone = time_zone_of(contact.location) or UNKNOWN_ZONE
 
 
 def survey_requests_send_due(*, now: datetime) -> int:

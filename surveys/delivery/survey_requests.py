@@ -21,6 +21,7 @@ from integrations.vocabulary import email_normalised
 from portal.queue import TaskBatch
 from surveys.decisions.decision import (
     CANCELLING_KINDS,
+    UNKNOWN_ZONE,
     CancelReason,
     Known,
     Rules,
@@ -150,15 +151,23 @@ def survey_request_build(
 
 
 def survey_request_quiet_detail(survey_request: SurveyRequest, *, integration: IntegrationSettings) -> None:
-    """A request that waits for the quiet hours to end says so, and when it goes (the account's local time)."""
-    if survey_request.status != Status.SCHEDULED:
+    """A request that waits for the quiet hours to end says so, and when it goes, in the time zone they are kept in
+    (the account's, or the customer's where the account keeps them so and the send's look-up found it)."""
+    if survey_request.status not in (Status.SCHEDULED, Status.SENDING):
         return
     if survey_request.send_after <= survey_request.closed_at + integration.channel_delay:
         return
-    goes = survey_request.send_after.astimezone(ZoneInfo(integration.time_zone))
-    survey_request.status_detail = (
-        f"{messages.QUIET_HOURS.words}: goes at {goes:%Y-%m-%d %H:%M} {integration.time_zone}"
-    )
+    rules = Rules.of(integration)
+    quiet = rules.quiet_hours_in(survey_request.customer_time_zone)
+    zone = quiet.zone if quiet else ZoneInfo(integration.time_zone)
+    whose = ""
+    if rules.customer_zone:
+        found = survey_request.customer_time_zone not in ("", UNKNOWN_ZONE)
+        whose = (
+            " (the customer's time zone)" if found else " (the account's: Intercom doesn't say where the customer is)"
+        )
+    goes = survey_request.send_after.astimezone(zone)
+    survey_request.status_detail = f"{messages.QUIET_HOURS.words}: goes at {goes:%Y-%m-%d %H:%M} {zone.key}{whose}"
     survey_request.detail_code = messages.QUIET_HOURS.code
 
 

@@ -262,6 +262,15 @@ class IntegrationSettings(models.Model):
         help_text="HH:MM-HH:MM in the account's time zone, e.g. 21:00-08:00 (past midnight is fine): a survey falling "
         "due then waits until they end, and a reopen or reply meanwhile still cancels it. Empty: none.",
     )
+    quiet_hours_zone = models.CharField(
+        "quiet hours in",
+        max_length=16,
+        choices=[("account", "The account's time zone"), ("customer", "Each customer's time zone")],
+        default="account",
+        help_text="Whose night the quiet hours keep: the account's, or each customer's where Intercom's contact "
+        "location names one zone (a country with one, or a region or city that picks one; Intercom is asked before "
+        "sending); otherwise the account's.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
     # Every change on record, each field the model has, secrets as mask and fingerprint (portal/history.py).
     history = ConfigurationHistory()

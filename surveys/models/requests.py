@@ -146,6 +146,9 @@ class SurveyRequest(models.Model):
     sample_stratum = models.CharField(max_length=64, blank=True, default="", db_default="")
     # Whom the survey credits and why, when not simply the assignee at close (the account's attribution rule).
     attribution = models.CharField(max_length=300, blank=True, default="", db_default="")
+    # The customer's time zone, for quiet hours read in it: found by the send's look-up of the contact's location
+    # (blank: not looked up; "unknown": Intercom didn't say, so the account's zone is used).
+    customer_time_zone = models.CharField(max_length=64, blank=True, default="", db_default="")
 
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.SCHEDULED)
     decision = models.CharField(max_length=16, choices=Decision.choices)

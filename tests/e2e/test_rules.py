@@ -11,7 +11,7 @@ from django.test import Client
 from django.utils import timezone
 
 from sandbox.demo import CUSTOMERS, TEAMMATES, TEAMS, sandbox_conversation_create, sandbox_people_create
-from sandbox.models import StellaSandboxRequest
+from sandbox.models import IntercomRecord, StellaSandboxRequest
 from sandbox.samples import closed_conversation
 from surveys.accounts.account import integration_settings_update
 from surveys.accounts.teams import account_teams
@@ -209,3 +209,60 @@ def test_the_last_teammate_to_reply_is_credited_also_for_a_team_or_nobody(accoun
         "a3": "No teammate replied: the assignee at close is credited",
     }
     assert SurveyRequest.objects.get(conversation_id="a1").teammate_name == OMAR[1]  # looked up: GET /admins/{id}
+
+
+def locate(contact_id, **location):
+    """Where the sandbox's Intercom says the contact is (GET /contacts/{id} answers with it)."""
+    record = IntercomRecord.objects.get(kind=IntercomRecord.Kind.CONTACT, intercom_id=contact_id)
+    record.data = {**record.data, "location": {"type": "location", **location}}
+    record.save()
+
+
+def test_quiet_hours_kept_in_the_customers_time_zone_where_intercom_says_where_they_are(account):
+    # Quiet now in Dublin, not in Kolkata (4h30 to 5h30 ahead): a customer in Ireland waits, one in San Francisco
+    # (a state of several zones, a city that names none) is read in the account's zone and goes at once.
+    now = timezone.now()
+    dublin = ZoneInfo("Europe/Dublin")
+    start, end = (now - timedelta(minutes=30)).astimezone(dublin), (now + timedelta(hours=2)).astimezone(dublin)
+    configure(account, time_zone="Asia/Kolkata", quiet_hours=f"{start:%H:%M}-{end:%H:%M}", quiet_hours_zone="customer")
+    locate(ADA[0], country="Ireland", region="Dublin", city="Dublin")
+    locate(BEA[0], country="Ireland", city="Cork")
+    locate(CAI[0], country="United States", region="California", city="San Francisco")
+    deliver(closed("z1"), closed("z2", customer=BEA), closed("z3", customer=CAI))
+    waiting = SurveyRequest.objects.get(conversation_id="z1")
+    goes = waiting.send_after
+    assert (waiting.status, waiting.customer_time_zone) == (S.SCHEDULED, "Europe/Dublin")
+    assert f"{goes.astimezone(dublin):%H:%M}" == f"{end:%H:%M}" and waiting.delay_ends_at == goes
+    assert waiting.status_detail == (
+        f"Waiting for the account's quiet hours to end: goes at {goes.astimezone(dublin):%Y-%m-%d %H:%M} "
+        "Europe/Dublin (the customer's time zone)"
+    )
+    assert outcomes() == (
+        {"z1": (S.SCHEDULED, ""), "z2": (S.SCHEDULED, ""), "z3": (S.SENT, "")},
+        {"z3"},
+    )
+    assert SurveyRequest.objects.get(conversation_id="z3").customer_time_zone == "unknown"
+    # A reply while it waits for the customer's morning still cancels it; the other goes when the night ends.
+    replied = notification("conversation_user_replied", app_id=WS, created_at=int(time.time()) + 60)
+    replied["data"]["item"]["id"] = "z2"
+    deliver(replied)
+    for request in SurveyRequest.objects.filter(status=S.SCHEDULED):
+        survey_request_send(request.pk, now=goes)
+    found, asked = outcomes()
+    assert found == {"z1": (S.SENT, ""), "z2": (S.CANCELLED, "customer_replied"), "z3": (S.SENT, "")}
+    assert asked == {"z1", "z3"}
+
+
+def test_quiet_hours_in_the_customers_zone_ask_intercom_once_and_fall_back_without_a_location(account):
+    now = timezone.now()
+    kolkata = ZoneInfo("Asia/Kolkata")
+    start, end = (now - timedelta(minutes=30)).astimezone(kolkata), (now + timedelta(hours=2)).astimezone(kolkata)
+    configure(account, time_zone="Asia/Kolkata", quiet_hours=f"{start:%H:%M}-{end:%H:%M}", quiet_hours_zone="customer")
+    deliver(closed("n1"))  # Ada's contact says nothing of where she is: the account's zone, where it is night
+    waiting = SurveyRequest.objects.get()
+    assert (waiting.status, waiting.customer_time_zone) == (S.SCHEDULED, "unknown")
+    assert waiting.status_detail.endswith("Asia/Kolkata (the account's: Intercom doesn't say where the customer is)")
+    locate(ADA[0], country="Ireland")  # too late: the zone was found once, and the send doesn't ask again
+    survey_request_send(waiting.pk, now=waiting.send_after)
+    waiting.refresh_from_db()
+    assert (waiting.status, waiting.customer_time_zone) == (S.SENT, "unknown")

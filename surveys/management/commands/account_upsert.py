@@ -59,6 +59,7 @@ PLAIN_SETTINGS = (
     "attribution",
     "time_zone",
     "quiet_hours",
+    "quiet_hours_zone",
 )
 
 
@@ -254,6 +255,11 @@ class Command(BaseCommand):
             "--quiet-hours", metavar="HH:MM-HH:MM",
             help="No survey goes out then, in the account's time zone (e.g. 21:00-08:00, past midnight is fine): one "
             "falling due waits until they end. Empty: none.",
+        )  # fmt: skip
+        parser.add_argument(
+            "--quiet-hours-zone", choices=["account", "customer"],
+            help="Whose night the quiet hours keep: the account's time zone, or each customer's where Intercom's "
+            "contact location names one (else the account's).",
         )  # fmt: skip
         parser.add_argument(
             "--alert-recipients",

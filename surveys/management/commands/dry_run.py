@@ -139,6 +139,7 @@ class Command(BaseCommand):
         parser.add_argument("--attribution", choices=["assignee", "last_replier"])
         parser.add_argument("--time-zone", help="e.g. Europe/Paris")
         parser.add_argument("--quiet-hours", help="HH:MM-HH:MM, e.g. 21:00-08:00; empty: none.")
+        parser.add_argument("--quiet-hours-zone", choices=["account", "customer"])
         parser.add_argument("--changed", type=int, default=CHANGED_PRINTED, help="How many changed closures to list.")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -157,6 +158,7 @@ class Command(BaseCommand):
             ("attribution", "attribution"),
             ("time_zone", "time_zone"),
             ("quiet_hours", "quiet_hours"),
+            ("quiet_hours_zone", "quiet_hours_zone"),
         ):
             if options[option] is not None:
                 changes[name] = options[option]

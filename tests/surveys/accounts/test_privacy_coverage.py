@@ -61,6 +61,8 @@ NO_CUSTOMER_TEXT: dict[str, str] = {
     "surveys.SurveyRequest.team_id": "an Intercom team's id, checked as an id by the parser",
     "surveys.SurveyRequest.sample_stratum": "a teammate's Intercom admin id, as teammate_id holds it",
     "surveys.SurveyRequest.attribution": "the portal's own words on whom it credited, naming nobody",
+    "surveys.SurveyRequest.customer_time_zone": "an IANA time zone name (Europe/Dublin: a region shared by millions) "
+    "or 'unknown', for the quiet hours",
     # Django's and the libraries' tables.
     "admin.LogEntry": "what staff changed in the admin: an id, the row's name (no model's name holds a customer) "
     "and which fields",

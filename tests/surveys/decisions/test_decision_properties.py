@@ -5,7 +5,8 @@ replays, and to the same whichever order they came in.
 Hypothesis makes the traffic: closes, reopens, replies, snoozes, deletions and first-message tags over two or three
 customers and up to four conversations of one account, with a random suppression window and channel delay, and the
 rules of whom to survey: teams included or excluded, a minimum of teammate replies (counted from the conversation
-Intercom's REST API returns), a maximum of days since the last reply, a sample; quiet hours; the credit given to the assignee or the last teammate
+Intercom's REST API returns), a maximum of days since the last reply, a sample; quiet hours, in the account's time
+zone or each customer's (where Intercom's contact location says); the credit given to the assignee or the last teammate
 to reply. Each
 sequence is delivered twice, to two accounts with the same rules, in two random orders and batch sizes. A webhook
 may arrive late, but before the surveys that depend on it are due (what no rule can make up for: a reopen
@@ -39,6 +40,11 @@ pytestmark = pytest.mark.django_db
 
 START = timezone.now().replace(second=0, microsecond=0) - timedelta(days=2)
 CUSTOMERS = ["ada", "bea", "cai"]
+# Where Intercom says each customer is (GET /contacts/{id}), for quiet hours kept in the customer's time zone: Ada's
+# contact says nothing (the account's zone, UTC, is used); Bea is in Cape Verde, an hour behind, so the quiet hours come
+# an hour later for her; Cai in Azerbaijan, four hours ahead. Neither keeps summer time.
+LOCATIONS = {"ada": None, "bea": {"country": "Cape Verde", "city": "Praia"}, "cai": {"country": "Azerbaijan"}}
+ZONES = {"ada": "UTC", "bea": "Atlantic/Cape_Verde", "cai": "Asia/Baku"}
 TEAMMATES = [("4100001", "Tess Teammate", "tess@support.example"), ("4100002", "Omar Operator", "omar@x.example")]
 NOBODY = (None, None, None)  # assigned to nobody at close
 EVENTS = {
@@ -87,6 +93,7 @@ def traffic(draw):
         "max_days_since_reply": draw(st.sampled_from([None, None, 3])),
         "sample_percent": draw(st.sampled_from([100, 100, 50, 34])),
         "quiet_hours": draw(st.sampled_from(["", "", quiet_hours(20, 80), quiet_hours(100, 400)])),
+        "quiet_hours_zone": draw(st.sampled_from(["account", "customer"])),
         "attribution": draw(st.sampled_from(["assignee", "assignee", "last_replier"])),
     }
     conversation = st.fixed_dictionaries(
@@ -128,16 +135,18 @@ def payload(
     return body
 
 
-def deadlines(steps: list[Step], owner: list[int], delay: timedelta, quiet: str) -> list[int]:
+def deadlines(steps: list[Step], owner: list[int], rules: dict) -> list[int]:
     """The latest minute each webhook may arrive: before any survey of its conversation or customer due from its
-    time on is sent (a close's own survey included), after its delay and any quiet hours it runs into."""
-    hours = QuietHours.of(quiet, "UTC")
+    time on is sent (a close's own survey included), after its delay and any quiet hours it runs into (in the
+    customer's time zone where the account keeps them so)."""
 
-    def due(minute: int) -> int:
-        at = START + timedelta(minutes=minute) + delay
+    def due(step: Step) -> int:
+        zone = ZONES[CUSTOMERS[owner[step.conversation]]] if rules["quiet_hours_zone"] == "customer" else "UTC"
+        hours = QuietHours.of(rules["quiet_hours"], zone)
+        at = START + timedelta(minutes=step.minute) + rules["channel_delay"]
         return int(((hours.ends_after(at) if hours else at) - START).total_seconds() // 60)
 
-    dues = [(due(step.minute), step) for step in steps if step.kind == "close"]
+    dues = [(due(step), step) for step in steps if step.kind == "close"]
     latest = []
     for step in steps:
         related = [
@@ -165,6 +174,15 @@ def rest_conversation(request, *, facts: list[dict], channel: list[str]):
         customer_email="", assignee_id=fact["teammate"][0], tags=(), parts=parts, state="closed", started_at=at,
     )  # fmt: skip
     return 200, {}, json.dumps(data)
+
+
+def rest_contact(request):
+    """GET /contacts/{id}: the customer, and where Intercom says they are."""
+    customer = request.url.rsplit("/", 1)[1].removeprefix("contact-")
+    contact = {"type": "contact", "id": f"contact-{customer}", "role": "user", "email": f"{customer}@customer.example"}
+    if location := LOCATIONS[customer]:
+        contact["location"] = {"type": "location", **location}
+    return 200, {}, json.dumps(contact)
 
 
 def deliver(client, steps, owner, channel, rules, facts, *, workspace: str, lags: list[int], batch: int) -> dict:
@@ -213,19 +231,22 @@ def deliver(client, steps, owner, channel, rules, facts, *, workspace: str, lags
 # The rules of whom to survey and the conversation's facts, all off or plain, for the examples below.
 EVERY_CLOSURE = {
     "include_teams": "", "exclude_teams": "", "min_teammate_replies": 0, "max_days_since_reply": None,
-    "sample_percent": 100, "quiet_hours": "", "attribution": "assignee",
+    "sample_percent": 100, "quiet_hours": "", "quiet_hours_zone": "account", "attribution": "assignee",
 }  # fmt: skip
 PLAIN = {"team": None, "teammate": TEAMMATES[0], "replier": TEAMMATES[0], "replies": 1, "last_reply_days": None}
 
 
-def one_conversation(client, steps: list[Step], *, delay_minutes: int, lags: list[int]) -> dict:
-    """`deliver` for one chat of one customer, with a channel delay and every other rule off."""
+def one_conversation(
+    client, steps: list[Step], *, delay_minutes: int, lags: list[int], customer: int = 0, **rules_set
+) -> dict:
+    """`deliver` for one chat of one customer, with a channel delay and every other rule off but `rules_set`."""
     rules = {
         **EVERY_CLOSURE,
         "channel_delay": timedelta(minutes=delay_minutes),
         "suppression_window": timedelta(0),
         "email_enabled": True,
         "chat_enabled": True,
+        **rules_set,
     }
     with (
         override_settings(
@@ -236,8 +257,9 @@ def one_conversation(client, steps: list[Step], *, delay_minutes: int, lags: lis
         responses.RequestsMock(assert_all_requests_are_fired=False) as mock,
     ):
         mock.post("https://stella.test/v1/requests", json={}, status=200)
+        mock.add_callback(responses.GET, re.compile(r"https://intercom\.test/contacts/.*"), callback=rest_contact)
         return deliver(
-            client, steps, [0], ["chat"], rules, [PLAIN], workspace=f"wsprop{next(accounts)}", lags=lags, batch=1
+            client, steps, [customer], ["chat"], rules, [PLAIN], workspace=f"wsprop{next(accounts)}", lags=lags, batch=1
         )
 
 
@@ -255,7 +277,7 @@ def one_conversation(client, steps: list[Step], *, delay_minutes: int, lags: lis
 )
 def test_live_and_dry_run_agree_whatever_order_the_webhooks_arrive_in(client, traffic, data):
     steps, owner, channel, rules, facts = traffic
-    latest = deadlines(steps, owner, rules["channel_delay"], rules["quiet_hours"])
+    latest = deadlines(steps, owner, rules)
     outcomes = []
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.post("https://stella.test/v1/requests", json={}, status=200)
@@ -265,6 +287,7 @@ def test_live_and_dry_run_agree_whatever_order_the_webhooks_arrive_in(client, tr
             re.compile(r"https://intercom\.test/conversations/.*"),
             callback=partial(rest_conversation, facts=facts, channel=channel),
         )
+        mock.add_callback(responses.GET, re.compile(r"https://intercom\.test/contacts/.*"), callback=rest_contact)
         for _ in range(2):
             lags = [
                 data.draw(st.integers(0, max(0, deadline - step.minute)))
@@ -312,3 +335,18 @@ def test_a_tag_at_the_moment_a_survey_comes_due_is_taken_in_before_the_send(clie
     steps = [Step(1, "close", 0), Step(6, "tag", 0)]
     outcome = one_conversation(client, steps, delay_minutes=5, lags=[0, 0])
     assert [decision for _, decision, _ in outcome.values()] == ["do_not_send"]
+
+
+@pytest.mark.parametrize(("reopened", "outcome"), [(False, "sent"), (True, "cancelled")])
+def test_quiet_hours_kept_in_the_customers_zone_hold_the_send_and_a_reopen_meanwhile_cancels(client, reopened, outcome):
+    """Quiet hours at minutes 20-80 by UTC's clock come at 80-140 for Bea, an hour behind in Cape Verde: her close at
+    minute 90 is not held by the account's zone, but by hers, until 140; a reopen at 100 still cancels it, live and
+    replayed (the replay reads her zone as the send's look-up recorded it)."""
+    steps = [Step(90, "close", 0), *([Step(100, "reopen", 0)] if reopened else [])]
+    found = one_conversation(
+        client, steps, delay_minutes=0, lags=[0] * len(steps), customer=1,
+        quiet_hours=quiet_hours(20, 80), quiet_hours_zone="customer",
+    )  # fmt: skip
+    assert [status for status, _, _ in found.values()] == [outcome]
+    held = SurveyRequest.objects.latest("pk")
+    assert (held.customer_time_zone, held.send_after) == ("Atlantic/Cape_Verde", START + timedelta(minutes=140))
