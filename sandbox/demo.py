@@ -12,6 +12,7 @@ from portal.durations import format_duration
 from sandbox.models import IntercomRecord, StellaSandboxEmployee
 from sandbox.samples import Person, comment, conversation_item
 from surveys.accounts.account import account_upsert
+from surveys.decisions.decision import QuietHours
 from surveys.models import Account, IntegrationSettings, Teammate
 
 WORKSPACE = "demo"
@@ -22,6 +23,8 @@ DELAY = timedelta(minutes=1)
 SUPPRESSION_WINDOW = timedelta(days=7)
 ONBOARDING_TEAM = "5100003"  # left out by Demo Company, rules (one of TEAMS)
 MAX_DAYS_SINCE_REPLY = 7
+# Demo Company, quiet hours' quiet hours are moved to around now only when they would hold a close now for less.
+QUIET_HOURS_LEFT = timedelta(minutes=10)
 
 # Each demo account, and the settings the demo's scenarios rely on: Demo Company surveys chat only
 # (an email closure is invalid) and holds a customer back for 7 days; the delayed one waits a minute.
@@ -132,12 +135,17 @@ def demo_accounts_ensure() -> tuple[list[Account], list[str]]:
     return accounts, put_back
 
 
-def demo_quiet_hours_now(now: datetime) -> str:
-    """Set Demo Company, quiet hours' quiet hours to the two hours around `now` (UTC), so that a close now waits for
-    them to end. Returns them."""
+def demo_quiet_hours_now(now: datetime) -> tuple[str, bool]:
+    """Demo Company, quiet hours' quiet hours, such that a close at `now` waits for them to end: as they are if they
+    hold it for QUIET_HOURS_LEFT or more (a run soon after another changes nothing, and leaves nothing on record),
+    else set to the two hours around `now` (UTC). Returns them, and whether they were set now."""
+    integration = IntegrationSettings.objects.get(account__intercom_workspace_id=QUIET_WORKSPACE)
+    current = QuietHours.of(integration.quiet_hours, integration.time_zone)
+    if current is not None and current.ends_after(now) >= now + QUIET_HOURS_LEFT:
+        return integration.quiet_hours, False
     quiet = f"{now - timedelta(hours=1):%H:%M}-{now + timedelta(hours=1):%H:%M}"
     account_upsert(workspace_id=QUIET_WORKSPACE, quiet_hours=quiet)
-    return quiet
+    return quiet, True
 
 
 def _setting_words(field: str, value: Any) -> str:

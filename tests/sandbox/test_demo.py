@@ -16,14 +16,14 @@ from django.test import Client
 from django.utils import timezone
 from django.utils.html import escape
 
-from sandbox.demo import NEWCOMER, TEAMMATES, WORKSPACE
+from sandbox.demo import NEWCOMER, QUIET_WORKSPACE, TEAMMATES, WORKSPACE, demo_accounts_ensure, demo_quiet_hours_now
 from sandbox.management.commands.send_demo_webhooks import Command
 from sandbox.models import StellaSandboxEmployee, StellaSandboxRequest
 from surveys.accounts.account import account_upsert
 from surveys.decisions.rules import SuppressionReason
 from surveys.delivery.sending import survey_request_send
 from surveys.delivery.survey_requests import survey_requests_resend
-from surveys.models import Account, ApiRequest, Feedback, SurveyRequest, TeammateDailyCount
+from surveys.models import Account, ApiRequest, Feedback, IntegrationSettings, SurveyRequest, TeammateDailyCount
 from surveys.tasks import process_inbound_webhooks
 from tests.helpers import run_queued_tasks
 from tests.servers import refused_port
@@ -160,7 +160,9 @@ def test_demo_reports_each_scenario_and_sums_up(portal, caplog):
     assert "    expected: suppressed, left out (Too few teammate replies), after counting the replies" in output
     assert "    expected: suppressed, left out (Closed long after the last teammate reply), decided here" in output
     assert "    expected: waiting for the account's quiet hours to end: not left out, sent when they end" in output
-    assert re.search(r"^Demo Company, quiet hours: quiet hours \d\d:\d\d-\d\d:\d\d UTC", output, flags=re.M)
+    assert re.search(
+        r"^Demo Company, quiet hours: quiet hours \d\d:\d\d-\d\d:\d\d UTC, set for this run", output, flags=re.M
+    )
     assert "Read back from Stella" in output and "- Demo Company: 0 feedback records read" in output
 
 
@@ -302,3 +304,20 @@ def test_the_demo_ends_with_a_conversation_stopped_in_the_inbox_app_and_one_reco
         ("assign", "done"), ("email", "done"), ("note", "done"), ("tag", "done"), ("webhook", "done"),
     ]  # fmt: skip
     assert "Tagged the conversation: done" in output and "Webhook: done" in output
+
+
+@pytest.mark.django_db
+def test_running_the_demo_again_soon_leaves_no_configuration_change_on_record():
+    """Each run needs a close now to fall in Demo Company, quiet hours' quiet hours: they move only when they no
+    longer would hold it, so a run soon after another changes nothing, and nothing is put on record."""
+    demo_accounts_ensure()
+    records = IntegrationSettings.history.filter(account__intercom_workspace_id=QUIET_WORKSPACE)
+    now = timezone.now()
+    first, moved = demo_quiet_hours_now(now)
+    count = records.count()
+    assert moved
+    assert demo_quiet_hours_now(now + timedelta(minutes=5)) == (first, False)
+    demo_accounts_ensure()
+    assert records.count() == count
+    later, moved = demo_quiet_hours_now(now + timedelta(minutes=55))  # 5 minutes left: moved to around then
+    assert moved and later != first and records.count() == count + 1

@@ -108,8 +108,9 @@ class Command(BaseCommand):
             self.stdout.write(f"Put back the demo's settings ({note}): the scenarios rely on them.")
         # Conversation ids and customers of this run: unique to the millisecond, so runs never meet.
         run = str(time.time_ns() // 1_000_000)
-        quiet = demo_quiet_hours_now(timezone.now())
-        self.stdout.write(f"Demo Company, quiet hours: quiet hours {quiet} UTC for this run, around now.")
+        quiet, moved = demo_quiet_hours_now(timezone.now())
+        how = "set for this run, around now" if moved else "kept from an earlier run: a close now still falls in them"
+        self.stdout.write(f"Demo Company, quiet hours: quiet hours {quiet} UTC, {how}.")
         now = int(time.time())
         scenarios = [*self.scenarios(now=now, run=run), *self.rule_scenarios(now=now, run=run)]
         for scenario in scenarios:
