@@ -282,8 +282,12 @@ def test_after_the_demo_stella_reads_back_delivery_ratings_and_the_teammate_it_w
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_the_demo_ends_with_a_conversation_stopped_in_the_inbox_app_and_one_recovered(portal, monkeypatch):
-    """With the cluster's work done whenever the demo waits (here, the intake and the sender are run in turn)."""
+def test_the_demo_ends_with_a_conversation_stopped_in_the_inbox_app_and_one_recovered(
+    portal, monkeypatch, settings, capsys
+):
+    """With the cluster's work done whenever the demo waits (here, the intake and the sender are run in turn), and
+    make run's console email backend: the recovery email is named in the report, not printed whole into it."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 
     def send_due() -> int:
         for survey_request in SurveyRequest.objects.filter(status="scheduled", send_after__lte=timezone.now()):
@@ -304,6 +308,10 @@ def test_the_demo_ends_with_a_conversation_stopped_in_the_inbox_app_and_one_reco
         ("assign", "done"), ("email", "done"), ("note", "done"), ("tag", "done"), ("webhook", "done"),
     ]  # fmt: skip
     assert "Tagged the conversation: done" in output and "Webhook: done" in output
+    assert re.search(
+        r"^    emailed:  \[Demo Company\] Low rating: 1 of 5 stars, to support-leads@demo.example$", output, flags=re.M
+    ), output
+    assert "Subject:" not in capsys.readouterr().out
 
 
 @pytest.mark.django_db

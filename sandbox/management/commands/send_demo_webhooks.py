@@ -3,11 +3,16 @@ import logging
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core import mail
+from django.core.mail import EmailMessage
 from django.core.management.base import BaseCommand, CommandError
+from django.test.utils import override_settings
 from django.utils import timezone
 
 from integrations import messages
@@ -140,11 +145,14 @@ class Command(BaseCommand):
         rated = one_star_conversation_id(run)
         self.post(url, demo_low_rating_close(rated, run=run, now=now))
         self.stdout.write(f"Service recovery: conversation {rated}, sent and rated 1★")
-        done = demo_recover(
-            account, rated, wait=max(wait, 10),
-            sent=lambda: SurveyRequest.objects.filter(conversation_id=rated, status=SurveyRequest.Status.SENT).exists(),
-        )  # fmt: skip
+        with emails_kept() as emails:
+            done = demo_recover(
+                account, rated, wait=max(wait, 10),
+                sent=lambda: SurveyRequest.objects.filter(conversation_id=rated, status=SurveyRequest.Status.SENT).exists(),
+            )  # fmt: skip
         self.stdout.write("    then:     " + "; ".join(done))
+        for email in emails:
+            self.stdout.write(f"    emailed:  {email.subject}, to {', '.join(email.to)}")
         self.stdout.write(f"    counted on the Satisfaction report: {base}/status/teammates/")
 
     def read_back(self, accounts: list[Account], *, base: str) -> None:
@@ -417,6 +425,22 @@ class Command(BaseCommand):
         elif request.status_detail:
             text += f" ({request.status_detail})"
         return text
+
+
+@contextmanager
+def emails_kept() -> Iterator[list[EmailMessage]]:
+    """The emails the demo sends itself (service recovery's), kept to be named in a line each: with the console
+    backend (make run's), each would print whole in the middle of the report; the demo keeps them in memory instead.
+    With another backend (SMTP, a file) they go as it sends them, and are named only if it keeps them in memory."""
+    console = settings.EMAIL_BACKEND == "django.core.mail.backends.console.EmailBackend"
+    backend = "django.core.mail.backends.locmem.EmailBackend" if console else settings.EMAIL_BACKEND
+    kept: list[EmailMessage] = []
+    with override_settings(EMAIL_BACKEND=backend):
+        before = len(getattr(mail, "outbox", []))
+        try:
+            yield kept
+        finally:
+            kept.extend(getattr(mail, "outbox", [])[before:])
 
 
 def default_url() -> str:
