@@ -12,16 +12,23 @@ from portal.durations import format_duration
 from sandbox.models import IntercomRecord, StellaSandboxEmployee
 from sandbox.samples import Person, comment, conversation_item
 from surveys.accounts.account import account_upsert
+from surveys.decisions.decision import QuietHours, sampled
 from surveys.models import Account, IntegrationSettings, Teammate
+from surveys.selectors import sample_places_next
 
 WORKSPACE = "demo"
 DELAYED_WORKSPACE = "demo-delayed"
 RULES_WORKSPACE = "demo-rules"
 QUIET_WORKSPACE = "demo-quiet"
+SAMPLE_WORKSPACE = "demo-sample"
 DELAY = timedelta(minutes=1)
 SUPPRESSION_WINDOW = timedelta(days=7)
 ONBOARDING_TEAM = "5100003"  # left out by Demo Company, rules (one of TEAMS)
+BILLING_TEAM = "5100001"  # surveyed by Demo Company, rules, crediting the last teammate to reply (one of TEAMS)
 MAX_DAYS_SINCE_REPLY = 7
+SAMPLE_PERCENT = 50  # Demo Company, sample: of any two closures of a teammate's in a row, one is in the sample
+# Demo Company, quiet hours' quiet hours are moved to around now only when they would hold a close now for less.
+QUIET_HOURS_LEFT = timedelta(minutes=10)
 
 # Each demo account, and the settings the demo's scenarios rely on: Demo Company surveys chat only
 # (an email closure is invalid) and holds a customer back for 7 days; the delayed one waits a minute.
@@ -56,6 +63,17 @@ DEMO_ACCOUNTS: dict[str, tuple[str, dict[str, Any]]] = {
             "exclude_teams": ONBOARDING_TEAM,
             "min_teammate_replies": 1,
             "max_days_since_reply": MAX_DAYS_SINCE_REPLY,
+            "attribution": "last_replier",
+        },
+    ),
+    SAMPLE_WORKSPACE: (
+        "Demo Company, sample",
+        {
+            "enabled": True,
+            "chat_enabled": True,
+            "channel_delay": timedelta(0),
+            "suppression_window": timedelta(0),
+            "sample_percent": SAMPLE_PERCENT,
         },
     ),
     # Its quiet hours are set around the time of each run (demo_quiet_hours_now): a close always falls in them.
@@ -132,12 +150,25 @@ def demo_accounts_ensure() -> tuple[list[Account], list[str]]:
     return accounts, put_back
 
 
-def demo_quiet_hours_now(now: datetime) -> str:
-    """Set Demo Company, quiet hours' quiet hours to the two hours around `now` (UTC), so that a close now waits for
-    them to end. Returns them."""
+def demo_quiet_hours_now(now: datetime) -> tuple[str, bool]:
+    """Demo Company, quiet hours' quiet hours, such that a close at `now` waits for them to end: as they are if they
+    hold it for QUIET_HOURS_LEFT or more (a run soon after another changes nothing, and leaves nothing on record),
+    else set to the two hours around `now` (UTC). Returns them, and whether they were set now."""
+    integration = IntegrationSettings.objects.get(account__intercom_workspace_id=QUIET_WORKSPACE)
+    current = QuietHours.of(integration.quiet_hours, integration.time_zone)
+    if current is not None and current.ends_after(now) >= now + QUIET_HOURS_LEFT:
+        return integration.quiet_hours, False
     quiet = f"{now - timedelta(hours=1):%H:%M}-{now + timedelta(hours=1):%H:%M}"
     account_upsert(workspace_id=QUIET_WORKSPACE, quiet_hours=quiet)
-    return quiet
+    return quiet, True
+
+
+def demo_sample_next_kept(teammate_id: str) -> bool:
+    """Whether the next closure of `teammate_id`'s that Demo Company, sample records is in its sample: where the
+    teammate's sample stands, asked as the intake asks it, and decided by the one rule."""
+    account = Account.objects.get(intercom_workspace_id=SAMPLE_WORKSPACE)
+    place = sample_places_next({(account.pk, teammate_id)})[(account.pk, teammate_id)]
+    return sampled(teammate_id, place, account.integration.sample_percent)
 
 
 def _setting_words(field: str, value: Any) -> str:

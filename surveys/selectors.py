@@ -106,6 +106,23 @@ class _CustomerSearch:
         return customer
 
 
+def sample_places_next(wanted: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
+    """The next place in the sample of each (account id, teammate id at close) `wanted`, in one query (an index's
+    last entry each): 0 for a teammate with no closure recorded yet."""
+    last = (
+        SurveyRequest.objects.filter(
+            account_id__in={account_id for account_id, _ in wanted},
+            sample_stratum__in={teammate_id for _, teammate_id in wanted},
+            sample_position__isnull=False,
+        )
+        .values_list("account_id", "sample_stratum")
+        .annotate(last=Max("sample_position"))
+        .order_by()
+    )
+    found = {(account_id, stratum): position + 1 for account_id, stratum, position in last}
+    return {key: found.get(key, 0) for key in wanted}
+
+
 class IntakeReads:
     """What a batch of closures needs to know of the portal's survey requests, read for the whole batch in
     three queries (their conversations' requests and events, their customers' surveys in the window) and
@@ -136,23 +153,8 @@ class IntakeReads:
     def _read_sample_positions(self, closures: list[IncomingClosure]) -> None:
         """The next place in each of the closures' teammates' samples, in one query (an index's last entry each)."""
         wanted = {(closure.account.pk, closure.teammate_id) for closure in closures} - self._sample_positions.keys()
-        if not wanted:
-            return
-        last = (
-            SurveyRequest.objects.filter(
-                account_id__in={account_id for account_id, _ in wanted},
-                sample_stratum__in={teammate_id for _, teammate_id in wanted},
-                sample_position__isnull=False,
-            )
-            .values_list("account_id", "sample_stratum")
-            .annotate(last=Max("sample_position"))
-            .order_by()
-        )
-        for account_id, teammate_id, position in last:
-            if (account_id, teammate_id) in wanted:
-                self._sample_positions[(account_id, teammate_id)] = position + 1
-        for key in wanted:
-            self._sample_positions.setdefault(key, 0)
+        if wanted:
+            self._sample_positions.update(sample_places_next(wanted))
 
     def sample_place_take(self, survey_request: SurveyRequest) -> None:
         """The next place in the sample of the request's teammate at close, taken for it: every closure recorded gets one,

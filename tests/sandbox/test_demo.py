@@ -5,6 +5,7 @@ import logging
 import re
 import shutil
 import subprocess
+import time
 from datetime import timedelta
 from io import StringIO
 from pathlib import Path
@@ -16,19 +17,30 @@ from django.test import Client
 from django.utils import timezone
 from django.utils.html import escape
 
-from sandbox.demo import NEWCOMER, TEAMMATES, WORKSPACE
+from sandbox.demo import (
+    NEWCOMER,
+    QUIET_WORKSPACE,
+    SAMPLE_WORKSPACE,
+    TEAMMATES,
+    WORKSPACE,
+    demo_accounts_ensure,
+    demo_quiet_hours_now,
+    sandbox_contacts_create,
+)
 from sandbox.management.commands.send_demo_webhooks import Command
 from sandbox.models import StellaSandboxEmployee, StellaSandboxRequest
+from sandbox.samples import closed_conversation
 from surveys.accounts.account import account_upsert
 from surveys.decisions.rules import SuppressionReason
 from surveys.delivery.sending import survey_request_send
 from surveys.delivery.survey_requests import survey_requests_resend
-from surveys.models import Account, ApiRequest, Feedback, SurveyRequest, TeammateDailyCount
+from surveys.models import Account, ApiRequest, Feedback, IntegrationSettings, SurveyRequest, TeammateDailyCount
 from surveys.tasks import process_inbound_webhooks
 from tests.helpers import run_queued_tasks
 from tests.servers import refused_port
 
 ROOT = Path(__file__).resolve().parents[2]
+TESS, OMAR = TEAMMATES[:2]
 
 
 @pytest.fixture
@@ -46,6 +58,10 @@ def demo(url, **options):
     return out.getvalue()
 
 
+def conversation_of(output, title):
+    return re.search(rf"^- {re.escape(title)} \(conversation (\d+)\)$", output, flags=re.M).group(1)
+
+
 def outcomes(output):
     """{scenario title: (status, decision, reason, status detail)} of the run whose report is `output`."""
     titles = dict(re.findall(r"^- (.+) \(conversation (\d+)\)$", output, flags=re.M))
@@ -54,6 +70,10 @@ def outcomes(output):
     return {title: by_id.get(conversation_id) for title, conversation_id in titles.items()}
 
 
+CREDIT = (
+    "Closed chat of the Billing team, assigned to nobody in particular (Demo Company, rules credits the last teammate "
+    "to reply)"
+)
 EXPECTED = {
     "Closed chat": ("sent", "send", "", ""),
     "Closed chat; customer and teammate known only by id": ("sent", "send", "", ""),
@@ -100,6 +120,15 @@ EXPECTED = {
         "reply_too_old",
         "",
     ),
+    CREDIT: ("sent", "send", "", ""),
+    # Demo Company, sample (50%): of two closed chats of Omar's in a row, one is in the sample.
+    "Closed chat of Omar Operator's, picked for Demo Company, sample's 50% sample": ("sent", "send", "", ""),
+    "Closed chat of Omar Operator's, not picked for Demo Company, sample's 50% sample": (
+        "suppressed",
+        "suppressed",
+        "not_sampled",
+        "",
+    ),
 }
 QUIET = "Closed chat during Demo Company, quiet hours' quiet hours"
 
@@ -112,17 +141,27 @@ def without_quiet(found):
 @pytest.mark.django_db(transaction=True)
 def test_demo_walks_through_every_scenario_and_the_status_page_shows_them(portal):
     output = demo(f"{portal.url}/webhooks/intercom/")
-    assert "Posted 15 webhooks" in output
+    assert "Posted 18 webhooks" in output
     run_queued_tasks()
     quiet = outcomes(output)[QUIET]
     assert without_quiet(outcomes(output)) == EXPECTED
     assert quiet[:3] == ("scheduled", "send", "")
     assert quiet[3].startswith("Waiting for the account's quiet hours to end: goes at ")
+    # Credited to Omar, who replied last (Intercom's conversation parts), his email from GET /admins/{id}; and the
+    # report says so.
+    credited = SurveyRequest.objects.get(conversation_id=conversation_of(output, CREDIT))
+    assert (credited.teammate_name, credited.teammate_email) == (OMAR[1], OMAR[2])
+    assert StellaSandboxRequest.objects.get(body__ext_interaction_id=credited.conversation_id).body["employee"] == {
+        "email": OMAR[2]
+    }
+    assert Command.describe(credited) == (
+        f"sent, crediting {OMAR[1]}: The last teammate to reply is credited (the conversation was assigned to a team)"
+    )
     # Stella refused the newcomer; the email closure never reached it.
     refused = StellaSandboxRequest.objects.get(status_code=400)
     assert (refused.body["employee"], refused.response) == ({"email": NEWCOMER[2]}, {"message": "Employee not found"})
-    # The five sent above, and service recovery's chat (rated 1★ once sent; the stopped one never reaches Stella).
-    assert StellaSandboxRequest.objects.filter(status_code=200).count() == 6
+    # The seven sent above, and service recovery's chat (rated 1★ once sent; the stopped one never reaches Stella).
+    assert StellaSandboxRequest.objects.filter(status_code=200).count() == 8
     assert sorted(ApiRequest.objects.invalid().values_list("error_message", flat=True)) == [
         "Channel not enabled for company",
         "Employee not found",
@@ -151,16 +190,20 @@ def test_demo_reports_each_scenario_and_sums_up(portal, caplog):
     # No INFO lines between the report's (its read-back logs each call to Stella); logging is back on after.
     assert [record.getMessage() for record in caplog.records if record.levelno < logging.WARNING] == []
     assert logging.root.manager.disable == logging.NOTSET
-    assert output.count("    expected: ") == output.count("    now:      ") == 14
+    assert output.count("    expected: ") == output.count("    now:      ") == 17
     assert "now:      not processed yet" in output  # wait=0: reported at once
-    assert "As expected: 0 of 14." in output
+    assert "As expected: 0 of 17." in output
     assert f"Status page, as support / support (Demo Company): {portal.url}/status/" in output
     assert "Invalid Requests: Employee not found, Channel not enabled for company; Suppressed: Ada's" in output
     assert "    expected: suppressed, left out (Team not surveyed), decided here" in output
     assert "    expected: suppressed, left out (Too few teammate replies), after counting the replies" in output
     assert "    expected: suppressed, left out (Closed long after the last teammate reply), decided here" in output
     assert "    expected: waiting for the account's quiet hours to end: not left out, sent when they end" in output
-    assert re.search(r"^Demo Company, quiet hours: quiet hours \d\d:\d\d-\d\d:\d\d UTC", output, flags=re.M)
+    assert "    expected: suppressed, left out (Not in the sample), decided here, and the same however often" in output
+    assert f"    expected: sent, crediting {OMAR[1]}, who replied after {TESS[1]}, after reading the replies" in output
+    assert re.search(
+        r"^Demo Company, quiet hours: quiet hours \d\d:\d\d-\d\d:\d\d UTC, set for this run", output, flags=re.M
+    )
     assert "Read back from Stella" in output and "- Demo Company: 0 feedback records read" in output
 
 
@@ -180,7 +223,30 @@ def test_a_second_run_comes_to_the_same_outcomes(portal):
         newcomer: ("invalid", "invalid", "employee_unknown", "Employee not found"),
     }
     assert StellaSandboxRequest.objects.filter(status_code=400).count() == 1
-    assert SurveyRequest.objects.filter(status="suppressed").count() == 2 * 4  # Ada's second chat, three left out
+    # Ada's second chat, three left out by the rules, one by the sample.
+    assert SurveyRequest.objects.filter(status="suppressed").count() == 2 * 5
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_demo_finds_which_closure_its_sample_keeps_wherever_the_sample_stands(portal):
+    """Sampling goes by the order a teammate's closures are recorded: one more closure of Omar's between two runs
+    turns which of the next two is kept; the demo asks, and posts the kept one first or second."""
+    url = f"{portal.url}/webhooks/intercom/"
+    first = demo(url)
+    run_queued_tasks()
+    customer = (f"contact-extra-{time.time_ns()}", "Extra Customer", "extra@customer.example")
+    sandbox_contacts_create([customer])
+    Command().post(url, closed_conversation(app_id=SAMPLE_WORKSPACE, conversation_id="9900001", at=int(time.time()),
+                                            customer=customer, teammate=OMAR))  # fmt: skip
+    run_queued_tasks()
+    second = demo(url)
+    run_queued_tasks()
+    sampling = {title: outcome for title, outcome in EXPECTED.items() if "sample" in title}
+    first_order = {title: outcome for title, outcome in outcomes(first).items() if title in sampling}
+    second_order = {title: outcome for title, outcome in outcomes(second).items() if title in sampling}
+    assert first_order == second_order == sampling
+    assert list(first_order) == list(reversed(second_order))
 
 
 @pytest.mark.slow
@@ -233,7 +299,7 @@ def test_demo_finds_the_portal_from_port_alone(portal, settings):
     settings.PORT = portal.thread.port
     out = StringIO()
     call_command("send_demo_webhooks", wait=0, stdout=out)
-    assert f"Posted 15 webhooks to http://127.0.0.1:{settings.PORT}/webhooks/intercom/" in out.getvalue()
+    assert f"Posted 18 webhooks to http://127.0.0.1:{settings.PORT}/webhooks/intercom/" in out.getvalue()
 
 
 @pytest.mark.slow
@@ -280,8 +346,12 @@ def test_after_the_demo_stella_reads_back_delivery_ratings_and_the_teammate_it_w
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_the_demo_ends_with_a_conversation_stopped_in_the_inbox_app_and_one_recovered(portal, monkeypatch):
-    """With the cluster's work done whenever the demo waits (here, the intake and the sender are run in turn)."""
+def test_the_demo_ends_with_a_conversation_stopped_in_the_inbox_app_and_one_recovered(
+    portal, monkeypatch, settings, capsys
+):
+    """With the cluster's work done whenever the demo waits (here, the intake and the sender are run in turn), and
+    make run's console email backend: the recovery email is named in the report, not printed whole into it."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 
     def send_due() -> int:
         for survey_request in SurveyRequest.objects.filter(status="scheduled", send_after__lte=timezone.now()):
@@ -302,3 +372,24 @@ def test_the_demo_ends_with_a_conversation_stopped_in_the_inbox_app_and_one_reco
         ("assign", "done"), ("email", "done"), ("note", "done"), ("tag", "done"), ("webhook", "done"),
     ]  # fmt: skip
     assert "Tagged the conversation: done" in output and "Webhook: done" in output
+    assert re.search(
+        r"^    emailed:  \[Demo Company\] Low rating: 1 of 5 stars, to support-leads@demo.example$", output, flags=re.M
+    ), output
+    assert "Subject:" not in capsys.readouterr().out
+
+
+@pytest.mark.django_db
+def test_running_the_demo_again_soon_leaves_no_configuration_change_on_record():
+    """Each run needs a close now to fall in Demo Company, quiet hours' quiet hours: they move only when they no
+    longer would hold it, so a run soon after another changes nothing, and nothing is put on record."""
+    demo_accounts_ensure()
+    records = IntegrationSettings.history.filter(account__intercom_workspace_id=QUIET_WORKSPACE)
+    now = timezone.now()
+    first, moved = demo_quiet_hours_now(now)
+    count = records.count()
+    assert moved
+    assert demo_quiet_hours_now(now + timedelta(minutes=5)) == (first, False)
+    demo_accounts_ensure()
+    assert records.count() == count
+    later, moved = demo_quiet_hours_now(now + timedelta(minutes=55))  # 5 minutes left: moved to around then
+    assert moved and later != first and records.count() == count + 1

@@ -242,12 +242,13 @@ def test_demo_setup_creates_the_demo_accounts_and_admin_once():
     second = run("portal_setup_demo")
     assert "Created the local admin user" in first and "Created the local admin user" not in second
     assert sorted(Account.objects.values_list("intercom_workspace_id", flat=True)) == [
-        "demo", "demo-delayed", "demo-quiet", "demo-rules",
+        "demo", "demo-delayed", "demo-quiet", "demo-rules", "demo-sample",
     ]  # fmt: skip
     delayed = Account.objects.get(intercom_workspace_id="demo-delayed").integration
     assert delayed.channel_delay == timedelta(minutes=1)
     rules = Account.objects.get(intercom_workspace_id="demo-rules").integration
-    assert (rules.min_teammate_replies, rules.max_days_since_reply) == (1, 7)
+    assert (rules.min_teammate_replies, rules.max_days_since_reply, rules.attribution) == (1, 7, "last_replier")
+    assert Account.objects.get(intercom_workspace_id="demo-sample").integration.sample_percent == 50
     assert User.objects.get(username="admin").is_superuser
     support = User.objects.get(username="support")
     assert not support.is_staff

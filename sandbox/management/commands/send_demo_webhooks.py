@@ -3,16 +3,22 @@ import logging
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core import mail
+from django.core.mail import EmailMessage
 from django.core.management.base import BaseCommand, CommandError
+from django.test.utils import override_settings
 from django.utils import timezone
 
 from integrations import messages
 from integrations.intercom.signature import signature_for
 from sandbox.demo import (
+    BILLING_TEAM,
     BOT,
     DELAYED_WORKSPACE,
     MAX_DAYS_SINCE_REPLY,
@@ -20,11 +26,14 @@ from sandbox.demo import (
     ONBOARDING_TEAM,
     QUIET_WORKSPACE,
     RULES_WORKSPACE,
+    SAMPLE_PERCENT,
+    SAMPLE_WORKSPACE,
     TEAMMATES,
     WORKSPACE,
     demo_accounts_ensure,
     demo_customers_create,
     demo_quiet_hours_now,
+    demo_sample_next_kept,
     sandbox_conversation_create,
     sandbox_newcomer_forget,
     sandbox_people_create,
@@ -36,7 +45,8 @@ from sandbox.demo_inbox import (
     demo_stop_from_inbox,
     one_star_conversation_id,
 )
-from sandbox.samples import closed_conversation, closed_conversation_v1, reopened_conversation
+from sandbox.samples import Person, closed_conversation, closed_conversation_v1, reopened_conversation
+from surveys.decisions.rules import Decision
 from surveys.loop.employees import stella_employees_sync, teammates_unknown_to_stella
 from surveys.loop.feedback import stella_feedback_pull
 from surveys.models import Account, SurveyOutcome, SurveyRequest
@@ -64,8 +74,9 @@ class Command(BaseCommand):
     help = (
         "Post signed sample Intercom webhooks to the portal `make run` started, then say what became of each: "
         f"closures sent, sent flagged do not send, invalid ({_NOT_FOUND}; {_NOT_ENABLED}), "
-        "suppressed, cancelled by a reopen, one waiting out a channel delay, and closures left out by the rules of "
-        "whom to survey (a team, too few replies, a reply long ago) or waiting for the quiet hours to end. "
+        "suppressed, cancelled by a reopen, one waiting out a channel delay, closures left out by the rules of "
+        "whom to survey (a team, too few replies, a reply long ago, a sample) or waiting for the quiet hours to end, "
+        "and one credited to the last teammate to reply. "
         "The portal is looked for at http://127.0.0.1:$PORT (PORT from the environment, 8000 if unset): "
         "run `make demo PORT=…` with the PORT you gave `make run`, or pass --url."
     )
@@ -108,8 +119,9 @@ class Command(BaseCommand):
             self.stdout.write(f"Put back the demo's settings ({note}): the scenarios rely on them.")
         # Conversation ids and customers of this run: unique to the millisecond, so runs never meet.
         run = str(time.time_ns() // 1_000_000)
-        quiet = demo_quiet_hours_now(timezone.now())
-        self.stdout.write(f"Demo Company, quiet hours: quiet hours {quiet} UTC for this run, around now.")
+        quiet, moved = demo_quiet_hours_now(timezone.now())
+        how = "set for this run, around now" if moved else "kept from an earlier run: a close now still falls in them"
+        self.stdout.write(f"Demo Company, quiet hours: quiet hours {quiet} UTC, {how}.")
         now = int(time.time())
         scenarios = [*self.scenarios(now=now, run=run), *self.rule_scenarios(now=now, run=run)]
         for scenario in scenarios:
@@ -139,11 +151,14 @@ class Command(BaseCommand):
         rated = one_star_conversation_id(run)
         self.post(url, demo_low_rating_close(rated, run=run, now=now))
         self.stdout.write(f"Service recovery: conversation {rated}, sent and rated 1★")
-        done = demo_recover(
-            account, rated, wait=max(wait, 10),
-            sent=lambda: SurveyRequest.objects.filter(conversation_id=rated, status=SurveyRequest.Status.SENT).exists(),
-        )  # fmt: skip
+        with emails_kept() as emails:
+            done = demo_recover(
+                account, rated, wait=max(wait, 10),
+                sent=lambda: SurveyRequest.objects.filter(conversation_id=rated, status=SurveyRequest.Status.SENT).exists(),
+            )  # fmt: skip
         self.stdout.write("    then:     " + "; ".join(done))
+        for email in emails:
+            self.stdout.write(f"    emailed:  {email.subject}, to {', '.join(email.to)}")
         self.stdout.write(f"    counted on the Satisfaction report: {base}/status/teammates/")
 
     def read_back(self, accounts: list[Account], *, base: str) -> None:
@@ -262,11 +277,18 @@ class Command(BaseCommand):
 
     @staticmethod
     def rule_scenarios(*, now: int, run: str) -> list[Scenario]:
-        """Closures the rules of whom to survey leave out (Demo Company, rules), and one the quiet hours hold."""
-        team, few, old, quiet = (f"{run}2{n}" for n in range(4))  # {run}20 to {run}23
+        """Closures the rules of whom to survey leave out (Demo Company, rules; Demo Company, sample), one the quiet
+        hours hold, and one credited to the last teammate to reply."""
+        team, few, old, quiet, credit = (f"{run}2{n}" for n in range(5))  # {run}20 to {run}24
         customer = demo_customers_create(f"{run}r")[0]
         # The sandbox's Intercom has this conversation with no teammate reply: the send's look-up counts none.
         sandbox_conversation_create(few, channel="chat", customer=customer, teammate=TESS, started_at=now - 600)
+        # ...and this one, of the Billing team with nobody assigned, with Tess's reply, then Omar's.
+        nobody: Person = ("", None, None)  # no teammate assigned
+        sandbox_conversation_create(
+            credit, channel="chat", customer=customer, teammate=nobody, started_at=now - 1200,
+            replies=((TESS, now - 900), (OMAR, now - 600)), team_id=BILLING_TEAM,
+        )  # fmt: skip
         rules: dict[str, Any] = {"app_id": RULES_WORKSPACE, "at": now, "customer": customer, "teammate": TESS}
         long_ago = now - (MAX_DAYS_SINCE_REPLY + 3) * 86400
         left_out = "suppressed, left out"
@@ -305,7 +327,51 @@ class Command(BaseCommand):
                 SurveyOutcome.WAITING,
                 waits=True,
             ),
+            Scenario(
+                "Closed chat of the Billing team, assigned to nobody in particular (Demo Company, rules credits the "
+                "last teammate to reply)",
+                f"sent, crediting {OMAR[1]}, who replied after {TESS[1]}, after reading the replies in Intercom",
+                credit,
+                [
+                    closed_conversation(
+                        conversation_id=credit,
+                        team_id=BILLING_TEAM,
+                        last_admin_reply_at=now - 600,
+                        **{**rules, "teammate": nobody},
+                    )
+                ],  # fmt: skip
+                SurveyOutcome.SENT,
+            ),
+            *Command.sample_scenarios(now=now, run=run, customer=customer),
         ]
+
+    @staticmethod
+    def sample_scenarios(*, now: int, run: str, customer: Person) -> list[Scenario]:
+        """Two closed chats of Omar's in a row in Demo Company, sample: one is in its sample, the other not. Which
+        comes first depends on where Omar's sample stands (each run adds two closures, and sampling goes by the
+        order a teammate's closures are recorded), so the demo asks, and posts the other one second."""
+        kept, left = f"{run}25", f"{run}26"
+        sample: dict[str, Any] = {"app_id": SAMPLE_WORKSPACE, "at": now, "customer": customer, "teammate": OMAR}
+        scenarios = [
+            Scenario(
+                f"Closed chat of {OMAR[1]}'s, picked for Demo Company, sample's {SAMPLE_PERCENT}% sample",
+                f"sent: Demo Company, sample surveys {SAMPLE_PERCENT}% of each teammate's closures, and picked this one",
+                kept,
+                [closed_conversation(conversation_id=kept, **sample)],
+                SurveyOutcome.SENT,
+            ),
+            Scenario(
+                f"Closed chat of {OMAR[1]}'s, not picked for Demo Company, sample's {SAMPLE_PERCENT}% sample",
+                f"suppressed, left out ({messages.NOT_SAMPLED.words}), decided here, and the same however often "
+                "Intercom delivers it",
+                left,
+                [closed_conversation(conversation_id=left, **sample)],
+                SurveyOutcome.SUPPRESSED,
+            ),
+        ]
+        first, second = scenarios if demo_sample_next_kept(OMAR[0]) else reversed(scenarios)
+        second.after = first.conversation_id  # recorded in this order: the second takes the next place
+        return [first, second]
 
     def check_portal(self, url: str) -> None:
         """Is the portal there? Intercom's URL check (HEAD) answers 200; say plainly what to do when nothing does."""
@@ -415,7 +481,25 @@ class Command(BaseCommand):
             text += f" ({request.get_reason_display()})"
         elif request.status_detail:
             text += f" ({request.status_detail})"
+        if request.attribution and request.decision == Decision.SEND:
+            text += f", crediting {request.teammate_name or request.teammate_email}: {request.attribution}"
         return text
+
+
+@contextmanager
+def emails_kept() -> Iterator[list[EmailMessage]]:
+    """The emails the demo sends itself (service recovery's), kept to be named in a line each: with the console
+    backend (make run's), each would print whole in the middle of the report; the demo keeps them in memory instead.
+    With another backend (SMTP, a file) they go as it sends them, and are named only if it keeps them in memory."""
+    console = settings.EMAIL_BACKEND == "django.core.mail.backends.console.EmailBackend"
+    backend = "django.core.mail.backends.locmem.EmailBackend" if console else settings.EMAIL_BACKEND
+    kept: list[EmailMessage] = []
+    with override_settings(EMAIL_BACKEND=backend):
+        before = len(getattr(mail, "outbox", []))
+        try:
+            yield kept
+        finally:
+            kept.extend(getattr(mail, "outbox", [])[before:])
 
 
 def default_url() -> str:
