@@ -79,7 +79,13 @@ DEMO_ACCOUNTS: dict[str, tuple[str, dict[str, Any]]] = {
     # Its quiet hours are set around the time of each run (demo_quiet_hours_now): a close always falls in them.
     QUIET_WORKSPACE: (
         "Demo Company, quiet hours",
-        {"enabled": True, "chat_enabled": True, "channel_delay": timedelta(0), "time_zone": "UTC"},
+        {
+            "enabled": True,
+            "chat_enabled": True,
+            "channel_delay": timedelta(0),
+            "time_zone": "UTC",
+            "quiet_hours_zone": "customer",
+        },
     ),
 }
 
@@ -101,6 +107,11 @@ CUSTOMERS: list[Person] = [
     ("contact-cai", "Cai Client", "cai@client.example"),
     ("contact-dee", None, "dee@customer.example"),
 ]
+# Where the sandbox's Intercom says a customer is (GET /contacts/{id}, `location`), for quiet hours kept in the
+# customer's time zone: Bea is in Japan; the others' contacts don't say.
+CUSTOMER_LOCATIONS: dict[str, dict[str, str]] = {
+    "contact-bea": {"country": "Japan", "region": "Tokyo", "city": "Tokyo"}
+}
 
 
 def demo_accounts_create() -> list[Account]:
@@ -211,12 +222,14 @@ def sandbox_newcomer_forget() -> bool:
     return bool(deleted)
 
 
-def sandbox_contacts_create(customers: list[Person]) -> None:
-    for contact_id, name, email in customers:
+def sandbox_contacts_create(customers: list[Person], *, located_as: list[str] | None = None) -> None:
+    """The customers' contacts in the sandbox's Intercom; `located_as`: each one's demo customer, for where it is."""
+    for (contact_id, name, email), demo_id in zip(customers, located_as or [c[0] for c in customers], strict=True):
+        data: dict[str, Any] = {"type": "contact", "id": contact_id, "role": "user", "name": name, "email": email}
+        if location := CUSTOMER_LOCATIONS.get(demo_id):
+            data["location"] = {"type": "location", **location}
         IntercomRecord.objects.update_or_create(
-            kind=IntercomRecord.Kind.CONTACT,
-            intercom_id=contact_id,
-            defaults={"data": {"type": "contact", "id": contact_id, "role": "user", "name": name, "email": email}},
+            kind=IntercomRecord.Kind.CONTACT, intercom_id=contact_id, defaults={"data": data}
         )
 
 
@@ -227,7 +240,7 @@ def demo_customers_create(run: str) -> list[Person]:
     for contact_id, name, email in CUSTOMERS:
         local, _, domain = (email or "").partition("@")
         customers.append((f"{contact_id}-{run}", name, f"{local}+{run}@{domain}"))
-    sandbox_contacts_create(customers)
+    sandbox_contacts_create(customers, located_as=[contact_id for contact_id, _, _ in CUSTOMERS])
     return customers
 
 

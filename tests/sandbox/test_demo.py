@@ -121,6 +121,9 @@ EXPECTED = {
         "",
     ),
     CREDIT: ("sent", "send", "", ""),
+    # Demo Company, quiet hours keeps them in each customer's time zone: Bea's contact says Japan, where it is day.
+    "Closed chat of Bea Buyer's, in Japan, at the same time (Demo Company, quiet hours keeps them in each customer's "
+    "time zone)": ("sent", "send", "", ""),
     # Demo Company, sample (50%): of two closed chats of Omar's in a row, one is in the sample.
     "Closed chat of Omar Operator's, picked for Demo Company, sample's 50% sample": ("sent", "send", "", ""),
     "Closed chat of Omar Operator's, not picked for Demo Company, sample's 50% sample": (
@@ -141,12 +144,13 @@ def without_quiet(found):
 @pytest.mark.django_db(transaction=True)
 def test_demo_walks_through_every_scenario_and_the_status_page_shows_them(portal):
     output = demo(f"{portal.url}/webhooks/intercom/")
-    assert "Posted 18 webhooks" in output
+    assert "Posted 19 webhooks" in output
     run_queued_tasks()
     quiet = outcomes(output)[QUIET]
     assert without_quiet(outcomes(output)) == EXPECTED
     assert quiet[:3] == ("scheduled", "send", "")
     assert quiet[3].startswith("Waiting for the account's quiet hours to end: goes at ")
+    assert quiet[3].endswith(" UTC (the account's: Intercom doesn't say where the customer is)")
     # Credited to Omar, who replied last (Intercom's conversation parts), his email from GET /admins/{id}; and the
     # report says so.
     credited = SurveyRequest.objects.get(conversation_id=conversation_of(output, CREDIT))
@@ -160,8 +164,8 @@ def test_demo_walks_through_every_scenario_and_the_status_page_shows_them(portal
     # Stella refused the newcomer; the email closure never reached it.
     refused = StellaSandboxRequest.objects.get(status_code=400)
     assert (refused.body["employee"], refused.response) == ({"email": NEWCOMER[2]}, {"message": "Employee not found"})
-    # The seven sent above, and service recovery's chat (rated 1★ once sent; the stopped one never reaches Stella).
-    assert StellaSandboxRequest.objects.filter(status_code=200).count() == 8
+    # The eight sent above, and service recovery's chat (rated 1★ once sent; the stopped one never reaches Stella).
+    assert StellaSandboxRequest.objects.filter(status_code=200).count() == 9
     assert sorted(ApiRequest.objects.invalid().values_list("error_message", flat=True)) == [
         "Channel not enabled for company",
         "Employee not found",
@@ -190,9 +194,9 @@ def test_demo_reports_each_scenario_and_sums_up(portal, caplog):
     # No INFO lines between the report's (its read-back logs each call to Stella); logging is back on after.
     assert [record.getMessage() for record in caplog.records if record.levelno < logging.WARNING] == []
     assert logging.root.manager.disable == logging.NOTSET
-    assert output.count("    expected: ") == output.count("    now:      ") == 17
+    assert output.count("    expected: ") == output.count("    now:      ") == 18
     assert "now:      not processed yet" in output  # wait=0: reported at once
-    assert "As expected: 0 of 17." in output
+    assert "As expected: 0 of 18." in output
     assert f"Status page, as support / support (Demo Company): {portal.url}/status/" in output
     assert "Invalid Requests: Employee not found, Channel not enabled for company; Suppressed: Ada's" in output
     assert "    expected: suppressed, left out (Team not surveyed), decided here" in output
@@ -299,7 +303,7 @@ def test_demo_finds_the_portal_from_port_alone(portal, settings):
     settings.PORT = portal.thread.port
     out = StringIO()
     call_command("send_demo_webhooks", wait=0, stdout=out)
-    assert f"Posted 18 webhooks to http://127.0.0.1:{settings.PORT}/webhooks/intercom/" in out.getvalue()
+    assert f"Posted 19 webhooks to http://127.0.0.1:{settings.PORT}/webhooks/intercom/" in out.getvalue()
 
 
 @pytest.mark.slow

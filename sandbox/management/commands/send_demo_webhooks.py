@@ -279,8 +279,8 @@ class Command(BaseCommand):
     def rule_scenarios(*, now: int, run: str) -> list[Scenario]:
         """Closures the rules of whom to survey leave out (Demo Company, rules; Demo Company, sample), one the quiet
         hours hold, and one credited to the last teammate to reply."""
-        team, few, old, quiet, credit = (f"{run}2{n}" for n in range(5))  # {run}20 to {run}24
-        customer = demo_customers_create(f"{run}r")[0]
+        team, few, old, quiet, credit, day = (f"{run}2{n}" for n in range(6))  # {run}20 to {run}25
+        customer, in_japan = demo_customers_create(f"{run}r")[:2]
         # The sandbox's Intercom has this conversation with no teammate reply: the send's look-up counts none.
         sandbox_conversation_create(few, channel="chat", customer=customer, teammate=TESS, started_at=now - 600)
         # ...and this one, of the Billing team with nobody assigned, with Tess's reply, then Omar's.
@@ -326,6 +326,18 @@ class Command(BaseCommand):
                 ],  # fmt: skip
                 SurveyOutcome.WAITING,
                 waits=True,
+            ),
+            Scenario(
+                f"Closed chat of {in_japan[1]}'s, in Japan, at the same time (Demo Company, quiet hours keeps them in "
+                "each customer's time zone)",
+                "sent: it is day in Asia/Tokyo, where Intercom says she is",
+                day,
+                [
+                    closed_conversation(
+                        app_id=QUIET_WORKSPACE, conversation_id=day, at=now, customer=in_japan, teammate=TESS
+                    )
+                ],  # fmt: skip
+                SurveyOutcome.SENT,
             ),
             Scenario(
                 "Closed chat of the Billing team, assigned to nobody in particular (Demo Company, rules credits the "
