@@ -70,3 +70,31 @@ def test_a_csm_picks_teams_by_name_and_tries_a_sample(live_server, page, log, se
     row = page.locator("table.dry-run-counts tr", has_text="Not in the sample")
     expect(row.locator("td").nth(3)).to_have_text("10")
     expect(row.locator("td").nth(4)).to_have_text(re.compile(r"^\+10$"))
+
+
+def test_a_csm_keeps_quiet_hours_in_each_customers_night(live_server, page, log):
+    account = AccountFactory(
+        name="Northwind Traders International Support (EMEA)", intercom_workspace_id="wsnorthq",
+        integration__intercom_access_token="sandbox-token-browser",
+    )  # fmt: skip
+    log_in(page, f"{live_server.url}/admin/login/", "csm", "csm-pw-12345")
+    page.wait_for_url("**/admin/")
+    page.goto(f"{live_server.url}/admin/surveys/account/{account.pk}/change/")
+    page.locator("#id_integration-0-time_zone").fill("America/New_York")
+    page.locator("#id_integration-0-quiet_hours").fill("21:00-08:00")
+    zone = page.locator("#id_integration-0-quiet_hours_zone")
+    zone.select_option("customer")
+    zone.scroll_into_view_if_needed()
+    box = zone.bounding_box()
+    assert box and box["x"] + box["width"] <= 1366, box
+    screenshot(page, "admin-quiet-hours-zone.png")
+    page.locator("input[name=_continue]").click()
+    expect(page.locator(".messagelist", has_text="was changed successfully")).to_be_visible()
+    integration = IntegrationSettings.objects.get(account=account)
+    assert (integration.quiet_hours, integration.quiet_hours_zone) == ("21:00-08:00", "customer")
+
+    page.get_by_role("link", name="Dry run…").click()
+    expect(page.locator("#id_quiet_hours_zone")).to_have_value("customer")
+    expect(page.locator(".field", has=page.locator("#id_quiet_hours_zone"))).to_contain_text(
+        "current: 21:00-08:00 in each customer's time zone (else America/New_York)"
+    )
