@@ -14,13 +14,14 @@ country names), from the pinned tzdata package, so it changes when the world's z
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib.resources import files
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from integrations.intercom.json_fields import JsonObject, PayloadError
 
@@ -100,13 +101,21 @@ def _zone_of_city(zones: list[tuple[str, str]], city: str) -> str | None:
 
 
 def _zone_of_region(zones: list[tuple[str, str]], region: str) -> str | None:
+    """The zone whose description names `region` as a whole part ("Baja California" is America/Tijuana's, not
+    Mazatlan's "Baja California Sur, Nayarit (most areas), Sinaloa"), or whose city it is."""
     wanted = _plain(region)
     if not wanted:
         return None
-    found = [(zone, about) for zone, about in zones if wanted in _plain(about) or wanted == _plain(zone.split("/")[-1])]
+    found = [(zone, about) for zone, about in zones if wanted in _parts(about) or wanted == _plain(zone.split("/")[-1])]
     if len(found) > 1:  # "New South Wales (most areas)" over "New South Wales (Yancowinna)"
         found = [(zone, about) for zone, about in found if MOST_AREAS in _plain(about)]
     return found[0][0] if len(found) == 1 else None
+
+
+def _parts(about: str) -> set[str]:
+    """The places a zone.tab description names: "Atlantic - NS (most areas), PE" names "atlantic", "ns", "pe"."""
+    bare = re.sub(r"\([^)]*\)", "", about)
+    return {_plain(part) for part in re.split(r" - |[,;&]", bare) if _plain(part)}
 
 
 def _country_code(location: CustomerLocation) -> str:
@@ -126,11 +135,13 @@ def _plain(text: str) -> str:
 
 
 def _is_zone(name: str) -> bool:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return "/" in name
+    """A zone of the pinned tzdata (not a host's posix/ or right/ copies, which another host may lack)."""
+    return name in _zone_names() and "/" in name
+
+
+@cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(files("tzdata").joinpath("zones").read_text(encoding="utf-8").split())
 
 
 def _table(name: str) -> list[list[str]]:

@@ -68,6 +68,7 @@ PERSONAL_TEXT: dict[type[Model], dict[str, str]] = {
         "customer_name": "emptied",
         "customer_email": "emptied",
         "customer_id": "emptied, so nothing can look the person up in Intercom again",
+        "customer_time_zone": "emptied (a zone as narrow as Pacific/Pitcairn says where they are)",
         "status_detail": "their email, name and contact id cut out (a vendor's message may quote them)",
     },
     ApiRequest: {
@@ -331,10 +332,12 @@ def _survey_requests_erase(ids: list[int], *, note: str, now: datetime, retentio
         requests = requests.exclude(status__in=IN_FLIGHT)
     people: dict[int, tuple[str, str, str]] = {}
     quoted = []
-    columns = ("pk", "customer_email", "customer_name", "customer_id", "status_detail")
-    for pk, email, name, contact_id, detail in requests.values_list(*columns):
+    columns = ("pk", "customer_email", "customer_name", "customer_id", "customer_time_zone", "status_detail")
+    for pk, email, name, contact_id, zone, detail in requests.values_list(*columns):
         people[pk] = (email, name, contact_id)
-        if (scrubbed := _scrub(detail, *people[pk])) != detail:
+        # A quiet-hours detail names the customer's zone ("goes at … Pacific/Pitcairn (the customer's time zone)").
+        found_zone = zone if "/" in zone else ""
+        if (scrubbed := _scrub(detail, *people[pk], found_zone)) != detail:
             quoted.append(SurveyRequest(pk=pk, status_detail=scrubbed))
     SurveyRequest.objects.bulk_update(quoted, ["status_detail"], batch_size=BATCH)
     ids = list(people)
@@ -354,7 +357,7 @@ def _survey_requests_erase(ids: list[int], *, note: str, now: datetime, retentio
     notes = _intercom_notes_erase(IntercomNote.objects.filter(survey_request_id__in=ids), note=note, now=now)
     _send_failures_scrub(people)
     # updated_at stays: a sender holding one of these still completes its conditional update.
-    count = requests.update(customer_email="", customer_name="", customer_id="", erased_at=now)
+    count = requests.update(customer_email="", customer_name="", customer_id="", customer_time_zone="", erased_at=now)
     return Erased(survey_requests=count, api_requests=len(calls), intercom_notes=notes)
 
 

@@ -27,7 +27,7 @@ from datetime import datetime, time, timedelta
 from enum import Enum
 from functools import lru_cache, partial
 from typing import Protocol
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from integrations.vocabulary import AssigneeKind, Channel
 from surveys.decisions.rules import (
@@ -92,7 +92,12 @@ class QuietHours:
         if not inside:
             return due
         day = local.date() + timedelta(days=1 if next_day else 0)
-        return datetime.combine(day, self.end, tzinfo=self.zone).astimezone(due.tzinfo)
+        end = datetime.combine(day, self.end, tzinfo=self.zone)
+        if (
+            end.timestamp() <= due.timestamp()
+        ):  # the night clocks go back, due in the hour that comes twice: its end is the second one
+            end = end.replace(fold=1)
+        return max(due, end.astimezone(due.tzinfo))
 
 
 @dataclass(frozen=True)
@@ -148,7 +153,7 @@ class Rules:
             return self.quiet_hours
         if not zone:
             return None
-        return self.quiet_hours if zone == UNKNOWN_ZONE else replace(self.quiet_hours, zone=ZoneInfo(zone))
+        return self.quiet_hours if zone == UNKNOWN_ZONE else _quiet_hours_in(self.quiet_hours, zone)
 
     def zone_wanted(self, zone: str) -> bool:
         """Whether a survey recorded with `zone` must look up its customer's time zone before it may go."""
@@ -164,6 +169,16 @@ class Rules:
         if self.include_teams and team_id not in self.include_teams:
             return True
         return team_id in self.exclude_teams
+
+
+@lru_cache(maxsize=1024)
+def _quiet_hours_in(quiet: QuietHours, zone: str) -> QuietHours:
+    """The same quiet hours in `zone`; in their own zone if it is none the tzdata knows (a replay of 100,000
+    closures asks this of a few zones)."""
+    try:
+        return replace(quiet, zone=ZoneInfo(zone))
+    except (ZoneInfoNotFoundError, ValueError):
+        return quiet
 
 
 class RuleSettings(Protocol):

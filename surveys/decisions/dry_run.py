@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from integrations.vocabulary import Channel
 from portal.durations import format_duration
+from surveys.decisions.decision import UNKNOWN_ZONE
 from surveys.decisions.replay import CANCELLED, ClosureResult, Loaded, Replay, ReplayedClosure, load_closures, untag
 from surveys.models import Account, IntegrationSettings
 
@@ -103,6 +104,9 @@ class DryRunResult:
     erased: int
     # Ended before Intercom was asked for their teammates' replies: the minimum of replies can't judge them.
     replies_unknown: int
+    # Never asked Intercom where their customer is (ended first, or the quiet hours were the account's): quiet hours
+    # kept in each customer's time zone are read in the account's for them.
+    zones_unknown: int
     # Replayed with the current settings, these come out otherwise than they did: the settings
     # changed during these days, or webhooks came out of order.
     baseline_mismatches: int
@@ -201,6 +205,7 @@ def dry_run(
         channel_unknown=sum(not closure.channel for closure in closures),
         erased=sum(bool(closure.erased) for closure in closures),
         replies_unknown=sum(closure.replies_at_send is None for closure in closures),
+        zones_unknown=sum(closure.customer_time_zone in ("", UNKNOWN_ZONE) for closure in closures),
         baseline_mismatches=_differences(stored, baseline),
         events=len(loaded.events),
         load_seconds=loaded.seconds,

@@ -22,6 +22,7 @@ from integrations import messages
 from integrations.vocabulary import AssigneeKind, Channel
 from surveys.decisions.decision import (
     CANCELLING_KINDS,
+    UNKNOWN_ZONE,
     CancelReason,
     Rules,
     Stage,
@@ -280,7 +281,8 @@ class Replay:
         closures, events = self.loaded.closures, self.loaded.events
         for closure in closures:
             closure.tags, closure.status, closure.reason = closure.base_tags, "", ""
-            closure.send_after = self.rules.send_after(closure.closed_at, closure.customer_time_zone)
+            # Never asked where the customer is (it ended first, or was recorded before): the account's zone.
+            closure.send_after = self.rules.send_after(closure.closed_at, closure.customer_time_zone or UNKNOWN_ZONE)
         next_event = 0
         for closure in closures:
             while next_event < len(events) and events[next_event][2] < closure.closed_at:

@@ -453,21 +453,36 @@ def _look_up_customer(
 ) -> None:
     """The customer's email where the webhook left it out, and their time zone where the quiet hours are kept in it."""
     zone_wanted = Rules.of(integration).zone_wanted(survey_request.customer_time_zone)
+    if survey_request.customer_email:
+        if zone_wanted:
+            survey_request.customer_time_zone = _customer_zone(survey_request, client=client)
+        return
     if not survey_request.customer_id:
         if zone_wanted:
             survey_request.customer_time_zone = UNKNOWN_ZONE  # no contact to ask: the account's zone
-        return
-    if survey_request.customer_email and not zone_wanted:
         return
     try:
         contact = client.contact(survey_request.customer_id)
     except IntercomNotFound:
         raise IntercomNotFound(messages.INVALID_CUSTOMER.words) from None
-    if not survey_request.customer_email:
-        survey_request.customer_email = email_normalised(contact.email)
-        survey_request.customer_name = survey_request.customer_name or contact.name or ""
-        survey_request.customer_role = contact.role
+    survey_request.customer_email = email_normalised(contact.email)
+    survey_request.customer_name = survey_request.customer_name or contact.name or ""
+    survey_request.customer_role = contact.role
     survey_request.customer_time_zone = time_zone_of(contact.location) or UNKNOWN_ZONE
+
+
+def _customer_zone(survey_request: SurveyRequest, *, client: IntercomClient) -> str:
+    """Where Intercom says a customer whose email is known is, as a time zone: asked only for the quiet hours, so a
+    contact gone or an Intercom down means the account's zone, never a failed send or a Stella attempt spent."""
+    if not survey_request.customer_id:
+        return UNKNOWN_ZONE
+    try:
+        contact = client.contact(survey_request.customer_id)
+    except (IntercomRateLimited, IntercomTokenRejected):
+        raise  # the send waits for the limit, or the account for a CSM, as for any look-up
+    except IntercomError:
+        return UNKNOWN_ZONE
+    return time_zone_of(contact.location) or UNKNOWN_ZONE
 
 
 def survey_requests_send_due(*, now: datetime) -> int:

@@ -164,7 +164,9 @@ def survey_request_quiet_detail(survey_request: SurveyRequest, *, integration: I
     if rules.customer_zone:
         found = survey_request.customer_time_zone not in ("", UNKNOWN_ZONE)
         whose = (
-            " (the customer's time zone)" if found else " (the account's: Intercom doesn't say where the customer is)"
+            " (the customer's time zone)"
+            if found
+            else " (the account's: where Intercom says the customer is doesn't name one time zone)"
         )
     goes = survey_request.send_after.astimezone(zone)
     survey_request.status_detail = f"{messages.QUIET_HOURS.words}: goes at {goes:%Y-%m-%d %H:%M} {zone.key}{whose}"

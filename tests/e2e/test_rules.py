@@ -258,10 +258,17 @@ def test_quiet_hours_in_the_customers_zone_ask_intercom_once_and_fall_back_witho
     kolkata = ZoneInfo("Asia/Kolkata")
     start, end = (now - timedelta(minutes=30)).astimezone(kolkata), (now + timedelta(hours=2)).astimezone(kolkata)
     configure(account, time_zone="Asia/Kolkata", quiet_hours=f"{start:%H:%M}-{end:%H:%M}", quiet_hours_zone="customer")
-    deliver(closed("n1"))  # Ada's contact says nothing of where she is: the account's zone, where it is night
-    waiting = SurveyRequest.objects.get()
+    # Ada's contact says nothing of where she is; Gus's is gone from Intercom (404), his email in the webhook: both
+    # are read in the account's zone, where it is night, and neither is refused over a zone.
+    gone = ("contact-gone", "Gus Gone", "gus@customer.example")
+    deliver(closed("n1"), closed("n2", customer=gone))
+    assert {r.customer_time_zone: r.status for r in SurveyRequest.objects.all()} == {"unknown": S.SCHEDULED}
+    assert SurveyRequest.objects.filter(status=S.SCHEDULED).count() == 2
+    waiting = SurveyRequest.objects.get(conversation_id="n1")
     assert (waiting.status, waiting.customer_time_zone) == (S.SCHEDULED, "unknown")
-    assert waiting.status_detail.endswith("Asia/Kolkata (the account's: Intercom doesn't say where the customer is)")
+    assert waiting.status_detail.endswith(
+        "Asia/Kolkata (the account's: where Intercom says the customer is doesn't name one time zone)"
+    )
     locate(ADA[0], country="Ireland")  # too late: the zone was found once, and the send doesn't ask again
     survey_request_send(waiting.pk, now=waiting.send_after)
     waiting.refresh_from_db()

@@ -121,7 +121,7 @@ EXPECTED = {
         "",
     ),
     CREDIT: ("sent", "send", "", ""),
-    # Demo Company, quiet hours keeps them in each customer's time zone: Bea's contact says Japan, where it is day.
+    # Demo Company, quiet hours keeps them in each customer's time zone: Bea's contact says Japan, outside them.
     "Closed chat of Bea Buyer's, in Japan, at the same time (Demo Company, quiet hours keeps them in each customer's "
     "time zone)": ("sent", "send", "", ""),
     # Demo Company, sample (50%): of two closed chats of Omar's in a row, one is in the sample.
@@ -150,7 +150,7 @@ def test_demo_walks_through_every_scenario_and_the_status_page_shows_them(portal
     assert without_quiet(outcomes(output)) == EXPECTED
     assert quiet[:3] == ("scheduled", "send", "")
     assert quiet[3].startswith("Waiting for the account's quiet hours to end: goes at ")
-    assert quiet[3].endswith(" UTC (the account's: Intercom doesn't say where the customer is)")
+    assert quiet[3].endswith(" UTC (the account's: where Intercom says the customer is doesn't name one time zone)")
     # Credited to Omar, who replied last (Intercom's conversation parts), his email from GET /admins/{id}; and the
     # report says so.
     credited = SurveyRequest.objects.get(conversation_id=conversation_of(output, CREDIT))

@@ -330,7 +330,7 @@ class Command(BaseCommand):
             Scenario(
                 f"Closed chat of {in_japan[1]}'s, in Japan, at the same time (Demo Company, quiet hours keeps them in "
                 "each customer's time zone)",
-                "sent: it is day in Asia/Tokyo, where Intercom says she is",
+                "sent: outside the quiet hours in Asia/Tokyo, where Intercom says she is",
                 day,
                 [
                     closed_conversation(

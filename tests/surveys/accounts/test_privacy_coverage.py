@@ -61,8 +61,6 @@ NO_CUSTOMER_TEXT: dict[str, str] = {
     "surveys.SurveyRequest.team_id": "an Intercom team's id, checked as an id by the parser",
     "surveys.SurveyRequest.sample_stratum": "a teammate's Intercom admin id, as teammate_id holds it",
     "surveys.SurveyRequest.attribution": "the portal's own words on whom it credited, naming nobody",
-    "surveys.SurveyRequest.customer_time_zone": "an IANA time zone name (Europe/Dublin: a region shared by millions) "
-    "or 'unknown', for the quiet hours",
     # Django's and the libraries' tables.
     "admin.LogEntry": "what staff changed in the admin: an id, the row's name (no model's name holds a customer) "
     "and which fields",
@@ -204,7 +202,8 @@ BEA = "bea@customer.example"  # conversation_admin_closed_v2's customer, whom co
 BEA_NAME = "Bea Buyer"
 BEA_CONTACT = "6a1f0c2e9b3d4e0012ab0201"
 COMMENT = "The courier left my parcel in the rain"
-BEA_TEXT = (BEA, BEA_NAME, BEA_CONTACT, COMMENT)
+BEA_ZONE = "Pacific/Pitcairn"  # where Intercom said she is, for quiet hours kept in the customer's time zone
+BEA_TEXT = (BEA, BEA_NAME, BEA_CONTACT, COMMENT, BEA_ZONE)
 
 
 def holding_bea(model: type[Model], column: str) -> list[object]:
@@ -224,7 +223,10 @@ def plant_bea(client, account, monkeypatch, *, contact_deletion_ignored: bool) -
     assert post_webhook(client, load_fixture("conversation_admin_closed_v2")).status_code == 200
     survey_request = SurveyRequest.objects.get(customer_id=BEA_CONTACT)
     SurveyRequest.objects.filter(pk=survey_request.pk).update(
-        status=SurveyRequest.Status.SENT, sent_at=timezone.now(), status_detail=f"Stella said {BEA} bounced once"
+        status=SurveyRequest.Status.SENT,
+        sent_at=timezone.now(),
+        customer_time_zone=BEA_ZONE,
+        status_detail=f"Stella said {BEA} bounced once; it had waited for the quiet hours in {BEA_ZONE}",
     )
     survey_request.refresh_from_db()
     body = survey_request_feedback_request(survey_request, integration=account.integration).as_json()

@@ -113,6 +113,9 @@ PARIS = "Europe/Paris"
         ("21:00-08:00", "2026-03-03T07:00+00:00", "2026-03-03T07:00+00:00"),  # 08:00: the end is not quiet
         ("12:00-14:00", "2026-03-02T11:30+00:00", "2026-03-02T13:00+00:00"),  # within a day
         ("21:00-08:00", "2026-03-28T21:00+00:00", "2026-03-29T06:00+00:00"),  # over the spring change: 08:00 CEST
+        # The autumn change: 02:15 CET comes after 02:30 CEST; its quiet hours end at 02:30 CET, not before it.
+        ("21:00-02:30", "2026-10-25T01:15+00:00", "2026-10-25T01:30+00:00"),
+        ("21:00-02:30", "2026-10-25T00:15+00:00", "2026-10-25T00:30+00:00"),  # 02:15 CEST, the first time round
     ],
 )
 def test_quiet_hours_in_the_accounts_time_zone(hours, due, goes):
