@@ -198,7 +198,10 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+_SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+if _SQLITE:
+    # Django's, but in the cluster writers take turns for the write lock (portal/write_gate.py).
+    DATABASES["default"]["ENGINE"] = "portal.sqlite"
     DATABASES["default"]["OPTIONS"] = {
         # Concurrent writers (web workers, the cluster) queue for the write lock
         # instead of failing with "database is locked" half-way through a transaction.
@@ -333,7 +336,6 @@ INTAKE_BATCH_SECONDS = env.float("INTAKE_BATCH_SECONDS", default=10)
 # Each transaction of the intake claims up to INTAKE_BATCH_SIZE waiting webhooks and commits them together, after at
 # most INTAKE_BATCH_TRANSACTION_SECONDS. On SQLite that transaction holds the only write lock, so it stays short:
 # a webhook request waits behind it. On PostgreSQL up to INTAKE_DRAINS tasks drain at once (surveys/intake/process.py).
-_SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
 INTAKE_BATCH_SIZE = env.int("INTAKE_BATCH_SIZE", default=100 if _SQLITE else 200)
 INTAKE_BATCH_TRANSACTION_SECONDS = env.float("INTAKE_BATCH_TRANSACTION_SECONDS", default=0.05 if _SQLITE else 2.0)
 INTAKE_DRAINS = env.int("INTAKE_DRAINS", default=Q_CLUSTER["workers"])
