@@ -8,13 +8,24 @@ webhook's INSERT) holds it shared while it writes, and background writers take i
 each transaction, so none begins while a webhook is waiting. A webhook then waits for at most the one batch under
 way (INTAKE_BATCH_TRANSACTION_SECONDS). The operating system releases the lock of a process that dies.
 
-PostgreSQL locks rows, not the database: there the gate is open.
+Background writers take turns (`WriteTurn`): in the cluster's processes every write to the database, a transaction
+from its BEGIN to its COMMIT or ROLLBACK or a write statement of its own, first takes a turn, a lock file each
+process waits on in the kernel and is woken from as it is given back, so SQLite's busy handler never has to win the
+lock by polling. With polling, the drain's batches took it back within microseconds of each commit while the senders
+slept up to 100 ms between tries: during a 10,000-closure burst one of another account's sends waited 2.5-4.4 s for
+the lock to record Stella's answer and 3.4 s to claim its request (timestamps in the database, bench/fairness.py;
+py-spy showed the cluster's workers a third of their time in BEGIN IMMEDIATE). A turnstile of two lock files keeps
+the one who gave the lock back from taking it again ahead of one who waits: whoever waits for the lock holds the
+turnstile, so the next writer waits behind them.
+
+PostgreSQL locks rows, not the database: there the gate is open and nobody takes turns.
 """
 
 import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 from django.db import connection
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -66,9 +77,15 @@ def background_write_turn() -> None:
 BACKGROUND_BUSY_TIMEOUT_MS = 20_000
 
 
+_taking_turns = False
+
+
 def background_process() -> None:
     """Call once in a process that does background work (`runcluster`, before it forks its workers): its SQLite
-    connections wait longer for the write lock than a web request's, since nobody is waiting on the answer."""
+    connections wait longer for the write lock than a web request's, since nobody is waiting on the answer, and
+    write in turns (WriteTurn)."""
+    global _taking_turns  # noqa: PLW0603
+    _taking_turns = True
     connection_created.connect(_wait_longer, dispatch_uid="portal.write_gate.background")
     if connection.connection is not None:  # opened before this was called
         _wait_longer(None, connection)
@@ -78,3 +95,53 @@ def _wait_longer(sender: object, connection: BaseDatabaseWrapper, **kwargs: obje
     if connection.vendor == "sqlite":
         with connection.cursor() as cursor:
             cursor.execute(f"PRAGMA busy_timeout = {BACKGROUND_BUSY_TIMEOUT_MS}")
+
+
+def turns_taken() -> bool:
+    """Whether this process's writes to SQLite take turns (a background process's do)."""
+    return _taking_turns
+
+
+@dataclass
+class WriteTurn:
+    """One connection's turn to write to the SQLite database at `database` (its file name), among the background
+    processes' connections: `take()` waits for it (in the turnstile, then for the lock), `give()` hands it on.
+    Each connection opens the two lock files itself, again in a forked child: a lock belongs to its open file."""
+
+    database: str
+    held: bool = False
+    _files: tuple[int, int] | None = field(default=None, repr=False)
+    _pid: int = 0
+
+    def take(self) -> None:
+        if self.held:
+            return
+        turnstile, lock = self._opened()
+        fcntl.flock(turnstile, fcntl.LOCK_EX)  # behind whoever waits for the lock already
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        finally:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+        self.held = True
+
+    def give(self) -> None:
+        if self.held and self._pid == os.getpid() and self._files:
+            fcntl.flock(self._files[1], fcntl.LOCK_UN)
+        self.held = False
+
+    def _opened(self) -> tuple[int, int]:
+        if self._files is None or self._pid != os.getpid():  # a child's copies would share its parent's locks
+            self._files = tuple(  # type: ignore[assignment]
+                os.open(f"{self.database}.{name}", os.O_RDWR | os.O_CREAT, 0o600) for name in ("turnstile", "turn")
+            )
+            self._pid = os.getpid()
+            self.held = False
+        assert self._files is not None
+        return self._files
+
+    def close(self) -> None:
+        self.give()
+        if self._files and self._pid == os.getpid():
+            for descriptor in self._files:
+                os.close(descriptor)
+        self._files = None

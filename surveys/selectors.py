@@ -244,7 +244,10 @@ def send_candidates(survey_request: SurveyRequest, *, rules: Rules) -> list[Surv
             decision=Decision.SEND,
             status__in=SURVEYING,
         )
-    return list(others.filter(wanted).only(*HISTORY_FIELDS))
+    # Sorted here, not by the query: ordered by closed_at (the model's default), SQLite read the account's whole
+    # (account, closed_at) index to skip a sort, on every send of a 10,000 backlog, rather than the conversation's.
+    found = others.filter(wanted).only(*HISTORY_FIELDS).order_by()
+    return sorted(found, key=lambda other: other.closed_at, reverse=True)
 
 
 def closure_of(survey_request: SurveyRequest, *, looked_up: bool = False, employee_unknown: bool = False) -> Closure:

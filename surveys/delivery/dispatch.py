@@ -182,14 +182,15 @@ def _another_account_waits_for_a_worker(account_id: int) -> bool:
 
 
 # The account's oldest due request nobody holds, marked queued if the account has fewer than its share in flight
-# (the same rows as _oldest_due and _in_flight read, through the same indexes).
+# (the same rows as _oldest_due and _in_flight read, through the same indexes: SQLite takes the partial index only
+# for its condition as written there, so the count reads the account's few in flight, not its whole backlog).
 _TAKE_NEXT = """
     UPDATE {table} SET queued_at = %(now)s WHERE id = (
         SELECT id FROM {table} WHERE account_id = %(account)s AND status = %(scheduled)s AND queued_at IS NULL
         AND send_after <= %(now)s ORDER BY send_after, id LIMIT 1
     ) AND (
         SELECT count(*) FROM {table} WHERE account_id = %(account)s
-        AND (status = %(sending)s OR (status = %(scheduled)s AND queued_at IS NOT NULL))
+        AND ("status" = %(sending)s OR ("queued_at" IS NOT NULL AND "status" = %(scheduled)s))
     ) < %(cap)s
     RETURNING id
 """

@@ -119,7 +119,7 @@ def _next_batch(*, deadline: float, now: datetime | None, helper_queued: bool) -
     tasks = TaskBatch()  # the batch's sends, queued in one statement once it has committed
     with transaction.atomic():
         # On SQLite, what arrived in the inbox first, committed with the batch (integrations/inbox.py).
-        arrived = inbox_move(limit=settings.INTAKE_BATCH_SIZE)
+        arrived = inbox_move(limit=settings.INTAKE_INBOX_MOVE)
         claim = inbound_webhooks_claim(limit=settings.INTAKE_BATCH_SIZE)
         if not claim.claimed and not arrived:
             return None

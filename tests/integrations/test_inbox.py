@@ -12,8 +12,10 @@ from django.db import connection, transaction
 from integrations import inbox
 from integrations.models import InboundWebhook, WebhookInboxMark
 from portal.schedules import PROCESS_WEBHOOKS_TASK
+from surveys.intake import process as intake
 from surveys.models import SurveyRequest
 from surveys.tasks import process_inbound_webhooks
+from tests.factories import AccountFactory
 from tests.helpers import notification, post_webhook, queued_tasks
 
 pytestmark = [
@@ -125,3 +127,22 @@ def test_no_webhook_wakes_the_intake_while_a_drain_is_at_work(client, account):
         assert process_inbound_webhooks() == 0  # and a second drain leaves it to the one at work
     assert inbox.inbox_waiting() == 1  # what the drain at work finds as it lets go, and drains
     assert process_inbound_webhooks() == 1
+
+
+def test_a_batch_moves_more_than_it_claims_so_another_workspace_goes_before_a_burst_in_the_inbox(
+    client, account, settings
+):
+    """The claim takes turns across workspaces among what the database has: a burst ahead in the inbox is moved
+    past in one batch, so another workspace's webhook is acted on in the first batch, not after the burst's."""
+    settings.INTAKE_BATCH_SIZE, settings.INTAKE_INBOX_MOVE = 3, 30
+    settings.INTAKE_BATCH_TRANSACTION_SECONDS = 60  # the whole claim, however busy the machine
+    other = AccountFactory(intercom_workspace_id="ws2other")
+    for n in range(6):
+        assert post_webhook(client, closure(n), process=False).status_code == 200
+    payload = notification("conversation_admin_closed", id="b0", app_id=other.intercom_workspace_id)
+    assert post_webhook(client, payload, process=False).status_code == 200
+
+    assert intake._next_batch(deadline=float("inf"), now=None, helper_queued=False) == (3, 7, False)
+    done = InboundWebhook.objects.filter(status=InboundWebhook.Status.PROCESSED).values_list("notification_id")
+    assert sorted(pk for (pk,) in done) == ["b0", "n0", "n1"]
+    assert SurveyRequest.objects.filter(account=other).count() == 1

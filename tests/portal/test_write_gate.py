@@ -3,16 +3,19 @@
 import json
 import sqlite3
 import threading
+import time
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
 
 from integrations.intercom.payloads import IntercomNotification
 from integrations.models import InboundWebhook
 from integrations.webhooks import conversation_key
+from portal import write_gate
+from portal.write_gate import WriteTurn
 from surveys.intake.process import inbound_webhooks_process_pending
 from tests.helpers import WORKSPACE_ID, notification, sign, wait_until
 
@@ -110,3 +113,63 @@ def test_a_webhook_that_cant_be_stored_within_the_bound_is_answered_503_before_i
     assert response.status_code == 503
     assert gave_up_first  # answered while the lock was still held, not after it was let go
     assert not InboundWebhook.objects.filter(notification_id="backlog-1").exists()
+
+
+def test_a_writer_waiting_for_its_turn_goes_before_the_one_who_gave_it_back(tmp_path):
+    """The drain commits a batch and wants the lock again at once: whoever waited meanwhile goes first."""
+    database = str(tmp_path / "portal.sqlite3")
+    drain, sender = WriteTurn(database), WriteTurn(database)  # each its own files, as two processes' connections
+    order: list[str] = []
+    drain.take()
+
+    def send() -> None:
+        sender.take()
+        order.append("sender")
+        time.sleep(0.2)
+        sender.give()
+
+    waiting = threading.Thread(target=send)
+    waiting.start()
+    time.sleep(0.2)  # the sender waits for the lock
+    drain.give()
+    drain.take()
+    order.append("drain again")
+    drain.give()
+    waiting.join()
+    drain.close()
+    sender.close()
+
+    assert order == ["sender", "drain again"]
+
+
+def test_in_the_cluster_a_write_waits_for_its_turn_and_a_read_does_not(account, monkeypatch):
+    """Every write of a background process, a transaction or a statement on its own, waits for its turn; a read
+    never does (WAL: readers don't take the write lock)."""
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's one write lock: PostgreSQL locks rows")
+    monkeypatch.setattr(write_gate, "_taking_turns", True)
+    other = WriteTurn(str(connection.settings_dict["NAME"]))  # another process's connection, writing
+    other.take()
+    done: list[str] = []
+
+    def work() -> None:
+        try:
+            done.append(f"read {InboundWebhook.objects.count()}")
+            InboundWebhook.objects.filter(pk=0).update(error="")  # a statement on its own
+            done.append("statement")
+            with transaction.atomic():
+                InboundWebhook.objects.filter(pk=0).update(error="")
+            done.append("transaction")
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    time.sleep(0.5)
+    while_held = list(done)
+    other.give()
+    worker.join(timeout=30)
+    other.close()
+
+    assert while_held == ["read 0"]
+    assert done == ["read 0", "statement", "transaction"]

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import responses
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from integrations.models import InboundWebhook
@@ -215,3 +216,32 @@ def test_out_of_time_a_sender_hands_its_slot_on_through_the_queue(
     assert queued_sends() == [first.pk, second.pk]
     second.refresh_from_db()
     assert (second.status, second.queued_at is not None) == (S.SCHEDULED, True)
+
+
+@responses.activate
+def test_a_send_reads_its_conversation_and_the_few_in_flight_not_the_accounts_backlog(
+    account, settings, django_capture_on_commit_callbacks
+):
+    """Each send of a burst runs these reads; on SQLite (no statistics) the planner read every scheduled request, or
+    the account's whole backlog, for three of them, so one cluster sent 10,000 at about 17 a second. The plan of
+    each names the index that keeps it to the conversation or to the requests in flight."""
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's planner, without statistics")
+    settings.SEND_ACCOUNT_IN_FLIGHT = 1
+    now, requests = due_now(account, 3, settings)
+    with django_capture_on_commit_callbacks(execute=True), CaptureQueriesContext(connection) as ran:
+        survey_requests_dispatch(now=now)
+        send_survey_request(requests[0].pk)
+
+    def plan(*fragments: str) -> str:
+        """The plan of the first query run with all these in its SQL (a send runs each once)."""
+        sql = next(query["sql"] for query in ran.captured_queries if all(part in query["sql"] for part in fragments))
+        with connection.cursor() as cursor:
+            cursor.execute(f"EXPLAIN QUERY PLAN {sql}")
+            return " ".join(str(row[-1]) for row in cursor.fetchall())
+
+    candidates = plan('"surveys_surveyrequest"."conversation_id" = ', 'NOT ("surveys_surveyrequest"."id" = ')
+    assert "conversation_id=?" in candidates  # send_candidates: the conversation's, not the account's by closed_at
+    another_waits = plan('"queued_at" IS NOT NULL', 'NOT ("surveys_surveyrequest"."account_id" = ')
+    assert "survey_request_queued" in another_waits  # not every scheduled request, by (status, send_after)
+    assert "survey_request_in_flight" in plan("RETURNING id", "count(*)")  # the account's in flight, not its backlog
