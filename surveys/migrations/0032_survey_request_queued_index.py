@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('integrations', '0013_webhook_inbox_mark'),
-        ('surveys', '0030_rules_on_record'),
+        ('surveys', '0031_quiet_hours_in_customer_zone'),
     ]
 
     operations = [
