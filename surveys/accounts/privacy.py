@@ -30,7 +30,7 @@ from django_q.models import Failure, Task
 from integrations.models import InboundWebhook
 from portal.queue import enqueue
 from portal.schedules import ERASE_EXPIRED_TASK, send_task_name
-from surveys.decisions.decision import CancelReason
+from surveys.decisions.decision import CancelReason, customer_zone_found
 from surveys.delivery.survey_requests import InvalidTransition, survey_request_transition
 from surveys.models import (
     Account,
@@ -336,7 +336,7 @@ def _survey_requests_erase(ids: list[int], *, note: str, now: datetime, retentio
     for pk, email, name, contact_id, zone, detail in requests.values_list(*columns):
         people[pk] = (email, name, contact_id)
         # A quiet-hours detail names the customer's zone ("goes at … Pacific/Pitcairn (the customer's time zone)").
-        found_zone = zone if "/" in zone else ""
+        found_zone = zone if customer_zone_found(zone) else ""
         if (scrubbed := _scrub(detail, *people[pk], found_zone)) != detail:
             quoted.append(SurveyRequest(pk=pk, status_detail=scrubbed))
     SurveyRequest.objects.bulk_update(quoted, ["status_detail"], batch_size=BATCH)

@@ -41,6 +41,14 @@ from surveys.decisions.rules import (
 
 # A customer's time zone the send's look-up couldn't find (SurveyRequest.customer_time_zone): the account's is used.
 UNKNOWN_ZONE = "unknown"
+
+
+def customer_zone_found(zone: str) -> bool:
+    """Whether a request's `customer_time_zone` is a zone Intercom's location named ("": never asked; UNKNOWN_ZONE:
+    asked, no one zone)."""
+    return zone not in ("", UNKNOWN_ZONE)
+
+
 # Status values (SurveyRequest.Status), as strings: this module reads no model.
 SCHEDULED, SENDING, SENT, CANCELLED = "scheduled", "sending", "sent", "cancelled"
 GONE_OUT = frozenset({SENDING, SENT})
@@ -93,9 +101,8 @@ class QuietHours:
             return due
         day = local.date() + timedelta(days=1 if next_day else 0)
         end = datetime.combine(day, self.end, tzinfo=self.zone)
-        if (
-            end.timestamp() <= due.timestamp()
-        ):  # the night clocks go back, due in the hour that comes twice: its end is the second one
+        # The night clocks go back, due in the hour that comes twice: its end is the second one.
+        if end.timestamp() <= due.timestamp():
             end = end.replace(fold=1)
         return max(due, end.astimezone(due.tzinfo))
 
@@ -155,9 +162,14 @@ class Rules:
             return None
         return self.quiet_hours if zone == UNKNOWN_ZONE else _quiet_hours_in(self.quiet_hours, zone)
 
+    @property
+    def quiet_in_customer_zone(self) -> bool:
+        """Whether there are quiet hours, kept in each customer's time zone."""
+        return self.customer_zone and self.quiet_hours is not None
+
     def zone_wanted(self, zone: str) -> bool:
         """Whether a survey recorded with `zone` must look up its customer's time zone before it may go."""
-        return self.customer_zone and self.quiet_hours is not None and not zone
+        return self.quiet_in_customer_zone and not zone
 
     @property
     def longest_wait(self) -> timedelta:

@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from integrations.vocabulary import Channel
 from portal.durations import format_duration
-from surveys.decisions.decision import UNKNOWN_ZONE
+from surveys.decisions.decision import Rules, customer_zone_found
 from surveys.decisions.replay import CANCELLED, ClosureResult, Loaded, Replay, ReplayedClosure, load_closures, untag
 from surveys.models import Account, IntegrationSettings
 
@@ -104,8 +104,8 @@ class DryRunResult:
     erased: int
     # Ended before Intercom was asked for their teammates' replies: the minimum of replies can't judge them.
     replies_unknown: int
-    # Never asked Intercom where their customer is (ended first, or the quiet hours were the account's): quiet hours
-    # kept in each customer's time zone are read in the account's for them.
+    # When the proposed quiet hours are kept in each customer's time zone: no zone of their customer's (never asked,
+    # or Intercom named none), so read in the account's. 0 otherwise.
     zones_unknown: int
     # Replayed with the current settings, these come out otherwise than they did: the settings
     # changed during these days, or webhooks came out of order.
@@ -205,7 +205,9 @@ def dry_run(
         channel_unknown=sum(not closure.channel for closure in closures),
         erased=sum(bool(closure.erased) for closure in closures),
         replies_unknown=sum(closure.replies_at_send is None for closure in closures),
-        zones_unknown=sum(closure.customer_time_zone in ("", UNKNOWN_ZONE) for closure in closures),
+        zones_unknown=sum(not customer_zone_found(closure.customer_time_zone) for closure in closures)
+        if Rules.of(proposed).quiet_in_customer_zone
+        else 0,
         baseline_mismatches=_differences(stored, baseline),
         events=len(loaded.events),
         load_seconds=loaded.seconds,

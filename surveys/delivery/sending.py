@@ -453,13 +453,13 @@ def _look_up_customer(
 ) -> None:
     """The customer's email where the webhook left it out, and their time zone where the quiet hours are kept in it."""
     zone_wanted = Rules.of(integration).zone_wanted(survey_request.customer_time_zone)
-    if survey_request.customer_email:
-        if zone_wanted:
-            survey_request.customer_time_zone = _customer_zone(survey_request, client=client)
-        return
     if not survey_request.customer_id:
         if zone_wanted:
             survey_request.customer_time_zone = UNKNOWN_ZONE  # no contact to ask: the account's zone
+        return
+    if survey_request.customer_email:
+        if zone_wanted:
+            survey_request.customer_time_zone = _customer_zone(survey_request, client=client)
         return
     try:
         contact = client.contact(survey_request.customer_id)
@@ -474,8 +474,6 @@ def _look_up_customer(
 def _customer_zone(survey_request: SurveyRequest, *, client: IntercomClient) -> str:
     """Where Intercom says a customer whose email is known is, as a time zone: asked only for the quiet hours, so a
     contact gone or an Intercom down means the account's zone, never a failed send or a Stella attempt spent."""
-    if not survey_request.customer_id:
-        return UNKNOWN_ZONE
     try:
         contact = client.contact(survey_request.customer_id)
     except (IntercomRateLimited, IntercomTokenRejected):

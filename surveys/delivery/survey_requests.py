@@ -21,13 +21,13 @@ from integrations.vocabulary import email_normalised
 from portal.queue import TaskBatch
 from surveys.decisions.decision import (
     CANCELLING_KINDS,
-    UNKNOWN_ZONE,
     CancelReason,
     Known,
     Rules,
     Stage,
     cancel_reason,
     closure_decide,
+    customer_zone_found,
 )
 from surveys.decisions.rules import Decision, InvalidReason
 from surveys.delivery.dispatch import survey_requests_admit
@@ -162,10 +162,9 @@ def survey_request_quiet_detail(survey_request: SurveyRequest, *, integration: I
     zone = quiet.zone if quiet else ZoneInfo(integration.time_zone)
     whose = ""
     if rules.customer_zone:
-        found = survey_request.customer_time_zone not in ("", UNKNOWN_ZONE)
         whose = (
             " (the customer's time zone)"
-            if found
+            if customer_zone_found(survey_request.customer_time_zone)
             else " (the account's: where Intercom says the customer is doesn't name one time zone)"
         )
     goes = survey_request.send_after.astimezone(zone)

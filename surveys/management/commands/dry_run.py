@@ -60,7 +60,7 @@ def notes(result: DryRunResult) -> list[str]:
             f"{result.replies_unknown} closures ended before Intercom was asked for their teammates' replies: "
             "the minimum of replies can't change them here."
         )
-    if result.zones_unknown and "each customer's time zone" in result.proposed_settings["quiet hours"]:
+    if result.zones_unknown:
         found.append(
             f"{result.zones_unknown} closures have no time zone of their customer's (Intercom wasn't asked, or didn't "
             "say): their quiet hours are read in the account's time zone here."

@@ -488,3 +488,16 @@ def test_a_survey_a_teammate_stopped_in_intercom_stays_stopped_in_the_replay(acc
     result = run(account, suppression_window=timedelta(days=2))
     stopped = ClosureResult(CANCELLED, CancelReason.STOPPED_IN_INTERCOM)
     assert (result.baseline_mismatches, counts(result)) == (0, ({stopped: 1}, {stopped: 1}))
+
+
+def test_quiet_hours_in_each_customers_zone_say_how_many_customers_zones_are_unknown(account, capsys):
+    """Proposing quiet hours kept in each customer's time zone: closures whose customer's zone the send never found
+    are counted (read in the account's zone); not proposing them counts none."""
+    sent(account, days_ago=3, conversation_id="z1", customer_time_zone="Europe/Dublin")
+    sent(account, days_ago=2, conversation_id="z2", customer_time_zone="unknown")
+    sent(account, days_ago=1, conversation_id="z3")  # never asked
+    assert run(account, quiet_hours="21:00-08:00", quiet_hours_zone="customer").zones_unknown == 2
+    assert run(account, quiet_hours="21:00-08:00").zones_unknown == 0
+    assert run(account, quiet_hours_zone="customer").zones_unknown == 0  # no quiet hours to keep
+    call_command("dry_run", str(account.pk), "--quiet-hours", "21:00-08:00", "--quiet-hours-zone", "customer")
+    assert "2 closures have no time zone of their customer's" in capsys.readouterr().out
