@@ -77,6 +77,10 @@ def test_a_csm_keeps_quiet_hours_in_each_customers_night(live_server, page, log)
         name="Northwind Traders International Support (EMEA)", intercom_workspace_id="wsnorthq",
         integration__intercom_access_token="sandbox-token-browser",
     )  # fmt: skip
+    SurveyRequestFactory(
+        account=account, conversation_id="7100", closed_at=timezone.now() - timedelta(hours=5),
+        status=SurveyRequest.Status.SENT, decision=Decision.SEND,
+    )  # fmt: skip
     log_in(page, f"{live_server.url}/admin/login/", "csm", "csm-pw-12345")
     page.wait_for_url("**/admin/")
     page.goto(f"{live_server.url}/admin/surveys/account/{account.pk}/change/")
@@ -98,3 +102,10 @@ def test_a_csm_keeps_quiet_hours_in_each_customers_night(live_server, page, log)
     expect(page.locator(".field", has=page.locator("#id_quiet_hours_zone"))).to_contain_text(
         "current: 21:00-08:00 in each customer's time zone (else America/New_York)"
     )
+    page.get_by_role("button", name="Dry run").click()
+    # One closure recorded before the account asked Intercom where its customers are: read in the account's zone.
+    note = page.locator("ul.notes li", has_text="has no time zone of its customer's")
+    expect(note).to_contain_text("1 closure has no time zone of its customer's")
+    note.scroll_into_view_if_needed()
+    box = note.bounding_box()
+    assert box and box["x"] + box["width"] <= 1366, box
