@@ -328,8 +328,9 @@ SEND_ACCOUNT_PER_TICK = env.int("SEND_ACCOUNT_PER_TICK", default=20)
 # quarter of Q_TIMEOUT), then hands it on through the queue: an account's share of the workers stays busy without
 # waiting on the queue's poll.
 SEND_CHAIN_SECONDS = env.float("SEND_CHAIN_SECONDS", default=5.0)
-# `manage.py runcluster` lowers its CPU priority by this much (nice), so on a machine it shares with the web
-# process, webhooks are answered first and the backlog takes what is left; 0 leaves it as started.
+# `manage.py runcluster` lowers its CPU priority by this much (its nice, and its session's when it leads one:
+# portal/priority.py), so on a machine it shares with the web process, webhooks are answered first and the backlog
+# takes what is left; 0 leaves it as started.
 CLUSTER_NICE = env.int("CLUSTER_NICE", default=10)
 # One run of the intake task works this long, then hands over to a fresh one: far inside the timeout.
 INTAKE_BATCH_SECONDS = env.float("INTAKE_BATCH_SECONDS", default=10)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -62,6 +63,10 @@ def test_two_runclusters_send_what_comes_due_once_without_the_scheduler(live_ser
             message="runcluster never lowered its priority",
         )
         assert os.getpriority(os.PRIO_PROCESS, clusters[0].pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
+        # It leads a session of its own, which Linux's autogroup schedules as one against the web's: lowered too.
+        autogroup = Path(f"/proc/{clusters[0].pid}/autogroup")
+        if autogroup.exists():
+            assert autogroup.read_text().split()[-2:] == ["nice", "10"]
         wait_until(
             lambda: not SurveyRequest.objects.exclude(status=SurveyRequest.Status.SENT).exists(),
             timeout=90,

@@ -1,5 +1,4 @@
 import logging
-import os
 import signal
 import time
 from types import FrameType
@@ -12,6 +11,7 @@ from django_q.cluster import Cluster
 
 from portal.heartbeat import Heartbeat
 from portal.metrics import metrics_dir_prepare
+from portal.priority import priority_lower
 from portal.write_gate import background_process
 from surveys.delivery.on_time import DuePoller
 
@@ -28,9 +28,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         settings.SECRET_KEY  # noqa: B018  (as qcluster: signing needs it, so fail now rather than in a worker)
         # Background work yields the CPU to web requests on a shared machine: Intercom waits on the webhook's
-        # answer, nobody waits on a drain's next batch. Its workers, forked below, inherit the niceness.
+        # answer, nobody waits on a drain's next batch. Its workers, forked below, inherit the priority.
         if settings.CLUSTER_NICE:
-            os.nice(settings.CLUSTER_NICE)
+            lowered = priority_lower(settings.CLUSTER_NICE)
+            logger.info("cluster.priority_lowered", extra={"nice": settings.CLUSTER_NICE, "lowered": lowered})
         background_process()  # on SQLite, its connections wait longer for the write lock than a request's
         # Before any worker is forked: its workers pool their counts there, for the heartbeat to carry to /metrics.
         if settings.PROMETHEUS_MULTIPROC_DIR:
