@@ -66,7 +66,11 @@ def test_two_runclusters_send_what_comes_due_once_without_the_scheduler(live_ser
         # It leads a session of its own, which Linux's autogroup schedules as one against the web's: lowered too.
         autogroup = Path(f"/proc/{clusters[0].pid}/autogroup")
         if autogroup.exists():
-            assert autogroup.read_text().split()[-2:] == ["nice", "10"]
+            wait_until(
+                lambda: autogroup.read_text().split()[-2:] == ["nice", "10"],
+                timeout=10,
+                message=lambda: f"the cluster's session was left at {autogroup.read_text().strip()}",
+            )
         wait_until(
             lambda: not SurveyRequest.objects.exclude(status=SurveyRequest.Status.SENT).exists(),
             timeout=90,
