@@ -146,3 +146,34 @@ def test_a_batch_moves_more_than_it_claims_so_another_workspace_goes_before_a_bu
     done = InboundWebhook.objects.filter(status=InboundWebhook.Status.PROCESSED).values_list("notification_id")
     assert sorted(pk for (pk,) in done) == ["b0", "n0", "n1"]
     assert SurveyRequest.objects.filter(account=other).count() == 1
+
+
+def wal_restarts(path: str) -> int:
+    """How often the inbox's write-ahead log was started over after a checkpoint copied it all into the file: the
+    checkpoint sequence number in the log's header."""
+    with open(path + "-wal", "rb") as log:
+        return int.from_bytes(log.read(16)[12:16], "big")
+
+
+def test_a_webhook_request_leaves_the_inbox_checkpoint_to_the_drain(client, account):
+    """SQLite makes the commit that takes the log past its checkpoint size do the checkpoint, fsyncs and all, while
+    Intercom waits on the answer: the drain does it as it prunes instead."""
+    path = inbox.inbox_path()
+    assert path is not None
+
+    def padded(n: int) -> dict:
+        payload = closure(n)
+        payload["data"]["item"]["padding"] = "x" * 8000  # about 3 pages of the log a webhook
+        return payload
+
+    assert post_webhook(client, padded(0), process=False).status_code == 200
+    restarts = wal_restarts(path)
+    for n in range(1, 500):
+        assert post_webhook(client, padded(n), process=False).status_code == 200
+
+    assert Path(path + "-wal").stat().st_size > 1000 * 4096  # past SQLite's own checkpoint size (1,000 pages)
+    assert wal_restarts(path) == restarts  # no request checkpointed it
+
+    assert process_inbound_webhooks() == 500  # moves, acts, prunes, checkpoints
+    assert post_webhook(client, padded(500), process=False).status_code == 200
+    assert wal_restarts(path) == restarts + 1  # the log was all in the file: the next write starts it over
