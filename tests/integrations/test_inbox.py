@@ -148,6 +148,12 @@ def test_a_batch_moves_more_than_it_claims_so_another_workspace_goes_before_a_bu
     assert SurveyRequest.objects.filter(account=other).count() == 1
 
 
+def padded(n: int) -> dict:
+    payload = closure(n)
+    payload["data"]["item"]["padding"] = "x" * 8000  # about 3 pages of the inbox's log a webhook
+    return payload
+
+
 def wal_restarts(path: str) -> int:
     """How often the inbox's write-ahead log was started over after a checkpoint copied it all into the file: the
     checkpoint sequence number in the log's header."""
@@ -160,12 +166,6 @@ def test_a_webhook_request_leaves_the_inbox_checkpoint_to_the_drain(client, acco
     Intercom waits on the answer: the drain does it as it prunes instead."""
     path = inbox.inbox_path()
     assert path is not None
-
-    def padded(n: int) -> dict:
-        payload = closure(n)
-        payload["data"]["item"]["padding"] = "x" * 8000  # about 3 pages of the log a webhook
-        return payload
-
     assert post_webhook(client, padded(0), process=False).status_code == 200
     restarts = wal_restarts(path)
     for n in range(1, 500):
@@ -177,3 +177,17 @@ def test_a_webhook_request_leaves_the_inbox_checkpoint_to_the_drain(client, acco
     assert process_inbound_webhooks() == 500  # moves, acts, prunes, checkpoints
     assert post_webhook(client, padded(500), process=False).status_code == 200
     assert wal_restarts(path) == restarts + 1  # the log was all in the file: the next write starts it over
+
+
+def test_with_no_drain_a_request_still_checkpoints_the_inbox_past_its_bound(client, account, monkeypatch):
+    """The log stays bounded while no cluster runs: past CHECKPOINT_PAGES a request checkpoints it after all."""
+    monkeypatch.setattr(inbox, "CHECKPOINT_PAGES", 200)  # read as the inbox's connection opens, below
+    path = inbox.inbox_path()
+    assert path is not None
+    assert post_webhook(client, padded(0), process=False).status_code == 200
+    restarts = wal_restarts(path)
+    for n in range(1, 150):  # about 450 pages of the log: past 200, not past SQLite's own 1,000
+        assert post_webhook(client, padded(n), process=False).status_code == 200
+
+    assert wal_restarts(path) > restarts
+    assert Path(path + "-wal").stat().st_size < 1000 * 4096
